@@ -1,0 +1,76 @@
+"""exoarmur's kernel: envelopes, mailboxes, actors, refs and the actor system.
+
+Imports nothing from supervisors/ or actors/.
+"""
+
+from runtime.actor import Actor, handles
+from runtime.audit import AuditEvent, AuditSink, JsonlAuditSink, MemoryAuditSink, read_jsonl
+from runtime.cell import ActorContext, CellState
+from runtime.codes import ReasonCode
+from runtime.deadletters import DeadLetter, DeadLetters
+from runtime.envelope import Envelope
+from runtime.errors import (
+    ActorCrashed,
+    ActorNotFound,
+    ActorUnavailable,
+    BreakerOpen,
+    Conflict,
+    DeadlineExceeded,
+    Denied,
+    DuplicateSuppressed,
+    ExoarmurError,
+    Fatal,
+    InvalidInput,
+    Overloaded,
+    RetryExhausted,
+    TenantMismatch,
+    error_for,
+)
+from runtime.mailbox import MailboxConfig, MailboxStatistics, Overflow
+from runtime.messages import MESSAGES, MessageRegistry, message, wire_name
+from runtime.ref import ActorRef
+from runtime.system import ActorSystem, SystemStatistics
+from runtime.timeouts import TimeoutCategory, TimeoutPolicy
+
+__all__ = [
+    "MESSAGES",
+    "Actor",
+    "ActorContext",
+    "ActorCrashed",
+    "ActorNotFound",
+    "ActorRef",
+    "ActorSystem",
+    "ActorUnavailable",
+    "AuditEvent",
+    "AuditSink",
+    "BreakerOpen",
+    "CellState",
+    "Conflict",
+    "DeadLetter",
+    "DeadLetters",
+    "DeadlineExceeded",
+    "Denied",
+    "DuplicateSuppressed",
+    "Envelope",
+    "ExoarmurError",
+    "Fatal",
+    "InvalidInput",
+    "JsonlAuditSink",
+    "MailboxConfig",
+    "MailboxStatistics",
+    "MemoryAuditSink",
+    "MessageRegistry",
+    "Overflow",
+    "Overloaded",
+    "ReasonCode",
+    "RetryExhausted",
+    "SystemStatistics",
+    "TenantMismatch",
+    "TimeoutCategory",
+    "TimeoutPolicy",
+    "error_for",
+    "handles",
+    "message",
+    "read_jsonl",
+    "wire_name",
+]

@@ -1,0 +1,98 @@
+"""The Actor base class: handlers by message type, lifecycle hooks.
+
+    class Counter(Actor):
+        mailbox_capacity = 100
+
+        def __init__(self, *, start: int = 0) -> None:
+            self.total = start
+
+        @handles(Add)
+        def add(self, message: Add) -> int:  # plain def: cannot suspend
+            self.total += message.amount
+            return self.total
+
+        @handles(Fetch)
+        async def fetch(self, message: Fetch) -> int:  # async def: runs in a
+            await self.store.get(...)                   # cancel scope at the deadline
+            ...
+
+An actor handles one envelope at a time. A plain `def` handler cannot suspend,
+so the deadline is checked once when the envelope is taken; an `async def`
+handler runs inside a cancel scope that fires at the envelope's deadline. The
+envelope being handled is `self.context.envelope`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from runtime.mailbox import Overflow, validate_capacity
+from runtime.messages import wire_name
+
+if TYPE_CHECKING:
+    from runtime.cell import ActorContext
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# (handler function, is it a coroutine function)
+Handler = tuple[Callable[..., Any], bool]
+
+
+def handles(*message_types: type) -> Callable[[F], F]:
+    """Mark a method as the handler of the given @message classes."""
+    for cls in message_types:
+        wire_name(cls)  # raises for a class that is not a @message
+
+    def mark(fn: F) -> F:
+        fn.__handles__ = message_types  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+class Actor:
+    # Defaults; each can be overridden per class, and capacity/overflow per
+    # path in config.
+    mailbox_capacity: ClassVar[int] = 1000
+    overflow: ClassVar[Overflow] = Overflow.WAIT
+    # Envelopes handled per turn before the drain yields to other tasks.
+    throughput: ClassVar[int] = 512
+
+    # Filled in by __init_subclass__.
+    _dispatch: ClassVar[dict[type, Handler]] = {}
+    _has_started: ClassVar[bool] = False
+    _has_stopping: ClassVar[bool] = False
+
+    # Set by the runtime before `started` runs.
+    context: ActorContext
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        validate_capacity(cls.mailbox_capacity)
+        Overflow(cls.overflow)
+        if not isinstance(cls.throughput, int) or cls.throughput <= 0:
+            raise ValueError(f"{cls.__qualname__}.throughput must be a positive int")
+        dispatch: dict[type, Handler] = {}
+        for base in reversed(cls.__mro__[1:]):
+            dispatch.update(getattr(base, "_dispatch", {}))
+        own: dict[type, str] = {}
+        for name, fn in vars(cls).items():
+            for message_type in getattr(fn, "__handles__", ()):
+                if message_type in own:
+                    raise TypeError(
+                        f"{cls.__qualname__}: {message_type.__qualname__} is handled by both "
+                        f"{own[message_type]} and {name}"
+                    )
+                own[message_type] = name
+                dispatch[message_type] = (fn, inspect.iscoroutinefunction(fn))
+        cls._dispatch = dispatch
+        cls._has_started = cls.started is not Actor.started
+        cls._has_stopping = cls.stopping is not Actor.stopping
+
+    async def started(self) -> None:
+        """Runs before the first envelope (and again in a restarted instance)."""
+
+    async def stopping(self) -> None:
+        """Runs once the mailbox is drained or dead-lettered at stop."""

@@ -1,0 +1,104 @@
+"""Audit events and the sinks that keep them.
+
+The runtime emits one `AuditEvent` per failure a caller can see (same code as
+the exception) and one per dead letter nobody else was told about. `emit` is
+synchronous and must not block the event loop for long: sinks buffer or append.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import attrs
+import orjson
+
+from runtime.codes import ReasonCode
+
+
+@attrs.frozen
+class AuditEvent:
+    kind: str  # what happened: "rejected", "dead_letter", "crashed", "deadline", ...
+    code: ReasonCode
+    at: float  # runtime clock
+    path: str | None = None  # the actor concerned
+    message: str | None = None  # wire name (or class name) of the message
+    tenant: str | None = None
+    sender: str | None = None
+    correlation_id: str | None = None
+    trace_id: str | None = None
+    idempotency_key: str | None = None
+    attempt: int | None = None
+    detail: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> AuditEvent:
+        fields = {f.name for f in attrs.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in fields}
+        kwargs["code"] = ReasonCode(kwargs["code"])
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+
+@runtime_checkable
+class AuditSink(Protocol):
+    def emit(self, event: AuditEvent) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryAuditSink:
+    """Keeps every event in memory, in order. For tests and inspection."""
+
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    def emit(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+    def close(self) -> None:
+        pass
+
+    def counts(self) -> Counter[ReasonCode]:
+        return Counter(e.code for e in self.events)
+
+    def of(self, code: ReasonCode) -> list[AuditEvent]:
+        return [e for e in self.events if e.code == code]
+
+
+class JsonlAuditSink:
+    """Appends one JSON object per line; each line is flushed as it is written.
+
+    With `fsync=True` each line is also forced to disk (slow; for tests of
+    durability across kill -9 use it, or rely on the JetStream sink)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "ab")  # noqa: SIM115 - closed by close()
+        self._fsync = fsync
+
+    def emit(self, event: AuditEvent) -> None:
+        record = event.to_json()
+        record["wall_time"] = time.time()
+        self._file.write(orjson.dumps(record) + b"\n")
+        self._file.flush()
+        if self._fsync:
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> Iterator[AuditEvent]:
+    """Replay a JSONL audit log, in order."""
+    with open(path, "rb") as file:
+        for line in file:
+            if line.strip():
+                yield AuditEvent.from_json(orjson.loads(line))

@@ -1,0 +1,496 @@
+"""The runtime side of one actor: its mailbox, its drain, its stop.
+
+Where a message waits: in `Mailbox.queue` until a drain takes it, or, for a
+`wait`-policy sender with no room, in `Mailbox.wait_for_room`.
+
+Who runs it: an idle actor holds no task. The send that makes the mailbox
+non-empty schedules `_drain` in the cell's host task group (the system's, or its
+supervisor's). The drain handles up to `throughput` envelopes per turn without
+yielding, yields once between turns, lingers two scheduler passes when the mailbox
+empties (so a ping-pong asker finds it still running), then returns.
+
+Where timeouts come from: the envelope's deadline. It is checked when the
+envelope is taken (a plain `def` handler cannot suspend, so that is enough) and
+an `async def` handler runs in a cancel scope at that deadline (or the stop
+deadline, whichever is first).
+
+States (a transition table; anything else is a bug):
+    RUNNING -> STOPPING -> STOPPED
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import outcome
+
+from runtime.actor import Actor, Handler
+from runtime.backend import Reply
+from runtime.codes import ReasonCode
+from runtime.envelope import Envelope
+from runtime.errors import ExoarmurError
+from runtime.mailbox import Mailbox, Overflow
+from runtime.messages import timeout_category
+from runtime.timeouts import TimeoutCategory
+
+if TYPE_CHECKING:
+    from runtime.ref import ActorRef
+    from runtime.system import ActorSystem
+
+
+class CellState(enum.Enum):
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+TRANSITIONS: Mapping[CellState, frozenset[CellState]] = {
+    CellState.RUNNING: frozenset({CellState.STOPPING}),
+    CellState.STOPPING: frozenset({CellState.STOPPED}),
+    CellState.STOPPED: frozenset(),
+}
+
+
+class ActorContext:
+    """What a running actor knows about itself. `envelope` is the one being handled."""
+
+    __slots__ = ("cell", "envelope")
+
+    def __init__(self, cell: ActorCell) -> None:
+        self.cell = cell
+        self.envelope: Envelope | None = None
+
+    @property
+    def path(self) -> str:
+        return self.cell.path
+
+    @property
+    def self_ref(self) -> ActorRef:
+        return self.cell.ref
+
+    @property
+    def system(self) -> ActorSystem:
+        return self.cell.system
+
+    @property
+    def deadline(self) -> float | None:
+        env = self.envelope
+        return None if env is None else env.deadline
+
+    def now(self) -> float:
+        return self.cell.system.now()
+
+
+# The context of the actor whose handler is running in this task (each drain task
+# sets it once). A send made from inside a handler inherits its deadline and trace.
+CURRENT: ContextVar[ActorContext | None] = ContextVar("exoarmur_current_actor", default=None)
+
+
+class _Stop:
+    __slots__ = ("code", "deadline")
+
+    def __init__(self, code: ReasonCode, deadline: float) -> None:
+        self.code = code
+        self.deadline = deadline
+
+
+LINGER_PASSES = 2
+
+
+class ActorCell:
+    __slots__ = (
+        "path",
+        "system",
+        "actor_type",
+        "kwargs",
+        "tenant",
+        "actor",
+        "dispatch",
+        "mailbox",
+        "throughput",
+        "context",
+        "ref",
+        "start_soon",
+        "scheduled",
+        "state",
+        "restarts",
+        "_stop_deadline",
+        "_stopped",
+    )
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        system: ActorSystem,
+        actor_type: type[Actor],
+        kwargs: Mapping[str, Any],
+        tenant: str | None,
+        mailbox: Mailbox,
+        start_soon: Callable[..., None],
+    ) -> None:
+        from runtime.ref import ActorRef
+
+        self.path = path
+        self.system = system
+        self.actor_type = actor_type
+        self.kwargs = kwargs
+        self.tenant = tenant
+        self.dispatch: dict[type, Handler] = actor_type._dispatch
+        self.mailbox = mailbox
+        self.throughput = actor_type.throughput
+        self.context = ActorContext(self)
+        self.ref = ActorRef(self)
+        self.start_soon = start_soon
+        self.scheduled = False
+        self.state = CellState.RUNNING
+        self.restarts = 0
+        self._stop_deadline = float("inf")
+        self._stopped: anyio.Event | None = None
+        self.actor = self._new_actor()
+
+    # ---- lifecycle -------------------------------------------------------
+
+    def _new_actor(self) -> Actor:
+        actor = self.actor_type(**self.kwargs)
+        actor.context = self.context
+        return actor
+
+    def _move(self, to: CellState) -> None:
+        if to not in TRANSITIONS[self.state]:
+            raise RuntimeError(f"{self.path}: illegal transition {self.state} -> {to}")
+        self.state = to
+
+    async def run_started(self) -> None:
+        """Run the `started` hook under the DEFAULT deadline (crash -> ActorCrashed)."""
+        if not self.actor_type._has_started:
+            return
+        seconds = self.system.timeouts.seconds[TimeoutCategory.DEFAULT]
+        with anyio.CancelScope(deadline=self.system.now() + seconds) as scope:
+            try:
+                await self.actor.started()
+            except Exception as exc:
+                raise self.system.failure(
+                    "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, detail=f"started: {exc!r}"
+                ) from exc
+        if scope.cancelled_caught:
+            raise self.system.failure(
+                "deadline", ReasonCode.DEADLINE_EXCEEDED, path=self.path, detail="started hook"
+            )
+
+    async def _restart(self) -> None:
+        """Kernel default after a crash (Akka's): a fresh instance, same mailbox.
+        Supervisors (supervisors/) replace this with their strategies."""
+        self.restarts += 1
+        try:
+            self.actor = self._new_actor()
+            await self.run_started()  # audits its own failure
+        except ExoarmurError:
+            pass
+        except Exception as exc:
+            self.system.failure(
+                "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, detail=f"restart: {exc!r}"
+            )
+        else:
+            return
+        # Cannot come back: stop; queued and later sends end with ACTOR_STOPPED.
+        self.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=self.system.now())
+
+    def request_stop(self, *, code: ReasonCode, deadline: float) -> None:
+        """Close the mailbox to new sends; the drain handles what is queued until
+        `deadline`, dead-letters the rest with `code`, then runs `stopping`."""
+        if self.state is not CellState.RUNNING:
+            return
+        mailbox = self.mailbox
+        if not self.scheduled and not mailbox.queue and not self.actor_type._has_stopping:
+            mailbox.closed = code
+            mailbox.wake_all_waiters()
+            self._move(CellState.STOPPING)
+            self._finish()
+            return
+        mailbox.push_control(_Stop(code, deadline))
+        self._schedule()
+
+    async def wait_stopped(self) -> None:
+        if self.state is CellState.STOPPED:
+            return
+        if self._stopped is None:
+            self._stopped = anyio.Event()
+        await self._stopped.wait()
+
+    def _finish(self) -> None:
+        self._move(CellState.STOPPED)
+        self.system._unregister(self)
+        if self._stopped is not None:
+            self._stopped.set()
+
+    # ---- sending (called by ActorRef) -------------------------------------
+
+    def _schedule(self) -> None:
+        if not self.scheduled:
+            self.scheduled = True
+            self.start_soon(self._drain, name=self.path)
+
+    def offer(self, env: Envelope) -> bool:
+        """Fast path. True: accepted. False: policy `wait` and no room (await
+        `offer_waiting`). Raises the coded error for reject/closed."""
+        mailbox = self.mailbox
+        if mailbox.closed is None:
+            queue = mailbox.queue
+            if len(queue) < mailbox.capacity and not mailbox.waiters:
+                queue.append(env)
+                mailbox.accepted += 1
+                if not self.scheduled:
+                    self._schedule()
+                return True
+            overflow = mailbox.overflow
+            if overflow is Overflow.WAIT:
+                return False
+            if overflow is Overflow.SHED_OLDEST:
+                oldest = queue.popleft()
+                mailbox.shed += 1
+                self.dead_letter(oldest, ReasonCode.OVERLOAD_SHED)
+                queue.append(env)
+                mailbox.accepted += 1
+                return True
+            return self._reject(env, ReasonCode.OVERLOAD_MAILBOX_FULL)
+        return self._reject(env, mailbox.closed)
+
+    def offer_nowait(self, env: Envelope) -> None:
+        """As `offer`, but a `wait`-policy mailbox without room rejects at once."""
+        if not self.offer(env):
+            self._reject(env, ReasonCode.OVERLOAD_MAILBOX_FULL)
+
+    async def offer_waiting(self, env: Envelope) -> None:
+        mailbox = self.mailbox
+        if await mailbox.wait_for_room(env.deadline):
+            mailbox.queue.append(env)
+            mailbox.accepted += 1
+            self._schedule()
+            return
+        self._reject(env, mailbox.closed or ReasonCode.DEADLINE_EXCEEDED)
+
+    def _reject(self, env: Envelope, code: ReasonCode) -> bool:
+        self.mailbox.rejected += 1
+        raise self.system.failure("rejected", code, path=self.path, envelope=env)
+
+    # ---- endings of an accepted envelope ----------------------------------
+
+    def dead_letter(self, env: Envelope, code: ReasonCode, detail: str = "") -> None:
+        """Record `env` as never handled. Its asker, if still waiting, gets the
+        coded error, and that is the one audit event; otherwise the dead letter is."""
+        system = self.system
+        system._record_dead_letter(self, env, code)
+        reply: Reply | None = env.reply_to
+        if reply is None or not reply.done:
+            error = system.failure("dead_letter", code, path=self.path, envelope=env, detail=detail)
+            if reply is not None:
+                reply.resolve(outcome.Error(error))
+
+    def ask_expired(self, env: Envelope, reply: Reply) -> BaseException:
+        """The asker's deadline passed first. Started -> category code, else
+        DEADLINE_EXCEEDED: decided by state, not by which timer ran first."""
+        code = (
+            timeout_category(type(env.message)).code if reply.started else ReasonCode.DEADLINE_EXCEEDED
+        )
+        return self.system.failure("deadline", code, path=self.path, envelope=env)
+
+    def _overran(self, env: Envelope, code: ReasonCode) -> None:
+        reply: Reply | None = env.reply_to
+        if reply is None or not reply.done:
+            error = self.system.failure("deadline", code, path=self.path, envelope=env)
+            if reply is not None:
+                reply.resolve(outcome.Error(error))
+
+    def _crashed(self, env: Envelope, exc: Exception) -> None:
+        error = self.system.failure(
+            "crashed",
+            ReasonCode.ACTOR_CRASHED,
+            path=self.path,
+            envelope=env,
+            detail=f"{type(exc).__name__}: {exc}",
+        )
+        error.__cause__ = exc
+        reply: Reply | None = env.reply_to
+        if reply is not None:
+            reply.resolve(outcome.Error(error))
+
+    # ---- the drain --------------------------------------------------------
+
+    async def _drain(self) -> None:
+        CURRENT.set(self.context)
+        mailbox = self.mailbox
+        queue = mailbox.queue
+        now = self.system.now
+        checkpoint = self.system.backend.checkpoint
+        context = self.context
+        dispatch = self.dispatch
+        current: Envelope | None = None
+        try:
+            while True:
+                if mailbox.control:
+                    self._take_control()
+                if self.state is CellState.STOPPING:
+                    await self._drain_stopping()
+                    return
+                budget = self.throughput
+                while queue and budget:
+                    budget -= 1
+                    env = current = queue.popleft()
+                    if mailbox.waiters:
+                        mailbox.wake_one_waiter()
+                    if env.deadline <= now():
+                        mailbox.expired += 1
+                        self.dead_letter(env, ReasonCode.DEADLINE_EXCEEDED)
+                        continue
+                    fn, is_async = dispatch[type(env.message)]
+                    if is_async:
+                        if not await self._handle_async(fn, env):
+                            await self._restart()
+                        continue
+                    # Inline sync path: the tell target is won or lost here.
+                    reply = env.reply_to
+                    if reply is not None:
+                        reply.started = True
+                    context.envelope = env
+                    mailbox.processed += 1
+                    try:
+                        result = fn(self.actor, env.message)
+                    except Exception as exc:
+                        self._crashed(env, exc)
+                        await self._restart()
+                        continue
+                    if reply is not None and not reply.resolve(outcome.Value(result)):
+                        self.system._late_replies += 1
+                current = None
+                context.envelope = None
+                if mailbox.control or queue:
+                    await checkpoint()
+                    continue
+                # Linger LINGER_PASSES scheduler passes before giving the task
+                # up, so a ping-pong asker finds the drain still running (trio
+                # may run the drain before the asker within a batch).
+                for _ in range(LINGER_PASSES):
+                    await checkpoint()
+                    if queue or mailbox.control:
+                        break
+                else:
+                    self.scheduled = False
+                    return
+        except BaseException:
+            # Cancelled (the host is going away) or a fatal error: the envelope in
+            # hand, if its asker still waits, ends with SHUTTING_DOWN.
+            self.scheduled = False
+            if current is not None:
+                reply = current.reply_to
+                if reply is not None and not reply.done:
+                    reply.resolve(
+                        outcome.Error(
+                            self.system.failure(
+                                "dead_letter",
+                                ReasonCode.SHUTTING_DOWN,
+                                path=self.path,
+                                envelope=current,
+                                detail="cancelled while handling",
+                            )
+                        )
+                    )
+            raise
+
+    async def _handle_async(self, fn: Callable[..., Any], env: Envelope) -> bool:
+        """Run an `async def` handler in a cancel scope at the envelope's deadline
+        (or the stop deadline, if earlier). False if the handler crashed."""
+        reply = env.reply_to
+        if reply is not None:
+            reply.started = True
+        self.context.envelope = env
+        self.mailbox.processed += 1
+        deadline = env.deadline if env.deadline < self._stop_deadline else self._stop_deadline
+        try:
+            with anyio.CancelScope(deadline=deadline) as scope:
+                result = await fn(self.actor, env.message)
+        except Exception as exc:
+            self._crashed(env, exc)
+            return False
+        if scope.cancel_called:
+            # The handler ran out of time; a value it returned after that is void.
+            if deadline < env.deadline:
+                self._overran(env, self.mailbox.closed or ReasonCode.SHUTTING_DOWN)
+            else:
+                self._overran(env, timeout_category(type(env.message)).code)
+        elif reply is not None and not reply.resolve(outcome.Value(result)):
+            self.system._late_replies += 1
+        return True
+
+    def _take_control(self) -> None:
+        control = self.mailbox.control
+        while control:
+            signal = control.popleft()
+            if isinstance(signal, _Stop) and self.state is CellState.RUNNING:
+                self.mailbox.closed = signal.code
+                self.mailbox.wake_all_waiters()
+                self._stop_deadline = signal.deadline
+                self._move(CellState.STOPPING)
+
+    async def _drain_stopping(self) -> None:
+        """Handle what is queued until the stop deadline, dead-letter the rest,
+        run `stopping`, and end."""
+        mailbox = self.mailbox
+        queue = mailbox.queue
+        now = self.system.now
+        code = mailbox.closed or ReasonCode.SHUTTING_DOWN
+        while queue and now() < self._stop_deadline:
+            env = queue.popleft()
+            if env.deadline <= now():
+                mailbox.expired += 1
+                self.dead_letter(env, ReasonCode.DEADLINE_EXCEEDED)
+                continue
+            fn, is_async = self.dispatch[type(env.message)]
+            if is_async:
+                await self._handle_async(fn, env)
+            else:
+                self._handle_sync(fn, env)
+        while queue:
+            self.dead_letter(queue.popleft(), code)
+        self.context.envelope = None
+        if self.actor_type._has_stopping:
+            with anyio.move_on_after(max(self._stop_deadline - now(), 0.0)):
+                try:
+                    await self.actor.stopping()
+                except Exception as exc:
+                    self.system.failure(
+                        "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, detail=f"stopping: {exc!r}"
+                    )
+        self.scheduled = False
+        self._finish()
+
+    def _handle_sync(self, fn: Callable[..., Any], env: Envelope) -> None:
+        """One plain-`def` handler call outside the hot loop (used while stopping)."""
+        reply = env.reply_to
+        if reply is not None:
+            reply.started = True
+        self.context.envelope = env
+        self.mailbox.processed += 1
+        try:
+            result = fn(self.actor, env.message)
+        except Exception as exc:
+            self._crashed(env, exc)
+            return
+        if reply is not None and not reply.resolve(outcome.Value(result)):
+            self.system._late_replies += 1
+
+    def sweep(self, code: ReasonCode) -> int:
+        """After the host is gone: dead-letter whatever is still queued."""
+        queue = self.mailbox.queue
+        count = len(queue)
+        while queue:
+            self.dead_letter(queue.popleft(), code)
+        if self.mailbox.closed is None:
+            self.mailbox.closed = code
+        self.mailbox.wake_all_waiters()
+        return count
+

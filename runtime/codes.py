@@ -1,0 +1,73 @@
+"""Stable reason codes.
+
+Every failure a caller can see carries exactly one of these codes, and the same
+code appears in the audit event that records it. Codes are serialised by value;
+the value of a member never changes once released (rule R7: the same input and
+the same faults give the same codes).
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ReasonCode(enum.StrEnum):
+    # Timeout categories (seed 001). A handler that starts and then runs out of
+    # time fails with its message's category code.
+    TIMEOUT_NATS_CONNECT = "TIMEOUT_NATS_CONNECT"
+    TIMEOUT_NATS_PUBLISH = "TIMEOUT_NATS_PUBLISH"
+    TIMEOUT_NATS_SUBSCRIBE = "TIMEOUT_NATS_SUBSCRIBE"
+    TIMEOUT_NATS_REQUEST = "TIMEOUT_NATS_REQUEST"
+    TIMEOUT_NATS_STREAM_CREATE = "TIMEOUT_NATS_STREAM_CREATE"
+    TIMEOUT_KV_CREATE = "TIMEOUT_KV_CREATE"
+    TIMEOUT_KV_GET = "TIMEOUT_KV_GET"
+    TIMEOUT_KV_PUT = "TIMEOUT_KV_PUT"
+    TIMEOUT_KV_DELETE = "TIMEOUT_KV_DELETE"
+    TIMEOUT_EXECUTION_INTENT = "TIMEOUT_EXECUTION_INTENT"
+    TIMEOUT_EXECUTION_CONTAINMENT = "TIMEOUT_EXECUTION_CONTAINMENT"
+    TIMEOUT_EXECUTION_EXPIRATION = "TIMEOUT_EXECUTION_EXPIRATION"
+    TIMEOUT_APPROVAL_CHECK = "TIMEOUT_APPROVAL_CHECK"
+    TIMEOUT_APPROVAL_GRANT = "TIMEOUT_APPROVAL_GRANT"
+    TIMEOUT_REPLAY_PROCESSING = "TIMEOUT_REPLAY_PROCESSING"
+    TIMEOUT_REPLAY_VALIDATION = "TIMEOUT_REPLAY_VALIDATION"
+    TIMEOUT_API_REQUEST = "TIMEOUT_API_REQUEST"
+    TIMEOUT_API_VALIDATION = "TIMEOUT_API_VALIDATION"
+    # The deadline passed before a handler started (queued, or waiting for room),
+    # or a message without a timeout category ran out of time.
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+
+    # Load.
+    OVERLOAD_MAILBOX_FULL = "OVERLOAD_MAILBOX_FULL"
+    OVERLOAD_SHED = "OVERLOAD_SHED"
+    RATE_LIMITED = "RATE_LIMITED"
+
+    # Supervision and retries.
+    BREAKER_OPEN = "BREAKER_OPEN"
+    RETRY_EXHAUSTED = "RETRY_EXHAUSTED"
+    ESCALATED = "ESCALATED"
+
+    # Actors.
+    ACTOR_CRASHED = "ACTOR_CRASHED"
+    ACTOR_NOT_FOUND = "ACTOR_NOT_FOUND"
+    ACTOR_STOPPED = "ACTOR_STOPPED"
+    ACTOR_NAME_TAKEN = "ACTOR_NAME_TAKEN"
+    SHUTTING_DOWN = "SHUTTING_DOWN"
+
+    # Input.
+    ENVELOPE_INVALID = "ENVELOPE_INVALID"
+    TENANT_MISMATCH = "TENANT_MISMATCH"
+    DUPLICATE_SUPPRESSED = "DUPLICATE_SUPPRESSED"
+    CONFIG_INVALID = "CONFIG_INVALID"
+
+    # Gates and stores (used by actors/).
+    KILL_SWITCH_ACTIVE = "KILL_SWITCH_ACTIVE"
+    APPROVAL_REQUIRED = "APPROVAL_REQUIRED"
+    KV_CONFLICT = "KV_CONFLICT"
+
+    # The process could not go on (printed by `exoarmur run` before a non-zero exit).
+    FATAL = "FATAL"
+
+
+TIMEOUT_CODES = frozenset(c for c in ReasonCode if c.startswith("TIMEOUT_")) | {
+    ReasonCode.DEADLINE_EXCEEDED
+}

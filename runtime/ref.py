@@ -1,0 +1,144 @@
+"""ActorRef: how anything talks to an actor.
+
+    await ref.tell(Add(1))                 # backpressure per the mailbox policy
+    ref.tell_nowait(Add(1))                # never waits: full -> OVERLOAD_MAILBOX_FULL
+    total = await ref.ask(Fetch(), timeout=2.0)
+
+Every send builds one envelope. Its deadline is, in order: `deadline=` if
+given, else now + `timeout=`, else now + the policy's default for the message's
+timeout category; and never later than the deadline of the handler that is
+sending (deadlines only shrink as work fans out). Tenant and trace id are
+inherited from that handler's envelope when not given.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from runtime.backend import Reply
+from runtime.cell import CURRENT
+from runtime.codes import ReasonCode
+from runtime.envelope import Envelope, make_envelope
+
+if TYPE_CHECKING:
+    from runtime.cell import ActorCell
+
+
+class ActorRef:
+    __slots__ = ("_cell", "path")
+
+    def __init__(self, cell: ActorCell) -> None:
+        self._cell = cell
+        self.path = cell.path
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self.path}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorRef) and other._cell is self._cell
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    def _envelope(
+        self,
+        message: Any,
+        timeout: float | None,
+        deadline: float | None,
+        tenant: str | None,
+        idempotency_key: str | None,
+        trace_id: str | None,
+        reply: Reply | None,
+    ) -> Envelope:
+        cell = self._cell
+        system = cell.system
+        now = system.now()
+        if cell.dispatch.get(type(message)) is None:
+            cell.mailbox.rejected += 1
+            raise system.failure(
+                "rejected",
+                ReasonCode.ENVELOPE_INVALID,
+                path=cell.path,
+                detail=f"{cell.actor_type.__qualname__} has no handler for {type(message).__qualname__}",
+            )
+        if deadline is None:
+            if timeout is None:
+                timeout = system.default_seconds(type(message))
+            deadline = now + timeout
+        sender = None
+        context = CURRENT.get()
+        if context is not None:
+            sender = context.cell.path
+            parent = context.envelope
+            if parent is not None:
+                if parent.deadline < deadline:
+                    deadline = parent.deadline
+                if trace_id is None:
+                    trace_id = parent.trace_id
+                if tenant is None:
+                    tenant = parent.tenant
+        if cell.tenant is not None:
+            if tenant is None:
+                tenant = cell.tenant
+            elif tenant != cell.tenant:
+                env = make_envelope(message, deadline, tenant, sender, None, trace_id, idempotency_key, 1, None)
+                cell._reject(env, ReasonCode.TENANT_MISMATCH)
+        env = make_envelope(message, deadline, tenant, sender, None, trace_id, idempotency_key, 1, reply)
+        if deadline <= now:
+            cell._reject(env, ReasonCode.DEADLINE_EXCEEDED)
+        return env
+
+    async def tell(
+        self,
+        message: Any,
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        tenant: str | None = None,
+        idempotency_key: str | None = None,
+        trace_id: str | None = None,
+    ) -> None:
+        """Enqueue `message`. With room this returns without yielding; without
+        room: `reject` raises Overloaded, `wait` waits until the deadline (then
+        DeadlineExceeded), `shed_oldest` dead-letters the oldest envelope."""
+        env = self._envelope(message, timeout, deadline, tenant, idempotency_key, trace_id, None)
+        cell = self._cell
+        if not cell.offer(env):
+            await cell.offer_waiting(env)
+
+    def tell_nowait(
+        self,
+        message: Any,
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        tenant: str | None = None,
+        idempotency_key: str | None = None,
+        trace_id: str | None = None,
+    ) -> None:
+        """As `tell`, for plain-`def` handlers and other sync code: never waits."""
+        env = self._envelope(message, timeout, deadline, tenant, idempotency_key, trace_id, None)
+        self._cell.offer_nowait(env)
+
+    async def ask(
+        self,
+        message: Any,
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        tenant: str | None = None,
+        idempotency_key: str | None = None,
+        trace_id: str | None = None,
+    ) -> Any:
+        """The handler's return value, or the coded error: ACTOR_CRASHED as soon as
+        the handler raises; DEADLINE_EXCEEDED if the deadline passes before a
+        handler takes it; the message's category code if it passes after."""
+        cell = self._cell
+        reply = cell.system.backend.new_reply()
+        env = self._envelope(message, timeout, deadline, tenant, idempotency_key, trace_id, reply)
+        if not cell.offer(env):
+            await cell.offer_waiting(env)
+        return await reply.wait(env.deadline, lambda r: cell.ask_expired(env, r))
+
+    def statistics(self):
+        return self._cell.mailbox.statistics()

@@ -1,0 +1,272 @@
+"""The actor system: a task group that hosts drains, a registry of paths, the
+dead letters, the audit sink, the clock and the timeout policy.
+
+    async with ActorSystem(audit=JsonlAuditSink("audit.jsonl")) as system:
+        counter = await system.spawn(Counter, name="demo/counter")
+        await counter.tell(Add(1))
+    # leaving the block stops every actor gracefully, in reverse spawn order:
+    # queued envelopes are handled until the stop deadline, the rest are
+    # dead-lettered with SHUTTING_DOWN. None vanish.
+
+If the block raises, the task group is cancelled instead and everything still
+queued is dead-lettered with SHUTTING_DOWN.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import re
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+import anyio
+import attrs
+
+from runtime.actor import Actor
+from runtime.audit import AuditEvent, AuditSink, MemoryAuditSink
+from runtime.backend import Backend, current_backend
+from runtime.cell import ActorCell, CellState
+from runtime.codes import ReasonCode
+from runtime.deadletters import DeadLetter, DeadLetters
+from runtime.envelope import Envelope
+from runtime.errors import ExoarmurError, error_for
+from runtime.mailbox import Mailbox, MailboxConfig, Overflow, validate_capacity
+from runtime.messages import timeout_category
+from runtime.ref import ActorRef
+from runtime.timeouts import TimeoutPolicy
+
+_PATH = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
+
+
+@attrs.frozen
+class SystemStatistics:
+    actors: int
+    dead_letters: int
+    late_replies: int
+    restarts: int
+
+
+class ActorSystem:
+    def __init__(
+        self,
+        *,
+        name: str = "exoarmur",
+        timeouts: TimeoutPolicy | None = None,
+        audit: AuditSink | None = None,
+        clock: Callable[[], float] | None = None,
+        mailboxes: Mapping[str, MailboxConfig] | None = None,
+        stop_timeout: float = 5.0,
+        dead_letter_capacity: int = 10_000,
+    ) -> None:
+        if not (math.isfinite(stop_timeout) and stop_timeout > 0):
+            raise ValueError(f"stop_timeout must be finite and > 0, got {stop_timeout!r}")
+        self.name = name
+        self.timeouts = timeouts or TimeoutPolicy()
+        self.audit: AuditSink = audit if audit is not None else MemoryAuditSink()
+        self.dead_letters = DeadLetters(capacity=dead_letter_capacity)
+        self.stop_timeout = stop_timeout
+        # Per-path mailbox overrides: fnmatch patterns, first match wins.
+        self._mailboxes = dict(mailboxes or {})
+        self._clock = clock
+        self._cells: dict[str, ActorCell] = {}
+        self._late_replies = 0
+        self._restarts_of_stopped = 0
+        self._stopping = False
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self.backend: Backend
+        self.now: Callable[[], float]
+        self._timeout_of_type: dict[type, float] = {}
+
+    # ---- context manager ----------------------------------------------------
+
+    async def __aenter__(self) -> ActorSystem:
+        self.backend = current_backend(clock=self._clock)
+        self.now = self.backend.now
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        task_group = self._task_group
+        assert task_group is not None
+        try:
+            if exc_type is None:
+                with anyio.CancelScope(shield=True):
+                    await self.shutdown()
+            else:
+                self._stopping = True
+                task_group.cancel_scope.cancel()
+        finally:
+            try:
+                return await task_group.__aexit__(exc_type, exc, tb)
+            finally:
+                self._sweep()
+
+    async def shutdown(self, *, timeout: float | None = None) -> None:
+        """Stop every actor, newest first, within `timeout` (default stop_timeout)
+        for all of them together. Then nothing is left in the task group."""
+        self._stopping = True
+        deadline = self.now() + (self.stop_timeout if timeout is None else timeout)
+        for cell in reversed(list(self._cells.values())):
+            cell.request_stop(code=ReasonCode.SHUTTING_DOWN, deadline=deadline)
+            if cell.state is not CellState.STOPPED:
+                # The drain ends by the deadline (handlers run in scopes bounded
+                # by it); the margin only covers `stopping` hooks that overrun.
+                with anyio.move_on_after(max(deadline - self.now(), 0.0) + 1.0):
+                    await cell.wait_stopped()
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+
+    def _sweep(self) -> None:
+        for cell in list(self._cells.values()):
+            cell.sweep(ReasonCode.SHUTTING_DOWN)
+            if cell.state is not CellState.STOPPED:
+                if cell.state is CellState.RUNNING:
+                    cell._move(CellState.STOPPING)
+                cell._finish()
+
+    # ---- actors -------------------------------------------------------------
+
+    async def spawn(
+        self,
+        actor_type: type[Actor],
+        *,
+        name: str,
+        kwargs: Mapping[str, Any] | None = None,
+        capacity: int | None = None,
+        overflow: Overflow | str | None = None,
+        tenant: str | None = None,
+        start_soon: Callable[..., None] | None = None,
+    ) -> ActorRef:
+        """Create the actor at path `name` and run its `started` hook.
+
+        Mailbox settings, strongest first: a config override matching the path,
+        the arguments here, the class attributes. `start_soon` is the task group
+        that will host the actor's drains (default: the system's)."""
+        if self._task_group is None:
+            raise RuntimeError("spawn needs an entered ActorSystem (async with)")
+        if self._stopping:
+            raise self.failure("rejected", ReasonCode.SHUTTING_DOWN, path=name, detail="spawn")
+        if not isinstance(name, str) or not _PATH.match(name) or len(name) > 512:
+            raise self.failure("rejected", ReasonCode.ENVELOPE_INVALID, detail=f"bad actor path {name!r}")
+        if name in self._cells:
+            raise self.failure("rejected", ReasonCode.ACTOR_NAME_TAKEN, path=name)
+        if not (isinstance(actor_type, type) and issubclass(actor_type, Actor)):
+            raise TypeError(f"{actor_type!r} is not an Actor subclass")
+        config = self._mailbox_config(name, actor_type, capacity, overflow)
+        try:
+            cell = ActorCell(
+                path=name,
+                system=self,
+                actor_type=actor_type,
+                kwargs=dict(kwargs or {}),
+                tenant=tenant,
+                mailbox=Mailbox(capacity=config.capacity, overflow=config.overflow),
+                start_soon=start_soon or self._task_group.start_soon,
+            )
+        except Exception as exc:
+            raise self.failure(
+                "crashed", ReasonCode.ACTOR_CRASHED, path=name, detail=f"__init__: {exc!r}"
+            ) from exc
+        self._cells[name] = cell
+        try:
+            await cell.run_started()
+        except BaseException:
+            del self._cells[name]
+            raise
+        return cell.ref
+
+    def _mailbox_config(
+        self, path: str, actor_type: type[Actor], capacity: int | None, overflow: Overflow | str | None
+    ) -> MailboxConfig:
+        for pattern, config in self._mailboxes.items():
+            if fnmatch.fnmatchcase(path, pattern):
+                return config
+        return MailboxConfig(
+            capacity=validate_capacity(capacity if capacity is not None else actor_type.mailbox_capacity),
+            overflow=Overflow(overflow if overflow is not None else actor_type.overflow),
+        )
+
+    def lookup(self, path: str) -> ActorRef:
+        cell = self._cells.get(path)
+        if cell is None:
+            raise self.failure("rejected", ReasonCode.ACTOR_NOT_FOUND, path=path)
+        return cell.ref
+
+    def paths(self) -> list[str]:
+        return list(self._cells)
+
+    async def stop(self, ref: ActorRef, *, timeout: float | None = None) -> None:
+        """Stop one actor: its queue is handled until the deadline, then
+        dead-lettered with ACTOR_STOPPED; later sends get ACTOR_STOPPED."""
+        cell = ref._cell
+        deadline = self.now() + (self.stop_timeout if timeout is None else timeout)
+        cell.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=deadline)
+        with anyio.move_on_after(max(deadline - self.now(), 0.0) + 1.0):
+            await cell.wait_stopped()
+
+    def _unregister(self, cell: ActorCell) -> None:
+        if self._cells.get(cell.path) is cell:
+            del self._cells[cell.path]
+            self._restarts_of_stopped += cell.restarts
+
+    # ---- outcomes -------------------------------------------------------------
+
+    def default_seconds(self, message_type: type) -> float:
+        seconds = self._timeout_of_type.get(message_type)
+        if seconds is None:
+            seconds = self.timeouts[timeout_category(message_type)]
+            self._timeout_of_type[message_type] = seconds
+        return seconds
+
+    def failure(
+        self,
+        kind: str,
+        code: ReasonCode,
+        *,
+        path: str | None = None,
+        envelope: Envelope | None = None,
+        detail: str = "",
+    ) -> ExoarmurError:
+        """Build the coded error for a failure and emit its one audit event."""
+        message = None
+        if envelope is not None:
+            message_type = type(envelope.message)
+            message = getattr(message_type, "__wire_name__", message_type.__qualname__)
+        if not detail:
+            detail = f"{path or ''}"
+        self.audit.emit(
+            AuditEvent(
+                kind=kind,
+                code=code,
+                at=self.now(),
+                path=path,
+                message=message,
+                tenant=envelope.tenant if envelope is not None else None,
+                sender=envelope.sender if envelope is not None else None,
+                correlation_id=envelope.correlation_id if envelope is not None else None,
+                trace_id=envelope.trace_id if envelope is not None else None,
+                idempotency_key=envelope.idempotency_key if envelope is not None else None,
+                attempt=envelope.attempt if envelope is not None else None,
+                detail=detail,
+            )
+        )
+        return error_for(code, detail)
+
+    def _record_dead_letter(self, cell: ActorCell, env: Envelope, code: ReasonCode) -> None:
+        self.dead_letters.record(DeadLetter(path=cell.path, code=code, envelope=env, at=self.now()))
+
+    def statistics(self) -> SystemStatistics:
+        return SystemStatistics(
+            actors=len(self._cells),
+            dead_letters=self.dead_letters.total,
+            late_replies=self._late_replies,
+            restarts=self._restarts_of_stopped + sum(c.restarts for c in self._cells.values()),
+        )

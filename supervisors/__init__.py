@@ -1,0 +1,1 @@
+"""Supervision trees (child specs, strategies, restart intensity, breakers). Built on runtime/."""
