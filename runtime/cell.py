@@ -90,12 +90,8 @@ class ActorContext:
 CURRENT: ContextVar[ActorContext | None] = ContextVar("exoarmur_current_actor", default=None)
 
 
-class _Stop:
-    __slots__ = ("code", "deadline")
-
-    def __init__(self, code: ReasonCode, deadline: float) -> None:
-        self.code = code
-        self.deadline = deadline
+# Control signals. Supervision adds its own; the lane holds a handful at most.
+STOP = "stop"
 
 
 LINGER_PASSES = 2
@@ -119,6 +115,7 @@ class ActorCell:
         "state",
         "restarts",
         "_stop_deadline",
+        "_scope",
         "_stopped",
     )
 
@@ -150,6 +147,7 @@ class ActorCell:
         self.state = CellState.RUNNING
         self.restarts = 0
         self._stop_deadline = float("inf")
+        self._scope: anyio.CancelScope | None = None  # of the async handler running now
         self._stopped: anyio.Event | None = None
         self.actor = self._new_actor()
 
@@ -201,19 +199,29 @@ class ActorCell:
         self.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=self.system.now())
 
     def request_stop(self, *, code: ReasonCode, deadline: float) -> None:
-        """Close the mailbox to new sends; the drain handles what is queued until
-        `deadline`, dead-letters the rest with `code`, then runs `stopping`."""
+        """Close the mailbox to new sends at once (they get `code`); the drain
+        handles what is queued until `deadline`, dead-letters the rest with
+        `code`, then runs `stopping`. A handler running now is cut at `deadline`."""
         if self.state is not CellState.RUNNING:
+            if self.state is CellState.STOPPING and deadline < self._stop_deadline:
+                self._tighten_stop_deadline(deadline)
             return
         mailbox = self.mailbox
+        mailbox.closed = code
+        mailbox.wake_all_waiters()
+        self._move(CellState.STOPPING)
+        self._tighten_stop_deadline(deadline)
         if not self.scheduled and not mailbox.queue and not self.actor_type._has_stopping:
-            mailbox.closed = code
-            mailbox.wake_all_waiters()
-            self._move(CellState.STOPPING)
             self._finish()
             return
-        mailbox.push_control(_Stop(code, deadline))
+        mailbox.push_control(STOP)  # wakes an idle drain; a busy one sees the state
         self._schedule()
+
+    def _tighten_stop_deadline(self, deadline: float) -> None:
+        self._stop_deadline = deadline
+        scope = self._scope
+        if scope is not None and deadline < scope.deadline:
+            scope.deadline = deadline
 
     async def wait_stopped(self) -> None:
         if self.state is CellState.STOPPED:
@@ -266,13 +274,10 @@ class ActorCell:
             self._reject(env, ReasonCode.OVERLOAD_MAILBOX_FULL)
 
     async def offer_waiting(self, env: Envelope) -> None:
-        mailbox = self.mailbox
-        if await mailbox.wait_for_room(env.deadline):
-            mailbox.queue.append(env)
-            mailbox.accepted += 1
+        if await self.mailbox.wait_for_room(env):
             self._schedule()
             return
-        self._reject(env, mailbox.closed or ReasonCode.DEADLINE_EXCEEDED)
+        self._reject(env, self.mailbox.closed or ReasonCode.DEADLINE_EXCEEDED)
 
     def _reject(self, env: Envelope, code: ReasonCode) -> bool:
         self.mailbox.rejected += 1
@@ -342,7 +347,7 @@ class ActorCell:
                     budget -= 1
                     env = current = queue.popleft()
                     if mailbox.waiters:
-                        mailbox.wake_one_waiter()
+                        mailbox.hand_over_slot()
                     if env.deadline <= now():
                         mailbox.expired += 1
                         self.dead_letter(env, ReasonCode.DEADLINE_EXCEEDED)
@@ -351,6 +356,8 @@ class ActorCell:
                     if is_async:
                         if not await self._handle_async(fn, env):
                             await self._restart()
+                        if self.state is not CellState.RUNNING:
+                            break
                         continue
                     # Inline sync path: the tell target is won or lost here.
                     reply = env.reply_to
@@ -412,13 +419,18 @@ class ActorCell:
         deadline = env.deadline if env.deadline < self._stop_deadline else self._stop_deadline
         try:
             with anyio.CancelScope(deadline=deadline) as scope:
-                result = await fn(self.actor, env.message)
+                self._scope = scope
+                try:
+                    result = await fn(self.actor, env.message)
+                finally:
+                    self._scope = None
         except Exception as exc:
             self._crashed(env, exc)
             return False
         if scope.cancel_called:
-            # The handler ran out of time; a value it returned after that is void.
-            if deadline < env.deadline:
+            # Out of time; a value returned after that is void. The scope's
+            # deadline says whose deadline it was: the envelope's or the stop's.
+            if scope.deadline < env.deadline:
                 self._overran(env, self.mailbox.closed or ReasonCode.SHUTTING_DOWN)
             else:
                 self._overran(env, timeout_category(type(env.message)).code)
@@ -429,12 +441,7 @@ class ActorCell:
     def _take_control(self) -> None:
         control = self.mailbox.control
         while control:
-            signal = control.popleft()
-            if isinstance(signal, _Stop) and self.state is CellState.RUNNING:
-                self.mailbox.closed = signal.code
-                self.mailbox.wake_all_waiters()
-                self._stop_deadline = signal.deadline
-                self._move(CellState.STOPPING)
+            control.popleft()  # STOP: the state already says STOPPING
 
     async def _drain_stopping(self) -> None:
         """Handle what is queued until the stop deadline, dead-letter the rest,

@@ -5,7 +5,8 @@ Invariants (each checked by tests/runtime/test_mailbox.py):
 - accepted == processed + expired + shed + dead-lettered-at-stop + len(queue).
 - The control lane is separate and small: a full queue never delays a stop.
 - A sender waiting for room (policy `wait`) waits in FIFO order behind earlier
-  waiters, and never past its envelope's deadline.
+  waiters, and never past its envelope's deadline. A freed slot is handed to
+  the first waiter's envelope directly, so no later sender can overtake it.
 
 The mailbox is a plain data structure: what happens to an envelope that does
 not fit (reject, wait, shed) is decided by the actor cell, which owns the codes.
@@ -64,6 +65,15 @@ class MailboxStatistics:
 CONTROL_CAPACITY = 4
 
 
+class _Waiter:
+    __slots__ = ("envelope", "event", "delivered")
+
+    def __init__(self, envelope: Envelope) -> None:
+        self.envelope = envelope
+        self.event = anyio.Event()
+        self.delivered = False
+
+
 class Mailbox:
     __slots__ = (
         "queue",
@@ -93,7 +103,7 @@ class Mailbox:
         # Control signals, created on first use so an idle mailbox stays small.
         self.control: deque[object] | None = None
         # Senders waiting for room (policy `wait`), FIFO.
-        self.waiters: deque[anyio.Event] | None = None
+        self.waiters: deque[_Waiter] | None = None
 
     def has_room(self) -> bool:
         return len(self.queue) < self.capacity and not self.waiters
@@ -105,39 +115,39 @@ class Mailbox:
             raise RuntimeError("control lane full")  # a bug: signals are few and idempotent
         self.control.append(signal)
 
-    def wake_one_waiter(self) -> None:
-        """A slot was freed: let the first waiting sender try again."""
+    def hand_over_slot(self) -> bool:
+        """A slot was freed: the first waiting sender's envelope takes it, in FIFO
+        order (no barging: `has_room` is False while anyone waits). True if one did."""
         waiters = self.waiters
-        if waiters:
-            waiters.popleft().set()
+        if not waiters:
+            return False
+        waiter = waiters.popleft()
+        self.queue.append(waiter.envelope)
+        self.accepted += 1
+        waiter.delivered = True
+        waiter.event.set()
+        return True
 
     def wake_all_waiters(self) -> None:
+        """The mailbox closed: every waiting sender returns undelivered."""
         waiters = self.waiters
         while waiters:
-            waiters.popleft().set()
+            waiters.popleft().event.set()
 
-    async def wait_for_room(self, deadline: float) -> bool:
-        """Wait, in FIFO order, until there is room, the mailbox closes, or the
-        deadline passes. True if there is room now (the caller must use it before
-        its next await)."""
+    async def wait_for_room(self, envelope: Envelope) -> bool:
+        """Queue `envelope` behind earlier waiters until a slot is handed to it
+        (True), the mailbox closes, or its deadline passes (False)."""
         if self.waiters is None:
             self.waiters = deque()
-        with anyio.CancelScope(deadline=deadline):
-            while self.closed is None:
-                event = anyio.Event()
-                self.waiters.append(event)
-                try:
-                    await event.wait()
-                finally:
-                    if not event.is_set():
-                        self.waiters.remove(event)
-                if self.closed is None and len(self.queue) < self.capacity:
-                    return True
-            return False
-        # The deadline passed. If a wake-up was addressed to us, pass it on.
-        if self.closed is None and len(self.queue) < self.capacity:
-            self.wake_one_waiter()
-        return False
+        waiter = _Waiter(envelope)
+        self.waiters.append(waiter)
+        with anyio.CancelScope(deadline=envelope.deadline):
+            try:
+                await waiter.event.wait()
+            finally:
+                if not waiter.event.is_set():
+                    self.waiters.remove(waiter)
+        return waiter.delivered
 
     def statistics(self) -> MailboxStatistics:
         return MailboxStatistics(

@@ -103,11 +103,16 @@ class ActorSystem:
             else:
                 self._stopping = True
                 task_group.cancel_scope.cancel()
+                if not isinstance(exc, anyio.get_cancelled_exc_class()):
+                    # The group hosts only drains: let the body's own exception
+                    # propagate as itself, not wrapped in an ExceptionGroup.
+                    exc_type = exc = tb = None
         finally:
             try:
-                return await task_group.__aexit__(exc_type, exc, tb)
+                await task_group.__aexit__(exc_type, exc, tb)
             finally:
                 self._sweep()
+        return None
 
     async def shutdown(self, *, timeout: float | None = None) -> None:
         """Stop every actor, newest first, within `timeout` (default stop_timeout)

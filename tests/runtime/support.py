@@ -1,0 +1,125 @@
+"""Messages and actors shared by the kernel tests (wire names "test.kernel.*")."""
+
+from __future__ import annotations
+
+import anyio
+
+from runtime import Actor, TimeoutCategory, handles, message
+
+
+@message("test.kernel.add")
+class Add:
+    n: int
+
+
+@message("test.kernel.get")
+class Get:
+    pass
+
+
+@message("test.kernel.crash")
+class Crash:
+    pass
+
+
+@message("test.kernel.sleep", timeout=TimeoutCategory.KV_GET)
+class Sleep:
+    seconds: float
+
+
+@message("test.kernel.uncategorised_sleep")
+class PlainSleep:
+    seconds: float
+
+
+@message("test.kernel.forward")
+class Forward:
+    """Ask `target` for Get() from inside a handler, with `timeout`."""
+
+    target: str
+    timeout: float
+
+
+@message("test.kernel.seen")
+class Seen:
+    """Return the current envelope's deadline, tenant and trace id."""
+
+
+@message("test.kernel.unhandled")
+class Unhandled:
+    pass
+
+
+class Counter(Actor):
+    mailbox_capacity = 100
+
+    def __init__(self, *, start: int = 0) -> None:
+        self.total = start
+        self.seen: list[int] = []
+
+    @handles(Add)
+    def add(self, message: Add) -> int:
+        self.total += message.n
+        self.seen.append(message.n)
+        return self.total
+
+    @handles(Get)
+    def get(self, message: Get) -> int:
+        return self.total
+
+    @handles(Crash)
+    def crash(self, message: Crash) -> None:
+        raise ValueError("asked to crash")
+
+    @handles(Sleep, PlainSleep)
+    async def sleep(self, message: Sleep | PlainSleep) -> str:
+        await anyio.sleep(message.seconds)
+        return "slept"
+
+    @handles(Seen)
+    def seen_envelope(self, message: Seen) -> tuple:
+        env = self.context.envelope
+        return (env.deadline, env.tenant, env.trace_id, env.sender)
+
+    @handles(Forward)
+    async def forward(self, message: Forward) -> object:
+        target = self.context.system.lookup(message.target)
+        return await target.ask(Seen(), timeout=message.timeout)
+
+
+@message("test.kernel.hold")
+class Hold:
+    pass
+
+
+class Gate(Actor):
+    """Blocks in `Hold` until `release` is set: lets a test fill the mailbox."""
+
+    mailbox_capacity = 3
+
+    def __init__(self, *, release: anyio.Event) -> None:
+        self.release = release
+        self.added: list[int] = []
+        self.started_hook_ran = False
+        self.stopping_hook_ran = False
+
+    @handles(Hold)
+    async def hold(self, message: Hold) -> str:
+        await self.release.wait()
+        return "released"
+
+    @handles(Add)
+    def add(self, message: Add) -> int:
+        self.added.append(message.n)
+        return len(self.added)
+
+    @handles(Get)
+    def get(self, message: Get) -> list[int]:
+        return list(self.added)
+
+
+async def wait_until(predicate, *, timeout: float = 5.0) -> None:
+    """Poll `predicate` each scheduler pass, bounded by `timeout` (virtual on trio)."""
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0)
