@@ -119,7 +119,8 @@ class Gate(Actor):
 
 
 async def wait_until(predicate, *, timeout: float = 5.0) -> None:
-    """Poll `predicate` each scheduler pass, bounded by `timeout` (virtual on trio)."""
+    """Poll `predicate`, bounded by `timeout` (virtual on trio). Polls sleep a
+    little, so trio's MockClock can jump while the awaited work sleeps."""
     with anyio.fail_after(timeout):
         while not predicate():
-            await anyio.sleep(0)
+            await anyio.sleep(0.001)

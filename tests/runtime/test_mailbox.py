@@ -170,24 +170,35 @@ class TestShedOldestPolicy:
             assert await ref.ask(Get()) == 3 + 4 + 5
             assert system.audit.counts()[ReasonCode.OVERLOAD_SHED] == 2
 
-    async def test_asker_of_a_shed_envelope_is_told_at_once(self):
+    async def test_asker_of_a_shed_envelope_is_told_at_once(self, tick):
         """Policy shed_oldest: an asker whose envelope is shed gets OVERLOAD_SHED immediately."""
+        release = anyio.Event()
         async with ActorSystem() as system:
-            ref = await system.spawn(Counter, name="c", capacity=2, overflow="shed_oldest")
+            gate = await system.spawn(
+                Gate, name="g", kwargs={"release": release}, overflow="shed_oldest"
+            )
+            await gate.tell(Hold())
+            await wait_until(lambda: gate.statistics().depth == 0)
             results: list[object] = []
 
             async def asker():
                 try:
-                    await ref.ask(Add(100))
+                    await gate.ask(Add(100), timeout=100 * tick)
                 except Overloaded as exc:
-                    results.append(exc.code)
+                    results.append((exc.code, system.now()))
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(asker)
-                await wait_until(lambda: ref.statistics().depth == 1)
-                ref.tell_nowait(Add(1))
-                ref.tell_nowait(Add(2))  # sheds the ask
-            assert results == [ReasonCode.OVERLOAD_SHED]
+                await wait_until(lambda: gate.statistics().depth == 1)
+                for n in range(3):
+                    gate.tell_nowait(Add(n))  # the third sheds the ask
+                shed_at = system.now()
+            release.set()
+            [(code, told_at)] = results
+            assert code is ReasonCode.OVERLOAD_SHED
+            assert told_at - shed_at < tick / 10
+            await wait_until(lambda: gate.statistics().depth == 0)
+            assert await gate.ask(Get()) == [0, 1, 2]
             assert system.audit.counts()[ReasonCode.OVERLOAD_SHED] == 1
 
 

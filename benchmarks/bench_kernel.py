@@ -1,0 +1,951 @@
+"""Kernel micro-benchmarks: exoarmur next to raw baselines measured in the same run.
+
+    python -m benchmarks.bench_kernel                   # full run, asyncio and trio
+    python -m benchmarks.bench_kernel --quick           # smaller counts, well under a minute
+    python -m benchmarks.bench_kernel --backend trio --json /tmp/kernel.json
+
+The figure that matters is a ratio against a baseline from the same run
+(DESIGN.md, "Tests and benchmarks"). Each backend runs in its own `anyio.run`:
+
+    benchmark           exoarmur                          baselines
+    tell 1 -> 1         `await ref.tell(msg)`, N msgs,    anyio memory stream (1000);
+                        plain-def counter; each round     asyncio.Queue(1000) (asyncio);
+                        ends with an ask for the count    pykka ThreadingActor tell
+    fan-in 100 -> 1     100 producers, N msgs in total    100 cloned anyio send streams
+    ask                 sequential asks: p50/p99 in us;   raw future (asyncio) / raw event
+                        64 concurrent askers: asks/s      (trio) round trip; pykka ask
+    spawn               `await system.spawn(Idle, ...)`   naive actor: task + memory stream
+    RSS / idle actor    a fresh subprocess per backend    naive actor, own fresh subprocess
+
+Inside one `anyio.run`, exoarmur and its baselines alternate over ROUNDS rounds
+(N split evenly, after one warmup of each), so that a noisy neighbour or a CPU
+frequency change hits both sides of a ratio alike; the rounds' counts add up to N.
+
+Targets (ratios from the same run):
+    tell  >= 3x the raw anyio stream on the same backend, and >= 5x pykka tell
+    ask   p50 <= 2x the raw future (asyncio) / raw event (trio) round trip p50
+    RSS   <= 3 KiB per idle actor (absolute)
+
+pykka is thread based, so it runs once, before and outside any event loop, and
+its figures are repeated in each backend's table. `--rss-only` is the entry point
+of the RSS subprocesses: it prints one JSON line and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from functools import partial
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+_ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):
+    # Run as a file (python benchmarks/bench_kernel.py): make `runtime` importable.
+    sys.path.insert(0, str(_ROOT))
+
+import anyio  # noqa: E402
+import attrs  # noqa: E402
+import psutil  # noqa: E402
+import pykka  # noqa: E402
+import sniffio  # noqa: E402
+import trio  # noqa: E402
+
+from runtime import Actor, ActorSystem, MessageRegistry, handles, message  # noqa: E402
+
+RESULTS_DIR = _ROOT / "benchmarks" / "results"
+BACKENDS = ("asyncio", "trio")
+KIB = 1024
+STREAM_BUFFER = 1000
+# Each in-loop comparison alternates exoarmur and its baselines over this many rounds.
+ROUNDS = 5
+# Bound on each RSS subprocess and on pykka's blocking asks.
+TIMEOUT = 600.0
+
+perf_ns = time.perf_counter_ns
+
+
+# ---- parameters -------------------------------------------------------------
+
+
+@attrs.frozen
+class Params:
+    messages: int  # tell and fan-in, total messages
+    asks: int  # sequential asks, and total asks of the concurrent run
+    spawns: int  # spawn rate
+    rss_count: int  # idle actors in each RSS subprocess
+    producers: int = 100
+    askers: int = 64
+
+    @property
+    def tell_warmup(self) -> int:
+        return max(1_000, self.messages // 50)  # 2 %
+
+    @property
+    def ask_warmup(self) -> int:
+        return max(200, self.asks // 20)  # 5 %
+
+    @property
+    def spawn_warmup(self) -> int:
+        return max(200, self.spawns // 50)  # 2 %
+
+
+FULL = Params(messages=1_000_000, asks=20_000, spawns=100_000, rss_count=100_000)
+QUICK = Params(messages=100_000, asks=5_000, spawns=20_000, rss_count=20_000)
+
+
+# ---- the actors and messages under test ---------------------------------------
+
+# A private registry: importing this module never claims names in MESSAGES.
+BENCH_MESSAGES = MessageRegistry()
+
+
+@message("bench.add", registry=BENCH_MESSAGES)
+class Add:
+    n: int
+
+
+@message("bench.get", registry=BENCH_MESSAGES)
+class Get:
+    pass
+
+
+ADD = Add(1)
+GET = Get()
+
+
+class Counter(Actor):
+    mailbox_capacity = 1000
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    @handles(Add)
+    def add(self, m: Add) -> None:
+        self.total += 1
+
+    @handles(Get)
+    def get(self, m: Get) -> int:
+        return self.total
+
+
+class Idle(Actor):
+    @handles(Get)
+    def get(self, m: Get) -> int:
+        return 0
+
+
+# ---- helpers ---------------------------------------------------------------------
+
+
+def split(total: int, parts: int) -> list[int]:
+    """`total` as `parts` near-equal positive shares (fewer parts if total < parts)."""
+    parts = max(1, min(parts, total))
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def percentile(sorted_ns: Sequence[int], q: float) -> float:
+    """Nearest-rank percentile of sorted nanosecond samples, in microseconds."""
+    rank = max(1, math.ceil(q * len(sorted_ns)))
+    return sorted_ns[rank - 1] / 1_000
+
+
+def latency_summary(samples_ns: list[int]) -> dict[str, float]:
+    samples_ns = sorted(samples_ns)
+    return {
+        "p50_us": percentile(samples_ns, 0.50),
+        "p99_us": percentile(samples_ns, 0.99),
+        "mean_us": sum(samples_ns) / len(samples_ns) / 1_000,
+        "samples": len(samples_ns),
+    }
+
+
+def expect(condition: bool, what: str) -> None:
+    """An assertion that survives `python -O`: a benchmark that miscounts is void."""
+    if not condition:
+        raise AssertionError(what)
+
+
+async def warm_then_time(run: Callable[[int, str], Awaitable[float]], *, count: int, warmup: int) -> float:
+    """Run `run(warmup, "warmup")` and discard it, then return seconds of `run(count, "timed")`."""
+    await run(warmup, "warmup")
+    gc.collect()
+    return await run(count, "timed")
+
+
+async def interleave(
+    runs: dict[str, Callable[[int, str], Awaitable[Any]]], *, count: int, warmup: int, rounds: int
+) -> dict[str, list[Any]]:
+    """Warm every run up, then alternate them over `rounds` shares of `count`, so
+    that drift (a busy neighbour, CPU frequency) hits exoarmur and its baseline
+    alike. Returns each run's per-round results."""
+    for name, run in runs.items():
+        await run(warmup, f"{name}-warmup")
+    gc.collect()
+    results: dict[str, list[Any]] = {name: [] for name in runs}
+    for i, share in enumerate(split(count, rounds)):
+        for name, run in runs.items():
+            results[name].append(await run(share, f"{name}-{i}"))
+    return results
+
+
+# ---- 1. tell, 1 producer -> 1 actor ------------------------------------------------
+
+
+async def exo_tell(system: ActorSystem, count: int, tag: str) -> float:
+    ref = await system.spawn(Counter, name=f"bench/tell-{tag}")
+    msg = ADD
+    start = perf_ns()
+    for _ in range(count):
+        await ref.tell(msg)
+    total = await ref.ask(GET)
+    elapsed = perf_ns() - start
+    expect(total == count, f"counter saw {total} of {count} tells")
+    await system.stop(ref)
+    return elapsed / 1e9
+
+
+async def stream_tell(count: int, tag: str) -> float:
+    send, receive = anyio.create_memory_object_stream[Add](STREAM_BUFFER)
+    received = 0
+
+    async def consume() -> None:
+        nonlocal received
+        async with receive:
+            async for _ in receive:
+                received += 1
+
+    msg = ADD
+    start = perf_ns()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume)
+        async with send:
+            for _ in range(count):
+                await send.send(msg)
+    elapsed = perf_ns() - start
+    expect(received == count, f"stream consumer saw {received} of {count}")
+    return elapsed / 1e9
+
+
+async def asyncio_queue_tell(count: int, tag: str) -> float:
+    queue: asyncio.Queue[Add] = asyncio.Queue(STREAM_BUFFER)
+    received = 0
+
+    async def consume() -> None:
+        nonlocal received
+        for _ in range(count):
+            await queue.get()
+            received += 1
+
+    msg = ADD
+    start = perf_ns()
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(consume())
+        for _ in range(count):
+            await queue.put(msg)
+    elapsed = perf_ns() - start
+    expect(received == count, f"queue consumer saw {received} of {count}")
+    return elapsed / 1e9
+
+
+# ---- 2. fan-in, 100 producers -> 1 actor ---------------------------------------------
+
+
+async def exo_fan_in(system: ActorSystem, producers: int, count: int, tag: str) -> float:
+    ref = await system.spawn(Counter, name=f"bench/fan-in-{tag}")
+    msg = ADD
+
+    async def produce(share: int) -> None:
+        for _ in range(share):
+            await ref.tell(msg)
+
+    start = perf_ns()
+    async with anyio.create_task_group() as tg:
+        for share in split(count, producers):
+            tg.start_soon(produce, share)
+    total = await ref.ask(GET)
+    elapsed = perf_ns() - start
+    expect(total == count, f"counter saw {total} of {count} fan-in tells")
+    await system.stop(ref)
+    return elapsed / 1e9
+
+
+async def stream_fan_in(producers: int, count: int, tag: str) -> float:
+    send, receive = anyio.create_memory_object_stream[Add](STREAM_BUFFER)
+    received = 0
+
+    async def consume() -> None:
+        nonlocal received
+        async with receive:
+            async for _ in receive:
+                received += 1
+
+    async def produce(clone: anyio.abc.ObjectSendStream[Add], share: int) -> None:
+        async with clone:
+            for _ in range(share):
+                await clone.send(msg)
+
+    msg = ADD
+    start = perf_ns()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume)
+        async with send:
+            for share in split(count, producers):
+                tg.start_soon(produce, send.clone(), share)
+    elapsed = perf_ns() - start
+    expect(received == count, f"stream consumer saw {received} of {count} fan-in sends")
+    return elapsed / 1e9
+
+
+# ---- 3. ask round trip -----------------------------------------------------------------
+
+
+async def exo_ask_latencies(system: ActorSystem, count: int, tag: str) -> list[int]:
+    ref = await system.spawn(Counter, name=f"bench/ask-{tag}")
+    msg = GET
+    samples = [0] * count
+    for i in range(count):
+        start = perf_ns()
+        await ref.ask(msg)
+        samples[i] = perf_ns() - start
+    await system.stop(ref)
+    return samples
+
+
+async def exo_ask_concurrent(system: ActorSystem, askers: int, count: int, tag: str) -> float:
+    ref = await system.spawn(Counter, name=f"bench/ask-concurrent-{tag}")
+    msg = GET
+
+    async def asker(share: int) -> None:
+        for _ in range(share):
+            await ref.ask(msg)
+
+    start = perf_ns()
+    async with anyio.create_task_group() as tg:
+        for share in split(count, askers):
+            tg.start_soon(asker, share)
+    elapsed = perf_ns() - start
+    await system.stop(ref)
+    return elapsed / 1e9
+
+
+# Raw asyncio: a server task answers (request, future) pairs from an asyncio.Queue.
+
+
+async def _future_server(queue: asyncio.Queue[tuple[int, asyncio.Future[int]]], count: int) -> None:
+    for _ in range(count):
+        request, future = await queue.get()
+        future.set_result(request)
+
+
+async def raw_future_latencies(count: int, tag: str) -> list[int]:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[int, asyncio.Future[int]]] = asyncio.Queue()
+    samples = [0] * count
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(_future_server(queue, count))
+        for i in range(count):
+            start = perf_ns()
+            future = loop.create_future()
+            queue.put_nowait((i, future))
+            await future
+            samples[i] = perf_ns() - start
+    return samples
+
+
+async def raw_future_concurrent(askers: int, count: int, tag: str) -> float:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[int, asyncio.Future[int]]] = asyncio.Queue()
+
+    async def asker(share: int) -> None:
+        for i in range(share):
+            future = loop.create_future()
+            queue.put_nowait((i, future))
+            await future
+
+    start = perf_ns()
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(_future_server(queue, count))
+        for share in split(count, askers):
+            tg.create_task(asker(share))
+    return (perf_ns() - start) / 1e9
+
+
+# Raw trio: the asker queues (request, reply event) and sets the server's request
+# event; the server swaps in a fresh request event, then sets each reply event.
+# With one asker the queue holds one pair: the "slot" of the plain sketch.
+
+
+class _EventServer:
+    def __init__(self) -> None:
+        self.pending: deque[tuple[int, trio.Event]] = deque()
+        self.request = trio.Event()
+
+    async def serve(self, count: int) -> None:
+        served = 0
+        while served < count:  # bounded: every pass answers at least one request
+            await self.request.wait()
+            self.request = trio.Event()
+            pending = self.pending
+            while pending:
+                _request, reply = pending.popleft()
+                reply.set()
+                served += 1
+
+    async def ask(self, request: int) -> None:
+        reply = trio.Event()
+        self.pending.append((request, reply))
+        self.request.set()
+        await reply.wait()
+
+
+async def raw_event_latencies(count: int, tag: str) -> list[int]:
+    server = _EventServer()
+    samples = [0] * count
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.serve, count)
+        ask = server.ask
+        for i in range(count):
+            start = perf_ns()
+            await ask(i)
+            samples[i] = perf_ns() - start
+    return samples
+
+
+async def raw_event_concurrent(askers: int, count: int, tag: str) -> float:
+    server = _EventServer()
+
+    async def asker(share: int) -> None:
+        for i in range(share):
+            await server.ask(i)
+
+    start = perf_ns()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.serve, count)
+        for share in split(count, askers):
+            nursery.start_soon(asker, share)
+    return (perf_ns() - start) / 1e9
+
+
+# ---- 4. spawn rate --------------------------------------------------------------------
+
+
+async def exo_spawn(count: int, tag: str) -> float:
+    async with ActorSystem() as system:
+        start = perf_ns()
+        for i in range(count):
+            await system.spawn(Idle, name=f"idle/{i}")
+        elapsed = perf_ns() - start
+        expect(len(system.paths()) == count, "not every spawn registered")
+    return elapsed / 1e9
+
+
+# ---- 5. RSS per idle actor, each figure in a fresh subprocess ---------------------------
+# The naive actor's spawn rate is taken there too: spawning K of them is slow
+# enough (tens of µs each) that doing it twice would blow the time budget.
+
+
+class NaiveActors:
+    """The do-it-yourself actor: one task parked in `async for` on its own memory
+    stream, its send side kept in a dict by path (the registry)."""
+
+    def __init__(self) -> None:
+        self.registry: dict[str, anyio.abc.ObjectSendStream[Any]] = {}
+
+    async def _actor(self, receive: anyio.abc.ObjectReceiveStream[Any]) -> None:
+        async with receive:
+            async for _ in receive:
+                pass
+
+    async def spawn(self, tg: anyio.abc.TaskGroup, prefix: str, count: int) -> None:
+        """Start `count` actors; return once every one is parked in `receive`."""
+        new = []
+        for i in range(count):
+            send, receive = anyio.create_memory_object_stream[Any](STREAM_BUFFER)
+            self.registry[f"{prefix}/{i}"] = send
+            new.append(send)
+            tg.start_soon(self._actor, receive)
+        for _ in range(100):  # a new task parks within a few scheduler passes
+            await anyio.sleep(0)
+            if new[-1].statistics().tasks_waiting_receive:
+                new = [send for send in new if not send.statistics().tasks_waiting_receive]
+                if not new:
+                    return
+        raise AssertionError(f"{len(new)} of {count} naive actors never parked")
+
+    def close(self) -> None:
+        for send in self.registry.values():
+            send.close()
+
+
+def rss_bytes() -> int:
+    gc.collect()
+    return psutil.Process().memory_info().rss
+
+
+async def rss_exoarmur(count: int) -> tuple[int, int, float]:
+    async with ActorSystem() as system:
+        warm = max(100, count // 100)
+        for i in range(warm):  # one-time costs out of the figure
+            await system.spawn(Idle, name=f"warm/{i}")
+        before = rss_bytes()
+        start = perf_ns()
+        for i in range(count):
+            await system.spawn(Idle, name=f"idle/{i}")
+        elapsed = perf_ns() - start
+        after = rss_bytes()
+        expect(len(system.paths()) == count + warm, "not every spawn registered")
+    return before, after, elapsed / 1e9
+
+
+async def rss_naive(count: int) -> tuple[int, int, float]:
+    naive = NaiveActors()
+    async with anyio.create_task_group() as tg:
+        await naive.spawn(tg, "warm", max(100, count // 100))
+        before = rss_bytes()
+        start = perf_ns()
+        await naive.spawn(tg, "idle", count)
+        elapsed = perf_ns() - start
+        after = rss_bytes()
+        naive.close()
+    return before, after, elapsed / 1e9
+
+
+def rss_only(backend: str, kind: str, count: int) -> dict[str, Any]:
+    measure = rss_exoarmur if kind == "exoarmur" else rss_naive
+    before, after, seconds = anyio.run(measure, count, backend=backend)
+    per_actor = (after - before) / count
+    return {
+        "backend": backend,
+        "kind": kind,
+        "count": count,
+        "rss_before": before,
+        "rss_after": after,
+        "bytes_per_actor": per_actor,
+        "kib_per_actor": per_actor / KIB,
+        "spawn_per_s": count / seconds,
+    }
+
+
+def rss_in_subprocess(backend: str, kind: str, count: int) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_kernel",
+        "--rss-only",
+        "--backend",
+        backend,
+        "--rss-kind",
+        kind,
+        "--count",
+        str(count),
+    ]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        command, cwd=_ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"RSS subprocess {' '.join(command)} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---- pykka, once, outside any event loop --------------------------------------------
+
+
+class PykkaCounter(pykka.ThreadingActor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def on_receive(self, message: Any) -> Any:
+        if message is GET:
+            return self.total
+        self.total += 1
+        return None
+
+
+def pykka_tell(count: int) -> float:
+    ref = PykkaCounter.start()
+    try:
+        msg = ADD
+        tell = ref.tell
+        start = perf_ns()
+        for _ in range(count):
+            tell(msg)
+        total = ref.ask(GET, timeout=TIMEOUT)
+        elapsed = perf_ns() - start
+    finally:
+        ref.stop()
+    expect(total == count, f"pykka counter saw {total} of {count}")
+    return elapsed / 1e9
+
+
+def pykka_ask_latencies(count: int) -> list[int]:
+    ref = PykkaCounter.start()
+    try:
+        samples = [0] * count
+        for i in range(count):
+            start = perf_ns()
+            ref.ask(GET, timeout=TIMEOUT)
+            samples[i] = perf_ns() - start
+    finally:
+        ref.stop()
+    return samples
+
+
+def run_pykka(params: Params) -> dict[str, Any]:
+    pykka_tell(params.tell_warmup)
+    gc.collect()
+    tell_seconds = pykka_tell(params.messages)
+    gc.collect()
+    pykka_ask_latencies(params.ask_warmup)
+    ask = latency_summary(pykka_ask_latencies(params.asks))
+    gc.collect()
+    return {"tell_per_s": params.messages / tell_seconds, "tell_seconds": tell_seconds, "ask": ask}
+
+
+# ---- one backend ----------------------------------------------------------------------
+
+
+async def run_backend(params: Params) -> dict[str, Any]:
+    backend = sniffio.current_async_library()
+    n = params.messages
+    wall: dict[str, float] = {}
+    out: dict[str, Any] = {"backend": backend, "section_seconds": wall, "round_seconds": {}}
+    last = perf_ns()
+
+    def lap(section: str) -> None:
+        nonlocal last
+        now = perf_ns()
+        wall[section] = (now - last) / 1e9
+        last = now
+        progress(f"{backend}: {section} done in {wall[section]:.1f} s")
+        gc.collect()
+
+    async with ActorSystem(name=f"bench-{backend}") as system:
+        # 1. tell
+        runs: dict[str, Callable[[int, str], Awaitable[Any]]] = {
+            "exoarmur": partial(exo_tell, system),
+            "stream": stream_tell,
+        }
+        if backend == "asyncio":
+            runs["asyncio_queue"] = asyncio_queue_tell
+        seconds = await interleave(runs, count=n, warmup=params.tell_warmup, rounds=ROUNDS)
+        out["tell_per_s"] = n / sum(seconds["exoarmur"])
+        out["stream_tell_per_s"] = n / sum(seconds["stream"])
+        if backend == "asyncio":
+            out["asyncio_queue_tell_per_s"] = n / sum(seconds["asyncio_queue"])
+        out["round_seconds"]["tell"] = seconds
+        lap("tell")
+
+        # 2. fan-in
+        runs = {
+            "exoarmur": partial(exo_fan_in, system, params.producers),
+            "stream": partial(stream_fan_in, params.producers),
+        }
+        seconds = await interleave(runs, count=n, warmup=params.tell_warmup, rounds=ROUNDS)
+        out["fan_in_per_s"] = n / sum(seconds["exoarmur"])
+        out["stream_fan_in_per_s"] = n / sum(seconds["stream"])
+        out["round_seconds"]["fan-in"] = seconds
+        lap("fan-in")
+
+        # 3. ask: sequential latencies, then throughput with concurrent askers
+        asyncio_ = backend == "asyncio"
+        runs = {
+            "exoarmur": partial(exo_ask_latencies, system),
+            "raw": raw_future_latencies if asyncio_ else raw_event_latencies,
+        }
+        samples = await interleave(runs, count=params.asks, warmup=params.ask_warmup, rounds=ROUNDS)
+        out["ask"] = latency_summary([ns for chunk in samples["exoarmur"] for ns in chunk])
+        out["raw_ask"] = latency_summary([ns for chunk in samples["raw"] for ns in chunk])
+        lap("ask sequential")
+        runs = {
+            "exoarmur": partial(exo_ask_concurrent, system, params.askers),
+            "raw": partial(raw_future_concurrent if asyncio_ else raw_event_concurrent, params.askers),
+        }
+        seconds = await interleave(runs, count=params.asks, warmup=params.ask_warmup, rounds=ROUNDS)
+        out["ask_concurrent_per_s"] = params.asks / sum(seconds["exoarmur"])
+        out["raw_ask_concurrent_per_s"] = params.asks / sum(seconds["raw"])
+        out["round_seconds"]["ask concurrent"] = seconds
+        lap("ask concurrent")
+
+    # 4. spawn (each run in its own system, torn down outside the timing)
+    seconds = await warm_then_time(exo_spawn, count=params.spawns, warmup=params.spawn_warmup)
+    out["spawn_per_s"] = params.spawns / seconds
+    lap("spawn")
+    return out
+
+
+# ---- the report ------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Row:
+    """One line of a table: exoarmur against one baseline. `ratio` is always
+    exoarmur / baseline; whether that should be high or low is `higher_is_better`."""
+
+    benchmark: str
+    unit: str  # "/s", "us" or "bytes"
+    exoarmur: float
+    baseline: str
+    baseline_value: float | None
+    higher_is_better: bool
+    target: str = "-"
+    passed: bool | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        if not self.baseline_value:
+            return None
+        return self.exoarmur / self.baseline_value
+
+    def cells(self) -> list[str]:
+        ratio = self.ratio
+        if ratio is None:
+            ratio_text = "-"
+        elif self.higher_is_better:
+            ratio_text = f"{ratio:.2f}x as fast"
+        else:
+            ratio_text = f"{ratio:.2f}x of base"
+        verdict = "-" if self.passed is None else ("PASS" if self.passed else "FAIL")
+        return [
+            self.benchmark,
+            format_value(self.exoarmur, self.unit),
+            self.baseline,
+            "-" if self.baseline_value is None else format_value(self.baseline_value, self.unit),
+            ratio_text,
+            self.target,
+            verdict,
+        ]
+
+    def as_json(self) -> dict[str, Any]:
+        return {**attrs.asdict(self), "ratio": self.ratio, "ratio_text": self.cells()[4]}
+
+
+HEADER = ["benchmark", "exoarmur", "baseline", "baseline value", "ratio", "target", "pass/fail"]
+LEGEND = (
+    "ratio = exoarmur / baseline. 'as fast': throughput, higher is better. "
+    "'of base': latency or memory, lower is better."
+)
+
+
+def format_value(value: float, unit: str) -> str:
+    if unit == "us":
+        return f"{value:,.1f}"
+    if unit == "bytes":
+        return f"{value:,.0f} B = {value / KIB:.2f} KiB"
+    return f"{value:,.0f}"
+
+
+def build_rows(backend: str, out: dict[str, Any], pykka_out: dict[str, Any], rss: dict[str, Any]) -> list[Row]:
+    raw = "raw future" if backend == "asyncio" else "raw event"
+    ask, raw_ask, pykka_ask = out["ask"], out["raw_ask"], pykka_out["ask"]
+    tell_vs_stream = out["tell_per_s"] / out["stream_tell_per_s"]
+    tell_vs_pykka = out["tell_per_s"] / pykka_out["tell_per_s"]
+    ask_vs_raw = ask["p50_us"] / raw_ask["p50_us"]
+    rss_exo, rss_naive_ = rss["exoarmur"]["bytes_per_actor"], rss["naive"]["bytes_per_actor"]
+    rows = [
+        Row("tell 1->1 (msg/s)", "/s", out["tell_per_s"], "anyio mem stream", out["stream_tell_per_s"],
+            True, ">= 3x", tell_vs_stream >= 3.0),
+        Row("tell 1->1 (msg/s)", "/s", out["tell_per_s"], "pykka tell", pykka_out["tell_per_s"],
+            True, ">= 5x", tell_vs_pykka >= 5.0),
+    ]
+    if "asyncio_queue_tell_per_s" in out:
+        rows.append(Row("tell 1->1 (msg/s)", "/s", out["tell_per_s"], "asyncio.Queue",
+                        out["asyncio_queue_tell_per_s"], True))
+    rows += [
+        Row("fan-in 100->1 (msg/s)", "/s", out["fan_in_per_s"], "anyio mem stream x100",
+            out["stream_fan_in_per_s"], True),
+        Row("ask p50 (µs)", "us", ask["p50_us"], f"{raw} p50", raw_ask["p50_us"],
+            False, "<= 2x", ask_vs_raw <= 2.0),
+        Row("ask p99 (µs)", "us", ask["p99_us"], f"{raw} p99", raw_ask["p99_us"], False),
+        Row("ask p50 (µs)", "us", ask["p50_us"], "pykka ask p50", pykka_ask["p50_us"], False),
+        Row("ask p99 (µs)", "us", ask["p99_us"], "pykka ask p99", pykka_ask["p99_us"], False),
+        Row("ask x64 concurrent (asks/s)", "/s", out["ask_concurrent_per_s"], f"{raw} x64",
+            out["raw_ask_concurrent_per_s"], True),
+        Row("spawn (actors/s)", "/s", out["spawn_per_s"], "naive task+stream *", rss["naive"]["spawn_per_s"],
+            True),
+        Row("RSS / idle actor", "bytes", rss_exo, "naive task+stream", rss_naive_,
+            False, "<= 3 KiB", rss_exo <= 3 * KIB),
+    ]
+    return rows
+
+
+def plain_table(rows: list[Row]) -> str:
+    lines = [HEADER, *(row.cells() for row in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
+
+    def render(cells: list[str]) -> str:
+        return "  ".join(
+            cell.ljust(width) if i in (0, 2, 5) else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([render(HEADER), rule, *(render(cells) for cells in lines[1:])])
+
+
+def markdown_table(rows: list[Row]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join(["---", "--:", "---", "--:", "--:", "---", "---"]) + "|"]
+    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_info(quick: bool) -> dict[str, Any]:
+    def package(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": quick,
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "cpu_count_physical": psutil.cpu_count(logical=False),
+        "memory_total": psutil.virtual_memory().total,
+        # Other processes' load skews wall-clock figures; ratios less so.
+        "load_average_at_start": os.getloadavg(),
+        "versions": {name: package(name) for name in ("anyio", "trio", "pykka", "psutil", "attrs")},
+    }
+
+
+# ---- entry point -------------------------------------------------------------------------
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished subprocesses."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def progress(text: str) -> None:
+    print(f"[bench_kernel] {text}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_kernel",
+        description="exoarmur kernel benchmarks against raw baselines measured in the same run.",
+    )
+    parser.add_argument("--quick", action="store_true", help="10x smaller counts (well under a minute)")
+    parser.add_argument("--backend", choices=(*BACKENDS, "both"), default="both")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="PATH",
+        help="write the results here instead of benchmarks/results/kernel-<UTC>.json "
+        "(benchmarks/results/latest_kernel.json is written either way)",
+    )
+    parser.add_argument(
+        "--rss-only",
+        action="store_true",
+        help="internal: measure RSS per idle actor in this (fresh) process, print one JSON line",
+    )
+    parser.add_argument("--rss-kind", choices=("exoarmur", "naive"), default="exoarmur", help="with --rss-only")
+    parser.add_argument("--count", type=int, default=FULL.rss_count, help="with --rss-only: actors to spawn")
+    args = parser.parse_args(argv)
+    if args.rss_only and args.backend == "both":
+        parser.error("--rss-only needs --backend asyncio or --backend trio")
+    if args.count <= 0:
+        parser.error("--count must be > 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.rss_only:
+        print(json.dumps(rss_only(args.backend, args.rss_kind, args.count)), flush=True)
+        return 0
+
+    params = QUICK if args.quick else FULL
+    backends = BACKENDS if args.backend == "both" else (args.backend,)
+    started = perf_ns()
+    report: dict[str, Any] = {
+        "benchmark": "kernel",
+        "machine": machine_info(args.quick),
+        "quick": args.quick,
+        "params": attrs.asdict(params),
+        "warmups": {"tell": params.tell_warmup, "ask": params.ask_warmup, "spawn": params.spawn_warmup},
+        "rounds": ROUNDS,
+        "backends": {},
+    }
+
+    progress(f"pykka (threads, once): {params.messages:,} tells, {params.asks:,} asks")
+    pykka_out = run_pykka(params)
+    report["pykka"] = pykka_out
+
+    tables: list[tuple[str, list[Row]]] = []
+    for backend in backends:
+        out = anyio.run(run_backend, params, backend=backend)
+        gc.collect()
+        rss: dict[str, Any] = {}
+        for kind in ("exoarmur", "naive"):
+            progress(f"{backend}: RSS of {params.rss_count:,} idle {kind} actors (fresh subprocess)")
+            rss[kind] = rss_in_subprocess(backend, kind, params.rss_count)
+            progress(f"{backend}: {kind}: {rss[kind]['bytes_per_actor']:,.0f} B per idle actor")
+        rows = build_rows(backend, out, pykka_out, rss)
+        tables.append((backend, rows))
+        report["backends"][backend] = {"results": out, "rss": rss, "rows": [row.as_json() for row in rows]}
+
+    verdicts = [row.passed for _, rows in tables for row in rows if row.passed is not None]
+    report["all_targets_pass"] = all(verdicts)
+    report["elapsed_s"] = (perf_ns() - started) / 1e9
+    report["cpu_s"] = cpu_seconds()
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+
+    title = (
+        f"N={params.messages:,} msgs, {params.asks:,} asks, {params.spawns:,} spawns, "
+        f"RSS at {params.rss_count:,} actors"
+    )
+    mode = "quick" if args.quick else "full"
+    for backend, rows in tables:
+        print(f"\nexoarmur kernel on {backend} ({mode} run): {title}\n")
+        print(plain_table(rows))
+    print(f"\n{LEGEND}")
+    print(f"pykka {version('pykka')} (threads) measured once; its figures repeat in each table.")
+    print("* naive spawn rate: taken in the RSS subprocess (fresh process, K actors).\n")
+    for backend, rows in tables:
+        print(f"#### {backend} ({mode} run): {title}\n")
+        print(markdown_table(rows))
+        print()
+
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    destination = args.json if args.json is not None else RESULTS_DIR / f"kernel-{stamp}.json"
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_text(text + "\n")
+    latest = RESULTS_DIR / "latest_kernel.json"
+    latest.write_text(text + "\n")
+    load = report["machine"]["load_average_at_start"][0], report["machine"]["load_average_at_end"][0]
+    print(
+        f"wrote {destination} and {latest}\n"
+        f"{report['elapsed_s']:.0f} s wall, {report['cpu_s']:.0f} s CPU (this process and its "
+        f"subprocesses), {os.cpu_count()} CPUs, 1-min load average {load[0]:.1f} at start, "
+        f"{load[1]:.1f} at end; targets {'all pass' if report['all_targets_pass'] else 'NOT all pass'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""The main process: one actor system running the configured tree until a signal.
+
+    code = anyio.run(functools.partial(run, load_config(path)))
+
+`run` opens an `ActorSystem` from the config, loads the tree factory named by
+`tree.factory` ("module:function", imported now, never at import time) and
+awaits it, prints `exoarmur: running (<n> actors) — pid <pid>` to stderr, and
+waits for SIGINT or SIGTERM. Then it stops every actor gracefully (bounded by
+`stop_timeout`) and returns 0. A signal that arrives while the tree is being
+built cancels the build and stops the same way.
+
+Anything else ends the process with `exoarmur: fatal: <CODE>: <detail>` on
+stderr and a non-zero exit code (2 for CONFIG_INVALID, 1 otherwise):
+- an `ExoarmurError` out of the factory or the system: its own code;
+- any other exception from the factory: FATAL (its traceback is printed first);
+- a graceful stop still unfinished after `stop_timeout + STOP_MARGIN` seconds:
+  DEADLINE_EXCEEDED, and whatever is left is cancelled.
+Cancellation of `run` itself is never turned into an exit code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import signal
+import sys
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import anyio
+
+from runtime.audit import AuditSink, JsonlAuditSink, MemoryAuditSink
+from runtime.codes import ReasonCode
+from runtime.config import Config
+from runtime.errors import ExoarmurError, Fatal, InvalidInput
+from runtime.system import ActorSystem
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+# Seconds the graceful stop may overrun stop_timeout before it is cancelled.
+STOP_MARGIN = 2.0
+
+TreeFactory = Callable[[ActorSystem, Config], Awaitable[None]]
+
+
+def say(text: str) -> None:
+    print(f"exoarmur: {text}", file=sys.stderr, flush=True)
+
+
+async def run(config: Config, *, ready: anyio.Event | None = None) -> int:
+    """Run until SIGINT/SIGTERM; the process exit code. `ready` is set once the
+    tree is built and the running line printed."""
+    try:
+        factory = load_factory(config.tree_factory)
+        audit = open_audit_sink(config)
+        try:
+            await _serve(config, factory, audit, ready)
+        finally:
+            audit.close()
+    except Exception as exc:  # every failure becomes one coded line and an exit code
+        return report(exc)
+    return EXIT_OK
+
+
+def load_factory(dotted: str) -> TreeFactory:
+    """Import "module:function" and check it is an async function."""
+    module_name, _, attribute = dotted.partition(":")
+    try:
+        target: object = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InvalidInput(
+            ReasonCode.CONFIG_INVALID, f"tree.factory {dotted!r}: cannot import {module_name}: {exc}"
+        ) from exc
+    except Exception as exc:
+        raise Fatal(
+            ReasonCode.FATAL, f"tree.factory {dotted!r}: importing {module_name} raised {exc!r}"
+        ) from exc
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise InvalidInput(
+                ReasonCode.CONFIG_INVALID, f"tree.factory {dotted!r}: {module_name} has no {attribute}"
+            ) from None
+    if not inspect.iscoroutinefunction(target):
+        raise InvalidInput(
+            ReasonCode.CONFIG_INVALID,
+            f"tree.factory {dotted!r}: must be an async function (system, config) -> None",
+        )
+    return target  # type: ignore[return-value]
+
+
+def open_audit_sink(config: Config) -> AuditSink:
+    if config.audit_path is None:
+        return MemoryAuditSink()
+    try:
+        return JsonlAuditSink(config.audit_path)
+    except OSError as exc:
+        raise InvalidInput(
+            ReasonCode.CONFIG_INVALID, f"audit.path {str(config.audit_path)!r}: cannot open: {exc}"
+        ) from exc
+
+
+def report(exc: BaseException) -> int:
+    """Print the fatal line for `exc` (and the traceback of an uncoded cause);
+    the exit code."""
+    error = coded(exc)
+    cause = error.__cause__
+    if error.code is not ReasonCode.CONFIG_INVALID and cause is not None and not isinstance(
+        cause, ExoarmurError
+    ):
+        traceback.print_exception(cause, file=sys.stderr)
+    say(f"fatal: {error}")
+    return EXIT_CONFIG if error.code is ReasonCode.CONFIG_INVALID else EXIT_FAILURE
+
+
+def coded(exc: BaseException) -> ExoarmurError:
+    """The coded error behind `exc`: itself, the first one inside an exception
+    group (task groups wrap what their body raises), else FATAL caused by it."""
+    found = _first_coded(exc)
+    if found is not None:
+        return found
+    leaf = exc
+    while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+        leaf = leaf.exceptions[0]
+    error = Fatal(ReasonCode.FATAL, f"{type(leaf).__name__}: {leaf}")
+    error.__cause__ = leaf
+    return error
+
+
+def _first_coded(exc: BaseException) -> ExoarmurError | None:
+    if isinstance(exc, ExoarmurError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first_coded(inner)
+            if found is not None:
+                return found
+    return None
+
+
+async def _serve(
+    config: Config, factory: TreeFactory, audit: AuditSink, ready: anyio.Event | None
+) -> None:
+    # Open the receiver first: a signal from now on is a request to stop, never
+    # the default action (which would kill the process without a graceful stop).
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with ActorSystem(
+            name=config.name,
+            timeouts=config.timeouts,
+            audit=audit,
+            mailboxes=config.mailboxes,
+            stop_timeout=config.stop_timeout,
+        ) as system:
+            async with anyio.create_task_group() as group:
+                group.start_soon(_cancel_on_signal, signals, group.cancel_scope, config)
+                await _build(system, config, factory)
+                say(f"running ({len(system.paths())} actors) — pid {os.getpid()}")
+                if ready is not None:
+                    ready.set()
+                await anyio.sleep_forever()
+            await _stop(system, config)
+
+
+async def _cancel_on_signal(
+    signals: AsyncIterator[signal.Signals], scope: anyio.CancelScope, config: Config
+) -> None:
+    async for signum in signals:
+        say(f"stopping ({signal.Signals(signum).name}), up to {config.stop_timeout:g} s")
+        scope.cancel()
+        return
+
+
+async def _build(system: ActorSystem, config: Config, factory: TreeFactory) -> None:
+    try:
+        await factory(system, config)
+    except ExoarmurError:
+        raise
+    except Exception as exc:
+        raise system.failure(
+            "fatal",
+            ReasonCode.FATAL,
+            detail=f"tree factory {config.tree_factory}: {type(exc).__name__}: {exc}",
+        ) from exc
+
+
+async def _stop(system: ActorSystem, config: Config) -> None:
+    """The graceful stop, cancelled if it overruns stop_timeout by STOP_MARGIN.
+    (Leaving the system's block after this finds nothing left to stop.)"""
+    limit = config.stop_timeout + STOP_MARGIN
+    with anyio.move_on_after(limit) as scope:
+        await system.shutdown()
+    if scope.cancelled_caught:
+        raise system.failure(
+            "fatal",
+            ReasonCode.DEADLINE_EXCEEDED,
+            detail=f"graceful stop still running after {limit:g} s; cancelled what was left",
+        )

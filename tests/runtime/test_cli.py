@@ -1,0 +1,426 @@
+"""The `exoarmur` command and the main process: help, `config`, `bench kernel`
+pass-through, `run` in process (both backends) and as a real process stopped by
+SIGTERM and SIGINT, with exit codes and the coded fatal line."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import tomllib
+import types
+from pathlib import Path
+
+import anyio
+import pytest
+
+import runtime.main
+from runtime import Actor, AuditEvent, ReasonCode, read_jsonl
+from runtime.cli import main
+from runtime.config import Config, parse_config_text
+from runtime.main import coded, load_factory, run
+
+REPO = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT = 20.0  # seconds for a fresh interpreter to print its running line
+EXIT_TIMEOUT = 15.0  # seconds for it to exit once signalled
+
+# ---- trees the in-process tests load by dotted path ------------------------------
+
+
+class Idle(Actor):
+    pass
+
+
+class SlowToStop(Actor):
+    """Its `stopping` hook records when it began, then ignores cancellation for a while."""
+
+    async def stopping(self) -> None:
+        context = self.context
+        context.system.audit.emit(
+            AuditEvent(kind="test.stopping", code=ReasonCode.SHUTTING_DOWN, at=context.now())
+        )
+        with anyio.CancelScope(shield=True):
+            await anyio.sleep(0.6)
+
+
+async def idle_tree(system, config) -> None:
+    await system.spawn(Idle, name="idle/one")
+
+
+async def raising_tree(system, config) -> None:
+    await system.spawn(Idle, name="idle/one")
+    raise RuntimeError("tree is broken")
+
+
+async def name_taken_tree(system, config) -> None:
+    await system.spawn(Idle, name="idle/one")
+    await system.spawn(Idle, name="idle/one")
+
+
+def sync_tree(system, config) -> None:
+    pass
+
+
+async def slow_to_stop_tree(system, config) -> None:
+    await system.spawn(SlowToStop, name="slow/one")
+
+
+def config_for(tmp_path: Path, factory: str, *, extra: str = "") -> Config:
+    text = f'[audit]\npath = "audit.jsonl"\n[tree]\nfactory = "{factory}"\n{extra}'
+    return parse_config_text(text, source="test", base_dir=tmp_path)
+
+
+async def run_until_signalled(config: Config) -> tuple[int, bool]:
+    """Run in this process; once it is running, SIGTERM ourselves. (exit code, was ready)."""
+    ready = anyio.Event()
+    codes: list[int] = []
+
+    async def go() -> None:
+        try:
+            codes.append(await run(config, ready=ready))
+        finally:
+            ready.set()  # also wakes the waiter below when run ends before running
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(go)
+            await ready.wait()
+            was_ready = not codes
+            if was_ready:
+                # The receiver is open while running: this is a stop request, not a kill.
+                os.kill(os.getpid(), signal.SIGTERM)
+    return codes[0], was_ready
+
+
+# ---- help and usage ------------------------------------------------------------------
+
+
+class TestHelp:
+    @pytest.mark.parametrize(
+        "argv",
+        [["--help"], ["run", "--help"], ["config", "--help"], ["bench", "--help"], ["bench", "kernel", "--help"]],
+        ids=lambda argv: " ".join(argv),
+    )
+    def test_help_exits_zero(self, argv, capsys):
+        """--help works on the command and on every subcommand."""
+        assert main(argv) == 0
+        assert "usage: exoarmur" in capsys.readouterr().out
+
+    def test_no_command_is_a_usage_error(self, capsys):
+        """Without a command the exit code is 2 and the usage is printed."""
+        assert main([]) == 2
+        assert "usage: exoarmur" in capsys.readouterr().err
+
+    def test_unknown_option_is_a_usage_error(self, capsys):
+        """An option `run` does not know is refused, not passed anywhere."""
+        assert main(["run", "--frobnicate"]) == 2
+        assert "unrecognized arguments: --frobnicate" in capsys.readouterr().err
+
+    def test_python_dash_m_runtime_help(self):
+        """`python -m runtime --help` is the same command, as a real process."""
+        done = subprocess.run(
+            [sys.executable, "-m", "runtime", "--help"],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            timeout=STARTUP_TIMEOUT,
+            check=False,
+        )
+        assert done.returncode == 0
+        assert b"usage: exoarmur" in done.stdout
+
+
+# ---- exoarmur config -------------------------------------------------------------------
+
+
+class TestConfigCommand:
+    def test_prints_the_defaults_as_toml(self, capsys):
+        """Without --config it prints the built-in config, every default spelled out."""
+        assert main(["config"]) == 0
+        out = capsys.readouterr().out
+        assert parse_config_text(out, source="printed", base_dir=None) == Config()
+        assert tomllib.loads(out)["timeouts"]["execution_intent"] == 30.0
+
+    def test_prints_a_file_as_json(self, tmp_path, capsys):
+        """--format json shows the effective values of a given file."""
+        path = tmp_path / "c.toml"
+        path.write_text("[timeouts]\nkv_get = 1.5\n", encoding="utf-8")
+        assert main(["config", "--config", str(path), "--format", "json"]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert shown["timeouts"]["kv_get"] == 1.5
+        assert shown["timeouts"]["kv_put"] == 5.0
+
+    def test_bad_file_exits_2_with_the_code(self, tmp_path, capsys):
+        """A bad config is CONFIG_INVALID on stderr and exit code 2."""
+        path = tmp_path / "c.toml"
+        path.write_text("[nope]\n", encoding="utf-8")
+        assert main(["config", "--config", str(path)]) == 2
+        assert f"exoarmur: fatal: CONFIG_INVALID: {path}: nope: unknown section" in capsys.readouterr().err
+
+
+# ---- exoarmur bench kernel ---------------------------------------------------------------
+
+
+class TestBench:
+    def test_arguments_pass_through_to_the_benchmark(self, monkeypatch):
+        """Every argument after `bench kernel` goes to benchmarks.bench_kernel.main (a
+        leading `--` dropped), and its return value is the exit code."""
+        seen: list[list[str]] = []
+
+        def fake_main(argv: list[str]) -> int:
+            seen.append(argv)
+            return 3
+
+        fake = types.ModuleType("benchmarks.bench_kernel")
+        fake.main = fake_main  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "benchmarks.bench_kernel", fake)
+        assert main(["bench", "kernel", "--quick", "--backend", "trio"]) == 3
+        assert main(["bench", "kernel", "--", "--help"]) == 3
+        assert seen == [["--quick", "--backend", "trio"], ["--help"]]
+
+    def test_missing_benchmark_exits_2_with_a_clear_error(self, monkeypatch, capsys):
+        """If benchmarks/bench_kernel.py cannot be found the command says so and exits 2."""
+        monkeypatch.setitem(sys.modules, "benchmarks.bench_kernel", None)
+        assert main(["bench", "kernel"]) == 2
+        assert "benchmarks/bench_kernel.py not found" in capsys.readouterr().err
+
+
+# ---- run, in this process ------------------------------------------------------------------
+
+
+class TestRun:
+    @pytest.mark.anyio
+    async def test_runs_until_signalled_then_exits_zero(self, tmp_path, capsys):
+        """The demo tree runs; SIGTERM stops it gracefully; the exit code is 0."""
+        code, was_ready = await run_until_signalled(config_for(tmp_path, "actors.demo:build_tree"))
+        assert (code, was_ready) == (0, True)
+        err = capsys.readouterr().err
+        assert f"exoarmur: running (2 actors) — pid {os.getpid()}" in err
+        assert "exoarmur: stopping (SIGTERM)" in err
+        assert list(read_jsonl(tmp_path / "audit.jsonl")) == []  # nothing failed
+
+    @pytest.mark.anyio
+    async def test_factory_exception_is_fatal_exit_1(self, tmp_path, capsys):
+        """Any exception from the factory: FATAL line, its traceback, one audit event, exit 1."""
+        config = config_for(tmp_path, f"{__name__}:raising_tree")
+        code, was_ready = await run_until_signalled(config)
+        assert (code, was_ready) == (1, False)
+        err = capsys.readouterr().err
+        assert "RuntimeError: tree is broken" in err.split("exoarmur: fatal:")[0]  # traceback first
+        assert err.rstrip().endswith(
+            f"exoarmur: fatal: FATAL: tree factory {__name__}:raising_tree: RuntimeError: tree is broken"
+        )
+        events = list(read_jsonl(tmp_path / "audit.jsonl"))
+        assert [(e.kind, e.code) for e in events] == [("fatal", ReasonCode.FATAL)]
+
+    @pytest.mark.anyio
+    async def test_coded_error_from_the_system_keeps_its_code(self, tmp_path, capsys):
+        """An ExoarmurError out of the factory is printed with its own code; exit 1."""
+        code, _ = await run_until_signalled(config_for(tmp_path, f"{__name__}:name_taken_tree"))
+        assert code == 1
+        assert "exoarmur: fatal: ACTOR_NAME_TAKEN: idle/one" in capsys.readouterr().err
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize(
+        ("factory", "detail"),
+        [
+            ("no_such_module_xyz:build", "cannot import no_such_module_xyz"),
+            (f"{__name__}:absent_tree", f"{__name__} has no absent_tree"),
+            (f"{__name__}:sync_tree", "must be an async function"),
+        ],
+    )
+    async def test_unloadable_factory_is_config_invalid_exit_2(self, tmp_path, capsys, factory, detail):
+        """A factory that cannot be imported, found, or awaited: CONFIG_INVALID, exit 2."""
+        code, _ = await run_until_signalled(config_for(tmp_path, factory))
+        assert code == 2
+        err = capsys.readouterr().err
+        assert "exoarmur: fatal: CONFIG_INVALID: tree.factory" in err
+        assert detail in err
+
+    @pytest.mark.anyio
+    async def test_demo_rejects_unknown_options(self, tmp_path, capsys):
+        """The demo tree checks its [tree.options]: a typo is CONFIG_INVALID, exit 2."""
+        config = config_for(tmp_path, "actors.demo:build_tree", extra="[tree.options]\npigns = 3\n")
+        code, _ = await run_until_signalled(config)
+        assert code == 2
+        assert "CONFIG_INVALID: tree.options.pigns: unknown option" in capsys.readouterr().err
+
+    @pytest.mark.anyio
+    async def test_overlong_graceful_stop_is_cancelled_with_a_code(self, tmp_path, capsys, monkeypatch):
+        """A stop still running after stop_timeout + margin is given up: DEADLINE_EXCEEDED, exit 1."""
+        monkeypatch.setattr(runtime.main, "STOP_MARGIN", 0.2)
+        config = config_for(
+            tmp_path, f"{__name__}:slow_to_stop_tree", extra="[system]\nstop_timeout = 0.1\n"
+        )
+        code, was_ready = await run_until_signalled(config)
+        assert (code, was_ready) == (1, True)
+        assert (
+            "exoarmur: fatal: DEADLINE_EXCEEDED: graceful stop still running after 0.3 s"
+            in capsys.readouterr().err
+        )
+        events = {e.kind: e for e in read_jsonl(tmp_path / "audit.jsonl")}
+        assert events["fatal"].code is ReasonCode.DEADLINE_EXCEEDED
+        # Given up at the limit, not when the stubborn hook finished (0.6 s).
+        assert 0.25 <= events["fatal"].at - events["test.stopping"].at < 0.5
+
+
+class TestCoded:
+    def test_error_inside_nested_groups_is_found(self):
+        """Task groups wrap what their body raises; the coded error inside is reported."""
+        from runtime import ActorCrashed
+
+        crash = ActorCrashed(ReasonCode.ACTOR_CRASHED, "x")
+        wrapped = ExceptionGroup("outer", [ValueError("v"), ExceptionGroup("inner", [crash])])
+        assert coded(wrapped) is crash
+
+    def test_uncoded_error_becomes_fatal_caused_by_it(self):
+        """Anything else becomes FATAL with the original as its cause."""
+        boom = KeyError("k")
+        error = coded(ExceptionGroup("g", [boom]))
+        assert error.code is ReasonCode.FATAL
+        assert error.__cause__ is boom
+
+    def test_load_factory_returns_the_function(self):
+        """A good dotted path loads the async function itself."""
+        assert load_factory(f"{__name__}:idle_tree") is idle_tree
+
+
+# ---- run, as a real process -----------------------------------------------------------------
+
+
+class Process:
+    """`python -m runtime ARGS` with the repository (and `extra_path`) importable."""
+
+    def __init__(self, args: list[str], *, cwd: Path, extra_path: tuple[Path, ...] = ()) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (REPO, *extra_path)))}
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "runtime", *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.err = b""
+
+    def wait_for(self, needle: str, *, timeout: float) -> None:
+        """Read stderr until `needle` appears (bounded); fail if the process exits first."""
+        deadline = time.monotonic() + timeout
+        fd = self.popen.stderr.fileno()  # type: ignore[union-attr]
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while needle.encode() not in self.err:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    pytest.fail(f"no {needle!r} within {timeout} s; stderr: {self.err!r}")
+                if selector.select(remaining):
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        pytest.fail(f"exited before {needle!r}; stderr: {self.err!r}")
+                    self.err += chunk
+
+    def finish(self, *, timeout: float) -> tuple[int, str]:
+        """Exit code and the whole of stderr (bounded)."""
+        _, rest = self.popen.communicate(timeout=timeout)
+        return self.popen.returncode, (self.err + rest).decode()
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.communicate(timeout=EXIT_TIMEOUT)
+
+
+@pytest.fixture
+def start(tmp_path):
+    started: list[Process] = []
+
+    def start(args: list[str], *, extra_path: tuple[Path, ...] = ()) -> Process:
+        process = Process(args, cwd=tmp_path, extra_path=extra_path)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+def write_config(tmp_path: Path, factory: str = "actors.demo:build_tree", extra: str = "") -> Path:
+    path = tmp_path / "exoarmur.toml"
+    path.write_text(
+        f'[audit]\npath = "{tmp_path / "audit.jsonl"}"\n[tree]\nfactory = "{factory}"\n{extra}',
+        encoding="utf-8",
+    )
+    return path
+
+
+def write_module(tmp_path: Path, name: str, source: str) -> Path:
+    folder = tmp_path / "trees"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    return folder
+
+
+class TestProcess:
+    @pytest.mark.parametrize("backend", ["asyncio", "trio"])
+    @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+    def test_signal_stops_gracefully_with_exit_0(self, tmp_path, start, backend, signum):
+        """`python -m runtime run` prints its running line, and SIGTERM or SIGINT ends it with 0."""
+        process = start(["run", "--config", str(write_config(tmp_path)), "--backend", backend])
+        process.wait_for("exoarmur: running (2 actors)", timeout=STARTUP_TIMEOUT)
+        process.popen.send_signal(signum)
+        code, err = process.finish(timeout=EXIT_TIMEOUT)
+        assert code == 0, err
+        assert f"— pid {process.popen.pid}" in err
+        assert f"exoarmur: stopping ({signum.name})" in err
+        assert (tmp_path / "audit.jsonl").exists()
+
+    def test_signal_while_the_tree_is_built_stops_with_exit_0(self, tmp_path, start):
+        """A signal during a slow build cancels the build and stops gracefully."""
+        trees = write_module(
+            tmp_path,
+            "slow_tree",
+            """
+            import sys
+            import anyio
+
+            async def build(system, config):
+                print("building", file=sys.stderr, flush=True)
+                await anyio.sleep_forever()
+            """,
+        )
+        config = write_config(tmp_path, "slow_tree:build")
+        process = start(["run", "--config", str(config), "--backend", "trio"], extra_path=(trees,))
+        process.wait_for("building", timeout=STARTUP_TIMEOUT)
+        process.popen.send_signal(signal.SIGTERM)
+        code, err = process.finish(timeout=EXIT_TIMEOUT)
+        assert code == 0, err
+        assert "exoarmur: running" not in err
+
+    @pytest.mark.parametrize("backend", ["asyncio", "trio"])
+    def test_factory_that_raises_exits_1_with_the_code(self, tmp_path, start, backend):
+        """A tree factory that raises ends the process at once with FATAL and exit 1."""
+        trees = write_module(
+            tmp_path,
+            "broken_tree",
+            """
+            async def build(system, config):
+                raise LookupError("no such tenant")
+            """,
+        )
+        config = write_config(tmp_path, "broken_tree:build")
+        process = start(["run", "--config", str(config), "--backend", backend], extra_path=(trees,))
+        code, err = process.finish(timeout=STARTUP_TIMEOUT)
+        assert code == 1, err
+        assert "exoarmur: fatal: FATAL: tree factory broken_tree:build: LookupError: no such tenant" in err
+        assert "exoarmur: running" not in err
+
+    def test_bad_config_exits_2_with_config_invalid(self, tmp_path, start):
+        """A bad config file: CONFIG_INVALID naming file and key, exit 2, nothing started."""
+        config = write_config(tmp_path, extra="[system]\nstop_timeout = -1\n")
+        process = start(["run", "--config", str(config)])
+        code, err = process.finish(timeout=STARTUP_TIMEOUT)
+        assert code == 2, err
+        assert f"exoarmur: fatal: CONFIG_INVALID: {config}: system.stop_timeout: must be finite" in err
