@@ -143,22 +143,25 @@ class Backend:
         self.new_reply = new_reply
 
 
-def current_backend(*, clock: Callable[[], float] | None = None) -> Backend:
-    """The backend of the running event loop. `clock` must read the same time the
-    loop's timers use (on trio, a MockClock installed in `trio.run` does)."""
+def current_backend() -> Backend:
+    """The backend of the running event loop.
+
+    The runtime clock is the loop's own clock (what anyio.current_time() reads),
+    because deadlines are handed to the loop's timers and cancel scopes. It is
+    injected where the loop is made: trio.run(clock=MockClock(...)) in tests."""
     name = sniffio.current_async_library()
     if name == "asyncio":
         loop = asyncio.get_running_loop()
         return Backend(
             name=name,
-            now=clock or loop.time,
+            now=loop.time,
             checkpoint=_asyncio_yield,
             new_reply=lambda: AsyncioReply(loop),
         )
     if name == "trio":
         return Backend(
             name=name,
-            now=clock or _trio.current_time,
+            now=_trio.current_time,
             checkpoint=_trio.lowlevel.checkpoint,
             new_reply=TrioReply,
         )

@@ -55,7 +55,6 @@ class ActorSystem:
         name: str = "exoarmur",
         timeouts: TimeoutPolicy | None = None,
         audit: AuditSink | None = None,
-        clock: Callable[[], float] | None = None,
         mailboxes: Mapping[str, MailboxConfig] | None = None,
         stop_timeout: float = 5.0,
         dead_letter_capacity: int = 10_000,
@@ -69,7 +68,6 @@ class ActorSystem:
         self.stop_timeout = stop_timeout
         # Per-path mailbox overrides: fnmatch patterns, first match wins.
         self._mailboxes = dict(mailboxes or {})
-        self._clock = clock
         self._cells: dict[str, ActorCell] = {}
         self._late_replies = 0
         self._restarts_of_stopped = 0
@@ -82,7 +80,7 @@ class ActorSystem:
     # ---- context manager ----------------------------------------------------
 
     async def __aenter__(self) -> ActorSystem:
-        self.backend = current_backend(clock=self._clock)
+        self.backend = current_backend()
         self.now = self.backend.now
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
