@@ -96,6 +96,12 @@ STOP = "stop"
 
 LINGER_PASSES = 2
 
+# Envelope field positions, for the hot loop (tuple indexing skips the
+# NamedTuple property call).
+MESSAGE = Envelope._fields.index("message")
+DEADLINE = Envelope._fields.index("deadline")
+REPLY_TO = Envelope._fields.index("reply_to")
+
 
 class ActorCell:
     __slots__ = (
@@ -334,6 +340,7 @@ class ActorCell:
         checkpoint = self.system.backend.checkpoint
         context = self.context
         dispatch = self.dispatch
+        popleft = queue.popleft
         current: Envelope | None = None
         try:
             while True:
@@ -343,33 +350,37 @@ class ActorCell:
                     await self._drain_stopping()
                     return
                 budget = self.throughput
+                actor = self.actor
                 while queue and budget:
                     budget -= 1
-                    env = current = queue.popleft()
+                    env = current = popleft()
                     if mailbox.waiters:
                         mailbox.hand_over_slot()
-                    if env.deadline <= now():
+                    if env[DEADLINE] <= now():
                         mailbox.expired += 1
                         self.dead_letter(env, ReasonCode.DEADLINE_EXCEEDED)
                         continue
-                    fn, is_async = dispatch[type(env.message)]
+                    message = env[MESSAGE]
+                    fn, is_async = dispatch[type(message)]
                     if is_async:
                         if not await self._handle_async(fn, env):
                             await self._restart()
+                            actor = self.actor
                         if self.state is not CellState.RUNNING:
                             break
                         continue
                     # Inline sync path: the tell target is won or lost here.
-                    reply = env.reply_to
+                    reply = env[REPLY_TO]
                     if reply is not None:
                         reply.started = True
                     context.envelope = env
                     mailbox.processed += 1
                     try:
-                        result = fn(self.actor, env.message)
+                        result = fn(actor, message)
                     except Exception as exc:
                         self._crashed(env, exc)
                         await self._restart()
+                        actor = self.actor
                         continue
                     if reply is not None and not reply.resolve(outcome.Value(result)):
                         self.system._late_replies += 1

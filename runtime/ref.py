@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 from runtime.backend import Reply
 from runtime.cell import CURRENT
 from runtime.codes import ReasonCode
-from runtime.envelope import Envelope, make_envelope
+from runtime.envelope import Envelope
 
 if TYPE_CHECKING:
     from runtime.cell import ActorCell
+
+_new = tuple.__new__  # Envelope without NamedTuple's argument parsing
 
 
 class ActorRef:
@@ -50,20 +52,16 @@ class ActorRef:
         trace_id: str | None,
         reply: Reply | None,
     ) -> Envelope:
+        # Hot path: every tell and ask runs this; keep it flat.
         cell = self._cell
         system = cell.system
+        message_type = type(message)
+        if message_type not in cell.dispatch:
+            self._unhandled(message_type)
         now = system.now()
-        if cell.dispatch.get(type(message)) is None:
-            cell.mailbox.rejected += 1
-            raise system.failure(
-                "rejected",
-                ReasonCode.ENVELOPE_INVALID,
-                path=cell.path,
-                detail=f"{cell.actor_type.__qualname__} has no handler for {type(message).__qualname__}",
-            )
         if deadline is None:
             if timeout is None:
-                timeout = system.default_seconds(type(message))
+                timeout = system.default_seconds(message_type)
             deadline = now + timeout
         sender = None
         context = CURRENT.get()
@@ -77,16 +75,28 @@ class ActorRef:
                     trace_id = parent.trace_id
                 if tenant is None:
                     tenant = parent.tenant
-        if cell.tenant is not None:
+        if cell.tenant is not None and tenant != cell.tenant:
             if tenant is None:
                 tenant = cell.tenant
-            elif tenant != cell.tenant:
-                env = make_envelope(message, deadline, tenant, sender, None, trace_id, idempotency_key, 1, None)
-                cell._reject(env, ReasonCode.TENANT_MISMATCH)
-        env = make_envelope(message, deadline, tenant, sender, None, trace_id, idempotency_key, 1, reply)
+            else:
+                cell._reject(
+                    _new(Envelope, (message, deadline, tenant, sender, None, trace_id, idempotency_key, 1, None)),
+                    ReasonCode.TENANT_MISMATCH,
+                )
+        env = _new(Envelope, (message, deadline, tenant, sender, None, trace_id, idempotency_key, 1, reply))
         if deadline <= now:
             cell._reject(env, ReasonCode.DEADLINE_EXCEEDED)
         return env
+
+    def _unhandled(self, message_type: type) -> None:
+        cell = self._cell
+        cell.mailbox.rejected += 1
+        raise cell.system.failure(
+            "rejected",
+            ReasonCode.ENVELOPE_INVALID,
+            path=cell.path,
+            detail=f"{cell.actor_type.__qualname__} has no handler for {message_type.__qualname__}",
+        )
 
     async def tell(
         self,
@@ -103,7 +113,16 @@ class ActorRef:
         DeadlineExceeded), `shed_oldest` dead-letters the oldest envelope."""
         env = self._envelope(message, timeout, deadline, tenant, idempotency_key, trace_id, None)
         cell = self._cell
-        if not cell.offer(env):
+        # Inline copy of ActorCell.offer's fast path (room, open): the tell target
+        # is decided by these lines. Everything else goes through offer().
+        mailbox = cell.mailbox
+        queue = mailbox.queue
+        if mailbox.closed is None and len(queue) < mailbox.capacity and not mailbox.waiters:
+            queue.append(env)
+            mailbox.accepted += 1
+            if not cell.scheduled:
+                cell._schedule()
+        elif not cell.offer(env):
             await cell.offer_waiting(env)
 
     def tell_nowait(

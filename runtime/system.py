@@ -84,6 +84,8 @@ class ActorSystem:
         self.now = self.backend.now
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
+        if self.backend.service is not None:
+            self._task_group.start_soon(self.backend.service, name=f"{self.name}:timers")
         return self
 
     async def __aexit__(
