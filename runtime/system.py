@@ -37,6 +37,9 @@ from runtime.messages import timeout_category
 from runtime.ref import ActorRef
 from runtime.timeouts import TimeoutPolicy
 
+# Seconds a stop may overrun its deadline (stopping hooks) before it is cancelled.
+STOP_MARGIN = 1.0
+
 _PATH = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 
 
@@ -119,13 +122,12 @@ class ActorSystem:
         for all of them together. Then nothing is left in the task group."""
         self._stopping = True
         deadline = self.now() + (self.stop_timeout if timeout is None else timeout)
-        for cell in reversed(list(self._cells.values())):
-            cell.request_stop(code=ReasonCode.SHUTTING_DOWN, deadline=deadline)
-            if cell.state is not CellState.STOPPED:
-                # The drain ends by the deadline (handlers run in scopes bounded
-                # by it); the margin only covers `stopping` hooks that overrun.
-                with anyio.move_on_after(max(deadline - self.now(), 0.0) + 1.0):
-                    await cell.wait_stopped()
+        # Drains end by the deadline (handlers run in scopes bounded by it); the
+        # one margin covers `stopping` hooks that overrun, for all actors together.
+        with anyio.move_on_after(max(deadline - self.now(), 0.0) + STOP_MARGIN):
+            for cell in reversed(list(self._cells.values())):
+                cell.request_stop(code=ReasonCode.SHUTTING_DOWN, deadline=deadline)
+                await cell.wait_stopped()
         if self._task_group is not None:
             self._task_group.cancel_scope.cancel()
 
@@ -214,7 +216,7 @@ class ActorSystem:
         cell = ref._cell
         deadline = self.now() + (self.stop_timeout if timeout is None else timeout)
         cell.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=deadline)
-        with anyio.move_on_after(max(deadline - self.now(), 0.0) + 1.0):
+        with anyio.move_on_after(max(deadline - self.now(), 0.0) + STOP_MARGIN):
             await cell.wait_stopped()
 
     def _unregister(self, cell: ActorCell) -> None:

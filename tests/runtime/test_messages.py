@@ -1,0 +1,72 @@
+"""Message classes: frozen attrs classes with a stable, unique wire name."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from runtime import InvalidInput, MessageRegistry, TimeoutCategory, message, wire_name
+from runtime.envelope import Envelope
+
+
+class TestMessage:
+    def test_decorated_class_is_frozen_attrs_with_its_wire_name(self):
+        """@message makes a frozen attrs class and records its wire name and category."""
+        registry = MessageRegistry()
+
+        @message("test.msg.ping", timeout=TimeoutCategory.KV_GET, registry=registry)
+        class Ping:
+            text: str
+
+        assert attrs.has(Ping)
+        assert wire_name(Ping) == "test.msg.ping"
+        assert Ping.__timeout__ is TimeoutCategory.KV_GET
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            Ping("a").text = "b"  # type: ignore[misc]
+        assert registry.lookup("test.msg.ping") is Ping
+
+    def test_duplicate_wire_name_is_an_error_at_definition_time(self):
+        """Two classes cannot share a wire name."""
+        registry = MessageRegistry()
+
+        @message("test.msg.dup", registry=registry)
+        class One:
+            pass
+
+        with pytest.raises(InvalidInput):
+
+            @message("test.msg.dup", registry=registry)
+            class Two:
+                pass
+
+    @pytest.mark.parametrize("bad", ["", "Upper.case", "trailing.", ".lead", "sp ace", "a..b"])
+    def test_malformed_wire_name_is_refused(self, bad):
+        """Wire names are dotted lowercase identifiers."""
+        with pytest.raises(InvalidInput):
+            message(bad, registry=MessageRegistry())(type("M", (), {}))
+
+    def test_mutable_attrs_class_is_refused(self):
+        """A message must be frozen."""
+
+        @attrs.define
+        class Mutable:
+            x: int
+
+        with pytest.raises(InvalidInput):
+            message("test.msg.mutable", registry=MessageRegistry())(Mutable)
+
+    def test_wire_name_of_a_plain_class_is_envelope_invalid(self):
+        """Only @message classes have wire names."""
+        with pytest.raises(InvalidInput):
+            wire_name(int)
+
+
+class TestEnvelope:
+    def test_envelope_is_immutable_and_requires_a_deadline(self):
+        """An Envelope cannot be changed and cannot be built without a deadline."""
+        env = Envelope("m", 10.0)
+        with pytest.raises(AttributeError):
+            env.deadline = 11.0  # type: ignore[misc]
+        with pytest.raises(TypeError):
+            Envelope("m")  # type: ignore[call-arg]
+        assert env._replace(attempt=2).attempt == 2
