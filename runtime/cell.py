@@ -190,19 +190,23 @@ class ActorCell:
         """Kernel default after a crash (Akka's): a fresh instance, same mailbox.
         Supervisors (supervisors/) replace this with their strategies."""
         self.restarts += 1
+        if not await self._fresh_instance():
+            # Cannot come back: stop; queued and later sends end with ACTOR_STOPPED.
+            self.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=self.system.now())
+
+    async def _fresh_instance(self) -> bool:
+        """A new instance with its `started` hook run; False (and audited) if either fails."""
         try:
             self.actor = self._new_actor()
-            await self.run_started()  # audits its own failure
+            await self.run_started()
         except ExoarmurError:
-            pass
+            return False  # run_started emitted its audit event
         except Exception as exc:
             self.system.failure(
                 "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, detail=f"restart: {exc!r}"
             )
-        else:
-            return
-        # Cannot come back: stop; queued and later sends end with ACTOR_STOPPED.
-        self.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=self.system.now())
+            return False
+        return True
 
     def request_stop(self, *, code: ReasonCode, deadline: float) -> None:
         """Close the mailbox to new sends at once (they get `code`); the drain
@@ -381,6 +385,8 @@ class ActorCell:
                         self._crashed(env, exc)
                         await self._restart()
                         actor = self.actor
+                        if self.state is not CellState.RUNNING:
+                            break  # the restart failed: stopping
                         continue
                     if reply is not None and not reply.resolve(outcome.Value(result)):
                         self.system._late_replies += 1

@@ -84,12 +84,14 @@ def message(
 
 def wire_name(cls: type) -> str:
     """The wire name of a message class (raises for a class that is not a message)."""
-    try:
-        return cls.__wire_name__  # type: ignore[attr-defined]
-    except AttributeError:
+    # Looked up on the class itself: a subclass of a message is not a message
+    # until it is decorated with a wire name of its own.
+    name = vars(cls).get("__wire_name__") if isinstance(cls, type) else None
+    if name is None:
         raise InvalidInput(
-            ReasonCode.ENVELOPE_INVALID, f"{cls.__qualname__} is not a @message class"
-        ) from None
+            ReasonCode.ENVELOPE_INVALID, f"{getattr(cls, '__qualname__', cls)!r} is not a @message class"
+        )
+    return name
 
 
 def timeout_category(cls: type) -> TimeoutCategory:
@@ -97,4 +99,4 @@ def timeout_category(cls: type) -> TimeoutCategory:
 
 
 def is_message(obj: Any) -> bool:
-    return hasattr(type(obj), "__wire_name__")
+    return "__wire_name__" in vars(type(obj))

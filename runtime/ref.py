@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from runtime.cell import ActorCell
 
 _new = tuple.__new__  # Envelope without NamedTuple's argument parsing
+_INF = float("inf")
 
 
 class ActorRef:
@@ -86,6 +87,8 @@ class ActorRef:
         env = _new(Envelope, (message, deadline, tenant, sender, None, trace_id, idempotency_key, 1, reply))
         if deadline <= now:
             cell._reject(env, ReasonCode.DEADLINE_EXCEEDED)
+        if not deadline < _INF:  # inf or nan: there is no "wait forever"
+            cell._reject(env, ReasonCode.ENVELOPE_INVALID)
         return env
 
     def _unhandled(self, message_type: type) -> None:

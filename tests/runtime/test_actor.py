@@ -330,3 +330,50 @@ class TestDeadlinePropagation:
             deadline, tenant, trace, sender = await ref.ask(Seen())
             assert deadline == pytest.approx(start + 30.0, abs=0.5)
             assert (tenant, trace, sender) == (None, None, None)
+
+
+class TestRestartFailure:
+    async def test_actor_whose_restart_fails_stops_with_actor_stopped(self):
+        """If the fresh instance cannot start, the actor stops: queued and later sends get ACTOR_STOPPED."""
+        from runtime import ActorUnavailable
+
+        attempts = 0
+
+        class FragileStart(Counter):
+            async def started(self) -> None:
+                nonlocal attempts
+                attempts += 1
+                if attempts > 1:
+                    raise RuntimeError("cannot come back")
+
+        async with ActorSystem() as system:
+            ref = await system.spawn(FragileStart, name="f")
+            await ref.tell(Crash())
+            await ref.tell(Add(1))
+            await wait_until(lambda: "f" not in system.paths())
+            with pytest.raises(ActorUnavailable) as caught:
+                await ref.tell(Add(2))
+            assert caught.value.code is ReasonCode.ACTOR_STOPPED
+            assert system.dead_letters.counts() == {ReasonCode.ACTOR_STOPPED: 1}
+            assert system.audit.counts()[ReasonCode.ACTOR_CRASHED] == 2  # the crash, the failed start
+
+
+class TestMessagesAndDeadlines:
+    async def test_infinite_timeout_is_refused(self):
+        """There is no "wait forever": an infinite or NaN deadline is ENVELOPE_INVALID."""
+        async with ActorSystem() as system:
+            ref = await system.spawn(Counter, name="c")
+            for bad in (float("inf"), float("nan")):
+                with pytest.raises(InvalidInput):
+                    await ref.tell(Add(1), timeout=bad)
+            assert ref.statistics().accepted == 0
+
+    def test_subclass_of_a_message_is_not_a_message_until_decorated(self):
+        """A wire name belongs to the decorated class only, not to its subclasses."""
+        from runtime import wire_name
+
+        class Sub(Add):
+            pass
+
+        with pytest.raises(InvalidInput):
+            wire_name(Sub)
