@@ -226,7 +226,9 @@ def current_backend() -> Backend:
         timers = TrioTimers()
         return Backend(
             name=name,
-            now=_trio.current_time,
+            # The run's clock itself (SystemClock, or a MockClock in tests):
+            # one frame cheaper per read than trio.current_time().
+            now=_trio.lowlevel.current_clock().current_time,
             checkpoint=_trio.lowlevel.checkpoint,
             new_reply=lambda: TrioReply(timers),
             service=timers.run,
