@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 
 import anyio
+import anyio.abc
 import attrs
 
 from runtime.actor import Actor
@@ -75,7 +76,8 @@ class ActorSystem:
         self._late_replies = 0
         self._restarts_of_stopped = 0
         self._stopping = False
-        self._task_group: anyio.abc.TaskGroup | None = None
+        self._outer: anyio.abc.TaskGroup
+        self._task_group: anyio.abc.TaskGroup | None = None  # hosts the drains
         self.backend: Backend
         self.now: Callable[[], float]
         self._timeout_of_type: dict[type, float] = {}
@@ -85,11 +87,23 @@ class ActorSystem:
     async def __aenter__(self) -> ActorSystem:
         self.backend = current_backend()
         self.now = self.backend.now
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
+        # Drains run in an inner task group owned by a host task, so that
+        # cancelling them (shutdown) never cancels the code inside the block.
+        self._outer = anyio.create_task_group()
+        await self._outer.__aenter__()
+        try:
+            self._task_group = await self._outer.start(self._host, name=f"{self.name}:host")
+        except BaseException as exc:
+            await self._outer.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
         if self.backend.service is not None:
             self._task_group.start_soon(self.backend.service, name=f"{self.name}:timers")
         return self
+
+    async def _host(self, *, task_status: anyio.abc.TaskStatus[anyio.abc.TaskGroup]) -> None:
+        async with anyio.create_task_group() as drains:
+            task_status.started(drains)
+            await anyio.sleep_forever()
 
     async def __aexit__(
         self,
@@ -97,29 +111,29 @@ class ActorSystem:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        task_group = self._task_group
-        assert task_group is not None
+        outer = self._outer
         try:
             if exc_type is None:
                 with anyio.CancelScope(shield=True):
                     await self.shutdown()
             else:
                 self._stopping = True
-                task_group.cancel_scope.cancel()
+                outer.cancel_scope.cancel()
                 if not isinstance(exc, anyio.get_cancelled_exc_class()):
                     # The group hosts only drains: let the body's own exception
                     # propagate as itself, not wrapped in an ExceptionGroup.
                     exc_type = exc = tb = None
         finally:
             try:
-                await task_group.__aexit__(exc_type, exc, tb)
+                await outer.__aexit__(exc_type, exc, tb)
             finally:
                 self._sweep()
         return None
 
     async def shutdown(self, *, timeout: float | None = None) -> None:
         """Stop every actor, newest first, within `timeout` (default stop_timeout)
-        for all of them together. Then nothing is left in the task group."""
+        for all of them together. Then no drain is left running. The code that
+        called it goes on: only the actors' tasks end."""
         self._stopping = True
         deadline = self.now() + (self.stop_timeout if timeout is None else timeout)
         # Drains end by the deadline (handlers run in scopes bounded by it); the

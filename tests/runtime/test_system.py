@@ -292,3 +292,16 @@ class TestClock:
             if anyio_backend_name == "trio":
                 await anyio.sleep(3600)  # virtual: the MockClock jumps
                 assert system.now() - now >= 3600
+
+
+class TestShutdownInsideTheBlock:
+    async def test_code_after_shutdown_inside_the_block_keeps_running(self, tick):
+        """shutdown() ends the actors' tasks, never the caller's: awaits after it still run."""
+        async with ActorSystem() as system:
+            ref = await system.spawn(Counter, name="c")
+            await ref.tell(Add(1))
+            await system.shutdown()
+            await anyio.sleep(tick)  # would raise Cancelled if shutdown cancelled the body
+            reached = True
+        assert reached
+        assert ref._cell.actor.total == 1
