@@ -29,6 +29,7 @@ from runtime.errors import (
 from runtime.mailbox import MailboxConfig, MailboxStatistics, Overflow
 from runtime.messages import MESSAGES, MessageRegistry, message, wire_name
 from runtime.ref import ActorRef
+from runtime.retry import RetryPolicy
 from runtime.system import ActorSystem, SystemStatistics
 from runtime.timeouts import TimeoutCategory, TimeoutPolicy
 
@@ -64,6 +65,7 @@ __all__ = [
     "Overloaded",
     "ReasonCode",
     "RetryExhausted",
+    "RetryPolicy",
     "SystemStatistics",
     "TenantMismatch",
     "TimeoutCategory",

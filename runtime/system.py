@@ -255,8 +255,11 @@ class ActorSystem:
         path: str | None = None,
         envelope: Envelope | None = None,
         detail: str = "",
+        idempotency_key: str | None = None,
+        attempt: int | None = None,
     ) -> ExoarmurError:
-        """Build the coded error for a failure and emit its one audit event."""
+        """Build the coded error for a failure and emit its one audit event.
+        `idempotency_key` and `attempt` are for failures without an envelope."""
         message = None
         if envelope is not None:
             message_type = type(envelope.message)
@@ -274,8 +277,8 @@ class ActorSystem:
                 sender=envelope.sender if envelope is not None else None,
                 correlation_id=envelope.correlation_id if envelope is not None else None,
                 trace_id=envelope.trace_id if envelope is not None else None,
-                idempotency_key=envelope.idempotency_key if envelope is not None else None,
-                attempt=envelope.attempt if envelope is not None else None,
+                idempotency_key=envelope.idempotency_key if envelope is not None else idempotency_key,
+                attempt=envelope.attempt if envelope is not None else attempt,
                 detail=detail,
             )
         )
