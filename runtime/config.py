@@ -8,8 +8,8 @@
     kv_get = 2.0
 
     [mailbox."tenant/*"]       # fnmatch pattern on the actor path; first match wins,
-    capacity = 100             # in file order. Both keys are required: the override
-    overflow = "reject"        # replaces the class's mailbox settings (reject|wait|shed_oldest)
+    capacity = 100             # in file order. Either key may be left out: it then
+    overflow = "reject"        # keeps the class's value (reject|wait|shed_oldest)
 
     [audit]
     path = "audit.jsonl"       # JSONL file, relative to the config file; absent: in memory
@@ -222,18 +222,19 @@ def _mailboxes(table: Mapping[str, Any], *, source: str) -> dict[str, MailboxCon
         if not isinstance(entry, Mapping):
             raise _invalid(source, where, f"must be a table, got {_type(entry)}")
         _only(entry, _MAILBOX_KEYS, source=source, where=("mailbox", pattern))
-        for key in _MAILBOX_KEYS:
-            if key not in entry:
-                raise _invalid(source, f"{where}.{key}", "missing (both capacity and overflow are required)")
-        try:
-            capacity = validate_capacity(entry["capacity"])
-        except ValueError as exc:
-            raise _invalid(source, f"{where}.capacity", str(exc)) from exc
-        overflow = entry["overflow"]
-        if overflow not in {o.value for o in Overflow}:
+        if not entry:
+            raise _invalid(source, where, "empty: give capacity, overflow or both")
+        capacity = entry.get("capacity")
+        if capacity is not None:
+            try:
+                capacity = validate_capacity(capacity)
+            except ValueError as exc:
+                raise _invalid(source, f"{where}.capacity", str(exc)) from exc
+        overflow = entry.get("overflow")
+        if overflow is not None and overflow not in {o.value for o in Overflow}:
             allowed = ", ".join(o.value for o in Overflow)
             raise _invalid(source, f"{where}.overflow", f"must be one of {allowed}, got {_type(overflow)}")
-        result[pattern] = MailboxConfig(capacity=capacity, overflow=Overflow(overflow))
+        result[pattern] = MailboxConfig(capacity=capacity, overflow=overflow)
     return result
 
 
@@ -265,7 +266,11 @@ def config_to_dict(config: Config) -> dict[str, Any]:
         "system": {"name": config.name, "stop_timeout": config.stop_timeout},
         "timeouts": {c.name.lower(): s for c, s in config.timeouts.seconds.items()},
         "mailbox": {
-            pattern: {"capacity": m.capacity, "overflow": m.overflow.value}
+            pattern: {
+                key: value
+                for key, value in (("capacity", m.capacity), ("overflow", m.overflow and m.overflow.value))
+                if value is not None
+            }
             for pattern, m in config.mailboxes.items()
         },
         "audit": {} if config.audit_path is None else {"path": str(config.audit_path)},

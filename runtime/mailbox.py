@@ -44,10 +44,16 @@ def validate_capacity(capacity: object) -> int:
     return capacity
 
 
+def _optional(convert):
+    return lambda value: None if value is None else convert(value)
+
+
 @attrs.frozen
 class MailboxConfig:
-    capacity: int = attrs.field(converter=validate_capacity)
-    overflow: Overflow = attrs.field(converter=Overflow)
+    """Mailbox settings; a None field keeps what the spawn call or class says."""
+
+    capacity: int | None = attrs.field(default=None, converter=_optional(validate_capacity))
+    overflow: Overflow | None = attrs.field(default=None, converter=_optional(Overflow))
 
 
 @attrs.frozen

@@ -33,7 +33,7 @@ from runtime.codes import ReasonCode
 from runtime.deadletters import DeadLetter, DeadLetters
 from runtime.envelope import Envelope
 from runtime.errors import ExoarmurError, error_for
-from runtime.mailbox import Mailbox, MailboxConfig, Overflow, validate_capacity
+from runtime.mailbox import Mailbox, MailboxConfig, Overflow
 from runtime.messages import timeout_category
 from runtime.ref import ActorRef
 from runtime.timeouts import TimeoutPolicy
@@ -207,12 +207,15 @@ class ActorSystem:
     def _mailbox_config(
         self, path: str, actor_type: type[Actor], capacity: int | None, overflow: Overflow | str | None
     ) -> MailboxConfig:
-        for pattern, config in self._mailboxes.items():
-            if fnmatch.fnmatchcase(path, pattern):
-                return config
+        """Per field, strongest first: the first config override matching the
+        path, the spawn arguments, the class attributes."""
+        override = next(
+            (config for pattern, config in self._mailboxes.items() if fnmatch.fnmatchcase(path, pattern)),
+            MailboxConfig(),
+        )
         return MailboxConfig(
-            capacity=validate_capacity(capacity if capacity is not None else actor_type.mailbox_capacity),
-            overflow=Overflow(overflow if overflow is not None else actor_type.overflow),
+            capacity=next(c for c in (override.capacity, capacity, actor_type.mailbox_capacity) if c is not None),
+            overflow=next(o for o in (override.overflow, overflow, actor_type.overflow) if o is not None),
         )
 
     def lookup(self, path: str) -> ActorRef:

@@ -81,6 +81,17 @@ class TestOverrides:
             ("tenant/*", MailboxConfig(capacity=100, overflow=Overflow.SHED_OLDEST)),
         ]
 
+    def test_mailbox_override_may_give_one_key_only(self, tmp_path):
+        """A mailbox override with only capacity (or only overflow) leaves the other unset."""
+        text = '[mailbox."a/*"]\ncapacity = 7\n[mailbox."b/*"]\noverflow = "reject"\n'
+        config = load_config(write(tmp_path, text))
+        assert config.mailboxes["a/*"] == MailboxConfig(capacity=7)
+        assert config.mailboxes["b/*"] == MailboxConfig(overflow=Overflow.REJECT)
+        assert tomllib.loads(config_to_toml(config))["mailbox"] == {
+            "a/*": {"capacity": 7},
+            "b/*": {"overflow": "reject"},
+        }
+
     def test_relative_audit_path_is_anchored_at_the_config_file(self, tmp_path):
         """A relative audit path means the same file whatever the working directory."""
         config = load_config(write(tmp_path, '[audit]\npath = "logs/audit.jsonl"\n'))
@@ -135,8 +146,7 @@ BAD = [
     pytest.param("[timeouts]\nkv_get = 1\nKV_GET = 2\n", "timeouts.KV_GET: same category", id="timeout-twice"),
     pytest.param("mailbox = 3\n", "mailbox: must be a table", id="mailbox-not-table"),
     pytest.param("[mailbox]\n'a/*' = 3\n", 'mailbox."a/*": must be a table', id="mailbox-entry-not-table"),
-    pytest.param("[mailbox.'a/*']\noverflow = 'wait'\n", 'mailbox."a/*".capacity: missing', id="no-capacity"),
-    pytest.param("[mailbox.'a/*']\ncapacity = 5\n", 'mailbox."a/*".overflow: missing', id="no-overflow"),
+    pytest.param("[mailbox.'a/*']\n", 'mailbox."a/*": empty', id="empty-override"),
     pytest.param(
         "[mailbox.'a/*']\ncapacity = 5\noverflow = 'wait'\nsize = 1\n",
         'mailbox."a/*".size: unknown key',

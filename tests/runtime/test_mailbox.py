@@ -50,6 +50,18 @@ class TestCapacity:
             assert big.statistics().capacity == Counter.mailbox_capacity
 
 
+    async def test_partial_override_keeps_the_other_setting_from_spawn_or_class(self):
+        """An override of capacity only keeps the overflow of the spawn call or the class."""
+        overrides = {"small/*": MailboxConfig(capacity=2)}
+        async with ActorSystem(mailboxes=overrides) as system:
+            small = await system.spawn(Counter, name="small/one", overflow="reject")
+            for n in range(2):
+                await small.tell(Add(n))
+            with pytest.raises(Overloaded):
+                await small.tell(Add(2))  # capacity from config, overflow from spawn
+            assert small.statistics().capacity == 2
+
+
 class TestRejectPolicy:
     async def test_full_mailbox_rejects_at_once_with_overload_code(self):
         """Policy reject: the send past capacity raises OVERLOAD_MAILBOX_FULL at once."""
