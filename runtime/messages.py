@@ -33,7 +33,7 @@ class MessageRegistry:
         self._by_name: dict[str, type] = {}
 
     def register(self, cls: type, name: str) -> None:
-        if not _WIRE_NAME.match(name) or len(name) > 200:
+        if not _WIRE_NAME.fullmatch(name) or len(name) > 200:
             raise InvalidInput(ReasonCode.ENVELOPE_INVALID, f"bad wire name {name!r}")
         taken = self._by_name.get(name)
         if taken is not None and taken is not cls:

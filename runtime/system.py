@@ -175,7 +175,7 @@ class ActorSystem:
             raise RuntimeError("spawn needs an entered ActorSystem (async with)")
         if self._stopping:
             raise self.failure("rejected", ReasonCode.SHUTTING_DOWN, path=name, detail="spawn")
-        if not isinstance(name, str) or not _PATH.match(name) or len(name) > 512:
+        if not isinstance(name, str) or not _PATH.fullmatch(name) or len(name) > 512:
             raise self.failure("rejected", ReasonCode.ENVELOPE_INVALID, detail=f"bad actor path {name!r}")
         if name in self._cells:
             raise self.failure("rejected", ReasonCode.ACTOR_NAME_TAKEN, path=name)

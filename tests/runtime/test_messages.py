@@ -39,7 +39,7 @@ class TestMessage:
             class Two:
                 pass
 
-    @pytest.mark.parametrize("bad", ["", "Upper.case", "trailing.", ".lead", "sp ace", "a..b"])
+    @pytest.mark.parametrize("bad", ["", "Upper.case", "trailing.", ".lead", "sp ace", "a..b", "name\n"])
     def test_malformed_wire_name_is_refused(self, bad):
         """Wire names are dotted lowercase identifiers."""
         with pytest.raises(InvalidInput):

@@ -52,7 +52,7 @@ class TestSpawnAndLookup:
                 await system.spawn(Counter, name="c")
             assert caught.value.code is ReasonCode.ACTOR_NAME_TAKEN
 
-    @pytest.mark.parametrize("bad", ["", "/abs", "a//b", "a/", "sp ace", "é", "a" * 600])
+    @pytest.mark.parametrize("bad", ["", "/abs", "a//b", "a/", "sp ace", "é", "a" * 600, "db\n"])
     async def test_spawn_with_a_malformed_path_is_envelope_invalid(self, bad):
         """Paths are '/'-separated segments of [A-Za-z0-9_.-]."""
         async with ActorSystem() as system:

@@ -1,0 +1,61 @@
+"""Restart intensity: how many restarts a supervisor tolerates before it gives up.
+
+As in OTP's supervisor: if more than `max_restarts` restarts happen within
+`within` seconds, the supervisor stops restarting, terminates its children and
+fails to its parent (`ESCALATED`). Restarts are counted per supervisor, over all
+its children.
+
+- `max_restarts=0`: the first restart already exceeds (no restart is tolerated).
+- `RestartIntensity(3, 5.0)`: three restarts within 5 s are fine; a fourth
+  inside the same 5 s exceeds.
+- The window is closed: a restart exactly `within` seconds before `now` still
+  counts (`now - t <= within`). This is OTP's rule: `supervisor:add_restart/3`
+  keeps `R >= Now - Period` (older OTP: `Now =< Then + Period`). OTP reads whole
+  seconds (`erlang:monotonic_time(1)`); we use the runtime clock's float seconds.
+
+`add_restart` is pure: the supervisor keeps the returned history and passes it
+back with the next restart's `now`.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from supervisors import _checks
+
+RestartHistory = tuple[float, ...]
+"""Restart times, oldest first, as `add_restart` returns them."""
+
+
+@attrs.frozen
+class RestartIntensity:
+    """More than `max_restarts` restarts within `within` seconds is too many."""
+
+    max_restarts: int = attrs.field(converter=_checks.count(minimum=0))
+    within: float = attrs.field(converter=_checks.real(minimum=0.0, inclusive=False))
+
+
+# OTP's default is 1 restart in 5 s; Elixir's Supervisor uses 3 in 5 s, which
+# lets a child survive a short burst (a dependency flapping) without escalating.
+DEFAULT_INTENSITY = RestartIntensity(3, 5.0)
+
+
+def add_restart(
+    history: RestartHistory, *, now: float, intensity: RestartIntensity
+) -> tuple[RestartHistory, bool]:
+    """Record a restart at `now`.
+
+    Returns the new history (restart times in the window ending at `now`, oldest
+    first, `now` last; at most `max_restarts + 1` of them, the newest) and whether
+    the intensity is exceeded, i.e. more than `max_restarts` restarts in the window.
+    `history` is what the previous call returned (empty at first); `now` must not
+    be earlier than its newest entry (ValueError: the clock is monotonic).
+    """
+    now = _checks.instant(now, not_before=history[-1] if history else -float("inf"))
+    # Sorted, so the restarts still in the window are a suffix of the history.
+    kept = tuple(t for t in history if now - t <= intensity.within)
+    # Invariant: len(history) <= max_restarts + 1. Dropping older entries never
+    # changes a later answer: a later window that still holds a dropped restart
+    # also holds the max_restarts + 1 newer ones, so it is exceeded anyway.
+    new = (*kept, now)[-(intensity.max_restarts + 1) :]
+    return new, len(new) > intensity.max_restarts
