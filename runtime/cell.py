@@ -15,7 +15,9 @@ an `async def` handler runs in a cancel scope at that deadline (or the stop
 deadline, whichever is first).
 
 States (a transition table; anything else is a bug):
-    RUNNING -> STOPPING -> STOPPED
+    RUNNING   -> SUSPENDED   a handler crashed; the parent is told (`Parent`)
+    SUSPENDED -> RUNNING     the parent resumed it: a fresh instance, same mailbox
+    RUNNING | SUSPENDED -> STOPPING -> STOPPED
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import outcome
@@ -44,15 +46,27 @@ if TYPE_CHECKING:
 
 class CellState(enum.Enum):
     RUNNING = "running"
+    SUSPENDED = "suspended"  # crashed; its parent has not resumed it yet
     STOPPING = "stopping"
     STOPPED = "stopped"
 
 
 TRANSITIONS: Mapping[CellState, frozenset[CellState]] = {
-    CellState.RUNNING: frozenset({CellState.STOPPING}),
+    CellState.RUNNING: frozenset({CellState.SUSPENDED, CellState.STOPPING}),
+    CellState.SUSPENDED: frozenset({CellState.RUNNING, CellState.STOPPING}),
     CellState.STOPPING: frozenset({CellState.STOPPED}),
     CellState.STOPPED: frozenset(),
 }
+
+
+class Parent(Protocol):
+    """Who decides what happens to an actor after it crashes: its supervisor,
+    or the actor system (which resumes at once, as Akka's default does)."""
+
+    def child_crashed(self, cell: ActorCell, error: ExoarmurError) -> None:
+        """`cell` crashed (already audited) and is SUSPENDED: its mailbox keeps
+        accepting within its policy, nothing is handled. Call `cell.resume()`
+        now or later (after a backoff), or `cell.request_stop(...)`."""
 
 
 class ActorContext:
@@ -120,6 +134,8 @@ class ActorCell:
         "scheduled",
         "state",
         "restarts",
+        "parent",
+        "_instance_dead",
         "_stop_deadline",
         "_scope",
         "_stopped",
@@ -135,6 +151,7 @@ class ActorCell:
         tenant: str | None,
         mailbox: Mailbox,
         start_soon: Callable[..., None],
+        parent: Parent,
     ) -> None:
         from runtime.ref import ActorRef
 
@@ -152,6 +169,9 @@ class ActorCell:
         self.scheduled = False
         self.state = CellState.RUNNING
         self.restarts = 0
+        self.parent = parent
+        # The instance crashed: nothing may be handled until a fresh one is made.
+        self._instance_dead = False
         self._stop_deadline = float("inf")
         self._scope: anyio.CancelScope | None = None  # of the async handler running now
         self._stopped: anyio.Event | None = None
@@ -186,18 +206,23 @@ class ActorCell:
                 "deadline", ReasonCode.DEADLINE_EXCEEDED, path=self.path, detail="started hook"
             )
 
-    async def _restart(self) -> None:
-        """Kernel default after a crash (Akka's): a fresh instance, same mailbox.
-        Supervisors (supervisors/) replace this with their strategies."""
+    def _down(self, error: ExoarmurError) -> None:
+        """After a crash: suspend and let the parent decide."""
+        self._move(CellState.SUSPENDED)
+        self.parent.child_crashed(self, error)
+
+    def resume(self) -> None:
+        """SUSPENDED -> RUNNING: a fresh instance (made by the drain, which runs its
+        `started` hook) handles the mailbox the crashed one left."""
+        self._move(CellState.RUNNING)
         self.restarts += 1
-        if not await self._fresh_instance():
-            # Cannot come back: stop; queued and later sends end with ACTOR_STOPPED.
-            self.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=self.system.now())
+        self._schedule()
 
     async def _fresh_instance(self) -> bool:
         """A new instance with its `started` hook run; False (and audited) if either fails."""
         try:
             self.actor = self._new_actor()
+            self._instance_dead = False
             await self.run_started()
         except ExoarmurError:
             return False  # run_started emitted its audit event
@@ -212,8 +237,9 @@ class ActorCell:
         """Close the mailbox to new sends at once (they get `code`); the drain
         handles what is queued until `deadline`, dead-letters the rest with
         `code`, then runs `stopping`. A handler running now is cut at `deadline`."""
-        if self.state is not CellState.RUNNING:
-            if self.state is CellState.STOPPING and deadline < self._stop_deadline:
+        state = self.state
+        if state is CellState.STOPPING or state is CellState.STOPPED:
+            if state is CellState.STOPPING and deadline < self._stop_deadline:
                 self._tighten_stop_deadline(deadline)
             return
         mailbox = self.mailbox
@@ -221,7 +247,8 @@ class ActorCell:
         mailbox.wake_all_waiters()
         self._move(CellState.STOPPING)
         self._tighten_stop_deadline(deadline)
-        if not self.scheduled and not mailbox.queue and not self.actor_type._has_stopping:
+        hook = self.actor_type._has_stopping and not self._instance_dead
+        if not self.scheduled and not mailbox.queue and not hook:
             self._finish()
             return
         mailbox.push_control(STOP)  # wakes an idle drain; a busy one sees the state
@@ -249,7 +276,8 @@ class ActorCell:
     # ---- sending (called by ActorRef) -------------------------------------
 
     def _schedule(self) -> None:
-        if not self.scheduled:
+        # A suspended actor's mail waits for resume(); it is not handled.
+        if not self.scheduled and self.state is not CellState.SUSPENDED:
             self.scheduled = True
             self.start_soon(self._drain, name=self.path)
 
@@ -321,7 +349,8 @@ class ActorCell:
             if reply is not None:
                 reply.resolve(outcome.Error(error))
 
-    def _crashed(self, env: Envelope, exc: Exception) -> None:
+    def _crashed(self, env: Envelope, exc: Exception) -> ExoarmurError:
+        self._instance_dead = True
         error = self.system.failure(
             "crashed",
             ReasonCode.ACTOR_CRASHED,
@@ -333,6 +362,7 @@ class ActorCell:
         reply: Reply | None = env.reply_to
         if reply is not None:
             reply.resolve(outcome.Error(error))
+        return error
 
     # ---- the drain --------------------------------------------------------
 
@@ -350,9 +380,17 @@ class ActorCell:
             while True:
                 if mailbox.control:
                     self._take_control()
-                if self.state is CellState.STOPPING:
+                state = self.state
+                if state is CellState.STOPPING:
                     await self._drain_stopping()
                     return
+                if state is CellState.SUSPENDED:
+                    self.scheduled = False  # resume() schedules a new drain
+                    return
+                if self._instance_dead and not await self._fresh_instance():
+                    # Cannot come back: stop; queued and later sends get ACTOR_STOPPED.
+                    self.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=now())
+                    continue
                 budget = self.throughput
                 actor = self.actor
                 while queue and budget:
@@ -367,10 +405,10 @@ class ActorCell:
                     message = env[MESSAGE]
                     fn, is_async = dispatch[type(message)]
                     if is_async:
-                        if not await self._handle_async(fn, env):
-                            await self._restart()
-                            actor = self.actor
-                        if self.state is not CellState.RUNNING:
+                        crash = await self._handle_async(fn, env)
+                        if crash is not None:
+                            self._down(crash)
+                        if self.state is not CellState.RUNNING or self._instance_dead:
                             break
                         continue
                     # Inline sync path: the tell target is won or lost here.
@@ -382,18 +420,14 @@ class ActorCell:
                     try:
                         result = fn(actor, message)
                     except Exception as exc:
-                        self._crashed(env, exc)
-                        await self._restart()
-                        actor = self.actor
-                        if self.state is not CellState.RUNNING:
-                            break  # the restart failed: stopping
-                        continue
+                        self._down(self._crashed(env, exc))
+                        break  # the loop top makes a fresh instance, if resumed
                     if reply is not None and not reply.resolve(outcome.Value(result)):
                         self.system._late_replies += 1
                 current = None
                 context.envelope = None
-                if mailbox.control or queue:
-                    await checkpoint()
+                if mailbox.control or queue or self._instance_dead:
+                    await checkpoint()  # a resumed actor is remade at once
                     continue
                 # Linger LINGER_PASSES scheduler passes before giving the task
                 # up, so a ping-pong asker finds the drain still running (trio
@@ -425,9 +459,9 @@ class ActorCell:
                     )
             raise
 
-    async def _handle_async(self, fn: Callable[..., Any], env: Envelope) -> bool:
+    async def _handle_async(self, fn: Callable[..., Any], env: Envelope) -> ExoarmurError | None:
         """Run an `async def` handler in a cancel scope at the envelope's deadline
-        (or the stop deadline, if earlier). False if the handler crashed."""
+        (or the stop deadline, if earlier). The crash's error if it crashed."""
         reply = env.reply_to
         if reply is not None:
             reply.started = True
@@ -442,8 +476,7 @@ class ActorCell:
                 finally:
                     self._scope = None
         except Exception as exc:
-            self._crashed(env, exc)
-            return False
+            return self._crashed(env, exc)
         if scope.cancel_called:
             # Out of time; a value returned after that is void. The scope's
             # deadline says whose deadline it was: the envelope's or the stop's.
@@ -453,7 +486,7 @@ class ActorCell:
                 self._overran(env, timeout_category(type(env.message)).code)
         elif reply is not None and not reply.resolve(outcome.Value(result)):
             self.system._late_replies += 1
-        return True
+        return None
 
     def _take_control(self) -> None:
         control = self.mailbox.control
@@ -462,12 +495,13 @@ class ActorCell:
 
     async def _drain_stopping(self) -> None:
         """Handle what is queued until the stop deadline, dead-letter the rest,
-        run `stopping`, and end."""
+        run `stopping`, and end. A crashed instance handles nothing more (no
+        restart while stopping): its queue is dead-lettered, its hook skipped."""
         mailbox = self.mailbox
         queue = mailbox.queue
         now = self.system.now
         code = mailbox.closed or ReasonCode.SHUTTING_DOWN
-        while queue and now() < self._stop_deadline:
+        while queue and now() < self._stop_deadline and not self._instance_dead:
             env = queue.popleft()
             if env.deadline <= now():
                 mailbox.expired += 1
@@ -481,7 +515,7 @@ class ActorCell:
         while queue:
             self.dead_letter(queue.popleft(), code)
         self.context.envelope = None
-        if self.actor_type._has_stopping:
+        if self.actor_type._has_stopping and not self._instance_dead:
             with anyio.move_on_after(max(self._stop_deadline - now(), 0.0)):
                 try:
                     await self.actor.stopping()

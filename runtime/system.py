@@ -28,7 +28,7 @@ import attrs
 from runtime.actor import Actor
 from runtime.audit import AuditEvent, AuditSink, MemoryAuditSink
 from runtime.backend import Backend, current_backend
-from runtime.cell import ActorCell, CellState
+from runtime.cell import ActorCell, CellState, Parent
 from runtime.codes import ReasonCode
 from runtime.deadletters import DeadLetter, DeadLetters
 from runtime.envelope import Envelope
@@ -165,12 +165,14 @@ class ActorSystem:
         overflow: Overflow | str | None = None,
         tenant: str | None = None,
         start_soon: Callable[..., None] | None = None,
+        parent: Parent | None = None,
     ) -> ActorRef:
         """Create the actor at path `name` and run its `started` hook.
 
         Mailbox settings, strongest first: a config override matching the path,
         the arguments here, the class attributes. `start_soon` is the task group
-        that will host the actor's drains (default: the system's)."""
+        that will host the actor's drains (default: the system's); `parent`
+        decides after a crash (default: the system, which resumes at once)."""
         if self._task_group is None:
             raise RuntimeError("spawn needs an entered ActorSystem (async with)")
         if self._stopping:
@@ -191,6 +193,7 @@ class ActorSystem:
                 tenant=tenant,
                 mailbox=Mailbox(capacity=config.capacity, overflow=config.overflow),
                 start_soon=start_soon or self._task_group.start_soon,
+                parent=parent or self,
             )
         except Exception as exc:
             raise self.failure(
@@ -235,6 +238,11 @@ class ActorSystem:
         cell.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=deadline)
         with anyio.move_on_after(max(deadline - self.now(), 0.0) + STOP_MARGIN):
             await cell.wait_stopped()
+
+    def child_crashed(self, cell: ActorCell, error: ExoarmurError) -> None:
+        """The system as parent (no supervisor): resume at once with a fresh
+        instance and the same mailbox, as Akka's default strategy does."""
+        cell.resume()
 
     def _unregister(self, cell: ActorCell) -> None:
         if self._cells.get(cell.path) is cell:

@@ -779,7 +779,13 @@ class TestProperties:
     @given(key=st.sampled_from(sorted(ACCEPTS)), data=st.data())
     def test_wrong_typed_header_or_field_is_envelope_invalid(self, key, data):
         """Replacing one header or body field by a JSON value of a wrong type is ENVELOPE_INVALID naming it."""
-        value = data.draw(json_values.filter(lambda v: type(v) not in ACCEPTS[key]), label="value")
+        # orjson writes a non-finite float as null, which is not a wrong type on the wire.
+        value = data.draw(
+            json_values.filter(
+                lambda v: type(v) not in ACCEPTS[key] and not (isinstance(v, float) and not math.isfinite(v))
+            ),
+            label="value",
+        )
         doc = orjson.loads(VALID)
         if key.startswith("b."):
             doc["b"][key[2:]] = value

@@ -1,0 +1,123 @@
+"""The parent protocol: after a crash the actor is SUSPENDED and its parent
+decides: resume now, resume later, or stop. The system resumes at once."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from runtime import ActorSystem, ActorUnavailable, CellState, Overloaded, ReasonCode
+from runtime.cell import TRANSITIONS
+from tests.runtime.support import Add, Counter, Crash, Get, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+class RecordingParent:
+    """Decides nothing by itself: records crashes; the test resumes or stops."""
+
+    def __init__(self) -> None:
+        self.crashes: list[tuple[str, ReasonCode]] = []
+        self.cells = []
+
+    def child_crashed(self, cell, error) -> None:
+        self.crashes.append((cell.path, error.code))
+        self.cells.append(cell)
+
+
+class Hooked(Counter):
+    starts = 0
+
+    async def started(self) -> None:
+        type(self).starts += 1
+
+
+class TestStateTable:
+    def test_every_state_has_a_row_and_stopped_is_final(self):
+        """The transition table covers every state; STOPPED leads nowhere."""
+        assert set(TRANSITIONS) == set(CellState)
+        assert TRANSITIONS[CellState.STOPPED] == frozenset()
+        assert CellState.RUNNING in TRANSITIONS[CellState.SUSPENDED]
+
+
+class TestParent:
+    async def test_crash_suspends_the_actor_and_tells_its_parent(self):
+        """A crash moves the actor to SUSPENDED and calls the parent once with ACTOR_CRASHED."""
+        parent = RecordingParent()
+        async with ActorSystem() as system:
+            ref = await system.spawn(Counter, name="c", parent=parent)
+            await ref.tell(Crash())
+            await wait_until(lambda: parent.crashes)
+            assert parent.crashes == [("c", ReasonCode.ACTOR_CRASHED)]
+            assert ref._cell.state is CellState.SUSPENDED
+            parent.cells[0].resume()
+
+    async def test_mail_sent_to_a_suspended_actor_waits_within_its_policy(self):
+        """While suspended, sends queue within capacity (nothing is handled) and overflow is refused."""
+        parent = RecordingParent()
+        async with ActorSystem() as system:
+            ref = await system.spawn(Counter, name="c", parent=parent, capacity=3, overflow="reject")
+            await ref.tell(Crash())
+            await wait_until(lambda: parent.crashes)
+            for n in (1, 2, 3):
+                await ref.tell(Add(n))
+            with pytest.raises(Overloaded):
+                await ref.tell(Add(4))
+            await anyio.sleep(0.01)
+            assert ref.statistics().depth == 3
+            assert ref.statistics().processed == 1  # only the crash
+            parent.cells[0].resume()
+            await wait_until(lambda: ref.statistics().depth == 0)
+            assert await ref.ask(Get()) == 6
+
+    async def test_resume_makes_a_fresh_instance_and_runs_started_at_once(self):
+        """resume() builds a new instance and runs `started` even with an empty mailbox."""
+        parent = RecordingParent()
+        Hooked.starts = 0
+        async with ActorSystem() as system:
+            ref = await system.spawn(Hooked, name="h", parent=parent, kwargs={"start": 5})
+            await ref.tell(Add(1))
+            await ref.tell(Crash())
+            await wait_until(lambda: parent.crashes)
+            crashed = ref._cell.actor
+            parent.cells[0].resume()
+            await wait_until(lambda: Hooked.starts == 2)
+            assert ref._cell.actor is not crashed
+            assert ref._cell.restarts == 1
+            assert await ref.ask(Get()) == 5
+
+    async def test_stopping_a_suspended_actor_dead_letters_its_mail(self):
+        """A suspended actor that is stopped handles nothing: its queue is dead-lettered with ACTOR_STOPPED."""
+        parent = RecordingParent()
+        async with ActorSystem() as system:
+            ref = await system.spawn(Counter, name="c", parent=parent)
+            await ref.tell(Crash())
+            await wait_until(lambda: parent.crashes)
+            for n in range(3):
+                await ref.tell(Add(n))
+            await system.stop(ref)
+            assert system.dead_letters.counts() == {ReasonCode.ACTOR_STOPPED: 3}
+            with pytest.raises(ActorUnavailable):
+                await ref.tell(Add(9))
+
+    async def test_shutdown_with_a_suspended_actor_loses_nothing(self):
+        """Shutting the system down while an actor is suspended dead-letters its queue with SHUTTING_DOWN."""
+        parent = RecordingParent()
+        async with ActorSystem() as system:
+            ref = await system.spawn(Counter, name="c", parent=parent)
+            await ref.tell(Crash())
+            await wait_until(lambda: parent.crashes)
+            for n in range(4):
+                await ref.tell(Add(n))
+        assert system.dead_letters.counts() == {ReasonCode.SHUTTING_DOWN: 4}
+        stats = ref.statistics()
+        assert stats.accepted == stats.processed + 4
+
+    async def test_system_as_parent_resumes_at_once(self):
+        """Without a supervisor the system resumes a crashed actor immediately (Akka's default)."""
+        async with ActorSystem() as system:
+            ref = await system.spawn(Counter, name="c", kwargs={"start": 1})
+            await ref.tell(Crash())
+            assert await ref.ask(Get()) == 1
+            assert ref._cell.state is CellState.RUNNING
+            assert system.statistics().restarts == 1
