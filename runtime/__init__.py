@@ -5,7 +5,7 @@ Imports nothing from supervisors/ or actors/.
 
 from runtime.actor import Actor, handles
 from runtime.audit import AuditEvent, AuditSink, JsonlAuditSink, MemoryAuditSink, read_jsonl
-from runtime.cell import ActorContext, CellState
+from runtime.cell import ActorContext, CellState, Parent
 from runtime.codes import ReasonCode
 from runtime.deadletters import DeadLetter, DeadLetters
 from runtime.envelope import Envelope
@@ -63,6 +63,7 @@ __all__ = [
     "MessageRegistry",
     "Overflow",
     "Overloaded",
+    "Parent",
     "ReasonCode",
     "RetryExhausted",
     "RetryPolicy",

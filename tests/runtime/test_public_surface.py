@@ -19,7 +19,7 @@ def test_runtime_exports_exactly_its_public_names():
             "CellState", "Conflict", "DeadLetter", "DeadLetters", "DeadlineExceeded", "Denied",
             "DuplicateSuppressed", "Envelope", "ExoarmurError", "Fatal", "InvalidInput",
             "JsonlAuditSink", "MailboxConfig", "MailboxStatistics", "MemoryAuditSink",
-            "MessageRegistry", "Overflow", "Overloaded", "ReasonCode", "RetryExhausted", "RetryPolicy",
+            "MessageRegistry", "Overflow", "Overloaded", "Parent", "ReasonCode", "RetryExhausted", "RetryPolicy",
             "SystemStatistics", "TenantMismatch", "TimeoutCategory", "TimeoutPolicy",
             "error_for", "handles", "message", "read_jsonl", "wire_name",
         ]
