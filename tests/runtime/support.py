@@ -124,3 +124,13 @@ async def wait_until(predicate, *, timeout: float = 5.0) -> None:
     with anyio.fail_after(timeout):
         while not predicate():
             await anyio.sleep(0.001)
+
+
+async def blocked_gate(system, release: anyio.Event, *, fill: int = 3, **spawn_options):
+    """A Gate at path "g" busy in Hold (until `release`), with Add(0..fill-1) queued behind it."""
+    gate = await system.spawn(Gate, name="g", kwargs={"release": release}, **spawn_options)
+    await gate.tell(Hold())
+    await wait_until(lambda: gate.statistics().depth == 0)
+    for n in range(fill):
+        await gate.tell(Add(n))
+    return gate

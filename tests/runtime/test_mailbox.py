@@ -17,7 +17,7 @@ from runtime import (
     ReasonCode,
 )
 from runtime.mailbox import Mailbox, validate_capacity
-from tests.runtime.support import Add, Counter, Gate, Get, Hold, wait_until
+from tests.runtime.support import Add, Counter, Gate, Get, Hold, blocked_gate, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -107,11 +107,7 @@ class TestWaitPolicy:
         """Policy wait: no room before the sender's deadline -> DEADLINE_EXCEEDED, nothing enqueued."""
         release = anyio.Event()
         async with ActorSystem() as system:
-            gate = await system.spawn(Gate, name="g", kwargs={"release": release}, overflow="wait")
-            await gate.tell(Hold())
-            await wait_until(lambda: gate.statistics().depth == 0)
-            for n in range(3):
-                await gate.tell(Add(n))
+            gate = await blocked_gate(system, release, overflow="wait")
             start = system.now()
             with pytest.raises(DeadlineExceeded) as caught:
                 await gate.tell(Add(3), timeout=2 * tick)
@@ -131,11 +127,7 @@ class TestWaitPolicy:
         """Policy wait: senders blocked on a full mailbox enter it in the order they came."""
         release = anyio.Event()
         async with ActorSystem() as system:
-            gate = await system.spawn(Gate, name="g", kwargs={"release": release}, overflow="wait")
-            await gate.tell(Hold())
-            await wait_until(lambda: gate.statistics().depth == 0)
-            for n in range(3):
-                await gate.tell(Add(n))
+            gate = await blocked_gate(system, release, overflow="wait")
             async with anyio.create_task_group() as tg:
                 for n in range(3, 8):
                     tg.start_soon(lambda n=n: gate.tell(Add(n), timeout=10 * tick))
@@ -148,11 +140,7 @@ class TestWaitPolicy:
         release = anyio.Event()
         outcome: list[object] = []
         async with ActorSystem(stop_timeout=tick) as system:
-            gate = await system.spawn(Gate, name="g", kwargs={"release": release}, overflow="wait")
-            await gate.tell(Hold())
-            await wait_until(lambda: gate.statistics().depth == 0)
-            for n in range(3):
-                await gate.tell(Add(n))
+            gate = await blocked_gate(system, release, overflow="wait")
 
             async def blocked_sender():
                 try:
