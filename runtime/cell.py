@@ -379,7 +379,7 @@ class ActorCell:
         try:
             while True:
                 if mailbox.control:
-                    self._take_control()
+                    await self._take_control()
                 state = self.state
                 if state is CellState.STOPPING:
                     await self._drain_stopping()
@@ -488,10 +488,45 @@ class ActorCell:
             self.system._late_replies += 1
         return None
 
-    def _take_control(self) -> None:
+    async def _take_control(self) -> None:
+        """Handle the control lane: STOP markers (the state already says
+        STOPPING) and signals, which go through the handlers before user mail."""
         control = self.mailbox.control
         while control:
-            control.popleft()  # STOP: the state already says STOPPING
+            signal = control.popleft()
+            if signal is STOP:
+                continue
+            if self._instance_dead or self.state is CellState.SUSPENDED:
+                control.appendleft(signal)  # handled once a fresh instance runs
+                return
+            fn, is_async = self.dispatch[type(signal.message)]
+            crash = await self._handle_async(fn, signal) if is_async else self._handle_sync(fn, signal)
+            if crash is not None:
+                if self.state is CellState.RUNNING:
+                    self._down(crash)
+                return
+
+    def signal(self, message: Any, *, timeout: float | None = None) -> None:
+        """Deliver a runtime signal (e.g. "your child crashed") ahead of user mail,
+        whatever the mailbox's capacity. Signals to a stopped actor are dead-lettered."""
+        if type(message) not in self.dispatch:
+            raise TypeError(f"{self.actor_type.__qualname__} has no handler for signal {message!r}")
+        now = self.system.now()
+        seconds = self.system.default_seconds(type(message)) if timeout is None else timeout
+        env = Envelope(message, now + seconds)
+        self.mailbox.accepted += 1  # counted like any envelope: it ends exactly once
+        if self.state is CellState.STOPPED:
+            self.dead_letter(env, ReasonCode.ACTOR_STOPPED)
+            return
+        self.mailbox.push_control(env)
+        self._schedule()
+
+    def _dead_letter_signals(self, code: ReasonCode) -> None:
+        control = self.mailbox.control
+        while control:
+            signal = control.popleft()
+            if signal is not STOP:
+                self.dead_letter(signal, code)
 
     async def _drain_stopping(self) -> None:
         """Handle what is queued until the stop deadline, dead-letter the rest,
@@ -501,6 +536,8 @@ class ActorCell:
         queue = mailbox.queue
         now = self.system.now
         code = mailbox.closed or ReasonCode.SHUTTING_DOWN
+        if mailbox.control and not self._instance_dead:
+            await self._take_control()
         while queue and now() < self._stop_deadline and not self._instance_dead:
             env = queue.popleft()
             if env.deadline <= now():
@@ -514,6 +551,7 @@ class ActorCell:
                 self._handle_sync(fn, env)
         while queue:
             self.dead_letter(queue.popleft(), code)
+        self._dead_letter_signals(code)
         self.context.envelope = None
         if self.actor_type._has_stopping and not self._instance_dead:
             with anyio.move_on_after(max(self._stop_deadline - now(), 0.0)):
@@ -526,8 +564,9 @@ class ActorCell:
         self.scheduled = False
         self._finish()
 
-    def _handle_sync(self, fn: Callable[..., Any], env: Envelope) -> None:
-        """One plain-`def` handler call outside the hot loop (used while stopping)."""
+    def _handle_sync(self, fn: Callable[..., Any], env: Envelope) -> ExoarmurError | None:
+        """One plain-`def` handler call outside the hot loop (stopping, signals).
+        The crash's error if it crashed."""
         reply = env.reply_to
         if reply is not None:
             reply.started = True
@@ -536,10 +575,10 @@ class ActorCell:
         try:
             result = fn(self.actor, env.message)
         except Exception as exc:
-            self._crashed(env, exc)
-            return
+            return self._crashed(env, exc)
         if reply is not None and not reply.resolve(outcome.Value(result)):
             self.system._late_replies += 1
+        return None
 
     def sweep(self, code: ReasonCode) -> int:
         """After the host is gone: dead-letter whatever is still queued."""
@@ -547,6 +586,7 @@ class ActorCell:
         count = len(queue)
         while queue:
             self.dead_letter(queue.popleft(), code)
+        self._dead_letter_signals(code)
         if self.mailbox.closed is None:
             self.mailbox.closed = code
         self.mailbox.wake_all_waiters()

@@ -3,7 +3,8 @@
 Invariants (each checked by tests/runtime/test_mailbox.py):
 - `len(queue) <= capacity`, always.
 - accepted == processed + expired + shed + dead-lettered-at-stop + len(queue).
-- The control lane is separate and small: a full queue never delays a stop.
+- The control lane is separate and small: a full queue never delays a stop or
+  a supervision signal, and user sends never enter it.
 - A sender waiting for room (policy `wait`) waits in FIFO order behind earlier
   waiters, and never past its envelope's deadline. A freed slot is handed to
   the first waiter's envelope directly, so no later sender can overtake it.
@@ -68,9 +69,6 @@ class MailboxStatistics:
     waiting_senders: int
 
 
-CONTROL_CAPACITY = 4
-
-
 class _Waiter:
     __slots__ = ("envelope", "event", "delivered")
 
@@ -115,10 +113,12 @@ class Mailbox:
         return len(self.queue) < self.capacity and not self.waiters
 
     def push_control(self, signal: object) -> None:
+        """Signals from the runtime itself, never from user sends: a stop, and the
+        signals a supervisor gets from its children (at most one outstanding per
+        child, since a crashed child stays suspended until resumed). That bound,
+        not a capacity, keeps the lane small."""
         if self.control is None:
-            self.control = deque(maxlen=CONTROL_CAPACITY)
-        if len(self.control) == CONTROL_CAPACITY:
-            raise RuntimeError("control lane full")  # a bug: signals are few and idempotent
+            self.control = deque()
         self.control.append(signal)
 
     def hand_over_slot(self) -> bool:

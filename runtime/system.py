@@ -44,6 +44,32 @@ STOP_MARGIN = 1.0
 _PATH = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 
 
+class Host:
+    """Where a supervisor's children run: `start_soon` into a task group that
+    `close()` cancels (and waits for)."""
+
+    def __init__(self, group: anyio.abc.TaskGroup) -> None:
+        self.start_soon = group.start_soon
+        self._group = group
+        self._closed = anyio.Event()
+
+    async def close(self) -> None:
+        self._group.cancel_scope.cancel()
+        await self._closed.wait()
+
+
+async def _run_host(*, task_status: anyio.abc.TaskStatus[Host]) -> None:
+    host: Host | None = None
+    try:
+        async with anyio.create_task_group() as group:
+            host = Host(group)
+            task_status.started(host)
+            await anyio.sleep_forever()
+    finally:
+        if host is not None:
+            host._closed.set()  # only once every task in the group has ended
+
+
 @attrs.frozen
 class SystemStatistics:
     actors: int
@@ -220,6 +246,13 @@ class ActorSystem:
             capacity=next(c for c in (override.capacity, capacity, actor_type.mailbox_capacity) if c is not None),
             overflow=next(o for o in (override.overflow, overflow, actor_type.overflow) if o is not None),
         )
+
+    async def open_host(self, name: str) -> Host:
+        """A task group for a supervisor's children, owned by a task in the
+        system's own group: closing it ends every drain it hosts."""
+        if self._task_group is None or self._stopping:
+            raise self.failure("rejected", ReasonCode.SHUTTING_DOWN, path=name, detail="open_host")
+        return await self._task_group.start(_run_host, name=f"{name}:host")
 
     def lookup(self, path: str) -> ActorRef:
         cell = self._cells.get(path)

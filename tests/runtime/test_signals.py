@@ -1,0 +1,89 @@
+"""Signals (runtime messages ahead of user mail, outside the capacity) and hosts
+(task groups for a supervisor's children)."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from runtime import Actor, ActorSystem, ReasonCode, handles, message
+from tests.runtime.support import Add, Counter, Get, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+@message("test.kernel.signals.ping")
+class Ping:
+    n: int
+
+
+class Listener(Counter):
+    mailbox_capacity = 2
+    overflow = "reject"
+
+    def __init__(self, *, start: int = 0) -> None:
+        super().__init__(start=start)
+        self.order: list[str] = []
+
+    @handles(Ping)
+    def ping(self, message: Ping) -> None:
+        self.order.append(f"signal {message.n}")
+
+    @handles(Add)
+    def add(self, message: Add) -> int:
+        self.order.append(f"add {message.n}")
+        return super().add(message)
+
+
+class TestSignals:
+    async def test_signals_go_ahead_of_user_mail_and_past_a_full_mailbox(self):
+        """A signal is handled before queued user mail, even when the mailbox is full."""
+        async with ActorSystem() as system:
+            ref = await system.spawn(Listener, name="l")
+            await ref.tell(Add(1))
+            await ref.tell(Add(2))  # full (capacity 2), drain not run yet
+            ref._cell.signal(Ping(7))
+            await wait_until(lambda: len(ref._cell.actor.order) == 3)
+            assert ref._cell.actor.order == ["signal 7", "add 1", "add 2"]
+            stats = ref.statistics()
+            assert stats.accepted == stats.processed == 3
+
+    async def test_signal_to_a_stopped_actor_is_dead_lettered(self):
+        """A signal never vanishes: to a stopped actor it is a dead letter."""
+        async with ActorSystem() as system:
+            ref = await system.spawn(Listener, name="l")
+            cell = ref._cell
+            await system.stop(ref)
+            cell.signal(Ping(1))
+            assert system.dead_letters.counts() == {ReasonCode.ACTOR_STOPPED: 1}
+
+    async def test_signal_without_a_handler_is_a_type_error(self):
+        """Signalling a message the actor does not handle is a bug in the runtime, raised at once."""
+        async with ActorSystem() as system:
+            ref = await system.spawn(Counter, name="c")
+            with pytest.raises(TypeError):
+                ref._cell.signal(Ping(1))
+
+
+class TestHost:
+    async def test_actors_hosted_in_a_closed_host_stop_running(self, tick):
+        """Closing a host cancels the drains it hosts and returns only once they ended."""
+
+        class Sleeper(Actor):
+            ended = False
+
+            @handles(Get)
+            async def get(self, message: Get) -> None:
+                try:
+                    await anyio.sleep(100 * tick)
+                finally:
+                    type(self).ended = True
+
+        async with ActorSystem() as system:
+            host = await system.open_host("sup")
+            ref = await system.spawn(Sleeper, name="sup/s", start_soon=host.start_soon)
+            await ref.tell(Get(), timeout=1000 * tick)
+            await wait_until(lambda: ref.statistics().processed == 1)
+            await host.close()
+            assert Sleeper.ended
+            await anyio.sleep(tick)  # the system's own block carries on
