@@ -34,7 +34,7 @@ from runtime.actor import Actor, Handler
 from runtime.backend import Reply
 from runtime.codes import ReasonCode
 from runtime.envelope import Envelope
-from runtime.errors import ExoarmurError
+from runtime.errors import ActorCrashed, ExoarmurError
 from runtime.mailbox import Mailbox, Overflow
 from runtime.messages import timeout_category
 from runtime.timeouts import TimeoutCategory
@@ -135,7 +135,10 @@ class ActorCell:
         "state",
         "restarts",
         "parent",
+        "start_failed",
         "_instance_dead",
+        "_suspend_deadline",
+        "_suspended",
         "_stop_deadline",
         "_scope",
         "_stopped",
@@ -170,8 +173,13 @@ class ActorCell:
         self.state = CellState.RUNNING
         self.restarts = 0
         self.parent = parent
+        # The last fresh instance failed in __init__ or `started` (not in a handler).
+        self.start_failed = False
         # The instance crashed: nothing may be handled until a fresh one is made.
         self._instance_dead = False
+        # Set by suspend(): the drain winds the instance down by then.
+        self._suspend_deadline: float | None = None
+        self._suspended: anyio.Event | None = None
         self._stop_deadline = float("inf")
         self._scope: anyio.CancelScope | None = None  # of the async handler running now
         self._stopped: anyio.Event | None = None
@@ -218,20 +226,73 @@ class ActorCell:
         self.restarts += 1
         self._schedule()
 
-    async def _fresh_instance(self) -> bool:
-        """A new instance with its `started` hook run; False (and audited) if either fails."""
+    async def restart(self) -> ExoarmurError | None:
+        """SUSPENDED -> RUNNING, in the caller's task: build the fresh instance and
+        run its `started` hook now (as spawn does), so a supervisor restarts its
+        children one after another, in start order. The audited error (the actor
+        stays SUSPENDED) if the fresh instance could not start."""
+        if self.state is not CellState.SUSPENDED:
+            return None
+        failure = await self._fresh_instance()
+        self.start_failed = failure is not None
+        if failure is None and self.state is CellState.SUSPENDED:
+            self._move(CellState.RUNNING)
+            self.restarts += 1
+            self._schedule()
+        return failure
+
+    async def suspend(self, *, deadline: float) -> None:
+        """RUNNING -> SUSPENDED without a crash (a supervisor restarting healthy
+        siblings): the handler running now is cut at `deadline`, `stopping` runs
+        (bounded by it), the instance is dropped; the mailbox stays open and
+        keeps its mail for the fresh instance `resume()` makes."""
+        if self.state is not CellState.RUNNING:
+            return
+        self._suspend_deadline = deadline
+        scope = self._scope
+        if scope is not None and deadline < scope.deadline:
+            scope.deadline = deadline
+        if self._suspended is None:
+            self._suspended = anyio.Event()
+        event = self._suspended
+        self.mailbox.push_control(STOP)  # wakes an idle drain
+        self._schedule()
+        await event.wait()
+
+    async def _wind_down(self) -> None:
+        """The drain's half of suspend()."""
+        deadline = self._suspend_deadline
+        self._suspend_deadline = None
+        if self.actor_type._has_stopping and not self._instance_dead:
+            with anyio.CancelScope(deadline=deadline):
+                try:
+                    await self.actor.stopping()
+                except Exception as exc:
+                    self.system.failure(
+                        "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, detail=f"stopping: {exc!r}"
+                    )
+        self._instance_dead = True
+        self._move(CellState.SUSPENDED)
+        event, self._suspended = self._suspended, None
+        if event is not None:
+            event.set()
+
+    async def _fresh_instance(self) -> ExoarmurError | None:
+        """A new instance with its `started` hook run; the (audited) error if
+        building it or its hook failed."""
         try:
             self.actor = self._new_actor()
             self._instance_dead = False
             await self.run_started()
-        except ExoarmurError:
-            return False  # run_started emitted its audit event
+        except ExoarmurError as exc:
+            self._instance_dead = True
+            return exc  # run_started emitted its audit event
         except Exception as exc:
-            self.system.failure(
+            self._instance_dead = True
+            return self.system.failure(
                 "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, detail=f"restart: {exc!r}"
             )
-            return False
-        return True
+        return None
 
     def request_stop(self, *, code: ReasonCode, deadline: float) -> None:
         """Close the mailbox to new sends at once (they get `code`); the drain
@@ -268,6 +329,9 @@ class ActorCell:
         await self._stopped.wait()
 
     def _finish(self) -> None:
+        if self._suspended is not None:
+            self._suspended.set()  # a suspend() that a stop overtook ends too
+            self._suspended = None
         self._move(CellState.STOPPED)
         self.system._unregister(self)
         if self._stopped is not None:
@@ -351,13 +415,12 @@ class ActorCell:
 
     def _crashed(self, env: Envelope, exc: Exception) -> ExoarmurError:
         self._instance_dead = True
-        error = self.system.failure(
-            "crashed",
-            ReasonCode.ACTOR_CRASHED,
-            path=self.path,
-            envelope=env,
-            detail=f"{type(exc).__name__}: {exc}",
-        )
+        if isinstance(exc, ActorCrashed) and exc.code is ReasonCode.ESCALATED:
+            # A supervisor giving up: the chain of failures is in the detail.
+            code, detail = ReasonCode.ESCALATED, exc.detail
+        else:
+            code, detail = ReasonCode.ACTOR_CRASHED, f"{type(exc).__name__}: {exc}"
+        error = self.system.failure("crashed", code, path=self.path, envelope=env, detail=detail)
         error.__cause__ = exc
         reply: Reply | None = env.reply_to
         if reply is not None:
@@ -384,13 +447,18 @@ class ActorCell:
                 if state is CellState.STOPPING:
                     await self._drain_stopping()
                     return
+                if state is CellState.RUNNING and self._suspend_deadline is not None:
+                    await self._wind_down()
+                    state = self.state
                 if state is CellState.SUSPENDED:
                     self.scheduled = False  # resume() schedules a new drain
                     return
-                if self._instance_dead and not await self._fresh_instance():
-                    # Cannot come back: stop; queued and later sends get ACTOR_STOPPED.
-                    self.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=now())
-                    continue
+                if self._instance_dead:
+                    failure = await self._fresh_instance()
+                    self.start_failed = failure is not None
+                    if failure is not None:
+                        self._down(failure)  # the parent decides again
+                        continue
                 budget = self.throughput
                 actor = self.actor
                 while queue and budget:
@@ -408,7 +476,11 @@ class ActorCell:
                         crash = await self._handle_async(fn, env)
                         if crash is not None:
                             self._down(crash)
-                        if self.state is not CellState.RUNNING or self._instance_dead:
+                        if (
+                            self.state is not CellState.RUNNING
+                            or self._instance_dead
+                            or self._suspend_deadline is not None
+                        ):
                             break
                         continue
                     # Inline sync path: the tell target is won or lost here.

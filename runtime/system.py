@@ -107,12 +107,16 @@ class ActorSystem:
         self.backend: Backend
         self.now: Callable[[], float]
         self._timeout_of_type: dict[type, float] = {}
+        # Set when the root of a supervision tree escalates: the process must end.
+        self.fatal: ExoarmurError | None = None
+        self.failed: anyio.Event
 
     # ---- context manager ----------------------------------------------------
 
     async def __aenter__(self) -> ActorSystem:
         self.backend = current_backend()
         self.now = self.backend.now
+        self.failed = anyio.Event()
         # Drains run in an inner task group owned by a host task, so that
         # cancelling them (shutdown) never cancels the code inside the block.
         self._outer = anyio.create_task_group()
@@ -274,7 +278,19 @@ class ActorSystem:
 
     def child_crashed(self, cell: ActorCell, error: ExoarmurError) -> None:
         """The system as parent (no supervisor): resume at once with a fresh
-        instance and the same mailbox, as Akka's default strategy does."""
+        instance and the same mailbox, as Akka's default strategy does. A
+        supervisor that escalated is not resumed: the root of the tree failed,
+        which is fatal for the process (`failed` is set, `fatal` says why)."""
+        if error.code is ReasonCode.ESCALATED:
+            self.fatal = error
+            self.failed.set()
+            cell.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=self.now())
+            return
+        if cell.start_failed:
+            # A fresh instance that cannot even start would fail again at once:
+            # stop; queued and later sends get ACTOR_STOPPED.
+            cell.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=self.now())
+            return
         cell.resume()
 
     def _unregister(self, cell: ActorCell) -> None:

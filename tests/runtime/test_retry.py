@@ -277,9 +277,9 @@ class TestRun:
     async def test_cancellation_from_outside_is_not_swallowed(self, tick):
         """An enclosing scope cancelled mid-attempt or mid-wait wins; no exhaustion is reported."""
         async with ActorSystem() as system:
-            policy = RetryPolicy(max_attempts=10, initial=2 * tick, factor=1.0, max_delay=2 * tick, jitter=0)
+            policy = RetryPolicy(max_attempts=10, initial=4 * tick, factor=1.0, max_delay=4 * tick, jitter=0)
             op = Script(system, *always(ReasonCode.TIMEOUT_KV_GET))
-            with anyio.move_on_after(3 * tick) as outer:  # during the second wait
+            with anyio.move_on_after(6 * tick) as outer:  # during the second wait (attempts at 0, 4)
                 await policy.run(op, system=system, key="k", deadline=system.now() + 50 * tick)
             assert outer.cancelled_caught
             assert op.attempts == [1, 2]

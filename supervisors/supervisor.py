@@ -1,0 +1,241 @@
+"""The Supervisor: an actor that starts, watches and restarts its children.
+
+    tree = SupervisorSpec(
+        Strategy.ONE_FOR_ONE,
+        intensity=RestartIntensity(3, 5.0),
+        children=(ChildSpec("kv", KvBucket, backoff=BackoffPolicy(initial=0.1)),
+                  ChildSpec("api", Api)),
+    )
+    root = await system.spawn(Supervisor, name="root", kwargs={"spec": tree})
+
+What it does, in OTP's terms (supervisors/spec.py has the rules as functions):
+- Starts its children in order at `started`, at paths "<own path>/<child name>";
+  their drains run in the supervisor's own host (a task group), so no child
+  task outlives the supervisor.
+- A child that crashes is SUSPENDED by the kernel and its crash reaches the
+  supervisor as a signal (`ChildDown`), handled ahead of any user mail.
+- Decision, one crash at a time: a temporary child is removed; otherwise the
+  restart is counted against the intensity (more than `max_restarts` within
+  `within` seconds: every child is shut down and the supervisor fails to its
+  own parent with ESCALATED, the chain of failures in the detail); the
+  strategy names the children to restart; healthy siblings among them are
+  wound down newest first (each within its shutdown timeout; BRUTAL: at once);
+  after the failed child's backoff they are resumed in start order, each a
+  fresh instance that keeps its mailbox. The crashed envelope is not redelivered.
+- While a child is down or backing off, sends to it queue within its mailbox's
+  capacity (or are refused by its policy): never unbounded.
+- At `stopping`, children are shut down newest first, then the host is closed.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+
+import anyio
+
+from runtime import Actor, ActorCrashed, ActorRef, Overflow, ReasonCode, handles, message
+from runtime.cell import ActorCell
+from runtime.errors import ExoarmurError
+from runtime.system import Host
+from supervisors.backoff import jitter_rng
+from supervisors.intensity import RestartHistory, add_restart
+from supervisors.spec import BRUTAL, ChildSpec, Restart, SupervisorSpec, to_restart
+
+
+@message("exoarmur.supervisor.child_down")
+class ChildDown:
+    """Signal: the child `name` crashed with `code` and is suspended."""
+
+    name: str
+    code: str
+    detail: str
+
+
+@message("exoarmur.supervisor.restart_due")
+class RestartDue:
+    """Signal: the backoff of restart `ticket` is over."""
+
+    ticket: int
+
+
+class ChildState(enum.StrEnum):
+    RUNNING = "running"
+    BACKING_OFF = "backing_off"  # down, waiting for its restart
+    STOPPED = "stopped"
+
+
+class _Child:
+    __slots__ = ("spec", "cell", "state", "restart_times", "rng")
+
+    def __init__(self, spec: ChildSpec, *, seed: int) -> None:
+        self.spec = spec
+        self.cell: ActorCell | None = None
+        self.state = ChildState.STOPPED
+        self.restart_times: RestartHistory = ()  # for the backoff's attempt number
+        self.rng = jitter_rng(seed, name=spec.name)
+
+    @property
+    def shutdown_seconds(self) -> float:
+        return 0.0 if self.spec.shutdown is BRUTAL else float(self.spec.shutdown)
+
+
+class _Link:
+    """A child's parent: forwards its crash to the supervisor's cell, which
+    outlives any one supervisor instance."""
+
+    __slots__ = ("_supervisor", "_name")
+
+    def __init__(self, supervisor: ActorCell, name: str) -> None:
+        self._supervisor = supervisor
+        self._name = name
+
+    def child_crashed(self, cell: ActorCell, error: ExoarmurError) -> None:
+        self._supervisor.signal(ChildDown(self._name, str(error.code), error.detail))
+
+
+class Supervisor(Actor):
+    mailbox_capacity = 100
+    overflow = Overflow.REJECT
+
+    def __init__(self, *, spec: SupervisorSpec, seed: int = 0) -> None:
+        if not isinstance(spec, SupervisorSpec):
+            raise TypeError(f"spec must be a SupervisorSpec, got {spec!r}")
+        self.spec = spec
+        self.seed = seed
+        self._children: dict[str, _Child] = {}  # in start order
+        self._history: RestartHistory = ()
+        self._host: Host | None = None
+        self._pending: dict[int, list[str]] = {}  # restart ticket -> names, start order
+        self._tickets = 0
+
+    # ---- lifecycle ----------------------------------------------------------
+
+    async def started(self) -> None:
+        system = self.context.system
+        self._host = await system.open_host(self.context.path)
+        try:
+            for child_spec in self.spec.children:
+                await self._start(child_spec)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._shutdown_all()
+            raise
+
+    async def stopping(self) -> None:
+        await self._shutdown_all()
+
+    async def _start(self, spec: ChildSpec) -> None:
+        child = _Child(spec, seed=self.seed)
+        self._children[spec.name] = child
+        ref = await self.context.system.spawn(
+            spec.actor,
+            name=f"{self.context.path}/{spec.name}",
+            kwargs=dict(spec.kwargs),
+            tenant=spec.tenant,
+            start_soon=self._host_start_soon(),
+            parent=_Link(self.context.cell, spec.name),
+        )
+        child.cell = _cell_of(ref)
+        child.state = ChildState.RUNNING
+
+    def _host_start_soon(self):
+        assert self._host is not None, "children run only while the supervisor's host is open"
+        return self._host.start_soon
+
+    async def _shutdown_all(self) -> None:
+        """Every child, newest first, each within its shutdown timeout; then the host."""
+        for name in reversed(list(self._children)):
+            await self._shut_down(name)
+        self._pending.clear()
+        if self._host is not None:
+            host, self._host = self._host, None
+            await host.close()
+
+    async def _shut_down(self, name: str) -> None:
+        child = self._children[name]
+        if child.cell is not None:
+            await self.context.system.stop(child.cell.ref, timeout=child.shutdown_seconds)
+        child.state = ChildState.STOPPED
+
+    # ---- decisions ----------------------------------------------------------
+
+    @handles(ChildDown)
+    async def on_child_down(self, message: ChildDown) -> None:
+        failed = self._children.get(message.name)
+        if failed is None or failed.state is not ChildState.RUNNING:
+            return  # a child already being handled, or removed
+        if failed.spec.restart is Restart.TEMPORARY:
+            await self._remove([message.name])
+            return
+        now = self.context.now()
+        self._history, exceeded = add_restart(self._history, now=now, intensity=self.spec.intensity)
+        if exceeded:
+            await self._shutdown_all()
+            raise ActorCrashed(
+                ReasonCode.ESCALATED,
+                f"{self.context.path}: more than {self.spec.intensity.max_restarts} restarts "
+                f"in {self.spec.intensity.within:g} s; last: {message.name} {message.code}: {message.detail}",
+            )
+        live = [name for name, child in self._children.items() if child.state is ChildState.RUNNING]
+        affected = to_restart(self.spec.strategy, children=live, failed=message.name)
+        # Wind the healthy siblings down, newest first; the failed one is down already.
+        for name in reversed(affected):
+            if name != message.name:
+                sibling = self._children[name]
+                assert sibling.cell is not None
+                await sibling.cell.suspend(deadline=now + sibling.shutdown_seconds)
+        temporary = [n for n in affected if self._children[n].spec.restart is Restart.TEMPORARY]
+        await self._remove(temporary)
+        again = [n for n in affected if n not in temporary]
+        for name in again:
+            self._children[name].state = ChildState.BACKING_OFF
+        delay = self._backoff(failed, now=now)
+        self._tickets += 1
+        self._pending[self._tickets] = again
+        if delay <= 0:
+            await self._resume(self._tickets)
+        else:
+            self._host_start_soon()(self._wake_after, self._tickets, delay)
+
+    def _backoff(self, child: _Child, *, now: float) -> float:
+        """The failed child's next backoff: its attempt is the number of its
+        restarts within the intensity window (a child that ran quietly starts over)."""
+        within = self.spec.intensity.within
+        child.restart_times = tuple(t for t in child.restart_times if now - t <= within) + (now,)
+        return child.spec.backoff.delay(len(child.restart_times), rng=child.rng)
+
+    async def _wake_after(self, ticket: int, delay: float) -> None:
+        await anyio.sleep(delay)
+        self.context.cell.signal(RestartDue(ticket))
+
+    @handles(RestartDue)
+    async def on_restart_due(self, message: RestartDue) -> None:
+        await self._resume(message.ticket)
+
+    async def _resume(self, ticket: int) -> None:
+        """Restart the ticket's children in start order, each `started` hook
+        finishing before the next begins. One that cannot start counts as a crash."""
+        for name in self._pending.pop(ticket, ()):
+            child = self._children.get(name)
+            if child is None or child.state is not ChildState.BACKING_OFF or child.cell is None:
+                continue
+            failure = await child.cell.restart()
+            child.state = ChildState.RUNNING
+            if failure is not None:
+                self.context.cell.signal(ChildDown(name, str(failure.code), failure.detail))
+
+    async def _remove(self, names: Iterable[str]) -> None:
+        for name in reversed(list(names)):
+            await self._shut_down(name)
+            del self._children[name]
+
+    # ---- introspection ------------------------------------------------------
+
+    def child_states(self) -> dict[str, ChildState]:
+        return {name: child.state for name, child in self._children.items()}
+
+
+def _cell_of(ref: ActorRef) -> ActorCell:
+    """Supervisors are the runtime's own layer: they hold their children's cells."""
+    return ref._cell

@@ -1,0 +1,256 @@
+"""The Supervisor actor: ordered start, strategies, restart types, intensity and
+escalation, backoff, shutdown order, and mail kept across restarts."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from runtime import Actor, ActorSystem, ReasonCode, handles, message
+from supervisors.backoff import BackoffPolicy
+from supervisors.intensity import RestartIntensity
+from supervisors.spec import ChildSpec, Restart, Strategy, SupervisorSpec
+from supervisors.supervisor import ChildState, Supervisor
+from tests.runtime.support import wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+@message("test.sup.work")
+class Work:
+    n: int
+
+
+@message("test.sup.boom")
+class Boom:
+    pass
+
+
+@message("test.sup.seen")
+class Seen:
+    pass
+
+
+@message("test.sup.hang")
+class Hang:
+    pass
+
+
+class Worker(Actor):
+    """Records lifecycle events in a shared journal: (event, name, instance id)."""
+
+    mailbox_capacity = 10
+
+    def __init__(self, *, name: str, journal: list) -> None:
+        self.name = name
+        self.journal = journal
+        self.handled: list[int] = []
+
+    async def started(self) -> None:
+        self.journal.append(("started", self.name, id(self), self.context.now()))
+
+    async def stopping(self) -> None:
+        self.journal.append(("stopping", self.name, id(self), self.context.now()))
+
+    @handles(Work)
+    def work(self, message: Work) -> int:
+        self.handled.append(message.n)
+        return message.n
+
+    @handles(Boom)
+    def boom(self, message: Boom) -> None:
+        raise RuntimeError(f"{self.name} asked to crash")
+
+    @handles(Seen)
+    def seen(self, message: Seen) -> list[int]:
+        return list(self.handled)
+
+    @handles(Hang)
+    async def hang(self, message: Hang) -> None:
+        await anyio.sleep_forever()
+
+
+def worker(name: str, journal: list, **options) -> ChildSpec:
+    return ChildSpec(name, Worker, kwargs={"name": name, "journal": journal}, **options)
+
+
+def events(journal: list, kind: str) -> list[str]:
+    return [name for event, name, *_ in journal if event == kind]
+
+
+def instance(system: ActorSystem, path: str) -> Actor:
+    return system.lookup(path)._cell.actor
+
+
+async def crash(system: ActorSystem, path: str) -> None:
+    await system.lookup(path).tell(Boom())
+
+
+class TestStartAndStop:
+    async def test_children_start_in_order_and_stop_in_reverse(self):
+        """Children start in spec order at <supervisor>/<name>; they stop newest first."""
+        journal: list = []
+        spec = SupervisorSpec(Strategy.ONE_FOR_ONE, children=tuple(worker(n, journal) for n in "abc"))
+        async with ActorSystem() as system:
+            await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+            assert events(journal, "started") == ["a", "b", "c"]
+            assert set(system.paths()) == {"sup", "sup/a", "sup/b", "sup/c"}
+        assert events(journal, "stopping") == ["c", "b", "a"]
+        assert system.paths() == []
+
+
+class TestStrategies:
+    @pytest.mark.parametrize(
+        ("strategy", "restarted", "wound_down"),
+        [
+            (Strategy.ONE_FOR_ONE, ["b"], []),
+            (Strategy.ONE_FOR_ALL, ["a", "b", "c"], ["c", "a"]),
+            (Strategy.REST_FOR_ONE, ["b", "c"], ["c"]),
+        ],
+    )
+    async def test_strategy_restarts_exactly_its_children_in_start_order(self, strategy, restarted, wound_down):
+        """b crashes: the strategy's children are fresh instances, started in start order;
+        healthy siblings among them are wound down newest first; the others keep their instance."""
+        journal: list = []
+        spec = SupervisorSpec(strategy, children=tuple(worker(n, journal) for n in "abc"))
+        async with ActorSystem() as system:
+            sup = await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+            before = {n: id(instance(system, f"sup/{n}")) for n in "abc"}
+            journal.clear()
+            await crash(system, "sup/b")
+            await wait_until(lambda: len(events(journal, "started")) == len(restarted))
+            assert events(journal, "started") == restarted
+            assert events(journal, "stopping") == wound_down  # the crashed b runs no hook
+            for n in "abc":
+                changed = id(instance(system, f"sup/{n}")) != before[n]
+                assert changed == (n in restarted), n
+            assert sup._cell.actor.child_states() == dict.fromkeys("abc", ChildState.RUNNING)
+            assert system.audit.counts() == {ReasonCode.ACTOR_CRASHED: 1}
+
+
+class TestRestartTypes:
+    @pytest.mark.parametrize(
+        ("restart", "comes_back"),
+        [(Restart.PERMANENT, True), (Restart.TRANSIENT, True), (Restart.TEMPORARY, False)],
+    )
+    async def test_crashed_child_comes_back_unless_temporary(self, restart, comes_back):
+        """After a crash (abnormal exit) permanent and transient children restart; a temporary one is removed."""
+        journal: list = []
+        spec = SupervisorSpec(Strategy.ONE_FOR_ONE, children=(worker("a", journal, restart=restart),))
+        async with ActorSystem() as system:
+            await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+            await crash(system, "sup/a")
+            if comes_back:
+                await wait_until(lambda: len(events(journal, "started")) == 2)
+                assert await system.lookup("sup/a").ask(Work(1)) == 1
+            else:
+                await wait_until(lambda: "sup/a" not in system.paths())
+                assert events(journal, "started") == ["a"]
+
+    async def test_temporary_sibling_is_removed_not_restarted_in_one_for_all(self):
+        """one_for_all: a temporary sibling caught in the restart is stopped and removed (OTP)."""
+        journal: list = []
+        spec = SupervisorSpec(
+            Strategy.ONE_FOR_ALL,
+            children=(worker("a", journal, restart=Restart.TEMPORARY), worker("b", journal)),
+        )
+        async with ActorSystem() as system:
+            await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+            journal.clear()
+            await crash(system, "sup/b")
+            await wait_until(lambda: events(journal, "started") == ["b"])
+            assert "sup/a" not in system.paths()
+
+
+class TestMailAcrossRestarts:
+    async def test_mail_queued_while_down_is_handled_by_the_fresh_instance(self, tick):
+        """The crashed envelope is not redelivered; mail sent while the child backs off is kept and handled after."""
+        journal: list = []
+        backoff = BackoffPolicy(initial=5 * tick, factor=1.0, max_delay=5 * tick, jitter=0.0)
+        spec = SupervisorSpec(Strategy.ONE_FOR_ONE, children=(worker("a", journal, backoff=backoff),))
+        async with ActorSystem() as system:
+            await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+            ref = system.lookup("sup/a")
+            await ref.tell(Boom())
+            for n in range(3):
+                await ref.tell(Work(n), timeout=100 * tick)
+            await anyio.sleep(tick)
+            assert ref.statistics().depth == 3  # backing off: kept, not handled
+            assert await ref.ask(Seen(), timeout=100 * tick) == [0, 1, 2]
+            assert system.dead_letters.total == 0
+
+    async def test_a_crash_looping_child_does_not_stop_its_siblings(self, tick):
+        """While one child crashes again and again, its sibling keeps handling its mail."""
+        journal: list = []
+        backoff = BackoffPolicy(initial=tick, factor=1.0, max_delay=tick, jitter=0.0)
+        spec = SupervisorSpec(
+            Strategy.ONE_FOR_ONE,
+            intensity=RestartIntensity(1000, 10.0),
+            children=(worker("loop", journal, backoff=backoff), worker("calm", journal)),
+        )
+        async with ActorSystem() as system:
+            await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+            calm = system.lookup("sup/calm")
+            looping = system.lookup("sup/loop")
+            for n in range(20):
+                await looping.tell(Boom(), timeout=1000 * tick)
+                assert await calm.ask(Work(n)) == n
+            assert len(await calm.ask(Seen())) == 20
+
+
+class TestBackoff:
+    async def test_restarts_wait_the_exponential_backoff(self, tick, anyio_backend_name):
+        """Consecutive crashes are restarted after 1, 2, 4 ticks (jitter 0): measured on the clock."""
+        journal: list = []
+        backoff = BackoffPolicy(initial=tick, factor=2.0, max_delay=100 * tick, jitter=0.0)
+        spec = SupervisorSpec(
+            Strategy.ONE_FOR_ONE,
+            intensity=RestartIntensity(10, 1000 * tick),
+            children=(worker("a", journal, backoff=backoff),),
+        )
+        async with ActorSystem() as system:
+            await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+            gaps = []
+            for expected in (1, 2, 4):
+                crashed_at = system.now()
+                await crash(system, "sup/a")
+                count = len(events(journal, "started"))
+                await wait_until(lambda: len(events(journal, "started")) == count + 1, timeout=100 * tick)
+                gaps.append(journal[-1][3] - crashed_at)
+            if anyio_backend_name == "trio":
+                assert gaps == pytest.approx([tick, 2 * tick, 4 * tick], abs=0.01 * tick)
+            else:
+                for gap, expected in zip(gaps, (1, 2, 4)):
+                    assert expected * tick <= gap < expected * tick + 0.1
+
+
+class TestIntensity:
+    async def test_too_many_restarts_escalate_through_two_levels_and_fail_the_system(self):
+        """More than max_restarts within the window: the supervisor fails with ESCALATED to its
+        parent supervisor, which (intensity 0) fails to the system: fatal, the chain in the detail."""
+        journal: list = []
+        inner = SupervisorSpec(
+            Strategy.ONE_FOR_ONE,
+            intensity=RestartIntensity(2, 60.0),
+            children=(worker("w", journal),),
+        )
+        outer = SupervisorSpec(
+            Strategy.ONE_FOR_ONE,
+            intensity=RestartIntensity(0, 60.0),
+            children=(ChildSpec("inner", Supervisor, kwargs={"spec": inner}),),
+        )
+        async with ActorSystem() as system:
+            await system.spawn(Supervisor, name="root", kwargs={"spec": outer})
+            for _ in range(3):
+                await wait_until(lambda: "root/inner/w" in system.paths())
+                await crash(system, "root/inner/w")
+                await wait_until(lambda: len(events(journal, "started")) >= 1)
+                await anyio.sleep(0.01)
+            with anyio.fail_after(10):
+                await system.failed.wait()
+            assert system.fatal is not None and system.fatal.code is ReasonCode.ESCALATED
+            assert "root" in system.fatal.detail and "root/inner" in system.fatal.detail
+            counts = system.audit.counts()
+            assert counts[ReasonCode.ACTOR_CRASHED] == 3
+            assert counts[ReasonCode.ESCALATED] == 2  # inner, then root
+        assert system.paths() == []
