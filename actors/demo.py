@@ -1,8 +1,9 @@
 """The local demo tree, used until the NATS tree lands.
 
-`build_tree` spawns two actors, `demo/echo` and `demo/counter`, sends each a
-few messages, checks the answers, and leaves both idle (an idle actor holds no
-task, so nothing runs until the process is told to stop). One option, read from
+`build_tree` spawns a one_for_one supervisor `demo` with two children,
+`demo/echo` and `demo/counter`, sends each a few messages, checks the answers,
+and leaves them idle (an idle actor holds no task, so nothing runs until the
+process is told to stop). One option, read from
 `[tree.options]`: `pings` (default 3), how many `demo.ping` asks to make.
 """
 
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from runtime import Actor, ActorSystem, InvalidInput, ReasonCode, handles, message
+from supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
 
 if TYPE_CHECKING:
     from runtime.config import Config
@@ -80,8 +82,13 @@ def pings_option(options: Mapping[str, Any]) -> int:
 
 async def build_tree(system: ActorSystem, config: Config) -> None:
     pings = pings_option(config.tree_options)
-    echo = await system.spawn(Echo, name="demo/echo")
-    counter = await system.spawn(Counter, name="demo/counter")
+    tree = SupervisorSpec(
+        Strategy.ONE_FOR_ONE,
+        children=(ChildSpec("echo", Echo), ChildSpec("counter", Counter)),
+    )
+    await system.spawn(Supervisor, name="demo", kwargs={"spec": tree})
+    echo = system.lookup("demo/echo")
+    counter = system.lookup("demo/counter")
     for n in range(pings):
         pong = await echo.ask(Ping(text=f"ping {n}"))
         if pong != Pong(text=f"ping {n}"):

@@ -13,6 +13,8 @@ Anything else ends the process with `exoarmur: fatal: <CODE>: <detail>` on
 stderr and a non-zero exit code (2 for CONFIG_INVALID, 1 otherwise):
 - an `ExoarmurError` out of the factory or the system: its own code;
 - any other exception from the factory: FATAL (its traceback is printed first);
+- the root of the supervision tree escalating (more restarts than its
+  intensity allows, all the way up): ESCALATED, the chain in the detail;
 - a graceful stop still unfinished after `stop_timeout + STOP_MARGIN` seconds:
   DEADLINE_EXCEEDED, and whatever is left is cancelled.
 Cancellation of `run` itself is never turned into an exit code.
@@ -157,12 +159,17 @@ async def _serve(
         ) as system:
             async with anyio.create_task_group() as group:
                 group.start_soon(_cancel_on_signal, signals, group.cancel_scope, config)
+                group.start_soon(_cancel_on_failure, system, group.cancel_scope)
                 await _build(system, config, factory)
                 say(f"running ({len(system.paths())} actors) — pid {os.getpid()}")
                 if ready is not None:
                     ready.set()
                 await anyio.sleep_forever()
             await _stop(system, config)
+            if system.fatal is not None:
+                # The root of the tree escalated: the chain of failures is its detail,
+                # and it was audited where it happened.
+                raise system.fatal
 
 
 async def _cancel_on_signal(
@@ -172,6 +179,12 @@ async def _cancel_on_signal(
         say(f"stopping ({signal.Signals(signum).name}), up to {config.stop_timeout:g} s")
         scope.cancel()
         return
+
+
+async def _cancel_on_failure(system: ActorSystem, scope: anyio.CancelScope) -> None:
+    await system.failed.wait()
+    say(f"stopping: the supervision tree failed ({system.fatal.code if system.fatal else '?'})")
+    scope.cancel()
 
 
 async def _build(system: ActorSystem, config: Config, factory: TreeFactory) -> None:

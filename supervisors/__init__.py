@@ -1,9 +1,9 @@
 """Supervision trees (child specs, strategies, restart intensity, breakers). Built on runtime/."""
 
 from supervisors.backoff import NO_BACKOFF, BackoffPolicy, jitter_rng
+from supervisors.breaker import TRANSITIONS as BREAKER_TRANSITIONS
 from supervisors.breaker import (
     AUDIT_KINDS,
-    TRANSITIONS,
     Breaker,
     BreakerPolicy,
     BreakerState,
@@ -23,24 +23,29 @@ from supervisors.spec import (
     shutdown_order,
     to_restart,
 )
+from supervisors.supervisor import ChildDown, ChildState, RestartDue, Supervisor
 
 __all__ = [
     "AUDIT_KINDS",
     "BRUTAL",
     "DEFAULT_INTENSITY",
     "NO_BACKOFF",
-    "TRANSITIONS",
+    "BREAKER_TRANSITIONS",
     "BackoffPolicy",
     "Breaker",
     "BreakerPolicy",
     "BreakerState",
     "BreakerStatistics",
     "Brutal",
+    "ChildDown",
     "ChildSpec",
+    "ChildState",
     "Restart",
+    "RestartDue",
     "RestartHistory",
     "RestartIntensity",
     "Strategy",
+    "Supervisor",
     "SupervisorSpec",
     "Transition",
     "add_restart",

@@ -199,7 +199,7 @@ class TestRun:
         code, was_ready = await run_until_signalled(config_for(tmp_path, "actors.demo:build_tree"))
         assert (code, was_ready) == (0, True)
         err = capsys.readouterr().err
-        assert f"exoarmur: running (2 actors) — pid {os.getpid()}" in err
+        assert f"exoarmur: running (3 actors) — pid {os.getpid()}" in err
         assert "exoarmur: stopping (SIGTERM)" in err
         assert list(read_jsonl(tmp_path / "audit.jsonl")) == []  # nothing failed
 
@@ -369,7 +369,7 @@ class TestProcess:
     def test_signal_stops_gracefully_with_exit_0(self, tmp_path, start, backend, signum):
         """`python -m runtime run` prints its running line, and SIGTERM or SIGINT ends it with 0."""
         process = start(["run", "--config", str(write_config(tmp_path)), "--backend", backend])
-        process.wait_for("exoarmur: running (2 actors)", timeout=STARTUP_TIMEOUT)
+        process.wait_for("exoarmur: running (3 actors)", timeout=STARTUP_TIMEOUT)
         process.popen.send_signal(signum)
         code, err = process.finish(timeout=EXIT_TIMEOUT)
         assert code == 0, err
@@ -416,6 +416,58 @@ class TestProcess:
         assert code == 1, err
         assert "exoarmur: fatal: FATAL: tree factory broken_tree:build: LookupError: no such tenant" in err
         assert "exoarmur: running" not in err
+
+    @pytest.mark.parametrize("backend", ["asyncio", "trio"])
+    def test_root_supervisor_escalating_ends_the_process_with_exit_1(self, tmp_path, start, backend):
+        """Restart intensity exceeded two levels down escalates to the root: the process stops,
+        prints ESCALATED with the chain, exits 1, and the audit log names every level."""
+        trees = write_module(
+            tmp_path,
+            "crashing_tree",
+            """
+            import anyio
+            from runtime import Actor, handles, message
+            from supervisors import ChildSpec, RestartIntensity, Strategy, SupervisorSpec
+            from supervisors.supervisor import Supervisor
+
+            @message("test.cli.boom")
+            class Boom:
+                pass
+
+            class Fragile(Actor):
+                @handles(Boom)
+                def boom(self, message):
+                    raise RuntimeError("disk on fire")
+
+            async def build(system, config):
+                inner = SupervisorSpec(
+                    Strategy.ONE_FOR_ONE,
+                    intensity=RestartIntensity(2, 60.0),
+                    children=(ChildSpec("fragile", Fragile),),
+                )
+                root = SupervisorSpec(
+                    Strategy.ONE_FOR_ONE,
+                    intensity=RestartIntensity(0, 60.0),
+                    children=(ChildSpec("inner", Supervisor, kwargs={"spec": inner}),),
+                )
+                await system.spawn(Supervisor, name="root", kwargs={"spec": root})
+                for _ in range(3):
+                    await system.lookup("root/inner/fragile").tell(Boom())
+                    await anyio.sleep(0.05)
+            """,
+        )
+        config = write_config(tmp_path, "crashing_tree:build")
+        process = start(["run", "--config", str(config), "--backend", backend], extra_path=(trees,))
+        code, err = process.finish(timeout=STARTUP_TIMEOUT)
+        assert code == 1, err
+        assert "exoarmur: fatal: ESCALATED: root:" in err
+        assert "root/inner:" in err and "disk on fire" in err
+        from runtime import ReasonCode, read_jsonl
+
+        events = list(read_jsonl(tmp_path / "audit.jsonl"))
+        escalated = [e.path for e in events if e.code is ReasonCode.ESCALATED]
+        assert escalated == ["root/inner", "root"]
+        assert sum(e.code is ReasonCode.ACTOR_CRASHED for e in events) == 3
 
     def test_bad_config_exits_2_with_config_invalid(self, tmp_path, start):
         """A bad config file: CONFIG_INVALID naming file and key, exit 2, nothing started."""

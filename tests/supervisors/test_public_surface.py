@@ -15,11 +15,12 @@ def test_supervisors_exports_exactly_its_public_names():
     """supervisors.__all__ is the documented surface, and every name resolves."""
     assert sorted(supervisors.__all__) == sorted(
         [
-            "AUDIT_KINDS", "BRUTAL", "DEFAULT_INTENSITY", "NO_BACKOFF", "TRANSITIONS",
+            "AUDIT_KINDS", "BRUTAL", "DEFAULT_INTENSITY", "NO_BACKOFF", "BREAKER_TRANSITIONS",
             "BackoffPolicy", "Breaker", "BreakerPolicy", "BreakerState", "BreakerStatistics",
-            "Brutal", "ChildSpec", "Restart", "RestartHistory", "RestartIntensity", "Strategy",
-            "SupervisorSpec", "Transition", "add_restart", "check_transition", "jitter_rng",
-            "should_restart", "shutdown_order", "to_restart",
+            "Brutal", "ChildDown", "ChildSpec", "ChildState", "Restart", "RestartDue",
+            "RestartHistory", "RestartIntensity", "Strategy", "Supervisor", "SupervisorSpec",
+            "Transition", "add_restart", "check_transition", "jitter_rng", "should_restart",
+            "shutdown_order", "to_restart",
         ]
     )  # fmt: skip
     for name in supervisors.__all__:
