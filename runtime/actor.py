@@ -20,6 +20,11 @@ An actor handles one envelope at a time. A plain `def` handler cannot suspend,
 so the deadline is checked once when the envelope is taken; an `async def`
 handler runs inside a cancel scope that fires at the envelope's deadline. The
 envelope being handled is `self.context.envelope`.
+
+A handler that raises a coded error (an `ExoarmurError`, e.g. `Conflict`) has
+answered with it: the asker gets it and the actor lives on. Any other
+exception, or `ActorCrashed`, is a crash: the asker gets ACTOR_CRASHED and the
+actor's parent decides what happens next.
 """
 
 from __future__ import annotations

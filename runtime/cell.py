@@ -413,6 +413,19 @@ class ActorCell:
             if reply is not None:
                 reply.resolve(outcome.Error(error))
 
+    def _answered_with(self, env: Envelope, error: ExoarmurError) -> bool:
+        """A coded error raised by a handler is its answer, not a crash (as a
+        gen_server replies {error, Reason} and lives on): the asker gets it, it
+        is audited once. ActorCrashed is the exception: raising it is crashing.
+        True if it was an answer."""
+        if isinstance(error, ActorCrashed):
+            return False
+        self.system.audit_error(error, kind="answered", path=self.path, envelope=env)
+        reply: Reply | None = env.reply_to
+        if reply is not None and not reply.resolve(outcome.Error(error)):
+            self.system._late_replies += 1
+        return True
+
     def _crashed(self, env: Envelope, exc: Exception) -> ExoarmurError:
         self._instance_dead = True
         if isinstance(exc, ActorCrashed) and exc.code is ReasonCode.ESCALATED:
@@ -491,6 +504,11 @@ class ActorCell:
                     mailbox.processed += 1
                     try:
                         result = fn(actor, message)
+                    except ExoarmurError as exc:
+                        if self._answered_with(env, exc):
+                            continue
+                        self._down(self._crashed(env, exc))
+                        break
                     except Exception as exc:
                         self._down(self._crashed(env, exc))
                         break  # the loop top makes a fresh instance, if resumed
@@ -547,6 +565,10 @@ class ActorCell:
                     result = await fn(self.actor, env.message)
                 finally:
                     self._scope = None
+        except ExoarmurError as exc:
+            if self._answered_with(env, exc):
+                return None
+            return self._crashed(env, exc)
         except Exception as exc:
             return self._crashed(env, exc)
         if scope.cancel_called:
@@ -646,6 +668,10 @@ class ActorCell:
         self.mailbox.processed += 1
         try:
             result = fn(self.actor, env.message)
+        except ExoarmurError as exc:
+            if self._answered_with(env, exc):
+                return None
+            return self._crashed(env, exc)
         except Exception as exc:
             return self._crashed(env, exc)
         if reply is not None and not reply.resolve(outcome.Value(result)):

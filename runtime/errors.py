@@ -26,6 +26,9 @@ class ExoarmurError(Exception):
         super().__init__(code, detail)
         self.code = code
         self.detail = detail
+        # Set once its audit event is emitted (ActorSystem.failure), so the
+        # runtime never audits the same failure twice.
+        self.audited = False
 
     def __str__(self) -> str:
         return f"{self.code}: {self.detail}" if self.detail else str(self.code)

@@ -149,7 +149,7 @@ async def _serve(
 ) -> None:
     # Open the receiver first: a signal from now on is a request to stop, never
     # the default action (which would kill the process without a graceful stop).
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGUSR1) as signals:
         async with ActorSystem(
             name=config.name,
             timeouts=config.timeouts,
@@ -158,7 +158,7 @@ async def _serve(
             stop_timeout=config.stop_timeout,
         ) as system:
             async with anyio.create_task_group() as group:
-                group.start_soon(_cancel_on_signal, signals, group.cancel_scope, config)
+                group.start_soon(_on_signals, signals, group.cancel_scope, config, system)
                 group.start_soon(_cancel_on_failure, system, group.cancel_scope)
                 await _build(system, config, factory)
                 say(f"running ({len(system.paths())} actors) — pid {os.getpid()}")
@@ -172,13 +172,35 @@ async def _serve(
                 raise system.fatal
 
 
-async def _cancel_on_signal(
-    signals: AsyncIterator[signal.Signals], scope: anyio.CancelScope, config: Config
+async def _on_signals(
+    signals: AsyncIterator[signal.Signals],
+    scope: anyio.CancelScope,
+    config: Config,
+    system: ActorSystem,
 ) -> None:
+    """SIGUSR1 prints the supervision tree; SIGINT or SIGTERM starts the stop."""
     async for signum in signals:
+        if signum == signal.SIGUSR1:
+            await _print_tree(system)
+            continue
         say(f"stopping ({signal.Signals(signum).name}), up to {config.stop_timeout:g} s")
         scope.cancel()
         return
+
+
+# Loaded when first needed, by dotted path: runtime/ imports nothing of supervisors/.
+DESCRIBE = "supervisors.supervisor:describe_system"
+
+
+async def _print_tree(system: ActorSystem) -> None:
+    module_name, _, attribute = DESCRIBE.partition(":")
+    describe = getattr(importlib.import_module(module_name), attribute)
+    try:
+        nodes = await describe(system)
+    except ExoarmurError as exc:  # a busy or stopping tree: say so, keep running
+        say(f"tree unavailable: {exc}")
+        return
+    print("\n".join(node.render() for node in nodes) or "(no actors)", file=sys.stderr, flush=True)
 
 
 async def _cancel_on_failure(system: ActorSystem, scope: anyio.CancelScope) -> None:

@@ -342,7 +342,16 @@ class ActorSystem:
                 detail=detail,
             )
         )
-        return error_for(code, detail)
+        error = error_for(code, detail)
+        error.audited = True
+        return error
+
+    def audit_error(self, error: ExoarmurError, *, kind: str, path: str, envelope: Envelope | None) -> None:
+        """Emit the one audit event of a coded error built elsewhere (e.g. raised
+        by a handler as its answer), unless it already has one."""
+        if not error.audited:
+            self.failure(kind, error.code, path=path, envelope=envelope, detail=error.detail)
+            error.audited = True
 
     def _record_dead_letter(self, cell: ActorCell, env: Envelope, code: ReasonCode) -> None:
         self.dead_letters.record(DeadLetter(path=cell.path, code=code, envelope=env, at=self.now()))

@@ -33,10 +33,11 @@ import enum
 from collections.abc import Iterable
 
 import anyio
+import attrs
 
 from runtime import Actor, ActorCrashed, ActorRef, Overflow, ReasonCode, handles, message
 from runtime.cell import ActorCell
-from runtime.errors import ExoarmurError
+from runtime.errors import ExoarmurError, InvalidInput
 from runtime.system import Host
 from supervisors.backoff import jitter_rng
 from supervisors.intensity import RestartHistory, add_restart
@@ -57,6 +58,49 @@ class RestartDue:
     """Signal: the backoff of restart `ticket` is over."""
 
     ticket: int
+
+
+@message("exoarmur.supervisor.start_child")
+class StartChild:
+    """Ask: start a child from `spec` (OTP's start_child); answers its ActorRef.
+    Local only: a ChildSpec names a class, so it does not go on the wire."""
+
+    spec: ChildSpec
+
+
+@message("exoarmur.supervisor.terminate_child")
+class TerminateChild:
+    """Ask: shut the child `name` down (within its shutdown timeout) and forget it."""
+
+    name: str
+
+
+@message("exoarmur.supervisor.describe")
+class Describe:
+    """Ask: this supervisor's subtree as data (a `Node`)."""
+
+
+@attrs.frozen
+class Node:
+    """One actor of a supervision tree, as data (for `exoarmur status` and SIGUSR1)."""
+
+    path: str
+    actor: str
+    state: str
+    restarts: int
+    depth: int
+    capacity: int
+    breaker: str | None = None
+    children: tuple[Node, ...] = ()
+
+    def render(self, *, indent: int = 0) -> str:
+        """An indented tree, one actor per line."""
+        breaker = f" breaker={self.breaker}" if self.breaker else ""
+        line = (
+            f"{'  ' * indent}{self.path} [{self.actor}] {self.state} restarts={self.restarts} "
+            f"mailbox={self.depth}/{self.capacity}{breaker}"
+        )
+        return "\n".join([line, *(child.render(indent=indent + 1) for child in self.children)])
 
 
 class ChildState(enum.StrEnum):
@@ -230,10 +274,73 @@ class Supervisor(Actor):
             await self._shut_down(name)
             del self._children[name]
 
+    # ---- dynamic children ---------------------------------------------------
+
+    @handles(StartChild)
+    async def on_start_child(self, message: StartChild) -> ActorRef:
+        """Start one more child, after the others (stopped first at shutdown).
+        For per-key children (OTP's simple_one_for_one) name it after the key."""
+        name = message.spec.name
+        if name in self._children:
+            raise InvalidInput(ReasonCode.ACTOR_NAME_TAKEN, f"{self.context.path}/{name}")
+        await self._start(message.spec)
+        cell = self._children[name].cell
+        assert cell is not None
+        return cell.ref
+
+    @handles(TerminateChild)
+    async def on_terminate_child(self, message: TerminateChild) -> bool:
+        """Shut a child down and forget it; False if there was no such child."""
+        if message.name not in self._children:
+            return False
+        await self._remove([message.name])
+        return True
+
     # ---- introspection ------------------------------------------------------
 
     def child_states(self) -> dict[str, ChildState]:
         return {name: child.state for name, child in self._children.items()}
+
+    @handles(Describe)
+    async def on_describe(self, message: Describe) -> Node:
+        children = []
+        for name, child in self._children.items():
+            cell = child.cell
+            if cell is None:
+                continue
+            if isinstance(cell.actor, Supervisor) and child.state is ChildState.RUNNING:
+                children.append(await cell.ref.ask(Describe()))
+            else:
+                children.append(describe_cell(cell, state=str(child.state)))
+        own = describe_cell(self.context.cell, state="running")
+        return attrs.evolve(own, children=tuple(children))
+
+
+def describe_cell(cell: ActorCell, *, state: str) -> Node:
+    stats = cell.mailbox.statistics()
+    return Node(
+        path=cell.path,
+        actor=cell.actor_type.__qualname__,
+        state=state,
+        restarts=cell.restarts,
+        depth=stats.depth,
+        capacity=stats.capacity,
+    )
+
+
+async def describe_system(system) -> list[Node]:
+    """Every top-level actor of `system` as a tree: supervisors with their subtrees."""
+    nodes = []
+    for path in system.paths():
+        if "/" in path and path.rsplit("/", 1)[0] in system.paths():
+            continue  # described by its supervisor
+        ref = system.lookup(path)
+        cell = _cell_of(ref)
+        if isinstance(cell.actor, Supervisor):
+            nodes.append(await ref.ask(Describe()))
+        else:
+            nodes.append(describe_cell(cell, state=cell.state.value))
+    return nodes
 
 
 def _cell_of(ref: ActorRef) -> ActorCell:

@@ -37,6 +37,16 @@ class Probe:
     pass
 
 
+@message("test.kernel.actor.cas")
+class Cas:
+    pass
+
+
+@message("test.kernel.actor.give_up")
+class GiveUp:
+    pass
+
+
 class TestDispatch:
     async def test_handler_is_chosen_by_message_type(self):
         """Each message type goes to the handler declared for it."""
@@ -377,3 +387,39 @@ class TestMessagesAndDeadlines:
 
         with pytest.raises(InvalidInput):
             wire_name(Sub)
+
+
+class TestCodedAnswers:
+    async def test_coded_error_raised_by_a_handler_is_an_answer_not_a_crash(self):
+        """A handler raising an ExoarmurError answers the asker with it, audited once; no restart."""
+        from runtime import Conflict
+
+        class Store(Counter):
+            @handles(Cas)
+            def cas(self, message: Cas) -> None:
+                raise Conflict(ReasonCode.KV_CONFLICT, "revision 3 != 2")
+
+        async with ActorSystem() as system:
+            ref = await system.spawn(Store, name="s", kwargs={"start": 7})
+            with pytest.raises(Conflict) as caught:
+                await ref.ask(Cas())
+            assert caught.value.code is ReasonCode.KV_CONFLICT
+            await ref.tell(Cas())  # told: audited, nobody to answer
+            assert await ref.ask(Get()) == 7  # same instance, state kept
+            assert system.statistics().restarts == 0
+            assert system.audit.counts() == {ReasonCode.KV_CONFLICT: 2}
+
+    async def test_raising_actor_crashed_is_a_crash(self):
+        """ActorCrashed raised by a handler means the handler crashed: restart, ACTOR_CRASHED."""
+
+        class Quitter(Counter):
+            @handles(GiveUp)
+            async def give_up(self, message: GiveUp) -> None:
+                raise ActorCrashed(ReasonCode.ACTOR_CRASHED, "giving up")
+
+        async with ActorSystem() as system:
+            ref = await system.spawn(Quitter, name="q")
+            with pytest.raises(ActorCrashed):
+                await ref.ask(GiveUp())
+            assert await ref.ask(Get()) == 0
+            assert system.statistics().restarts == 1

@@ -377,6 +377,18 @@ class TestProcess:
         assert f"exoarmur: stopping ({signum.name})" in err
         assert (tmp_path / "audit.jsonl").exists()
 
+    def test_sigusr1_prints_the_supervision_tree_and_keeps_running(self, tmp_path, start):
+        """SIGUSR1 prints the tree (path, actor type, state, restarts, mailbox) and the process goes on."""
+        process = start(["run", "--config", str(write_config(tmp_path))])
+        process.wait_for("exoarmur: running (3 actors)", timeout=STARTUP_TIMEOUT)
+        process.popen.send_signal(signal.SIGUSR1)
+        process.wait_for("demo/counter [Counter]", timeout=STARTUP_TIMEOUT)
+        process.popen.send_signal(signal.SIGTERM)
+        code, err = process.finish(timeout=EXIT_TIMEOUT)
+        assert code == 0, err
+        assert "demo [Supervisor] running restarts=0 mailbox=0/100" in err
+        assert "  demo/echo [Echo] running restarts=0 mailbox=0/" in err
+
     def test_signal_while_the_tree_is_built_stops_with_exit_0(self, tmp_path, start):
         """A signal during a slow build cancels the build and stops gracefully."""
         trees = write_module(

@@ -254,3 +254,51 @@ class TestIntensity:
             assert counts[ReasonCode.ACTOR_CRASHED] == 3
             assert counts[ReasonCode.ESCALATED] == 2  # inner, then root
         assert system.paths() == []
+
+
+class TestDynamicChildren:
+    async def test_start_child_adds_a_supervised_child_and_terminate_child_removes_it(self):
+        """start_child (per key) starts a supervised child after the others; terminate_child stops and forgets it."""
+        from runtime import InvalidInput
+        from supervisors.supervisor import StartChild, TerminateChild
+
+        journal: list = []
+        spec = SupervisorSpec(Strategy.ONE_FOR_ONE, children=(worker("a", journal),))
+        async with ActorSystem() as system:
+            sup = await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+            ref = await sup.ask(StartChild(worker("tenant-acme", journal)))
+            assert ref.path == "sup/tenant-acme"
+            assert await ref.ask(Work(5)) == 5
+            with pytest.raises(InvalidInput):
+                await sup.ask(StartChild(worker("tenant-acme", journal)))
+            await ref.tell(Boom())  # supervised like the others
+            await wait_until(lambda: events(journal, "started").count("tenant-acme") == 2)
+            assert await sup.ask(TerminateChild("tenant-acme")) is True
+            assert await sup.ask(TerminateChild("tenant-acme")) is False
+            assert "sup/tenant-acme" not in system.paths()
+        assert events(journal, "stopping")[-1] == "a"
+
+
+class TestIntrospection:
+    async def test_tree_is_described_as_data_with_states_restarts_and_mailboxes(self):
+        """describe_system gives each node's path, type, state, restart count and mailbox."""
+        from supervisors.supervisor import describe_system
+
+        journal: list = []
+        inner = SupervisorSpec(Strategy.ONE_FOR_ONE, children=(worker("w", journal),))
+        outer = SupervisorSpec(
+            Strategy.ONE_FOR_ONE,
+            children=(worker("a", journal), ChildSpec("inner", Supervisor, kwargs={"spec": inner})),
+        )
+        async with ActorSystem() as system:
+            await system.spawn(Supervisor, name="root", kwargs={"spec": outer})
+            await crash(system, "root/a")
+            await wait_until(lambda: events(journal, "started").count("a") == 2)
+            [root] = await describe_system(system)
+            assert (root.path, root.actor, root.state) == ("root", "Supervisor", "running")
+            a, inner_node = root.children
+            assert (a.path, a.actor, a.state, a.restarts, a.capacity) == ("root/a", "Worker", "running", 1, 10)
+            assert [c.path for c in inner_node.children] == ["root/inner/w"]
+            text = root.render()
+            assert text.splitlines()[2] == "  root/inner [Supervisor] running restarts=0 mailbox=0/100"
+            assert text.splitlines()[3].startswith("    root/inner/w [Worker] running")
