@@ -1,0 +1,151 @@
+"""Supervision under sustained failure: restarts follow the backoff arithmetic
+exactly, and random crash schedules keep every invariant."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, handles, message
+from supervisors import BackoffPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
+from tests.runtime.support import wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+@message("test.sup.loops.tick")
+class Tick:
+    n: int
+
+
+@message("test.sup.loops.fail")
+class Fail:
+    n: int
+
+
+@message("test.sup.loops.count")
+class Count:
+    pass
+
+
+class Doomed(Actor):
+    """Once `doomed` is set, every fresh instance fails in `started`: a crash loop."""
+
+    def __init__(self, *, state: dict) -> None:
+        self.state = state
+
+    async def started(self) -> None:
+        self.state["starts"].append(self.context.now())
+        if self.state["doomed"]:
+            raise RuntimeError("dependency is gone")
+
+    @handles(Fail)
+    def fail(self, message: Fail) -> None:
+        raise RuntimeError("first crash")
+
+
+def allowed_restarts(*, initial: float, factor: float, cap: float, window: float) -> int:
+    """How many restarts a backoff of initial * factor**(n-1), capped, fits in `window`."""
+    elapsed, count, delay = 0.0, 0, initial
+    while elapsed + delay <= window:
+        elapsed += delay
+        count += 1
+        delay = min(delay * factor, cap)
+    return count
+
+
+class TestCrashLoop:
+    async def test_restarts_under_continuous_crashing_follow_the_backoff_arithmetic(
+        self, tick, anyio_backend_name
+    ):
+        """Ten simulated minutes of a child that cannot start: exactly as many restarts as
+        1, 2, 4, ... capped at 30 ticks allow, not one more."""
+        window = 600 * tick if anyio_backend_name == "trio" else 40 * tick
+        cap = 30 * tick if anyio_backend_name == "trio" else 4 * tick
+        backoff = BackoffPolicy(initial=tick, factor=2.0, max_delay=cap, jitter=0.0)
+        state = {"doomed": False, "starts": []}
+        spec = SupervisorSpec(
+            Strategy.ONE_FOR_ONE,
+            intensity=RestartIntensity(10**6, 10 * window),
+            children=(ChildSpec("doomed", Doomed, kwargs={"state": state}, backoff=backoff),),
+        )
+        async with ActorSystem() as system:
+            await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+            state["doomed"] = True
+            start = system.now()
+            await system.lookup("sup/doomed").tell(Fail(0))
+            await anyio.sleep(window + tick / 2)
+            restarts = [t - start for t in state["starts"][1:] if t - start <= window]
+        expected = allowed_restarts(initial=tick, factor=2.0, cap=cap, window=window)
+        if anyio_backend_name == "trio":
+            assert len(restarts) == expected
+        else:  # real time: the last restart may fall either side of the window's end
+            assert expected - 1 <= len(restarts) <= expected
+        crashes = system.audit.counts()[ReasonCode.ACTOR_CRASHED]
+        assert crashes == 1 + len(state["starts"]) - 1  # the first crash + every failed start
+
+
+class Worker(Actor):
+    mailbox_capacity = 1000
+
+    def __init__(self, *, ledger: dict) -> None:
+        self.ledger = ledger
+
+    @handles(Tick)
+    def tick(self, message: Tick) -> None:
+        self.ledger["handled"].append(message.n)
+
+    @handles(Fail)
+    def fail(self, message: Fail) -> None:
+        self.ledger["handled"].append(message.n)
+        raise RuntimeError(f"scheduled crash {message.n}")
+
+    @handles(Count)
+    def count(self, message: Count) -> int:
+        return len(self.ledger["handled"])
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    strategy=st.sampled_from(list(Strategy)),
+    schedule=st.lists(st.tuples(st.integers(0, 2), st.booleans(), st.integers(0, 2)), min_size=1, max_size=30),
+)
+async def test_random_crash_schedules_keep_the_invariants(strategy, schedule, tick):
+    """Random sends and crashes across a supervised trio of children, any strategy:
+    every crash is audited once, every send is handled, dead-lettered or refused with a
+    code (never both handled and dead-lettered), and nothing is left running afterwards."""
+    ledger = {"handled": []}
+    spec = SupervisorSpec(
+        strategy,
+        intensity=RestartIntensity(10**6, 60.0),
+        children=tuple(ChildSpec(f"w{i}", Worker, kwargs={"ledger": ledger}) for i in range(3)),
+    )
+    refused: dict[int, ReasonCode] = {}
+    crashes_sent = 0
+    async with ActorSystem() as system:
+        await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+        for n, (child, crash, pause) in enumerate(schedule):
+            try:
+                ref = system.lookup(f"sup/w{child}")
+                await ref.tell(Fail(n) if crash else Tick(n), timeout=100 * tick)
+                crashes_sent += crash
+            except ExoarmurError as exc:
+                refused[n] = exc.code
+            if pause:
+                await anyio.sleep(pause * tick / 10)
+        host = system.lookup("sup")._cell.actor._host
+    handled = ledger["handled"]
+    dead = [d.envelope.message.n for d in system.dead_letters.recent() if hasattr(d.envelope.message, "n")]
+    assert len(handled) == len(set(handled)), "an envelope was handled twice"
+    assert not set(handled) & set(dead), "an envelope was both handled and dead-lettered"
+    assert set(handled) | set(dead) | set(refused) == set(range(len(schedule)))
+    crashed = [n for n in handled if schedule[n][1]]
+    assert system.audit.counts().get(ReasonCode.ACTOR_CRASHED, 0) == len(crashed)
+    assert system.paths() == []
+    assert host is None or host._closed.is_set()
