@@ -68,6 +68,9 @@ class Parent(Protocol):
         accepting within its policy, nothing is handled. Call `cell.resume()`
         now or later (after a backoff), or `cell.request_stop(...)`."""
 
+    def child_exited(self, cell: ActorCell) -> None:
+        """`cell` has STOPPED (its own `context.stop()`, or any stop request)."""
+
 
 class ActorContext:
     """What a running actor knows about itself. `envelope` is the one being handled."""
@@ -97,6 +100,13 @@ class ActorContext:
 
     def now(self) -> float:
         return self.cell.system.now()
+
+    def stop(self) -> None:
+        """Stop this actor normally (OTP's {stop, normal, State}): no more sends
+        are accepted; what is queued is handled until the system's stop timeout,
+        then dead-lettered; `stopping` runs; the parent learns of a normal exit."""
+        cell = self.cell
+        cell.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=cell.system.now() + cell.system.stop_timeout)
 
 
 # The context of the actor whose handler is running in this task (each drain task
@@ -336,6 +346,7 @@ class ActorCell:
         self.system._unregister(self)
         if self._stopped is not None:
             self._stopped.set()
+        self.parent.child_exited(self)
 
     # ---- sending (called by ActorRef) -------------------------------------
 

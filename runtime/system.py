@@ -293,6 +293,14 @@ class ActorSystem:
             return
         cell.resume()
 
+    def child_exited(self, cell: ActorCell) -> None:
+        """The system as parent: a stopped actor is simply gone."""
+
+    @property
+    def stopping(self) -> bool:
+        """True once shutdown began: supervisors restart nothing from then on."""
+        return self._stopping
+
     def _unregister(self, cell: ActorCell) -> None:
         if self._cells.get(cell.path) is cell:
             del self._cells[cell.path]

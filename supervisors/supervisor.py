@@ -36,12 +36,12 @@ import anyio
 import attrs
 
 from runtime import Actor, ActorCrashed, ActorRef, Overflow, ReasonCode, handles, message
-from runtime.cell import ActorCell
+from runtime.cell import ActorCell, CellState
 from runtime.errors import ExoarmurError, InvalidInput
 from runtime.system import Host
 from supervisors.backoff import jitter_rng
 from supervisors.intensity import RestartHistory, add_restart
-from supervisors.spec import BRUTAL, ChildSpec, Restart, SupervisorSpec, to_restart
+from supervisors.spec import BRUTAL, ChildSpec, Restart, SupervisorSpec, should_restart, to_restart
 
 
 @message("exoarmur.supervisor.child_down")
@@ -51,6 +51,13 @@ class ChildDown:
     name: str
     code: str
     detail: str
+
+
+@message("exoarmur.supervisor.child_exited")
+class ChildExited:
+    """Signal: the child `name` stopped."""
+
+    name: str
 
 
 @message("exoarmur.supervisor.restart_due")
@@ -106,6 +113,7 @@ class Node:
 class ChildState(enum.StrEnum):
     RUNNING = "running"
     BACKING_OFF = "backing_off"  # down, waiting for its restart
+    STOPPING = "stopping"  # being shut down by this supervisor
     STOPPED = "stopped"
 
 
@@ -136,6 +144,9 @@ class _Link:
 
     def child_crashed(self, cell: ActorCell, error: ExoarmurError) -> None:
         self._supervisor.signal(ChildDown(self._name, str(error.code), error.detail))
+
+    def child_exited(self, cell: ActorCell) -> None:
+        self._supervisor.signal(ChildExited(self._name))
 
 
 class Supervisor(Actor):
@@ -198,6 +209,7 @@ class Supervisor(Actor):
 
     async def _shut_down(self, name: str) -> None:
         child = self._children[name]
+        child.state = ChildState.STOPPING  # its exit is ours, not news
         if child.cell is not None:
             await self.context.system.stop(child.cell.ref, timeout=child.shutdown_seconds)
         child.state = ChildState.STOPPED
@@ -215,12 +227,7 @@ class Supervisor(Actor):
         now = self.context.now()
         self._history, exceeded = add_restart(self._history, now=now, intensity=self.spec.intensity)
         if exceeded:
-            await self._shutdown_all()
-            raise ActorCrashed(
-                ReasonCode.ESCALATED,
-                f"{self.context.path}: more than {self.spec.intensity.max_restarts} restarts "
-                f"in {self.spec.intensity.within:g} s; last: {message.name} {message.code}: {message.detail}",
-            )
+            await self._escalate(f"{message.name} {message.code}: {message.detail}")
         live = [name for name, child in self._children.items() if child.state is ChildState.RUNNING]
         affected = to_restart(self.spec.strategy, children=live, failed=message.name)
         # Wind the healthy siblings down, newest first; the failed one is down already.
@@ -252,6 +259,43 @@ class Supervisor(Actor):
     async def _wake_after(self, ticket: int, delay: float) -> None:
         await anyio.sleep(delay)
         self.context.cell.signal(RestartDue(ticket))
+
+    @handles(ChildExited)
+    async def on_child_exited(self, message: ChildExited) -> None:
+        """A child stopped by itself (a normal exit): permanent children are
+        started again (a new mailbox: the old one was drained at the stop), and
+        the restart counts against the intensity; transient and temporary ones
+        are removed."""
+        child = self._children.get(message.name)
+        if child is None or child.state is not ChildState.RUNNING:
+            return  # stopped by this supervisor, or already handled
+        if self.context.system.stopping or self.context.cell.state is not CellState.RUNNING:
+            return  # the tree is coming down: nothing is restarted
+        if not should_restart(child.spec.restart, abnormal=False):
+            del self._children[message.name]
+            return
+        now = self.context.now()
+        self._history, exceeded = add_restart(self._history, now=now, intensity=self.spec.intensity)
+        if exceeded:
+            await self._escalate(f"{message.name} exited")
+        del self._children[message.name]
+        await self._start(child.spec)
+        self._restore_start_order()
+
+    def _restore_start_order(self) -> None:
+        """A child started again keeps its place in the spec's start order
+        (dynamic children, started later, stay after the static ones)."""
+        static = [c.name for c in self.spec.children]
+        order = [n for n in static if n in self._children] + [n for n in self._children if n not in static]
+        self._children = {name: self._children[name] for name in order}
+
+    async def _escalate(self, last: str) -> None:
+        await self._shutdown_all()
+        raise ActorCrashed(
+            ReasonCode.ESCALATED,
+            f"{self.context.path}: more than {self.spec.intensity.max_restarts} restarts "
+            f"in {self.spec.intensity.within:g} s; last: {last}",
+        )
 
     @handles(RestartDue)
     async def on_restart_due(self, message: RestartDue) -> None:

@@ -19,10 +19,14 @@ class RecordingParent:
     def __init__(self) -> None:
         self.crashes: list[tuple[str, ReasonCode]] = []
         self.cells = []
+        self.exits: list[str] = []
 
     def child_crashed(self, cell, error) -> None:
         self.crashes.append((cell.path, error.code))
         self.cells.append(cell)
+
+    def child_exited(self, cell) -> None:
+        self.exits.append(cell.path)
 
 
 class Hooked(Counter):
@@ -97,6 +101,7 @@ class TestParent:
                 await ref.tell(Add(n))
             await system.stop(ref)
             assert system.dead_letters.counts() == {ReasonCode.ACTOR_STOPPED: 3}
+            assert parent.exits == ["c"]
             with pytest.raises(ActorUnavailable):
                 await ref.tell(Add(9))
 

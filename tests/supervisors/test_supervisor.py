@@ -302,3 +302,53 @@ class TestIntrospection:
             text = root.render()
             assert text.splitlines()[2] == "  root/inner [Supervisor] running restarts=0 mailbox=0/100"
             assert text.splitlines()[3].startswith("    root/inner/w [Worker] running")
+
+
+@message("test.sup.quit")
+class Quit:
+    pass
+
+
+class Quitter(Worker):
+    @handles(Quit)
+    def quit(self, message: Quit) -> None:
+        self.context.stop()
+
+
+class TestNormalExit:
+    @pytest.mark.parametrize(
+        ("restart", "comes_back"),
+        [(Restart.PERMANENT, True), (Restart.TRANSIENT, False), (Restart.TEMPORARY, False)],
+    )
+    async def test_normal_exit_restarts_only_a_permanent_child(self, restart, comes_back):
+        """A child that stops itself is started again only if permanent; transient and temporary go away."""
+        journal: list = []
+        spec = SupervisorSpec(
+            Strategy.ONE_FOR_ONE,
+            children=(
+                ChildSpec("q", Quitter, kwargs={"name": "q", "journal": journal}, restart=restart),
+                worker("after", journal),
+            ),
+        )
+        async with ActorSystem() as system:
+            sup = await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+            await system.lookup("sup/q").tell(Quit())
+            if comes_back:
+                await wait_until(lambda: events(journal, "started").count("q") == 2)
+                assert await system.lookup("sup/q").ask(Work(3)) == 3
+                assert list(sup._cell.actor.child_states()) == ["q", "after"]  # keeps its place
+            else:
+                await wait_until(lambda: "sup/q" not in system.paths())
+                await anyio.sleep(0.01)
+                assert events(journal, "started").count("q") == 1
+                assert list(sup._cell.actor.child_states()) == ["after"]
+            assert system.audit.counts().get(ReasonCode.ACTOR_CRASHED, 0) == 0
+
+    async def test_children_stopped_by_a_system_shutdown_are_not_restarted(self):
+        """When the whole system stops, permanent children stop for good."""
+        journal: list = []
+        spec = SupervisorSpec(Strategy.ONE_FOR_ALL, children=tuple(worker(n, journal) for n in "ab"))
+        async with ActorSystem() as system:
+            await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+        assert events(journal, "started") == ["a", "b"]
+        assert events(journal, "stopping") == ["b", "a"]
