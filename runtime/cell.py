@@ -71,6 +71,14 @@ class Parent(Protocol):
     def child_exited(self, cell: ActorCell) -> None:
         """`cell` has STOPPED (its own `context.stop()`, or any stop request)."""
 
+    def child_reported(self, cell: ActorCell, code: ReasonCode, detail: str) -> None:
+        """`cell` reports a failed dependency (`context.report_failure`) and runs on."""
+
+    def child_probed(self, cell: ActorCell, ok: bool | None) -> None:
+        """A probe admitted by `cell.ungate(probes=...)` ended: handled well
+        (True), failed (False: a dependency failure reported while handling it),
+        or never handled (None: it expired). A crash is reported as a crash."""
+
 
 class ActorContext:
     """What a running actor knows about itself. `envelope` is the one being handled."""
@@ -100,6 +108,15 @@ class ActorContext:
 
     def now(self) -> float:
         return self.cell.system.now()
+
+    def report_failure(self, code: ReasonCode, detail: str = "") -> None:
+        """Tell the parent a dependency failed (say TIMEOUT_KV_GET) without
+        crashing: it counts towards the breaker the supervisor keeps for this
+        actor. Audited once, as kind "dependency_failed"."""
+        cell = self.cell
+        cell.system.failure("dependency_failed", ReasonCode(code), path=cell.path, envelope=self.envelope, detail=detail)
+        cell.failure_reported = True
+        cell.parent.child_reported(cell, ReasonCode(code), detail)
 
     def stop(self) -> None:
         """Stop this actor normally (OTP's {stop, normal, State}): no more sends
@@ -146,6 +163,9 @@ class ActorCell:
         "restarts",
         "parent",
         "start_failed",
+        "failure_reported",
+        "_probes_left",
+        "_probes_pending",
         "_instance_dead",
         "_suspend_deadline",
         "_suspended",
@@ -185,6 +205,12 @@ class ActorCell:
         self.parent = parent
         # The last fresh instance failed in __init__ or `started` (not in a handler).
         self.start_failed = False
+        # Set by context.report_failure(); read and cleared around each probe.
+        self.failure_reported = False
+        # Breaker gate: probes that may still enter a gated mailbox, and those
+        # admitted but not yet handled (the drain reports their outcome).
+        self._probes_left = 0
+        self._probes_pending = 0
         # The instance crashed: nothing may be handled until a fresh one is made.
         self._instance_dead = False
         # Set by suspend(): the drain winds the instance down by then.
@@ -268,6 +294,52 @@ class ActorCell:
         self.mailbox.push_control(STOP)  # wakes an idle drain
         self._schedule()
         await event.wait()
+
+    def gate(self, code: ReasonCode) -> None:
+        """Fail fast: every send is refused with `code` (BREAKER_OPEN), and what
+        is queued is dead-lettered with it (askers told), until `ungate`."""
+        mailbox = self.mailbox
+        if mailbox.closed is not None and mailbox.closed is not code:
+            return  # stopping: the stop's code stands
+        mailbox.closed = code
+        self._probes_left = 0
+        mailbox.wake_all_waiters()
+        queue = mailbox.queue
+        while queue:
+            self.dead_letter(queue.popleft(), code)
+        self._probes_pending = 0  # every queued probe went with the queue
+
+    def ungate(self, *, probes: int | None = None) -> None:
+        """Lift the gate; with `probes`, only that many envelopes are let in (the
+        HALF_OPEN probes), each reported to the parent as it ends."""
+        mailbox = self.mailbox
+        if mailbox.closed is None or self.state is CellState.STOPPING or self.state is CellState.STOPPED:
+            return
+        if probes is None:
+            mailbox.closed = None
+            self._probes_left = 0
+        else:
+            self._probes_left = probes
+
+    async def _drain_probes(self) -> None:
+        """Handle admitted probes one by one and report each outcome."""
+        queue = self.mailbox.queue
+        now = self.system.now
+        while self._probes_pending and queue and self.state is CellState.RUNNING:
+            env = queue.popleft()
+            self._probes_pending -= 1
+            if env.deadline <= now():
+                self.mailbox.expired += 1
+                self.dead_letter(env, ReasonCode.DEADLINE_EXCEEDED)
+                self.parent.child_probed(self, None)
+                continue
+            self.failure_reported = False
+            fn, is_async = self.dispatch[type(env.message)]
+            crash = await self._handle_async(fn, env) if is_async else self._handle_sync(fn, env)
+            if crash is not None:
+                self._down(crash)  # the parent counts the crash
+                return
+            self.parent.child_probed(self, not self.failure_reported)
 
     async def _wind_down(self) -> None:
         """The drain's half of suspend()."""
@@ -379,6 +451,14 @@ class ActorCell:
                 mailbox.accepted += 1
                 return True
             return self._reject(env, ReasonCode.OVERLOAD_MAILBOX_FULL)
+        if self._probes_left and len(mailbox.queue) < mailbox.capacity:
+            # Gated (HALF_OPEN): a probe is let through.
+            self._probes_left -= 1
+            self._probes_pending += 1
+            mailbox.queue.append(env)
+            mailbox.accepted += 1
+            self._schedule()
+            return True
         return self._reject(env, mailbox.closed)
 
     def offer_nowait(self, env: Envelope) -> None:
@@ -477,6 +557,9 @@ class ActorCell:
                 if state is CellState.SUSPENDED:
                     self.scheduled = False  # resume() schedules a new drain
                     return
+                if self._probes_pending and not self._instance_dead:
+                    await self._drain_probes()
+                    continue
                 if self._instance_dead:
                     failure = await self._fresh_instance()
                     self.start_failed = failure is not None
@@ -504,6 +587,7 @@ class ActorCell:
                             self.state is not CellState.RUNNING
                             or self._instance_dead
                             or self._suspend_deadline is not None
+                            or self._probes_pending
                         ):
                             break
                         continue

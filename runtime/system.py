@@ -296,6 +296,12 @@ class ActorSystem:
     def child_exited(self, cell: ActorCell) -> None:
         """The system as parent: a stopped actor is simply gone."""
 
+    def child_reported(self, cell: ActorCell, code: ReasonCode, detail: str) -> None:
+        """The system keeps no breaker: the report's audit event is all."""
+
+    def child_probed(self, cell: ActorCell, ok: bool | None) -> None:
+        """The system never gates an actor, so it admits no probes."""
+
     @property
     def stopping(self) -> bool:
         """True once shutdown began: supervisors restart nothing from then on."""

@@ -35,11 +35,12 @@ from collections.abc import Iterable
 import anyio
 import attrs
 
-from runtime import Actor, ActorCrashed, ActorRef, Overflow, ReasonCode, handles, message
+from runtime import Actor, ActorCrashed, ActorRef, AuditEvent, Overflow, ReasonCode, handles, message
 from runtime.cell import ActorCell, CellState
 from runtime.errors import ExoarmurError, InvalidInput
 from runtime.system import Host
 from supervisors.backoff import jitter_rng
+from supervisors.breaker import Breaker, BreakerState, Transition
 from supervisors.intensity import RestartHistory, add_restart
 from supervisors.spec import BRUTAL, ChildSpec, Restart, SupervisorSpec, should_restart, to_restart
 
@@ -56,6 +57,29 @@ class ChildDown:
 @message("exoarmur.supervisor.child_exited")
 class ChildExited:
     """Signal: the child `name` stopped."""
+
+    name: str
+
+
+@message("exoarmur.supervisor.dependency_failed")
+class DependencyFailed:
+    """Signal: the child `name` reported a failed dependency and runs on."""
+
+    name: str
+    code: str
+
+
+@message("exoarmur.supervisor.probe_done")
+class ProbeDone:
+    """Signal: a HALF_OPEN probe to `name` ended (ok True/False, None: expired)."""
+
+    name: str
+    ok: bool | None
+
+
+@message("exoarmur.supervisor.breaker_due")
+class BreakerDue:
+    """Signal: the cooldown of `name`'s breaker may be over."""
 
     name: str
 
@@ -113,15 +137,18 @@ class Node:
 class ChildState(enum.StrEnum):
     RUNNING = "running"
     BACKING_OFF = "backing_off"  # down, waiting for its restart
+    BREAKER_OPEN = "breaker_open"  # failing fast; not restarted during the cooldown
     STOPPING = "stopping"  # being shut down by this supervisor
     STOPPED = "stopped"
 
 
 class _Child:
-    __slots__ = ("spec", "cell", "state", "restart_times", "rng")
+    __slots__ = ("spec", "cell", "state", "restart_times", "rng", "breaker")
 
-    def __init__(self, spec: ChildSpec, *, seed: int) -> None:
+    def __init__(self, spec: ChildSpec, *, seed: int, breaker: Breaker | None) -> None:
         self.spec = spec
+        # Owned here, not by the child: it survives the child's restarts.
+        self.breaker = breaker
         self.cell: ActorCell | None = None
         self.state = ChildState.STOPPED
         self.restart_times: RestartHistory = ()  # for the backoff's attempt number
@@ -148,6 +175,12 @@ class _Link:
     def child_exited(self, cell: ActorCell) -> None:
         self._supervisor.signal(ChildExited(self._name))
 
+    def child_reported(self, cell: ActorCell, code: ReasonCode, detail: str) -> None:
+        self._supervisor.signal(DependencyFailed(self._name, str(code)))
+
+    def child_probed(self, cell: ActorCell, ok: bool | None) -> None:
+        self._supervisor.signal(ProbeDone(self._name, ok))
+
 
 class Supervisor(Actor):
     mailbox_capacity = 100
@@ -163,6 +196,8 @@ class Supervisor(Actor):
         self._host: Host | None = None
         self._pending: dict[int, list[str]] = {}  # restart ticket -> names, start order
         self._tickets = 0
+        # Breakers of children started again after a normal exit: state survives.
+        self._breakers_kept: dict[str, Breaker] = {}
 
     # ---- lifecycle ----------------------------------------------------------
 
@@ -181,7 +216,11 @@ class Supervisor(Actor):
         await self._shutdown_all()
 
     async def _start(self, spec: ChildSpec) -> None:
-        child = _Child(spec, seed=self.seed)
+        previous = self._children.get(spec.name) or self._breakers_kept.get(spec.name)
+        if isinstance(previous, _Child):
+            previous = previous.breaker
+        breaker = previous or (Breaker(spec.breaker) if spec.breaker is not None else None)
+        child = _Child(spec, seed=self.seed, breaker=breaker)
         self._children[spec.name] = child
         ref = await self.context.system.spawn(
             spec.actor,
@@ -225,6 +264,8 @@ class Supervisor(Actor):
             await self._remove([message.name])
             return
         now = self.context.now()
+        if self._breaker_failure(failed, ReasonCode(message.code), now=now):
+            return  # open: no restart, no intensity spent, until the cooldown ends
         self._history, exceeded = add_restart(self._history, now=now, intensity=self.spec.intensity)
         if exceeded:
             await self._escalate(f"{message.name} {message.code}: {message.detail}")
@@ -279,7 +320,10 @@ class Supervisor(Actor):
         if exceeded:
             await self._escalate(f"{message.name} exited")
         del self._children[message.name]
+        if child.breaker is not None:
+            self._breakers_kept[message.name] = child.breaker
         await self._start(child.spec)
+        self._breakers_kept.pop(message.name, None)
         self._restore_start_order()
 
     def _restore_start_order(self) -> None:
@@ -295,6 +339,93 @@ class Supervisor(Actor):
             ReasonCode.ESCALATED,
             f"{self.context.path}: more than {self.spec.intensity.max_restarts} restarts "
             f"in {self.spec.intensity.within:g} s; last: {last}",
+        )
+
+    # ---- breakers -------------------------------------------------------------
+
+    def _breaker_failure(self, child: _Child, code: ReasonCode, *, now: float) -> bool:
+        """Count a crash or reported failure; True if the breaker is open now
+        (then the child fails fast and is left alone until the cooldown ends)."""
+        breaker = child.breaker
+        if breaker is None:
+            return False
+        transition = breaker.record_failure(now=now, code=code)
+        self._audit(child, transition)
+        if breaker.state is not BreakerState.OPEN:
+            return False
+        if transition is not None:
+            assert child.cell is not None
+            child.cell.gate(ReasonCode.BREAKER_OPEN)
+            child.state = ChildState.BREAKER_OPEN
+            self._host_start_soon()(self._breaker_timer, child.spec.name, breaker.reopen_at - now)
+        return True
+
+    async def _breaker_timer(self, name: str, delay: float) -> None:
+        await anyio.sleep(max(delay, 0.0))
+        self.context.cell.signal(BreakerDue(name))
+
+    @handles(DependencyFailed)
+    def on_dependency_failed(self, message: DependencyFailed) -> None:
+        child = self._children.get(message.name)
+        if child is not None and child.state is ChildState.RUNNING:
+            self._breaker_failure(child, ReasonCode(message.code), now=self.context.now())
+
+    @handles(BreakerDue)
+    async def on_breaker_due(self, message: BreakerDue) -> None:
+        """Cooldown over: HALF_OPEN. A crashed child is started again; then
+        `half_open_probes` envelopes are let through."""
+        child = self._children.get(message.name)
+        if child is None or child.breaker is None or child.state is not ChildState.BREAKER_OPEN:
+            return
+        now = self.context.now()
+        transition = child.breaker.poll(now=now)
+        if transition is None:
+            return
+        self._audit(child, transition)
+        assert child.cell is not None
+        child.state = ChildState.RUNNING
+        if child.cell.state is CellState.SUSPENDED:
+            failure = await child.cell.restart()
+            if failure is not None:
+                self._breaker_failure(child, failure.code, now=now)  # open again, longer
+                return
+        probes = child.breaker.policy.half_open_probes
+        for _ in range(probes):
+            child.breaker.admit(now=now)
+        child.cell.ungate(probes=probes)
+
+    @handles(ProbeDone)
+    def on_probe_done(self, message: ProbeDone) -> None:
+        child = self._children.get(message.name)
+        if child is None or child.breaker is None:
+            return
+        now = self.context.now()
+        if message.ok is None:
+            child.breaker.release_probe(now=now)
+            assert child.cell is not None
+            child.cell.ungate(probes=1)  # let another probe take its place
+        elif message.ok:
+            transition = child.breaker.record_success(now=now)
+            self._audit(child, transition)
+            if child.breaker.state is BreakerState.CLOSED and child.cell is not None:
+                child.cell.ungate()
+        else:
+            self._breaker_failure(child, ReasonCode.BREAKER_OPEN, now=now)
+
+    def _audit(self, child: _Child, transition: Transition | None) -> None:
+        if transition is None:
+            return
+        self.context.system.audit.emit(
+            AuditEvent(
+                kind=transition.kind,
+                code=transition.reason,
+                at=transition.at,
+                path=f"{self.context.path}/{child.spec.name}",
+                detail=(
+                    f"{transition.from_state}->{transition.to_state} "
+                    f"failures_in_window={transition.failures_in_window} cooldown={transition.cooldown:g}"
+                ),
+            )
         )
 
     @handles(RestartDue)
@@ -355,7 +486,13 @@ class Supervisor(Actor):
             if isinstance(cell.actor, Supervisor) and child.state is ChildState.RUNNING:
                 children.append(await cell.ref.ask(Describe()))
             else:
-                children.append(describe_cell(cell, state=str(child.state)))
+                node = describe_cell(cell, state=str(child.state))
+                if child.breaker is not None:
+                    stats = child.breaker.statistics()
+                    node = attrs.evolve(
+                        node, breaker=f"{stats.state}({stats.failures_in_window}/{child.breaker.policy.threshold})"
+                    )
+                children.append(node)
         own = describe_cell(self.context.cell, state="running")
         return attrs.evolve(own, children=tuple(children))
 
