@@ -3,6 +3,7 @@
     exoarmur run [--config PATH] [--backend asyncio|trio]
     exoarmur config [--config PATH] [--format toml|json]
     exoarmur bench kernel [ARGS...]      # ARGS go to benchmarks/bench_kernel.py
+    exoarmur bench supervision [ARGS...] # ARGS go to benchmarks/bench_supervision.py
 
 Exit codes: 0 success; 1 a failure at run time; 2 bad usage or CONFIG_INVALID
 (and a missing benchmark); what `bench kernel` returns, for it.
@@ -23,7 +24,9 @@ from runtime.config import config_to_json, config_to_toml, load_config
 from runtime.errors import ExoarmurError
 from runtime.main import EXIT_CONFIG, report, run, say
 
-BENCH_MODULES = MappingProxyType({"kernel": "benchmarks.bench_kernel"})
+BENCH_MODULES = MappingProxyType(
+    {"kernel": "benchmarks.bench_kernel", "supervision": "benchmarks.bench_supervision"}
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,14 +78,19 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="run a benchmark", description="Run a benchmark script.", allow_abbrev=False
     )
     benches = bench_parser.add_subparsers(title="benchmarks", metavar="BENCHMARK", required=True)
-    kernel = benches.add_parser(
-        "kernel",
-        help="tell/ask throughput and latency of the kernel",
-        description="Run benchmarks/bench_kernel.py. Every other argument is passed to it; "
-        "`exoarmur bench kernel -- --help` shows its own options.",
-        allow_abbrev=False,
-    )
-    kernel.set_defaults(command=functools.partial(_bench, name="kernel"), passes_rest=True)
+    helps = {
+        "kernel": "tell/ask throughput and latency of the kernel",
+        "supervision": "restart latency, and throughput of 1,000 supervised children at 0% and 1% crashes",
+    }
+    for name, module in BENCH_MODULES.items():
+        bench = benches.add_parser(
+            name,
+            help=helps[name],
+            description=f"Run {module.replace('.', '/')}.py. Every other argument is passed to it; "
+            f"`exoarmur bench {name} -- --help` shows its own options.",
+            allow_abbrev=False,
+        )
+        bench.set_defaults(command=functools.partial(_bench, name=name), passes_rest=True)
     return parser
 
 

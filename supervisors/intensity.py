@@ -19,6 +19,8 @@ back with the next restart's `now`.
 
 from __future__ import annotations
 
+import bisect
+
 import attrs
 
 from supervisors import _checks
@@ -52,10 +54,21 @@ def add_restart(
     be earlier than its newest entry (ValueError: the clock is monotonic).
     """
     now = _checks.instant(now, not_before=history[-1] if history else -float("inf"))
-    # Sorted, so the restarts still in the window are a suffix of the history.
-    kept = tuple(t for t in history if now - t <= intensity.within)
+    kept = history[in_window_from(history, now=now, within=intensity.within) :]
     # Invariant: len(history) <= max_restarts + 1. Dropping older entries never
     # changes a later answer: a later window that still holds a dropped restart
     # also holds the max_restarts + 1 newer ones, so it is exceeded anyway.
     new = (*kept, now)[-(intensity.max_restarts + 1) :]
     return new, len(new) > intensity.max_restarts
+
+
+def in_window_from(history: RestartHistory, *, now: float, within: float) -> int:
+    """Index of the oldest entry of sorted `history` still in the window
+    (`now - t <= within`): a bisection, then the exact test at the boundary,
+    so float rounding cannot move a restart across it."""
+    start = bisect.bisect_left(history, now - within)
+    while start > 0 and now - history[start - 1] <= within:
+        start -= 1
+    while start < len(history) and now - history[start] > within:
+        start += 1
+    return start

@@ -41,8 +41,12 @@ from runtime.errors import ExoarmurError, InvalidInput
 from runtime.system import Host
 from supervisors.backoff import jitter_rng
 from supervisors.breaker import Breaker, BreakerState, Transition
-from supervisors.intensity import RestartHistory, add_restart
-from supervisors.spec import BRUTAL, ChildSpec, Restart, SupervisorSpec, should_restart, to_restart
+from supervisors.intensity import RestartHistory, add_restart, in_window_from
+from supervisors.spec import BRUTAL, ChildSpec, Restart, Strategy, SupervisorSpec, should_restart, to_restart
+
+# Restarts of one child remembered for its backoff's attempt number: 2**63
+# times any initial delay is past every sensible cap.
+BACKOFF_ATTEMPTS_KEPT = 64
 
 
 @message("exoarmur.supervisor.child_down")
@@ -269,8 +273,11 @@ class Supervisor(Actor):
         self._history, exceeded = add_restart(self._history, now=now, intensity=self.spec.intensity)
         if exceeded:
             await self._escalate(f"{message.name} {message.code}: {message.detail}")
-        live = [name for name, child in self._children.items() if child.state is ChildState.RUNNING]
-        affected = to_restart(self.spec.strategy, children=live, failed=message.name)
+        if self.spec.strategy is Strategy.ONE_FOR_ONE:
+            affected = [message.name]  # no need to look at the siblings
+        else:
+            live = [name for name, child in self._children.items() if child.state is ChildState.RUNNING]
+            affected = to_restart(self.spec.strategy, children=live, failed=message.name)
         # Wind the healthy siblings down, newest first; the failed one is down already.
         for name in reversed(affected):
             if name != message.name:
@@ -293,8 +300,10 @@ class Supervisor(Actor):
     def _backoff(self, child: _Child, *, now: float) -> float:
         """The failed child's next backoff: its attempt is the number of its
         restarts within the intensity window (a child that ran quietly starts over)."""
-        within = self.spec.intensity.within
-        child.restart_times = tuple(t for t in child.restart_times if now - t <= within) + (now,)
+        times = child.restart_times
+        times = times[in_window_from(times, now=now, within=self.spec.intensity.within) :]
+        # Past BACKOFF_ATTEMPTS_KEPT attempts the delay sits at its cap anyway.
+        child.restart_times = (*times[-BACKOFF_ATTEMPTS_KEPT + 1 :], now)
         return child.spec.backoff.delay(len(child.restart_times), rng=child.rng)
 
     async def _wake_after(self, ticket: int, delay: float) -> None:
