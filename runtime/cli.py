@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     benches = bench_parser.add_subparsers(title="benchmarks", metavar="BENCHMARK", required=True)
     helps = {
         "kernel": "tell/ask throughput and latency of the kernel",
-        "supervision": "restart latency, and throughput of 1,000 supervised children at 0% and 1% crashes",
+        "supervision": "restart latency, and throughput of 1,000 supervised children at 0%% and 1%% crashes",
     }
     for name, module in BENCH_MODULES.items():
         bench = benches.add_parser(

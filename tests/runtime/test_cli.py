@@ -103,7 +103,14 @@ async def run_until_signalled(config: Config) -> tuple[int, bool]:
 class TestHelp:
     @pytest.mark.parametrize(
         "argv",
-        [["--help"], ["run", "--help"], ["config", "--help"], ["bench", "--help"], ["bench", "kernel", "--help"]],
+        [
+            ["--help"],
+            ["run", "--help"],
+            ["config", "--help"],
+            ["bench", "--help"],
+            ["bench", "kernel", "--help"],
+            ["bench", "supervision", "--help"],
+        ],
         ids=lambda argv: " ".join(argv),
     )
     def test_help_exits_zero(self, argv, capsys):
