@@ -88,6 +88,22 @@ class BreakerDue:
     name: str
 
 
+@message("exoarmur.supervisor.restart_group")
+class RestartGroup:
+    """Signal to itself: wind down and restart the children of `ticket`."""
+
+    ticket: int
+    failed: str
+    delay: float
+
+
+@message("exoarmur.supervisor.escalate")
+class Escalate:
+    """Signal to itself: too many restarts; shut everything down and fail."""
+
+    last: str
+
+
 @message("exoarmur.supervisor.restart_due")
 class RestartDue:
     """Signal: the backoff of restart `ticket` is over."""
@@ -202,6 +218,7 @@ class Supervisor(Actor):
         self._tickets = 0
         # Breakers of children started again after a normal exit: state survives.
         self._breakers_kept: dict[str, Breaker] = {}
+        self._escalating = False
 
     # ---- lifecycle ----------------------------------------------------------
 
@@ -260,42 +277,75 @@ class Supervisor(Actor):
     # ---- decisions ----------------------------------------------------------
 
     @handles(ChildDown)
-    async def on_child_down(self, message: ChildDown) -> None:
+    def on_child_down(self, message: ChildDown) -> None:
+        """Decide at once, without awaiting (the common case, one_for_one, costs no
+        task and no cancel scope); what must await (winding siblings down,
+        escalating) follows as a signal of its own. The children concerned are
+        marked first, so a crash signal arriving in between finds them taken."""
         failed = self._children.get(message.name)
-        if failed is None or failed.state is not ChildState.RUNNING:
-            return  # a child already being handled, or removed
+        if failed is None or failed.state is not ChildState.RUNNING or self._escalating:
+            return  # a child already being handled, or removed, or we are giving up
         if failed.spec.restart is Restart.TEMPORARY:
-            await self._remove([message.name])
+            self._forget(message.name)
             return
         now = self.context.now()
         if self._breaker_failure(failed, ReasonCode(message.code), now=now):
             return  # open: no restart, no intensity spent, until the cooldown ends
         self._history, exceeded = add_restart(self._history, now=now, intensity=self.spec.intensity)
         if exceeded:
-            await self._escalate(f"{message.name} {message.code}: {message.detail}")
+            self._escalating = True
+            self.context.cell.signal(Escalate(f"{message.name} {message.code}: {message.detail}"))
+            return
         if self.spec.strategy is Strategy.ONE_FOR_ONE:
             affected = [message.name]  # no need to look at the siblings
         else:
             live = [name for name, child in self._children.items() if child.state is ChildState.RUNNING]
             affected = to_restart(self.spec.strategy, children=live, failed=message.name)
-        # Wind the healthy siblings down, newest first; the failed one is down already.
-        for name in reversed(affected):
-            if name != message.name:
-                sibling = self._children[name]
-                assert sibling.cell is not None
-                await sibling.cell.suspend(deadline=now + sibling.shutdown_seconds)
-        temporary = [n for n in affected if self._children[n].spec.restart is Restart.TEMPORARY]
-        await self._remove(temporary)
-        again = [n for n in affected if n not in temporary]
-        for name in again:
+        for name in affected:
             self._children[name].state = ChildState.BACKING_OFF
-        delay = self._backoff(failed, now=now)
         self._tickets += 1
-        self._pending[self._tickets] = again
-        if delay <= 0:
-            await self._resume(self._tickets)
-        else:
+        self._pending[self._tickets] = affected
+        delay = self._backoff(failed, now=now)
+        if len(affected) > 1:
+            self.context.cell.signal(RestartGroup(self._tickets, message.name, delay))
+        elif delay > 0:
             self._host_start_soon()(self._wake_after, self._tickets, delay)
+        else:
+            self._pending.pop(self._tickets)
+            assert failed.cell is not None
+            failed.state = ChildState.RUNNING
+            failed.cell.resume()  # its drain makes the fresh instance and runs `started`
+
+    @handles(RestartGroup)
+    async def on_restart_group(self, message: RestartGroup) -> None:
+        """Wind the healthy siblings down, newest first (the failed one is down
+        already); temporary ones are removed; the rest restart in start order
+        after the failed child's backoff."""
+        names = self._pending.get(message.ticket, [])
+        now = self.context.now()
+        for name in reversed(names):
+            sibling = self._children.get(name)
+            if name != message.failed and sibling is not None and sibling.cell is not None:
+                await sibling.cell.suspend(deadline=now + sibling.shutdown_seconds)
+        for name in [n for n in names if self._children[n].spec.restart is Restart.TEMPORARY]:
+            names.remove(name)
+            self._forget(name)
+        if message.delay > 0:
+            self._host_start_soon()(self._wake_after, message.ticket, message.delay)
+        else:
+            await self._resume(message.ticket)
+
+    @handles(Escalate)
+    async def on_escalate(self, message: Escalate) -> None:
+        await self._escalate(message.last)
+
+    def _forget(self, name: str) -> None:
+        """Stop a child without waiting (it is down or being replaced) and drop it."""
+        child = self._children.pop(name)
+        child.state = ChildState.STOPPED
+        if child.cell is not None:
+            deadline = self.context.now() + child.shutdown_seconds
+            child.cell.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=deadline)
 
     def _backoff(self, child: _Child, *, now: float) -> float:
         """The failed child's next backoff: its attempt is the number of its
