@@ -147,5 +147,10 @@ async def test_random_crash_schedules_keep_the_invariants(strategy, schedule, ti
     assert set(handled) | set(dead) | set(refused) == set(range(len(schedule)))
     crashed = [n for n in handled if schedule[n][1]]
     assert system.audit.counts().get(ReasonCode.ACTOR_CRASHED, 0) == len(crashed)
+    # Every crash led to at most one restart decision (more with one_for_all or
+    # rest_for_one, which restart siblings too), and none escalated.
+    restarts = system.statistics().restarts
+    assert restarts <= len(crashed) * (1 if strategy is Strategy.ONE_FOR_ONE else 3)
+    assert system.audit.counts().get(ReasonCode.ESCALATED, 0) == 0
     assert system.paths() == []
     assert host is None or host._closed.is_set()

@@ -352,3 +352,36 @@ class TestNormalExit:
             await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
         assert events(journal, "started") == ["a", "b"]
         assert events(journal, "stopping") == ["b", "a"]
+
+
+class Stubborn(Worker):
+    """Its `stopping` hook never returns on its own."""
+
+    async def stopping(self) -> None:
+        self.journal.append(("stopping", self.name, id(self), self.context.now()))
+        await anyio.sleep_forever()
+
+
+class TestShutdownTimeouts:
+    async def test_a_child_that_ignores_its_stop_is_cancelled_after_its_shutdown_timeout(self, tick):
+        """Shutdown asks, waits the child's shutdown timeout, then cancels: a hanging handler and a
+        hanging `stopping` hook both end by then, and the siblings still stop in reverse order."""
+        journal: list = []
+        spec = SupervisorSpec(
+            Strategy.ONE_FOR_ONE,
+            children=(
+                worker("first", journal),
+                ChildSpec("stubborn", Stubborn, kwargs={"name": "stubborn", "journal": journal}, shutdown=3 * tick),
+            ),
+        )
+        async with ActorSystem(stop_timeout=100 * tick) as system:
+            await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+            stubborn = system.lookup("sup/stubborn")
+            await stubborn.tell(Hang(), timeout=1000 * tick)
+            await wait_until(lambda: stubborn.statistics().processed == 1)
+            start = system.now()
+            await system.stop(system.lookup("sup"))
+            elapsed = system.now() - start
+        assert events(journal, "stopping") == ["stubborn", "first"]
+        assert 3 * tick <= elapsed < 3 * tick + 1.0
+        assert system.paths() == []
