@@ -164,6 +164,7 @@ class ActorCell:
         "parent",
         "start_failed",
         "failure_reported",
+        "crashed_on",
         "_probes_left",
         "_probes_pending",
         "_instance_dead",
@@ -207,6 +208,9 @@ class ActorCell:
         self.start_failed = False
         # Set by context.report_failure(); read and cleared around each probe.
         self.failure_reported = False
+        # The envelope the last crash interrupted (kept while SUSPENDED, so a
+        # parent with a retry policy may hand it to the fresh instance).
+        self.crashed_on: Envelope | None = None
         # Breaker gate: probes that may still enter a gated mailbox, and those
         # admitted but not yet handled (the drain reports their outcome).
         self._probes_left = 0
@@ -294,6 +298,18 @@ class ActorCell:
         self.mailbox.push_control(STOP)  # wakes an idle drain
         self._schedule()
         await event.wait()
+
+    def redeliver(self, env: Envelope) -> bool:
+        """Put `env` at the head of the mailbox (a retry of the envelope a crash
+        interrupted): handled first by the fresh instance. False, and nothing
+        queued, if the mailbox is closed or full (the capacity is never exceeded)."""
+        mailbox = self.mailbox
+        if mailbox.closed is not None or len(mailbox.queue) >= mailbox.capacity:
+            return False
+        mailbox.queue.appendleft(env)
+        mailbox.accepted += 1
+        self._schedule()
+        return True
 
     def gate(self, code: ReasonCode) -> None:
         """Fail fast: every send is refused with `code` (BREAKER_OPEN), and what
@@ -519,6 +535,7 @@ class ActorCell:
 
     def _crashed(self, env: Envelope, exc: Exception) -> ExoarmurError:
         self._instance_dead = True
+        self.crashed_on = env
         if isinstance(exc, ActorCrashed) and exc.code is ReasonCode.ESCALATED:
             # A supervisor giving up: the chain of failures is in the detail.
             code, detail = ReasonCode.ESCALATED, exc.detail

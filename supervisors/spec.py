@@ -36,6 +36,7 @@ from typing import Any
 import attrs
 
 from runtime.actor import Actor
+from runtime.retry import RetryPolicy
 from supervisors import _checks
 from supervisors.backoff import NO_BACKOFF, BackoffPolicy
 from supervisors.breaker import BreakerPolicy
@@ -148,6 +149,12 @@ def _tenant(value: Any, owner: str, field: str) -> str | None:
     return value
 
 
+def _retry(value: Any, owner: str, field: str) -> RetryPolicy | None:
+    if value is None or isinstance(value, RetryPolicy):
+        return value
+    raise _checks.invalid(owner, field, f"must be a RetryPolicy or None, got {value!r}")
+
+
 def _breaker(value: Any, owner: str, field: str) -> BreakerPolicy | None:
     if value is not None and not isinstance(value, BreakerPolicy):
         raise _checks.invalid(
@@ -183,6 +190,11 @@ class ChildSpec:
     )
     tenant: str | None = attrs.field(
         kw_only=True, default=None, converter=_checks.converter(_tenant)
+    )
+    # With a retry policy, the envelope a crash interrupted is handed to the fresh
+    # instance again, if it carries an idempotency key (attempt + 1, same deadline).
+    retry: RetryPolicy | None = attrs.field(
+        kw_only=True, default=None, converter=_checks.converter(_retry)
     )
 
     def __attrs_post_init__(self) -> None:

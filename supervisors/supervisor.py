@@ -305,7 +305,7 @@ class Supervisor(Actor):
             self._children[name].state = ChildState.BACKING_OFF
         self._tickets += 1
         self._pending[self._tickets] = affected
-        delay = self._backoff(failed, now=now)
+        delay = max(self._backoff(failed, now=now), self._retry(failed, now=now))
         if len(affected) > 1:
             self.context.cell.signal(RestartGroup(self._tickets, message.name, delay))
         elif delay > 0:
@@ -346,6 +346,47 @@ class Supervisor(Actor):
         if child.cell is not None:
             deadline = self.context.now() + child.shutdown_seconds
             child.cell.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=deadline)
+
+    def _retry(self, child: _Child, *, now: float) -> float:
+        """Hand the crashed envelope back to the child if its spec has a retry
+        policy and the envelope an idempotency key, attempts and time remain.
+        The retry's delay (0 if none): the restart waits at least that long.
+        Each retry is audited ("retry"); running out is one RETRY_EXHAUSTED."""
+        policy, cell = child.spec.retry, child.cell
+        env = cell.crashed_on if cell is not None else None
+        if policy is None or env is None or env.idempotency_key is None:
+            return 0.0
+        cell.crashed_on = None
+        path = cell.path
+        key = env.idempotency_key
+        delay = policy.delay(key=key, attempt=env.attempt) if env.attempt < policy.max_attempts else None
+        if delay is None or now + delay >= env.deadline:
+            self.context.system.failure(
+                "retry_exhausted",
+                ReasonCode.RETRY_EXHAUSTED,
+                path=path,
+                envelope=env,
+                detail=f"key {key!r}: {env.attempt} attempt(s), last ACTOR_CRASHED",
+            )
+            return 0.0
+        again = env._replace(attempt=env.attempt + 1, reply_to=None)  # its asker was told
+        if not cell.redeliver(again):
+            self.context.system.failure(
+                "retry_exhausted", ReasonCode.RETRY_EXHAUSTED, path=path, envelope=env, detail="mailbox full"
+            )
+            return 0.0
+        self.context.system.audit.emit(
+            AuditEvent(
+                kind="retry",
+                code=ReasonCode.ACTOR_CRASHED,
+                at=now,
+                path=path,
+                idempotency_key=key,
+                attempt=again.attempt,
+                detail=f"redelivered after {delay:.6g}s",
+            )
+        )
+        return delay
 
     def _backoff(self, child: _Child, *, now: float) -> float:
         """The failed child's next backoff: its attempt is the number of its

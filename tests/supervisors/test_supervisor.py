@@ -385,3 +385,70 @@ class TestShutdownTimeouts:
         assert events(journal, "stopping") == ["stubborn", "first"]
         assert 3 * tick <= elapsed < 3 * tick + 1.0
         assert system.paths() == []
+
+
+@message("test.sup.charge")
+class Charge:
+    amount: int
+
+
+class FlakyEffector(Worker):
+    """Crashes on the first two attempts of a Charge, succeeds on the third."""
+
+    @handles(Charge)
+    def charge(self, message: Charge) -> None:
+        env = self.context.envelope
+        self.journal.append(("charge", self.name, env.attempt, env.idempotency_key))
+        if env.attempt < 3:
+            raise RuntimeError(f"effector timeout on attempt {env.attempt}")
+
+
+class TestRedelivery:
+    async def test_crashed_envelope_with_a_key_is_retried_by_the_fresh_instance(self, tick):
+        """With a retry policy, an envelope with an idempotency key is redelivered (attempt + 1)
+        after each crash until it succeeds; each retry audited; without a key it is not."""
+        from runtime import RetryPolicy
+
+        journal: list = []
+        policy = RetryPolicy(max_attempts=5, initial=tick, factor=1.0, max_delay=tick, jitter=0.0)
+        spec = SupervisorSpec(
+            Strategy.ONE_FOR_ONE,
+            intensity=RestartIntensity(10, 1000 * tick),
+            children=(
+                ChildSpec("pay", FlakyEffector, kwargs={"name": "pay", "journal": journal}, retry=policy),
+            ),
+        )
+        async with ActorSystem() as system:
+            await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+            pay = system.lookup("sup/pay")
+            await pay.tell(Charge(10), idempotency_key="intent-1", timeout=100 * tick)
+            await wait_until(lambda: len([e for e in journal if e[0] == "charge"]) == 3, timeout=50 * tick)
+            charges = [e[2:] for e in journal if e[0] == "charge"]
+            assert charges == [(1, "intent-1"), (2, "intent-1"), (3, "intent-1")]
+            retries = [e for e in system.audit.events if e.kind == "retry"]
+            assert [(e.attempt, e.idempotency_key) for e in retries] == [(2, "intent-1"), (3, "intent-1")]
+            await pay.tell(Charge(20), timeout=100 * tick)  # no key: crashes once, not retried
+            await wait_until(lambda: len([e for e in journal if e[0] == "charge"]) == 4)
+            await anyio.sleep(5 * tick)
+            assert len([e for e in journal if e[0] == "charge"]) == 4
+
+    async def test_retries_end_with_retry_exhausted_at_max_attempts(self, tick):
+        """An envelope that keeps crashing is redelivered max_attempts - 1 times, then RETRY_EXHAUSTED once."""
+        from runtime import RetryPolicy
+
+        journal: list = []
+        policy = RetryPolicy(max_attempts=2, initial=tick, factor=1.0, max_delay=tick, jitter=0.0)
+        spec = SupervisorSpec(
+            Strategy.ONE_FOR_ONE,
+            intensity=RestartIntensity(10, 1000 * tick),
+            children=(
+                ChildSpec("pay", FlakyEffector, kwargs={"name": "pay", "journal": journal}, retry=policy),
+            ),
+        )
+        async with ActorSystem() as system:
+            await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+            await system.lookup("sup/pay").tell(Charge(10), idempotency_key="intent-2", timeout=100 * tick)
+            await wait_until(lambda: system.audit.counts().get(ReasonCode.RETRY_EXHAUSTED, 0) == 1, timeout=50 * tick)
+            await anyio.sleep(5 * tick)
+            assert [e[2] for e in journal if e[0] == "charge"] == [1, 2]
+            assert system.audit.counts()[ReasonCode.RETRY_EXHAUSTED] == 1
