@@ -285,6 +285,8 @@ class Supervisor(Actor):
         failed = self._children.get(message.name)
         if failed is None or failed.state is not ChildState.RUNNING or self._escalating:
             return  # a child already being handled, or removed, or we are giving up
+        if not self._deciding() or failed.cell is None or failed.cell.state is not CellState.SUSPENDED:
+            return  # the tree is coming down, or the child was stopped meanwhile
         if failed.spec.restart is Restart.TEMPORARY:
             self._forget(message.name)
             return
@@ -410,7 +412,7 @@ class Supervisor(Actor):
         child = self._children.get(message.name)
         if child is None or child.state is not ChildState.RUNNING:
             return  # stopped by this supervisor, or already handled
-        if self.context.system.stopping or self.context.cell.state is not CellState.RUNNING:
+        if not self._deciding():
             return  # the tree is coming down: nothing is restarted
         if not should_restart(child.spec.restart, abnormal=False):
             del self._children[message.name]
@@ -425,6 +427,11 @@ class Supervisor(Actor):
         await self._start(child.spec)
         self._breakers_kept.pop(message.name, None)
         self._restore_start_order()
+
+    def _deciding(self) -> bool:
+        """Restart decisions are made only while this supervisor runs and the
+        system is not shutting down; after that every child just stops."""
+        return not self.context.system.stopping and self.context.cell.state is CellState.RUNNING
 
     def _restore_start_order(self) -> None:
         """A child started again keeps its place in the spec's start order

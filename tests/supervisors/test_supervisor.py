@@ -452,3 +452,17 @@ class TestRedelivery:
             await anyio.sleep(5 * tick)
             assert [e[2] for e in journal if e[0] == "charge"] == [1, 2]
             assert system.audit.counts()[ReasonCode.RETRY_EXHAUSTED] == 1
+
+
+class TestCrashDuringShutdown:
+    async def test_a_crash_just_before_shutdown_is_not_restarted_and_crashes_nothing_else(self):
+        """A child crashing as the system stops is stopped, not restarted; the supervisor does not crash."""
+        journal: list = []
+        spec = SupervisorSpec(Strategy.ONE_FOR_ONE, children=tuple(worker(n, journal) for n in "abc"))
+        async with ActorSystem() as system:
+            await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+            await system.lookup("sup/c").tell(Work(1))
+            await system.lookup("sup/a").tell(Boom())  # leave at once: shutdown races the ChildDown
+        assert system.audit.counts()[ReasonCode.ACTOR_CRASHED] == 1
+        assert events(journal, "started") == ["a", "b", "c"]
+        assert system.paths() == []
