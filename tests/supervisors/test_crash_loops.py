@@ -154,3 +154,53 @@ async def test_random_crash_schedules_keep_the_invariants(strategy, schedule, ti
     assert system.audit.counts().get(ReasonCode.ESCALATED, 0) == 0
     assert system.paths() == []
     assert host is None or host._closed.is_set()
+
+
+def half_open_attempts(*, cooldown: float, factor: float, cap: float, window: float) -> int:
+    """How many HALF_OPEN restarts a breaker allows in `window` after it opens at 0,
+    when every probe restart fails: at cooldown, then each longer cooldown, capped."""
+    elapsed, count = 0.0, 0
+    while elapsed + cooldown <= window:
+        elapsed += cooldown
+        count += 1
+        cooldown = min(cooldown * factor, cap)
+    return count
+
+
+class TestCrashLoopWithBreaker:
+    async def test_a_breaker_limits_restarts_to_its_cooldown_arithmetic(self, tick, anyio_backend_name):
+        """A child that can never start again, behind a breaker (threshold 2, cooldown 10 ticks
+        doubling to 40): one plain restart, then one restart per cooldown, for ten simulated minutes;
+        the restart intensity is never touched while the breaker is open."""
+        from supervisors import BreakerPolicy
+
+        window = 600 * tick if anyio_backend_name == "trio" else 60 * tick
+        cooldown, cap = (10 * tick, 40 * tick) if anyio_backend_name == "trio" else (2 * tick, 8 * tick)
+        state = {"doomed": False, "starts": []}
+        breaker = BreakerPolicy(
+            threshold=2, window=10 * window, cooldown=cooldown, cooldown_factor=2.0, max_cooldown=cap,
+            half_open_probes=1,
+        )  # fmt: skip
+        spec = SupervisorSpec(
+            Strategy.ONE_FOR_ONE,
+            intensity=RestartIntensity(3, 10 * window),  # would escalate after 3 restarts
+            children=(ChildSpec("doomed", Doomed, kwargs={"state": state}, breaker=breaker),),
+        )
+        async with ActorSystem() as system:
+            await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+            state["doomed"] = True
+            start = system.now()
+            await system.lookup("sup/doomed").tell(Fail(0))
+            await anyio.sleep(window + tick / 2)
+            restarts = [t - start for t in state["starts"][1:] if t - start <= window]
+            assert system.fatal is None  # no escalation: the breaker spared the intensity
+        expected = 1 + half_open_attempts(cooldown=cooldown, factor=2.0, cap=cap, window=window)
+        if anyio_backend_name == "trio":
+            assert len(restarts) == expected
+        else:
+            assert expected - 1 <= len(restarts) <= expected
+        # Opened once, then re-opened by every failed probe (on asyncio the last
+        # one may fall just past the window).
+        opened = [e for e in system.audit.events if e.kind == "BREAKER_OPENED"]
+        slack = 0 if anyio_backend_name == "trio" else 1
+        assert len(restarts) <= len(opened) <= len(restarts) + slack
