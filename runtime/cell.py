@@ -572,8 +572,16 @@ class ActorCell:
                     await self._wind_down()
                     state = self.state
                 if state is CellState.SUSPENDED:
-                    self.scheduled = False  # resume() schedules a new drain
-                    return
+                    # Linger as an idle drain does: a parent that resumes within
+                    # LINGER_PASSES passes reuses this task instead of a new one.
+                    for _ in range(LINGER_PASSES):
+                        await checkpoint()
+                        if self.state is not CellState.SUSPENDED:
+                            break
+                    else:
+                        self.scheduled = False  # resume() schedules a new drain
+                        return
+                    continue
                 if self._probes_pending and not self._instance_dead:
                     await self._drain_probes()
                     continue
