@@ -929,13 +929,20 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_table(rows))
         print()
 
+    write_report(report, name="kernel", destination=args.json)
+    return 0
+
+
+def write_report(report: dict[str, Any], *, name: str, destination: Path | None) -> None:
+    """Write the JSON report (timestamped, or `destination`) and latest_<name>.json,
+    then print the closing line: where it went, time, load, and the verdict."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    destination = args.json if args.json is not None else RESULTS_DIR / f"kernel-{stamp}.json"
+    destination = destination if destination is not None else RESULTS_DIR / f"{name}-{stamp}.json"
     text = json.dumps(report, indent=2, ensure_ascii=False)
     destination.parent.mkdir(parents=True, exist_ok=True)
     destination.write_text(text + "\n")
-    latest = RESULTS_DIR / "latest_kernel.json"
+    latest = RESULTS_DIR / f"latest_{name}.json"
     latest.write_text(text + "\n")
     load = report["machine"]["load_average_at_start"][0], report["machine"]["load_average_at_end"][0]
     print(
@@ -944,7 +951,6 @@ def main(argv: list[str] | None = None) -> int:
         f"subprocesses), {os.cpu_count()} CPUs, 1-min load average {load[0]:.1f} at start, "
         f"{load[1]:.1f} at end; targets {'all pass' if report['all_targets_pass'] else 'NOT all pass'}"
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -36,12 +36,10 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import random
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from functools import partial
 from itertools import cycle
 from pathlib import Path
@@ -66,11 +64,11 @@ from benchmarks.bench_kernel import (  # noqa: E402
     markdown_table,
     perf_ns,
     plain_table,
+    write_report,
 )
 from runtime import Actor, ActorRef, ActorSystem, MessageRegistry, handles, message  # noqa: E402
 from supervisors import ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec  # noqa: E402
 
-RESULTS_DIR = _ROOT / "benchmarks" / "results"
 BACKENDS = ("asyncio", "trio")
 ROUNDS = 5
 # Restarts are what is measured, so the supervisor never escalates.
@@ -387,21 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_table(rows))
         print()
 
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    destination = args.json if args.json is not None else RESULTS_DIR / f"supervision-{stamp}.json"
-    text = json.dumps(report, indent=2, ensure_ascii=False)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    destination.write_text(text + "\n")
-    latest = RESULTS_DIR / "latest_supervision.json"
-    latest.write_text(text + "\n")
-    load = report["machine"]["load_average_at_start"][0], report["machine"]["load_average_at_end"][0]
-    print(
-        f"wrote {destination} and {latest}\n"
-        f"{report['elapsed_s']:.0f} s wall, {report['cpu_s']:.0f} s CPU, {os.cpu_count()} CPUs, "
-        f"1-min load average {load[0]:.1f} at start, {load[1]:.1f} at end; "
-        f"targets {'all pass' if report['all_targets_pass'] else 'NOT all pass'}"
-    )
+    write_report(report, name="supervision", destination=args.json)
     return 0
 
 
