@@ -5,7 +5,8 @@ Imports nothing from supervisors/ or actors/.
 
 from runtime.actor import Actor, handles
 from runtime.audit import AuditEvent, AuditSink, JsonlAuditSink, MemoryAuditSink, read_jsonl
-from runtime.cell import ActorContext, CellState, Parent
+from runtime.cell import CellState
+from runtime.context import ActorContext, Parent
 from runtime.codes import ReasonCode
 from runtime.deadletters import DeadLetter, DeadLetters
 from runtime.envelope import Envelope

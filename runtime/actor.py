@@ -37,7 +37,7 @@ from runtime.mailbox import Overflow, validate_capacity
 from runtime.messages import wire_name
 
 if TYPE_CHECKING:
-    from runtime.cell import ActorContext
+    from runtime.context import ActorContext
 
 F = TypeVar("F", bound=Callable[..., Any])
 

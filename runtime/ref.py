@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from runtime.backend import Reply
-from runtime.cell import CURRENT
+from runtime.context import CURRENT
 from runtime.codes import ReasonCode
 from runtime.envelope import Envelope
 

@@ -65,7 +65,7 @@ import anyio
 import attrs
 
 from runtime.audit import AuditEvent
-from runtime.cell import CURRENT
+from runtime.context import CURRENT
 from runtime.codes import ReasonCode
 from runtime.errors import ExoarmurError, InvalidInput, error_for
 from runtime.timeouts import TimeoutCategory

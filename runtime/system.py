@@ -28,7 +28,8 @@ import attrs
 from runtime.actor import Actor
 from runtime.audit import AuditEvent, AuditSink, MemoryAuditSink
 from runtime.backend import Backend, current_backend
-from runtime.cell import ActorCell, CellState, Parent
+from runtime.cell import ActorCell, CellState
+from runtime.context import Parent
 from runtime.codes import ReasonCode
 from runtime.deadletters import DeadLetter, DeadLetters
 from runtime.envelope import Envelope

@@ -1,0 +1,96 @@
+"""What an actor sees of the runtime, and who decides after it crashes.
+
+- `ActorContext`: an actor's view of itself (path, ref, system, the envelope
+  being handled, its deadline) and the three things it may ask of the runtime:
+  report a failed dependency, stop itself, read the clock.
+- `CURRENT`: the context of the handler running in this task; a send made from
+  inside a handler inherits its deadline, tenant and trace id through it.
+- `Parent`: the protocol a supervisor (or the actor system) implements to hear
+  of a child's crash, exit, reported failure or probe outcome.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Protocol
+
+from runtime.codes import ReasonCode
+from runtime.envelope import Envelope
+
+if TYPE_CHECKING:
+    from runtime.cell import ActorCell
+    from runtime.errors import ExoarmurError
+    from runtime.ref import ActorRef
+    from runtime.system import ActorSystem
+
+
+class Parent(Protocol):
+    """Who decides what happens to an actor after it crashes: its supervisor,
+    or the actor system (which resumes at once, as Akka's default does)."""
+
+    def child_crashed(self, cell: ActorCell, error: ExoarmurError) -> None:
+        """`cell` crashed (already audited) and is SUSPENDED: its mailbox keeps
+        accepting within its policy, nothing is handled. Call `cell.resume()`
+        now or later (after a backoff), or `cell.request_stop(...)`."""
+
+    def child_exited(self, cell: ActorCell) -> None:
+        """`cell` has STOPPED (its own `context.stop()`, or any stop request)."""
+
+    def child_reported(self, cell: ActorCell, code: ReasonCode, detail: str) -> None:
+        """`cell` reports a failed dependency (`context.report_failure`) and runs on."""
+
+    def child_probed(self, cell: ActorCell, ok: bool | None) -> None:
+        """A probe admitted by `cell.ungate(probes=...)` ended: handled well
+        (True), failed (False: a dependency failure reported while handling it),
+        or never handled (None: it expired). A crash is reported as a crash."""
+
+
+class ActorContext:
+    """What a running actor knows about itself. `envelope` is the one being handled."""
+
+    __slots__ = ("cell", "envelope")
+
+    def __init__(self, cell: ActorCell) -> None:
+        self.cell = cell
+        self.envelope: Envelope | None = None
+
+    @property
+    def path(self) -> str:
+        return self.cell.path
+
+    @property
+    def self_ref(self) -> ActorRef:
+        return self.cell.ref
+
+    @property
+    def system(self) -> ActorSystem:
+        return self.cell.system
+
+    @property
+    def deadline(self) -> float | None:
+        env = self.envelope
+        return None if env is None else env.deadline
+
+    def now(self) -> float:
+        return self.cell.system.now()
+
+    def report_failure(self, code: ReasonCode, detail: str = "") -> None:
+        """Tell the parent a dependency failed (say TIMEOUT_KV_GET) without
+        crashing: it counts towards the breaker the supervisor keeps for this
+        actor. Audited once, as kind "dependency_failed"."""
+        cell = self.cell
+        cell.system.failure("dependency_failed", ReasonCode(code), path=cell.path, envelope=self.envelope, detail=detail)
+        cell.failure_reported = True
+        cell.parent.child_reported(cell, ReasonCode(code), detail)
+
+    def stop(self) -> None:
+        """Stop this actor normally (OTP's {stop, normal, State}): no more sends
+        are accepted; what is queued is handled until the system's stop timeout,
+        then dead-lettered; `stopping` runs; the parent learns of a normal exit."""
+        cell = self.cell
+        cell.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=cell.system.now() + cell.system.stop_timeout)
+
+
+# The context of the actor whose handler is running in this task (each drain task
+# sets it once). A send made from inside a handler inherits its deadline and trace.
+CURRENT: ContextVar[ActorContext | None] = ContextVar("exoarmur_current_actor", default=None)
