@@ -842,20 +842,25 @@ def progress(text: str) -> None:
     print(f"[bench_kernel] {text}", file=sys.stderr, flush=True)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.bench_kernel",
-        description="exoarmur kernel benchmarks against raw baselines measured in the same run.",
-    )
-    parser.add_argument("--quick", action="store_true", help="10x smaller counts (well under a minute)")
+def common_arguments(parser: argparse.ArgumentParser, *, name: str) -> None:
+    """--quick, --backend and --json, as every benchmark script takes them."""
+    parser.add_argument("--quick", action="store_true", help="smaller counts (well under a minute)")
     parser.add_argument("--backend", choices=(*BACKENDS, "both"), default="both")
     parser.add_argument(
         "--json",
         type=Path,
         metavar="PATH",
-        help="write the results here instead of benchmarks/results/kernel-<UTC>.json "
-        "(benchmarks/results/latest_kernel.json is written either way)",
+        help=f"write the results here instead of benchmarks/results/{name}-<UTC>.json "
+        f"(benchmarks/results/latest_{name}.json is written either way)",
     )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_kernel",
+        description="exoarmur kernel benchmarks against raw baselines measured in the same run.",
+    )
+    common_arguments(parser, name="kernel")
     parser.add_argument(
         "--rss-only",
         action="store_true",

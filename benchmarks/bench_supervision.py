@@ -56,6 +56,8 @@ import sniffio  # noqa: E402
 
 from benchmarks.bench_kernel import (  # noqa: E402
     Row,
+    BACKENDS,
+    common_arguments,
     cpu_seconds,
     expect,
     interleave,
@@ -69,7 +71,6 @@ from benchmarks.bench_kernel import (  # noqa: E402
 from runtime import Actor, ActorRef, ActorSystem, MessageRegistry, handles, message  # noqa: E402
 from supervisors import ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec  # noqa: E402
 
-BACKENDS = ("asyncio", "trio")
 ROUNDS = 5
 # Restarts are what is measured, so the supervisor never escalates.
 INTENSITY = RestartIntensity(10**9, 1.0)
@@ -321,15 +322,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m benchmarks.bench_supervision",
         description="exoarmur supervision benchmarks: restart latency, and throughput at 0% and 1% crashes.",
     )
-    parser.add_argument("--quick", action="store_true", help="smaller counts (well under a minute)")
-    parser.add_argument("--backend", choices=(*BACKENDS, "both"), default="both")
-    parser.add_argument(
-        "--json",
-        type=Path,
-        metavar="PATH",
-        help="write the results here instead of benchmarks/results/supervision-<UTC>.json "
-        "(benchmarks/results/latest_supervision.json is written either way)",
-    )
+    common_arguments(parser, name="supervision")
     return parser.parse_args(argv)
 
 

@@ -725,15 +725,13 @@ class ActorCell:
             self.system._late_replies += 1
         return None
 
-    def sweep(self, code: ReasonCode) -> int:
+    def sweep(self, code: ReasonCode) -> None:
         """After the host is gone: dead-letter whatever is still queued."""
         queue = self.mailbox.queue
-        count = len(queue)
         while queue:
             self.dead_letter(queue.popleft(), code)
         self._dead_letter_signals(code)
         if self.mailbox.closed is None:
             self.mailbox.closed = code
         self.mailbox.wake_all_waiters()
-        return count
 

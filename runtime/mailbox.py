@@ -109,9 +109,6 @@ class Mailbox:
         # Senders waiting for room (policy `wait`), FIFO.
         self.waiters: deque[_Waiter] | None = None
 
-    def has_room(self) -> bool:
-        return len(self.queue) < self.capacity and not self.waiters
-
     def push_control(self, signal: object) -> None:
         """Signals from the runtime itself, never from user sends: a stop, and the
         signals a supervisor gets from its children (at most one outstanding per
@@ -123,7 +120,8 @@ class Mailbox:
 
     def hand_over_slot(self) -> bool:
         """A slot was freed: the first waiting sender's envelope takes it, in FIFO
-        order (no barging: `has_room` is False while anyone waits). True if one did."""
+        order (senders never barge past a waiter: the fast path requires no waiters).
+        True if one did."""
         waiters = self.waiters
         if not waiters:
             return False

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import attrs
 
@@ -97,6 +97,3 @@ def wire_name(cls: type) -> str:
 def timeout_category(cls: type) -> TimeoutCategory:
     return getattr(cls, "__timeout__", TimeoutCategory.DEFAULT)
 
-
-def is_message(obj: Any) -> bool:
-    return "__wire_name__" in vars(type(obj))

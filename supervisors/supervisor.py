@@ -30,8 +30,6 @@ What it does, in OTP's terms (supervisors/spec.py has the rules as functions):
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
-
 import anyio
 import attrs
 
@@ -237,10 +235,9 @@ class Supervisor(Actor):
         await self._shutdown_all()
 
     async def _start(self, spec: ChildSpec) -> None:
-        previous = self._children.get(spec.name) or self._breakers_kept.get(spec.name)
-        if isinstance(previous, _Child):
-            previous = previous.breaker
-        breaker = previous or (Breaker(spec.breaker) if spec.breaker is not None else None)
+        breaker = self._breakers_kept.pop(spec.name, None)
+        if breaker is None and spec.breaker is not None:
+            breaker = Breaker(spec.breaker)
         child = _Child(spec, seed=self.seed, breaker=breaker)
         self._children[spec.name] = child
         ref = await self.context.system.spawn(
@@ -425,7 +422,6 @@ class Supervisor(Actor):
         if child.breaker is not None:
             self._breakers_kept[message.name] = child.breaker
         await self._start(child.spec)
-        self._breakers_kept.pop(message.name, None)
         self._restore_start_order()
 
     def _deciding(self) -> bool:
@@ -551,10 +547,9 @@ class Supervisor(Actor):
             if failure is not None:
                 self.context.cell.signal(ChildDown(name, str(failure.code), failure.detail))
 
-    async def _remove(self, names: Iterable[str]) -> None:
-        for name in reversed(list(names)):
-            await self._shut_down(name)
-            del self._children[name]
+    async def _remove(self, name: str) -> None:
+        await self._shut_down(name)
+        del self._children[name]
 
     # ---- dynamic children ---------------------------------------------------
 
@@ -575,7 +570,7 @@ class Supervisor(Actor):
         """Shut a child down and forget it; False if there was no such child."""
         if message.name not in self._children:
             return False
-        await self._remove([message.name])
+        await self._remove(message.name)
         return True
 
     # ---- introspection ------------------------------------------------------
