@@ -11,7 +11,7 @@ from supervisors.breaker import (
     Transition,
     check_transition,
 )
-from supervisors.intensity import DEFAULT_INTENSITY, RestartHistory, RestartIntensity, add_restart
+from supervisors.intensity import DEFAULT_INTENSITY, RestartHistory, RestartIntensity, RestartWindow, add_restart
 from supervisors.spec import (
     BRUTAL,
     Brutal,
@@ -44,6 +44,7 @@ __all__ = [
     "RestartDue",
     "RestartHistory",
     "RestartIntensity",
+    "RestartWindow",
     "Strategy",
     "Supervisor",
     "SupervisorSpec",

@@ -39,7 +39,7 @@ from runtime.errors import ExoarmurError, InvalidInput
 from runtime.system import Host
 from supervisors.backoff import jitter_rng
 from supervisors.breaker import Breaker, BreakerState, Transition
-from supervisors.intensity import RestartHistory, add_restart, in_window_from
+from supervisors.intensity import RestartHistory, RestartWindow, in_window_from
 from supervisors.spec import BRUTAL, ChildSpec, Restart, Strategy, SupervisorSpec, should_restart, to_restart
 
 # Restarts of one child remembered for its backoff's attempt number: 2**63
@@ -210,7 +210,7 @@ class Supervisor(Actor):
         self.spec = spec
         self.seed = seed
         self._children: dict[str, _Child] = {}  # in start order
-        self._history: RestartHistory = ()
+        self._restarts = RestartWindow(spec.intensity)
         self._host: Host | None = None
         self._pending: dict[int, list[str]] = {}  # restart ticket -> names, start order
         self._tickets = 0
@@ -290,7 +290,7 @@ class Supervisor(Actor):
         now = self.context.now()
         if self._breaker_failure(failed, ReasonCode(message.code), now=now):
             return  # open: no restart, no intensity spent, until the cooldown ends
-        self._history, exceeded = add_restart(self._history, now=now, intensity=self.spec.intensity)
+        exceeded = self._restarts.add(now)
         if exceeded:
             self._escalating = True
             self.context.cell.signal(Escalate(f"{message.name} {message.code}: {message.detail}"))
@@ -415,7 +415,7 @@ class Supervisor(Actor):
             del self._children[message.name]
             return
         now = self.context.now()
-        self._history, exceeded = add_restart(self._history, now=now, intensity=self.spec.intensity)
+        exceeded = self._restarts.add(now)
         if exceeded:
             await self._escalate(f"{message.name} exited")
         del self._children[message.name]

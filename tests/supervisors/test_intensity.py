@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisors.intensity import DEFAULT_INTENSITY, RestartIntensity, add_restart
+from supervisors.intensity import DEFAULT_INTENSITY, RestartIntensity, RestartWindow, add_restart
 from tests.supervisors.support import (
     NON_FINITE,
     NOT_NUMBERS,
@@ -205,3 +205,20 @@ class TestAddRestartProperties:
             in_window = [t for t in times[: i + 1] if now - t <= intensity.within]
             assert exceeded == (len(in_window) > intensity.max_restarts)
             assert history == tuple(in_window[-(intensity.max_restarts + 1) :])
+
+
+class TestRestartWindow:
+    @settings(max_examples=300, deadline=None)
+    @given(times=schedules, intensity=intensities)
+    def test_agrees_with_add_restart_after_every_restart(self, times, intensity):
+        """The supervisor's in-place window gives add_restart's answer and history."""
+        window = RestartWindow(intensity)
+        for now, (history, exceeded) in zip(times, replay(times, intensity), strict=True):
+            assert window.add(now) == exceeded
+            assert window.history == history
+
+    def test_refuses_a_clock_that_goes_back(self):
+        window = RestartWindow(DEFAULT_INTENSITY)
+        window.add(5.0)
+        with pytest.raises(ValueError):
+            window.add(4.0)

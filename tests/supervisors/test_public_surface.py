@@ -18,7 +18,7 @@ def test_supervisors_exports_exactly_its_public_names():
             "AUDIT_KINDS", "BRUTAL", "DEFAULT_INTENSITY", "NO_BACKOFF", "BREAKER_TRANSITIONS",
             "BackoffPolicy", "Breaker", "BreakerPolicy", "BreakerState", "BreakerStatistics",
             "Brutal", "ChildDown", "ChildSpec", "ChildState", "Restart", "RestartDue",
-            "RestartHistory", "RestartIntensity", "Strategy", "Supervisor", "SupervisorSpec",
+            "RestartHistory", "RestartIntensity", "RestartWindow", "Strategy", "Supervisor", "SupervisorSpec",
             "Transition", "add_restart", "check_transition", "jitter_rng", "should_restart",
             "shutdown_order", "to_restart",
         ]
