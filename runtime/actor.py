@@ -45,13 +45,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 Handler = tuple[Callable[..., Any], bool]
 
 
-def handles(*message_types: type) -> Callable[[F], F]:
-    """Mark a method as the handler of the given @message classes."""
+def handles(*message_types: type, concurrent: bool = False) -> Callable[[F], F]:
+    """Mark a method as the handler of the given @message classes.
+
+    `concurrent=True` (an `async def` only): the handler runs in a task of its
+    own while the actor takes its next envelope, up to the class's
+    `concurrency` at once (see runtime/inflight.py). Use it for handlers that
+    mostly wait on I/O; they must not rely on running one at a time."""
     for cls in message_types:
         wire_name(cls)  # raises for a class that is not a @message
 
     def mark(fn: F) -> F:
+        if concurrent and not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"{fn.__qualname__}: only an async def handler can be concurrent")
         fn.__handles__ = message_types  # type: ignore[attr-defined]
+        fn.__concurrent__ = concurrent  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -64,9 +72,12 @@ class Actor:
     overflow: ClassVar[Overflow] = Overflow.WAIT
     # Envelopes handled per turn before the drain yields to other tasks.
     throughput: ClassVar[int] = 512
+    # Concurrent handlers (`@handles(..., concurrent=True)`) in flight at most.
+    concurrency: ClassVar[int] = 64
 
     # Filled in by __init_subclass__.
     _dispatch: ClassVar[dict[type, Handler]] = {}
+    _concurrent: ClassVar[frozenset[type]] = frozenset()
     _has_started: ClassVar[bool] = False
     _has_stopping: ClassVar[bool] = False
 
@@ -79,9 +90,13 @@ class Actor:
         Overflow(cls.overflow)
         if not isinstance(cls.throughput, int) or cls.throughput <= 0:
             raise ValueError(f"{cls.__qualname__}.throughput must be a positive int")
+        if not isinstance(cls.concurrency, int) or cls.concurrency <= 0:
+            raise ValueError(f"{cls.__qualname__}.concurrency must be a positive int")
         dispatch: dict[type, Handler] = {}
+        concurrent: set[type] = set()
         for base in reversed(cls.__mro__[1:]):
             dispatch.update(getattr(base, "_dispatch", {}))
+            concurrent.update(getattr(base, "_concurrent", ()))
         own: dict[type, str] = {}
         for name, fn in vars(cls).items():
             for message_type in getattr(fn, "__handles__", ()):
@@ -92,7 +107,12 @@ class Actor:
                     )
                 own[message_type] = name
                 dispatch[message_type] = (fn, inspect.iscoroutinefunction(fn))
+                if getattr(fn, "__concurrent__", False):
+                    concurrent.add(message_type)
+                else:
+                    concurrent.discard(message_type)  # an override that is not
         cls._dispatch = dispatch
+        cls._concurrent = frozenset(concurrent)
         cls._has_started = cls.started is not Actor.started
         cls._has_stopping = cls.stopping is not Actor.stopping
 

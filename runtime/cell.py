@@ -35,6 +35,7 @@ from runtime.codes import ReasonCode
 from runtime.context import CURRENT, ActorContext, Parent
 from runtime.envelope import Envelope
 from runtime.errors import ActorCrashed, ExoarmurError
+from runtime.inflight import InFlight
 from runtime.mailbox import Mailbox, Overflow
 from runtime.messages import timeout_category
 from runtime.timeouts import TimeoutCategory
@@ -100,6 +101,8 @@ class ActorCell:
         "_stop_deadline",
         "_scope",
         "_stopped",
+        "concurrent",
+        "inflight",
     )
 
     def __init__(
@@ -150,6 +153,9 @@ class ActorCell:
         self._stop_deadline = float("inf")
         self._scope: anyio.CancelScope | None = None  # of the async handler running now
         self._stopped: anyio.Event | None = None
+        # Message types whose handlers run concurrently, and those running.
+        self.concurrent = actor_type._concurrent
+        self.inflight = InFlight(actor_type.concurrency) if self.concurrent else None
         self.actor = self._new_actor()
 
     # ---- lifecycle -------------------------------------------------------
@@ -182,7 +188,12 @@ class ActorCell:
             )
 
     def _down(self, error: ExoarmurError) -> None:
-        """After a crash: suspend and let the parent decide."""
+        """After a crash: suspend and let the parent decide. Whatever else the
+        dead instance was running (concurrent handlers) is cancelled."""
+        if self.inflight is not None:
+            self.inflight.cancel_all()
+        if self._scope is not None:
+            self._scope.cancel()
         self._move(CellState.SUSPENDED)
         self.parent.child_crashed(self, error)
 
@@ -219,6 +230,8 @@ class ActorCell:
         scope = self._scope
         if scope is not None and deadline < scope.deadline:
             scope.deadline = deadline
+        if self.inflight is not None:
+            self.inflight.tighten(deadline)
         if self._suspended is None:
             self._suspended = anyio.Event()
         event = self._suspended
@@ -288,6 +301,8 @@ class ActorCell:
         """The drain's half of suspend()."""
         deadline = self._suspend_deadline
         self._suspend_deadline = None
+        if self.inflight is not None:
+            await self.inflight.wait_empty()  # each is cut at `deadline` at the latest
         if self.actor_type._has_stopping and not self._instance_dead:
             with anyio.CancelScope(deadline=deadline):
                 try:
@@ -345,6 +360,8 @@ class ActorCell:
         scope = self._scope
         if scope is not None and deadline < scope.deadline:
             scope.deadline = deadline
+        if self.inflight is not None:
+            self.inflight.tighten(deadline)
 
     async def wait_stopped(self) -> None:
         if self.state is CellState.STOPPED:
@@ -485,6 +502,8 @@ class ActorCell:
         checkpoint = self.system.backend.checkpoint
         context = self.context
         dispatch = self.dispatch
+        concurrent = self.concurrent
+        inflight = self.inflight
         popleft = queue.popleft
         current: Envelope | None = None
         try:
@@ -518,6 +537,9 @@ class ActorCell:
                     if failure is not None:
                         self._down(failure)  # the parent decides again
                         continue
+                if inflight is not None and inflight.full:
+                    await inflight.wait_for_room()  # the mail waits in the mailbox meanwhile
+                    continue
                 budget = self.throughput
                 actor = self.actor
                 while queue and budget:
@@ -532,6 +554,11 @@ class ActorCell:
                     message = env[MESSAGE]
                     fn, is_async = dispatch[type(message)]
                     if is_async:
+                        if type(message) in concurrent:
+                            self._start_concurrent(fn, env)
+                            if inflight.full:  # type: ignore[union-attr]
+                                break
+                            continue
                         crash = await self._handle_async(fn, env)
                         if crash is not None:
                             self._down(crash)
@@ -581,20 +608,83 @@ class ActorCell:
             # hand, if its asker still waits, ends with SHUTTING_DOWN.
             self.scheduled = False
             if current is not None:
-                reply = current.reply_to
-                if reply is not None and not reply.done:
-                    reply.resolve(
-                        outcome.Error(
-                            self.system.failure(
-                                "dead_letter",
-                                ReasonCode.SHUTTING_DOWN,
-                                path=self.path,
-                                envelope=current,
-                                detail="cancelled while handling",
-                            )
-                        )
-                    )
+                self._cancelled_while_handling(current)
             raise
+
+    def _cancelled_while_handling(self, env: Envelope) -> None:
+        reply = env.reply_to
+        if reply is not None and not reply.done:
+            reply.resolve(
+                outcome.Error(
+                    self.system.failure(
+                        "dead_letter",
+                        ReasonCode.SHUTTING_DOWN,
+                        path=self.path,
+                        envelope=env,
+                        detail="cancelled while handling",
+                    )
+                )
+            )
+
+    # ---- concurrent handlers (runtime/inflight.py) --------------------------
+
+    def _start_concurrent(self, fn: Callable[..., Any], env: Envelope) -> None:
+        """Start a concurrent handler in the host; its scope counts at once."""
+        reply = env.reply_to
+        if reply is not None:
+            reply.started = True
+        self.mailbox.processed += 1
+        deadline = env.deadline if env.deadline < self._stop_deadline else self._stop_deadline
+        scope = anyio.CancelScope(deadline=deadline)
+        self.inflight.add(scope)  # type: ignore[union-attr]
+        self.start_soon(self._run_concurrent, fn, env, self.actor, scope, name=self.path)
+
+    async def _run_concurrent(
+        self, fn: Callable[..., Any], env: Envelope, actor: Actor, scope: anyio.CancelScope
+    ) -> None:
+        context = ActorContext(self)  # this task's view: its own envelope
+        context.envelope = env
+        CURRENT.set(context)
+        reply = env.reply_to
+        try:
+            with scope:
+                try:
+                    result = await fn(actor, env.message)
+                except ExoarmurError as exc:
+                    if not self._answered_with(env, exc):
+                        self._concurrent_crashed(env, exc, actor)
+                    return
+                except Exception as exc:
+                    self._concurrent_crashed(env, exc, actor)
+                    return
+        except BaseException:
+            self._cancelled_while_handling(env)  # the host is going away
+            raise
+        finally:
+            self.inflight.discard(scope)  # type: ignore[union-attr]
+        if scope.cancel_called:
+            if actor is not self.actor or self._instance_dead:
+                self._overran(env, ReasonCode.ACTOR_CRASHED)  # a sibling crashed the instance
+            elif scope.deadline < env.deadline:
+                self._overran(env, self.mailbox.closed or ReasonCode.SHUTTING_DOWN)
+            else:
+                self._overran(env, timeout_category(type(env.message)).code)
+        elif reply is not None and not reply.resolve(outcome.Value(result)):
+            self.system._late_replies += 1
+
+    def _concurrent_crashed(self, env: Envelope, exc: Exception, actor: Actor) -> None:
+        if actor is self.actor and not self._instance_dead and self.state is CellState.RUNNING:
+            self._down(self._crashed(env, exc))
+            return
+        # The instance is gone already (crashed, suspended or stopping): this
+        # asker learns of the crash; the parent has heard of it once.
+        reply = env.reply_to
+        if reply is None or not reply.done:
+            error = self.system.failure(
+                "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, envelope=env, detail=f"{type(exc).__name__}: {exc}"
+            )
+            if reply is not None:
+                reply.resolve(outcome.Error(error))
 
     async def _handle_async(self, fn: Callable[..., Any], env: Envelope) -> ExoarmurError | None:
         """Run an `async def` handler in a cancel scope at the envelope's deadline
@@ -621,7 +711,9 @@ class ActorCell:
         if scope.cancel_called:
             # Out of time; a value returned after that is void. The scope's
             # deadline says whose deadline it was: the envelope's or the stop's.
-            if scope.deadline < env.deadline:
+            if self._instance_dead:
+                self._overran(env, ReasonCode.ACTOR_CRASHED)  # a concurrent handler crashed it
+            elif scope.deadline < env.deadline:
                 self._overran(env, self.mailbox.closed or ReasonCode.SHUTTING_DOWN)
             else:
                 self._overran(env, timeout_category(type(env.message)).code)
@@ -694,6 +786,8 @@ class ActorCell:
             self.dead_letter(queue.popleft(), code)
         self._dead_letter_signals(code)
         self.context.envelope = None
+        if self.inflight is not None:
+            await self.inflight.wait_empty()  # each is cut at the stop deadline at the latest
         if self.actor_type._has_stopping and not self._instance_dead:
             with anyio.move_on_after(max(self._stop_deadline - now(), 0.0)):
                 try:
