@@ -103,6 +103,7 @@ class ActorCell:
         "_stopped",
         "concurrent",
         "inflight",
+        "_tasks",
     )
 
     def __init__(
@@ -156,6 +157,8 @@ class ActorCell:
         # Message types whose handlers run concurrently, and those running.
         self.concurrent = actor_type._concurrent
         self.inflight = InFlight(actor_type.concurrency) if self.concurrent else None
+        # Tasks the instance started with context.start_task(): they end with it.
+        self._tasks: set[anyio.CancelScope] = set()
         self.actor = self._new_actor()
 
     # ---- lifecycle -------------------------------------------------------
@@ -194,6 +197,7 @@ class ActorCell:
             self.inflight.cancel_all()
         if self._scope is not None:
             self._scope.cancel()
+        self._cancel_tasks()
         self._move(CellState.SUSPENDED)
         self.parent.child_crashed(self, error)
 
@@ -311,6 +315,7 @@ class ActorCell:
                     self.system.failure(
                         "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, detail=f"stopping: {exc!r}"
                     )
+        self._cancel_tasks()
         self._instance_dead = True
         self._move(CellState.SUSPENDED)
         event, self._suspended = self._suspended, None
@@ -626,6 +631,34 @@ class ActorCell:
                 )
             )
 
+    # ---- tasks of the instance (context.start_task) ---------------------------
+
+    def start_task(self, fn: Callable[..., Any], *args: Any) -> None:
+        scope = anyio.CancelScope()
+        self._tasks.add(scope)
+        self.start_soon(self._run_task, fn, args, scope, self.actor, name=f"{self.path}:{fn.__name__}")
+
+    async def _run_task(self, fn: Callable[..., Any], args: tuple, scope: anyio.CancelScope, actor: Actor) -> None:
+        CURRENT.set(self.context)
+        try:
+            with scope:
+                await fn(*args)
+        except Exception as exc:
+            if actor is self.actor and not self._instance_dead and self.state is CellState.RUNNING:
+                self._instance_dead = True
+                self._down(
+                    self.system.failure(
+                        "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, detail=f"task {fn.__name__}: {exc!r}"
+                    )
+                )
+        finally:
+            self._tasks.discard(scope)
+
+    def _cancel_tasks(self) -> None:
+        for scope in self._tasks:
+            scope.cancel()
+        self._tasks.clear()
+
     # ---- concurrent handlers (runtime/inflight.py) --------------------------
 
     def _start_concurrent(self, fn: Callable[..., Any], env: Envelope) -> None:
@@ -796,6 +829,7 @@ class ActorCell:
                     self.system.failure(
                         "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, detail=f"stopping: {exc!r}"
                     )
+        self._cancel_tasks()
         self.scheduled = False
         self._finish()
 

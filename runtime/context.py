@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from contextvars import ContextVar
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 from runtime.codes import ReasonCode
@@ -82,6 +83,13 @@ class ActorContext:
         cell.system.failure("dependency_failed", ReasonCode(code), path=cell.path, envelope=self.envelope, detail=detail)
         cell.failure_reported = True
         cell.parent.child_reported(cell, ReasonCode(code), detail)
+
+    def start_task(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Run `fn(*args)` in this actor's host for as long as this instance
+        lives: it is cancelled when the instance crashes or is suspended, and
+        after its `stopping` hook. For waits that belong to no envelope (a child
+        process's exit, a subscription). An exception in it crashes the actor."""
+        self.cell.start_task(fn, *args)
 
     def stop(self) -> None:
         """Stop this actor normally (OTP's {stop, normal, State}): no more sends

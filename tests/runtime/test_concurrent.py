@@ -266,3 +266,71 @@ class TestDeclaration:
 
         assert Base._concurrent == {Nap}
         assert Child._concurrent == frozenset()
+
+
+@message("test.kernel.task.fail_soon")
+class FailSoon:
+    pass
+
+
+class Watcher(Actor):
+    """Starts a task in `started` that waits on its event; records what happens to it."""
+
+    def __init__(self, *, log: list, fail: list[anyio.Event]) -> None:
+        self.log = log
+        self.fail = fail.pop(0) if fail else anyio.Event()  # one per instance
+
+    async def started(self) -> None:
+        self.context.start_task(self.watch)
+
+    async def watch(self) -> None:
+        self.log.append("watching")
+        try:
+            await self.fail.wait()
+        except BaseException:
+            self.log.append("cancelled")
+            raise
+        raise RuntimeError("the watched thing died")
+
+    async def stopping(self) -> None:
+        self.log.append("stopping")
+
+    @handles(Add)
+    def add(self, m: Add) -> int:
+        if m.n < 0:
+            raise ValueError("negative")
+        return m.n
+
+
+class TestInstanceTasks:
+    async def test_a_task_lives_until_after_the_stopping_hook(self):
+        log: list = []
+        async with ActorSystem() as system:
+            ref = await system.spawn(Watcher, name="w", kwargs={"log": log, "fail": []})
+            await wait_until(lambda: log == ["watching"])
+            await system.stop(ref)
+            await wait_until(lambda: len(log) == 3)
+            assert log == ["watching", "stopping", "cancelled"]
+
+    async def test_a_failing_task_crashes_the_actor_which_restarts_with_a_new_task(self):
+        log: list = []
+        fail = anyio.Event()
+        async with ActorSystem() as system:
+            ref = await system.spawn(Watcher, name="w", kwargs={"log": log, "fail": [fail]})
+            await wait_until(lambda: log == ["watching"])
+            fail.set()
+            await wait_until(lambda: system.lookup("w")._cell.restarts == 1)
+            assert await ref.ask(Add(3)) == 3  # the fresh instance
+            crashes = [e for e in system.audit.events if e.code is ReasonCode.ACTOR_CRASHED]
+            assert len(crashes) == 1 and "task watch" in crashes[0].detail
+            await wait_until(lambda: log.count("watching") == 2)
+
+    async def test_a_handler_crash_cancels_the_instance_task(self):
+        log: list = []
+        async with ActorSystem() as system:
+            ref = await system.spawn(Watcher, name="w", kwargs={"log": log, "fail": []})
+            await wait_until(lambda: log == ["watching"])
+            with pytest.raises(ExoarmurError):
+                await ref.ask(Add(-1))
+            await wait_until(lambda: log.count("watching") == 2)
+            assert log[:2] == ["watching", "cancelled"]
