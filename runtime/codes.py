@@ -63,6 +63,14 @@ class ReasonCode(enum.StrEnum):
     KILL_SWITCH_ACTIVE = "KILL_SWITCH_ACTIVE"
     APPROVAL_REQUIRED = "APPROVAL_REQUIRED"
     KV_CONFLICT = "KV_CONFLICT"
+    KV_BUCKET_NOT_FOUND = "KV_BUCKET_NOT_FOUND"
+
+    # NATS (used by actors/): the connection is down or cannot deliver.
+    NATS_DISCONNECTED = "NATS_DISCONNECTED"
+    NATS_NO_RESPONDERS = "NATS_NO_RESPONDERS"
+    NATS_PERMISSION_DENIED = "NATS_PERMISSION_DENIED"
+    NATS_SLOW_CONSUMER = "NATS_SLOW_CONSUMER"
+    NATS_API_ERROR = "NATS_API_ERROR"
 
     # The process could not go on (printed by `exoarmur run` before a non-zero exit).
     FATAL = "FATAL"

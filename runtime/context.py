@@ -69,8 +69,14 @@ class ActorContext:
 
     @property
     def deadline(self) -> float | None:
-        env = self.envelope
+        """The deadline of the envelope this task handles (in a concurrent
+        handler, its own; see runtime/inflight.py)."""
+        env = self._here().envelope
         return None if env is None else env.deadline
+
+    def _here(self) -> ActorContext:
+        here = CURRENT.get()
+        return here if here is not None and here.cell is self.cell else self
 
     def now(self) -> float:
         return self.cell.system.now()
@@ -80,7 +86,8 @@ class ActorContext:
         crashing: it counts towards the breaker the supervisor keeps for this
         actor. Audited once, as kind "dependency_failed"."""
         cell = self.cell
-        cell.system.failure("dependency_failed", ReasonCode(code), path=cell.path, envelope=self.envelope, detail=detail)
+        envelope = self._here().envelope  # a concurrent handler's own, if this is one
+        cell.system.failure("dependency_failed", ReasonCode(code), path=cell.path, envelope=envelope, detail=detail)
         cell.failure_reported = True
         cell.parent.child_reported(cell, ReasonCode(code), detail)
 

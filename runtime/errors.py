@@ -47,7 +47,12 @@ class Overloaded(ExoarmurError):
     """The receiver has no room: the sender must slow down or retry later."""
 
     codes = frozenset(
-        {ReasonCode.OVERLOAD_MAILBOX_FULL, ReasonCode.OVERLOAD_SHED, ReasonCode.RATE_LIMITED}
+        {
+            ReasonCode.OVERLOAD_MAILBOX_FULL,
+            ReasonCode.OVERLOAD_SHED,
+            ReasonCode.RATE_LIMITED,
+            ReasonCode.NATS_SLOW_CONSUMER,
+        }
     )
 
 
@@ -72,7 +77,7 @@ class ActorCrashed(ExoarmurError, RuntimeError):
 class ActorNotFound(ExoarmurError, LookupError):
     """No actor lives at that path."""
 
-    codes = frozenset({ReasonCode.ACTOR_NOT_FOUND})
+    codes = frozenset({ReasonCode.ACTOR_NOT_FOUND, ReasonCode.KV_BUCKET_NOT_FOUND})
 
 
 class ActorUnavailable(ExoarmurError):
@@ -108,13 +113,21 @@ class DuplicateSuppressed(ExoarmurError):
 class Denied(ExoarmurError, PermissionError):
     """A gate refused the work."""
 
-    codes = frozenset({ReasonCode.KILL_SWITCH_ACTIVE, ReasonCode.APPROVAL_REQUIRED})
+    codes = frozenset(
+        {ReasonCode.KILL_SWITCH_ACTIVE, ReasonCode.APPROVAL_REQUIRED, ReasonCode.NATS_PERMISSION_DENIED}
+    )
 
 
 class Conflict(ExoarmurError):
     """A compare-and-set lost against a newer revision."""
 
     codes = frozenset({ReasonCode.KV_CONFLICT})
+
+
+class DependencyFailed(ExoarmurError, ConnectionError):
+    """A dependency (NATS, JetStream) is unreachable or answered with an error."""
+
+    codes = frozenset({ReasonCode.NATS_DISCONNECTED, ReasonCode.NATS_NO_RESPONDERS, ReasonCode.NATS_API_ERROR})
 
 
 class Fatal(ExoarmurError):
@@ -136,6 +149,7 @@ _FAMILIES: tuple[type[ExoarmurError], ...] = (
     DuplicateSuppressed,
     Denied,
     Conflict,
+    DependencyFailed,
     Fatal,
 )
 _CLASS_OF_CODE: dict[ReasonCode, type[ExoarmurError]] = {

@@ -1,0 +1,75 @@
+"""Calling asyncio code (nats-py) from an actor on any backend.
+
+On asyncio the call is a plain await. On trio it goes through a trio-asyncio
+loop that the calling actor keeps open for as long as its instance lives
+(`open_bridge`, run with `context.start_task`), and the loop is passed
+explicitly, so no context variable has to reach the task that calls.
+Cancellation crosses the bridge both ways: a trio cancel scope cancels the
+asyncio task it is waiting on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import sniffio
+
+from runtime.context import ActorContext
+
+__all__ = ["Bridge", "open_bridge"]
+
+T = TypeVar("T")
+
+
+class Bridge:
+    """Runs asyncio coroutine functions; `loop` is the trio-asyncio loop on trio."""
+
+    __slots__ = ("loop",)
+
+    def __init__(self, loop: Any = None) -> None:
+        self.loop = loop
+
+    async def call(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
+        if self.loop is None:
+            return await fn(*args, **kwargs)
+        import trio_asyncio
+
+        return await trio_asyncio.aio_as_trio(fn, loop=self.loop)(*args, **kwargs)
+
+    def actor_side(self, fn: Callable[..., T], /, *args: Any) -> T:
+        """Call runtime code (a tell, a failure report) from an asyncio callback.
+        On trio, sniffio says "asyncio" inside trio-asyncio's callbacks, and a
+        task spawned from there would get anyio's asyncio backend: the call
+        runs with sniffio saying "trio" again."""
+        if self.loop is None:
+            return fn(*args)
+        # trio-asyncio names the library in sniffio's thread-local while a
+        # callback runs; anyio reads it when a task is spawned.
+        previous, sniffio.thread_local.name = sniffio.thread_local.name, "trio"
+        try:
+            return fn(*args)
+        finally:
+            sniffio.thread_local.name = previous
+
+
+async def open_bridge(context: ActorContext) -> Bridge:
+    """The bridge for this actor instance: on trio a trio-asyncio loop held open
+    by a task of the instance (closed when the instance ends)."""
+    if sniffio.current_async_library() != "trio":
+        return Bridge()
+    import trio_asyncio
+
+    ready: list[Bridge] = []
+    opened = anyio.Event()
+
+    async def hold_loop() -> None:
+        async with trio_asyncio.open_loop() as loop:
+            ready.append(Bridge(loop))
+            opened.set()
+            await anyio.sleep_forever()
+
+    context.start_task(hold_loop)
+    await opened.wait()
+    return ready[0]

@@ -1,0 +1,586 @@
+"""The NATS connection as an actor: the only place a nats-py Client is touched.
+
+Every operation is a message, bounded by its envelope's deadline and failing
+with its own code (`TIMEOUT_NATS_PUBLISH`, `TIMEOUT_KV_PUT`, `KV_CONFLICT`,
+`NATS_DISCONNECTED`, ...; `actors/nats_errors.py`). Requests and JetStream
+calls are concurrent handlers (up to `concurrency` in flight); publishes are
+handled one at a time, so they reach the server in the order they were sent.
+
+nats-py's traps, and what this actor does about each:
+- a first connect with unlimited reconnects never returns: it is cut at the
+  NATS_CONNECT deadline (TIMEOUT_NATS_CONNECT; `started` fails, the
+  supervisor decides);
+- `flush_timeout=None` lets a full buffer block a publish forever: it is set;
+- a dead link is found after ping_interval x (max_outstanding_pings + 1):
+  seconds, not minutes;
+- a reconnect against a silent peer can hang for minutes (nats-py #671): a
+  watchdog aborts the stuck socket, and if the client is still stuck after
+  that, crashes the actor so its supervisor starts a fresh client;
+- `publish_async` futures that never resolve (#985): not used; every
+  JetStream call is a request bounded by the deadline;
+- permission errors reach only the error callback: they are counted and
+  audited (NATS_PERMISSION_DENIED);
+- a slow consumer drops messages: nats-py's pending limits are set per
+  subscription, deliveries go into the target actor's mailbox with
+  `tell_nowait`, and every drop is counted (NATS_SLOW_CONSUMER audited once per
+  burst).
+Connection loss and timeouts are reported to the supervisor's breaker
+(`context.report_failure`).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import attrs
+import nats
+from nats.js.api import KeyValueConfig
+from nats.js.errors import KeyNotFoundError, NoKeysError
+
+from actors.aio import Bridge, open_bridge
+from actors.nats_errors import DEPENDENCY_CODES, coded
+from runtime import Actor, ActorRef, ReasonCode, TimeoutCategory, handles, message
+from runtime.audit import AuditEvent
+from runtime.errors import ExoarmurError, error_for
+
+__all__ = [
+    "ConnectionOptions",
+    "Delivery",
+    "Flush",
+    "KvCreate",
+    "KvDelete",
+    "KvEntry",
+    "KvGet",
+    "KvKeys",
+    "KvOpen",
+    "KvPut",
+    "KvUpdate",
+    "NatsConnection",
+    "NatsStatistics",
+    "Publish",
+    "Request",
+    "Response",
+    "Statistics",
+    "Subscribe",
+    "Unsubscribe",
+]
+
+KV_OPERATION = "KV-Operation"
+
+
+@attrs.frozen(kw_only=True)
+class ConnectionOptions:
+    """How to reach NATS. Secrets are never part of a repr."""
+
+    urls: tuple[str, ...] = attrs.field(converter=tuple)
+    token: str | None = attrs.field(default=None, repr=False)
+    user: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    creds_file: str | None = None
+    nkeys_seed_file: str | None = None
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    name: str = "exoarmur"
+    ping_interval: float = 2.0
+    max_outstanding_pings: int = 2
+    reconnect_time_wait: float = 0.5
+    flush_timeout: float = 2.0
+    pending_size: int = 8 * 1024 * 1024
+    # The watchdog: a reconnect stuck longer than this gets its socket aborted.
+    stuck_after: float = 10.0
+
+    def client_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "servers": list(self.urls),
+            "name": self.name,
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,  # the watchdog and the breaker bound it
+            "reconnect_time_wait": self.reconnect_time_wait,
+            "ping_interval": self.ping_interval,
+            "max_outstanding_pings": self.max_outstanding_pings,
+            "flush_timeout": self.flush_timeout,
+            "pending_size": self.pending_size,
+        }
+        if self.token is not None:
+            kwargs["token"] = self.token
+        if self.user is not None:
+            kwargs["user"], kwargs["password"] = self.user, self.password
+        if self.creds_file is not None:
+            kwargs["user_credentials"] = self.creds_file
+        if self.nkeys_seed_file is not None:
+            kwargs["nkeys_seed"] = self.nkeys_seed_file
+        if self.tls_ca_file or self.tls_cert_file:
+            context = ssl.create_default_context(cafile=self.tls_ca_file)
+            if self.tls_cert_file:
+                context.load_cert_chain(self.tls_cert_file, self.tls_key_file)
+            kwargs["tls"] = context
+        return kwargs
+
+
+# ---- messages ----------------------------------------------------------------
+
+
+@message("exoarmur.nats.publish", timeout=TimeoutCategory.NATS_PUBLISH)
+class Publish:
+    subject: str
+    data: bytes
+    headers: dict[str, str] | None = None
+    reply: str = ""
+
+
+@message("exoarmur.nats.flush", timeout=TimeoutCategory.NATS_PUBLISH)
+class Flush:
+    """Until the server has everything published so far."""
+
+
+@message("exoarmur.nats.request", timeout=TimeoutCategory.NATS_REQUEST)
+class Request:
+    subject: str
+    data: bytes
+    headers: dict[str, str] | None = None
+
+
+@attrs.frozen
+class Response:
+    data: bytes
+    headers: dict[str, str] | None
+
+
+@message("exoarmur.nats.subscribe", timeout=TimeoutCategory.NATS_SUBSCRIBE)
+class Subscribe:
+    """Deliver what arrives on `subject` to the actor at `target` as Delivery
+    tells; past `pending_msgs` waiting in nats-py, messages are dropped and
+    counted. Answers the subscription id."""
+
+    subject: str
+    target: str
+    queue: str = ""
+    pending_msgs: int = 10_000
+    pending_bytes: int = 64 * 1024 * 1024
+
+
+@message("exoarmur.nats.unsubscribe", timeout=TimeoutCategory.NATS_SUBSCRIBE)
+class Unsubscribe:
+    sid: int
+
+
+@message("exoarmur.nats.delivery", timeout=TimeoutCategory.NATS_SUBSCRIBE)
+class Delivery:
+    sid: int
+    subject: str
+    data: bytes
+    headers: dict[str, str] | None = None
+    reply: str = ""
+
+
+@message("exoarmur.nats.statistics")
+class Statistics:
+    pass
+
+
+@attrs.frozen(kw_only=True)
+class NatsStatistics:
+    connected: bool
+    reconnects: int
+    disconnects: int
+    aborted_sockets: int
+    permission_errors: int
+    slow_consumer_drops: int  # nats-py's own (pending limits)
+    mailbox_drops: int  # the target's mailbox refused a delivery
+    subscriptions: int
+
+
+# KV (the KvBucket actor sends these; they run here, on this client).
+
+
+@message("exoarmur.kv.open", timeout=TimeoutCategory.KV_CREATE)
+class KvOpen:
+    """Create the bucket if absent (with these settings), else open it."""
+
+    bucket: str
+    replicas: int = 1
+    history: int = 1
+
+
+@message("exoarmur.kv.get", timeout=TimeoutCategory.KV_GET)
+class KvGet:
+    bucket: str
+    key: str
+
+
+@attrs.frozen
+class KvEntry:
+    key: str
+    value: bytes
+    revision: int
+
+
+@message("exoarmur.kv.put", timeout=TimeoutCategory.KV_PUT)
+class KvPut:
+    bucket: str
+    key: str
+    value: bytes
+
+
+@message("exoarmur.kv.create", timeout=TimeoutCategory.KV_PUT)
+class KvCreate:
+    bucket: str
+    key: str
+    value: bytes
+
+
+@message("exoarmur.kv.update", timeout=TimeoutCategory.KV_PUT)
+class KvUpdate:
+    bucket: str
+    key: str
+    value: bytes
+    last: int
+
+
+@message("exoarmur.kv.delete", timeout=TimeoutCategory.KV_DELETE)
+class KvDelete:
+    bucket: str
+    key: str
+    last: int | None = None
+
+
+@message("exoarmur.kv.keys", timeout=TimeoutCategory.KV_GET)
+class KvKeys:
+    bucket: str
+
+
+# ---- the actor -------------------------------------------------------------------
+
+
+@attrs.define
+class _Subscription:
+    spec: Subscribe
+    target: ActorRef
+    handle: Any = None  # nats-py's Subscription on the current client
+    dropped: int = 0
+
+
+class NatsConnection(Actor):
+    mailbox_capacity = 10_000
+    concurrency = 256
+
+    def __init__(self, *, options: ConnectionOptions | None = None, server: str | None = None) -> None:
+        """`options`, or `server`: the path of an EmbeddedNatsServer to ask."""
+        if (options is None) == (server is None):
+            raise error_for(ReasonCode.CONFIG_INVALID, "NatsConnection needs exactly one of options= or server=")
+        self.options = options
+        self.server = server
+        self.bridge = Bridge()
+        self.nc: Any = None
+        self._subscriptions: dict[int, _Subscription] = {}
+        self._kv: dict[str, Any] = {}
+        self.reconnects = self.disconnects = self.aborted = self.permission_errors = 0
+        self.slow_consumer_drops = self.mailbox_drops = 0
+
+    # ---- lifecycle -------------------------------------------------------------
+
+    async def started(self) -> None:
+        system = self.context.system
+        if self.options is None:
+            from actors.nats_server import ServerInfo
+
+            endpoint = await system.lookup(self.server).ask(ServerInfo())
+            self.options = ConnectionOptions(urls=endpoint.urls, token=endpoint.token)
+        self.bridge = await open_bridge(self.context)
+        deadline = system.now() + system.timeouts.seconds[TimeoutCategory.NATS_CONNECT]
+        self.nc = await self._connect(deadline)
+        self.context.start_task(self._watchdog)
+
+    async def _connect(self, deadline: float) -> Any:
+        assert self.options is not None
+        kwargs = self.options.client_kwargs()
+        kwargs.update(
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+            connect_timeout=max(min(2.0, deadline - self.context.now()), 0.1),
+        )
+        with anyio.move_on_after(max(deadline - self.context.now(), 0.0)) as scope:
+            try:
+                return await self.bridge.call(nats.connect, **kwargs)
+            except Exception as exc:
+                error = coded(exc, timeout=ReasonCode.TIMEOUT_NATS_CONNECT)
+                if error is None:
+                    raise
+                raise error from None
+        assert scope.cancelled_caught
+        raise error_for(ReasonCode.TIMEOUT_NATS_CONNECT, f"no connection to {', '.join(self.options.urls)}")
+
+    async def stopping(self) -> None:
+        nc, self.nc = self.nc, None
+        if nc is None:
+            return
+        with anyio.move_on_after(max(self.options.flush_timeout, 1.0) if self.options else 1.0):
+            try:
+                await self.bridge.call(nc.drain)
+            except Exception:  # noqa: BLE001 - drain failing is why close follows
+                pass
+        await self._close(nc)
+
+    async def _close(self, nc: Any) -> None:
+        """Close within a second; a close stuck on a silent peer aborts the socket."""
+        if nc.is_closed:
+            return
+        with anyio.move_on_after(1.0):
+            try:
+                await self.bridge.call(nc.close)
+            except Exception:  # noqa: BLE001 - closing is best effort; the socket goes below
+                pass
+        if not nc.is_closed or _transport(nc) is not None:
+            _abort(nc)
+
+    def _current(self) -> bool:
+        """Callbacks of a client this instance no longer owns are ignored."""
+        return self.context.cell.actor is self and self.nc is not None
+
+    # ---- the watchdog (nats-py #671) --------------------------------------------
+
+    async def _watchdog(self) -> None:
+        assert self.options is not None
+        stuck_since: float | None = None
+        aborted_at: float | None = None
+        while True:
+            await anyio.sleep(self.options.ping_interval)
+            nc = self.nc
+            if nc is None:
+                return
+            now = self.context.now()
+            if not nc.is_reconnecting:
+                stuck_since = aborted_at = None
+                continue
+            stuck_since = stuck_since if stuck_since is not None else now
+            if aborted_at is None and now - stuck_since >= self.options.stuck_after:
+                self.aborted += 1
+                aborted_at = now
+                _abort(nc)
+            elif aborted_at is not None and now - aborted_at >= self.options.stuck_after:
+                self.nc = None
+                await self._close(nc)
+                raise ConnectionError("nats client stuck reconnecting after its socket was aborted")
+
+    # ---- callbacks (they run on the asyncio side) -------------------------------
+
+    async def _on_error(self, exc: Exception) -> None:
+        if self._current():
+            self.bridge.actor_side(self._error, exc)
+
+    def _error(self, exc: Exception) -> None:
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            self.slow_consumer_drops += 1
+            if self.slow_consumer_drops & (self.slow_consumer_drops - 1) == 0:  # 1, 2, 4, 8, ...
+                self._audit(ReasonCode.NATS_SLOW_CONSUMER, f"{self.slow_consumer_drops} dropped so far")
+        elif "permissions violation" in str(exc):
+            self.permission_errors += 1
+            self._audit(ReasonCode.NATS_PERMISSION_DENIED, str(exc))
+
+    async def _on_disconnected(self) -> None:
+        if self._current():
+            self.disconnects += 1
+            self.bridge.actor_side(self.context.report_failure, ReasonCode.NATS_DISCONNECTED, "connection lost")
+
+    async def _on_reconnected(self) -> None:
+        if self._current():
+            self.reconnects += 1
+
+    def _audit(self, code: ReasonCode, detail: str) -> None:
+        system = self.context.system
+        system.audit.emit(AuditEvent(kind="nats", code=code, at=system.now(), path=self.context.path, detail=detail))
+
+    # ---- calls -------------------------------------------------------------------
+
+    async def _call(self, code: ReasonCode, fn: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any) -> Any:
+        """Call nats-py; its exceptions become coded errors, and the dependency
+        failures among them are reported to the breaker."""
+        try:
+            return await self.bridge.call(fn, *args, **kwargs)
+        except Exception as exc:
+            error = coded(exc, timeout=code)
+            if error is None:
+                raise
+            if error.code in DEPENDENCY_CODES:
+                self.context.report_failure(error.code, error.detail)
+            raise error from None
+
+    def _client(self) -> Any:
+        if self.nc is None or self.nc.is_closed:
+            raise error_for(ReasonCode.NATS_DISCONNECTED, "no client")
+        return self.nc
+
+    def _remaining(self) -> float:
+        deadline = self.context.deadline
+        return max((deadline if deadline is not None else self.context.now()) - self.context.now(), 0.001)
+
+    @handles(Publish)
+    async def publish(self, m: Publish) -> None:
+        nc = self._client()
+        await self._call(ReasonCode.TIMEOUT_NATS_PUBLISH, nc.publish, m.subject, m.data, reply=m.reply, headers=m.headers)
+
+    @handles(Flush)
+    async def flush(self, m: Flush) -> None:
+        nc = self._client()
+        await self._call(ReasonCode.TIMEOUT_NATS_PUBLISH, nc.flush, timeout=self._remaining())
+
+    @handles(Request, concurrent=True)
+    async def request(self, m: Request) -> Response:
+        nc = self._client()
+        msg = await self._call(
+            ReasonCode.TIMEOUT_NATS_REQUEST, nc.request, m.subject, m.data, timeout=self._remaining(), headers=m.headers
+        )
+        return Response(msg.data, dict(msg.headers) if msg.headers else None)
+
+    @handles(Subscribe)
+    async def subscribe(self, m: Subscribe) -> int:
+        target = self.context.system.lookup(m.target)
+        record = _Subscription(m, target)
+        await self._attach(record)
+        await self._call(ReasonCode.TIMEOUT_NATS_SUBSCRIBE, self._client().flush, timeout=self._remaining())
+        sid = int(record.handle._id)
+        self._subscriptions[sid] = record
+        return sid
+
+    async def _attach(self, record: _Subscription) -> None:
+        spec = record.spec
+
+        async def deliver(msg: Any) -> None:  # runs on the asyncio side; never blocks
+            self.bridge.actor_side(handle, msg)
+
+        def handle(msg: Any) -> None:
+            try:
+                record.target.tell_nowait(
+                    Delivery(
+                        sid=int(msg._sid),
+                        subject=msg.subject,
+                        data=msg.data,
+                        headers=dict(msg.headers) if msg.headers else None,
+                        reply=msg.reply or "",
+                    )
+                )
+            except ExoarmurError as exc:
+                record.dropped += 1
+                self.mailbox_drops += 1
+                if record.dropped & (record.dropped - 1) == 0:  # 1, 2, 4, 8, ...: audited per burst
+                    self._audit(ReasonCode.NATS_SLOW_CONSUMER, f"{spec.subject} -> {spec.target}: {exc.code}")
+
+        record.handle = await self._call(
+            ReasonCode.TIMEOUT_NATS_SUBSCRIBE,
+            self._client().subscribe,
+            spec.subject,
+            queue=spec.queue,
+            cb=deliver,
+            pending_msgs_limit=spec.pending_msgs,
+            pending_bytes_limit=spec.pending_bytes,
+        )
+
+    @handles(Unsubscribe)
+    async def unsubscribe(self, m: Unsubscribe) -> None:
+        record = self._subscriptions.pop(m.sid, None)
+        if record is not None and record.handle is not None:
+            await self._call(ReasonCode.TIMEOUT_NATS_SUBSCRIBE, record.handle.unsubscribe)
+
+    @handles(Statistics)
+    def statistics(self, m: Statistics) -> NatsStatistics:
+        return NatsStatistics(
+            connected=self.nc is not None and self.nc.is_connected,
+            reconnects=self.reconnects,
+            disconnects=self.disconnects,
+            aborted_sockets=self.aborted,
+            permission_errors=self.permission_errors,
+            slow_consumer_drops=self.slow_consumer_drops,
+            mailbox_drops=self.mailbox_drops,
+            subscriptions=len(self._subscriptions),
+        )
+
+    # ---- KV ------------------------------------------------------------------------
+
+    async def _bucket(self, name: str) -> Any:
+        kv = self._kv.get(name)
+        if kv is None:
+            js = self._client().jetstream(timeout=self._remaining())
+            kv = await self._call(ReasonCode.TIMEOUT_KV_GET, js.key_value, name)
+            self._kv[name] = kv
+        return kv
+
+    @handles(KvOpen, concurrent=True)
+    async def kv_open(self, m: KvOpen) -> None:
+        js = self._client().jetstream(timeout=self._remaining())
+        try:
+            kv = await self._call(ReasonCode.TIMEOUT_KV_CREATE, js.key_value, m.bucket)
+        except ExoarmurError as exc:
+            if exc.code is not ReasonCode.KV_BUCKET_NOT_FOUND:
+                raise
+            config = KeyValueConfig(bucket=m.bucket, replicas=m.replicas, history=m.history)
+            kv = await self._call(ReasonCode.TIMEOUT_KV_CREATE, js.create_key_value, config)
+        self._kv[m.bucket] = kv
+
+    @handles(KvGet, concurrent=True)
+    async def kv_get(self, m: KvGet) -> KvEntry | None:
+        """The latest value, read from the stream leader (never a direct get,
+        which any replica may answer stale); None if absent or deleted."""
+        await self._bucket(m.bucket)
+        js = self._client().jetstream(timeout=self._remaining())
+        try:
+            msg = await self._call(
+                ReasonCode.TIMEOUT_KV_GET, js.get_msg, f"KV_{m.bucket}", subject=f"$KV.{m.bucket}.{m.key}", direct=False
+            )
+        except ExoarmurError as exc:
+            if isinstance(exc.__context__, KeyNotFoundError) or "no message found" in exc.detail:
+                return None
+            raise
+        if msg.headers and msg.headers.get(KV_OPERATION) in ("DEL", "PURGE"):
+            return None
+        return KvEntry(m.key, msg.data or b"", msg.seq)
+
+    @handles(KvPut, concurrent=True)
+    async def kv_put(self, m: KvPut) -> int:
+        kv = await self._bucket(m.bucket)
+        return await self._call(ReasonCode.TIMEOUT_KV_PUT, kv.put, m.key, m.value)
+
+    @handles(KvCreate, concurrent=True)
+    async def kv_create(self, m: KvCreate) -> int:
+        kv = await self._bucket(m.bucket)
+        return await self._call(ReasonCode.TIMEOUT_KV_PUT, kv.create, m.key, m.value)
+
+    @handles(KvUpdate, concurrent=True)
+    async def kv_update(self, m: KvUpdate) -> int:
+        kv = await self._bucket(m.bucket)
+        return await self._call(ReasonCode.TIMEOUT_KV_PUT, kv.update, m.key, m.value, last=m.last)
+
+    @handles(KvDelete, concurrent=True)
+    async def kv_delete(self, m: KvDelete) -> None:
+        kv = await self._bucket(m.bucket)
+        await self._call(ReasonCode.TIMEOUT_KV_DELETE, kv.delete, m.key, last=m.last)
+
+    @handles(KvKeys, concurrent=True)
+    async def kv_keys(self, m: KvKeys) -> list[str]:
+        kv = await self._bucket(m.bucket)
+        try:
+            return sorted(await self.bridge.call(kv.keys))
+        except NoKeysError:
+            return []
+        except Exception as exc:
+            error = coded(exc, timeout=ReasonCode.TIMEOUT_KV_GET)
+            if error is None:
+                raise
+            raise error from None
+
+
+def _transport(nc: Any) -> Any:
+    writer = getattr(getattr(nc, "_transport", None), "_io_writer", None)
+    return getattr(writer, "transport", None)
+
+
+def _abort(nc: Any) -> None:
+    """Drop the socket now (nats-py has no public way): a reconnect or close
+    stuck writing to a silent peer then moves on."""
+    transport = _transport(nc)
+    if transport is not None:
+        transport.abort()
