@@ -231,7 +231,7 @@ class ServerProcess:
             return  # the pid is someone else's now
         os.kill(pid, signal.SIGKILL)
         with anyio.move_on_after(5.0):
-            while Path(f"/proc/{pid}").exists():
+            while not _gone(pid):
                 await anyio.sleep(0.01)
         pid_file.unlink(missing_ok=True)
 
@@ -270,6 +270,15 @@ class ServerProcess:
             return "(no log)"
         text = path.read_text(errors="replace").splitlines()[-lines:]
         return " | ".join(text).replace(self.token, "***")
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie its parent has not reaped yet."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state == "Z"
 
 
 def _port_of(url: str) -> int:

