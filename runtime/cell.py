@@ -174,13 +174,23 @@ class ActorCell:
         self.state = to
 
     async def run_started(self) -> None:
-        """Run the `started` hook under the DEFAULT deadline (crash -> ActorCrashed)."""
+        """Run the `started` hook under the DEFAULT deadline. A coded error it
+        raises keeps its code; any other exception is ACTOR_CRASHED."""
         if not self.actor_type._has_started:
             return
         seconds = self.system.timeouts.seconds[TimeoutCategory.DEFAULT]
         with anyio.CancelScope(deadline=self.system.now() + seconds) as scope:
             try:
                 await self.actor.started()
+            except ExoarmurError as exc:
+                if isinstance(exc, ActorCrashed):
+                    raise self.system.failure(
+                        "crashed", exc.code, path=self.path, detail=f"started: {exc.detail}"
+                    ) from exc
+                # A coded failure keeps its code (TIMEOUT_NATS_CONNECT says more
+                # than ACTOR_CRASHED); audited once, here.
+                self.system.audit_error(exc, kind="crashed", path=self.path, envelope=None)
+                raise
             except Exception as exc:
                 raise self.system.failure(
                     "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, detail=f"started: {exc!r}"

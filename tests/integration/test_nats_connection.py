@@ -1,0 +1,243 @@
+"""NatsConnection against real servers: every operation ends with a result or its
+code within its deadline; deliveries are bounded; KV compare-and-set; a server
+killed and restarted is reported and survived."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from actors.nats_connection import (
+    Delivery,
+    Flush,
+    KvCreate,
+    KvDelete,
+    KvGet,
+    KvKeys,
+    KvOpen,
+    KvPut,
+    KvUpdate,
+    NatsConnection,
+    Publish,
+    Request,
+    Statistics,
+    Subscribe,
+    Unsubscribe,
+)
+from actors.nats_connection import ConnectionOptions
+from runtime import Actor, ActorSystem, ExoarmurError, Overflow, ReasonCode, TimeoutCategory, TimeoutPolicy, handles
+from tests.integration.support import connect, eventually, running_server
+
+pytestmark = pytest.mark.anyio
+
+
+class Sink(Actor):
+    def __init__(self, *, got: list) -> None:
+        self.got = got
+
+    @handles(Delivery)
+    def delivery(self, m: Delivery) -> None:
+        self.got.append(m)
+
+
+class TinySink(Sink):
+    mailbox_capacity = 5
+    overflow = Overflow.REJECT
+
+
+class Echo(Actor):
+    """Answers each delivery on its reply subject, through the connection."""
+
+    @handles(Delivery)
+    async def delivery(self, m: Delivery) -> None:
+        await self.context.system.lookup("nats").tell(Publish(m.reply, b"echo:" + m.data))
+
+
+async def code_of(awaitable) -> ReasonCode:
+    with pytest.raises(ExoarmurError) as caught:
+        await awaitable
+    return caught.value.code
+
+
+class TestPublishSubscribe:
+    async def test_deliveries_arrive_in_order_in_the_target_mailbox(self, tmp_path):
+        got: list = []
+        async with running_server(tmp_path) as server, ActorSystem() as system:
+            await system.spawn(Sink, name="sink", kwargs={"got": got})
+            conn = await connect(system, server)
+            sid = await conn.ask(Subscribe("orders.*", "sink"))
+            for i in range(200):
+                await conn.tell(Publish(f"orders.{i % 3}", str(i).encode()))
+            await conn.ask(Flush())
+            await eventually(lambda: len(got) == 200)
+            assert [int(m.data) for m in got] == list(range(200))
+            assert {m.sid for m in got} == {sid}
+            await conn.ask(Unsubscribe(sid))
+            await conn.ask(Publish("orders.0", b"late"))
+            await conn.ask(Flush())
+            await anyio.sleep(0.1)
+            assert len(got) == 200
+
+    async def test_a_full_mailbox_drops_deliveries_counts_them_and_memory_stays_bounded(self, tmp_path):
+        got: list = []
+        async with running_server(tmp_path) as server, ActorSystem() as system:
+            await system.spawn(TinySink, name="sink", kwargs={"got": got})
+            conn = await connect(system, server)
+            await conn.ask(Subscribe("flood", "sink"))
+            for i in range(500):
+                await conn.tell(Publish("flood", b"x"))
+            await conn.ask(Flush())
+
+            async def settled() -> bool:
+                stats = await conn.ask(Statistics())
+                return stats.mailbox_drops + len(got) == 500
+
+            with anyio.fail_after(10):
+                while not await settled():
+                    await anyio.sleep(0.05)
+            stats = await conn.ask(Statistics())
+            assert stats.mailbox_drops > 0 and len(got) < 500
+            slow = [e for e in system.audit.events if e.code is ReasonCode.NATS_SLOW_CONSUMER]
+            assert 1 <= len(slow) <= stats.mailbox_drops.bit_length()  # once per burst, not per message
+
+
+class TestRequest:
+    async def test_request_reply_through_an_actor(self, tmp_path):
+        async with running_server(tmp_path) as server, ActorSystem() as system:
+            await system.spawn(Echo, name="echo")
+            conn = await connect(system, server)
+            await conn.ask(Subscribe("svc.echo", "echo"))
+            response = await conn.ask(Request("svc.echo", b"hi"))
+            assert response.data == b"echo:hi"
+
+    async def test_no_responders_is_coded_at_once(self, tmp_path):
+        async with running_server(tmp_path) as server, ActorSystem() as system:
+            conn = await connect(system, server)
+            started = anyio.current_time()
+            assert await code_of(conn.ask(Request("nobody.home", b"?"), timeout=5)) is ReasonCode.NATS_NO_RESPONDERS
+            assert anyio.current_time() - started < 1.0
+
+    async def test_an_unanswered_request_ends_at_its_deadline_with_its_code(self, tmp_path):
+        got: list = []
+        async with running_server(tmp_path) as server, ActorSystem() as system:
+            await system.spawn(Sink, name="sink", kwargs={"got": got})  # receives, never answers
+            conn = await connect(system, server)
+            await conn.ask(Subscribe("svc.silent", "sink"))
+            started = anyio.current_time()
+            code = await code_of(conn.ask(Request("svc.silent", b"?"), timeout=0.5))
+            elapsed = anyio.current_time() - started
+            assert code is ReasonCode.TIMEOUT_NATS_REQUEST
+            assert 0.45 <= elapsed <= 0.55  # within 10% of the deadline
+
+    async def test_requests_run_concurrently(self, tmp_path):
+        """64 requests in flight at once through one connection actor."""
+        async with running_server(tmp_path) as server, ActorSystem() as system:
+            await system.spawn(Echo, name="echo")
+            conn = await connect(system, server)
+            await conn.ask(Subscribe("svc.echo", "echo"))
+            answers: dict[int, bytes] = {}
+
+            async def one(i: int) -> None:
+                answers[i] = (await conn.ask(Request("svc.echo", str(i).encode()))).data
+
+            async with anyio.create_task_group() as tg:
+                for i in range(64):
+                    tg.start_soon(one, i)
+            assert answers == {i: b"echo:" + str(i).encode() for i in range(64)}
+
+
+class TestConnect:
+    async def test_nothing_listening_fails_start_with_timeout_nats_connect_by_its_deadline(self, tmp_path):
+        timeouts = TimeoutPolicy.with_overrides({"NATS_CONNECT": 1.0})
+        async with running_server(tmp_path) as server:
+            url = server.url
+        async with ActorSystem(timeouts=timeouts) as system:
+            started = anyio.current_time()
+            options = ConnectionOptions(urls=[url], token="t", reconnect_time_wait=0.1)
+            with pytest.raises(ExoarmurError) as caught:
+                await system.spawn(NatsConnection, name="nats", kwargs={"options": options})
+            elapsed = anyio.current_time() - started
+            assert caught.value.code is ReasonCode.TIMEOUT_NATS_CONNECT
+            assert elapsed <= 1.1
+
+    def test_options_never_show_secrets(self):
+        options = ConnectionOptions(urls=["nats://127.0.0.1:1"], token="sekret-token", user="u", password="pw-secret")
+        assert "sekret-token" not in repr(options) and "pw-secret" not in repr(options)
+
+
+class TestKv:
+    async def test_put_get_create_update_delete_keys_with_compare_and_set(self, tmp_path):
+        async with running_server(tmp_path) as server, ActorSystem() as system:
+            conn = await connect(system, server)
+            await conn.ask(KvOpen("intents"))
+            await conn.ask(KvOpen("intents"))  # opening again is fine
+            assert await conn.ask(KvGet("intents", "a")) is None
+            assert await conn.ask(KvKeys("intents")) == []
+            r1 = await conn.ask(KvCreate("intents", "a", b"1"))
+            assert await code_of(conn.ask(KvCreate("intents", "a", b"again"))) is ReasonCode.KV_CONFLICT
+            entry = await conn.ask(KvGet("intents", "a"))
+            assert (entry.value, entry.revision) == (b"1", r1)
+            r2 = await conn.ask(KvUpdate("intents", "a", b"2", last=r1))
+            assert r2 > r1
+            assert await code_of(conn.ask(KvUpdate("intents", "a", b"stale", last=r1))) is ReasonCode.KV_CONFLICT
+            assert await code_of(conn.ask(KvDelete("intents", "a", last=r1))) is ReasonCode.KV_CONFLICT
+            await conn.ask(KvPut("intents", "b", b"x"))
+            assert await conn.ask(KvKeys("intents")) == ["a", "b"]
+            await conn.ask(KvDelete("intents", "a", last=r2))
+            assert await conn.ask(KvGet("intents", "a")) is None
+            assert await conn.ask(KvKeys("intents")) == ["b"]
+            assert (await conn.ask(KvGet("intents", "b"))).value == b"x"
+
+    async def test_a_missing_bucket_is_coded(self, tmp_path):
+        async with running_server(tmp_path) as server, ActorSystem() as system:
+            conn = await connect(system, server)
+            assert await code_of(conn.ask(KvGet("nope", "k"))) is ReasonCode.KV_BUCKET_NOT_FOUND
+
+    async def test_64_concurrent_puts_all_acknowledged_and_readable(self, tmp_path):
+        async with running_server(tmp_path) as server, ActorSystem() as system:
+            conn = await connect(system, server)
+            await conn.ask(KvOpen("many"))
+            revisions: dict[int, int] = {}
+
+            async def put(i: int) -> None:
+                revisions[i] = await conn.ask(KvPut("many", f"k{i}", str(i).encode()))
+
+            async with anyio.create_task_group() as tg:
+                for i in range(64):
+                    tg.start_soon(put, i)
+            assert sorted(revisions.values()) == list(range(1, 65))
+            for i in range(64):
+                assert (await conn.ask(KvGet("many", f"k{i}"))).value == str(i).encode()
+
+
+class TestServerLoss:
+    async def test_a_killed_server_is_reported_then_survived_and_acknowledged_writes_are_kept(self, tmp_path):
+        """SIGKILL mid-traffic: every put ends with a revision or a code within its
+        deadline, the loss reaches the supervisor as NATS_DISCONNECTED, the client
+        reconnects to the restarted server, and every acknowledged put is readable."""
+        async with ActorSystem() as system:
+            async with running_server(tmp_path) as server:
+                conn = await connect(system, server)
+                await conn.ask(KvOpen("durable"))
+                acknowledged: dict[str, int] = {}
+                for i in range(20):
+                    acknowledged[f"k{i}"] = await conn.ask(KvPut("durable", f"k{i}", b"v"))
+                server.kill()
+                await server.wait()
+                outcomes = []
+                for i in range(20, 30):
+                    started = anyio.current_time()
+                    try:
+                        acknowledged[f"k{i}"] = await conn.ask(KvPut("durable", f"k{i}", b"v"), timeout=0.3)
+                        outcomes.append("ok")
+                    except ExoarmurError as exc:
+                        outcomes.append(exc.code)
+                    assert anyio.current_time() - started <= 0.3 * 1.1 + 0.05
+                assert set(outcomes) <= {ReasonCode.TIMEOUT_KV_PUT, ReasonCode.NATS_DISCONNECTED, "ok"}
+                reported = [e for e in system.audit.events if e.kind == "dependency_failed"]
+                assert any(e.code is ReasonCode.NATS_DISCONNECTED for e in reported)
+            async with running_server(tmp_path):
+                await eventually(lambda: conn._cell.actor.reconnects >= 1)
+                for key, revision in acknowledged.items():
+                    entry = await conn.ask(KvGet("durable", key))
+                    assert entry is not None and entry.revision == revision
