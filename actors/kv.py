@@ -1,0 +1,119 @@
+"""A JetStream KV bucket as an actor: one per bucket.
+
+It opens (creates if absent) its bucket when it starts, and answers get, put,
+create, update (compare-and-set on the revision), delete (optionally CAS) and
+keys. The work runs on the NatsConnection actor named by `connection`, the only
+owner of the nats-py client; this actor gives the bucket a path of its own, so
+its supervisor keeps a breaker for it: a store that cannot be reached fails
+callers with a code within their deadline, and after enough of those the
+breaker opens and they fail fast with BREAKER_OPEN. There is no in-memory
+fallback. Reads go to the stream leader, so a read that decides an outcome
+sees the latest acknowledged write.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors.nats_connection import KvCreate, KvDelete, KvEntry, KvGet, KvKeys, KvOpen, KvPut, KvUpdate
+from actors.nats_errors import DEPENDENCY_CODES
+from runtime import Actor, ActorRef, TimeoutCategory, handles, message
+from runtime.errors import ExoarmurError
+
+HOP_SHARE = 0.9
+
+__all__ = ["Create", "Delete", "Get", "KvBucket", "Keys", "Put", "Update"]
+
+
+@message("exoarmur.bucket.get", timeout=TimeoutCategory.KV_GET)
+class Get:
+    key: str
+
+
+@message("exoarmur.bucket.put", timeout=TimeoutCategory.KV_PUT)
+class Put:
+    key: str
+    value: bytes
+
+
+@message("exoarmur.bucket.create", timeout=TimeoutCategory.KV_PUT)
+class Create:
+    """Put only if the key is absent (or deleted); KV_CONFLICT otherwise."""
+
+    key: str
+    value: bytes
+
+
+@message("exoarmur.bucket.update", timeout=TimeoutCategory.KV_PUT)
+class Update:
+    """Put only if the key's revision is still `last`; KV_CONFLICT otherwise."""
+
+    key: str
+    value: bytes
+    last: int
+
+
+@message("exoarmur.bucket.delete", timeout=TimeoutCategory.KV_DELETE)
+class Delete:
+    key: str
+    last: int | None = None
+
+
+@message("exoarmur.bucket.keys", timeout=TimeoutCategory.KV_GET)
+class Keys:
+    pass
+
+
+class KvBucket(Actor):
+    mailbox_capacity = 10_000
+    concurrency = 256
+
+    def __init__(self, *, bucket: str, connection: str, replicas: int = 1, history: int = 1) -> None:
+        self.bucket = bucket
+        self.connection_path = connection
+        self.replicas = replicas
+        self.history = history
+        self.connection: ActorRef | None = None
+
+    async def started(self) -> None:
+        self.connection = self.context.system.lookup(self.connection_path)
+        await self.connection.ask(KvOpen(self.bucket, replicas=self.replicas, history=self.history))
+
+    async def _on_connection(self, message: Any) -> Any:
+        """Ask the connection; a dependency failure also counts towards this
+        bucket's breaker (the connection's own supervisor counts it too)."""
+        assert self.connection is not None
+        now, deadline = self.context.now(), self.context.deadline
+        assert deadline is not None
+        # The hop gets most of the time left, so its failure comes back (and is
+        # counted) before this handler's own deadline cuts it.
+        try:
+            return await self.connection.ask(message, deadline=now + (deadline - now) * HOP_SHARE)
+        except ExoarmurError as exc:
+            if exc.code in DEPENDENCY_CODES:
+                self.context.report_failure(exc.code, exc.detail)
+            raise
+
+    @handles(Get, concurrent=True)
+    async def get(self, m: Get) -> KvEntry | None:
+        return await self._on_connection(KvGet(self.bucket, m.key))
+
+    @handles(Put, concurrent=True)
+    async def put(self, m: Put) -> int:
+        return await self._on_connection(KvPut(self.bucket, m.key, m.value))
+
+    @handles(Create, concurrent=True)
+    async def create(self, m: Create) -> int:
+        return await self._on_connection(KvCreate(self.bucket, m.key, m.value))
+
+    @handles(Update, concurrent=True)
+    async def update(self, m: Update) -> int:
+        return await self._on_connection(KvUpdate(self.bucket, m.key, m.value, m.last))
+
+    @handles(Delete, concurrent=True)
+    async def delete(self, m: Delete) -> None:
+        await self._on_connection(KvDelete(self.bucket, m.key, m.last))
+
+    @handles(Keys, concurrent=True)
+    async def keys(self, m: Keys) -> list[str]:
+        return await self._on_connection(KvKeys(self.bucket))

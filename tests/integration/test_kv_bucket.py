@@ -1,0 +1,72 @@
+"""KvBucket: one actor per bucket, CAS answered with codes, and a store that
+goes away opens the bucket's breaker instead of hanging or falling back."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from actors.kv import Create, Delete, Get, KvBucket, Keys, Put, Update
+from runtime import ActorSystem, ExoarmurError, ReasonCode
+from supervisors import BreakerPolicy, ChildSpec, Strategy, Supervisor, SupervisorSpec
+from tests.integration.support import connect, eventually, running_server
+
+pytestmark = pytest.mark.anyio
+
+
+async def code_of(awaitable) -> ReasonCode:
+    with pytest.raises(ExoarmurError) as caught:
+        await awaitable
+    return caught.value.code
+
+
+async def spawn_bucket(system: ActorSystem, *, breaker: BreakerPolicy | None = None):
+    spec = SupervisorSpec(
+        Strategy.ONE_FOR_ONE,
+        children=(
+            ChildSpec("intents", KvBucket, kwargs={"bucket": "intents", "connection": "nats"}, breaker=breaker),
+        ),
+    )
+    await system.spawn(Supervisor, name="store", kwargs={"spec": spec})
+    return system.lookup("store/intents")
+
+
+async def test_the_bucket_answers_with_revisions_and_codes(tmp_path):
+    async with running_server(tmp_path) as server, ActorSystem() as system:
+        await connect(system, server)
+        bucket = await spawn_bucket(system)
+        r1 = await bucket.ask(Create("i-1", b"RECEIVED"))
+        assert await code_of(bucket.ask(Create("i-1", b"RECEIVED"))) is ReasonCode.KV_CONFLICT
+        r2 = await bucket.ask(Update("i-1", b"APPROVED", last=r1))
+        assert await code_of(bucket.ask(Update("i-1", b"DENIED", last=r1))) is ReasonCode.KV_CONFLICT
+        entry = await bucket.ask(Get("i-1"))
+        assert (entry.value, entry.revision) == (b"APPROVED", r2)
+        await bucket.ask(Put("i-2", b"RECEIVED"))
+        assert await bucket.ask(Keys()) == ["i-1", "i-2"]
+        await bucket.ask(Delete("i-2"))
+        assert await bucket.ask(Get("i-2")) is None
+
+
+async def test_an_unreachable_store_fails_within_the_deadline_then_the_breaker_opens(tmp_path):
+    breaker = BreakerPolicy(threshold=3, window=60.0, cooldown=30.0)
+    async with ActorSystem() as system:
+        async with running_server(tmp_path) as server:
+            await connect(system, server)
+            bucket = await spawn_bucket(system, breaker=breaker)
+            await bucket.ask(Put("k", b"v"))
+            server.kill()
+            await server.wait()
+        codes = []
+        for _ in range(6):
+            started = anyio.current_time()
+            try:
+                await bucket.ask(Put("k", b"w"), timeout=0.3)
+                codes.append("ok")
+            except ExoarmurError as exc:
+                codes.append(exc.code)
+            assert anyio.current_time() - started <= 0.3 * 1.1 + 0.05
+        assert "ok" not in codes
+        assert codes[-1] is ReasonCode.BREAKER_OPEN
+        assert set(codes) <= {ReasonCode.TIMEOUT_KV_PUT, ReasonCode.NATS_DISCONNECTED, ReasonCode.BREAKER_OPEN}
+        opened = [e for e in system.audit.events if e.kind == "BREAKER_OPENED"]
+        assert len(opened) == 1 and opened[0].path == "store/intents"
