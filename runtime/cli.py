@@ -1,6 +1,6 @@
 """The `exoarmur` command (also `python -m runtime`).
 
-    exoarmur run [--config PATH] [--backend asyncio|trio]
+    exoarmur run [--config PATH] [--backend asyncio|trio] [--nats-url URL ...]
     exoarmur config [--config PATH] [--format toml|json]
     exoarmur bench kernel [ARGS...]      # ARGS go to benchmarks/bench_kernel.py
     exoarmur bench supervision [ARGS...] # ARGS go to benchmarks/bench_supervision.py
@@ -19,10 +19,12 @@ from collections.abc import Callable
 from types import MappingProxyType
 
 import anyio
+import attrs
 
 from runtime.config import config_to_json, config_to_toml, load_config
 from runtime.errors import ExoarmurError
 from runtime.main import EXIT_CONFIG, report, run, say
+from runtime.nats_config import parse_nats
 
 BENCH_MODULES = MappingProxyType(
     {"kernel": "benchmarks.bench_kernel", "supervision": "benchmarks.bench_supervision"}
@@ -59,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(run_parser)
     run_parser.add_argument(
         "--backend", choices=("asyncio", "trio"), default="asyncio", help="event loop (default: asyncio)"
+    )
+    run_parser.add_argument(
+        "--nats-url",
+        metavar="URL",
+        action="append",
+        default=None,
+        help="join this NATS server instead of starting the embedded one (repeat it for a cluster; "
+        "replaces [nats] urls)",
     )
     run_parser.set_defaults(command=_run)
 
@@ -115,6 +125,9 @@ def _exit_code(code: object) -> int:
 def _run(args: argparse.Namespace, rest: list[str]) -> int:
     try:
         config = load_config(args.config)
+        if args.nats_url:
+            checked = parse_nats({"urls": args.nats_url}, source="--nats-url", base_dir=None)
+            config = attrs.evolve(config, nats=config.nats.with_urls(checked.urls))
     except ExoarmurError as exc:
         return report(exc)
     return anyio.run(functools.partial(run, config), backend=args.backend)

@@ -14,8 +14,11 @@
     [audit]
     path = "audit.jsonl"       # JSONL file, relative to the config file; absent: in memory
 
+    [nats]                     # see runtime/nats_config.py; empty urls: embedded server
+    urls = ["nats://10.0.0.5:4222"]
+
     [tree]
-    factory = "actors.demo:build_tree"   # "module:function", loaded when the process runs
+    factory = "actors.tree:build_tree"   # "module:function", loaded when the process runs
 
     [tree.options]             # free-form, handed to the factory as config.tree_options
     pings = 3
@@ -46,12 +49,13 @@ import attrs
 from runtime.codes import ReasonCode
 from runtime.errors import InvalidInput
 from runtime.mailbox import MailboxConfig, Overflow, validate_capacity
+from runtime.nats_config import NatsConfig, parse_nats
 from runtime.timeouts import TimeoutCategory, TimeoutPolicy
 
-DEFAULT_FACTORY = "actors.demo:build_tree"
+DEFAULT_FACTORY = "actors.tree:build_tree"
 DEFAULT_SOURCE = "<built-in default_config.toml>"
 
-_SECTIONS = ("system", "timeouts", "mailbox", "audit", "tree")
+_SECTIONS = ("system", "timeouts", "mailbox", "audit", "nats", "tree")
 _SYSTEM_KEYS = ("name", "stop_timeout")
 _MAILBOX_KEYS = ("capacity", "overflow")
 _AUDIT_KEYS = ("path",)
@@ -82,6 +86,7 @@ class Config:
         factory=dict, converter=lambda m: MappingProxyType(dict(m))
     )
     audit_path: Path | None = None
+    nats: NatsConfig = attrs.field(factory=NatsConfig)
     tree_factory: str = DEFAULT_FACTORY
     tree_options: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen)
     source: str = attrs.field(default="<defaults>", eq=False)
@@ -136,6 +141,7 @@ def parse_config(
         timeouts=_timeouts(_table(data, "timeouts", source=source), source=source),
         mailboxes=_mailboxes(_table(data, "mailbox", source=source), source=source),
         audit_path=_audit_path(audit.get("path"), source=source, base_dir=base_dir),
+        nats=parse_nats(_table(data, "nats", source=source), source=source, base_dir=base_dir),
         tree_factory=_factory(tree.get("factory", DEFAULT_FACTORY), source=source),
         tree_options=_table(tree, "options", source=source, where=("tree",)),
         source=source,
@@ -274,6 +280,7 @@ def config_to_dict(config: Config) -> dict[str, Any]:
             for pattern, m in config.mailboxes.items()
         },
         "audit": {} if config.audit_path is None else {"path": str(config.audit_path)},
+        "nats": config.nats.shown(),
         "tree": {"factory": config.tree_factory, "options": _thawed(config.tree_options)},
     }
     return data

@@ -15,12 +15,14 @@ from runtime import InvalidInput, MailboxConfig, Overflow, ReasonCode, TimeoutCa
 from runtime.config import (
     DEFAULT_FACTORY,
     Config,
+    config_to_dict,
     config_to_json,
     config_to_toml,
     default_config_path,
     load_config,
     parse_config_text,
 )
+from runtime.nats_config import MASK, NatsConfig
 from runtime.timeouts import DEFAULT_SECONDS
 
 
@@ -47,7 +49,7 @@ class TestDefaults:
         config = Config()
         assert config.name == "exoarmur"
         assert config.stop_timeout == 5.0
-        assert config.tree_factory == DEFAULT_FACTORY == "actors.demo:build_tree"
+        assert config.tree_factory == DEFAULT_FACTORY == "actors.tree:build_tree"
         assert config.audit_path is None
         assert dict(config.mailboxes) == {}
         assert dict(config.tree_options) == {}
@@ -128,7 +130,12 @@ class TestOverrides:
 
 # (file text, what the detail must name): each one is CONFIG_INVALID.
 BAD = [
-    pytest.param("[nats]\nurl = 'x'\n", "nats: unknown section", id="unknown-section"),
+    pytest.param("[kafka]\nurl = 'x'\n", "kafka: unknown section", id="unknown-section"),
+    pytest.param("[nats]\nurl = 'x'\n", "nats.url: unknown key", id="nats-unknown-key"),
+    pytest.param("[nats]\nurls = 'nats://h:1'\n", "nats.urls: must be a list", id="nats-urls-not-list"),
+    pytest.param("[nats]\nurls = ['http://h:1']\n", "is not a nats://", id="nats-url-scheme"),
+    pytest.param("[nats]\nsync_always = 1\n", "nats.sync_always: must be true or false", id="nats-sync"),
+    pytest.param("[nats]\ntoken = 5\n", "nats.token: must be a non-empty string, got ***", id="nats-token-masked"),
     pytest.param("system = 1\n", "system: must be a table", id="section-not-table"),
     pytest.param("[system]\nnmae = 'x'\n", "system.nmae: unknown key", id="unknown-system-key"),
     pytest.param("[system]\nname = ''\n", "system.name: must be a non-empty string", id="empty-name"),
@@ -243,3 +250,31 @@ class TestShow:
         assert shown["audit"] == {"path": "/var/log/exo audit.jsonl"}
         assert shown["tree"]["options"]["when"] == "2024-05-01T10:00:00+00:00"
         assert shown["tree"]["options"]["items"] == [1, [2, 3], {"a": "b"}]
+
+
+class TestNatsSection:
+    def test_defaults_are_the_embedded_server(self):
+        config = load_config()
+        assert config.nats.embedded and config.nats.sync_always
+        assert config.nats == NatsConfig()
+
+    def test_a_relative_data_dir_is_relative_to_the_file(self, tmp_path):
+        path = tmp_path / "exoarmur.toml"
+        path.write_text('[nats]\ndata_dir = "state/nats"\n')
+        assert load_config(path).nats.data_dir == tmp_path / "state/nats"
+
+    def test_secrets_are_never_shown(self, tmp_path):
+        path = tmp_path / "exoarmur.toml"
+        path.write_text('[nats]\nurls = ["nats://127.0.0.1:4333"]\ntoken = "s3cret-token"\nuser = "u"\npassword = "pw-s3cret"\n')
+        config = load_config(path)
+        assert not config.nats.embedded
+        for text in (config_to_toml(config), config_to_json(config), repr(config)):
+            assert "s3cret-token" not in text and "pw-s3cret" not in text
+        assert config_to_dict(config)["nats"]["token"] == MASK
+
+    def test_the_environment_supplies_credentials_and_wins(self):
+        config = NatsConfig(token="from-file").with_environment(
+            {"EXOARMUR_NATS_TOKEN": "from-env", "EXOARMUR_NATS_USER": "alice"}
+        )
+        assert (config.token, config.user) == ("from-env", "alice")
+        assert NatsConfig().with_environment({}) == NatsConfig()

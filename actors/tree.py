@@ -1,0 +1,71 @@
+"""The default supervision tree of `exoarmur run`.
+
+    nats                 Supervisor, one_for_one
+      nats/server        EmbeddedNatsServer (only without a NATS URL)
+      nats/connection    NatsConnection (to nats/server, or to the configured URLs)
+    demo ...             the local demo actors (actors/demo.py)
+
+The connection has a breaker: a NATS that keeps failing is left alone for the
+cooldown instead of burning the supervisor's restart intensity. Credentials
+come from `[nats]` or the environment (runtime/nats_config.py).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from actors import demo
+from actors.nats_connection import ConnectionOptions, NatsConnection
+from actors.nats_server import EmbeddedNatsServer
+from runtime import ActorSystem
+from runtime.nats_config import NatsConfig
+from supervisors import BackoffPolicy, BreakerPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
+
+if TYPE_CHECKING:
+    from runtime.config import Config
+
+NATS = "nats"
+SERVER = f"{NATS}/server"
+CONNECTION = f"{NATS}/connection"
+
+CONNECTION_BREAKER = BreakerPolicy(threshold=5, window=60.0, cooldown=5.0, max_cooldown=60.0)
+RESTART_BACKOFF = BackoffPolicy(initial=0.1, max_delay=5.0)
+
+
+def nats_spec(nats: NatsConfig) -> SupervisorSpec:
+    children = []
+    if nats.embedded:
+        children.append(
+            ChildSpec(
+                "server",
+                EmbeddedNatsServer,
+                kwargs={"data_dir": nats.data_dir, "sync_always": nats.sync_always},
+                backoff=RESTART_BACKOFF,
+                shutdown=15.0,
+            )
+        )
+        connection = {"server": SERVER}
+    else:
+        options = ConnectionOptions(
+            urls=nats.urls,
+            token=nats.token,
+            user=nats.user,
+            password=nats.password,
+            creds_file=nats.creds_file,
+            nkeys_seed_file=nats.nkeys_seed_file,
+            tls_ca_file=nats.tls_ca_file,
+            tls_cert_file=nats.tls_cert_file,
+            tls_key_file=nats.tls_key_file,
+        )
+        connection = {"options": options}
+    children.append(
+        ChildSpec("connection", NatsConnection, kwargs=connection, breaker=CONNECTION_BREAKER, backoff=RESTART_BACKOFF)
+    )
+    return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=RestartIntensity(10, 60.0), children=tuple(children))
+
+
+async def build_tree(system: ActorSystem, config: Config) -> None:
+    nats = config.nats.with_environment(os.environ)
+    await system.spawn(Supervisor, name=NATS, kwargs={"spec": nats_spec(nats)})
+    await demo.build_tree(system, config)

@@ -1,0 +1,105 @@
+"""`exoarmur run` and NATS: the embedded server by default, an existing
+deployment with --nats-url, no server left behind, no secret printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_nats_server import alive
+from tests.runtime.test_cli import EXIT_TIMEOUT, REPO, STARTUP_TIMEOUT, Process, start  # noqa: F401 - fixture
+
+SERVER_DATA = Path("exoarmur-data/nats")
+
+
+def server_pid(cwd: Path) -> int:
+    return int((cwd / SERVER_DATA / "nats-server.pid").read_text())
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_run_starts_the_embedded_server_and_stops_it(tmp_path, start, backend):
+    process = start(["run", "--backend", backend])
+    process.wait_for("exoarmur: running (6 actors)", timeout=STARTUP_TIMEOUT)
+    pid = server_pid(tmp_path)
+    assert alive(pid)
+    token = (tmp_path / SERVER_DATA / "token").read_text().strip()
+    process.popen.send_signal(signal.SIGTERM)
+    code, err = process.finish(timeout=EXIT_TIMEOUT)
+    assert code == 0, err
+    assert not alive(pid)
+    assert token not in err
+
+
+def test_no_server_outlives_a_sigkilled_main_process(tmp_path, start):
+    process = start(["run"])
+    process.wait_for("exoarmur: running (6 actors)", timeout=STARTUP_TIMEOUT)
+    pid = server_pid(tmp_path)
+    process.popen.send_signal(signal.SIGKILL)
+    process.popen.wait(EXIT_TIMEOUT)
+    deadline = time.monotonic() + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not alive(pid)
+
+
+def test_nats_url_joins_an_existing_server_instead(tmp_path, start, monkeypatch):
+    """A second process given --nats-url (token from the environment) starts no
+    server of its own and runs against the first one's."""
+    first = start(["run"])  # an exoarmur with its embedded server stands in for a deployment
+    first.wait_for("exoarmur: running (6 actors)", timeout=STARTUP_TIMEOUT)
+    data = tmp_path / SERVER_DATA
+    url = f"nats://127.0.0.1:{json.loads((data / 'ports.json').read_text())['client']}"
+    token = (data / "token").read_text().strip()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setenv("EXOARMUR_NATS_TOKEN", token)
+    second = Process(["run", "--nats-url", url], cwd=elsewhere)
+    try:
+        second.wait_for("exoarmur: running (5 actors)", timeout=STARTUP_TIMEOUT)  # no nats/server
+        assert not (elsewhere / SERVER_DATA).exists()
+        second.popen.send_signal(signal.SIGTERM)
+        code, err = second.finish(timeout=EXIT_TIMEOUT)
+        assert code == 0, err
+        assert token not in err
+    finally:
+        second.kill()
+    first.popen.send_signal(signal.SIGTERM)
+    assert first.finish(timeout=EXIT_TIMEOUT)[0] == 0
+
+
+def test_an_unreachable_nats_url_is_a_coded_failure_not_a_hang(tmp_path, start):
+    config = tmp_path / "exoarmur.toml"
+    config.write_text("[timeouts]\nnats_connect = 1.0\n")
+    began = time.monotonic()
+    process = start(["run", "--config", str(config), "--nats-url", "nats://127.0.0.1:1"])
+    code, err = process.finish(timeout=EXIT_TIMEOUT + 10)
+    assert code == 1, err
+    assert "TIMEOUT_NATS_CONNECT" in err
+    assert time.monotonic() - began < 10
+
+
+def test_a_bad_nats_url_is_config_invalid(tmp_path, start):
+    process = start(["run", "--nats-url", "http://127.0.0.1:4222"])
+    code, err = process.finish(timeout=EXIT_TIMEOUT)
+    assert code == 2 and "CONFIG_INVALID" in err and "--nats-url" in err
+
+
+def test_config_never_prints_a_secret(tmp_path):
+    config = tmp_path / "exoarmur.toml"
+    config.write_text('[nats]\nurls = ["nats://127.0.0.1:4333"]\ntoken = "s3cret-token-xyz"\n')
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for fmt in ("toml", "json"):
+        done = subprocess.run(
+            [sys.executable, "-m", "runtime", "config", "--config", str(config), "--format", fmt],
+            capture_output=True, env=env, timeout=EXIT_TIMEOUT, check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert b"s3cret-token-xyz" not in done.stdout + done.stderr
+        assert b"***" in done.stdout
