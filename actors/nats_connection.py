@@ -37,8 +37,8 @@ from typing import Any
 import anyio
 import attrs
 import nats
-from nats.js.api import KeyValueConfig
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.api import KeyValueConfig, StreamConfig
+from nats.js.errors import NoKeysError, NotFoundError
 
 from actors.aio import Bridge, open_bridge
 from actors.nats_errors import DEPENDENCY_CODES, coded
@@ -60,10 +60,16 @@ __all__ = [
     "KvUpdate",
     "NatsConnection",
     "NatsStatistics",
+    "JsPublish",
+    "PubAck",
     "Publish",
     "Request",
     "Response",
     "Statistics",
+    "StreamEnsure",
+    "StreamLast",
+    "StreamMessage",
+    "StreamRead",
     "Subscribe",
     "Unsubscribe",
 ]
@@ -251,6 +257,62 @@ class KvDelete:
 @message("exoarmur.kv.keys", timeout=TimeoutCategory.KV_GET)
 class KvKeys:
     bucket: str
+
+
+# JetStream streams (the AuditStream actor sends these).
+
+
+@message("exoarmur.js.stream", timeout=TimeoutCategory.NATS_STREAM_CREATE)
+class StreamEnsure:
+    """Create the stream if absent; an existing one is left as it is."""
+
+    name: str
+    subjects: tuple[str, ...]
+    replicas: int = 1
+    duplicate_window: float = 120.0
+
+
+@message("exoarmur.js.publish", timeout=TimeoutCategory.NATS_PUBLISH)
+class JsPublish:
+    """Publish and wait for the stream's ack. With `msg_id`, a second publish
+    of the same id within the stream's duplicate window is acked as a duplicate
+    and stored once."""
+
+    subject: str
+    data: bytes
+    msg_id: str | None = None
+    # Stored only if the subject's last message still has this sequence (0:
+    # none yet); KV_CONFLICT otherwise. What keeps a writer's chain from forking.
+    expected_last_subject_seq: int | None = None
+
+
+@attrs.frozen
+class PubAck:
+    stream: str
+    seq: int
+    duplicate: bool
+
+
+@message("exoarmur.js.last", timeout=TimeoutCategory.NATS_REQUEST)
+class StreamLast:
+    """The stream's last message on `subject` (a leader read), or None."""
+
+    stream: str
+    subject: str
+
+
+@message("exoarmur.js.read", timeout=TimeoutCategory.NATS_REQUEST)
+class StreamRead:
+    """The stream's message at `seq` (a leader read), or None."""
+
+    stream: str
+    seq: int
+
+
+@attrs.frozen
+class StreamMessage:
+    seq: int
+    data: bytes
 
 
 # ---- the actor -------------------------------------------------------------------
@@ -527,17 +589,29 @@ class NatsConnection(Actor):
         which any replica may answer stale); None if absent or deleted."""
         await self._bucket(m.bucket)
         js = self._client().jetstream(timeout=self._remaining())
-        try:
-            msg = await self._call(
-                ReasonCode.TIMEOUT_KV_GET, js.get_msg, f"KV_{m.bucket}", subject=f"$KV.{m.bucket}.{m.key}", direct=False
-            )
-        except ExoarmurError as exc:
-            if isinstance(exc.__context__, KeyNotFoundError) or "no message found" in exc.detail:
-                return None
-            raise
+        msg = await self._leader_read(ReasonCode.TIMEOUT_KV_GET, js, f"KV_{m.bucket}", f"$KV.{m.bucket}.{m.key}")
+        if msg is None:
+            return None
         if msg.headers and msg.headers.get(KV_OPERATION) in ("DEL", "PURGE"):
             return None
         return KvEntry(m.key, msg.data or b"", msg.seq)
+
+    async def _leader_read(
+        self, code: ReasonCode, js: Any, stream: str, subject: str | None = None, seq: int | None = None
+    ) -> Any:
+        """The last message on `subject` (or the one at `seq`) from the stream
+        leader; None if there is none."""
+        try:
+            return await self.bridge.call(js.get_msg, stream, seq=seq, subject=subject, direct=False)
+        except NotFoundError:
+            return None
+        except Exception as exc:
+            error = coded(exc, timeout=code)
+            if error is None:
+                raise
+            if error.code in DEPENDENCY_CODES:
+                self.context.report_failure(error.code, error.detail)
+            raise error from None
 
     @handles(KvPut, concurrent=True)
     async def kv_put(self, m: KvPut) -> int:
@@ -572,6 +646,51 @@ class NatsConnection(Actor):
                 raise
             raise error from None
 
+    # ---- streams ---------------------------------------------------------------------
+
+    @handles(StreamEnsure)
+    async def stream_ensure(self, m: StreamEnsure) -> None:
+        js = self._client().jetstream(timeout=self._remaining())
+        try:
+            await self.bridge.call(js.stream_info, m.name)
+            return
+        except NotFoundError:
+            pass
+        except Exception as exc:
+            error = coded(exc, timeout=ReasonCode.TIMEOUT_NATS_STREAM_CREATE)
+            if error is None:
+                raise
+            raise error from None
+        config = StreamConfig(
+            name=m.name, subjects=list(m.subjects), num_replicas=m.replicas, duplicate_window=m.duplicate_window
+        )
+        await self._call(ReasonCode.TIMEOUT_NATS_STREAM_CREATE, js.add_stream, config)
+
+    @handles(JsPublish, concurrent=True)
+    async def js_publish(self, m: JsPublish) -> PubAck:
+        js = self._client().jetstream(timeout=self._remaining())
+        headers = {}
+        if m.msg_id is not None:
+            headers["Nats-Msg-Id"] = m.msg_id
+        if m.expected_last_subject_seq is not None:
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(m.expected_last_subject_seq)
+        ack = await self._call(
+            ReasonCode.TIMEOUT_NATS_PUBLISH, js.publish, m.subject, m.data, timeout=self._remaining(), headers=headers or None
+        )
+        return PubAck(ack.stream, ack.seq, bool(ack.duplicate))  # nats-py says None, not False
+
+    @handles(StreamLast, concurrent=True)
+    async def stream_last(self, m: StreamLast) -> StreamMessage | None:
+        js = self._client().jetstream(timeout=self._remaining())
+        msg = await self._leader_read(ReasonCode.TIMEOUT_NATS_REQUEST, js, m.stream, m.subject)
+        return None if msg is None else StreamMessage(msg.seq, msg.data or b"")
+
+    @handles(StreamRead, concurrent=True)
+    async def stream_read(self, m: StreamRead) -> StreamMessage | None:
+        js = self._client().jetstream(timeout=self._remaining())
+        msg = await self._leader_read(ReasonCode.TIMEOUT_NATS_REQUEST, js, m.stream, seq=m.seq)
+        return None if msg is None else StreamMessage(msg.seq, msg.data or b"")
+
 
 def _transport(nc: Any) -> Any:
     writer = getattr(getattr(nc, "_transport", None), "_io_writer", None)
@@ -584,3 +703,4 @@ def _abort(nc: Any) -> None:
     transport = _transport(nc)
     if transport is not None:
         transport.abort()
+

@@ -64,6 +64,7 @@ class ReasonCode(enum.StrEnum):
     APPROVAL_REQUIRED = "APPROVAL_REQUIRED"
     KV_CONFLICT = "KV_CONFLICT"
     KV_BUCKET_NOT_FOUND = "KV_BUCKET_NOT_FOUND"
+    AUDIT_CHAIN_BROKEN = "AUDIT_CHAIN_BROKEN"
 
     # NATS (used by actors/): the connection is down or cannot deliver.
     NATS_DISCONNECTED = "NATS_DISCONNECTED"

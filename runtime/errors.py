@@ -94,6 +94,7 @@ class InvalidInput(ExoarmurError, ValueError):
             ReasonCode.ENVELOPE_INVALID,
             ReasonCode.ACTOR_NAME_TAKEN,
             ReasonCode.CONFIG_INVALID,
+            ReasonCode.AUDIT_CHAIN_BROKEN,
         }
     )
 

@@ -1,0 +1,216 @@
+"""The audit log as a hash-chained JetStream stream, and the sink that feeds it.
+
+Each record is `{"position", "prev", "event", "hash"}`: `hash` is the SHA-256
+of `prev` and the canonical JSON of position and event, so a replay can prove
+that nothing was changed, dropped or reordered (`verify_chain`). Records of one
+chain go to `<subject_prefix>.<chain>`; several processes can share the stream
+with a chain each.
+
+Exactly once across retries: the message id of a record is its hash. An append
+whose ack timed out is published again with the same id until its deadline; if
+the first one had landed, the stream acks the retry as a duplicate and stores
+nothing. If the deadline passes with the outcome unknown, the next append first
+reads the chain's head back from the stream (a leader read), so the chain never
+forks.
+
+Fail closed: `Append` answers the record's position or a code (a timeout, the
+connection's NATS_DISCONNECTED, BREAKER_OPEN from this actor's supervisor).
+Work that requires audit asks and stops on a code. `JetStreamAuditSink` is the
+kernel's `AuditSink` on top: fire-and-forget, it counts what it could not hand
+over instead of blocking the runtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+import attrs
+import orjson
+
+from actors.nats_connection import JsPublish, PubAck, StreamEnsure, StreamLast, StreamMessage, StreamRead
+from actors.nats_errors import DEPENDENCY_CODES
+from runtime import Actor, ActorRef, ReasonCode, TimeoutCategory, handles, message
+from runtime.audit import AuditEvent
+from runtime.errors import ExoarmurError, error_for
+
+__all__ = [
+    "Append",
+    "AppendAck",
+    "AuditStream",
+    "JetStreamAuditSink",
+    "Record",
+    "chain_hash",
+    "read_records",
+    "verify_chain",
+]
+
+GENESIS = "0" * 64
+# One publish attempt at most: a lost ack is retried while time remains.
+ATTEMPT_SECONDS = 1.0
+RETRY_PAUSE = 0.01
+RETRYABLE = frozenset({ReasonCode.TIMEOUT_NATS_PUBLISH, ReasonCode.NATS_DISCONNECTED})
+
+
+@attrs.frozen
+class Record:
+    position: int
+    prev: str
+    event: dict[str, Any]
+    hash: str
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(attrs.asdict(self), option=orjson.OPT_SORT_KEYS)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Record:
+        fields = orjson.loads(data)
+        return cls(fields["position"], fields["prev"], fields["event"], fields["hash"])
+
+
+def chain_hash(prev: str, position: int, event: dict[str, Any]) -> str:
+    body = orjson.dumps({"position": position, "event": event}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(prev.encode() + b"\n" + body).hexdigest()
+
+
+def verify_chain(records: Iterable[Record]) -> int:
+    """The number of records if they form one unbroken chain from the genesis;
+    AUDIT_CHAIN_BROKEN naming the first position that does not."""
+    prev, expected = GENESIS, 0
+    for record in records:
+        if record.position != expected:
+            raise error_for(ReasonCode.AUDIT_CHAIN_BROKEN, f"position {record.position}, expected {expected}")
+        if record.prev != prev or record.hash != chain_hash(prev, record.position, record.event):
+            raise error_for(ReasonCode.AUDIT_CHAIN_BROKEN, f"record {record.position} does not match its chain")
+        prev, expected = record.hash, expected + 1
+    return expected
+
+
+@message("exoarmur.audit.append", timeout=TimeoutCategory.NATS_PUBLISH)
+class Append:
+    event: dict[str, Any]
+
+
+@attrs.frozen
+class AppendAck:
+    position: int
+    seq: int
+    duplicate: bool
+    hash: str
+
+
+class AuditStream(Actor):
+    mailbox_capacity = 10_000
+
+    def __init__(
+        self,
+        *,
+        connection: str,
+        chain: str = "main",
+        stream: str = "EXOARMUR_AUDIT",
+        subject_prefix: str = "exoarmur.audit",
+        replicas: int = 1,
+    ) -> None:
+        self.connection_path = connection
+        self.chain = chain
+        self.stream = stream
+        self.subject_prefix = subject_prefix
+        self.subject = f"{subject_prefix}.{chain}"
+        self.replicas = replicas
+        self.connection: ActorRef | None = None
+        # (next position, prev hash, stream seq of the last record); None: unknown.
+        self.head: tuple[int, str, int] | None = None
+
+    async def started(self) -> None:
+        self.connection = self.context.system.lookup(self.connection_path)
+        await self.connection.ask(StreamEnsure(self.stream, (f"{self.subject_prefix}.>",), replicas=self.replicas))
+        await self._read_head()
+
+    async def _read_head(self) -> None:
+        assert self.connection is not None
+        last: StreamMessage | None = await self._ask(StreamLast(self.stream, self.subject))
+        if last is None:
+            self.head = (0, GENESIS, 0)
+            return
+        record = Record.from_bytes(last.data)
+        self.head = (record.position + 1, record.hash, last.seq)
+
+    async def _ask(self, message: Any, *, deadline: float | None = None) -> Any:
+        assert self.connection is not None
+        try:
+            return await self.connection.ask(message, deadline=deadline)
+        except ExoarmurError as exc:
+            if exc.code in DEPENDENCY_CODES:
+                self.context.report_failure(exc.code, exc.detail)
+            raise
+
+    @handles(Append)
+    async def append(self, m: Append) -> AppendAck:
+        """One at a time: the chain's order is the order appends are handled.
+        Each publish expects the chain's last stream sequence, so a publish
+        that lands late (buffered through a reconnect) cannot fork the chain:
+        the stream refuses whichever comes second, and it is rebuilt on the
+        head read back."""
+        deadline = self.context.deadline
+        assert deadline is not None
+        while True:
+            if self.head is None:
+                await self._read_head()  # the last outcome is unknown
+            assert self.head is not None
+            position, prev, last_seq = self.head
+            record = Record(position, prev, m.event, chain_hash(prev, position, m.event))
+            self.head = None  # unknown until acked
+            try:
+                ack = await self._publish(record, last_seq, deadline)
+            except ExoarmurError as exc:
+                if exc.code is not ReasonCode.KV_CONFLICT or self.context.now() >= deadline:
+                    raise
+                continue  # someone else's record (or our late one) is the head now
+            self.head = (position + 1, record.hash, ack.seq)
+            return AppendAck(position, ack.seq, ack.duplicate, record.hash)
+
+    async def _publish(self, record: Record, last_seq: int, deadline: float) -> PubAck:
+        """Publish with the record's hash as message id; after a lost ack or a
+        lost connection, again with the same id, until `deadline`."""
+        publish = JsPublish(self.subject, record.to_bytes(), msg_id=record.hash, expected_last_subject_seq=last_seq)
+        while True:
+            attempt_deadline = min(deadline, self.context.now() + ATTEMPT_SECONDS)
+            try:
+                return await self._ask(publish, deadline=attempt_deadline)
+            except ExoarmurError as exc:
+                if exc.code not in RETRYABLE or self.context.now() >= deadline:
+                    raise
+            await anyio.sleep(RETRY_PAUSE)
+
+
+async def read_records(connection: ActorRef, stream: str, seqs: Iterable[int]) -> list[Record]:
+    """The records stored at these stream sequences (leader reads), for replay."""
+    found = []
+    for seq in seqs:
+        msg: StreamMessage | None = await connection.ask(StreamRead(stream, seq))
+        if msg is not None:
+            found.append(Record.from_bytes(msg.data))
+    return found
+
+
+class JetStreamAuditSink:
+    """The kernel's AuditSink on an AuditStream actor: `emit` never blocks; an
+    event the actor cannot take (full mailbox, breaker open, stopped) is
+    counted in `dropped` with its code in `last_drop`."""
+
+    def __init__(self, ref: ActorRef) -> None:
+        self.ref = ref
+        self.dropped = 0
+        self.last_drop: ReasonCode | None = None
+
+    def emit(self, event: AuditEvent) -> None:
+        try:
+            self.ref.tell_nowait(Append(event.to_json()))
+        except ExoarmurError as exc:
+            self.dropped += 1
+            self.last_drop = exc.code
+
+    def close(self) -> None:
+        pass

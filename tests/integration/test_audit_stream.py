@@ -1,0 +1,118 @@
+"""AuditStream: a hash chain in JetStream, deduplicated retries, a chain that
+continues after a restart, and appends that fail closed with a code."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from actors.audit_stream import (
+    GENESIS,
+    Append,
+    AuditStream,
+    JetStreamAuditSink,
+    Record,
+    chain_hash,
+    read_records,
+    verify_chain,
+)
+from actors.nats_connection import JsPublish, StreamEnsure
+from runtime import ActorSystem, ExoarmurError, ReasonCode
+from runtime.audit import AuditEvent
+from tests.integration.support import connect, eventually, running_server
+
+pytestmark = pytest.mark.anyio
+
+
+def event(n: int) -> dict:
+    return AuditEvent(kind="test", code=ReasonCode.ACTOR_CRASHED, at=float(n), path=f"p/{n}", detail=f"#{n}").to_json()
+
+
+async def spawn_audit(system: ActorSystem, name: str = "audit"):
+    return await system.spawn(AuditStream, name=name, kwargs={"connection": "nats", "chain": "node-a"})
+
+
+async def test_appends_form_a_verifiable_chain_that_survives_a_restart(tmp_path):
+    async with running_server(tmp_path) as server, ActorSystem() as system:
+        conn = await connect(system, server)
+        audit = await spawn_audit(system)
+        acks = [await audit.ask(Append(event(i))) for i in range(10)]
+        assert [a.position for a in acks] == list(range(10))
+        assert not any(a.duplicate for a in acks)
+        await system.stop(audit)
+        audit = await spawn_audit(system, name="audit-again")  # a fresh instance reads the head back
+        ack = await audit.ask(Append(event(10)))
+        assert ack.position == 10 and ack.seq == acks[-1].seq + 1
+        records = await read_records(conn, "EXOARMUR_AUDIT", range(1, ack.seq + 1))
+        assert verify_chain(records) == 11
+        assert records[0].prev == GENESIS and records[10].event == event(10)
+
+
+async def test_a_republished_record_is_acked_as_a_duplicate_and_stored_once(tmp_path):
+    async with running_server(tmp_path) as server, ActorSystem() as system:
+        conn = await connect(system, server)
+        await conn.ask(StreamEnsure("DEDUP", ("dedup.>",)))
+        record = Record(0, GENESIS, event(0), chain_hash(GENESIS, 0, event(0)))
+        first = await conn.ask(JsPublish("dedup.a", record.to_bytes(), msg_id=record.hash))
+        again = await conn.ask(JsPublish("dedup.a", record.to_bytes(), msg_id=record.hash))
+        assert (first.duplicate, again.duplicate) == (False, True)
+        assert again.seq == first.seq == 1
+        other = await conn.ask(JsPublish("dedup.a", b"other", msg_id="another-id", expected_last_subject_seq=1))
+        assert other.seq == 2
+        with pytest.raises(ExoarmurError) as caught:  # a late writer that still thinks seq 1 is last
+            await conn.ask(JsPublish("dedup.a", b"late", msg_id="late-id", expected_last_subject_seq=1))
+        assert caught.value.code is ReasonCode.KV_CONFLICT
+
+
+def test_a_changed_dropped_or_reordered_record_breaks_the_chain():
+    records, prev = [], GENESIS
+    for i in range(4):
+        record = Record(i, prev, event(i), chain_hash(prev, i, event(i)))
+        records.append(record)
+        prev = record.hash
+    assert verify_chain(records) == 4
+    tampered = Record(1, records[1].prev, {**records[1].event, "detail": "edited"}, records[1].hash)
+    for broken in ([records[0], tampered, *records[2:]], [records[0], *records[2:]], [records[1], records[0]]):
+        with pytest.raises(ExoarmurError) as caught:
+            verify_chain(broken)
+        assert caught.value.code is ReasonCode.AUDIT_CHAIN_BROKEN
+
+
+async def test_an_unreachable_stream_fails_closed_within_the_deadline_and_the_chain_resumes(tmp_path):
+    async with ActorSystem() as system:
+        async with running_server(tmp_path) as server:
+            conn = await connect(system, server)
+            audit = await spawn_audit(system)
+            await audit.ask(Append(event(0)))
+            server.kill()
+            await server.wait()
+            started = anyio.current_time()
+            with pytest.raises(ExoarmurError) as caught:
+                await audit.ask(Append(event(1)), timeout=0.5)
+            assert caught.value.code in {ReasonCode.TIMEOUT_NATS_PUBLISH, ReasonCode.NATS_DISCONNECTED}
+            assert anyio.current_time() - started <= 0.55
+        async with running_server(tmp_path):
+            ack = None
+            with anyio.fail_after(10):
+                while ack is None:
+                    try:
+                        ack = await audit.ask(Append(event(2)), timeout=1.0)
+                    except ExoarmurError:
+                        await anyio.sleep(0.1)
+            records = await read_records(conn, "EXOARMUR_AUDIT", range(1, ack.seq + 1))
+            assert verify_chain(records) == ack.position + 1  # no fork, whatever landed
+
+
+async def test_the_sink_hands_kernel_events_to_the_stream_and_counts_what_it_cannot(tmp_path):
+    async with running_server(tmp_path) as server, ActorSystem() as system:
+        conn = await connect(system, server)
+        audit = await spawn_audit(system)
+        sink = JetStreamAuditSink(audit)
+        sink.emit(AuditEvent(kind="test", code=ReasonCode.ACTOR_CRASHED, at=1.0, path="x", detail="via sink"))
+        await eventually(lambda: audit._cell.mailbox.processed >= 1)
+        last = await audit.ask(Append(event(99)))
+        records = await read_records(conn, "EXOARMUR_AUDIT", range(1, last.seq + 1))
+        assert records[0].event["detail"] == "via sink"
+        await system.stop(audit)
+        sink.emit(AuditEvent(kind="test", code=ReasonCode.ACTOR_CRASHED, at=2.0, path="x", detail="lost"))
+        assert sink.dropped == 1 and sink.last_drop is ReasonCode.ACTOR_STOPPED
