@@ -1,0 +1,252 @@
+"""Actors in other processes: a gateway per system, and refs that cross NATS.
+
+    await system.spawn(Gateway, name="gateway", kwargs={"connection": "nats/connection", "system": "node-a"})
+    ref = RemoteRef(system, connection="nats/connection", system_name="node-a", path="tenant/acme")
+    total = await ref.ask(Add(5))              # as ActorRef.ask, across processes
+
+The wire: a NATS request to `exoarmur.gw.<system>` whose payload is the
+envelope in the strict codec (deadline as remaining ms, re-anchored by the
+receiver), with headers naming the target path and whether it is an ask or a
+tell. The gateway answers every request with one reply: the handler's result,
+or a code. A tell is acknowledged once the target's mailbox took it, so a full
+remote mailbox is OVERLOAD_MAILBOX_FULL at the sender, never a silent drop.
+
+Codes the sender can see: those of the target (its handler's answer, its
+crash, its overload), ACTOR_NOT_FOUND (no such path, or no gateway for that
+system at all: the process is gone), ENVELOPE_INVALID and TENANT_MISMATCH
+(refused by the gateway's codec), and, when no reply comes in time, the
+message's own timeout code, as a local ask would give.
+
+A result travels if it is JSON (None, bool, int, float, str, lists and dicts of
+them) or a registered @message instance; anything else is ENVELOPE_INVALID.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from actors.nats_connection import Delivery, Publish, Request, Response, Subscribe
+from runtime import Actor, ActorSystem, ReasonCode, handles, message
+from runtime.codec import decode, decode_message, encode, encode_message
+from runtime.context import CURRENT
+from runtime.envelope import Envelope
+from runtime.errors import ExoarmurError, error_for
+from runtime.messages import timeout_category
+
+__all__ = ["Gateway", "RemoteRef", "gateway_subject"]
+
+TO = "Exo-To"
+MODE = "Exo-Mode"
+
+
+def gateway_subject(system_name: str) -> str:
+    return f"exoarmur.gw.{system_name}"
+
+
+# ---- replies on the wire ------------------------------------------------------------
+
+
+def encode_result(value: Any) -> bytes:
+    if value is None or isinstance(value, bool | int | float | str | list | dict):
+        try:
+            return orjson.dumps({"v": value})
+        except TypeError:
+            pass
+    else:
+        try:
+            name, body = encode_message(value)
+            return orjson.dumps({"m": name, "b": body})
+        except ExoarmurError:
+            pass
+    return encode_error(ReasonCode.ENVELOPE_INVALID, f"a {type(value).__qualname__} result cannot travel")
+
+
+def encode_error(code: ReasonCode, detail: str) -> bytes:
+    return orjson.dumps({"e": str(code), "d": detail})
+
+
+def decode_reply(data: bytes) -> Any:
+    """The result, or the coded error raised; a reply that is not one of ours
+    is ENVELOPE_INVALID."""
+    try:
+        reply = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise error_for(ReasonCode.ENVELOPE_INVALID, "reply is not JSON") from None
+    if not isinstance(reply, dict):
+        raise error_for(ReasonCode.ENVELOPE_INVALID, "reply is not an object")
+    if "v" in reply:
+        return reply["v"]
+    if "m" in reply:
+        return decode_message(reply["m"], reply.get("b"))
+    code = reply.get("e")
+    if isinstance(code, str) and code in ReasonCode.__members__:
+        raise error_for(ReasonCode(code), str(reply.get("d", "")))
+    raise error_for(ReasonCode.ENVELOPE_INVALID, "reply has no result and no known code")
+
+
+# ---- the receiving side --------------------------------------------------------------
+
+
+@message("exoarmur.gateway.forward")
+class Forward:
+    """A decoded remote envelope, handled at its own (remote) deadline: the
+    gateway tells itself this with that deadline (local only, never encoded)."""
+
+    path: str
+    mode: str
+    reply: str
+    envelope: Any
+
+
+class Gateway(Actor):
+    """Subscribes to its system's subject and hands each request to the local
+    actor it names, at the deadline the sender gave, then replies."""
+
+    mailbox_capacity = 10_000
+    concurrency = 1024
+
+    def __init__(self, *, connection: str, system: str, tenant: str | None = None) -> None:
+        self.connection_path = connection
+        self.system_name = system
+        self.tenant = tenant  # set: every envelope must carry this tenant
+
+    async def started(self) -> None:
+        self.connection = self.context.system.lookup(self.connection_path)
+        await self.connection.ask(Subscribe(gateway_subject(self.system_name), self.context.path))
+
+    def _reply(self, subject: str, data: bytes) -> None:
+        if subject:
+            try:
+                self.connection.tell_nowait(Publish(subject, data))
+            except ExoarmurError:
+                pass  # the connection is full or gone: the sender's deadline tells it
+
+    def _refuse(self, subject: str, error: ExoarmurError, path: str | None) -> None:
+        self.context.system.audit_error(error, kind="rejected", path=self.context.path, envelope=None)
+        self._reply(subject, encode_error(error.code, error.detail))
+
+    @handles(Delivery)
+    def delivery(self, m: Delivery) -> None:
+        """Decode strictly; anything wrong is answered with its code at once."""
+        system = self.context.system
+        headers = m.headers or {}
+        path, mode = headers.get(TO, ""), headers.get(MODE, "ask")
+        try:
+            env = decode(m.data, now=system.now(), expect_tenant=self.tenant)
+            if mode not in ("ask", "tell"):
+                raise error_for(ReasonCode.ENVELOPE_INVALID, f"unknown mode {mode!r}")
+            system.lookup(path)
+        except ExoarmurError as exc:
+            self._refuse(m.reply, exc, path)
+            return
+        try:
+            self.context.self_ref.tell_nowait(
+                Forward(path, mode, m.reply, env),
+                deadline=env.deadline,
+                tenant=env.tenant,
+                trace_id=env.trace_id,
+                idempotency_key=env.idempotency_key,
+            )
+        except ExoarmurError as exc:
+            self._refuse(m.reply, exc, path)
+
+    @handles(Forward, concurrent=True)
+    async def forward(self, m: Forward) -> None:
+        env: Envelope = m.envelope
+        options = {
+            "deadline": env.deadline,
+            "tenant": env.tenant,
+            "trace_id": env.trace_id,
+            "idempotency_key": env.idempotency_key,
+        }
+        try:
+            target = self.context.system.lookup(m.path)
+            if m.mode == "tell":
+                target.tell_nowait(env.message, **options)
+                data = encode_result(None)
+            else:
+                data = encode_result(await target.ask(env.message, **options))
+        except ExoarmurError as exc:
+            data = encode_error(exc.code, exc.detail)
+        self._reply(m.reply, data)
+
+
+# ---- the sending side ------------------------------------------------------------------
+
+
+class RemoteRef:
+    """An actor in another system, reached through this system's NATS connection.
+    `tell` returns once the remote mailbox took the message; `ask` returns the
+    handler's result. Both raise the coded error the remote side answered."""
+
+    __slots__ = ("system", "connection_path", "system_name", "path")
+
+    def __init__(self, system: ActorSystem, *, connection: str, system_name: str, path: str) -> None:
+        self.system = system
+        self.connection_path = connection
+        self.system_name = system_name
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"RemoteRef({self.system_name}:{self.path})"
+
+    async def ask(self, message: Any, **options: Any) -> Any:
+        return await self._send(message, "ask", **options)
+
+    async def tell(self, message: Any, **options: Any) -> None:
+        await self._send(message, "tell", **options)
+
+    async def _send(
+        self,
+        message: Any,
+        mode: str,
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        tenant: str | None = None,
+        idempotency_key: str | None = None,
+        trace_id: str | None = None,
+    ) -> Any:
+        system = self.system
+        now = system.now()
+        if deadline is None:
+            deadline = now + (system.default_seconds(type(message)) if timeout is None else timeout)
+        sender = None
+        context = CURRENT.get()
+        if context is not None:  # sent from a handler: its deadline, tenant and trace carry on
+            sender = context.path
+            parent = context.envelope
+            if parent is not None:
+                deadline = min(deadline, parent.deadline)
+                tenant = parent.tenant if tenant is None else tenant
+                trace_id = parent.trace_id if trace_id is None else trace_id
+        env = Envelope(message, deadline, tenant, sender, None, trace_id, idempotency_key, 1, None)
+        try:
+            data = encode(env, now=now)
+        except ExoarmurError as exc:
+            system.audit_error(exc, kind="rejected", path=self.path, envelope=env)
+            raise
+        request = Request(gateway_subject(self.system_name), data, headers={TO: self.path, MODE: mode})
+        connection = system.lookup(self.connection_path)
+        try:
+            response: Response = await connection.ask(request, deadline=deadline)
+        except ExoarmurError as exc:
+            raise self._translated(exc, env) from None
+        try:
+            return decode_reply(response.data)
+        except ExoarmurError as exc:
+            system.audit_error(exc, kind="remote", path=self.path, envelope=env)
+            raise
+
+    def _translated(self, error: ExoarmurError, env: Envelope) -> ExoarmurError:
+        """What the caller of a local ask would see for the same fault."""
+        if error.code is ReasonCode.NATS_NO_RESPONDERS:
+            code, detail = ReasonCode.ACTOR_NOT_FOUND, f"no gateway answers for system {self.system_name!r}"
+        elif error.code is ReasonCode.TIMEOUT_NATS_REQUEST:
+            code, detail = timeout_category(type(env.message)).code, f"no reply from {self}"
+        else:
+            return error
+        return self.system.failure("remote", code, path=self.path, envelope=env, detail=detail)
+

@@ -1,0 +1,158 @@
+"""Remote refs: two actor systems on one NATS, asking each other's actors with
+deadlines that travel, and every refusal coded at the sender."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+
+from actors.nats_connection import Request
+from actors.remote import Gateway, RemoteRef, gateway_subject
+from runtime import Actor, ActorSystem, ExoarmurError, Overflow, ReasonCode, handles
+from tests.integration.support import connect, running_server
+from tests.runtime.support import Add, Counter, Crash, Get, Hold, Seen, Sleep
+
+pytestmark = pytest.mark.anyio
+
+
+class Small(Actor):
+    """Two places, refusing when full; stuck in Hold until released."""
+
+    mailbox_capacity = 2
+    overflow = Overflow.REJECT
+
+    def __init__(self, *, release: anyio.Event) -> None:
+        self.release = release
+
+    @handles(Hold)
+    async def hold(self, m: Hold) -> str:
+        await self.release.wait()
+        return "released"
+
+
+@asynccontextmanager
+async def two_systems(tmp_path, *, tenant: str | None = None):
+    """System "a" (a gateway, a counter) and system "b" (asking), one server."""
+    async with running_server(tmp_path) as server, ActorSystem(name="a") as a, ActorSystem(name="b") as b:
+        await connect(a, server)
+        await connect(b, server)
+        await a.spawn(Gateway, name="gateway", kwargs={"connection": "nats", "system": "a", "tenant": tenant})
+        await a.spawn(Counter, name="counter", tenant=tenant)
+        yield a, b
+
+
+def remote(b: ActorSystem, path: str, system_name: str = "a") -> RemoteRef:
+    return RemoteRef(b, connection="nats", system_name=system_name, path=path)
+
+
+async def code_of(awaitable) -> ReasonCode:
+    with pytest.raises(ExoarmurError) as caught:
+        await awaitable
+    return caught.value.code
+
+
+async def test_ask_and_tell_across_systems(tmp_path):
+    async with two_systems(tmp_path) as (a, b):
+        counter = remote(b, "counter")
+        assert await counter.ask(Add(5)) == 5
+        await counter.tell(Add(2))
+        assert await counter.ask(Get()) == 7
+        assert await a.lookup("counter").ask(Get()) == 7
+
+
+async def test_the_deadline_travels_and_a_slow_handler_gets_its_category_code(tmp_path):
+    async with two_systems(tmp_path) as (a, b):
+        started = anyio.current_time()
+        code = await code_of(remote(b, "counter").ask(Sleep(5.0), timeout=0.5))
+        assert code is ReasonCode.TIMEOUT_KV_GET
+        assert anyio.current_time() - started <= 0.55
+
+
+async def test_refusals_are_coded_at_the_sender(tmp_path):
+    async with two_systems(tmp_path) as (a, b):
+        assert await code_of(remote(b, "nobody").ask(Get())) is ReasonCode.ACTOR_NOT_FOUND
+        started = anyio.current_time()
+        assert await code_of(remote(b, "counter", system_name="gone").ask(Get())) is ReasonCode.ACTOR_NOT_FOUND
+        assert anyio.current_time() - started < 1.0  # no gateway: known at once, not at the deadline
+        assert await code_of(remote(b, "counter").ask(Crash())) is ReasonCode.ACTOR_CRASHED
+        assert await code_of(remote(b, "counter").ask(Seen())) is ReasonCode.ENVELOPE_INVALID  # a tuple result
+
+
+async def test_garbage_on_the_wire_is_answered_envelope_invalid_and_the_gateway_lives_on(tmp_path):
+    async with two_systems(tmp_path) as (a, b):
+        connection = b.lookup("nats")
+        for junk in (b"", b"not json", b'{"v":1}', b'{"v":1,"m":"nope","b":{},"ms":100}'):
+            response = await connection.ask(Request(gateway_subject("a"), junk, headers={"Exo-To": "counter"}))
+            assert b"ENVELOPE_INVALID" in response.data
+        assert await remote(b, "counter").ask(Add(1)) == 1
+
+
+async def test_a_wrong_tenant_is_tenant_mismatch(tmp_path):
+    async with two_systems(tmp_path, tenant="acme") as (a, b):
+        assert await remote(b, "counter").ask(Add(1), tenant="acme") == 1
+        assert await code_of(remote(b, "counter").ask(Add(1), tenant="evil")) is ReasonCode.TENANT_MISMATCH
+
+
+async def test_a_full_remote_mailbox_is_overload_at_the_sender(tmp_path):
+    release = anyio.Event()
+    async with two_systems(tmp_path) as (a, b):
+        await a.spawn(Small, name="small", kwargs={"release": release})
+        small = remote(b, "small")
+        await small.tell(Hold())  # taken by the handler, which waits
+        await anyio.sleep(0.05)
+        await small.tell(Hold())
+        await small.tell(Hold())  # two queued: full
+        assert await code_of(small.tell(Hold())) is ReasonCode.OVERLOAD_MAILBOX_FULL
+        release.set()
+
+
+CHILD = """
+import os, sys, anyio
+from actors.nats_connection import ConnectionOptions, NatsConnection
+from actors.remote import Gateway
+from runtime import ActorSystem
+from tests.runtime.support import Counter
+
+async def main():
+    options = ConnectionOptions(urls=[os.environ["URL"]], token=os.environ["TOKEN"], ping_interval=0.5)
+    async with ActorSystem(name="child") as system:
+        await system.spawn(NatsConnection, name="nats", kwargs={"options": options})
+        await system.spawn(Gateway, name="gateway", kwargs={"connection": "nats", "system": "child"})
+        await system.spawn(Counter, name="counter")
+        print("ready", flush=True)
+        await anyio.sleep(60)
+
+anyio.run(main)
+"""
+
+
+async def test_a_killed_process_answers_actor_not_found_or_a_timeout_never_a_hang(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    async with running_server(tmp_path) as server, ActorSystem(name="parent") as system:
+        await connect(system, server)
+        env = {**os.environ, "PYTHONPATH": str(repo), "URL": server.url, "TOKEN": server.token}
+        child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, env=env, text=True)
+        try:
+            with anyio.fail_after(20):
+                line = await anyio.to_thread.run_sync(child.stdout.readline)
+            assert line.strip() == "ready"
+            counter = remote(system, "counter", system_name="child")
+            assert await counter.ask(Add(3)) == 3
+            child.send_signal(signal.SIGKILL)
+            await anyio.to_thread.run_sync(child.wait, 5)
+            for _ in range(3):
+                started = anyio.current_time()
+                code = await code_of(counter.ask(Add(1), timeout=1.0))
+                assert code in {ReasonCode.ACTOR_NOT_FOUND, ReasonCode.DEADLINE_EXCEEDED}
+                assert anyio.current_time() - started <= 1.1
+        finally:
+            child.kill()
+            child.wait(5)
