@@ -71,6 +71,7 @@ __all__ = [
     "StreamMessage",
     "StreamRead",
     "Subscribe",
+    "Subscriptions",
     "Unsubscribe",
 ]
 
@@ -320,17 +321,40 @@ class StreamMessage:
 
 @attrs.define
 class _Subscription:
+    sid: int
     spec: Subscribe
     target: ActorRef
     handle: Any = None  # nats-py's Subscription on the current client
     dropped: int = 0
 
 
+class Subscriptions:
+    """The subscriptions of one connection, by our own id. Give one instance in
+    the connection's spec kwargs and it outlives the connection's restarts:
+    a fresh instance subscribes every one again on its new client, and
+    deliveries keep their ids. (Without it each instance starts empty.)"""
+
+    def __init__(self) -> None:
+        self.records: dict[int, _Subscription] = {}
+        self.next_id = 1
+
+    def add(self, spec: Subscribe, target: ActorRef) -> _Subscription:
+        record = _Subscription(self.next_id, spec, target)
+        self.next_id += 1
+        return record
+
+
 class NatsConnection(Actor):
     mailbox_capacity = 10_000
     concurrency = 256
 
-    def __init__(self, *, options: ConnectionOptions | None = None, server: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        options: ConnectionOptions | None = None,
+        server: str | None = None,
+        subscriptions: Subscriptions | None = None,
+    ) -> None:
         """`options`, or `server`: the path of an EmbeddedNatsServer to ask."""
         if (options is None) == (server is None):
             raise error_for(ReasonCode.CONFIG_INVALID, "NatsConnection needs exactly one of options= or server=")
@@ -338,7 +362,7 @@ class NatsConnection(Actor):
         self.server = server
         self.bridge = Bridge()
         self.nc: Any = None
-        self._subscriptions: dict[int, _Subscription] = {}
+        self.subscriptions = subscriptions if subscriptions is not None else Subscriptions()
         self._kv: dict[str, Any] = {}
         self.reconnects = self.disconnects = self.aborted = self.permission_errors = 0
         self.slow_consumer_drops = self.mailbox_drops = 0
@@ -355,7 +379,20 @@ class NatsConnection(Actor):
         self.bridge = await open_bridge(self.context)
         deadline = system.now() + system.timeouts.seconds[TimeoutCategory.NATS_CONNECT]
         self.nc = await self._connect(deadline)
+        self.context.start_task(self._close_when_gone, self.nc)
+        for record in self.subscriptions.records.values():  # a restart: subscribe again
+            await self._attach(record)
         self.context.start_task(self._watchdog)
+
+    async def _close_when_gone(self, nc: Any) -> None:
+        """Lives as long as this instance: when it crashes (no `stopping` runs
+        then), its client is closed, so a fresh instance never runs beside a
+        client that still delivers."""
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._close(nc)
 
     async def _connect(self, deadline: float) -> Any:
         assert self.options is not None
@@ -395,7 +432,7 @@ class NatsConnection(Actor):
         with anyio.move_on_after(1.0):
             try:
                 await self.bridge.call(nc.close)
-            except Exception:  # noqa: BLE001 - closing is best effort; the socket goes below
+            except Exception:  # noqa: BLE001 - closing is best effort (the bridge may be gone); the socket goes below
                 pass
         if not nc.is_closed or _transport(nc) is not None:
             _abort(nc)
@@ -502,12 +539,11 @@ class NatsConnection(Actor):
     @handles(Subscribe)
     async def subscribe(self, m: Subscribe) -> int:
         target = self.context.system.lookup(m.target)
-        record = _Subscription(m, target)
+        record = self.subscriptions.add(m, target)
         await self._attach(record)
         await self._call(ReasonCode.TIMEOUT_NATS_SUBSCRIBE, self._client().flush, timeout=self._remaining())
-        sid = int(record.handle._id)
-        self._subscriptions[sid] = record
-        return sid
+        self.subscriptions.records[record.sid] = record
+        return record.sid
 
     async def _attach(self, record: _Subscription) -> None:
         spec = record.spec
@@ -519,7 +555,7 @@ class NatsConnection(Actor):
             try:
                 record.target.tell_nowait(
                     Delivery(
-                        sid=int(msg._sid),
+                        sid=record.sid,
                         subject=msg.subject,
                         data=msg.data,
                         headers=dict(msg.headers) if msg.headers else None,
@@ -544,7 +580,7 @@ class NatsConnection(Actor):
 
     @handles(Unsubscribe)
     async def unsubscribe(self, m: Unsubscribe) -> None:
-        record = self._subscriptions.pop(m.sid, None)
+        record = self.subscriptions.records.pop(m.sid, None)
         if record is not None and record.handle is not None:
             await self._call(ReasonCode.TIMEOUT_NATS_SUBSCRIBE, record.handle.unsubscribe)
 
@@ -558,7 +594,7 @@ class NatsConnection(Actor):
             permission_errors=self.permission_errors,
             slow_consumer_drops=self.slow_consumer_drops,
             mailbox_drops=self.mailbox_drops,
-            subscriptions=len(self._subscriptions),
+            subscriptions=len(self.subscriptions.records),
         )
 
     # ---- KV ------------------------------------------------------------------------

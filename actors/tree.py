@@ -16,7 +16,7 @@ import os
 from typing import TYPE_CHECKING
 
 from actors import demo
-from actors.nats_connection import ConnectionOptions, NatsConnection
+from actors.nats_connection import ConnectionOptions, NatsConnection, Subscriptions
 from actors.nats_server import EmbeddedNatsServer
 from runtime import ActorSystem
 from runtime.nats_config import NatsConfig
@@ -45,7 +45,7 @@ def nats_spec(nats: NatsConfig) -> SupervisorSpec:
                 shutdown=15.0,
             )
         )
-        connection = {"server": SERVER}
+        connection: dict[str, object] = {"server": SERVER}
     else:
         options = ConnectionOptions(
             urls=nats.urls,
@@ -59,6 +59,7 @@ def nats_spec(nats: NatsConfig) -> SupervisorSpec:
             tls_key_file=nats.tls_key_file,
         )
         connection = {"options": options}
+    connection["subscriptions"] = Subscriptions()  # kept across the connection's restarts
     children.append(
         ChildSpec("connection", NatsConnection, kwargs=connection, breaker=CONNECTION_BREAKER, backoff=RESTART_BACKOFF)
     )

@@ -22,11 +22,14 @@ from actors.nats_connection import (
     Request,
     Statistics,
     Subscribe,
+    Subscriptions,
     Unsubscribe,
 )
 from actors.nats_connection import ConnectionOptions
 from runtime import Actor, ActorSystem, ExoarmurError, Overflow, ReasonCode, TimeoutCategory, TimeoutPolicy, handles
-from tests.integration.support import connect, eventually, running_server
+from supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
+from tests.integration.support import connect, eventually, options_for, running_server
+from tests.runtime.support import Crash
 
 pytestmark = pytest.mark.anyio
 
@@ -258,3 +261,38 @@ class TestServerLoss:
                 for key, revision in acknowledged.items():
                     entry = await conn.ask(KvGet("durable", key))
                     assert entry is not None and entry.revision == revision
+
+
+class CrashableConnection(NatsConnection):
+    @handles(Crash)
+    def crash(self, m: Crash) -> None:
+        raise RuntimeError("asked to crash")
+
+
+class TestRestart:
+    async def test_subscriptions_kept_outside_the_instance_survive_its_restart(self, tmp_path):
+        got: list = []
+        async with running_server(tmp_path) as server, ActorSystem() as system:
+            await system.spawn(Sink, name="sink", kwargs={"got": got})
+            spec = SupervisorSpec(
+                Strategy.ONE_FOR_ONE,
+                children=(
+                    ChildSpec(
+                        "conn",
+                        CrashableConnection,
+                        kwargs={"options": options_for(server), "subscriptions": Subscriptions()},
+                    ),
+                ),
+            )
+            await system.spawn(Supervisor, name="nats", kwargs={"spec": spec})
+            conn = system.lookup("nats/conn")
+            sid = await conn.ask(Subscribe("events", "sink"))
+            await conn.ask(Publish("events", b"before"))
+            await eventually(lambda: len(got) == 1)
+            with pytest.raises(ExoarmurError):
+                await conn.ask(Crash())
+            await eventually(lambda: conn._cell.restarts == 1)
+            assert (await conn.ask(Statistics())).subscriptions == 1
+            await conn.ask(Publish("events", b"after"))
+            await eventually(lambda: len(got) == 2)
+            assert [(m.sid, m.data) for m in got] == [(sid, b"before"), (sid, b"after")]
