@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
-import anyio.abc
 import attrs
 
 from runtime.codes import ReasonCode
@@ -75,6 +74,8 @@ class ServerOptions:
     # Fixed ports (0: chosen by the server at the first start, then kept).
     port: int = 0
     http_port: int = 0
+    # The nodes of a cluster share one token; None: generated once per data dir.
+    token: str | None = attrs.field(default=None, repr=False)
 
 
 class ServerProcess:
@@ -86,7 +87,7 @@ class ServerProcess:
         self.data_dir = options.data_dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.token = self._token()
-        self.process: anyio.abc.Process | None = None
+        self.process: ChildProcess | None = None
         self.port = 0
         self.http_port = 0
 
@@ -94,6 +95,9 @@ class ServerProcess:
 
     def _token(self) -> str:
         path = self.data_dir / "token"
+        if self.options.token is not None:
+            _write_private(path, self.options.token)
+            return self.options.token
         if path.exists():
             return path.read_text().strip()
         token = secrets.token_urlsafe(32)
@@ -159,12 +163,8 @@ class ServerProcess:
         _write_private(conf, self._config(port, http_port))
         for old in self.data_dir.glob("*.ports"):
             old.unlink()
-        self.process = await anyio.open_process(
-            [sys.executable, "-m", "actors._pdeathsig", str(os.getpid()), str(self.binary), "-c", str(conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        self.process = ChildProcess(
+            [sys.executable, "-m", "actors._pdeathsig", str(os.getpid()), str(self.binary), "-c", str(conf)]
         )
         try:
             with anyio.fail_after(max(deadline - anyio.current_time(), 0.0)):
@@ -257,7 +257,8 @@ class ServerProcess:
                     process.kill()
                     with anyio.CancelScope(shield=True), anyio.move_on_after(5.0):
                         await process.wait()
-        await process.aclose()
+        if process.returncode is not None:
+            process.close()
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the server now (chaos: SIGKILL it, or SIGSTOP to freeze it)."""
@@ -270,6 +271,59 @@ class ServerProcess:
             return "(no log)"
         text = path.read_text(errors="replace").splitlines()[-lines:]
         return " | ".join(text).replace(self.token, "***")
+
+
+class ChildProcess:
+    """A child forked by the calling thread itself (the event loop's), not by a
+    worker thread: PR_SET_PDEATHSIG fires when the forking *thread* exits, and
+    trio runs `open_process` in a worker thread that exits after 10 s idle.
+    Its exit is awaited on a pidfd, on any backend."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own group: a terminal's ^C is ours to pass on
+        )
+        self.pid = self.popen.pid
+        self._pidfd = os.pidfd_open(self.pid)
+        self._polling: anyio.Event | None = None  # set when the task polling stops
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    async def wait(self) -> int:
+        """Its exit status. Any number of tasks may wait: one polls the pidfd
+        (a backend allows one waiter per fd), the others wait for it."""
+        while (code := self.popen.poll()) is None:
+            if self._polling is not None:
+                await self._polling.wait()
+                continue
+            self._polling = anyio.Event()
+            try:
+                await anyio.wait_readable(self._pidfd)
+            finally:
+                polling, self._polling = self._polling, None
+                polling.set()
+        return code
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def send_signal(self, sig: int) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+
+    def close(self) -> None:
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
 
 
 def _gone(pid: int) -> bool:

@@ -175,3 +175,22 @@ def test_no_orphan_server_after_its_parent_is_sigkilled(tmp_path):
     finally:
         parent.kill()
         parent.wait(5)
+
+
+async def test_the_server_is_forked_by_the_event_loop_thread_not_a_worker(tmp_path, monkeypatch):
+    """PR_SET_PDEATHSIG fires when the forking thread exits; trio forks in a
+    worker thread that exits after 10 s idle, which killed the server then."""
+    import subprocess as sp
+    import threading
+
+    forked_by: list[int] = []
+    real_popen = sp.Popen
+
+    def recording_popen(*args, **kwargs):
+        forked_by.append(threading.get_ident())
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(sp, "Popen", recording_popen)
+    async with running_server(tmp_path):
+        pass
+    assert forked_by == [threading.get_ident()]
