@@ -1,10 +1,11 @@
 """The audit log as a hash-chained JetStream stream, and the sink that feeds it.
 
-Each record is `{"position", "prev", "event", "hash"}`: `hash` is the SHA-256
-of `prev` and the canonical JSON of position and event, so a replay can prove
-that nothing was changed, dropped or reordered (`verify_chain`). Records of one
-chain go to `<subject_prefix>.<chain>`; several processes can share the stream
-with a chain each.
+Each record is `{"chain", "position", "prev", "event", "hash"}`: `hash` is the
+SHA-256 of `prev` and the canonical JSON of chain, position and event, so a
+replay can prove that nothing was changed, dropped or reordered
+(`verify_chain`). Records of one chain go to `<subject_prefix>.<chain>`;
+several processes can share the stream with a chain each (the chain's name is
+hashed in, so equal events of two chains never share a message id).
 
 Exactly once across retries: the message id of a record is its hash. An append
 whose ack timed out is published again with the same id until its deadline; if
@@ -56,6 +57,7 @@ RETRYABLE = frozenset({ReasonCode.TIMEOUT_NATS_PUBLISH, ReasonCode.NATS_DISCONNE
 
 @attrs.frozen
 class Record:
+    chain: str
     position: int
     prev: str
     event: dict[str, Any]
@@ -67,22 +69,25 @@ class Record:
     @classmethod
     def from_bytes(cls, data: bytes) -> Record:
         fields = orjson.loads(data)
-        return cls(fields["position"], fields["prev"], fields["event"], fields["hash"])
+        return cls(fields["chain"], fields["position"], fields["prev"], fields["event"], fields["hash"])
 
 
-def chain_hash(prev: str, position: int, event: dict[str, Any]) -> str:
-    body = orjson.dumps({"position": position, "event": event}, option=orjson.OPT_SORT_KEYS)
+def chain_hash(chain: str, prev: str, position: int, event: dict[str, Any]) -> str:
+    body = orjson.dumps({"chain": chain, "position": position, "event": event}, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(prev.encode() + b"\n" + body).hexdigest()
 
 
 def verify_chain(records: Iterable[Record]) -> int:
     """The number of records if they form one unbroken chain from the genesis;
     AUDIT_CHAIN_BROKEN naming the first position that does not."""
-    prev, expected = GENESIS, 0
+    prev, expected, chain = GENESIS, 0, None
     for record in records:
+        chain = record.chain if chain is None else chain
+        if record.chain != chain:
+            raise error_for(ReasonCode.AUDIT_CHAIN_BROKEN, f"record {record.position} is of chain {record.chain!r}")
         if record.position != expected:
             raise error_for(ReasonCode.AUDIT_CHAIN_BROKEN, f"position {record.position}, expected {expected}")
-        if record.prev != prev or record.hash != chain_hash(prev, record.position, record.event):
+        if record.prev != prev or record.hash != chain_hash(chain, prev, record.position, record.event):
             raise error_for(ReasonCode.AUDIT_CHAIN_BROKEN, f"record {record.position} does not match its chain")
         prev, expected = record.hash, expected + 1
     return expected
@@ -160,7 +165,7 @@ class AuditStream(Actor):
                 await self._read_head()  # the last outcome is unknown
             assert self.head is not None
             position, prev, last_seq = self.head
-            record = Record(position, prev, m.event, chain_hash(prev, position, m.event))
+            record = Record(self.chain, position, prev, m.event, chain_hash(self.chain, prev, position, m.event))
             self.head = None  # unknown until acked
             try:
                 ack = await self._publish(record, last_seq, deadline)

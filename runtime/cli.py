@@ -27,7 +27,11 @@ from runtime.main import EXIT_CONFIG, report, run, say
 from runtime.nats_config import parse_nats
 
 BENCH_MODULES = MappingProxyType(
-    {"kernel": "benchmarks.bench_kernel", "supervision": "benchmarks.bench_supervision"}
+    {
+        "kernel": "benchmarks.bench_kernel",
+        "supervision": "benchmarks.bench_supervision",
+        "nats": "benchmarks.bench_nats",
+    }
 )
 
 
@@ -91,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     helps = {
         "kernel": "tell/ask throughput and latency of the kernel",
         "supervision": "restart latency, and throughput of 1,000 supervised children at 0%% and 1%% crashes",
+        "nats": "publish, request, KV and audit through the NATS actors, next to raw nats-py",
     }
     for name, module in BENCH_MODULES.items():
         bench = benches.add_parser(

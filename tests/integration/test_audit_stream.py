@@ -4,6 +4,7 @@ continues after a restart, and appends that fail closed with a code."""
 from __future__ import annotations
 
 import anyio
+import attrs
 import pytest
 
 from actors.audit_stream import (
@@ -48,11 +49,20 @@ async def test_appends_form_a_verifiable_chain_that_survives_a_restart(tmp_path)
         assert records[0].prev == GENESIS and records[10].event == event(10)
 
 
+async def test_two_chains_with_equal_events_share_one_stream_without_colliding(tmp_path):
+    async with running_server(tmp_path) as server, ActorSystem() as system:
+        conn = await connect(system, server)
+        one = await system.spawn(AuditStream, name="one", kwargs={"connection": "nats", "chain": "one"})
+        two = await system.spawn(AuditStream, name="two", kwargs={"connection": "nats", "chain": "two"})
+        a, b = await one.ask(Append(event(0))), await two.ask(Append(event(0)))
+        assert (a.duplicate, b.duplicate) == (False, False) and a.seq != b.seq
+
+
 async def test_a_republished_record_is_acked_as_a_duplicate_and_stored_once(tmp_path):
     async with running_server(tmp_path) as server, ActorSystem() as system:
         conn = await connect(system, server)
         await conn.ask(StreamEnsure("DEDUP", ("dedup.>",)))
-        record = Record(0, GENESIS, event(0), chain_hash(GENESIS, 0, event(0)))
+        record = Record("c", 0, GENESIS, event(0), chain_hash("c", GENESIS, 0, event(0)))
         first = await conn.ask(JsPublish("dedup.a", record.to_bytes(), msg_id=record.hash))
         again = await conn.ask(JsPublish("dedup.a", record.to_bytes(), msg_id=record.hash))
         assert (first.duplicate, again.duplicate) == (False, True)
@@ -67,12 +77,18 @@ async def test_a_republished_record_is_acked_as_a_duplicate_and_stored_once(tmp_
 def test_a_changed_dropped_or_reordered_record_breaks_the_chain():
     records, prev = [], GENESIS
     for i in range(4):
-        record = Record(i, prev, event(i), chain_hash(prev, i, event(i)))
+        record = Record("c", i, prev, event(i), chain_hash("c", prev, i, event(i)))
         records.append(record)
         prev = record.hash
     assert verify_chain(records) == 4
-    tampered = Record(1, records[1].prev, {**records[1].event, "detail": "edited"}, records[1].hash)
-    for broken in ([records[0], tampered, *records[2:]], [records[0], *records[2:]], [records[1], records[0]]):
+    tampered = Record("c", 1, records[1].prev, {**records[1].event, "detail": "edited"}, records[1].hash)
+    renamed = attrs.evolve(records[1], chain="other")
+    for broken in (
+        [records[0], tampered, *records[2:]],
+        [records[0], *records[2:]],
+        [records[1], records[0]],
+        [records[0], renamed, *records[2:]],
+    ):
         with pytest.raises(ExoarmurError) as caught:
             verify_chain(broken)
         assert caught.value.code is ReasonCode.AUDIT_CHAIN_BROKEN
