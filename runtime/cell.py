@@ -679,8 +679,41 @@ class ActorCell:
         self.mailbox.processed += 1
         deadline = env.deadline if env.deadline < self._stop_deadline else self._stop_deadline
         scope = anyio.CancelScope(deadline=deadline)
-        self.inflight.add(scope)  # type: ignore[union-attr]
-        self.start_soon(self._run_concurrent, fn, env, self.actor, scope, name=self.path)
+        inflight = self.inflight
+        assert inflight is not None
+        inflight.add(scope)
+        job = (fn, env, self.actor, scope)
+        if inflight.idle:
+            inflight.jobs.append(job)  # a lingering worker takes it
+        else:
+            self.start_soon(self._concurrent_worker, job, name=self.path)
+
+    async def _concurrent_worker(self, job: tuple[Any, ...]) -> None:
+        """Run `job`, then linger for the next one (LINGER_PASSES passes)."""
+        inflight = self.inflight
+        assert inflight is not None
+        checkpoint = self.system.backend.checkpoint
+        try:
+            while True:
+                await self._run_concurrent(*job)
+                inflight.idle += 1
+                try:
+                    for _ in range(LINGER_PASSES):
+                        if inflight.jobs:
+                            break
+                        await checkpoint()
+                    if not inflight.jobs:
+                        return
+                    job = inflight.jobs.popleft()
+                finally:
+                    inflight.idle -= 1
+        except BaseException:
+            # The host is going away: jobs no worker will take end now, coded.
+            while inflight.jobs and not inflight.idle:
+                _, env, _, scope = inflight.jobs.popleft()
+                inflight.discard(scope)
+                self._cancelled_while_handling(env)
+            raise
 
     async def _run_concurrent(
         self, fn: Callable[..., Any], env: Envelope, actor: Actor, scope: anyio.CancelScope

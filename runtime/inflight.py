@@ -14,9 +14,15 @@ Invariants:
   deadline if that is earlier (`tighten`).
 - They belong to one actor instance: a crash (of any handler) or a suspend
   cancels them all, and their askers learn `ACTOR_CRASHED`.
+- Worker tasks are reused: one that finished lingers a scheduler pass or two
+  and takes the next job from `jobs`, so a steady stream of requests does not
+  pay a task spawn each (anyio's spawn is the dearest step on this path).
 """
 
 from __future__ import annotations
+
+from collections import deque
+from typing import Any
 
 import anyio
 
@@ -26,12 +32,15 @@ __all__ = ["InFlight"]
 class InFlight:
     """The cancel scopes of one cell's concurrent handlers now running."""
 
-    __slots__ = ("limit", "_scopes", "_changed")
+    __slots__ = ("limit", "_scopes", "_changed", "jobs", "idle")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._scopes: set[anyio.CancelScope] = set()
         self._changed: anyio.Event | None = None  # set when one ends
+        # Started but not yet picked up by a lingering worker, and how many linger.
+        self.jobs: deque[tuple[Any, ...]] = deque()
+        self.idle = 0
 
     def __len__(self) -> int:
         return len(self._scopes)
