@@ -76,6 +76,11 @@ __all__ = [
 ]
 
 KV_OPERATION = "KV-Operation"
+# nats-py's own timeout on JetStream calls; each call is cut at its envelope's
+# deadline long before (`NatsConnection._call`).
+JS_BACKSTOP_SECONDS = 3600.0
+# What `_call` leaves of the deadline for the answer to reach the asker.
+ANSWER_MARGIN = 0.002
 
 
 @attrs.frozen(kw_only=True)
@@ -364,6 +369,7 @@ class NatsConnection(Actor):
         self.nc: Any = None
         self.subscriptions = subscriptions if subscriptions is not None else Subscriptions()
         self._kv: dict[str, Any] = {}
+        self._js: tuple[Any, Any] | None = None  # (client, its JetStream context)
         self.reconnects = self.disconnects = self.aborted = self.permission_errors = 0
         self.slow_consumer_drops = self.mailbox_drops = 0
 
@@ -453,7 +459,9 @@ class NatsConnection(Actor):
             if nc is None:
                 return
             now = self.context.now()
-            if not nc.is_reconnecting:
+            # Not connected and not closed: reconnecting, or in one of its
+            # connect attempts (nats-py says CONNECTING then, not RECONNECTING).
+            if nc.is_connected or nc.is_closed:
                 stuck_since = aborted_at = None
                 continue
             stuck_since = stuck_since if stuck_since is not None else now
@@ -496,23 +504,53 @@ class NatsConnection(Actor):
 
     # ---- calls -------------------------------------------------------------------
 
-    async def _call(self, code: ReasonCode, fn: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any) -> Any:
-        """Call nats-py; its exceptions become coded errors, and the dependency
-        failures among them are reported to the breaker."""
-        try:
-            return await self.bridge.call(fn, *args, **kwargs)
-        except Exception as exc:
-            error = coded(exc, timeout=code)
-            if error is None:
-                raise
-            if error.code in DEPENDENCY_CODES:
-                self.context.report_failure(error.code, error.detail)
-            raise error from None
+    async def _call(
+        self,
+        code: ReasonCode,
+        fn: Callable[..., Awaitable[Any]],
+        /,
+        *args: Any,
+        absent_on: tuple[type[Exception], ...] = (),
+        **kwargs: Any,
+    ) -> Any:
+        """Call nats-py until just before the envelope's deadline; its
+        exceptions become coded errors (`absent_on` ones: None), and the
+        dependency failures among them, running out of time included, are
+        reported to the breaker."""
+        if self.context.deadline is None:  # in a hook: the operation's default time
+            budget = self.context.system.timeouts.seconds[TimeoutCategory(code)]
+        else:
+            budget = self._remaining() - ANSWER_MARGIN
+        with anyio.move_on_after(budget):
+            try:
+                return await self.bridge.call(fn, *args, **kwargs)
+            except absent_on:
+                return None
+            except Exception as exc:
+                error = coded(exc, timeout=code)
+                if error is None:
+                    raise
+                if error.code in DEPENDENCY_CODES:
+                    self.context.report_failure(error.code, error.detail)
+                raise error from None
+        error = error_for(code, "no answer from NATS before the deadline")
+        self.context.report_failure(code, error.detail)
+        raise error
 
     def _client(self) -> Any:
         if self.nc is None or self.nc.is_closed:
             raise error_for(ReasonCode.NATS_DISCONNECTED, "no client")
         return self.nc
+
+    def _jetstream(self) -> Any:
+        """The client's JetStream context, made once per client: its timeout is
+        a backstop, `_call` bounds each call by the deadline (a context per
+        call costs tens of µs in nats-py)."""
+        nc = self._client()
+        if self._js is None or self._js[0] is not nc:
+            self._js = (nc, nc.jetstream(timeout=JS_BACKSTOP_SECONDS))
+            self._kv.clear()
+        return self._js[1]
 
     def _remaining(self) -> float:
         deadline = self.context.deadline
@@ -602,14 +640,14 @@ class NatsConnection(Actor):
     async def _bucket(self, name: str) -> Any:
         kv = self._kv.get(name)
         if kv is None:
-            js = self._client().jetstream(timeout=self._remaining())
+            js = self._jetstream()
             kv = await self._call(ReasonCode.TIMEOUT_KV_GET, js.key_value, name)
             self._kv[name] = kv
         return kv
 
     @handles(KvOpen, concurrent=True)
     async def kv_open(self, m: KvOpen) -> None:
-        js = self._client().jetstream(timeout=self._remaining())
+        js = self._jetstream()
         try:
             kv = await self._call(ReasonCode.TIMEOUT_KV_CREATE, js.key_value, m.bucket)
         except ExoarmurError as exc:
@@ -624,7 +662,7 @@ class NatsConnection(Actor):
         """The latest value, read from the stream leader (never a direct get,
         which any replica may answer stale); None if absent or deleted."""
         await self._bucket(m.bucket)
-        js = self._client().jetstream(timeout=self._remaining())
+        js = self._jetstream()
         msg = await self._leader_read(ReasonCode.TIMEOUT_KV_GET, js, f"KV_{m.bucket}", f"$KV.{m.bucket}.{m.key}")
         if msg is None:
             return None
@@ -637,17 +675,9 @@ class NatsConnection(Actor):
     ) -> Any:
         """The last message on `subject` (or the one at `seq`) from the stream
         leader; None if there is none."""
-        try:
-            return await self.bridge.call(js.get_msg, stream, seq=seq, subject=subject, direct=False)
-        except NotFoundError:
-            return None
-        except Exception as exc:
-            error = coded(exc, timeout=code)
-            if error is None:
-                raise
-            if error.code in DEPENDENCY_CODES:
-                self.context.report_failure(error.code, error.detail)
-            raise error from None
+        return await self._call(
+            code, js.get_msg, stream, seq=seq, subject=subject, direct=False, absent_on=(NotFoundError,)
+        )
 
     @handles(KvPut, concurrent=True)
     async def kv_put(self, m: KvPut) -> int:
@@ -672,31 +702,16 @@ class NatsConnection(Actor):
     @handles(KvKeys, concurrent=True)
     async def kv_keys(self, m: KvKeys) -> list[str]:
         kv = await self._bucket(m.bucket)
-        try:
-            return sorted(await self.bridge.call(kv.keys))
-        except NoKeysError:
-            return []
-        except Exception as exc:
-            error = coded(exc, timeout=ReasonCode.TIMEOUT_KV_GET)
-            if error is None:
-                raise
-            raise error from None
+        return sorted(await self._call(ReasonCode.TIMEOUT_KV_GET, kv.keys, absent_on=(NoKeysError,)) or [])
 
     # ---- streams ---------------------------------------------------------------------
 
     @handles(StreamEnsure)
     async def stream_ensure(self, m: StreamEnsure) -> None:
-        js = self._client().jetstream(timeout=self._remaining())
-        try:
-            await self.bridge.call(js.stream_info, m.name)
-            return
-        except NotFoundError:
-            pass
-        except Exception as exc:
-            error = coded(exc, timeout=ReasonCode.TIMEOUT_NATS_STREAM_CREATE)
-            if error is None:
-                raise
-            raise error from None
+        js = self._jetstream()
+        code = ReasonCode.TIMEOUT_NATS_STREAM_CREATE
+        if await self._call(code, js.stream_info, m.name, absent_on=(NotFoundError,)) is not None:
+            return  # it exists: left as it is
         config = StreamConfig(
             name=m.name, subjects=list(m.subjects), num_replicas=m.replicas, duplicate_window=m.duplicate_window
         )
@@ -704,7 +719,7 @@ class NatsConnection(Actor):
 
     @handles(JsPublish, concurrent=True)
     async def js_publish(self, m: JsPublish) -> PubAck:
-        js = self._client().jetstream(timeout=self._remaining())
+        js = self._jetstream()
         headers = {}
         if m.msg_id is not None:
             headers["Nats-Msg-Id"] = m.msg_id
@@ -717,13 +732,13 @@ class NatsConnection(Actor):
 
     @handles(StreamLast, concurrent=True)
     async def stream_last(self, m: StreamLast) -> StreamMessage | None:
-        js = self._client().jetstream(timeout=self._remaining())
+        js = self._jetstream()
         msg = await self._leader_read(ReasonCode.TIMEOUT_NATS_REQUEST, js, m.stream, m.subject)
         return None if msg is None else StreamMessage(msg.seq, msg.data or b"")
 
     @handles(StreamRead, concurrent=True)
     async def stream_read(self, m: StreamRead) -> StreamMessage | None:
-        js = self._client().jetstream(timeout=self._remaining())
+        js = self._jetstream()
         msg = await self._leader_read(ReasonCode.TIMEOUT_NATS_REQUEST, js, m.stream, seq=m.seq)
         return None if msg is None else StreamMessage(msg.seq, msg.data or b"")
 
