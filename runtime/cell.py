@@ -721,7 +721,7 @@ class ActorCell:
         context = ActorContext(self)  # this task's view: its own envelope
         context.envelope = env
         CURRENT.set(context)
-        reply = env.reply_to
+        result = None  # stays None if the scope cuts the handler
         try:
             with scope:
                 try:
@@ -738,15 +738,8 @@ class ActorCell:
             raise
         finally:
             self.inflight.discard(scope)  # type: ignore[union-attr]
-        if scope.cancel_called:
-            if actor is not self.actor or self._instance_dead:
-                self._overran(env, ReasonCode.ACTOR_CRASHED)  # a sibling crashed the instance
-            elif scope.deadline < env.deadline:
-                self._overran(env, self.mailbox.closed or ReasonCode.SHUTTING_DOWN)
-            else:
-                self._overran(env, timeout_category(type(env.message)).code)
-        elif reply is not None and not reply.resolve(outcome.Value(result)):
-            self.system._late_replies += 1
+        # A sibling's crash may have ended the instance meanwhile.
+        self._settle(env, scope, result, instance_gone=actor is not self.actor or self._instance_dead)
 
     def _concurrent_crashed(self, env: Envelope, exc: Exception, actor: Actor) -> None:
         if actor is self.actor and not self._instance_dead and self.state is CellState.RUNNING:
@@ -771,6 +764,7 @@ class ActorCell:
         self.context.envelope = env
         self.mailbox.processed += 1
         deadline = env.deadline if env.deadline < self._stop_deadline else self._stop_deadline
+        result = None  # stays None if the scope cuts the handler
         try:
             with anyio.CancelScope(deadline=deadline) as scope:
                 self._scope = scope
@@ -784,18 +778,24 @@ class ActorCell:
             return self._crashed(env, exc)
         except Exception as exc:
             return self._crashed(env, exc)
+        self._settle(env, scope, result, instance_gone=self._instance_dead)  # a concurrent handler may crash it
+        return None
+
+    def _settle(self, env: Envelope, scope: anyio.CancelScope, result: Any, *, instance_gone: bool) -> None:
+        """After an async handler's scope: its value to the asker, or why it was
+        cut. Out of time, a value returned after that is void; the scope's
+        deadline says whose deadline it was: the envelope's or the stop's."""
         if scope.cancel_called:
-            # Out of time; a value returned after that is void. The scope's
-            # deadline says whose deadline it was: the envelope's or the stop's.
-            if self._instance_dead:
-                self._overran(env, ReasonCode.ACTOR_CRASHED)  # a concurrent handler crashed it
+            if instance_gone:
+                self._overran(env, ReasonCode.ACTOR_CRASHED)
             elif scope.deadline < env.deadline:
                 self._overran(env, self.mailbox.closed or ReasonCode.SHUTTING_DOWN)
             else:
                 self._overran(env, timeout_category(type(env.message)).code)
-        elif reply is not None and not reply.resolve(outcome.Value(result)):
+            return
+        reply = env.reply_to
+        if reply is not None and not reply.resolve(outcome.Value(result)):
             self.system._late_replies += 1
-        return None
 
     async def _take_control(self) -> None:
         """Handle the control lane: STOP markers (the state already says
