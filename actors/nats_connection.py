@@ -37,7 +37,7 @@ from typing import Any
 import anyio
 import attrs
 import nats
-from nats.js.api import KeyValueConfig, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StreamConfig
 from nats.js.errors import NoKeysError, NotFoundError
 
 from actors.aio import Bridge, open_bridge
@@ -57,7 +57,10 @@ __all__ = [
     "KvKeys",
     "KvOpen",
     "KvPut",
+    "KvUnwatch",
     "KvUpdate",
+    "KvWatch",
+    "KvChange",
     "NatsConnection",
     "NatsStatistics",
     "JsPublish",
@@ -265,6 +268,32 @@ class KvKeys:
     bucket: str
 
 
+@message("exoarmur.kv.watch", timeout=TimeoutCategory.KV_GET)
+class KvWatch:
+    """Tell the actor at `target` a KvChange for the latest value of every key
+    matching `keys`, then for every change after it; answers the watch id.
+    After a reconnect or a restart of this connection the watch resumes after
+    the last revision it delivered (nothing twice, nothing skipped)."""
+
+    bucket: str
+    target: str
+    keys: str = ">"
+
+
+@message("exoarmur.kv.unwatch", timeout=TimeoutCategory.KV_GET)
+class KvUnwatch:
+    watch: int
+
+
+@message("exoarmur.kv.change", timeout=TimeoutCategory.KV_GET)
+class KvChange:
+    watch: int
+    key: str
+    value: bytes
+    revision: int
+    deleted: bool
+
+
 # JetStream streams (the AuditStream actor sends these).
 
 
@@ -333,20 +362,34 @@ class _Subscription:
     dropped: int = 0
 
 
+@attrs.define
+class _Watch:
+    wid: int
+    spec: KvWatch
+    target: ActorRef
+    last_revision: int = 0  # the last one delivered (or refused): resume after it
+    handle: Any = None
+    dropped: int = 0
+
+
 class Subscriptions:
-    """The subscriptions of one connection, by our own id. Give one instance in
-    the connection's spec kwargs and it outlives the connection's restarts:
-    a fresh instance subscribes every one again on its new client, and
-    deliveries keep their ids. (Without it each instance starts empty.)"""
+    """The subscriptions and KV watches of one connection, by our own ids.
+    Give one instance in the connection's spec kwargs and it outlives the
+    connection's restarts: a fresh instance subscribes every one again on its
+    new client, and deliveries keep their ids. (Without it each instance
+    starts empty.)"""
 
     def __init__(self) -> None:
         self.records: dict[int, _Subscription] = {}
+        self.watches: dict[int, _Watch] = {}
         self.next_id = 1
 
-    def add(self, spec: Subscribe, target: ActorRef) -> _Subscription:
-        record = _Subscription(self.next_id, spec, target)
+    def new_id(self) -> int:
         self.next_id += 1
-        return record
+        return self.next_id - 1
+
+    def add(self, spec: Subscribe, target: ActorRef) -> _Subscription:
+        return _Subscription(self.new_id(), spec, target)
 
 
 class NatsConnection(Actor):
@@ -388,6 +431,8 @@ class NatsConnection(Actor):
         self.context.start_task(self._close_when_gone, self.nc)
         for record in self.subscriptions.records.values():  # a restart: subscribe again
             await self._attach(record)
+        for watch in self.subscriptions.watches.values():
+            await self._attach_watch(watch)
         self.context.start_task(self._watchdog)
 
     async def _close_when_gone(self, nc: Any) -> None:
@@ -497,6 +542,20 @@ class NatsConnection(Actor):
     async def _on_reconnected(self) -> None:
         if self._current():
             self.reconnects += 1
+            if self.subscriptions.watches:  # nats-py's ordered consumers stall ~20 s after a reconnect
+                self.bridge.actor_side(self.context.start_task, self._resume_watches)
+
+    async def _resume_watches(self) -> None:
+        for watch in list(self.subscriptions.watches.values()):
+            old, watch.handle = watch.handle, None
+            if old is not None:
+                with anyio.move_on_after(1.0):
+                    try:
+                        await self.bridge.call(old.unsubscribe)
+                    except Exception:  # noqa: BLE001 - the old consumer may be gone with the old link
+                        pass
+            with anyio.move_on_after(self.context.system.timeouts.seconds[TimeoutCategory.KV_GET]):
+                await self._attach_watch(watch)
 
     def _audit(self, code: ReasonCode, detail: str) -> None:
         system = self.context.system
@@ -703,6 +762,59 @@ class NatsConnection(Actor):
     async def kv_keys(self, m: KvKeys) -> list[str]:
         kv = await self._bucket(m.bucket)
         return sorted(await self._call(ReasonCode.TIMEOUT_KV_GET, kv.keys, absent_on=(NoKeysError,)) or [])
+
+    @handles(KvWatch)
+    async def kv_watch(self, m: KvWatch) -> int:
+        watch = _Watch(self.subscriptions.new_id(), m, self.context.system.lookup(m.target))
+        await self._attach_watch(watch)
+        self.subscriptions.watches[watch.wid] = watch
+        return watch.wid
+
+    @handles(KvUnwatch)
+    async def kv_unwatch(self, m: KvUnwatch) -> None:
+        watch = self.subscriptions.watches.pop(m.watch, None)
+        if watch is not None and watch.handle is not None:
+            await self._call(ReasonCode.TIMEOUT_KV_GET, watch.handle.unsubscribe)
+
+    async def _attach_watch(self, watch: _Watch) -> None:
+        """An ordered push consumer from the watch's next revision (or the
+        latest value per key, the first time)."""
+        spec, prefix = watch.spec, f"$KV.{watch.spec.bucket}."
+        if watch.last_revision:
+            config = ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=watch.last_revision + 1
+            )
+        else:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT)
+        config.ack_policy = AckPolicy.NONE
+
+        async def deliver(msg: Any) -> None:  # the asyncio side; never blocks
+            self.bridge.actor_side(handle, msg)
+
+        def handle(msg: Any) -> None:
+            revision = msg.metadata.sequence.stream
+            if revision <= watch.last_revision:
+                return  # seen before a resume
+            watch.last_revision = revision
+            operation = msg.headers.get(KV_OPERATION) if msg.headers else None
+            change = KvChange(watch.wid, msg.subject[len(prefix):], msg.data or b"", revision, operation in ("DEL", "PURGE"))
+            try:
+                watch.target.tell_nowait(change)
+            except ExoarmurError as exc:
+                watch.dropped += 1
+                self.mailbox_drops += 1
+                if watch.dropped & (watch.dropped - 1) == 0:  # audited per burst
+                    self._audit(ReasonCode.NATS_SLOW_CONSUMER, f"watch {spec.bucket}/{spec.keys} -> {spec.target}: {exc.code}")
+
+        watch.handle = await self._call(
+            ReasonCode.TIMEOUT_KV_GET,
+            self._jetstream().subscribe,
+            prefix + spec.keys,
+            cb=deliver,
+            stream=f"KV_{spec.bucket}",
+            ordered_consumer=True,
+            config=config,
+        )
 
     # ---- streams ---------------------------------------------------------------------
 

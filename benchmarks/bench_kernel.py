@@ -912,30 +912,51 @@ def main(argv: list[str] | None = None) -> int:
         tables.append((backend, rows))
         report["backends"][backend] = {"results": out, "rss": rss, "rows": [row.as_json() for row in rows]}
 
+    title = (
+        f"N={params.messages:,} msgs, {params.asks:,} asks, {params.spawns:,} spawns, "
+        f"RSS at {params.rss_count:,} actors"
+    )
+    notes = [
+        LEGEND,
+        f"pykka {version('pykka')} (threads) measured once; its figures repeat in each table.",
+        "* naive spawn rate: taken in the RSS subprocess (fresh process, K actors).",
+    ]
+    close_report(report, tables, started=started, name="kernel", quick=args.quick, title=title, notes=notes,
+                 destination=args.json)
+    return 0
+
+
+def close_report(
+    report: dict[str, Any],
+    tables: list[tuple[str, list[Row]]],
+    *,
+    started: int,
+    name: str,
+    quick: bool,
+    title: str,
+    notes: list[str],
+    destination: Path | None,
+) -> None:
+    """Record the verdict, time and load in `report`; print each backend's table
+    (plain text), the `notes`, then the tables again as markdown (for the
+    README); write the JSON (`write_report`)."""
     verdicts = [row.passed for _, rows in tables for row in rows if row.passed is not None]
     report["all_targets_pass"] = all(verdicts)
     report["elapsed_s"] = (perf_ns() - started) / 1e9
     report["cpu_s"] = cpu_seconds()
     report["machine"]["load_average_at_end"] = os.getloadavg()
-
-    title = (
-        f"N={params.messages:,} msgs, {params.asks:,} asks, {params.spawns:,} spawns, "
-        f"RSS at {params.rss_count:,} actors"
-    )
-    mode = "quick" if args.quick else "full"
+    mode = "quick" if quick else "full"
     for backend, rows in tables:
-        print(f"\nexoarmur kernel on {backend} ({mode} run): {title}\n")
+        print(f"\nexoarmur {name} on {backend} ({mode} run): {title}\n")
         print(plain_table(rows))
-    print(f"\n{LEGEND}")
-    print(f"pykka {version('pykka')} (threads) measured once; its figures repeat in each table.")
-    print("* naive spawn rate: taken in the RSS subprocess (fresh process, K actors).\n")
+    print()
+    print("\n".join(notes))
+    print()
     for backend, rows in tables:
         print(f"#### {backend} ({mode} run): {title}\n")
         print(markdown_table(rows))
         print()
-
-    write_report(report, name="kernel", destination=args.json)
-    return 0
+    write_report(report, name=name, destination=destination)
 
 
 def write_report(report: dict[str, Any], *, name: str, destination: Path | None) -> None:

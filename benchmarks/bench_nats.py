@@ -58,7 +58,6 @@ import argparse
 import asyncio
 import gc
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -89,17 +88,14 @@ from actors.nats_process import HOST, ServerOptions, ServerProcess, find_nats_se
 from benchmarks.bench_kernel import (  # noqa: E402
     Row,
     BACKENDS,
+    close_report,
     common_arguments,
-    cpu_seconds,
     expect,
     interleave,
     latency_summary,
     machine_info,
-    markdown_table,
     perf_ns,
-    plain_table,
     split,
-    write_report,
 )
 from runtime import ActorRef, ActorSystem, ReasonCode  # noqa: E402
 from runtime.audit import AuditEvent  # noqa: E402
@@ -758,28 +754,13 @@ def main(argv: list[str] | None = None) -> int:
             tables.append((backend, rows))
             report["backends"][backend] = {"results": out, "rows": [row.as_json() for row in rows]}
 
-    verdicts = [row.passed for _, rows in tables for row in rows if row.passed is not None]
-    report["all_targets_pass"] = all(verdicts)
-    report["elapsed_s"] = (perf_ns() - started) / 1e9
-    report["cpu_s"] = cpu_seconds()
-    report["machine"]["load_average_at_end"] = os.getloadavg()
-
     title = (
         f"{params.publishes:,} publishes, {params.requests:,} requests, KV {params.kv_sequential:,} seq / "
         f"{params.kv_concurrent:,} x{params.callers} per op and sync mode, {params.payload} B payloads, "
         f"{ROUNDS} interleaved rounds"
     )
-    mode = "quick" if args.quick else "full"
-    for backend, rows in tables:
-        print(f"\nexoarmur NATS on {backend} ({mode} run): {title}\n")
-        print(plain_table(rows))
-    print(f"\n{LEGEND}\n")
-    for backend, rows in tables:
-        print(f"#### {backend} ({mode} run): {title}\n")
-        print(markdown_table(rows))
-        print()
-
-    write_report(report, name="nats", destination=args.json)
+    close_report(report, tables, started=started, name="nats", quick=args.quick, title=title, notes=[LEGEND],
+                 destination=args.json)
     return 0
 
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import random
 import sys
 from collections.abc import Awaitable, Callable
@@ -57,16 +56,13 @@ import sniffio  # noqa: E402
 from benchmarks.bench_kernel import (  # noqa: E402
     Row,
     BACKENDS,
+    close_report,
     common_arguments,
-    cpu_seconds,
     expect,
     interleave,
     latency_summary,
     machine_info,
-    markdown_table,
     perf_ns,
-    plain_table,
-    write_report,
 )
 from runtime import Actor, ActorRef, ActorSystem, MessageRegistry, handles, message  # noqa: E402
 from supervisors import ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec  # noqa: E402
@@ -355,30 +351,13 @@ def main(argv: list[str] | None = None) -> int:
         tables.append((backend, rows, counts_lines(backend, params, out)))
         report["backends"][backend] = {"results": out, "rows": [row.as_json() for row in rows]}
 
-    verdicts = [row.passed for _, rows, _ in tables for row in rows if row.passed is not None]
-    report["all_targets_pass"] = all(verdicts)
-    report["elapsed_s"] = (perf_ns() - started) / 1e9
-    report["cpu_s"] = cpu_seconds()
-    report["machine"]["load_average_at_end"] = os.getloadavg()
-
     title = (
         f"{params.restarts:,} restarts; {params.children:,} children, {params.messages:,} msgs "
         f"per crash rate, {ROUNDS} interleaved rounds"
     )
-    mode = "quick" if args.quick else "full"
-    for backend, rows, _ in tables:
-        print(f"\nexoarmur supervision on {backend} ({mode} run): {title}\n")
-        print(plain_table(rows))
-    print(f"\n{LEGEND}")
-    for _, _, lines in tables:
-        print("\n".join(lines))
-    print()
-    for backend, rows, _ in tables:
-        print(f"#### {backend} ({mode} run): {title}\n")
-        print(markdown_table(rows))
-        print()
-
-    write_report(report, name="supervision", destination=args.json)
+    notes = [LEGEND, *(line for _, _, lines in tables for line in lines)]
+    close_report(report, [(backend, rows) for backend, rows, _ in tables], started=started, name="supervision",
+                 quick=args.quick, title=title, notes=notes, destination=args.json)
     return 0
 
 

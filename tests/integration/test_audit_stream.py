@@ -51,7 +51,7 @@ async def test_appends_form_a_verifiable_chain_that_survives_a_restart(tmp_path)
 
 async def test_two_chains_with_equal_events_share_one_stream_without_colliding(tmp_path):
     async with running_server(tmp_path) as server, ActorSystem() as system:
-        conn = await connect(system, server)
+        await connect(system, server)
         one = await system.spawn(AuditStream, name="one", kwargs={"connection": "nats", "chain": "one"})
         two = await system.spawn(AuditStream, name="two", kwargs={"connection": "nats", "chain": "two"})
         a, b = await one.ask(Append(event(0))), await two.ask(Append(event(0)))

@@ -9,7 +9,7 @@ import pytest
 from actors.kv import Create, Delete, Get, KvBucket, Keys, Put, Update
 from runtime import ActorSystem, ExoarmurError, ReasonCode
 from supervisors import BreakerPolicy, ChildSpec, Strategy, Supervisor, SupervisorSpec
-from tests.integration.support import connect, eventually, running_server
+from tests.integration.support import connect, running_server
 
 pytestmark = pytest.mark.anyio
 

@@ -10,13 +10,16 @@ import pytest
 from actors.nats_connection import (
     Delivery,
     Flush,
+    KvChange,
     KvCreate,
     KvDelete,
     KvGet,
     KvKeys,
     KvOpen,
     KvPut,
+    KvUnwatch,
     KvUpdate,
+    KvWatch,
     NatsConnection,
     Publish,
     Request,
@@ -26,7 +29,7 @@ from actors.nats_connection import (
     Unsubscribe,
 )
 from actors.nats_connection import ConnectionOptions
-from runtime import Actor, ActorSystem, ExoarmurError, Overflow, ReasonCode, TimeoutCategory, TimeoutPolicy, handles
+from runtime import Actor, ActorSystem, ExoarmurError, Overflow, ReasonCode, TimeoutPolicy, handles
 from supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
 from tests.integration.support import connect, eventually, options_for, running_server
 from tests.runtime.support import Crash
@@ -296,3 +299,48 @@ class TestRestart:
             await conn.ask(Publish("events", b"after"))
             await eventually(lambda: len(got) == 2)
             assert [(m.sid, m.data) for m in got] == [(sid, b"before"), (sid, b"after")]
+
+
+class Watcher(Actor):
+    def __init__(self, *, seen: list) -> None:
+        self.seen = seen
+
+    @handles(KvChange)
+    def change(self, m: KvChange) -> None:
+        self.seen.append((m.key, m.value, m.revision, m.deleted))
+
+
+class TestKvWatch:
+    async def test_latest_values_then_changes_then_resumed_after_a_server_restart(self, tmp_path):
+        seen: list = []
+        async with ActorSystem() as system:
+            await system.spawn(Watcher, name="watcher", kwargs={"seen": seen})
+            async with running_server(tmp_path) as server:
+                conn = await connect(system, server)
+                await conn.ask(KvOpen("w"))
+                await conn.ask(KvPut("w", "a", b"1"))
+                r2 = await conn.ask(KvPut("w", "a", b"2"))  # only the latest is replayed
+                r3 = await conn.ask(KvPut("w", "b", b"x"))
+                wid = await conn.ask(KvWatch("w", "watcher"))
+                await eventually(lambda: len(seen) == 2)
+                assert seen == [("a", b"2", r2, False), ("b", b"x", r3, False)]
+                r4 = await conn.ask(KvDelete("w", "b"))
+                r5 = await conn.ask(KvPut("w", "c", b"new"))
+                await eventually(lambda: len(seen) == 4)
+                assert seen[2][0] == "b" and seen[2][3] is True
+                assert seen[3] == ("c", b"new", r5, False)
+                del r4
+            async with running_server(tmp_path):  # same data: the watch resumes after r5
+                async def put_after_restart() -> int:
+                    with anyio.fail_after(10):
+                        while True:
+                            try:
+                                return await conn.ask(KvPut("w", "d", b"after"), timeout=1.0)
+                            except ExoarmurError:
+                                await anyio.sleep(0.1)
+
+                r6 = await put_after_restart()
+                await eventually(lambda: len(seen) == 5, timeout=10)  # long before nats-py's 20 s stall
+                assert seen[4] == ("d", b"after", r6, False)
+                assert [s[2] for s in seen] == sorted({s[2] for s in seen})  # nothing twice, in order
+                await conn.ask(KvUnwatch(wid))

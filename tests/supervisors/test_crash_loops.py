@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, handles, message
 from supervisors import BackoffPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
-from tests.runtime.support import wait_until
 
 pytestmark = pytest.mark.anyio
 
