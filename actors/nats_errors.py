@@ -46,6 +46,8 @@ def coded(exc: BaseException, *, timeout: ReasonCode) -> ExoarmurError | None:
         code = ReasonCode.KV_BUCKET_NOT_FOUND
     elif isinstance(exc, (nats_errors.NoRespondersError, js_errors.NoStreamResponseError)):
         code = ReasonCode.NATS_NO_RESPONDERS
+    elif isinstance(exc, js_errors.ServiceUnavailableError):
+        code = ReasonCode.NATS_NO_RESPONDERS  # JetStream without a leader to answer (a failover)
     elif isinstance(exc, TimeoutError):  # nats' TimeoutError and FlushTimeoutError included
         code = timeout
     elif isinstance(exc, _DISCONNECTED):
