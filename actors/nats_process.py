@@ -33,7 +33,7 @@ import attrs
 from runtime.codes import ReasonCode
 from runtime.errors import error_for
 
-__all__ = ["ClusterOptions", "ServerOptions", "ServerProcess", "find_nats_server"]
+__all__ = ["ClusterOptions", "ServerOptions", "ServerProcess", "ServerUser", "find_nats_server"]
 
 HOST = "127.0.0.1"
 
@@ -64,6 +64,16 @@ class ClusterOptions:
 
 
 @attrs.frozen(kw_only=True)
+class ServerUser:
+    """A user instead of the token (tests of permissions): `deny_publish`
+    subjects this user may not publish to."""
+
+    user: str
+    password: str = attrs.field(repr=False)
+    deny_publish: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+
+@attrs.frozen(kw_only=True)
 class ServerOptions:
     data_dir: Path = attrs.field(converter=Path)
     name: str = "exoarmur"
@@ -76,6 +86,8 @@ class ServerOptions:
     http_port: int = 0
     # The nodes of a cluster share one token; None: generated once per data dir.
     token: str | None = attrs.field(default=None, repr=False)
+    # Users with passwords (and permissions) instead of the token.
+    users: tuple[ServerUser, ...] = attrs.field(default=(), converter=tuple)
 
 
 class ServerProcess:
@@ -117,7 +129,7 @@ class ServerProcess:
             f"server_name: {json.dumps(self.options.name)}",
             f"listen: {HOST}:{port}",
             f"http: {HOST}:{http_port}",
-            f"authorization {{ token: {json.dumps(self.token)} }}",
+            self._authorization(),
             "jetstream {",
             f"  store_dir: {json.dumps(str(d / 'jetstream'))}",
             *(["  sync_interval: always"] if self.options.sync_always else []),
@@ -137,6 +149,15 @@ class ServerProcess:
                 "}",
             ]
         return "\n".join(lines) + "\n"
+
+    def _authorization(self) -> str:
+        if not self.options.users:
+            return f"authorization {{ token: {json.dumps(self.token)} }}"
+        users = []
+        for u in self.options.users:
+            deny = f", permissions: {{ publish: {{ deny: {json.dumps(list(u.deny_publish))} }} }}" if u.deny_publish else ""
+            users.append(f"{{ user: {json.dumps(u.user)}, password: {json.dumps(u.password)}{deny} }}")
+        return f"authorization {{ users: [ {', '.join(users)} ] }}"
 
     # ---- start -------------------------------------------------------------
 

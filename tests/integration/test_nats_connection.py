@@ -5,6 +5,7 @@ killed and restarted is reported and survived."""
 from __future__ import annotations
 
 import anyio
+import attrs
 import pytest
 
 from actors.nats_connection import (
@@ -29,6 +30,7 @@ from actors.nats_connection import (
     Unsubscribe,
 )
 from actors.nats_connection import ConnectionOptions
+from actors.nats_process import ServerUser
 from runtime import Actor, ActorSystem, ExoarmurError, Overflow, ReasonCode, TimeoutPolicy, handles
 from supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
 from tests.integration.support import connect, eventually, options_for, running_server
@@ -344,3 +346,43 @@ class TestKvWatch:
                 assert seen[4] == ("d", b"after", r6, False)
                 assert [s[2] for s in seen] == sorted({s[2] for s in seen})  # nothing twice, in order
                 await conn.ask(KvUnwatch(wid))
+
+
+class TestTraps:
+    async def test_a_permission_violation_known_only_to_the_error_callback_is_counted_and_audited(self, tmp_path):
+        """nats-py's publish returns and its flush succeeds; the server's
+        -ERR reaches only the error callback: it is counted and audited."""
+        user = ServerUser(user="limited", password="pw-limited", deny_publish=("secret.>",))
+        async with running_server(tmp_path, users=(user,)) as server, ActorSystem() as system:
+            options = ConnectionOptions(urls=[server.url], user="limited", password="pw-limited", ping_interval=0.5)
+            conn = await system.spawn(NatsConnection, name="nats", kwargs={"options": options})
+            await conn.ask(Publish("open.x", b"fine"))
+            await conn.ask(Publish("secret.x", b"denied"))
+            await conn.ask(Flush())
+
+            async def denied() -> int:
+                return (await conn.ask(Statistics())).permission_errors
+
+            with anyio.fail_after(5):
+                while await denied() == 0:
+                    await anyio.sleep(0.02)
+            events = [e for e in system.audit.events if e.code is ReasonCode.NATS_PERMISSION_DENIED]
+            assert len(events) == 1 and "secret.x" in events[0].detail
+            assert "pw-limited" not in repr(options)
+
+    async def test_stop_behind_a_silent_peer_ends_within_its_bounds(self, tmp_path):
+        """Drain and close against a peer that no longer reads: nats-py would
+        wait for minutes; the stop is over in seconds (drain, close, abort)."""
+        from tests.integration.proxy import TcpProxy
+
+        async with running_server(tmp_path) as server, TcpProxy(server.port) as proxy, ActorSystem() as system:
+            options = attrs.evolve(options_for(server, flush_timeout=0.5), urls=(proxy.url,))
+            conn = await system.spawn(NatsConnection, name="nats", kwargs={"options": options})
+            await conn.ask(Flush())
+            proxy.blackhole()
+            for _ in range(200):
+                await conn.tell(Publish("x", b"y" * 10_000))  # unflushable
+            started = anyio.current_time()
+            await system.stop(conn, timeout=5.0)
+            assert anyio.current_time() - started < 5.0
+            assert conn._cell.state.name == "STOPPED"
