@@ -9,7 +9,7 @@ import pytest
 from actors.kv import Create, Delete, Get, KvBucket, Keys, Put, Update
 from runtime import ActorSystem, ExoarmurError, ReasonCode
 from supervisors import BreakerPolicy, ChildSpec, Strategy, Supervisor, SupervisorSpec
-from tests.integration.support import connect, running_server
+from tests.integration.support import connect, eventually, running_server
 
 pytestmark = pytest.mark.anyio
 
@@ -70,3 +70,38 @@ async def test_an_unreachable_store_fails_within_the_deadline_then_the_breaker_o
         assert set(codes) <= {ReasonCode.TIMEOUT_KV_PUT, ReasonCode.NATS_DISCONNECTED, ReasonCode.BREAKER_OPEN}
         opened = [e for e in system.audit.events if e.kind == "BREAKER_OPENED"]
         assert len(opened) == 1 and opened[0].path == "store/intents"
+
+
+async def test_the_breaker_closes_again_once_the_store_is_back(tmp_path):
+    """OPEN while the server is down; after the cooldown a probe reaches the
+    restarted server, the breaker closes, and every acknowledged put is there."""
+    breaker = BreakerPolicy(threshold=2, window=60.0, cooldown=1.0)
+    async with ActorSystem() as system:
+        async with running_server(tmp_path) as server:
+            await connect(system, server)
+            bucket = await spawn_bucket(system, breaker=breaker)
+            acknowledged = {f"k{i}": await bucket.ask(Put(f"k{i}", b"v")) for i in range(5)}
+            server.kill()
+            await server.wait()
+            with anyio.fail_after(10):
+                while True:
+                    try:
+                        await bucket.ask(Put("down", b"x"), timeout=0.3)
+                    except ExoarmurError as exc:
+                        if exc.code is ReasonCode.BREAKER_OPEN:
+                            break
+        async with running_server(tmp_path):
+            with anyio.fail_after(20):
+                while True:
+                    try:
+                        await bucket.ask(Put("back", b"y"), timeout=1.0)
+                        break
+                    except ExoarmurError:
+                        await anyio.sleep(0.2)
+            def kinds() -> list[str]:
+                return [e.kind for e in system.audit.events if e.kind.startswith("BREAKER_")]
+
+            await eventually(lambda: kinds()[-1] == "BREAKER_CLOSED")  # the probe's outcome, just after its answer
+            assert kinds()[0] == "BREAKER_OPENED" and "BREAKER_HALF_OPEN" in kinds()
+            for key, revision in acknowledged.items():
+                assert (await bucket.ask(Get(key))).revision == revision
