@@ -570,31 +570,46 @@ class NatsConnection(Actor):
         /,
         *args: Any,
         absent_on: tuple[type[Exception], ...] = (),
+        bounded: bool = True,
         **kwargs: Any,
     ) -> Any:
         """Call nats-py until just before the envelope's deadline; its
         exceptions become coded errors (`absent_on` ones: None), and the
         dependency failures among them, running out of time included, are
-        reported to the breaker."""
+        reported to the breaker. `bounded=False`: no cancel scope of its own
+        (for calls that do not wait on the network, a publish into nats-py's
+        buffer: the handler's deadline still bounds them)."""
+        if not bounded:
+            return await self._attempt(code, fn, args, kwargs, absent_on)
         if self.context.deadline is None:  # in a hook: the operation's default time
             budget = self.context.system.timeouts.seconds[TimeoutCategory(code)]
         else:
             budget = self._remaining() - ANSWER_MARGIN
         with anyio.move_on_after(budget):
-            try:
-                return await self.bridge.call(fn, *args, **kwargs)
-            except absent_on:
-                return None
-            except Exception as exc:
-                error = coded(exc, timeout=code)
-                if error is None:
-                    raise
-                if error.code in DEPENDENCY_CODES:
-                    self.context.report_failure(error.code, error.detail)
-                raise error from None
+            return await self._attempt(code, fn, args, kwargs, absent_on)
         error = error_for(code, "no answer from NATS before the deadline")
         self.context.report_failure(code, error.detail)
         raise error
+
+    async def _attempt(
+        self,
+        code: ReasonCode,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        absent_on: tuple[type[Exception], ...],
+    ) -> Any:
+        try:
+            return await self.bridge.call(fn, *args, **kwargs)
+        except absent_on:
+            return None
+        except Exception as exc:
+            error = coded(exc, timeout=code)
+            if error is None:
+                raise
+            if error.code in DEPENDENCY_CODES:
+                self.context.report_failure(error.code, error.detail)
+            raise error from None
 
     def _client(self) -> Any:
         if self.nc is None or self.nc.is_closed:
@@ -618,7 +633,9 @@ class NatsConnection(Actor):
     @handles(Publish)
     async def publish(self, m: Publish) -> None:
         nc = self._client()
-        await self._call(ReasonCode.TIMEOUT_NATS_PUBLISH, nc.publish, m.subject, m.data, reply=m.reply, headers=m.headers)
+        await self._call(
+            ReasonCode.TIMEOUT_NATS_PUBLISH, nc.publish, m.subject, m.data, reply=m.reply, headers=m.headers, bounded=False
+        )
 
     @handles(Flush)
     async def flush(self, m: Flush) -> None:
