@@ -14,6 +14,9 @@ envelope is taken (a plain `def` handler cannot suspend, so that is enough) and
 an `async def` handler runs in a cancel scope at that deadline (or the stop
 deadline, whichever is first).
 
+Beside the drain: concurrent handlers (runtime/inflight.py) and the tasks of
+an instance (runtime/instance_tasks.py), both mixed into ActorCell.
+
 States (a transition table; anything else is a bug):
     RUNNING   -> SUSPENDED   a handler crashed; the parent is told (`Parent`)
     SUSPENDED -> RUNNING     the parent resumed it: a fresh instance, same mailbox
@@ -35,7 +38,8 @@ from runtime.codes import ReasonCode
 from runtime.context import CURRENT, ActorContext, Parent
 from runtime.envelope import Envelope
 from runtime.errors import ActorCrashed, ExoarmurError
-from runtime.inflight import InFlight
+from runtime.inflight import ConcurrentHandlers, InFlight
+from runtime.instance_tasks import InstanceTasks
 from runtime.mailbox import Mailbox, Overflow
 from runtime.messages import timeout_category
 from runtime.timeouts import TimeoutCategory
@@ -72,7 +76,7 @@ DEADLINE = Envelope._fields.index("deadline")
 REPLY_TO = Envelope._fields.index("reply_to")
 
 
-class ActorCell:
+class ActorCell(ConcurrentHandlers, InstanceTasks):
     __slots__ = (
         "path",
         "system",
@@ -641,119 +645,9 @@ class ActorCell:
                 )
             )
 
-    # ---- tasks of the instance (context.start_task) ---------------------------
-
-    def start_task(self, fn: Callable[..., Any], *args: Any) -> None:
-        scope = anyio.CancelScope()
-        self._tasks.add(scope)
-        self.start_soon(self._run_task, fn, args, scope, self.actor, name=f"{self.path}:{fn.__name__}")
-
-    async def _run_task(self, fn: Callable[..., Any], args: tuple, scope: anyio.CancelScope, actor: Actor) -> None:
-        CURRENT.set(self.context)
-        try:
-            with scope:
-                await fn(*args)
-        except Exception as exc:
-            if actor is self.actor and not self._instance_dead and self.state is CellState.RUNNING:
-                self._instance_dead = True
-                self._down(
-                    self.system.failure(
-                        "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, detail=f"task {fn.__name__}: {exc!r}"
-                    )
-                )
-        finally:
-            self._tasks.discard(scope)
-
-    def _cancel_tasks(self) -> None:
-        for scope in self._tasks:
-            scope.cancel()
-        self._tasks.clear()
-
-    # ---- concurrent handlers (runtime/inflight.py) --------------------------
-
-    def _start_concurrent(self, fn: Callable[..., Any], env: Envelope) -> None:
-        """Start a concurrent handler in the host; its scope counts at once."""
-        reply = env.reply_to
-        if reply is not None:
-            reply.started = True
-        self.mailbox.processed += 1
-        deadline = env.deadline if env.deadline < self._stop_deadline else self._stop_deadline
-        scope = anyio.CancelScope(deadline=deadline)
-        inflight = self.inflight
-        assert inflight is not None
-        inflight.add(scope)
-        job = (fn, env, self.actor, scope)
-        if inflight.idle:
-            inflight.jobs.append(job)  # a lingering worker takes it
-        else:
-            self.start_soon(self._concurrent_worker, job, name=self.path)
-
-    async def _concurrent_worker(self, job: tuple[Any, ...]) -> None:
-        """Run `job`, then linger for the next one (LINGER_PASSES passes)."""
-        inflight = self.inflight
-        assert inflight is not None
-        checkpoint = self.system.backend.checkpoint
-        try:
-            while True:
-                await self._run_concurrent(*job)
-                inflight.idle += 1
-                try:
-                    for _ in range(LINGER_PASSES):
-                        if inflight.jobs:
-                            break
-                        await checkpoint()
-                    if not inflight.jobs:
-                        return
-                    job = inflight.jobs.popleft()
-                finally:
-                    inflight.idle -= 1
-        except BaseException:
-            # The host is going away: jobs no worker will take end now, coded.
-            while inflight.jobs and not inflight.idle:
-                _, env, _, scope = inflight.jobs.popleft()
-                inflight.discard(scope)
-                self._cancelled_while_handling(env)
-            raise
-
-    async def _run_concurrent(
-        self, fn: Callable[..., Any], env: Envelope, actor: Actor, scope: anyio.CancelScope
-    ) -> None:
-        context = ActorContext(self)  # this task's view: its own envelope
-        context.envelope = env
-        CURRENT.set(context)
-        result = None  # stays None if the scope cuts the handler
-        try:
-            with scope:
-                try:
-                    result = await fn(actor, env.message)
-                except ExoarmurError as exc:
-                    if not self._answered_with(env, exc):
-                        self._concurrent_crashed(env, exc, actor)
-                    return
-                except Exception as exc:
-                    self._concurrent_crashed(env, exc, actor)
-                    return
-        except BaseException:
-            self._cancelled_while_handling(env)  # the host is going away
-            raise
-        finally:
-            self.inflight.discard(scope)  # type: ignore[union-attr]
-        # A sibling's crash may have ended the instance meanwhile.
-        self._settle(env, scope, result, instance_gone=actor is not self.actor or self._instance_dead)
-
-    def _concurrent_crashed(self, env: Envelope, exc: Exception, actor: Actor) -> None:
-        if actor is self.actor and not self._instance_dead and self.state is CellState.RUNNING:
-            self._down(self._crashed(env, exc))
-            return
-        # The instance is gone already (crashed, suspended or stopping): this
-        # asker learns of the crash; the parent has heard of it once.
-        reply = env.reply_to
-        if reply is None or not reply.done:
-            error = self.system.failure(
-                "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, envelope=env, detail=f"{type(exc).__name__}: {exc}"
-            )
-            if reply is not None:
-                reply.resolve(outcome.Error(error))
+    def _alive(self, actor: Actor) -> bool:
+        """`actor` is the instance now running (no crash, suspend or stop since)."""
+        return actor is self.actor and not self._instance_dead and self.state is CellState.RUNNING
 
     async def _handle_async(self, fn: Callable[..., Any], env: Envelope) -> ExoarmurError | None:
         """Run an `async def` handler in a cancel scope at the envelope's deadline

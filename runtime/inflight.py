@@ -22,11 +22,24 @@ Invariants:
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import anyio
+import outcome
 
-__all__ = ["InFlight"]
+from runtime.codes import ReasonCode
+from runtime.context import CURRENT, ActorContext
+from runtime.envelope import Envelope
+from runtime.errors import ExoarmurError
+
+if TYPE_CHECKING:
+    from runtime.actor import Actor
+
+__all__ = ["ConcurrentHandlers", "InFlight"]
+
+# Scheduler passes a worker waits for the next job before it ends.
+WORKER_LINGER_PASSES = 2
 
 
 class InFlight:
@@ -80,3 +93,94 @@ class InFlight:
     def cancel_all(self) -> None:
         for scope in self._scopes:
             scope.cancel()
+
+
+class ConcurrentHandlers:
+    """Mixed into ActorCell, which holds `inflight` and decides the rest
+    (`_alive`, `_down`, `_crashed`, `_settle`)."""
+
+    __slots__ = ()
+
+    def _start_concurrent(self, fn: Callable[..., Any], env: Envelope) -> None:
+        """Start a concurrent handler in the host; its scope counts at once."""
+        reply = env.reply_to
+        if reply is not None:
+            reply.started = True
+        self.mailbox.processed += 1
+        deadline = env.deadline if env.deadline < self._stop_deadline else self._stop_deadline
+        scope = anyio.CancelScope(deadline=deadline)
+        inflight = self.inflight
+        assert inflight is not None
+        inflight.add(scope)
+        job = (fn, env, self.actor, scope)
+        if inflight.idle:
+            inflight.jobs.append(job)  # a lingering worker takes it
+        else:
+            self.start_soon(self._concurrent_worker, job, name=self.path)
+
+    async def _concurrent_worker(self, job: tuple[Any, ...]) -> None:
+        """Run `job`, then linger for the next one (WORKER_LINGER_PASSES passes)."""
+        inflight = self.inflight
+        assert inflight is not None
+        checkpoint = self.system.backend.checkpoint
+        try:
+            while True:
+                await self._run_concurrent(*job)
+                inflight.idle += 1
+                try:
+                    for _ in range(WORKER_LINGER_PASSES):
+                        if inflight.jobs:
+                            break
+                        await checkpoint()
+                    if not inflight.jobs:
+                        return
+                    job = inflight.jobs.popleft()
+                finally:
+                    inflight.idle -= 1
+        except BaseException:
+            # The host is going away: jobs no worker will take end now, coded.
+            while inflight.jobs and not inflight.idle:
+                _, env, _, scope = inflight.jobs.popleft()
+                inflight.discard(scope)
+                self._cancelled_while_handling(env)
+            raise
+
+    async def _run_concurrent(
+        self, fn: Callable[..., Any], env: Envelope, actor: Actor, scope: anyio.CancelScope
+    ) -> None:
+        context = ActorContext(self)  # this task's view: its own envelope
+        context.envelope = env
+        CURRENT.set(context)
+        result = None  # stays None if the scope cuts the handler
+        try:
+            with scope:
+                try:
+                    result = await fn(actor, env.message)
+                except ExoarmurError as exc:
+                    if not self._answered_with(env, exc):
+                        self._concurrent_crashed(env, exc, actor)
+                    return
+                except Exception as exc:
+                    self._concurrent_crashed(env, exc, actor)
+                    return
+        except BaseException:
+            self._cancelled_while_handling(env)  # the host is going away
+            raise
+        finally:
+            self.inflight.discard(scope)  # type: ignore[union-attr]
+        # A sibling's crash may have ended the instance meanwhile.
+        self._settle(env, scope, result, instance_gone=actor is not self.actor or self._instance_dead)
+
+    def _concurrent_crashed(self, env: Envelope, exc: Exception, actor: Actor) -> None:
+        if self._alive(actor):
+            self._down(self._crashed(env, exc))
+            return
+        # The instance is gone already (crashed, suspended or stopping): this
+        # asker learns of the crash; the parent has heard of it once.
+        reply = env.reply_to
+        if reply is None or not reply.done:
+            error = self.system.failure(
+                "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, envelope=env, detail=f"{type(exc).__name__}: {exc}"
+            )
+            if reply is not None:
+                reply.resolve(outcome.Error(error))
