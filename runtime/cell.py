@@ -162,7 +162,7 @@ class ActorCell(ConcurrentHandlers, InstanceTasks):
         self.concurrent = actor_type._concurrent
         self.inflight = InFlight(actor_type.concurrency) if self.concurrent else None
         # Tasks the instance started with context.start_task(): they end with it.
-        self._tasks: set[anyio.CancelScope] = set()
+        self._tasks: set[anyio.CancelScope] | None = None  # made by the first one (idle actors stay small)
         self.actor = self._new_actor()
 
     # ---- lifecycle -------------------------------------------------------

@@ -30,6 +30,8 @@ class InstanceTasks:
 
     def start_task(self, fn: Callable[..., Any], *args: Any) -> None:
         scope = anyio.CancelScope()
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(scope)
         self.start_soon(self._run_task, fn, args, scope, self.actor, name=f"{self.path}:{fn.__name__}")
 
@@ -47,9 +49,10 @@ class InstanceTasks:
                     )
                 )
         finally:
-            self._tasks.discard(scope)
+            if self._tasks is not None:
+                self._tasks.discard(scope)
 
     def _cancel_tasks(self) -> None:
-        for scope in self._tasks:
+        tasks, self._tasks = self._tasks, None
+        for scope in tasks or ():
             scope.cancel()
-        self._tasks.clear()
