@@ -627,15 +627,7 @@ async def run_backend(params: Params) -> dict[str, Any]:
     n = params.messages
     wall: dict[str, float] = {}
     out: dict[str, Any] = {"backend": backend, "section_seconds": wall, "round_seconds": {}}
-    last = perf_ns()
-
-    def lap(section: str) -> None:
-        nonlocal last
-        now = perf_ns()
-        wall[section] = (now - last) / 1e9
-        last = now
-        progress(f"{backend}: {section} done in {wall[section]:.1f} s")
-        gc.collect()
+    lap = Laps(backend, progress, wall)
 
     async with ActorSystem(name=f"bench-{backend}") as system:
         # 1. tell
@@ -924,6 +916,25 @@ def main(argv: list[str] | None = None) -> int:
     close_report(report, tables, started=started, name="kernel", quick=args.quick, title=title, notes=notes,
                  destination=args.json)
     return 0
+
+
+class Laps:
+    """Wall time per section of one run: `lap(section)` ends the section begun
+    at the previous call (or at creation), records it in `seconds`, says so
+    through `say`, and collects garbage before the next one."""
+
+    def __init__(self, backend: str, say: Callable[[str], None], seconds: dict[str, float]) -> None:
+        self.backend = backend
+        self.say = say
+        self.seconds = seconds
+        self._last = perf_ns()
+
+    def __call__(self, section: str) -> None:
+        now = perf_ns()
+        self.seconds[section] = (now - self._last) / 1e9
+        self._last = now
+        self.say(f"{self.backend}: {section} done in {self.seconds[section]:.1f} s")
+        gc.collect()
 
 
 def close_report(

@@ -88,6 +88,7 @@ from actors.nats_process import HOST, ServerOptions, ServerProcess, find_nats_se
 from benchmarks.bench_kernel import (  # noqa: E402
     Row,
     BACKENDS,
+    Laps,
     close_report,
     common_arguments,
     expect,
@@ -574,15 +575,7 @@ async def run_server(params: Params, server: ServerProcess, mode: str, core: boo
     backend = sniffio.current_async_library()
     wall: dict[str, float] = {}
     out: dict[str, Any] = {"section_seconds": wall}
-    last = perf_ns()
-
-    def lap(section: str) -> None:
-        nonlocal last
-        now = perf_ns()
-        wall[section] = (now - last) / 1e9
-        last = now
-        progress(f"{backend}: {section} done in {wall[section]:.1f} s")
-        gc.collect()
+    lap = Laps(backend, progress, wall)
 
     options = ConnectionOptions(urls=[server.url], token=server.token)
     async with raw_side() as raw, ActorSystem(name=f"bench-nats-{backend}") as system:

@@ -56,6 +56,7 @@ import sniffio  # noqa: E402
 from benchmarks.bench_kernel import (  # noqa: E402
     Row,
     BACKENDS,
+    Laps,
     close_report,
     common_arguments,
     expect,
@@ -231,15 +232,7 @@ async def run_backend(params: Params) -> dict[str, Any]:
     backend = sniffio.current_async_library()
     wall: dict[str, float] = {}
     out: dict[str, Any] = {"backend": backend, "section_seconds": wall}
-    last = perf_ns()
-
-    def lap(section: str) -> None:
-        nonlocal last
-        now = perf_ns()
-        wall[section] = (now - last) / 1e9
-        last = now
-        progress(f"{backend}: {section} done in {wall[section]:.1f} s")
-        gc.collect()
+    lap = Laps(backend, progress, wall)
 
     async with ActorSystem(name=f"bench-supervision-{backend}") as system:
         # 1. restart latency, against the same ask without a crash
