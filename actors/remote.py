@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from actors.nats_connection import Delivery, Publish, Request, Response, Subscribe
-from runtime import Actor, ActorSystem, ReasonCode, handles, message
+from runtime import Actor, ActorRef, ActorSystem, ReasonCode, handles, message
 from runtime.codec import decode, decode_message, encode, encode_message
 from runtime.context import CURRENT
 from runtime.envelope import Envelope
@@ -111,19 +111,22 @@ class Gateway(Actor):
         self.connection_path = connection
         self.system_name = system
         self.tenant = tenant  # set: every envelope must carry this tenant
+        self.connection: ActorRef | None = None
+        self.replies_lost = 0  # the connection refused a reply: its asker hears at its deadline
 
     async def started(self) -> None:
         self.connection = self.context.system.lookup(self.connection_path)
         await self.connection.ask(Subscribe(gateway_subject(self.system_name), self.context.path))
 
     def _reply(self, subject: str, data: bytes) -> None:
+        assert self.connection is not None
         if subject:
             try:
                 self.connection.tell_nowait(Publish(subject, data))
             except ExoarmurError:
-                pass  # the connection is full or gone: the sender's deadline tells it
+                self.replies_lost += 1  # the connection is full or gone (audited there)
 
-    def _refuse(self, subject: str, error: ExoarmurError, path: str | None) -> None:
+    def _refuse(self, subject: str, error: ExoarmurError) -> None:
         self.context.system.audit_error(error, kind="rejected", path=self.context.path, envelope=None)
         self._reply(subject, encode_error(error.code, error.detail))
 
@@ -139,7 +142,7 @@ class Gateway(Actor):
                 raise error_for(ReasonCode.ENVELOPE_INVALID, f"unknown mode {mode!r}")
             system.lookup(path)
         except ExoarmurError as exc:
-            self._refuse(m.reply, exc, path)
+            self._refuse(m.reply, exc)
             return
         try:
             self.context.self_ref.tell_nowait(
@@ -150,7 +153,7 @@ class Gateway(Actor):
                 idempotency_key=env.idempotency_key,
             )
         except ExoarmurError as exc:
-            self._refuse(m.reply, exc, path)
+            self._refuse(m.reply, exc)
 
     @handles(Forward, concurrent=True)
     async def forward(self, m: Forward) -> None:
