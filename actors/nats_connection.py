@@ -630,12 +630,16 @@ class NatsConnection(Actor):
         deadline = self.context.deadline
         return max((deadline if deadline is not None else self.context.now()) - self.context.now(), 0.001)
 
-    @handles(Publish)
-    async def publish(self, m: Publish) -> None:
+    @handles(Publish, batch=True)
+    async def publish(self, batch: list[Publish]) -> None:
+        """A run of publishes in one call (runtime/batch.py): each goes into
+        nats-py's buffer in order; none waits on the network unless the buffer
+        is full, and then the flush timeout and the run's deadline bound it."""
         nc = self._client()
-        await self._call(
-            ReasonCode.TIMEOUT_NATS_PUBLISH, nc.publish, m.subject, m.data, reply=m.reply, headers=m.headers, bounded=False
-        )
+        for m in batch:
+            await self._call(
+                ReasonCode.TIMEOUT_NATS_PUBLISH, nc.publish, m.subject, m.data, reply=m.reply, headers=m.headers, bounded=False
+            )
 
     @handles(Flush)
     async def flush(self, m: Flush) -> None:

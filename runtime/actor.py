@@ -45,21 +45,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 Handler = tuple[Callable[..., Any], bool]
 
 
-def handles(*message_types: type, concurrent: bool = False) -> Callable[[F], F]:
+def handles(*message_types: type, concurrent: bool = False, batch: bool = False) -> Callable[[F], F]:
     """Mark a method as the handler of the given @message classes.
 
     `concurrent=True` (an `async def` only): the handler runs in a task of its
     own while the actor takes its next envelope, up to the class's
     `concurrency` at once (see runtime/inflight.py). Use it for handlers that
-    mostly wait on I/O; they must not rely on running one at a time."""
+    mostly wait on I/O; they must not rely on running one at a time.
+
+    `batch=True` (an `async def` only): the handler gets a list of messages,
+    the run of consecutive envelopes of its types at the head of the mailbox
+    (at most `throughput`), in one call under the earliest of their deadlines;
+    its result, its coded error or its crash is every one's. For cheap, ordered
+    work such as handing publishes to a client's buffer (see runtime/batch.py)."""
     for cls in message_types:
         wire_name(cls)  # raises for a class that is not a @message
 
     def mark(fn: F) -> F:
         if concurrent and not inspect.iscoroutinefunction(fn):
             raise TypeError(f"{fn.__qualname__}: only an async def handler can be concurrent")
+        if batch and (concurrent or not inspect.iscoroutinefunction(fn)):
+            raise TypeError(f"{fn.__qualname__}: a batch handler is an async def, and not concurrent")
         fn.__handles__ = message_types  # type: ignore[attr-defined]
         fn.__concurrent__ = concurrent  # type: ignore[attr-defined]
+        fn.__batch__ = batch  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -78,6 +87,7 @@ class Actor:
     # Filled in by __init_subclass__.
     _dispatch: ClassVar[dict[type, Handler]] = {}
     _concurrent: ClassVar[frozenset[type]] = frozenset()
+    _batched: ClassVar[frozenset[type]] = frozenset()
     _has_started: ClassVar[bool] = False
     _has_stopping: ClassVar[bool] = False
 
@@ -94,9 +104,11 @@ class Actor:
             raise ValueError(f"{cls.__qualname__}.concurrency must be a positive int")
         dispatch: dict[type, Handler] = {}
         concurrent: set[type] = set()
+        batched: set[type] = set()
         for base in reversed(cls.__mro__[1:]):
             dispatch.update(getattr(base, "_dispatch", {}))
             concurrent.update(getattr(base, "_concurrent", ()))
+            batched.update(getattr(base, "_batched", ()))
         own: dict[type, str] = {}
         for name, fn in vars(cls).items():
             for message_type in getattr(fn, "__handles__", ()):
@@ -107,12 +119,14 @@ class Actor:
                     )
                 own[message_type] = name
                 dispatch[message_type] = (fn, inspect.iscoroutinefunction(fn))
-                if getattr(fn, "__concurrent__", False):
-                    concurrent.add(message_type)
-                else:
-                    concurrent.discard(message_type)  # an override that is not
+                for kind, found in (("__concurrent__", concurrent), ("__batch__", batched)):
+                    if getattr(fn, kind, False):
+                        found.add(message_type)
+                    else:
+                        found.discard(message_type)  # an override that is not
         cls._dispatch = dispatch
         cls._concurrent = frozenset(concurrent)
+        cls._batched = frozenset(batched)
         cls._has_started = cls.started is not Actor.started
         cls._has_stopping = cls.stopping is not Actor.stopping
 

@@ -14,8 +14,9 @@ envelope is taken (a plain `def` handler cannot suspend, so that is enough) and
 an `async def` handler runs in a cancel scope at that deadline (or the stop
 deadline, whichever is first).
 
-Beside the drain: concurrent handlers (runtime/inflight.py) and the tasks of
-an instance (runtime/instance_tasks.py), both mixed into ActorCell.
+Beside the drain: concurrent handlers (runtime/inflight.py), batch handlers
+(runtime/batch.py) and the tasks of an instance (runtime/instance_tasks.py),
+all mixed into ActorCell.
 
 States (a transition table; anything else is a bug):
     RUNNING   -> SUSPENDED   a handler crashed; the parent is told (`Parent`)
@@ -38,6 +39,7 @@ from runtime.codes import ReasonCode
 from runtime.context import CURRENT, ActorContext, Parent
 from runtime.envelope import Envelope
 from runtime.errors import ActorCrashed, ExoarmurError
+from runtime.batch import BatchHandlers
 from runtime.inflight import ConcurrentHandlers, InFlight
 from runtime.instance_tasks import InstanceTasks
 from runtime.mailbox import Mailbox, Overflow
@@ -76,7 +78,7 @@ DEADLINE = Envelope._fields.index("deadline")
 REPLY_TO = Envelope._fields.index("reply_to")
 
 
-class ActorCell(ConcurrentHandlers, InstanceTasks):
+class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
     __slots__ = (
         "path",
         "system",
@@ -107,6 +109,7 @@ class ActorCell(ConcurrentHandlers, InstanceTasks):
         "_stopped",
         "concurrent",
         "inflight",
+        "batched",
         "_tasks",
     )
 
@@ -161,6 +164,7 @@ class ActorCell(ConcurrentHandlers, InstanceTasks):
         # Message types whose handlers run concurrently, and those running.
         self.concurrent = actor_type._concurrent
         self.inflight = InFlight(actor_type.concurrency) if self.concurrent else None
+        self.batched = actor_type._batched  # message types handled in runs (runtime/batch.py)
         # Tasks the instance started with context.start_task(): they end with it.
         self._tasks: set[anyio.CancelScope] | None = None  # made by the first one (idle actors stay small)
         self.actor = self._new_actor()
@@ -522,6 +526,7 @@ class ActorCell(ConcurrentHandlers, InstanceTasks):
         context = self.context
         dispatch = self.dispatch
         concurrent = self.concurrent
+        batched = self.batched
         inflight = self.inflight
         popleft = queue.popleft
         current: Envelope | None = None
@@ -578,7 +583,10 @@ class ActorCell(ConcurrentHandlers, InstanceTasks):
                             if inflight.full:  # type: ignore[union-attr]
                                 break
                             continue
-                        crash = await self._handle_async(fn, env)
+                        if type(message) in batched:
+                            crash = await self._handle_batch(fn, env)
+                        else:
+                            crash = await self._handle_async(fn, env)
                         if crash is not None:
                             self._down(crash)
                         if (
@@ -663,7 +671,9 @@ class ActorCell(ConcurrentHandlers, InstanceTasks):
             with anyio.CancelScope(deadline=deadline) as scope:
                 self._scope = scope
                 try:
-                    result = await fn(self.actor, env.message)
+                    message = env.message
+                    # A batch handler outside a run (a probe, a stop) gets a run of one.
+                    result = await fn(self.actor, [message] if type(message) in self.batched else message)
                 finally:
                     self._scope = None
         except ExoarmurError as exc:
