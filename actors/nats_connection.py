@@ -632,14 +632,11 @@ class NatsConnection(Actor):
 
     @handles(Publish, batch=True)
     async def publish(self, batch: list[Publish]) -> None:
-        """A run of publishes in one call (runtime/batch.py): each goes into
-        nats-py's buffer in order; none waits on the network unless the buffer
-        is full, and then the flush timeout and the run's deadline bound it."""
-        nc = self._client()
-        for m in batch:
-            await self._call(
-                ReasonCode.TIMEOUT_NATS_PUBLISH, nc.publish, m.subject, m.data, reply=m.reply, headers=m.headers, bounded=False
-            )
+        """A run of publishes in one call (runtime/batch.py), crossing to
+        nats-py once: each goes into its buffer in order; none waits on the
+        network unless the buffer is full, and then the flush timeout and the
+        run's deadline bound it."""
+        await self._call(ReasonCode.TIMEOUT_NATS_PUBLISH, _publish_all, self._client(), batch, bounded=False)
 
     @handles(Flush)
     async def flush(self, m: Flush) -> None:
@@ -874,6 +871,12 @@ class NatsConnection(Actor):
         js = self._jetstream()
         msg = await self._leader_read(ReasonCode.TIMEOUT_NATS_REQUEST, js, m.stream, seq=m.seq)
         return None if msg is None else StreamMessage(msg.seq, msg.data or b"")
+
+
+async def _publish_all(nc: Any, batch: list[Publish]) -> None:
+    """On the asyncio side, in order: one bridge crossing for the whole run."""
+    for m in batch:
+        await nc.publish(m.subject, m.data, reply=m.reply, headers=m.headers)
 
 
 def _transport(nc: Any) -> Any:
