@@ -528,7 +528,7 @@ class NatsConnection(Actor):
     def _error(self, exc: Exception) -> None:
         if isinstance(exc, nats.errors.SlowConsumerError):
             self.slow_consumer_drops += 1
-            if self.slow_consumer_drops & (self.slow_consumer_drops - 1) == 0:  # 1, 2, 4, 8, ...
+            if _audited_drop(self.slow_consumer_drops):
                 self._audit(ReasonCode.NATS_SLOW_CONSUMER, f"{self.slow_consumer_drops} dropped so far")
         elif "permissions violation" in str(exc):
             self.permission_errors += 1
@@ -680,7 +680,7 @@ class NatsConnection(Actor):
             except ExoarmurError as exc:
                 record.dropped += 1
                 self.mailbox_drops += 1
-                if record.dropped & (record.dropped - 1) == 0:  # 1, 2, 4, 8, ...: audited per burst
+                if _audited_drop(record.dropped):
                     self._audit(ReasonCode.NATS_SLOW_CONSUMER, f"{spec.subject} -> {spec.target}: {exc.code}")
 
         record.handle = await self._call(
@@ -821,7 +821,7 @@ class NatsConnection(Actor):
             except ExoarmurError as exc:
                 watch.dropped += 1
                 self.mailbox_drops += 1
-                if watch.dropped & (watch.dropped - 1) == 0:  # audited per burst
+                if _audited_drop(watch.dropped):
                     self._audit(ReasonCode.NATS_SLOW_CONSUMER, f"watch {spec.bucket}/{spec.keys} -> {spec.target}: {exc.code}")
 
         watch.handle = await self._call(
@@ -871,6 +871,12 @@ class NatsConnection(Actor):
         js = self._jetstream()
         msg = await self._leader_read(ReasonCode.TIMEOUT_NATS_REQUEST, js, m.stream, seq=m.seq)
         return None if msg is None else StreamMessage(msg.seq, msg.data or b"")
+
+
+def _audited_drop(count: int) -> bool:
+    """Drops are counted one by one and audited at the 1st, 2nd, 4th, 8th...:
+    a flood is visible in the log without one event per lost message."""
+    return count & (count - 1) == 0
 
 
 async def _publish_all(nc: Any, batch: list[Publish]) -> None:

@@ -9,8 +9,7 @@ Per backend, two fresh servers one after the other (`ServerProcess`, 127.0.0.1
 only, in a temporary directory, stopped in a `finally`): one with
 `sync_interval: always` (`ServerOptions(sync_always=True)`, the embedded
 default), then one with the server's default (periodic fsync); one `anyio.run`
-against each. The servers are started from a helper thread (an asyncio blocking
-portal) that outlives the runs: see `running_server`.
+against each, started and stopped inside that run.
 
     benchmark            actor path                          raw nats-py (same client options)
     publish              `await conn.tell(Publish(...))` x N  `await nc.publish(...)` x N,
@@ -61,8 +60,8 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -78,7 +77,6 @@ from nats.js.errors import NotFoundError  # noqa: E402
 import attrs  # noqa: E402
 import nats  # noqa: E402
 import sniffio  # noqa: E402
-from anyio.from_thread import BlockingPortal, start_blocking_portal  # noqa: E402
 
 from actors.aio import Bridge  # noqa: E402
 from actors.audit_stream import GENESIS, Append, AuditStream, Record, chain_hash  # noqa: E402
@@ -161,28 +159,18 @@ QUICK = Params(publishes=8_000, requests=600, kv_sequential=150, kv_concurrent=1
 # ---- servers and connections ----------------------------------------------------
 
 
-async def _start(server: ServerProcess) -> None:
-    await server.start(deadline=anyio.current_time() + READY_SECONDS)
-
-
-async def _stop(server: ServerProcess) -> None:
-    await server.stop(timeout=STOP_SECONDS)
-
-
-@contextmanager
-def running_server(portal: BlockingPortal, data_dir: Path, *, sync_always: bool) -> Iterator[ServerProcess]:
-    """A nats-server on 127.0.0.1, started and stopped on `portal`'s thread, so
-    it lives across the separate `anyio.run` of each backend. (The thread that
-    forks it must outlive it: nats_process sets PR_SET_PDEATHSIG, which fires
-    when the forking *thread* exits.)"""
+@asynccontextmanager
+async def running_server(data_dir: Path, *, sync_always: bool) -> AsyncIterator[ServerProcess]:
+    """A nats-server on 127.0.0.1 for one `anyio.run`, stopped when it ends."""
     server = ServerProcess(ServerOptions(data_dir=data_dir, sync_always=sync_always))
+    await server.start(deadline=anyio.current_time() + READY_SECONDS)
     try:
-        portal.call(_start, server)
         expect(server.url.startswith(f"nats://{HOST}:"), f"server not on loopback: {server.url}")
         yield server
         expect(server.running, f"nats-server exited during the run; log: {server.log_tail()}")
     finally:
-        portal.call(_stop, server)
+        with anyio.CancelScope(shield=True):
+            await server.stop(timeout=STOP_SECONDS)
 
 
 async def server_in_msgs(server: ServerProcess) -> int:
@@ -570,15 +558,19 @@ async def run_kv(params: Params, bucket: ActorRef, raw: Bridge, options: Connect
     return out
 
 
-async def run_server(params: Params, server: ServerProcess, mode: str, core: bool) -> dict[str, Any]:
-    """One `anyio.run` against one server: core figures if `core`, then KV."""
+async def run_server(params: Params, data_dir: Path, sync_always: bool, mode: str, core: bool) -> dict[str, Any]:
+    """One `anyio.run` against a fresh server: core figures if `core`, then KV and audit."""
     backend = sniffio.current_async_library()
     wall: dict[str, float] = {}
     out: dict[str, Any] = {"section_seconds": wall}
     lap = Laps(backend, progress, wall)
 
-    options = ConnectionOptions(urls=[server.url], token=server.token)
-    async with raw_side() as raw, ActorSystem(name=f"bench-nats-{backend}") as system:
+    async with (
+        running_server(data_dir, sync_always=sync_always) as server,
+        raw_side() as raw,
+        ActorSystem(name=f"bench-nats-{backend}") as system,
+    ):
+        options = ConnectionOptions(urls=[server.url], token=server.token)
         conn = await system.spawn(NatsConnection, name="nats", kwargs={"options": options})
         if core:
             out["core"] = await run_core(params, server, conn, raw, options)
@@ -592,14 +584,13 @@ async def run_server(params: Params, server: ServerProcess, mode: str, core: boo
     return out
 
 
-def run_backend(params: Params, backend: str, portal: BlockingPortal, root: Path) -> dict[str, Any]:
+def run_backend(params: Params, backend: str, root: Path) -> dict[str, Any]:
     """Per sync mode: a fresh server, one `anyio.run` on `backend` against it.
     Core NATS (publish, request) involves no JetStream: only the first server's."""
     out: dict[str, Any] = {"backend": backend, "section_seconds": {}, "kv": {}}
     for i, (mode, sync_always) in enumerate(SYNC_MODES):
         data_dir = root / f"{backend}-{'always' if sync_always else 'default'}"
-        with running_server(portal, data_dir, sync_always=sync_always) as server:
-            part = anyio.run(run_server, params, server, mode, i == 0, backend=backend)
+        part = anyio.run(run_server, params, data_dir, sync_always, mode, i == 0, backend=backend)
         gc.collect()
         out["section_seconds"].update(part["section_seconds"])
         out["kv"][mode] = part["kv"]
@@ -734,15 +725,14 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     tables: list[tuple[str, list[Row]]] = []
-    # The servers are forked from this portal's thread (see running_server).
-    with start_blocking_portal(backend="asyncio") as portal, tempfile.TemporaryDirectory(prefix="bench-nats-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-nats-") as tmp:
         report["data_dir_parent"] = tmp
         for backend in backends:
             progress(
                 f"{backend}: {params.publishes:,} publishes, {params.requests:,} requests; per sync mode "
                 f"{params.kv_sequential:,} sequential and {params.kv_concurrent:,} x{params.callers} KV puts and gets"
             )
-            out = run_backend(params, backend, portal, Path(tmp))
+            out = run_backend(params, backend, Path(tmp))
             rows = build_rows(backend, out)
             tables.append((backend, rows))
             report["backends"][backend] = {"results": out, "rows": [row.as_json() for row in rows]}

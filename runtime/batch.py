@@ -71,8 +71,9 @@ class BatchHandlers:
                     self._scope = None
         except ExoarmurError as exc:
             if not isinstance(exc, ActorCrashed):
-                for env in run:
-                    self._tell_each(env, exc.code, exc.detail, kind="answered", first=env is run[0], error=exc)
+                self._answered_with(run[0], exc)
+                for env in run[1:]:
+                    self._tell_each(env, exc, kind="answered")
                 return None
             return self._batch_crashed(run, exc)
         except Exception as exc:
@@ -96,17 +97,12 @@ class BatchHandlers:
     def _batch_crashed(self, run: list[Envelope], exc: Exception) -> ExoarmurError:
         error = self._crashed(run[0], exc)  # the one crash the parent hears of
         for env in run[1:]:
-            self._tell_each(env, error.code, error.detail, kind="crashed", first=False, error=error)
+            self._tell_each(env, error, kind="crashed")
         return error
 
-    def _tell_each(
-        self, env: Envelope, code: ReasonCode, detail: str, *, kind: str, first: bool, error: ExoarmurError
-    ) -> None:
-        """The batch's failure to one asker, with its own audit event."""
-        if first:
-            self._answered_with(env, error)
-            return
-        failure = self.system.failure(kind, code, path=self.path, envelope=env, detail=detail)
+    def _tell_each(self, env: Envelope, error: ExoarmurError, *, kind: str) -> None:
+        """The batch's failure to one more asker, with its own audit event."""
+        failure = self.system.failure(kind, error.code, path=self.path, envelope=env, detail=error.detail)
         reply = env.reply_to
         if reply is not None and not reply.resolve(outcome.Error(failure)):
             self.system._late_replies += 1
