@@ -5,11 +5,15 @@ loop that the calling actor keeps open for as long as its instance lives
 (`open_bridge`, run with `context.start_task`), and the loop is passed
 explicitly, so no context variable has to reach the task that calls.
 Cancellation crosses the bridge both ways: a trio cancel scope cancels the
-asyncio task it is waiting on.
+asyncio task it is waiting on. A CancelledError that no scope of the caller
+asked for (asyncio code cancelling a future of its own under the caller, as
+nats-py does when it closes a transport) comes out as `StrayCancellation`, an
+error: raised as a cancellation it would cancel the caller's whole task group.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -18,9 +22,14 @@ import sniffio
 
 from runtime.context import ActorContext
 
-__all__ = ["Bridge", "open_bridge"]
+__all__ = ["Bridge", "StrayCancellation", "open_bridge"]
 
 T = TypeVar("T")
+
+
+class StrayCancellation(ConnectionError):
+    """The asyncio side raised CancelledError without being asked to. In
+    nats-py that means a connection went away under the call."""
 
 
 class Bridge:
@@ -32,11 +41,17 @@ class Bridge:
         self.loop = loop
 
     async def call(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
-        if self.loop is None:
-            return await fn(*args, **kwargs)
-        import trio_asyncio
+        try:
+            if self.loop is None:
+                return await fn(*args, **kwargs)
+            import trio_asyncio
 
-        return await trio_asyncio.aio_as_trio(fn, loop=self.loop)(*args, **kwargs)
+            return await trio_asyncio.aio_as_trio(fn, loop=self.loop)(*args, **kwargs)
+        except asyncio.CancelledError:
+            # On trio the caller's own cancellation arrives as trio.Cancelled.
+            if self.loop is None and _cancel_requested():
+                raise
+            raise StrayCancellation(f"{getattr(fn, '__qualname__', fn)} raised CancelledError unasked") from None
 
     def actor_side(self, fn: Callable[..., T], /, *args: Any) -> T:
         """Call runtime code (a tell, a failure report) from an asyncio callback.
@@ -52,6 +67,11 @@ class Bridge:
             return fn(*args)
         finally:
             sniffio.thread_local.name = previous
+
+
+def _cancel_requested() -> bool:
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 async def open_bridge(context: ActorContext) -> Bridge:

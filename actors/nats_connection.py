@@ -30,6 +30,8 @@ Connection loss and timeouts are reported to the supervisor's breaker
 
 from __future__ import annotations
 
+import asyncio
+
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -477,16 +479,36 @@ class NatsConnection(Actor):
         await self._close(nc)
 
     async def _close(self, nc: Any) -> None:
-        """Close within a second; a close stuck on a silent peer aborts the socket."""
-        if nc.is_closed:
+        """Close within a second; a close stuck on a silent peer aborts the socket.
+        Afterwards no task of the client is left running."""
+        if not nc.is_closed:
+            with anyio.move_on_after(1.0):
+                try:
+                    await self.bridge.call(nc.close)
+                except Exception:  # noqa: BLE001 - closing is best effort (the bridge may be gone); the socket goes below
+                    pass
+            if not nc.is_closed or _transport(nc) is not None:
+                _abort(nc)
+        await self._reap(nc)
+
+    async def _reap(self, nc: Any) -> None:
+        """nats-py's close can stop short (cut at its second, or by a stray
+        cancellation inside it), and it cancels the reconnect loop once: that
+        cancel is lost when it lands as a refused connect completes (3.11's
+        wait_for turns it into the OSError; cf. nats-py #981), and the loop
+        would retry forever. With no server left in its pool, its next pick
+        ends it; the client's other tasks are cancelled here."""
+        nc._server_pool.clear()
+        tasks = _client_tasks(nc)
+        if not tasks:
             return
+        for task in tasks:
+            task.cancel()
         with anyio.move_on_after(1.0):
             try:
-                await self.bridge.call(nc.close)
-            except Exception:  # noqa: BLE001 - closing is best effort (the bridge may be gone); the socket goes below
+                await self.bridge.call(asyncio.wait, tasks)
+            except Exception:  # noqa: BLE001 - the bridge may be gone with the instance; the loop still ends itself
                 pass
-        if not nc.is_closed or _transport(nc) is not None:
-            _abort(nc)
 
     def _current(self) -> bool:
         """Callbacks of a client this instance no longer owns are ignored."""
@@ -883,6 +905,13 @@ async def _publish_all(nc: Any, batch: list[Publish]) -> None:
     """On the asyncio side, in order: one bridge crossing for the whole run."""
     for m in batch:
         await nc.publish(m.subject, m.data, reply=m.reply, headers=m.headers)
+
+
+def _client_tasks(nc: Any) -> set[Any]:
+    """The tasks nats-py runs for a client, those still running."""
+    tasks = {nc._reading_task, nc._ping_interval_task, nc._flusher_task, nc._reconnection_task}
+    tasks.update(sub._wait_for_msgs_task for sub in nc._subs.values())
+    return {task for task in tasks if task is not None and not task.done()}
 
 
 def _transport(nc: Any) -> Any:

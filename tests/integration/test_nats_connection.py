@@ -268,6 +268,24 @@ class TestServerLoss:
                     assert entry is not None and entry.revision == revision
 
 
+    async def test_stopped_while_reconnecting_no_client_task_is_left(self, tmp_path):
+        """nats-py's close loses the cancel of its reconnect loop when a refused
+        connect completes at that moment, and the loop would retry forever (here
+        about one client in three without the fix): a stopped connection leaves
+        no client task behind."""
+        async with ActorSystem() as system:
+            async with running_server(tmp_path) as server:
+                refs = [await connect(system, server, name=f"c{i}", reconnect_time_wait=0.001) for i in range(20)]
+                clients = [ref._cell.actor.nc for ref in refs]
+                server.kill()
+                await server.wait()
+                await eventually(lambda: all(c._reconnection_task is not None for c in clients))
+                for ref in refs:
+                    await system.stop(ref)
+                    await anyio.sleep(0.003)
+                assert [c for c in clients if not c._reconnection_task.done()] == []
+
+
 class CrashableConnection(NatsConnection):
     @handles(Crash)
     def crash(self, m: Crash) -> None:

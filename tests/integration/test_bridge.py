@@ -1,0 +1,79 @@
+"""The asyncio bridge (actors/aio.py), on both backends: the caller's own
+cancellation crosses it, and a CancelledError nobody asked for comes out as an
+error instead of cancelling the caller's task group."""
+
+from __future__ import annotations
+
+import asyncio
+
+import anyio
+import pytest
+
+from actors.aio import Bridge, StrayCancellation, open_bridge
+from runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, TimeoutCategory, handles, message
+
+pytestmark = pytest.mark.anyio
+
+
+@message("test.bridge.stray")
+class Stray:
+    pass
+
+
+@message("test.bridge.hang", timeout=TimeoutCategory.NATS_REQUEST)
+class Hang:
+    pass
+
+
+async def cancel_own_future() -> None:
+    """What nats-py does to a pending call when it closes its transport."""
+    future = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(future.cancel)
+    await future
+
+
+class Bridged(Actor):
+    def __init__(self, *, seen: list) -> None:
+        self.seen = seen
+        self.bridge = Bridge()
+
+    async def started(self) -> None:
+        self.bridge = await open_bridge(self.context)
+
+    @handles(Stray)
+    async def stray(self, m: Stray) -> str:
+        try:
+            await self.bridge.call(cancel_own_future)
+        except StrayCancellation as exc:
+            return type(exc).__name__
+        return "no error"
+
+    @handles(Hang)
+    async def hang(self, m: Hang) -> None:
+        try:
+            await self.bridge.call(asyncio.sleep, 60)
+        finally:
+            self.seen.append("cancelled")
+
+
+class TestBridge:
+    async def test_a_stray_cancellation_is_an_error_and_the_system_lives_on(self):
+        async with ActorSystem() as system:
+            ref = await system.spawn(Bridged, name="bridged", kwargs={"seen": []})
+            assert await ref.ask(Stray()) == "StrayCancellation"
+            assert await ref.ask(Stray()) == "StrayCancellation"  # the actor and its drain are unharmed
+            other = await system.spawn(Bridged, name="other", kwargs={"seen": []})
+            assert await other.ask(Stray()) == "StrayCancellation"
+
+    async def test_the_callers_deadline_still_cancels_the_asyncio_side(self):
+        seen: list = []
+        async with ActorSystem() as system:
+            ref = await system.spawn(Bridged, name="bridged", kwargs={"seen": seen})
+            started = anyio.current_time()
+            with pytest.raises(ExoarmurError) as caught:
+                await ref.ask(Hang(), timeout=0.2)
+            assert caught.value.code is ReasonCode.TIMEOUT_NATS_REQUEST
+            assert anyio.current_time() - started < 0.2 * 1.1 + 0.05
+            await anyio.sleep(0.05)
+            assert seen == ["cancelled"]
+            assert await ref.ask(Stray()) == "StrayCancellation"
