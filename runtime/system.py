@@ -34,6 +34,7 @@ from runtime.codes import ReasonCode
 from runtime.deadletters import DeadLetter, DeadLetters
 from runtime.envelope import Envelope
 from runtime.errors import ExoarmurError, error_for
+from runtime.host import Host, run_host
 from runtime.mailbox import Mailbox, MailboxConfig, Overflow
 from runtime.messages import timeout_category
 from runtime.ref import ActorRef
@@ -43,32 +44,6 @@ from runtime.timeouts import TimeoutPolicy
 STOP_MARGIN = 1.0
 
 _PATH = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
-
-
-class Host:
-    """Where a supervisor's children run: `start_soon` into a task group that
-    `close()` cancels (and waits for)."""
-
-    def __init__(self, group: anyio.abc.TaskGroup) -> None:
-        self.start_soon = group.start_soon
-        self._group = group
-        self._closed = anyio.Event()
-
-    async def close(self) -> None:
-        self._group.cancel_scope.cancel()
-        await self._closed.wait()
-
-
-async def _run_host(*, task_status: anyio.abc.TaskStatus[Host]) -> None:
-    host: Host | None = None
-    try:
-        async with anyio.create_task_group() as group:
-            host = Host(group)
-            task_status.started(host)
-            await anyio.sleep_forever()
-    finally:
-        if host is not None:
-            host._closed.set()  # only once every task in the group has ended
 
 
 @attrs.frozen
@@ -104,7 +79,8 @@ class ActorSystem:
         self._restarts_of_stopped = 0
         self._stopping = False
         self._outer: anyio.abc.TaskGroup
-        self._task_group: anyio.abc.TaskGroup | None = None  # hosts the drains
+        self._hosts: anyio.abc.TaskGroup | None = None  # the drains' host, supervisors' hosts, timers
+        self._drains: Host | None = None
         self.backend: Backend
         self.now: Callable[[], float]
         self._timeout_of_type: dict[type, float] = {}
@@ -123,17 +99,18 @@ class ActorSystem:
         self._outer = anyio.create_task_group()
         await self._outer.__aenter__()
         try:
-            self._task_group = await self._outer.start(self._host, name=f"{self.name}:host")
+            self._hosts, self._drains = await self._outer.start(self._host, name=f"{self.name}:host")
         except BaseException as exc:
             await self._outer.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         if self.backend.service is not None:
-            self._task_group.start_soon(self.backend.service, name=f"{self.name}:timers")
+            self._hosts.start_soon(self.backend.service, name=f"{self.name}:timers")
         return self
 
-    async def _host(self, *, task_status: anyio.abc.TaskStatus[anyio.abc.TaskGroup]) -> None:
-        async with anyio.create_task_group() as drains:
-            task_status.started(drains)
+    async def _host(self, *, task_status: anyio.abc.TaskStatus[tuple[anyio.abc.TaskGroup, Host]]) -> None:
+        async with anyio.create_task_group() as hosts:
+            drains = await hosts.start(run_host, name=f"{self.name}:drains")
+            task_status.started((hosts, drains))
             await anyio.sleep_forever()
 
     async def __aexit__(
@@ -173,8 +150,8 @@ class ActorSystem:
             for cell in reversed(list(self._cells.values())):
                 cell.request_stop(code=ReasonCode.SHUTTING_DOWN, deadline=deadline)
                 await cell.wait_stopped()
-        if self._task_group is not None:
-            self._task_group.cancel_scope.cancel()
+        if self._hosts is not None:
+            self._hosts.cancel_scope.cancel()
 
     def _sweep(self) -> None:
         for cell in list(self._cells.values()):
@@ -204,7 +181,7 @@ class ActorSystem:
         the arguments here, the class attributes. `start_soon` is the task group
         that will host the actor's drains (default: the system's); `parent`
         decides after a crash (default: the system, which resumes at once)."""
-        if self._task_group is None:
+        if self._drains is None:
             raise RuntimeError("spawn needs an entered ActorSystem (async with)")
         if self._stopping:
             raise self.failure("rejected", ReasonCode.SHUTTING_DOWN, path=name, detail="spawn")
@@ -223,7 +200,7 @@ class ActorSystem:
                 kwargs=dict(kwargs or {}),
                 tenant=tenant,
                 mailbox=Mailbox(capacity=config.capacity, overflow=config.overflow),
-                start_soon=start_soon or self._task_group.start_soon,
+                start_soon=start_soon or self._drains.start_soon,
                 parent=parent or self,
             )
         except Exception as exc:
@@ -255,9 +232,9 @@ class ActorSystem:
     async def open_host(self, name: str) -> Host:
         """A task group for a supervisor's children, owned by a task in the
         system's own group: closing it ends every drain it hosts."""
-        if self._task_group is None or self._stopping:
+        if self._hosts is None or self._stopping:
             raise self.failure("rejected", ReasonCode.SHUTTING_DOWN, path=name, detail="open_host")
-        return await self._task_group.start(_run_host, name=f"{name}:host")
+        return await self._hosts.start(run_host, name=f"{name}:host")
 
     def lookup(self, path: str) -> ActorRef:
         cell = self._cells.get(path)

@@ -36,7 +36,7 @@ import attrs
 from runtime import Actor, ActorCrashed, ActorRef, AuditEvent, Overflow, ReasonCode, handles, message
 from runtime.cell import ActorCell, CellState
 from runtime.errors import ExoarmurError, InvalidInput
-from runtime.system import Host
+from runtime.host import Host
 from supervisors.backoff import jitter_rng
 from supervisors.breaker import Breaker, BreakerState, Transition
 from supervisors.intensity import RestartHistory, RestartWindow, in_window_from

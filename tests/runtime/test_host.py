@@ -1,0 +1,81 @@
+"""runtime.host: the drains' task group keeps a task group's contract on both
+backends, with the backend's own spawn."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from runtime.host import run_host
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_tasks_run_and_close_cancels_them_and_waits_for_their_cleanup():
+    log: list[str] = []
+
+    async def worker(name: str) -> None:
+        log.append(f"{name} started")
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(0.01)  # cleanup that takes time
+            log.append(f"{name} cleaned up")
+
+    async with anyio.create_task_group() as group:
+        host = await group.start(run_host)
+        host.start_soon(worker, "a", name="worker-a")
+        host.start_soon(worker, "b")
+        await anyio.sleep(0.01)
+        assert sorted(log) == ["a started", "b started"]
+        await host.close()
+        assert sorted(log[2:]) == ["a cleaned up", "b cleaned up"]
+
+
+async def test_a_task_that_raises_cancels_its_siblings_and_the_error_propagates():
+    cancelled: list[str] = []
+
+    async def sibling() -> None:
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            cancelled.append("sibling")
+            raise
+
+    async def failing() -> None:
+        await anyio.sleep(0.01)
+        raise ValueError("boom")
+
+    with pytest.raises(BaseExceptionGroup) as caught:
+        async with anyio.create_task_group() as group:
+            host = await group.start(run_host)
+            host.start_soon(sibling)
+            host.start_soon(failing)
+            await anyio.sleep_forever()
+    assert caught.group_contains(ValueError, match="boom")
+    assert cancelled == ["sibling"]
+
+
+async def test_cancelling_the_enclosing_scope_ends_the_hosted_tasks():
+    ended: list[str] = []
+
+    async def worker() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            ended.append("worker")
+
+    with anyio.move_on_after(0.05):
+        async with anyio.create_task_group() as group:
+            host = await group.start(run_host)
+            host.start_soon(worker)
+    assert ended == ["worker"]
+
+
+async def test_no_task_starts_after_close():
+    async with anyio.create_task_group() as group:
+        host = await group.start(run_host)
+        await host.close()
+        with pytest.raises(RuntimeError):
+            host.start_soon(anyio.sleep, 0)
