@@ -188,17 +188,26 @@ async def warm_then_time(run: Callable[[int, str], Awaitable[float]], *, count: 
 
 
 async def interleave(
-    runs: dict[str, Callable[[int, str], Awaitable[Any]]], *, count: int, warmup: int, rounds: int
+    runs: dict[str, Callable[[int, str], Awaitable[Any]]],
+    *,
+    count: int,
+    warmup: int,
+    rounds: int,
+    alternate: bool = False,
 ) -> dict[str, list[Any]]:
     """Warm every run up, then alternate them over `rounds` shares of `count`, so
     that drift (a busy neighbour, CPU frequency) hits exoarmur and its baseline
-    alike. Returns each run's per-round results."""
+    alike; with `alternate`, every other round runs them in reverse order, so
+    neither always goes first. Returns each run's per-round results."""
     for name, run in runs.items():
         await run(warmup, f"{name}-warmup")
     gc.collect()
     results: dict[str, list[Any]] = {name: [] for name in runs}
     for i, share in enumerate(split(count, rounds)):
-        for name, run in runs.items():
+        order = list(runs.items())
+        if alternate and i % 2:
+            order.reverse()
+        for name, run in order:
             results[name].append(await run(share, f"{name}-{i}"))
     return results
 

@@ -20,7 +20,8 @@ class ExoarmurError(Exception):
     codes: ClassVar[frozenset[ReasonCode]] = frozenset()
 
     def __init__(self, code: ReasonCode, detail: str = "") -> None:
-        code = ReasonCode(code)
+        if type(code) is not ReasonCode:
+            code = ReasonCode(code)
         if code not in self.codes:
             raise ValueError(f"{type(self).__name__} cannot carry code {code}")
         super().__init__(code, detail)
@@ -160,5 +161,6 @@ _CLASS_OF_CODE: dict[ReasonCode, type[ExoarmurError]] = {
 
 def error_for(code: ReasonCode | str, detail: str = "") -> ExoarmurError:
     """The exception a caller sees for `code` (every code has exactly one class)."""
-    code = ReasonCode(code)
+    if type(code) is not ReasonCode:
+        code = ReasonCode(code)
     return _CLASS_OF_CODE[code](code, detail)

@@ -390,11 +390,14 @@ class Supervisor(Actor):
     def _backoff(self, child: _Child, *, now: float) -> float:
         """The failed child's next backoff: its attempt is the number of its
         restarts within the intensity window (a child that ran quietly starts over)."""
+        backoff = child.spec.backoff
+        if backoff.max_delay == 0.0:
+            return 0.0  # no backoff (OTP's default): no history needed
         times = child.restart_times
         times = times[in_window_from(times, now=now, within=self.spec.intensity.within) :]
         # Past BACKOFF_ATTEMPTS_KEPT attempts the delay sits at its cap anyway.
         child.restart_times = (*times[-BACKOFF_ATTEMPTS_KEPT + 1 :], now)
-        return child.spec.backoff.delay(len(child.restart_times), rng=child.rng)
+        return backoff.delay(len(child.restart_times), rng=child.rng)
 
     async def _wake_after(self, ticket: int, delay: float) -> None:
         await anyio.sleep(delay)
