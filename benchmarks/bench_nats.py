@@ -15,6 +15,10 @@ against each, started and stopped inside that run.
     publish              `await conn.tell(Publish(...))` x N  `await nc.publish(...)` x N,
                          then `await conn.ask(Flush())`       then `await nc.flush()`
     request p50/p99      `await conn.ask(Request(...))`       `await nc.request(...)`
+    remote ask p50/p99   `await RemoteRef(...).ask(Echo(...))` `await nc.request(...)` [the
+                         to an Echoer in a second actor       target's baseline]
+                         system on its own connection,
+                         through that system's Gateway
     KV put               `await bucket.ask(Put(...))`         `await kv.put(...)`
     KV get               `await bucket.ask(Get(...))`         leader read `js.get_msg(stream,
                          (a leader read: js.get_msg,          subject=..., direct=False)` [the
@@ -24,7 +28,9 @@ KV figures are taken sequentially and with 64 concurrent callers (64 anyio tasks
 on the actor path, 64 asyncio tasks on the raw one). Core figures (publish,
 request) do not touch JetStream: they run once, against the sync-always server.
 A responder on a raw nats-py connection of its own answers every request
-(echoing the payload).
+(echoing the payload). The remote ask crosses the same server twice, as the
+raw request does: the asking system's connection sends the envelope to the
+other system's gateway, which hands it to the Echoer and publishes its reply.
 
 On trio, nats-py runs on a trio-asyncio loop: the actor opens its own
 (`actors/aio.py`), and the raw baseline runs on one opened here
@@ -47,7 +53,7 @@ Nats-Msg-Id and Nats-Expected-Last-Subject-Sequence) on a subject of its own.
 Targets (ratios from the same run):
     publish, KV put x64, KV get x64,
     audit appends:                    actor >= 0.70x raw throughput
-    request:                          actor p50 <= 1.3x raw p50
+    remote ask:                       p50 <= 1.3x raw request p50
 """
 
 
@@ -83,6 +89,7 @@ from actors.audit_stream import GENESIS, Append, AuditStream, Record, chain_hash
 from actors.kv import Get, KvBucket, Put  # noqa: E402
 from actors.nats_connection import ConnectionOptions, Flush, NatsConnection, Publish, Request  # noqa: E402
 from actors.nats_process import HOST, ServerOptions, ServerProcess, find_nats_server  # noqa: E402
+from actors.remote import Gateway, RemoteRef  # noqa: E402
 from benchmarks.bench_kernel import (  # noqa: E402
     Row,
     BACKENDS,
@@ -96,13 +103,13 @@ from benchmarks.bench_kernel import (  # noqa: E402
     perf_ns,
     split,
 )
-from runtime import ActorRef, ActorSystem, ReasonCode  # noqa: E402
+from runtime import Actor, ActorRef, ActorSystem, ReasonCode, handles, message  # noqa: E402
 from runtime.audit import AuditEvent  # noqa: E402
 
 ROUNDS = 5
 PUBLISH_TARGET = 0.70  # actor / raw throughput, at least
 KV_TARGET = 0.70  # actor / raw throughput with 64 concurrent callers, at least
-REQUEST_TARGET = 1.3  # actor p50 / raw p50, at most
+REQUEST_TARGET = 1.3  # remote ask p50 / raw request p50, at most
 
 READY_SECONDS = 15.0  # a server's start, JetStream ready
 STOP_SECONDS = 5.0  # SIGTERM, then SIGKILL
@@ -113,6 +120,7 @@ RUN_SECONDS = 300.0  # any one timed run of concurrent callers
 
 PUB_SUBJECT = "bench.publish"  # nobody subscribes: the server drops what it counts
 ECHO_SUBJECT = "bench.echo"
+REMOTE_SYSTEM = "bench-remote"  # the system whose gateway answers remote asks
 BUCKET = "bench"
 STREAM = f"KV_{BUCKET}"
 
@@ -389,6 +397,39 @@ async def actor_request_latencies(conn: ActorRef, data: bytes, count: int, tag: 
     return samples
 
 
+@message("bench.nats.echo")
+class Echo:
+    text: str
+
+
+class Echoer(Actor):
+    @handles(Echo)
+    def echo(self, m: Echo) -> str:
+        return m.text
+
+
+async def remote_ask_latencies(ref: RemoteRef, text: str, count: int, tag: str) -> list[int]:
+    msg = Echo(text)
+    samples = [0] * count
+    for i in range(count):
+        start = perf_ns()
+        reply = await ref.ask(msg)
+        samples[i] = perf_ns() - start
+        expect(reply == text, "remote ask: the reply does not echo the request")
+    return samples
+
+
+@asynccontextmanager
+async def remote_echoer(options: ConnectionOptions) -> AsyncIterator[None]:
+    """A second actor system on its own connection: a Gateway for REMOTE_SYSTEM
+    and an Echoer at path "echo"."""
+    async with ActorSystem(name=REMOTE_SYSTEM) as other:
+        await other.spawn(NatsConnection, name="nats", kwargs={"options": options})
+        await other.spawn(Gateway, name="gateway", kwargs={"connection": "nats", "system": REMOTE_SYSTEM})
+        await other.spawn(Echoer, name="echo")
+        yield
+
+
 def actor_kv_ops(bucket: ActorRef, value: bytes) -> dict[str, Callable[[str], Awaitable[Any]]]:
     async def put(key: str) -> None:
         await bucket.ask(Put(key, value))
@@ -461,7 +502,7 @@ def totals(samples: dict[str, list[list[int]]], name: str) -> list[int]:
 
 
 async def run_core(
-    params: Params, server: ServerProcess, conn: ActorRef, raw: Bridge, options: ConnectionOptions
+    params: Params, server: ServerProcess, system: ActorSystem, conn: ActorRef, raw: Bridge, options: ConnectionOptions
 ) -> dict[str, Any]:
     backend = sniffio.current_async_library()
     data = b"x" * params.payload
@@ -479,18 +520,22 @@ async def run_core(
         out["publish_round_seconds"] = seconds
         progress(f"{backend}: publish done")
 
-        # 2. request / reply, against a raw responder on its own connection
+        # 2. request / reply, against a raw responder on its own connection; and
+        # a remote ask, to an actor of another system through its gateway
         sub = await raw.call(start_responder, responder)
-        runs = {
-            "actor": partial(actor_request_latencies, conn, data),
-            "raw": on_raw(raw, raw_request_latencies, nc, data),
-        }
-        if backend == "trio":
-            runs["bridged"] = partial(bridged_request_latencies, raw, nc, data)
-        samples = await interleave(runs, count=params.requests, warmup=params.request_warmup, rounds=ROUNDS)
+        async with remote_echoer(options):
+            remote = RemoteRef(system, connection="nats", system_name=REMOTE_SYSTEM, path="echo")
+            runs = {
+                "actor": partial(actor_request_latencies, conn, data),
+                "raw": on_raw(raw, raw_request_latencies, nc, data),
+                "remote": partial(remote_ask_latencies, remote, data.decode()),
+            }
+            if backend == "trio":
+                runs["bridged"] = partial(bridged_request_latencies, raw, nc, data)
+            samples = await interleave(runs, count=params.requests, warmup=params.request_warmup, rounds=ROUNDS)
         out["request"] = {name: latency_summary(totals(samples, name)) for name in runs}
         await raw.call(sub.unsubscribe)
-        progress(f"{backend}: request done")
+        progress(f"{backend}: request and remote ask done")
     return out
 
 
@@ -573,7 +618,7 @@ async def run_server(params: Params, data_dir: Path, sync_always: bool, mode: st
         options = ConnectionOptions(urls=[server.url], token=server.token)
         conn = await system.spawn(NatsConnection, name="nats", kwargs={"options": options})
         if core:
-            out["core"] = await run_core(params, server, conn, raw, options)
+            out["core"] = await run_core(params, server, system, conn, raw, options)
             lap("core (publish, request)")
         bucket = await system.spawn(KvBucket, name="kv", kwargs={"bucket": BUCKET, "connection": "nats"})
         out["kv"] = await run_kv(params, bucket, raw, options, mode)
@@ -611,9 +656,12 @@ def build_rows(backend: str, out: dict[str, Any]) -> list[Row]:
     ]
     if "bridged" in pub:
         rows.append(Row("publish (msg/s)", "/s", pub["actor"], "raw, each call bridged", pub["bridged"], True))
+    remote = req["remote"]
     rows += [
-        Row("request p50 (µs)", "us", req["actor"]["p50_us"], "raw nc.request p50", req["raw"]["p50_us"], False,
-            f"<= {REQUEST_TARGET:.1f}x", req["actor"]["p50_us"] / req["raw"]["p50_us"] <= REQUEST_TARGET),
+        Row("remote ask p50 (µs)", "us", remote["p50_us"], "raw nc.request p50", req["raw"]["p50_us"], False,
+            f"<= {REQUEST_TARGET:.1f}x", remote["p50_us"] / req["raw"]["p50_us"] <= REQUEST_TARGET),
+        Row("remote ask p99 (µs)", "us", remote["p99_us"], "raw nc.request p99", req["raw"]["p99_us"], False),
+        Row("request p50 (µs)", "us", req["actor"]["p50_us"], "raw nc.request p50", req["raw"]["p50_us"], False),
         Row("request p99 (µs)", "us", req["actor"]["p99_us"], "raw nc.request p99", req["raw"]["p99_us"], False),
     ]
     if "bridged" in req:

@@ -617,6 +617,8 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
                         self.system._late_replies += 1
                 current = None
                 context.envelope = None
+                if self.state is CellState.SUSPENDED:
+                    continue  # straight to the linger above: it checkpoints
                 if mailbox.control or queue or self._instance_dead:
                     await checkpoint()  # a resumed actor is remade at once
                     continue
