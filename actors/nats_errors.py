@@ -18,7 +18,7 @@ __all__ = ["DEPENDENCY_CODES", "coded"]
 # JetStream's "wrong last sequence" API error code: a lost compare-and-set.
 WRONG_LAST_SEQUENCE = 10071
 
-DEPENDENCY_CODES = frozenset({ReasonCode.NATS_DISCONNECTED}) | TIMEOUT_CODES
+DEPENDENCY_CODES = frozenset({ReasonCode.NATS_DISCONNECTED, ReasonCode.JETSTREAM_UNAVAILABLE}) | TIMEOUT_CODES
 
 _DISCONNECTED = (
     nats_errors.ConnectionClosedError,
@@ -44,10 +44,12 @@ def coded(exc: BaseException, *, timeout: ReasonCode) -> ExoarmurError | None:
         code = ReasonCode.KV_CONFLICT
     elif isinstance(exc, js_errors.BucketNotFoundError):
         code = ReasonCode.KV_BUCKET_NOT_FOUND
-    elif isinstance(exc, (nats_errors.NoRespondersError, js_errors.NoStreamResponseError)):
-        code = ReasonCode.NATS_NO_RESPONDERS
-    elif isinstance(exc, js_errors.ServiceUnavailableError):
-        code = ReasonCode.NATS_NO_RESPONDERS  # JetStream without a leader to answer (a failover)
+    elif isinstance(exc, (js_errors.ServiceUnavailableError, js_errors.NoStreamResponseError)):
+        # JetStream's 503 (its API, or a publish no stream took): no leader in a
+        # failover, JetStream down, or no stream for the subject.
+        code = ReasonCode.JETSTREAM_UNAVAILABLE
+    elif isinstance(exc, nats_errors.NoRespondersError):
+        code = ReasonCode.NATS_NO_RESPONDERS  # a core request nobody listens to
     elif isinstance(exc, TimeoutError):  # nats' TimeoutError and FlushTimeoutError included
         code = timeout
     elif isinstance(exc, _DISCONNECTED):

@@ -69,6 +69,10 @@ class ReasonCode(enum.StrEnum):
     # NATS (used by actors/): the connection is down or cannot deliver.
     NATS_DISCONNECTED = "NATS_DISCONNECTED"
     NATS_NO_RESPONDERS = "NATS_NO_RESPONDERS"
+    # JetStream answered "no responders" (503): no stream leader (a failover),
+    # JetStream down, or no stream for the subject. A failed dependency, where
+    # a core request's NATS_NO_RESPONDERS only says nobody listens there.
+    JETSTREAM_UNAVAILABLE = "JETSTREAM_UNAVAILABLE"
     NATS_PERMISSION_DENIED = "NATS_PERMISSION_DENIED"
     NATS_SLOW_CONSUMER = "NATS_SLOW_CONSUMER"
     NATS_API_ERROR = "NATS_API_ERROR"

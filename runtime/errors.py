@@ -129,7 +129,14 @@ class Conflict(ExoarmurError):
 class DependencyFailed(ExoarmurError, ConnectionError):
     """A dependency (NATS, JetStream) is unreachable or answered with an error."""
 
-    codes = frozenset({ReasonCode.NATS_DISCONNECTED, ReasonCode.NATS_NO_RESPONDERS, ReasonCode.NATS_API_ERROR})
+    codes = frozenset(
+        {
+            ReasonCode.NATS_DISCONNECTED,
+            ReasonCode.NATS_NO_RESPONDERS,
+            ReasonCode.JETSTREAM_UNAVAILABLE,
+            ReasonCode.NATS_API_ERROR,
+        }
+    )
 
 
 class Fatal(ExoarmurError):

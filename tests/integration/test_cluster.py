@@ -104,7 +104,7 @@ async def test_one_node_killed_mid_traffic_loses_nothing_acknowledged(tmp_path):
         # While the leader moved: timeouts, or no stream leader to answer yet.
         assert set(failures) <= TIMEOUT_CODES | {
             ReasonCode.NATS_DISCONNECTED,
-            ReasonCode.NATS_NO_RESPONDERS,
+            ReasonCode.JETSTREAM_UNAVAILABLE,
         }, details
         for key, revision in acknowledged.items():
             entry = await until_ok(lambda: conn.ask(KvGet("r3", key)), within=10)

@@ -11,6 +11,7 @@ import pytest
 from actors.nats_connection import (
     Delivery,
     Flush,
+    JsPublish,
     KvChange,
     KvCreate,
     KvDelete,
@@ -141,6 +142,20 @@ class TestRequest:
             started = anyio.current_time()
             assert await code_of(conn.ask(Request("nobody.home", b"?"), timeout=5)) is ReasonCode.NATS_NO_RESPONDERS
             assert anyio.current_time() - started < 1.0
+            # Nobody listening on a core subject is no failed dependency.
+            assert not [e for e in system.audit.events if e.kind == "dependency_failed"]
+
+    async def test_jetstream_answering_no_responders_is_a_failed_dependency(self, tmp_path):
+        """JetStream's 503 (here: a publish no stream takes; in a failover: no
+        stream leader yet) is JETSTREAM_UNAVAILABLE, reported to the breaker."""
+        async with running_server(tmp_path) as server, ActorSystem() as system:
+            conn = await connect(system, server)
+            started = anyio.current_time()
+            code = await code_of(conn.ask(JsPublish("no.stream.here", b"?"), timeout=5))
+            assert code is ReasonCode.JETSTREAM_UNAVAILABLE
+            assert anyio.current_time() - started < 1.0
+            reported = [e for e in system.audit.events if e.kind == "dependency_failed"]
+            assert [e.code for e in reported] == [ReasonCode.JETSTREAM_UNAVAILABLE]
 
     async def test_an_unanswered_request_ends_at_its_deadline_with_its_code(self, tmp_path):
         got: list = []
