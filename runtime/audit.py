@@ -55,13 +55,27 @@ class AuditSink(Protocol):
 
 
 class MemoryAuditSink:
-    """Keeps every event in memory, in order. For tests and inspection."""
+    """Keeps the newest events in memory, in order: at most `limit` of them
+    (None: every one), so a long-running system's default sink stays bounded.
+    `dropped` counts the older ones let go. For tests and inspection; a
+    durable log is JsonlAuditSink or the JetStream sink."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, limit: int | None = 100_000) -> None:
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be a positive int or None, got {limit!r}")
+        self.limit = limit
         self.events: list[AuditEvent] = []
+        self.dropped = 0
 
     def emit(self, event: AuditEvent) -> None:
-        self.events.append(event)
+        events = self.events
+        events.append(event)
+        limit = self.limit
+        if limit is not None and len(events) > limit:
+            # Let a quarter go at once: amortized O(1) per event.
+            cut = len(events) - limit + limit // 4
+            del events[:cut]
+            self.dropped += cut
 
     def close(self) -> None:
         pass

@@ -16,6 +16,7 @@ from runtime import (
     ExoarmurError,
     InvalidInput,
     JsonlAuditSink,
+    AuditEvent,
     MemoryAuditSink,
     ReasonCode,
     TenantMismatch,
@@ -280,6 +281,19 @@ class TestAudit:
         """The in-memory sink counts events by code."""
         sink = MemoryAuditSink()
         assert sink.counts() == {}
+
+    def test_memory_sink_keeps_the_newest_events_within_its_limit(self):
+        sink = MemoryAuditSink(limit=8)
+        emitted = [AuditEvent(kind="crashed", code=ReasonCode.ACTOR_CRASHED, at=float(i)) for i in range(100)]
+        for i, event in enumerate(emitted):
+            sink.emit(event)
+            assert len(sink.events) <= 8
+            assert sink.events[-1] is event
+            assert sink.dropped + len(sink.events) == i + 1
+        assert sink.events == emitted[-len(sink.events) :]  # the newest, in order
+        assert MemoryAuditSink().limit is not None  # bounded by default
+        with pytest.raises(ValueError):
+            MemoryAuditSink(limit=0)
 
 
 class TestClock:
