@@ -14,6 +14,7 @@ error: raised as a cancellation it would cancel the caller's whole task group.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -70,8 +71,15 @@ class Bridge:
 
 
 def _cancel_requested() -> bool:
+    """anyio cancelled the task (`cancelling()`: it calls `task.cancel()`) for
+    a scope still in effect for the caller (-inf: anyio's word for it). Either
+    alone misleads: `cancelling()` stays up in a shielded cleanup after a
+    cancel, and a scope cancelled in the same pass as a stray cancel has not
+    cancelled the task (anyio cancels it at its next await)."""
     task = asyncio.current_task()
-    return task is None or task.cancelling() > 0
+    if task is None or not task.cancelling():
+        return False
+    return anyio.current_effective_deadline() == -math.inf
 
 
 async def open_bridge(context: ActorContext) -> Bridge:

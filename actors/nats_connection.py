@@ -471,16 +471,19 @@ class NatsConnection(Actor):
         nc, self.nc = self.nc, None
         if nc is None:
             return
+        tasks = _client_tasks(nc)  # before the drain forgets the subscriptions
         with anyio.move_on_after(max(self.options.flush_timeout, 1.0) if self.options else 1.0):
             try:
                 await self.bridge.call(nc.drain)
             except Exception:  # noqa: BLE001 - drain failing is why close follows
                 pass
-        await self._close(nc)
+        await self._close(nc, tasks)
 
-    async def _close(self, nc: Any) -> None:
+    async def _close(self, nc: Any, tasks: set[Any] | None = None) -> None:
         """Close within a second; a close stuck on a silent peer aborts the socket.
-        Afterwards no task of the client is left running."""
+        Afterwards no task of the client is left running (`tasks`: its tasks
+        found before a drain, which forgets the subscriptions)."""
+        tasks = _client_tasks(nc) | (tasks or set())  # before the close forgets them
         if not nc.is_closed:
             with anyio.move_on_after(1.0):
                 try:
@@ -489,9 +492,9 @@ class NatsConnection(Actor):
                     pass
             if not nc.is_closed or _transport(nc) is not None:
                 _abort(nc)
-        await self._reap(nc)
+        await self._reap(nc, tasks)
 
-    async def _reap(self, nc: Any) -> None:
+    async def _reap(self, nc: Any, tasks: set[Any]) -> None:
         """nats-py's close can stop short (cut at its second, or by a stray
         cancellation inside it), and it cancels the reconnect loop once: that
         cancel is lost when it lands as a refused connect completes (3.11's
@@ -499,7 +502,7 @@ class NatsConnection(Actor):
         would retry forever. With no server left in its pool, its next pick
         ends it; the client's other tasks are cancelled here."""
         nc._server_pool.clear()
-        tasks = _client_tasks(nc)
+        tasks = {task for task in tasks | _client_tasks(nc) if not task.done()}
         if not tasks:
             return
         for task in tasks:
@@ -908,9 +911,15 @@ async def _publish_all(nc: Any, batch: list[Publish]) -> None:
 
 
 def _client_tasks(nc: Any) -> set[Any]:
-    """The tasks nats-py runs for a client, those still running."""
+    """The tasks nats-py runs for a client, those still running: its own, each
+    subscription's, and a JetStream consumer's heartbeat and flow-control
+    checks (which its close leaves running)."""
     tasks = {nc._reading_task, nc._ping_interval_task, nc._flusher_task, nc._reconnection_task}
-    tasks.update(sub._wait_for_msgs_task for sub in nc._subs.values())
+    for sub in nc._subs.values():
+        tasks.add(sub._wait_for_msgs_task)
+        jsi = getattr(sub, "_jsi", None)
+        if jsi is not None:
+            tasks.update((getattr(jsi, "_hbtask", None), getattr(jsi, "_fctask", None)))
     return {task for task in tasks if task is not None and not task.done()}
 
 

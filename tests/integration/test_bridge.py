@@ -5,6 +5,8 @@ error instead of cancelling the caller's task group."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
 import pytest
@@ -77,3 +79,38 @@ class TestBridge:
             await anyio.sleep(0.05)
             assert seen == ["cancelled"]
             assert await ref.ask(Stray()) == "StrayCancellation"
+
+
+@asynccontextmanager
+async def a_bridge(backend: str) -> AsyncIterator[Bridge]:
+    if backend != "trio":
+        yield Bridge()
+        return
+    import trio_asyncio
+
+    async with trio_asyncio.open_loop() as loop:
+        yield Bridge(loop)
+
+
+async def test_a_stray_cancellation_in_a_shielded_cleanup_after_a_cancel_is_still_an_error(anyio_backend_name):
+    """The shape of NatsConnection's close after its instance was cancelled:
+    the close's own stray CancelledError must reach `except Exception`."""
+    async with a_bridge(anyio_backend_name) as bridge:
+        await cleanup_after_a_cancel(bridge)
+
+
+async def cleanup_after_a_cancel(bridge: Bridge) -> None:
+    log: list[str] = []
+    with anyio.CancelScope() as scope:
+        try:
+            scope.cancel()
+            await anyio.sleep(1)
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await bridge.call(cancel_own_future)
+                except Exception as exc:  # noqa: BLE001 - what a best-effort close does
+                    log.append(type(exc).__name__)
+                log.append("cleanup went on")
+    assert log == ["StrayCancellation", "cleanup went on"]
+    assert scope.cancelled_caught

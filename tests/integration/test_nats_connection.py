@@ -346,6 +346,30 @@ class Watcher(Actor):
 
 
 class TestKvWatch:
+    async def test_stopped_with_a_watch_open_no_consumer_task_is_left(self, tmp_path):
+        """A watch is an ordered consumer: nats-py's close leaves its heartbeat
+        and flow-control checks running; the connection's stop ends them."""
+        seen: list = []
+        async with ActorSystem() as system:
+            await system.spawn(Watcher, name="watcher", kwargs={"seen": seen})
+            async with running_server(tmp_path) as server:
+                conn = await connect(system, server)
+                await conn.ask(KvOpen("w"))
+                await conn.ask(KvPut("w", "a", b"1"))
+                await conn.ask(KvWatch("w", "watcher"))
+                await eventually(lambda: len(seen) == 1)
+                nc = conn._cell.actor.nc
+                consumer_tasks = [
+                    task
+                    for sub in nc._subs.values()
+                    if getattr(sub, "_jsi", None) is not None
+                    for task in (sub._jsi._hbtask, sub._jsi._fctask)
+                    if task is not None
+                ]
+                assert consumer_tasks
+                await system.stop(conn)
+                assert [task for task in consumer_tasks if not task.done()] == []
+
     async def test_latest_values_then_changes_then_resumed_after_a_server_restart(self, tmp_path):
         seen: list = []
         async with ActorSystem() as system:

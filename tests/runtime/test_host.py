@@ -79,3 +79,70 @@ async def test_no_task_starts_after_close():
         await host.close()
         with pytest.raises(RuntimeError):
             host.start_soon(anyio.sleep, 0)
+
+
+async def test_a_shielded_cleanup_under_way_completes_when_the_host_closes():
+    """As NatsConnection._close_when_gone's close, running when the tree goes."""
+    log: list[str] = []
+    inside = anyio.Event()
+
+    async def worker() -> None:
+        with anyio.CancelScope(shield=True):
+            inside.set()
+            await anyio.sleep(0.2)
+            log.append("cleanup done")
+
+    async with anyio.create_task_group() as group:
+        host = await group.start(run_host)
+        host.start_soon(worker)
+        await inside.wait()
+        await host.close()
+    assert log == ["cleanup done"]
+
+
+async def test_a_task_that_swallows_a_cancellation_is_cancelled_again():
+    """As nats-py's drain does (`except CancelledError: pass`, then awaits)."""
+    ended: list[str] = []
+
+    async def swallower() -> None:
+        try:
+            await anyio.sleep(60)
+        except anyio.get_cancelled_exc_class():
+            pass
+        try:
+            await anyio.sleep(60)
+        finally:
+            ended.append("cancelled again")
+
+    async with anyio.create_task_group() as group:
+        host = await group.start(run_host)
+        host.start_soon(swallower)
+        await anyio.sleep(0.01)
+        with anyio.fail_after(5):
+            await host.close()
+    assert ended == ["cancelled again"]
+
+
+async def test_a_task_started_while_the_host_closes_is_taken_and_cancelled():
+    out: list[str] = []
+
+    async def sibling() -> None:
+        out.append("sibling ran")
+        await anyio.sleep_forever()
+
+    async def dying(host) -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(0)
+                host.start_soon(sibling)  # a tell from a dying actor to a sibling
+                out.append("spawned")
+
+    async with anyio.create_task_group() as group:
+        host = await group.start(run_host)
+        host.start_soon(dying, host)
+        await anyio.sleep(0.01)
+        with anyio.fail_after(5):
+            await host.close()
+    assert out[0] == "spawned"
