@@ -479,11 +479,11 @@ class NatsConnection(Actor):
                 pass
         await self._close(nc, tasks)
 
-    async def _close(self, nc: Any, tasks: set[Any] | None = None) -> None:
+    async def _close(self, nc: Any, tasks: frozenset[Any] | set[Any] = frozenset()) -> None:
         """Close within a second; a close stuck on a silent peer aborts the socket.
         Afterwards no task of the client is left running (`tasks`: its tasks
         found before a drain, which forgets the subscriptions)."""
-        tasks = _client_tasks(nc) | (tasks or set())  # before the close forgets them
+        tasks = _client_tasks(nc) | tasks  # before the close forgets them
         if not nc.is_closed:
             with anyio.move_on_after(1.0):
                 try:

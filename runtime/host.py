@@ -39,9 +39,6 @@ class Host:
         self._scope = scope
         self._closed = closed
 
-    def cancel(self) -> None:
-        self._scope.cancel()
-
     async def close(self) -> None:
         self._scope.cancel()
         await self._closed.wait()
@@ -50,16 +47,15 @@ class Host:
 async def run_host(*, task_status: anyio.abc.TaskStatus[Host]) -> None:
     """Open a host, hand it to the starter, and keep it until it is cancelled."""
     closed = anyio.Event()
-    try:
-        if sniffio.current_async_library() == "trio":
-            import trio
+    if sniffio.current_async_library() == "trio":
+        import trio
 
-            async with trio.open_nursery() as nursery:
-                task_status.started(Host(nursery.start_soon, nursery.cancel_scope, closed))
-                await anyio.sleep_forever()
-        else:
-            async with anyio.create_task_group() as group:
-                task_status.started(Host(group.start_soon, group.cancel_scope, closed))
-                await anyio.sleep_forever()
+        opened = trio.open_nursery()
+    else:
+        opened = anyio.create_task_group()
+    try:
+        async with opened as group:  # both have start_soon and cancel_scope
+            task_status.started(Host(group.start_soon, group.cancel_scope, closed))
+            await anyio.sleep_forever()
     finally:
         closed.set()  # only once every task of the host has ended
