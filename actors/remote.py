@@ -30,7 +30,7 @@ import orjson
 from actors.nats_connection import Delivery, Publish, Request, Response, Subscribe
 from runtime import Actor, ActorRef, ActorSystem, ReasonCode, handles, message
 from runtime.codec import decode, decode_message, encode, encode_message
-from runtime.context import CURRENT
+from runtime.ref import carried_over
 from runtime.envelope import Envelope
 from runtime.errors import ExoarmurError, error_for
 from runtime.messages import timeout_category
@@ -216,15 +216,7 @@ class RemoteRef:
         now = system.now()
         if deadline is None:
             deadline = now + (system.default_seconds(type(message)) if timeout is None else timeout)
-        sender = None
-        context = CURRENT.get()
-        if context is not None:  # sent from a handler: its deadline, tenant and trace carry on
-            sender = context.path
-            parent = context.envelope
-            if parent is not None:
-                deadline = min(deadline, parent.deadline)
-                tenant = parent.tenant if tenant is None else tenant
-                trace_id = parent.trace_id if trace_id is None else trace_id
+        deadline, tenant, trace_id, sender = carried_over(deadline, tenant, trace_id)
         env = Envelope(message, deadline, tenant, sender, None, trace_id, idempotency_key, 1, None)
         try:
             data = encode(env, now=now)

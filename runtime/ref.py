@@ -64,6 +64,7 @@ class ActorRef:
             if timeout is None:
                 timeout = system.default_seconds(message_type)
             deadline = now + timeout
+        # Inline copy of carried_over() below (hot path).
         sender = None
         context = CURRENT.get()
         if context is not None:
@@ -164,3 +165,20 @@ class ActorRef:
 
     def statistics(self):
         return self._cell.mailbox.statistics()
+
+
+def carried_over(
+    deadline: float, tenant: str | None, trace_id: str | None
+) -> tuple[float, str | None, str | None, str | None]:
+    """What a send from inside a handler carries over from the envelope being
+    handled: the earlier of the two deadlines, its tenant and trace unless
+    given; and the sender's path. (deadline, tenant, trace_id, sender)."""
+    context = CURRENT.get()
+    if context is None:
+        return deadline, tenant, trace_id, None
+    parent = context.envelope
+    if parent is not None:
+        deadline = min(deadline, parent.deadline)
+        tenant = parent.tenant if tenant is None else tenant
+        trace_id = parent.trace_id if trace_id is None else trace_id
+    return deadline, tenant, trace_id, context.cell.path
