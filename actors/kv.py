@@ -3,10 +3,11 @@
 It opens (creates if absent) its bucket when it starts, and answers get, put,
 create, update (compare-and-set on the revision), delete (optionally CAS) and
 keys. The work runs on the NatsConnection actor named by `connection`, the only
-owner of the nats-py client; this actor gives the bucket a path of its own, so
-its supervisor keeps a breaker for it: a store that cannot be reached fails
-callers with a code within their deadline, and after enough of those the
-breaker opens and they fail fast with BREAKER_OPEN. There is no in-memory
+owner of the nats-py client: each handler hands its operation over and defers
+its answer to the connection's (`context.defer`, `ask_then`). This actor gives
+the bucket a path of its own, so its supervisor keeps a breaker for it: a store
+that cannot be reached fails callers with a code within their deadline, and
+after enough of those the breaker opens and they fail fast with BREAKER_OPEN. There is no in-memory
 fallback. Reads go to the stream leader, so a read that decides an outcome
 sees the latest acknowledged write.
 """
@@ -15,9 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.nats_connection import KvCreate, KvDelete, KvEntry, KvGet, KvKeys, KvOpen, KvPut, KvUpdate
+import outcome
+
+from actors.nats_connection import KvCreate, KvDelete, KvGet, KvKeys, KvOpen, KvPut, KvUpdate
 from actors.nats_errors import DEPENDENCY_CODES
-from runtime import Actor, ActorRef, TimeoutCategory, handles, message
+from runtime import Actor, ActorRef, Deferred, TimeoutCategory, handles, message
 from runtime.errors import ExoarmurError
 
 HOP_SHARE = 0.9
@@ -66,7 +69,6 @@ class Keys:
 
 class KvBucket(Actor):
     mailbox_capacity = 10_000
-    concurrency = 256
 
     def __init__(self, *, bucket: str, connection: str, replicas: int = 1, history: int = 1) -> None:
         self.bucket = bucket
@@ -79,41 +81,48 @@ class KvBucket(Actor):
         self.connection = self.context.system.lookup(self.connection_path)
         await self.connection.ask(KvOpen(self.bucket, replicas=self.replicas, history=self.history))
 
-    async def _on_connection(self, message: Any) -> Any:
-        """Ask the connection; a dependency failure also counts towards this
-        bucket's breaker (the connection's own supervisor counts it too)."""
+    def _on_connection(self, message: Any) -> Deferred:
+        """Hand `message` to the connection; its answer goes to this envelope's
+        asker (runtime/deferred.py: no task waits here meanwhile). A dependency
+        failure also counts towards this bucket's breaker (the connection's
+        own supervisor counts it too)."""
         assert self.connection is not None
-        now, deadline = self.context.now(), self.context.deadline
+        context = self.context
+        later = context.defer()
+        now, deadline = context.now(), context.deadline
         assert deadline is not None
+
+        def answered(result: outcome.Outcome) -> None:
+            error = getattr(result, "error", None)
+            if isinstance(error, ExoarmurError) and error.code in DEPENDENCY_CODES:
+                context.report_failure(error.code, error.detail)
+            later.resolve(result)
+
         # The hop gets most of the time left, so its failure comes back (and is
-        # counted) before this handler's own deadline cuts it.
-        try:
-            return await self.connection.ask(message, deadline=now + (deadline - now) * HOP_SHARE)
-        except ExoarmurError as exc:
-            if exc.code in DEPENDENCY_CODES:
-                self.context.report_failure(exc.code, exc.detail)
-            raise
+        # counted) before the asker's own deadline passes.
+        self.connection.ask_then(message, answered, deadline=now + (deadline - now) * HOP_SHARE)
+        return later
 
-    @handles(Get, concurrent=True)
-    async def get(self, m: Get) -> KvEntry | None:
-        return await self._on_connection(KvGet(self.bucket, m.key))
+    @handles(Get)
+    def get(self, m: Get) -> Deferred:
+        return self._on_connection(KvGet(self.bucket, m.key))
 
-    @handles(Put, concurrent=True)
-    async def put(self, m: Put) -> int:
-        return await self._on_connection(KvPut(self.bucket, m.key, m.value))
+    @handles(Put)
+    def put(self, m: Put) -> Deferred:
+        return self._on_connection(KvPut(self.bucket, m.key, m.value))
 
-    @handles(Create, concurrent=True)
-    async def create(self, m: Create) -> int:
-        return await self._on_connection(KvCreate(self.bucket, m.key, m.value))
+    @handles(Create)
+    def create(self, m: Create) -> Deferred:
+        return self._on_connection(KvCreate(self.bucket, m.key, m.value))
 
-    @handles(Update, concurrent=True)
-    async def update(self, m: Update) -> int:
-        return await self._on_connection(KvUpdate(self.bucket, m.key, m.value, m.last))
+    @handles(Update)
+    def update(self, m: Update) -> Deferred:
+        return self._on_connection(KvUpdate(self.bucket, m.key, m.value, m.last))
 
-    @handles(Delete, concurrent=True)
-    async def delete(self, m: Delete) -> None:
-        await self._on_connection(KvDelete(self.bucket, m.key, m.last))
+    @handles(Delete)
+    def delete(self, m: Delete) -> Deferred:
+        return self._on_connection(KvDelete(self.bucket, m.key, m.last))
 
-    @handles(Keys, concurrent=True)
-    async def keys(self, m: Keys) -> list[str]:
-        return await self._on_connection(KvKeys(self.bucket))
+    @handles(Keys)
+    def keys(self, m: Keys) -> Deferred:
+        return self._on_connection(KvKeys(self.bucket))

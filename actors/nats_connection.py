@@ -31,9 +31,9 @@ Connection loss and timeouts are reported to the supervisor's breaker
 from __future__ import annotations
 
 import asyncio
-
 import ssl
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import anyio
@@ -42,10 +42,11 @@ import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StreamConfig
 from nats.js.errors import NoKeysError, NotFoundError
 
-from actors.aio import Bridge, open_bridge
+from actors.aio import Bridge, StrayCancellation, open_bridge
 from actors.nats_errors import DEPENDENCY_CODES, coded
 from runtime import Actor, ActorRef, ReasonCode, TimeoutCategory, handles, message
 from runtime.audit import AuditEvent
+from runtime.deferred import Deferred
 from runtime.errors import ExoarmurError, error_for
 
 __all__ = [
@@ -616,6 +617,59 @@ class NatsConnection(Actor):
         self.context.report_failure(code, error.detail)
         raise error
 
+    async def _call_each(self, code: ReasonCode, calls: list[tuple[Any, ...] | ExoarmurError]) -> list[Deferred]:
+        """For a batch handler's run: `calls` (one per message: (fn, *args), or
+        the message's coded answer if already known) start at once on the
+        asyncio side, in one crossing of the bridge. Each asker is answered
+        (its value, or its coded error; a dependency failure is reported) as
+        soon as its own call ends on asyncio, when the run's last one does on
+        trio. The run waits until just before its latest deadline; each asker
+        no longer than its own. An exception that is not NATS's crashes the
+        actor once every call has ended."""
+        laters = self.context.defer_each()
+        pending = [later for later, call in zip(laters, calls, strict=True) if not isinstance(call, ExoarmurError)]
+        started = [call for call in calls if not isinstance(call, ExoarmurError)]
+        bugs: list[BaseException] = []
+
+        def settle(index: int, result: Any) -> None:
+            later = pending[index]
+            if later.settled:
+                return
+            if isinstance(result, asyncio.CancelledError):
+                result = StrayCancellation(f"{code}: cancelled by nats-py")
+            if not isinstance(result, BaseException):
+                later.reply(result)
+                return
+            error = coded(result, timeout=code)
+            if error is None:
+                bugs.append(result)
+                return
+            if error.code in DEPENDENCY_CODES:
+                self.context.report_failure(error.code, error.detail)
+            later.fail(error)
+
+        for later, call in zip(laters, calls, strict=True):
+            if isinstance(call, ExoarmurError):
+                later.fail(call)
+        with anyio.move_on_after(self._remaining() - ANSWER_MARGIN):
+            if self.bridge.loop is None:
+                await _start_each(started, settle)
+            else:
+                # On trio a crossing of the bridge costs more than waiting for
+                # the run's last answer: answered one by one, the askers would
+                # come back one by one, a crossing each. The run ends as one.
+                for index, result in enumerate(await self.bridge.call(_gather, started)):
+                    settle(index, result)
+            if bugs:
+                raise bugs[0]
+            return laters
+        detail = "no answer from NATS before the deadline"
+        for later in pending:
+            if not later.settled:
+                self.context.report_failure(code, detail)
+                later.fail(error_for(code, detail))
+        return laters
+
     async def _attempt(
         self,
         code: ReasonCode,
@@ -759,18 +813,26 @@ class NatsConnection(Actor):
             kv = await self._call(ReasonCode.TIMEOUT_KV_CREATE, js.create_key_value, config)
         self._kv[m.bucket] = kv
 
-    @handles(KvGet, concurrent=True)
-    async def kv_get(self, m: KvGet) -> KvEntry | None:
-        """The latest value, read from the stream leader (never a direct get,
-        which any replica may answer stale); None if absent or deleted."""
-        await self._bucket(m.bucket)
+    @handles(KvGet, batch=True, per_item=True, concurrent=True)
+    async def kv_get(self, batch: list[KvGet]) -> list[KvEntry | None | ExoarmurError]:
+        """The latest value of each key, read from the stream leader (never a
+        direct get, which any replica may answer stale); None if absent or
+        deleted. A run of gets crosses to nats-py once."""
         js = self._jetstream()
-        msg = await self._leader_read(ReasonCode.TIMEOUT_KV_GET, js, f"KV_{m.bucket}", f"$KV.{m.bucket}.{m.key}")
-        if msg is None:
-            return None
-        if msg.headers and msg.headers.get(KV_OPERATION) in ("DEL", "PURGE"):
-            return None
-        return KvEntry(m.key, msg.data or b"", msg.seq)
+        kvs = await self._buckets(batch)
+        calls = [kvs[m.bucket] if isinstance(kvs[m.bucket], ExoarmurError) else (_leader_entry, js, m.bucket, m.key) for m in batch]
+        return await self._call_each(ReasonCode.TIMEOUT_KV_GET, calls)
+
+    async def _buckets(self, batch: list[Any]) -> dict[str, Any]:
+        """The run's buckets, each opened once: its nats-py handle, or the
+        coded error that is the answer of every message for it."""
+        kvs: dict[str, Any] = {}
+        for name in {m.bucket for m in batch}:
+            try:
+                kvs[name] = await self._bucket(name)
+            except ExoarmurError as exc:
+                kvs[name] = exc
+        return kvs
 
     async def _leader_read(
         self, code: ReasonCode, js: Any, stream: str, subject: str | None = None, seq: int | None = None
@@ -781,10 +843,12 @@ class NatsConnection(Actor):
             code, js.get_msg, stream, seq=seq, subject=subject, direct=False, absent_on=(NotFoundError,)
         )
 
-    @handles(KvPut, concurrent=True)
-    async def kv_put(self, m: KvPut) -> int:
-        kv = await self._bucket(m.bucket)
-        return await self._call(ReasonCode.TIMEOUT_KV_PUT, kv.put, m.key, m.value)
+    @handles(KvPut, batch=True, per_item=True, concurrent=True)
+    async def kv_put(self, batch: list[KvPut]) -> list[int | ExoarmurError]:
+        """Each put's revision; a run of puts crosses to nats-py once."""
+        kvs = await self._buckets(batch)
+        calls = [kv if isinstance(kv := kvs[m.bucket], ExoarmurError) else (kv.put, m.key, m.value) for m in batch]
+        return await self._call_each(ReasonCode.TIMEOUT_KV_PUT, calls)
 
     @handles(KvCreate, concurrent=True)
     async def kv_create(self, m: KvCreate) -> int:
@@ -908,6 +972,49 @@ async def _publish_all(nc: Any, batch: list[Publish]) -> None:
     """On the asyncio side, in order: one bridge crossing for the whole run."""
     for m in batch:
         await nc.publish(m.subject, m.data, reply=m.reply, headers=m.headers)
+
+
+async def _gather(calls: list[tuple[Any, ...]]) -> list[Any]:
+    """On the asyncio side: every call at once; each one's value or exception."""
+    return await asyncio.gather(*(call[0](*call[1:]) for call in calls), return_exceptions=True)
+
+
+async def _start_each(calls: list[tuple[Any, ...]], settle: Callable[[int, Any], None]) -> None:
+    """On the asyncio side: every call at once, each one's value or exception
+    handed to `settle(index, result)` as it ends; returns when all have. Cut
+    short, the calls still running are cancelled and settle nothing."""
+    tasks = []
+    for index, call in enumerate(calls):
+        task = asyncio.ensure_future(call[0](*call[1:]))
+        callback = partial(_settle_task, settle, index)
+        task.add_done_callback(callback)
+        tasks.append((task, callback))
+    try:
+        await asyncio.wait([task for task, _ in tasks])
+    finally:
+        for task, callback in tasks:
+            if not task.done():
+                task.remove_done_callback(callback)
+                task.cancel()
+
+
+def _settle_task(settle: Callable[[int, Any], None], index: int, task: asyncio.Task) -> None:
+    if task.cancelled():
+        settle(index, asyncio.CancelledError())  # not by us: nats-py's own
+    else:
+        settle(index, task.exception() or task.result())
+
+
+async def _leader_entry(js: Any, bucket: str, key: str) -> KvEntry | None:
+    """On the asyncio side: the key's latest entry from the stream leader, or
+    None if it is absent or deleted."""
+    try:
+        msg = await js.get_msg(f"KV_{bucket}", subject=f"$KV.{bucket}.{key}", direct=False)
+    except NotFoundError:
+        return None
+    if msg.headers and msg.headers.get(KV_OPERATION) in ("DEL", "PURGE"):
+        return None
+    return KvEntry(key, msg.data or b"", msg.seq)
 
 
 def _client_tasks(nc: Any) -> set[Any]:

@@ -9,6 +9,7 @@ from runtime.cell import CellState
 from runtime.context import ActorContext, Parent
 from runtime.codes import ReasonCode
 from runtime.deadletters import DeadLetter, DeadLetters
+from runtime.deferred import Deferred
 from runtime.envelope import Envelope
 from runtime.errors import (
     ActorCrashed,
@@ -53,6 +54,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetters",
     "DeadlineExceeded",
+    "Deferred",
     "Denied",
     "DuplicateSuppressed",
     "Envelope",

@@ -45,7 +45,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 Handler = tuple[Callable[..., Any], bool]
 
 
-def handles(*message_types: type, concurrent: bool = False, batch: bool = False) -> Callable[[F], F]:
+def handles(
+    *message_types: type, concurrent: bool = False, batch: bool = False, per_item: bool = False
+) -> Callable[[F], F]:
     """Mark a method as the handler of the given @message classes.
 
     `concurrent=True` (an `async def` only): the handler runs in a task of its
@@ -55,20 +57,26 @@ def handles(*message_types: type, concurrent: bool = False, batch: bool = False)
 
     `batch=True` (an `async def` only): the handler gets a list of messages,
     the run of consecutive envelopes of its types at the head of the mailbox
-    (at most `throughput`), in one call under the earliest of their deadlines;
-    its result, its coded error or its crash is every one's. For cheap, ordered
-    work such as handing publishes to a client's buffer (see runtime/batch.py)."""
+    (at most `throughput`), in one call (see runtime/batch.py). Its result,
+    coded error or crash is every one's; with `per_item=True` it returns a
+    list with one result per message instead, where an ExoarmurError is that
+    message's coded answer. Alone it runs under the run's earliest deadline,
+    holding the mailbox: for cheap, ordered work such as handing publishes to
+    a client's buffer. With `concurrent=True` the run is one concurrent
+    handler under the run's latest deadline (each asker still waits no longer
+    than its own): many I/O calls started in one go."""
     for cls in message_types:
         wire_name(cls)  # raises for a class that is not a @message
 
     def mark(fn: F) -> F:
-        if concurrent and not inspect.iscoroutinefunction(fn):
-            raise TypeError(f"{fn.__qualname__}: only an async def handler can be concurrent")
-        if batch and (concurrent or not inspect.iscoroutinefunction(fn)):
-            raise TypeError(f"{fn.__qualname__}: a batch handler is an async def, and not concurrent")
+        if (concurrent or batch) and not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"{fn.__qualname__}: only an async def handler can be concurrent or batched")
+        if per_item and not batch:
+            raise TypeError(f"{fn.__qualname__}: per_item is for batch handlers")
         fn.__handles__ = message_types  # type: ignore[attr-defined]
         fn.__concurrent__ = concurrent  # type: ignore[attr-defined]
         fn.__batch__ = batch  # type: ignore[attr-defined]
+        fn.__per_item__ = per_item  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -88,6 +96,7 @@ class Actor:
     _dispatch: ClassVar[dict[type, Handler]] = {}
     _concurrent: ClassVar[frozenset[type]] = frozenset()
     _batched: ClassVar[frozenset[type]] = frozenset()
+    _per_item: ClassVar[frozenset[type]] = frozenset()
     _has_started: ClassVar[bool] = False
     _has_stopping: ClassVar[bool] = False
 
@@ -105,10 +114,12 @@ class Actor:
         dispatch: dict[type, Handler] = {}
         concurrent: set[type] = set()
         batched: set[type] = set()
+        per_item: set[type] = set()
         for base in reversed(cls.__mro__[1:]):
             dispatch.update(getattr(base, "_dispatch", {}))
             concurrent.update(getattr(base, "_concurrent", ()))
             batched.update(getattr(base, "_batched", ()))
+            per_item.update(getattr(base, "_per_item", ()))
         own: dict[type, str] = {}
         for name, fn in vars(cls).items():
             for message_type in getattr(fn, "__handles__", ()):
@@ -119,7 +130,11 @@ class Actor:
                     )
                 own[message_type] = name
                 dispatch[message_type] = (fn, inspect.iscoroutinefunction(fn))
-                for kind, found in (("__concurrent__", concurrent), ("__batch__", batched)):
+                for kind, found in (
+                    ("__concurrent__", concurrent),
+                    ("__batch__", batched),
+                    ("__per_item__", per_item),
+                ):
                     if getattr(fn, kind, False):
                         found.add(message_type)
                     else:
@@ -127,6 +142,7 @@ class Actor:
         cls._dispatch = dispatch
         cls._concurrent = frozenset(concurrent)
         cls._batched = frozenset(batched)
+        cls._per_item = frozenset(per_item)
         cls._has_started = cls.started is not Actor.started
         cls._has_stopping = cls.stopping is not Actor.stopping
 

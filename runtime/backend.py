@@ -3,7 +3,8 @@
 Everything else in the kernel uses anyio. Here, and only here, asyncio and trio
 are used directly: a reply slot is a future with a `loop.call_at` deadline timer
 on asyncio, and a parked task whose deadline sits in one shared timer heap on
-trio, each about as cheap as the raw primitive it wraps.
+trio, each about as cheap as the raw primitive it wraps. A callback reply
+(`ActorRef.ask_then`) wakes no task: resolving it calls a function.
 
 A reply slot is resolved at most once (`resolve` returns False after the first
 call): the winner of that race is the one place that decides the outcome and
@@ -85,6 +86,37 @@ class AsyncioReply(Reply):
         return self.outcome.unwrap()  # type: ignore[union-attr]
 
 
+class AsyncioCallbackReply(Reply):
+    """A reply slot that calls `callback(outcome)` instead of waking a task
+    (`ActorRef.ask_then`); `arm` sets its deadline timer."""
+
+    __slots__ = ("_callback", "_loop", "_timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[outcome.Outcome], None]) -> None:
+        super().__init__()
+        self._callback = callback
+        self._loop = loop
+        self._timer: asyncio.TimerHandle | None = None
+
+    def arm(self, deadline: float, expire: Expire) -> None:
+        if not self.done:
+            self._timer = self._loop.call_at(deadline, self._on_deadline, expire)
+
+    def resolve(self, result: outcome.Outcome) -> bool:
+        if self.done:
+            return False
+        self.done = True
+        self.outcome = result
+        if self._timer is not None:
+            self._timer.cancel()
+        self._callback(result)
+        return True
+
+    def _on_deadline(self, expire: Expire) -> None:
+        if not self.done:
+            self.resolve(outcome.Error(expire(self)))
+
+
 class TrioReply(Reply):
     __slots__ = ("_task", "_timers")
 
@@ -120,6 +152,33 @@ class TrioReply(Reply):
         return self.outcome.unwrap()  # type: ignore[union-attr]
 
 
+class TrioCallbackReply(Reply):
+    """As AsyncioCallbackReply, its deadline in the shared TrioTimers heap."""
+
+    __slots__ = ("_callback", "_timers", "_armed")
+
+    def __init__(self, timers: TrioTimers, callback: Callable[[outcome.Outcome], None]) -> None:
+        super().__init__()
+        self._callback = callback
+        self._timers = timers
+        self._armed = False
+
+    def arm(self, deadline: float, expire: Expire) -> None:
+        if not self.done:
+            self._armed = True
+            self._timers.add(deadline, self, expire)
+
+    def resolve(self, result: outcome.Outcome) -> bool:
+        if self.done:
+            return False
+        self.done = True
+        self.outcome = result
+        if self._armed:
+            self._timers.resolved_early()
+        self._callback(result)
+        return True
+
+
 class TrioTimers:
     """Every waiting ask's deadline, in one heap, watched by one task.
 
@@ -135,12 +194,12 @@ class TrioTimers:
     COMPACT_AT = 1024
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, TrioReply, Expire]] = []
+        self._heap: list[tuple[float, int, TrioReply | TrioCallbackReply, Expire]] = []
         self._seq = 0
         self._stale = 0
         self._scope: Any = None  # the watcher's sleep; its deadline is its wake-up
 
-    def add(self, deadline: float, reply: TrioReply, expire: Expire) -> None:
+    def add(self, deadline: float, reply: TrioReply | TrioCallbackReply, expire: Expire) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (deadline, self._seq, reply, expire))
         scope = self._scope
@@ -185,7 +244,7 @@ except ImportError:  # pragma: no cover - trio is a dependency
 class Backend:
     """What the kernel needs from the running event loop, resolved once."""
 
-    __slots__ = ("name", "now", "checkpoint", "new_reply", "service")
+    __slots__ = ("name", "now", "checkpoint", "new_reply", "new_callback_reply", "service")
 
     def __init__(
         self,
@@ -194,12 +253,14 @@ class Backend:
         now: Callable[[], float],
         checkpoint: Callable[[], Any],
         new_reply: Callable[[], Reply],
+        new_callback_reply: Callable[[Callable[[outcome.Outcome], None]], Any],
         service: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.name = name
         self.now = now
         self.checkpoint = checkpoint
         self.new_reply = new_reply
+        self.new_callback_reply = new_callback_reply  # (callback) -> a reply with `arm(deadline, expire)`
         # A task the system must run for the backend's lifetime (trio's timers).
         self.service = service
 
@@ -221,6 +282,7 @@ def current_backend() -> Backend:
             now=now,
             checkpoint=_asyncio_yield,
             new_reply=lambda: AsyncioReply(loop),
+            new_callback_reply=lambda callback: AsyncioCallbackReply(loop, callback),
         )
     if name == "trio":
         timers = TrioTimers()
@@ -231,6 +293,7 @@ def current_backend() -> Backend:
             now=_trio.lowlevel.current_clock().current_time,
             checkpoint=_trio.lowlevel.checkpoint,
             new_reply=lambda: TrioReply(timers),
+            new_callback_reply=lambda callback: TrioCallbackReply(timers, callback),
             service=timers.run,
         )
     raise RuntimeError(f"unsupported async library {name!r}")

@@ -40,6 +40,7 @@ from runtime.context import CURRENT, ActorContext, Parent
 from runtime.envelope import Envelope
 from runtime.errors import ActorCrashed, ExoarmurError
 from runtime.batch import BatchHandlers
+from runtime.deferred import CallbackCrash, Deferred
 from runtime.inflight import ConcurrentHandlers, InFlight
 from runtime.instance_tasks import InstanceTasks
 from runtime.mailbox import Mailbox, Overflow
@@ -101,6 +102,8 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         "crashed_on",
         "_probes_left",
         "_probes_pending",
+        "_probing",
+        "_probe_deferred",
         "_instance_dead",
         "_suspend_deadline",
         "_suspended",
@@ -110,6 +113,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         "concurrent",
         "inflight",
         "batched",
+        "per_item",
         "_tasks",
     )
 
@@ -153,6 +157,9 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         # admitted but not yet handled (the drain reports their outcome).
         self._probes_left = 0
         self._probes_pending = 0
+        # A probe's handler is running; the Deferred it returned, if it did.
+        self._probing = False
+        self._probe_deferred: Deferred | None = None
         # The instance crashed: nothing may be handled until a fresh one is made.
         self._instance_dead = False
         # Set by suspend(): the drain winds the instance down by then.
@@ -165,6 +172,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         self.concurrent = actor_type._concurrent
         self.inflight = InFlight(actor_type.concurrency) if self.concurrent else None
         self.batched = actor_type._batched  # message types handled in runs (runtime/batch.py)
+        self.per_item = actor_type._per_item  # ... whose handlers answer each message of a run
         # Tasks the instance started with context.start_task(): they end with it.
         self._tasks: set[anyio.CancelScope] | None = None  # made by the first one (idle actors stay small)
         self.actor = self._new_actor()
@@ -313,11 +321,29 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
                 continue
             self.failure_reported = False
             fn, is_async = self.dispatch[type(env.message)]
-            crash = await self._handle_async(fn, env) if is_async else self._handle_sync(fn, env)
+            self._probing, self._probe_deferred = True, None
+            try:
+                crash = await self._handle_async(fn, env) if is_async else self._handle_sync(fn, env)
+            finally:
+                self._probing = False
+            if crash is None and self._probe_deferred is not None:
+                await self._probe_settled(env)
             if crash is not None:
                 self._down(crash)  # the parent counts the crash
                 return
             self.parent.child_probed(self, not self.failure_reported)
+
+    async def _probe_settled(self, env: Envelope) -> None:
+        """A probe answered later is judged when its answer comes (or its
+        deadline passes), so the dependency failures it reports count."""
+        deferred, self._probe_deferred = self._probe_deferred, None
+        assert deferred is not None
+        if deferred.settled:
+            return
+        settled = anyio.Event()
+        deferred.on_settled = settled.set
+        with anyio.move_on_after(max(env.deadline - self.system.now(), 0.0)):
+            await settled.wait()
 
     async def _wind_down(self) -> None:
         """The drain's half of suspend()."""
@@ -579,7 +605,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
                     fn, is_async = dispatch[type(message)]
                     if is_async:
                         if type(message) in concurrent:
-                            self._start_concurrent(fn, env)
+                            self._start_concurrent(fn, self._take_run(env) if type(message) in batched else env)
                             if inflight.full:  # type: ignore[union-attr]
                                 break
                             continue
@@ -613,7 +639,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
                     except Exception as exc:
                         self._down(self._crashed(env, exc))
                         break  # the loop top makes a fresh instance, if resumed
-                    if reply is not None and not reply.resolve(outcome.Value(result)):
+                    if reply is not None and type(result) is not Deferred and not reply.resolve(outcome.Value(result)):
                         self.system._late_replies += 1
                 current = None
                 context.envelope = None
@@ -662,6 +688,9 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
     async def _handle_async(self, fn: Callable[..., Any], env: Envelope) -> ExoarmurError | None:
         """Run an `async def` handler in a cancel scope at the envelope's deadline
         (or the stop deadline, if earlier). The crash's error if it crashed."""
+        if type(env.message) in self.batched:  # outside a run (a probe, a stop): a run of one
+            self._mark_taken([env])
+            return await self._handle_run(fn, [env])
         reply = env.reply_to
         if reply is not None:
             reply.started = True
@@ -673,9 +702,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
             with anyio.CancelScope(deadline=deadline) as scope:
                 self._scope = scope
                 try:
-                    message = env.message
-                    # A batch handler outside a run (a probe, a stop) gets a run of one.
-                    result = await fn(self.actor, [message] if type(message) in self.batched else message)
+                    result = await fn(self.actor, env.message)
                 finally:
                     self._scope = None
         except ExoarmurError as exc:
@@ -700,7 +727,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
                 self._overran(env, timeout_category(type(env.message)).code)
             return
         reply = env.reply_to
-        if reply is not None and not reply.resolve(outcome.Value(result)):
+        if reply is not None and type(result) is not Deferred and not reply.resolve(outcome.Value(result)):
             self.system._late_replies += 1
 
     async def _take_control(self) -> None:
@@ -711,6 +738,11 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
             signal = control.popleft()
             if signal is STOP:
                 continue
+            if type(signal) is CallbackCrash:
+                if self._alive(signal.actor):
+                    self._down(self._callback_crash_error(signal))
+                    return
+                continue
             if self._instance_dead or self.state is CellState.SUSPENDED:
                 control.appendleft(signal)  # handled once a fresh instance runs
                 return
@@ -720,6 +752,34 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
                 if self.state is CellState.RUNNING:
                     self._down(crash)
                 return
+
+    def callback_crashed(self, crash: CallbackCrash) -> None:
+        """An `ask_then` callback of this actor raised: the instance that asked
+        crashes when its drain next looks at the control lane (not in the
+        stack of whoever resolved the reply). Already ended: only audited."""
+        if not self._alive(crash.actor):
+            self.system.failure(
+                "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, envelope=crash.envelope,
+                detail=f"ask_then callback after its instance ended: {crash.exc!r}",
+            )
+            return
+        self.mailbox.push_control(crash)
+        self._schedule()
+
+    def _callback_crash_error(self, crash: CallbackCrash) -> ExoarmurError:
+        if crash.envelope is not None:
+            return self._crashed(crash.envelope, crash.exc)
+        self._instance_dead = True
+        error = self.system.failure(
+            "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, detail=f"ask_then callback: {crash.exc!r}"
+        )
+        error.__cause__ = crash.exc
+        return error
+
+    def deferring(self, deferred: Deferred) -> None:
+        """A handler deferred its answer; a probe's is waited for (`_drain_probes`)."""
+        if self._probing:
+            self._probe_deferred = deferred
 
     def signal(self, message: Any, *, timeout: float | None = None) -> None:
         """Deliver a runtime signal (e.g. "your child crashed") ahead of user mail,
@@ -798,7 +858,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
             return self._crashed(env, exc)
         except Exception as exc:
             return self._crashed(env, exc)
-        if reply is not None and not reply.resolve(outcome.Value(result)):
+        if reply is not None and type(result) is not Deferred and not reply.resolve(outcome.Value(result)):
             self.system._late_replies += 1
         return None
 

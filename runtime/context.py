@@ -1,8 +1,9 @@
 """What an actor sees of the runtime, and who decides after it crashes.
 
 - `ActorContext`: an actor's view of itself (path, ref, system, the envelope
-  being handled, its deadline) and the three things it may ask of the runtime:
-  report a failed dependency, stop itself, read the clock.
+  being handled, its deadline) and what it may ask of the runtime:
+  report a failed dependency, answer later (`defer`), start a task of its
+  instance, stop itself, read the clock.
 - `CURRENT`: the context of the handler running in this task; a send made from
   inside a handler inherits its deadline, tenant and trace id through it.
 - `Parent`: the protocol a supervisor (or the actor system) implements to hear
@@ -20,6 +21,7 @@ from runtime.envelope import Envelope
 
 if TYPE_CHECKING:
     from runtime.cell import ActorCell
+    from runtime.deferred import Deferred
     from runtime.errors import ExoarmurError
     from runtime.ref import ActorRef
     from runtime.system import ActorSystem
@@ -49,11 +51,12 @@ class Parent(Protocol):
 class ActorContext:
     """What a running actor knows about itself. `envelope` is the one being handled."""
 
-    __slots__ = ("cell", "envelope")
+    __slots__ = ("cell", "envelope", "run")
 
     def __init__(self, cell: ActorCell) -> None:
         self.cell = cell
         self.envelope: Envelope | None = None
+        self.run: list[Envelope] | None = None  # a batch handler's envelopes
 
     @property
     def path(self) -> str:
@@ -90,6 +93,35 @@ class ActorContext:
         cell.system.failure("dependency_failed", ReasonCode(code), path=cell.path, envelope=envelope, detail=detail)
         cell.failure_reported = True
         cell.parent.child_reported(cell, ReasonCode(code), detail)
+
+    def defer(self) -> Deferred:
+        """Answer the envelope being handled later: return the Deferred from
+        the handler, and resolve it when the answer is known (often from an
+        `ask_then` callback; see runtime/deferred.py). Its asker still waits
+        no longer than its deadline."""
+        from runtime.deferred import Deferred
+
+        env = self._here().envelope
+        if env is None:
+            raise RuntimeError("defer() is for a handler's envelope")
+        deferred = Deferred(self.cell, env)
+        self.cell.deferring(deferred)
+        return deferred
+
+    def defer_each(self) -> list[Deferred]:
+        """In a batch handler: answer each message of the run on its own,
+        later (one Deferred per message, in order; return them as the
+        per-item results). An asker is answered as soon as its own answer is
+        known, not when the whole run is."""
+        from runtime.deferred import Deferred
+
+        run = self._here().run
+        if run is None:
+            raise RuntimeError("defer_each() is for a batch handler's run")
+        deferreds = [Deferred(self.cell, env) for env in run]
+        for deferred in deferreds:
+            self.cell.deferring(deferred)
+        return deferreds
 
     def start_task(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run `fn(*args)` in this actor's host for as long as this instance

@@ -11,7 +11,8 @@ Invariants:
   drain takes nothing more until one ends, so the mailbox fills and its policy
   pushes back on senders (never an unbounded pile of tasks).
 - Each runs in its own cancel scope at its envelope's deadline, or the stop
-  deadline if that is earlier (`tighten`).
+  deadline if that is earlier (`tighten`). A concurrent batch handler runs
+  one job for a run of envelopes, at the latest of their deadlines.
 - They belong to one actor instance: a crash (of any handler) or a suspend
   cancels them all, and their askers learn `ACTOR_CRASHED`.
 - Worker tasks are reused: one that finished lingers a scheduler pass or two
@@ -31,7 +32,7 @@ import outcome
 from runtime.codes import ReasonCode
 from runtime.context import CURRENT, ActorContext
 from runtime.envelope import Envelope
-from runtime.errors import ExoarmurError
+from runtime.errors import ActorCrashed, ExoarmurError
 
 if TYPE_CHECKING:
     from runtime.actor import Actor
@@ -101,13 +102,20 @@ class ConcurrentHandlers:
 
     __slots__ = ()
 
-    def _start_concurrent(self, fn: Callable[..., Any], env: Envelope) -> None:
-        """Start a concurrent handler in the host; its scope counts at once."""
-        reply = env.reply_to
-        if reply is not None:
-            reply.started = True
-        self.mailbox.processed += 1
-        deadline = env.deadline if env.deadline < self._stop_deadline else self._stop_deadline
+    def _start_concurrent(self, fn: Callable[..., Any], env: Envelope | list[Envelope]) -> None:
+        """Start a concurrent handler in the host, for one envelope or a run
+        of them (a batch handler's, already taken: runtime/batch.py); its
+        scope counts at once."""
+        if type(env) is list:
+            deadline = max(each.deadline for each in env)
+        else:
+            reply = env.reply_to
+            if reply is not None:
+                reply.started = True
+            self.mailbox.processed += 1
+            deadline = env.deadline
+        if self._stop_deadline < deadline:
+            deadline = self._stop_deadline
         scope = anyio.CancelScope(deadline=deadline)
         inflight = self.inflight
         assert inflight is not None
@@ -146,8 +154,11 @@ class ConcurrentHandlers:
             raise
 
     async def _run_concurrent(
-        self, fn: Callable[..., Any], env: Envelope, actor: Actor, scope: anyio.CancelScope
+        self, fn: Callable[..., Any], env: Envelope | list[Envelope], actor: Actor, scope: anyio.CancelScope
     ) -> None:
+        if type(env) is list:
+            await self._run_concurrent_batch(fn, env, actor, scope)
+            return
         context = ActorContext(self)  # this task's view: its own envelope
         context.envelope = env
         CURRENT.set(context)
@@ -170,6 +181,42 @@ class ConcurrentHandlers:
             self.inflight.discard(scope)  # type: ignore[union-attr]
         # A sibling's crash may have ended the instance meanwhile.
         self._settle(env, scope, result, instance_gone=actor is not self.actor or self._instance_dead)
+
+    async def _run_concurrent_batch(
+        self, fn: Callable[..., Any], run: list[Envelope], actor: Actor, scope: anyio.CancelScope
+    ) -> None:
+        """A concurrent batch handler on its run (runtime/batch.py); sends
+        from it inherit the run's latest deadline."""
+        context = ActorContext(self)
+        context.envelope = max(run, key=lambda env: env.deadline)
+        context.run = run
+        CURRENT.set(context)
+        result = failure = None
+        try:
+            with scope:
+                try:
+                    result = await fn(actor, [env.message for env in run])
+                except Exception as exc:
+                    failure = exc
+                else:
+                    failure = self._bad_results(run, result)
+        except BaseException:
+            for env in run:
+                self._cancelled_while_handling(env)  # the host is going away
+            raise
+        finally:
+            self.inflight.discard(scope)  # type: ignore[union-attr]
+        if failure is not None and not scope.cancel_called:
+            if isinstance(failure, ExoarmurError) and not isinstance(failure, ActorCrashed):
+                self._run_raised(run, failure)
+            elif self._alive(actor):
+                self._down(self._run_raised(run, failure))
+            else:
+                for env in run:
+                    self._concurrent_crashed(env, failure, actor)
+            return
+        gone = actor is not self.actor or self._instance_dead
+        self._settle_run(run, scope, result, bound=context.envelope.deadline, instance_gone=gone)
 
     def _concurrent_crashed(self, env: Envelope, exc: Exception, actor: Actor) -> None:
         if self._alive(actor):

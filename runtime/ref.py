@@ -3,6 +3,7 @@
     await ref.tell(Add(1))                 # backpressure per the mailbox policy
     ref.tell_nowait(Add(1))                # never waits: full -> OVERLOAD_MAILBOX_FULL
     total = await ref.ask(Fetch(), timeout=2.0)
+    ref.ask_then(Fetch(), on_reply)        # in a handler: on_reply(outcome) later
 
 Every send builds one envelope. Its deadline is, in order: `deadline=` if
 given, else now + `timeout=`, else now + the policy's default for the message's
@@ -13,11 +14,15 @@ inherited from that handler's envelope when not given.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import outcome
 
 from runtime.backend import Reply
 from runtime.context import CURRENT
 from runtime.codes import ReasonCode
+from runtime.deferred import in_owner
 from runtime.envelope import Envelope
 
 if TYPE_CHECKING:
@@ -162,6 +167,31 @@ class ActorRef:
         if not cell.offer(env):
             await cell.offer_waiting(env)
         return await reply.wait(env.deadline, lambda r: cell.ask_expired(env, r))
+
+    def ask_then(
+        self,
+        message: Any,
+        on_reply: Callable[[outcome.Outcome], None],
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        tenant: str | None = None,
+        idempotency_key: str | None = None,
+        trace_id: str | None = None,
+    ) -> None:
+        """Ask without waiting, from inside a handler: `on_reply(outcome)` is
+        called once with what `ask` would return or raise (`outcome.Value` or
+        `outcome.Error`), at the latest at the deadline (runtime/deferred.py).
+        Never waits for room: a full mailbox raises OVERLOAD_MAILBOX_FULL here,
+        as every refusal does, and then `on_reply` is never called."""
+        owner = CURRENT.get()
+        if owner is None:
+            raise RuntimeError("ask_then is for handlers (its callback runs as the asking actor); use ask")
+        cell = self._cell
+        reply = cell.system.backend.new_callback_reply(in_owner(owner, on_reply))
+        env = self._envelope(message, timeout, deadline, tenant, idempotency_key, trace_id, reply)
+        cell.offer_nowait(env)
+        reply.arm(env.deadline, lambda r: cell.ask_expired(env, r))
 
     def statistics(self):
         return self._cell.mailbox.statistics()

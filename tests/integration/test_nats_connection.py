@@ -250,6 +250,37 @@ class TestKv:
                 assert (await conn.ask(KvGet("many", f"k{i}"))).value == str(i).encode()
 
 
+    async def test_gets_and_puts_asked_together_each_get_their_own_answer(self, tmp_path):
+        """Runs of gets and puts cross to nats-py together, and each asker
+        still gets its own answer: a value, None for an absent key, its own
+        code for a bucket that does not exist."""
+        async with running_server(tmp_path) as server, ActorSystem() as system:
+            conn = await connect(system, server)
+            await conn.ask(KvOpen("mixed"))
+            answers: dict[str, object] = {}
+
+            async def ask(name: str, message: object) -> None:
+                try:
+                    answers[name] = await conn.ask(message)
+                except ExoarmurError as exc:
+                    answers[name] = exc.code
+
+            async with anyio.create_task_group() as tg:
+                for i in range(8):
+                    tg.start_soon(ask, f"put{i}", KvPut("mixed", f"k{i}", str(i).encode()))
+                tg.start_soon(ask, "put-nowhere", KvPut("nope", "k", b"x"))
+            async with anyio.create_task_group() as tg:
+                for i in range(8):
+                    tg.start_soon(ask, f"get{i}", KvGet("mixed", f"k{i}"))
+                tg.start_soon(ask, "absent", KvGet("mixed", "never-put"))
+                tg.start_soon(ask, "get-nowhere", KvGet("nope", "k"))
+            assert sorted(answers[f"put{i}"] for i in range(8)) == list(range(1, 9))
+            assert [answers[f"get{i}"].value for i in range(8)] == [str(i).encode() for i in range(8)]
+            assert [answers[f"get{i}"].revision for i in range(8)] == [answers[f"put{i}"] for i in range(8)]
+            assert answers["absent"] is None
+            assert answers["put-nowhere"] is answers["get-nowhere"] is ReasonCode.KV_BUCKET_NOT_FOUND
+
+
 class TestServerLoss:
     async def test_a_killed_server_is_reported_then_survived_and_acknowledged_writes_are_kept(self, tmp_path):
         """SIGKILL mid-traffic: every put ends with a revision or a code within its

@@ -16,7 +16,7 @@ def test_runtime_exports_exactly_its_public_names():
         [
             "MESSAGES", "Actor", "ActorContext", "ActorCrashed", "ActorNotFound", "ActorRef",
             "ActorSystem", "ActorUnavailable", "AuditEvent", "AuditSink", "BreakerOpen",
-            "CellState", "Conflict", "DeadLetter", "DependencyFailed", "DeadLetters", "DeadlineExceeded", "Denied",
+            "CellState", "Conflict", "DeadLetter", "DependencyFailed", "DeadLetters", "DeadlineExceeded", "Deferred", "Denied",
             "DuplicateSuppressed", "Envelope", "ExoarmurError", "Fatal", "InvalidInput",
             "JsonlAuditSink", "MailboxConfig", "MailboxStatistics", "MemoryAuditSink",
             "MessageRegistry", "Overflow", "Overloaded", "Parent", "ReasonCode", "RetryExhausted", "RetryPolicy",

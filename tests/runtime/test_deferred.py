@@ -1,0 +1,277 @@
+"""Answers that come later: a handler that defers holds no task while another
+actor works, its asker still gets exactly one answer within its deadline, and
+an `ask_then` callback is called exactly once, as the asking actor."""
+
+from __future__ import annotations
+
+import anyio
+import outcome
+import pytest
+
+from runtime import Actor, ActorSystem, Conflict, ExoarmurError, ReasonCode, TimeoutCategory, handles, message
+from runtime.context import CURRENT
+from runtime.deferred import Deferred
+from runtime.errors import error_for
+from supervisors import BreakerPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
+from tests.runtime.support import wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+@message("test.kernel.deferred.lookup", timeout=TimeoutCategory.KV_GET)
+class Lookup:
+    key: str
+
+
+@message("test.kernel.deferred.remember")
+class Remember:
+    pass
+
+
+class Store(Actor):
+    """Answers Lookup: "value of <key>"; "conflict" raises KV_CONFLICT,
+    "crash" crashes, "slow" never answers before the deadline, "flaky"
+    answers after reporting a failed dependency."""
+
+    mailbox_capacity = 4
+
+    def __init__(self, *, gate: anyio.Event | None = None) -> None:
+        self.gate = gate
+
+    @handles(Lookup)
+    async def lookup(self, m: Lookup) -> str:
+        if self.gate is not None:
+            await self.gate.wait()
+        if m.key == "conflict":
+            raise error_for(ReasonCode.KV_CONFLICT, "revision moved")
+        if m.key == "crash":
+            raise RuntimeError("store broke")
+        if m.key == "slow":
+            await anyio.sleep_forever()
+        return f"value of {m.key}"
+
+
+class Front(Actor):
+    """Defers every Lookup to the store; `seen` gets what each callback saw."""
+
+    def __init__(self, *, store: str, seen: list, explode: bool = False) -> None:
+        self.store = store
+        self.seen = seen
+        self.explode = explode
+
+    @handles(Lookup)
+    def lookup(self, m: Lookup) -> Deferred:
+        later = self.context.defer()
+
+        def answered(result: outcome.Outcome) -> None:
+            here = CURRENT.get()
+            self.seen.append((result, here.path, here.envelope.trace_id, here.envelope.deadline))
+            if self.explode:
+                raise ValueError("callback bug")
+            later.resolve(result)
+
+        self.context.system.lookup(self.store).ask_then(Lookup(m.key), answered)
+        return later
+
+    @handles(Remember)
+    def remember(self, m: Remember) -> int:
+        return id(self)
+
+
+class ConcurrentFront(Actor):
+    def __init__(self, *, store: str) -> None:
+        self.store = store
+
+    @handles(Lookup, concurrent=True)
+    async def lookup(self, m: Lookup) -> Deferred:
+        await anyio.sleep(0)
+        later = self.context.defer()
+        self.context.system.lookup(self.store).ask_then(Lookup(m.key), later.resolve)
+        return later
+
+
+async def front_and_store(system: ActorSystem, **front: object) -> tuple:
+    store = await system.spawn(Store, name="store", kwargs=front.pop("store_kwargs", {}))
+    seen: list = []
+    ref = await system.spawn(Front, name="front", kwargs={"store": "store", "seen": seen, **front})
+    return ref, store, seen
+
+
+class TestDefer:
+    async def test_the_asker_gets_the_answer_of_the_actor_the_handler_deferred_to(self):
+        async with ActorSystem() as system:
+            front, _, seen = await front_and_store(system)
+            assert await front.ask(Lookup("a"), trace_id="t-1") == "value of a"
+            assert len(seen) == 1
+            result, path, trace, _ = seen[0]
+            assert result == outcome.Value("value of a")
+            assert (path, trace) == ("front", "t-1")  # the callback ran as the asking actor
+
+    async def test_a_coded_answer_reaches_the_asker_audited_once_where_it_arose(self):
+        async with ActorSystem() as system:
+            front, _, _ = await front_and_store(system)
+            with pytest.raises(Conflict) as caught:
+                await front.ask(Lookup("conflict"))
+            assert caught.value.code is ReasonCode.KV_CONFLICT
+            events = [e for e in system.audit.events if e.code is ReasonCode.KV_CONFLICT]
+            assert [(e.kind, e.path) for e in events] == [("answered", "store")]
+
+    async def test_a_crash_of_the_actor_deferred_to_is_the_askers_actor_crashed(self):
+        async with ActorSystem() as system:
+            front, _, _ = await front_and_store(system)
+            with pytest.raises(ExoarmurError) as caught:
+                await front.ask(Lookup("crash"))
+            assert caught.value.code is ReasonCode.ACTOR_CRASHED
+            assert await front.ask(Lookup("b")) == "value of b"  # the front never crashed
+            assert system.statistics().restarts == 1  # the store's
+
+    async def test_no_answer_ends_at_the_deadline_with_the_category_code(self, tick):
+        async with ActorSystem() as system:
+            front, _, seen = await front_and_store(system)
+            start = system.now()
+            with pytest.raises(ExoarmurError) as caught:
+                await front.ask(Lookup("slow"), timeout=3 * tick)
+            assert caught.value.code is ReasonCode.TIMEOUT_KV_GET
+            assert system.now() - start == pytest.approx(3 * tick, abs=tick)
+            await wait_until(lambda: len(seen) == 1)
+            (result, _, _, deadline) = seen[0]
+            assert isinstance(result, outcome.Error) and result.error.code is ReasonCode.TIMEOUT_KV_GET
+            assert deadline == pytest.approx(start + 3 * tick, abs=tick / 10)  # the deadline travelled
+            await anyio.sleep(5 * tick)
+            assert len(seen) == 1  # exactly once
+
+    async def test_defer_in_a_concurrent_handler(self):
+        async with ActorSystem() as system:
+            await system.spawn(Store, name="store")
+            front = await system.spawn(ConcurrentFront, name="front", kwargs={"store": "store"})
+            async with anyio.create_task_group() as tg:
+                results: list = []
+
+                async def ask(n: int) -> None:
+                    results.append(await front.ask(Lookup(str(n))))
+
+                for n in range(3):
+                    tg.start_soon(ask, n)
+            assert sorted(results) == ["value of 0", "value of 1", "value of 2"]
+
+    async def test_defer_outside_a_handler_is_an_error(self):
+        async with ActorSystem() as system:
+            front, _, _ = await front_and_store(system)
+            with pytest.raises(RuntimeError, match="defer"):
+                front._cell.context.defer()
+
+
+class TestAskThen:
+    async def test_a_full_mailbox_refuses_at_once_and_the_callback_is_never_called(self):
+        gate = anyio.Event()
+        async with ActorSystem() as system:
+            front, store, seen = await front_and_store(system, store_kwargs={"gate": gate})
+            for n in range(4):  # the store takes one and holds it at the gate; 4 fill its mailbox
+                await store.tell(Lookup(str(n)))
+            await wait_until(lambda: store.statistics().depth == 3)
+            await store.tell(Lookup("x"))
+            with pytest.raises(ExoarmurError) as caught:
+                await front.ask(Lookup("y"))
+            assert caught.value.code is ReasonCode.OVERLOAD_MAILBOX_FULL
+            gate.set()
+            await wait_until(lambda: store.statistics().depth == 0)
+            assert seen == []
+
+    async def test_outside_a_handler_it_is_refused(self):
+        async with ActorSystem() as system:
+            _, store, _ = await front_and_store(system)
+            with pytest.raises(RuntimeError, match="ask_then"):
+                store.ask_then(Lookup("a"), lambda result: None)
+
+    async def test_a_raising_callback_crashes_the_instance_that_asked(self):
+        async with ActorSystem() as system:
+            front, _, seen = await front_and_store(system, explode=True)
+            first = await front.ask(Remember())
+            with pytest.raises(ExoarmurError) as caught:
+                await front.ask(Lookup("a"))
+            assert caught.value.code is ReasonCode.ACTOR_CRASHED
+            await wait_until(lambda: system.statistics().restarts == 1)
+            crashes = [e for e in system.audit.events if e.kind == "crashed"]
+            assert [(e.path, "callback bug" in e.detail) for e in crashes] == [("front", True)]
+            assert await front.ask(Remember()) != first  # a fresh instance
+
+    async def test_a_callback_after_its_instance_ended_is_audited_and_crashes_nothing(self, tick):
+        gate = anyio.Event()
+        async with ActorSystem() as system:
+            front, _, seen = await front_and_store(system, explode=True, store_kwargs={"gate": gate})
+            await front.tell(Lookup("a"))  # its answer will come to a stopped front
+            await wait_until(lambda: front.statistics().processed == 1)
+            await system.stop(front)
+            gate.set()
+            await wait_until(lambda: len(seen) == 1)
+            crashes = [e for e in system.audit.events if e.kind == "crashed"]
+            assert len(crashes) == 1 and "after its instance ended" in crashes[0].detail
+            assert system.statistics().restarts == 0
+
+
+class Dependency(Actor):
+    def __init__(self, *, healthy: list) -> None:
+        self.healthy = healthy
+
+    @handles(Lookup)
+    def lookup(self, m: Lookup) -> str:
+        if not self.healthy[0]:
+            raise error_for(ReasonCode.TIMEOUT_KV_GET, "down")
+        return m.key
+
+
+class Reporter(Actor):
+    """Defers to the dependency and reports its failures (as KvBucket does)."""
+
+    @handles(Lookup)
+    def lookup(self, m: Lookup) -> Deferred:
+        later = self.context.defer()
+
+        def answered(result: outcome.Outcome) -> None:
+            if isinstance(result, outcome.Error):
+                self.context.report_failure(result.error.code, "dependency failed")
+            later.resolve(result)
+
+        self.context.system.lookup("dependency").ask_then(Lookup(m.key), answered)
+        return later
+
+
+def kinds(system: ActorSystem) -> list[str]:
+    return [e.kind for e in system.audit.events if e.kind.startswith("BREAKER")]
+
+
+class TestProbes:
+    async def test_a_deferred_probe_is_judged_by_its_answer(self, tick):
+        """HALF_OPEN admits one probe; its handler defers, and the failure its
+        answer reports re-opens the breaker (it does not close on the handler's
+        return); a good deferred probe then closes it."""
+        healthy = [False]
+        policy = BreakerPolicy(
+            threshold=2, window=100 * tick, cooldown=10 * tick, cooldown_factor=1.0, max_cooldown=10 * tick,
+            half_open_probes=1,
+        )  # fmt: skip
+        spec = SupervisorSpec(
+            Strategy.ONE_FOR_ONE,
+            intensity=RestartIntensity(100, 1000 * tick),
+            children=(ChildSpec("reporter", Reporter, breaker=policy),),
+        )
+        async with ActorSystem() as system:
+            await system.spawn(Dependency, name="dependency", kwargs={"healthy": healthy})
+            await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+            reporter = system.lookup("sup/reporter")
+            for _ in range(2):
+                with pytest.raises(ExoarmurError):
+                    await reporter.ask(Lookup("k"))
+            await wait_until(lambda: kinds(system) == ["BREAKER_OPENED"])
+            await wait_until(lambda: kinds(system)[-1:] == ["BREAKER_HALF_OPEN"], timeout=20 * tick)
+            with pytest.raises(ExoarmurError) as caught:
+                await reporter.ask(Lookup("probe"))
+            assert caught.value.code is ReasonCode.TIMEOUT_KV_GET
+            await wait_until(lambda: kinds(system)[-1:] == ["BREAKER_OPENED"])
+            healthy[0] = True
+            await wait_until(lambda: kinds(system)[-1:] == ["BREAKER_HALF_OPEN"], timeout=20 * tick)
+            assert await reporter.ask(Lookup("probe")) == "probe"
+            await wait_until(lambda: kinds(system)[-1:] == ["BREAKER_CLOSED"])
+        assert kinds(system) == [
+            "BREAKER_OPENED", "BREAKER_HALF_OPEN", "BREAKER_OPENED", "BREAKER_HALF_OPEN", "BREAKER_CLOSED",
+        ]  # fmt: skip
