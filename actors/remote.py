@@ -23,12 +23,14 @@ them) or a registered @message instance; anything else is ENVELOPE_INVALID.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import orjson
+import outcome
 
 from actors.nats_connection import Delivery, Publish, Request, Response, Subscribe
-from runtime import Actor, ActorRef, ActorSystem, ReasonCode, handles, message
+from runtime import Actor, ActorRef, ActorSystem, ReasonCode, handles
 from runtime.codec import decode, decode_message, encode, encode_message
 from runtime.ref import carried_over
 from runtime.envelope import Envelope
@@ -89,23 +91,11 @@ def decode_reply(data: bytes) -> Any:
 # ---- the receiving side --------------------------------------------------------------
 
 
-@message("exoarmur.gateway.forward")
-class Forward:
-    """A decoded remote envelope, handled at its own (remote) deadline: the
-    gateway tells itself this with that deadline (local only, never encoded)."""
-
-    path: str
-    mode: str
-    reply: str
-    envelope: Any
-
-
 class Gateway(Actor):
     """Subscribes to its system's subject and hands each request to the local
     actor it names, at the deadline the sender gave, then replies."""
 
     mailbox_capacity = 10_000
-    concurrency = 1024
 
     def __init__(self, *, connection: str, system: str, tenant: str | None = None) -> None:
         self.connection_path = connection
@@ -144,20 +134,6 @@ class Gateway(Actor):
         except ExoarmurError as exc:
             self._refuse(m.reply, exc)
             return
-        try:
-            self.context.self_ref.tell_nowait(
-                Forward(path, mode, m.reply, env),
-                deadline=env.deadline,
-                tenant=env.tenant,
-                trace_id=env.trace_id,
-                idempotency_key=env.idempotency_key,
-            )
-        except ExoarmurError as exc:
-            self._refuse(m.reply, exc)
-
-    @handles(Forward, concurrent=True)
-    async def forward(self, m: Forward) -> None:
-        env: Envelope = m.envelope
         options = {
             "deadline": env.deadline,
             "tenant": env.tenant,
@@ -165,15 +141,28 @@ class Gateway(Actor):
             "idempotency_key": env.idempotency_key,
         }
         try:
-            target = self.context.system.lookup(m.path)
-            if m.mode == "tell":
-                target.tell_nowait(env.message, **options)
-                data = encode_result(None)
-            else:
-                data = encode_result(await target.ask(env.message, **options))
+            target = system.lookup(path)
+            # The remote envelope is the root of this work: its deadline, not
+            # the delivery's, bounds it.
+            with self.context.on_behalf_of(env):
+                if mode == "tell":
+                    target.tell_nowait(env.message, **options)
+                    self._reply(m.reply, encode_result(None))
+                else:
+                    # No task waits here: the target's answer is encoded and
+                    # sent back from the callback, by the remote deadline.
+                    target.ask_then(env.message, partial(self._answer, m.reply), **options)
         except ExoarmurError as exc:
-            data = encode_error(exc.code, exc.detail)
-        self._reply(m.reply, data)
+            self._reply(m.reply, encode_error(exc.code, exc.detail))
+
+    def _answer(self, subject: str, result: outcome.Outcome) -> None:
+        if isinstance(result, outcome.Value):
+            data = encode_result(result.value)
+        elif isinstance(result.error, ExoarmurError):
+            data = encode_error(result.error.code, result.error.detail)
+        else:
+            raise result.error  # not ours to encode: a bug, the gateway crashes
+        self._reply(subject, data)
 
 
 # ---- the sending side ------------------------------------------------------------------

@@ -3,11 +3,14 @@
 Where a message waits: in `Mailbox.queue` until a drain takes it, or, for a
 `wait`-policy sender with no room, in `Mailbox.wait_for_room`.
 
-Who runs it: an idle actor holds no task. The send that makes the mailbox
+Who runs it: an idle actor holds no task (on asyncio, none once it has been
+idle for PARK_SECONDS, runtime/backend.py). The send that makes the mailbox
 non-empty schedules `_drain` in the cell's host task group (the system's, or its
 supervisor's). The drain handles up to `throughput` envelopes per turn without
 yielding, yields once between turns, lingers two scheduler passes when the mailbox
-empties (so a ping-pong asker finds it still running), then returns.
+empties (so a ping-pong asker finds it still running), then returns; on asyncio
+it first stays parked a moment (`backend.park`: the next send wakes it, which
+costs less than anyio's spawn).
 
 Where timeouts come from: the envelope's deadline. It is checked when the
 envelope is taken (a plain `def` handler cannot suspend, so that is enough) and
@@ -115,6 +118,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         "batched",
         "per_item",
         "_tasks",
+        "_parked",
     )
 
     def __init__(
@@ -175,6 +179,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         self.per_item = actor_type._per_item  # ... whose handlers answer each message of a run
         # Tasks the instance started with context.start_task(): they end with it.
         self._tasks: set[anyio.CancelScope] | None = None  # made by the first one (idle actors stay small)
+        self._parked: Any = None  # the future an idle drain waits on (backend.park)
         self.actor = self._new_actor()
 
     # ---- lifecycle -------------------------------------------------------
@@ -399,6 +404,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         self._tighten_stop_deadline(deadline)
         hook = self.actor_type._has_stopping and not self._instance_dead
         if not self.scheduled and not mailbox.queue and not hook:
+            self._unpark()
             self._finish()
             return
         mailbox.push_control(STOP)  # wakes an idle drain; a busy one sees the state
@@ -435,7 +441,19 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         # A suspended actor's mail waits for resume(); it is not handled.
         if not self.scheduled and self.state is not CellState.SUSPENDED:
             self.scheduled = True
-            self.start_soon(self._drain, name=self.path)
+            parked = self._parked
+            if parked is not None:
+                self._parked = None
+                parked.set_result(True)  # the parked drain goes on
+            else:
+                self.start_soon(self._drain, name=self.path)
+
+    def _unpark(self) -> None:
+        """End a parked drain (it has nothing left to do)."""
+        parked = self._parked
+        if parked is not None:
+            self._parked = None
+            parked.set_result(False)
 
     def offer(self, env: Envelope) -> bool:
         """Fast path. True: accepted. False: policy `wait` and no room (await
@@ -549,6 +567,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         queue = mailbox.queue
         now = self.system.now
         checkpoint = self.system.backend.checkpoint
+        park = self.system.backend.park
         context = self.context
         dispatch = self.dispatch
         concurrent = self.concurrent
@@ -657,7 +676,9 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
                         break
                 else:
                     self.scheduled = False
-                    return
+                    if park is None or not await park(self):
+                        return
+                    # woken by _schedule(), which set `scheduled` again
         except BaseException:
             # Cancelled (the host is going away) or a fatal error: the envelope in
             # hand, if its asker still waits, ends with SHUTTING_DOWN.

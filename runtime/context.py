@@ -12,8 +12,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from contextvars import ContextVar
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from runtime.codes import ReasonCode
@@ -122,6 +123,20 @@ class ActorContext:
         for deferred in deferreds:
             self.cell.deferring(deferred)
         return deferreds
+
+    @contextmanager
+    def on_behalf_of(self, envelope: Envelope) -> Iterator[None]:
+        """Sends made inside carry `envelope`'s deadline, tenant and trace
+        instead of those of the envelope being handled: for a gateway, which
+        hands on work that began in another process (the remote envelope is
+        the root of it, not the delivery that brought it)."""
+        here = ActorContext(self.cell)
+        here.envelope = envelope
+        token = CURRENT.set(here)
+        try:
+            yield
+        finally:
+            CURRENT.reset(token)
 
     def start_task(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run `fn(*args)` in this actor's host for as long as this instance

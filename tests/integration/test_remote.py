@@ -10,7 +10,7 @@ import pytest
 
 from actors.nats_connection import Request
 from actors.remote import Gateway, RemoteRef, gateway_subject
-from runtime import Actor, ActorSystem, ExoarmurError, Overflow, ReasonCode, handles
+from runtime import Actor, ActorSystem, ExoarmurError, Overflow, ReasonCode, TimeoutPolicy, handles
 from tests.integration.support import connect, running_server
 from tests.runtime.support import Add, Counter, Crash, Get, Hold, Seen, Sleep
 
@@ -68,6 +68,26 @@ async def test_the_deadline_travels_and_a_slow_handler_gets_its_category_code(tm
         code = await code_of(remote(b, "counter").ask(Sleep(5.0), timeout=0.5))
         assert code is ReasonCode.TIMEOUT_KV_GET
         assert anyio.current_time() - started <= 0.55
+
+
+async def test_the_remote_deadline_not_the_deliverys_bounds_the_work(tmp_path):
+    """The delivery that brings a remote ask has a deadline of its own (the
+    NATS_SUBSCRIBE category's, 0.2 s here); the remote ask's 3 s is what
+    bounds the handler, and the answer comes back."""
+    policy = TimeoutPolicy.with_overrides({"nats_subscribe": 0.2})
+    async with running_server(tmp_path) as server, ActorSystem(name="a", timeouts=policy) as a, ActorSystem(name="b") as b:
+        await connect(a, server)
+        await connect(b, server)
+        await a.spawn(Gateway, name="gateway", kwargs={"connection": "nats", "system": "a"})
+        await a.spawn(Napper, name="napper")
+        assert await remote(b, "napper").ask(Sleep(0.5), timeout=3.0) == "rested"
+
+
+class Napper(Actor):
+    @handles(Sleep)
+    async def nap(self, m: Sleep) -> str:
+        await anyio.sleep(m.seconds)
+        return "rested"
 
 
 async def test_refusals_are_coded_at_the_sender(tmp_path):

@@ -16,6 +16,7 @@ from runtime import (
     handles,
     message,
 )
+from runtime.backend import PARK_SECONDS
 from tests.runtime.support import (
     Add,
     Counter,
@@ -133,14 +134,34 @@ class TestLifecycle:
             await system.spawn(Counter, name="b")
 
     async def test_idle_actor_holds_no_task(self):
-        """After its mailbox empties, an actor's drain ends: no task is parked for it."""
+        """After its mailbox empties, an actor's drain ends: once PARK_SECONDS
+        have passed (asyncio parks it that long) no task is left for it."""
         async with ActorSystem() as system:
             ref = await system.spawn(Counter, name="c")
             cell = ref._cell
             assert not cell.scheduled
             await ref.ask(Add(1))
             await wait_until(lambda: not cell.scheduled)
-            assert not cell.scheduled
+            await anyio.sleep(2 * PARK_SECONDS)
+            assert not cell.scheduled and cell._parked is None
+
+    async def test_a_send_soon_after_wakes_the_parked_drain_instead_of_spawning(self):
+        """On asyncio (where a spawn costs most) the idle drain waits parked a
+        moment and the next send wakes it; on trio it has ended and a new one
+        is spawned. Either way the message is handled."""
+        async with ActorSystem() as system:
+            ref = await system.spawn(Counter, name="c")
+            cell = ref._cell
+            spawns = []
+            start_soon = cell.start_soon
+            cell.start_soon = lambda fn, *args, **kw: (spawns.append(fn), start_soon(fn, *args, **kw))
+            await ref.ask(Add(1))
+            await wait_until(lambda: not cell.scheduled)
+            parks = system.backend.park is not None
+            assert (cell._parked is not None) is parks
+            assert await ref.ask(Add(2)) == 3
+            assert len(spawns) == (1 if parks else 2)
+            cell.start_soon = start_soon
 
 
 class TestOneAtATime:
