@@ -31,6 +31,7 @@ Connection loss and timeouts are reported to the supervisor's breaker
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -709,13 +710,27 @@ class NatsConnection(Actor):
         deadline = self.context.deadline
         return max((deadline if deadline is not None else self.context.now()) - self.context.now(), 0.001)
 
-    @handles(Publish, batch=True)
-    async def publish(self, batch: list[Publish]) -> None:
+    @handles(Publish, batch=True, per_item=True)
+    async def publish(self, batch: list[Publish]) -> list[None | ExoarmurError]:
         """A run of publishes in one call (runtime/batch.py), crossing to
-        nats-py once: each goes into its buffer in order; none waits on the
-        network unless the buffer is full, and then the flush timeout and the
-        run's deadline bound it."""
-        await self._call(ReasonCode.TIMEOUT_NATS_PUBLISH, _publish_all, self._client(), batch, bounded=False)
+        nats-py once: in order, into its buffer as one write; none waits on
+        the network unless the buffer is full, and then the flush timeout and
+        the run's deadline bound it. A publish nats-py refuses (a bad subject,
+        too big, a closed client) is that publish's coded error alone."""
+        results = await self._call(
+            ReasonCode.TIMEOUT_NATS_PUBLISH, _publish_all, self._client(), batch, bounded=False
+        )
+        return [None if result is None else self._coded(result, ReasonCode.TIMEOUT_NATS_PUBLISH) for result in results]
+
+    def _coded(self, exc: Exception, code: ReasonCode) -> ExoarmurError:
+        """nats-py's exception as its coded error (reported to the breaker if a
+        dependency failed); any other exception is a bug, raised (a crash)."""
+        error = coded(exc, timeout=code)
+        if error is None:
+            raise exc
+        if error.code in DEPENDENCY_CODES:
+            self.context.report_failure(error.code, error.detail)
+        return error
 
     @handles(Flush)
     async def flush(self, m: Flush) -> None:
@@ -968,10 +983,61 @@ def _audited_drop(count: int) -> bool:
     return count & (count - 1) == 0
 
 
-async def _publish_all(nc: Any, batch: list[Publish]) -> None:
-    """On the asyncio side, in order: one bridge crossing for the whole run."""
-    for m in batch:
-        await nc.publish(m.subject, m.data, reply=m.reply, headers=m.headers)
+async def _publish_all(nc: Any, batch: list[Publish]) -> list[Exception | None]:
+    """On the asyncio side, in order, one result per publish (None, or what
+    nats-py raised). Connected, the run's plain publishes go into nats-py's
+    buffer as one command, with the checks `nc.publish` makes on each; a
+    publish with headers, or any while reconnecting or draining, goes through
+    `nc.publish` (which knows the buffer limits of those states)."""
+    results: list[Exception | None] = [None] * len(batch)
+    fast = nc.is_connected and not nc.is_draining_pubs and hasattr(nc, "_send_command")
+    chunk: list[bytes] = []
+    size = 0
+    seen: set[str] = set()  # subjects that passed the checks in this run
+    for index, m in enumerate(batch):
+        if fast and not m.headers:
+            if m.subject not in seen or m.reply or len(m.data) > nc._max_payload:
+                error = _refused(nc, m)
+                if error is not None:
+                    results[index] = error
+                    continue
+                seen.add(m.subject)
+            chunk.append(b"PUB %s %s %d\r\n%s\r\n" % (m.subject.encode(), m.reply.encode(), len(m.data), m.data))
+            size += len(m.data)
+            continue
+        if chunk:  # keep the order: what is gathered goes first
+            await _send_chunk(nc, chunk, size)
+            chunk, size = [], 0
+        try:
+            await nc.publish(m.subject, m.data, reply=m.reply, headers=m.headers)
+        except Exception as exc:  # noqa: BLE001 - each publish's own error, coded by the caller
+            results[index] = exc
+    if chunk:
+        await _send_chunk(nc, chunk, size)
+    return results
+
+
+_SUBJECT_REFUSED = re.compile(r"[\s]")
+
+
+def _refused(nc: Any, m: Publish) -> Exception | None:
+    """What `nc.publish` would raise for `m` before buffering it."""
+    for subject in (m.subject, m.reply) if m.reply else (m.subject,):
+        if not subject or _SUBJECT_REFUSED.search(subject):
+            return nats.errors.BadSubjectError()
+    if len(m.data) > nc._max_payload:
+        return nats.errors.MaxPayloadError()
+    return None
+
+
+async def _send_chunk(nc: Any, chunk: list[bytes], size: int) -> None:
+    """Buffer the gathered PUB commands as one, then kick the flusher, as
+    `nc.publish` does for one."""
+    nc.stats["out_msgs"] += len(chunk)
+    nc.stats["out_bytes"] += size
+    await nc._send_command(b"".join(chunk))
+    if nc._flush_queue is not None and nc._flush_queue.empty():
+        await nc._flush_pending()
 
 
 async def _gather(calls: list[tuple[Any, ...]]) -> list[Any]:
@@ -983,26 +1049,34 @@ async def _start_each(calls: list[tuple[Any, ...]], settle: Callable[[int, Any],
     """On the asyncio side: every call at once, each one's value or exception
     handed to `settle(index, result)` as it ends; returns when all have. Cut
     short, the calls still running are cancelled and settle nothing."""
+    if not calls:
+        return
+    loop = asyncio.get_running_loop()
+    all_ended = loop.create_future()
+    running = [len(calls)]
+
+    def ended(index: int, task: asyncio.Task) -> None:
+        if task.cancelled():
+            settle(index, asyncio.CancelledError())  # not by us: nats-py's own
+        else:
+            settle(index, task.exception() or task.result())
+        running[0] -= 1
+        if not running[0] and not all_ended.done():
+            all_ended.set_result(None)
+
     tasks = []
     for index, call in enumerate(calls):
-        task = asyncio.ensure_future(call[0](*call[1:]))
-        callback = partial(_settle_task, settle, index)
+        task = loop.create_task(call[0](*call[1:]))
+        callback = partial(ended, index)
         task.add_done_callback(callback)
         tasks.append((task, callback))
     try:
-        await asyncio.wait([task for task, _ in tasks])
+        await all_ended
     finally:
         for task, callback in tasks:
             if not task.done():
                 task.remove_done_callback(callback)
                 task.cancel()
-
-
-def _settle_task(settle: Callable[[int, Any], None], index: int, task: asyncio.Task) -> None:
-    if task.cancelled():
-        settle(index, asyncio.CancelledError())  # not by us: nats-py's own
-    else:
-        settle(index, task.exception() or task.result())
 
 
 async def _leader_entry(js: Any, bucket: str, key: str) -> KvEntry | None:

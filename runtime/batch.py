@@ -23,6 +23,7 @@ message's timeout code; the stop's code if the stop cut it).
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 import anyio
@@ -35,6 +36,9 @@ from runtime.errors import ActorCrashed, ExoarmurError
 from runtime.messages import timeout_category
 
 __all__ = ["BatchHandlers"]
+
+_deadline = itemgetter(Envelope._fields.index("deadline"))
+REPLY_TO = Envelope._fields.index("reply_to")
 
 
 class BatchHandlers:
@@ -74,7 +78,7 @@ class BatchHandlers:
     async def _handle_run(self, fn: Callable[..., Any], run: list[Envelope]) -> ExoarmurError | None:
         """Run the batch handler on `run` (taken), holding the mailbox; the
         crash's error if it crashed."""
-        earliest = min(run, key=lambda env: env.deadline)
+        earliest = min(run, key=_deadline)
         self.context.envelope = earliest  # sends from the handler inherit the earliest deadline
         self.context.run = run
         deadline = min(earliest.deadline, self._stop_deadline)
@@ -138,13 +142,12 @@ class BatchHandlers:
         for env, value in zip(run, results, strict=True):
             if type(value) is Deferred:
                 continue  # answered on its own (context.defer_each)
+            reply = env[REPLY_TO]
             if isinstance(value, ExoarmurError):
                 self.system.audit_error(value, kind="answered", path=self.path, envelope=env)
-                answer: outcome.Outcome = outcome.Error(value)
-            else:
-                answer = outcome.Value(value)
-            reply = env.reply_to
-            if reply is not None and not reply.resolve(answer):
+                if reply is not None and not reply.resolve(outcome.Error(value)):
+                    late += 1
+            elif reply is not None and not reply.resolve(outcome.Value(value)):
                 late += 1
         self.system._late_replies += late
 

@@ -128,6 +128,47 @@ class TestPublishSubscribe:
 
 
 class TestRequest:
+    async def test_a_refused_publish_in_a_run_fails_alone_and_order_is_kept(self, tmp_path):
+        """Publishes asked together go out as one run; a bad subject and an
+        oversized payload get their own codes, the others (plain, with
+        headers, with a reply subject) arrive, in order."""
+        got: list = []
+        async with running_server(tmp_path) as server, ActorSystem() as system:
+            await system.spawn(Sink, name="sink", kwargs={"got": got})
+            conn = await connect(system, server)
+            await conn.ask(Subscribe("runs.>", "sink"))
+            too_big = b"x" * (1024 * 1024 + 1)  # the server's default max_payload is 1 MiB
+            messages = [
+                Publish("runs.a", b"1"),
+                Publish("runs bad", b"2"),
+                Publish("runs.b", b"3", headers={"K": "v"}),
+                Publish("runs.c", too_big),
+                Publish("runs.d", b"5", reply="inbox.x"),
+                Publish("runs.e", b"6"),
+            ]
+            answers: dict[int, object] = {}
+            queued: list[int] = []  # the order the asks reached the mailbox (trio starts tasks in any order)
+
+            async def ask(i: int, m: Publish) -> None:
+                queued.append(i)  # an ask with room queues before it first yields
+                try:
+                    answers[i] = await conn.ask(m)
+                except ExoarmurError as exc:
+                    answers[i] = exc.code
+
+            async with anyio.create_task_group() as tg:
+                for i, m in enumerate(messages):
+                    tg.start_soon(ask, i, m)
+            await conn.ask(Flush())
+            await eventually(lambda: len(got) == 4)
+            sent = [messages[i] for i in queued if i not in (1, 3)]
+            assert [(m.subject, m.data) for m in got] == [(m.subject, m.data) for m in sent]
+            by_subject = {m.subject: m for m in got}
+            assert by_subject["runs.b"].headers == {"K": "v"} and by_subject["runs.d"].reply == "inbox.x"
+            assert answers == {
+                0: None, 1: ReasonCode.NATS_API_ERROR, 2: None, 3: ReasonCode.NATS_API_ERROR, 4: None, 5: None,
+            }  # fmt: skip
+
     async def test_request_reply_through_an_actor(self, tmp_path):
         async with running_server(tmp_path) as server, ActorSystem() as system:
             await system.spawn(Echo, name="echo")
