@@ -1017,7 +1017,8 @@ async def _publish_all(nc: Any, batch: list[Publish]) -> list[Exception | None]:
     return results
 
 
-_SUBJECT_REFUSED = re.compile(r"[\s]")
+# What nats-py's publish refuses in a subject (CR/LF would inject protocol).
+_SUBJECT_REFUSED = re.compile(r"[ \t\r\n]")
 
 
 def _refused(nc: Any, m: Publish) -> Exception | None:

@@ -1,0 +1,46 @@
+"""The publish fast path refuses exactly what nats-py's own publish refuses,
+so a run buffered as one command loses nothing and lets nothing bad through."""
+
+from __future__ import annotations
+
+import types
+
+import nats.errors
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from actors.nats_connection import Publish, _refused
+
+client = pytest.importorskip("nats.aio.client")
+validate = getattr(client, "_validate_subject", None)
+
+SUBJECT_CHARS = st.sampled_from(list("ab.*>_-09 \t\r\n\x0b\x0c\x85\u00a0\u2028é"))
+
+
+def nats_refuses(subject: str, reply: str) -> bool:
+    try:
+        validate(subject)
+        if reply:
+            validate(reply)
+    except nats.errors.BadSubjectError:
+        return True
+    return False
+
+
+@pytest.mark.skipif(validate is None, reason="this nats-py validates no subjects")
+@given(subject=st.text(SUBJECT_CHARS, max_size=12), reply=st.text(SUBJECT_CHARS, max_size=6))
+def test_subjects_are_refused_as_nats_py_refuses_them(subject, reply):
+    nc = types.SimpleNamespace(_max_payload=1024)
+    error = _refused(nc, Publish(subject, b"x", reply=reply))
+    assert (error is not None) == nats_refuses(subject, reply)
+    if error is not None:
+        assert isinstance(error, nats.errors.BadSubjectError)
+
+
+@given(size=st.integers(min_value=0, max_value=2048))
+def test_payloads_over_the_servers_limit_are_refused(size):
+    nc = types.SimpleNamespace(_max_payload=1024)
+    error = _refused(nc, Publish("a.b", b"x" * size))
+    assert (error is not None) == (size > 1024)
+    assert error is None or isinstance(error, nats.errors.MaxPayloadError)
