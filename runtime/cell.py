@@ -587,15 +587,16 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
                     await self._wind_down()
                     state = self.state
                 if state is CellState.SUSPENDED:
-                    # Linger as an idle drain does: a parent that resumes within
-                    # LINGER_PASSES passes reuses this task instead of a new one.
+                    # Linger (and park) as an idle drain does: a parent that
+                    # resumes soon reuses this task instead of a new one.
                     for _ in range(LINGER_PASSES):
                         await checkpoint()
                         if self.state is not CellState.SUSPENDED:
                             break
                     else:
-                        self.scheduled = False  # resume() schedules a new drain
-                        return
+                        self.scheduled = False  # resume() schedules (or wakes) a drain
+                        if park is None or not await park(self):
+                            return
                     continue
                 if self._probes_pending and not self._instance_dead:
                     await self._drain_probes()
