@@ -3,8 +3,11 @@
 Every operation is a message, bounded by its envelope's deadline and failing
 with its own code (`TIMEOUT_NATS_PUBLISH`, `TIMEOUT_KV_PUT`, `KV_CONFLICT`,
 `NATS_DISCONNECTED`, ...; `actors/nats_errors.py`). Requests and JetStream
-calls are concurrent handlers (up to `concurrency` in flight); publishes are
-handled one at a time, so they reach the server in the order they were sent.
+calls are concurrent handlers (up to `concurrency` in flight). KV gets and
+puts waiting together are one concurrent run (runtime/batch.py): one crossing
+to nats-py, each asker answered on its own. Publishes waiting together are one
+run handled in order, so they reach the server in the order they were sent,
+buffered as one write.
 
 nats-py's traps, and what this actor does about each:
 - a first connect with unlimited reconnects never returns: it is cut at the
