@@ -713,6 +713,12 @@ class NatsConnection(Actor):
         deadline = self.context.deadline
         return max((deadline if deadline is not None else self.context.now()) - self.context.now(), 0.001)
 
+    def _answer_within(self) -> float:
+        """nats-py's own timeout for a request-shaped call: it ends (and is
+        counted as a failed dependency) just before the envelope's deadline,
+        without a cancel scope of ours around it."""
+        return max(self._remaining() - ANSWER_MARGIN, 0.001)
+
     @handles(Publish, batch=True, per_item=True)
     async def publish(self, batch: list[Publish]) -> list[None | ExoarmurError]:
         """A run of publishes in one call (runtime/batch.py), crossing to
@@ -744,7 +750,13 @@ class NatsConnection(Actor):
     async def request(self, m: Request) -> Response:
         nc = self._client()
         msg = await self._call(
-            ReasonCode.TIMEOUT_NATS_REQUEST, nc.request, m.subject, m.data, timeout=self._remaining(), headers=m.headers
+            ReasonCode.TIMEOUT_NATS_REQUEST,
+            nc.request,
+            m.subject,
+            m.data,
+            timeout=self._answer_within(),
+            headers=m.headers,
+            bounded=False,
         )
         return Response(msg.data, dict(msg.headers) if msg.headers else None)
 
@@ -963,7 +975,13 @@ class NatsConnection(Actor):
         if m.expected_last_subject_seq is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(m.expected_last_subject_seq)
         ack = await self._call(
-            ReasonCode.TIMEOUT_NATS_PUBLISH, js.publish, m.subject, m.data, timeout=self._remaining(), headers=headers or None
+            ReasonCode.TIMEOUT_NATS_PUBLISH,
+            js.publish,
+            m.subject,
+            m.data,
+            timeout=self._answer_within(),
+            headers=headers or None,
+            bounded=False,
         )
         return PubAck(ack.stream, ack.seq, bool(ack.duplicate))  # nats-py says None, not False
 
