@@ -8,9 +8,9 @@ idle for PARK_SECONDS, runtime/backend.py). The send that makes the mailbox
 non-empty schedules `_drain` in the cell's host task group (the system's, or its
 supervisor's). The drain handles up to `throughput` envelopes per turn without
 yielding, yields once between turns, lingers two scheduler passes when the mailbox
-empties (so a ping-pong asker finds it still running), then returns; on asyncio
-it first stays parked a moment (`backend.park`: the next send wakes it, which
-costs less than anyio's spawn).
+empties (so a ping-pong asker finds it still running), then returns. On asyncio
+it lingers one pass and then stays parked a moment (`backend.park`): the next
+send wakes it, which costs less than anyio's spawn.
 
 Where timeouts come from: the envelope's deadline. It is checked when the
 envelope is taken (a plain `def` handler cannot suspend, so that is enough) and
@@ -74,6 +74,8 @@ STOP = "stop"
 
 
 LINGER_PASSES = 2
+# Where an idle drain then parks (asyncio), one pass is enough: a later send wakes it.
+LINGER_PASSES_BEFORE_PARKING = 1
 
 # Envelope field positions, for the hot loop (tuple indexing skips the
 # NamedTuple property call).
@@ -568,6 +570,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         now = self.system.now
         checkpoint = self.system.backend.checkpoint
         park = self.system.backend.park
+        linger_passes = LINGER_PASSES if park is None else LINGER_PASSES_BEFORE_PARKING
         context = self.context
         dispatch = self.dispatch
         concurrent = self.concurrent
@@ -589,7 +592,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
                 if state is CellState.SUSPENDED:
                     # Linger (and park) as an idle drain does: a parent that
                     # resumes soon reuses this task instead of a new one.
-                    for _ in range(LINGER_PASSES):
+                    for _ in range(linger_passes):
                         await checkpoint()
                         if self.state is not CellState.SUSPENDED:
                             break
@@ -668,10 +671,10 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
                 if mailbox.control or queue or self._instance_dead:
                     await checkpoint()  # a resumed actor is remade at once
                     continue
-                # Linger LINGER_PASSES scheduler passes before giving the task
-                # up, so a ping-pong asker finds the drain still running (trio
-                # may run the drain before the asker within a batch).
-                for _ in range(LINGER_PASSES):
+                # Linger a scheduler pass or two before giving the task up (or
+                # parking it), so a ping-pong asker finds the drain still
+                # running (trio may run the drain before the asker in a batch).
+                for _ in range(linger_passes):
                     await checkpoint()
                     if queue or mailbox.control:
                         break
