@@ -275,3 +275,52 @@ class TestProbes:
         assert kinds(system) == [
             "BREAKER_OPENED", "BREAKER_HALF_OPEN", "BREAKER_OPENED", "BREAKER_HALF_OPEN", "BREAKER_CLOSED",
         ]  # fmt: skip
+
+
+@message("test.kernel.deferred.relay")
+class Relay:
+    """Tell the store Lookup(key) on behalf of an envelope with this deadline and trace."""
+
+    key: str
+    seconds: float
+    trace: str
+
+
+class Relayer(Actor):
+    def __init__(self, *, seen: list) -> None:
+        self.seen = seen
+
+    @handles(Relay)
+    def relay(self, m: Relay) -> None:
+        from runtime import Envelope
+
+        origin = Envelope(m, self.context.now() + m.seconds, trace_id=m.trace)
+        recorder = self.context.system.lookup("recorder")
+        with self.context.on_behalf_of(origin):
+            recorder.tell_nowait(Lookup(m.key), timeout=10 * m.seconds)
+        recorder.tell_nowait(Lookup("own"), timeout=10 * m.seconds)
+
+
+class Recorder(Actor):
+    def __init__(self, *, seen: list) -> None:
+        self.seen = seen
+
+    @handles(Lookup)
+    def lookup(self, m: Lookup) -> None:
+        env = self.context.envelope
+        self.seen.append((m.key, env.trace_id, env.deadline - self.context.now()))
+
+
+class TestOnBehalfOf:
+    async def test_sends_inside_carry_the_origins_deadline_and_trace_not_the_handlers(self, tick):
+        """A gateway's case: the delivery being handled has a short deadline of
+        its own; what it hands on carries the remote envelope's."""
+        seen: list = []
+        async with ActorSystem() as system:
+            await system.spawn(Recorder, name="recorder", kwargs={"seen": seen})
+            relayer = await system.spawn(Relayer, name="relayer", kwargs={"seen": seen})
+            await relayer.tell(Relay("far", 100 * tick, "t-origin"), timeout=2 * tick, trace_id="t-delivery")
+            await wait_until(lambda: len(seen) == 2)
+        (key, trace, left), (own_key, own_trace, own_left) = sorted(seen)
+        assert (key, trace) == ("far", "t-origin") and 50 * tick < left <= 100 * tick
+        assert (own_key, own_trace) == ("own", "t-delivery") and own_left <= 2 * tick
