@@ -121,6 +121,8 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         "per_item",
         "_tasks",
         "_parked",
+        "_owed",
+        "_owed_settled",
     )
 
     def __init__(
@@ -182,6 +184,9 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         # Tasks the instance started with context.start_task(): they end with it.
         self._tasks: set[anyio.CancelScope] | None = None  # made by the first one (idle actors stay small)
         self._parked: Any = None  # the future an idle drain waits on (backend.park)
+        # Deferred answers not yet given (context.defer), and a stop waiting for them.
+        self._owed: set[Deferred] | None = None
+        self._owed_settled: anyio.Event | None = None
         self.actor = self._new_actor()
 
     # ---- lifecycle -------------------------------------------------------
@@ -405,7 +410,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         self._move(CellState.STOPPING)
         self._tighten_stop_deadline(deadline)
         hook = self.actor_type._has_stopping and not self._instance_dead
-        if not self.scheduled and not mailbox.queue and not hook:
+        if not self.scheduled and not mailbox.queue and not hook and not self._owed:
             self._unpark()
             self._finish()
             return
@@ -767,6 +772,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
                 if self._alive(signal.actor):
                     self._down(self._callback_crash_error(signal))
                     return
+                self._callback_crashed_after_end(signal)  # its instance crashed already
                 continue
             if self._instance_dead or self.state is CellState.SUSPENDED:
                 control.appendleft(signal)  # handled once a fresh instance runs
@@ -783,13 +789,21 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         crashes when its drain next looks at the control lane (not in the
         stack of whoever resolved the reply). Already ended: only audited."""
         if not self._alive(crash.actor):
-            self.system.failure(
-                "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, envelope=crash.envelope,
-                detail=f"ask_then callback after its instance ended: {crash.exc!r}",
-            )
+            self._callback_crashed_after_end(crash)
             return
         self.mailbox.push_control(crash)
         self._schedule()
+
+    def _callback_crashed_after_end(self, crash: CallbackCrash) -> None:
+        """Audited, and the asker of the envelope it was for is answered with
+        the crash (the callback did not answer it); nothing else crashes."""
+        error = self.system.failure(
+            "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, envelope=crash.envelope,
+            detail=f"ask_then callback after its instance ended: {crash.exc!r}",
+        )
+        reply = crash.envelope.reply_to if crash.envelope is not None else None
+        if reply is not None:
+            reply.resolve(outcome.Error(error))
 
     def _callback_crash_error(self, crash: CallbackCrash) -> ExoarmurError:
         if crash.envelope is not None:
@@ -802,9 +816,41 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         return error
 
     def deferring(self, deferred: Deferred) -> None:
-        """A handler deferred its answer; a probe's is waited for (`_drain_probes`)."""
+        """A handler deferred its answer: an ask's is owed until resolved (a
+        stop waits for it until the stop deadline); a probe's is waited for
+        (`_drain_probes`)."""
+        if deferred.envelope.reply_to is not None:
+            if self._owed is None:
+                self._owed = set()
+            self._owed.add(deferred)
         if self._probing:
             self._probe_deferred = deferred
+
+    def settled(self, deferred: Deferred) -> None:
+        if self._owed is not None:
+            self._owed.discard(deferred)
+            if self._owed_settled is not None:
+                self._owed_settled.set()
+
+    async def _settle_owed(self, code: ReasonCode) -> None:
+        """At stop: answers still owed get until the stop deadline, as a running
+        handler does; then their askers get `code` (dead-lettered)."""
+        with anyio.move_on_after(max(self._stop_deadline - self.system.now(), 0.0)):
+            while self._owed:
+                self._owed = {d for d in self._owed if not d.envelope.reply_to.done}  # a crash may answer one
+                if not self._owed:
+                    break
+                self._owed_settled = anyio.Event()
+                await self._owed_settled.wait()
+        self._owed_settled = None
+        self._abandon_owed(code)
+
+    def _abandon_owed(self, code: ReasonCode) -> None:
+        owed, self._owed = self._owed, None
+        for deferred in owed or ():
+            reply = deferred.envelope.reply_to
+            if reply is not None and not reply.done:
+                self.dead_letter(deferred.envelope, code, "its answer was deferred and never came")
 
     def signal(self, message: Any, *, timeout: float | None = None) -> None:
         """Deliver a runtime signal (e.g. "your child crashed") ahead of user mail,
@@ -855,6 +901,8 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         self.context.envelope = None
         if self.inflight is not None:
             await self.inflight.wait_empty()  # each is cut at the stop deadline at the latest
+        if self._owed:
+            await self._settle_owed(code)
         if self.actor_type._has_stopping and not self._instance_dead:
             with anyio.move_on_after(max(self._stop_deadline - now(), 0.0)):
                 try:
@@ -888,10 +936,11 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         return None
 
     def sweep(self, code: ReasonCode) -> None:
-        """After the host is gone: dead-letter whatever is still queued."""
+        """After the host is gone: dead-letter whatever is still queued or owed."""
         queue = self.mailbox.queue
         while queue:
             self.dead_letter(queue.popleft(), code)
+        self._abandon_owed(code)
         self._dead_letter_signals(code)
         if self.mailbox.closed is None:
             self.mailbox.closed = code

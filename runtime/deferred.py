@@ -14,6 +14,8 @@ later, and Akka's `forward`/`pipeTo`.
 Invariants:
 - A Deferred answers its asker at most once (the reply slot decides), and the
   asker still waits no longer than its own deadline: its timer is its own.
+- An answer still owed when its actor stops gets until the stop deadline, as
+  a running handler does; then its asker gets the stop's code.
 - `ask_then`'s callback is called exactly once: with the handler's value, or
   the coded error (the target's answer, crash, overload, or, at the deadline,
   the timeout code a local ask would get). It runs at once in whichever task
@@ -58,6 +60,7 @@ class Deferred:
         audited where it arose). False if the asker was answered already (or
         gave up); a tell has no asker."""
         self.settled = True
+        self._cell.settled(self)
         reply = self.envelope.reply_to
         answered = reply is not None and reply.resolve(result)
         if reply is not None and not answered:

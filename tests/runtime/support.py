@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import anyio
 
-from runtime import Actor, TimeoutCategory, handles, message
+from runtime import Actor, ExoarmurError, TimeoutCategory, handles, message
 
 
 @message("test.kernel.add")
@@ -116,6 +116,21 @@ class Gate(Actor):
     @handles(Get)
     def get(self, message: Get) -> list[int]:
         return list(self.added)
+
+
+async def ask_all(ref, messages, results: dict, **options) -> None:
+    """Ask every message at once (a task each); results[i]: the answer to
+    messages[i], or its code."""
+
+    async def one(i, m):
+        try:
+            results[i] = await ref.ask(m, **options)
+        except ExoarmurError as exc:
+            results[i] = exc.code
+
+    async with anyio.create_task_group() as tg:
+        for i, m in enumerate(messages):
+            tg.start_soon(one, i, m)
 
 
 async def wait_until(predicate, *, timeout: float = 5.0) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, TimeoutCategory, handles, message
 from runtime.errors import error_for
-from tests.runtime.support import Add, Get, Hold, wait_until
+from tests.runtime.support import Add, Get, Hold, ask_all, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -178,16 +178,7 @@ class SerialLooker(Looker):
 
 async def asked_together(ref, messages, **options) -> dict:
     answers: dict[int, object] = {}
-
-    async def ask(i, m):
-        try:
-            answers[i] = await ref.ask(m, **options)
-        except ExoarmurError as exc:
-            answers[i] = exc.code
-
-    async with anyio.create_task_group() as tg:
-        for i, m in enumerate(messages):
-            tg.start_soon(ask, i, m)
+    await ask_all(ref, messages, answers, **options)
     return answers
 
 

@@ -11,7 +11,7 @@ import pytest
 from runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, TimeoutCategory, handles, message
 from runtime.context import CURRENT
 from runtime.errors import error_for
-from tests.runtime.support import Add, Counter, Get, Seen, wait_until
+from tests.runtime.support import Add, Counter, Get, Seen, ask_all, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -100,18 +100,6 @@ class Pool(Actor):
 
 async def spawn_pool(system: ActorSystem, release: anyio.Event, log: list):
     return await system.spawn(Pool, name="pool", kwargs={"release": release, "log": log})
-
-
-async def ask_all(ref, messages, results: dict, **options) -> None:
-    async def one(i, m):
-        try:
-            results[i] = await ref.ask(m, **options)
-        except ExoarmurError as exc:
-            results[i] = exc.code
-
-    async with anyio.create_task_group() as tg:
-        for i, m in enumerate(messages):
-            tg.start_soon(one, i, m)
 
 
 class TestConcurrency:

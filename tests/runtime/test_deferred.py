@@ -140,6 +140,29 @@ class TestDefer:
             await anyio.sleep(5 * tick)
             assert len(seen) == 1  # exactly once
 
+    async def test_an_envelope_stuck_in_a_queue_is_answered_by_the_callbacks_own_timer(self, tick):
+        """The store is busy past the deadline, so the front's ask waits in its
+        queue: the callback still runs at the deadline (DEADLINE_EXCEEDED: the
+        store never took it; the front's asker gets TIMEOUT_KV_GET, the front
+        did), and once, though the envelope is dead-lettered later."""
+        gate = anyio.Event()
+        async with ActorSystem() as system:
+            front, store, seen = await front_and_store(system, store_kwargs={"gate": gate})
+            await store.tell(Lookup("busy"))
+            await wait_until(lambda: store.statistics().depth == 0)  # the store is in its handler
+            start = system.now()
+            with pytest.raises(ExoarmurError) as caught:
+                await front.ask(Lookup("a"), timeout=3 * tick)
+            assert caught.value.code is ReasonCode.TIMEOUT_KV_GET
+            await wait_until(lambda: len(seen) == 1)
+            (result, _, _, _) = seen[0]
+            assert result.error.code is ReasonCode.DEADLINE_EXCEEDED
+            assert system.now() - start == pytest.approx(3 * tick, abs=tick)
+            assert store.statistics().depth == 1  # still queued: no one else answered it
+            gate.set()
+            await wait_until(lambda: store.statistics().expired == 1)
+            assert len(seen) == 1
+
     async def test_defer_in_a_concurrent_handler(self):
         async with ActorSystem() as system:
             await system.spawn(Store, name="store")
@@ -159,6 +182,39 @@ class TestDefer:
             front, _, _ = await front_and_store(system)
             with pytest.raises(RuntimeError, match="defer"):
                 front._cell.context.defer()
+
+
+class Forgetful(Actor):
+    """Defers and never answers (a bug the runtime must still bound)."""
+
+    @handles(Lookup)
+    def lookup(self, m: Lookup) -> Deferred:
+        return self.context.defer()
+
+
+class TestOwedAtStop:
+    async def test_an_answer_never_given_ends_with_the_stop_not_a_hang(self, tick):
+        """A deferred answer still owed when its actor stops gets until the stop
+        deadline; then its asker is told SHUTTING_DOWN (dead-lettered), even
+        after the system (and on trio its timer task) is gone."""
+        answers: list = []
+        async with anyio.create_task_group() as tg:
+            async with ActorSystem(stop_timeout=2 * tick) as system:
+                ref = await system.spawn(Forgetful, name="f")
+
+                async def ask() -> None:
+                    try:
+                        answers.append(await ref.ask(Lookup("a"), timeout=1000 * tick))
+                    except ExoarmurError as exc:
+                        answers.append((exc.code, system.now() - stop_at))
+
+                stop_at = system.now()
+                tg.start_soon(ask)
+                await wait_until(lambda: ref.statistics().processed == 1)
+                stop_at = system.now()
+        assert answers[0][0] is ReasonCode.SHUTTING_DOWN
+        assert answers[0][1] == pytest.approx(2 * tick, abs=tick)
+        assert system.dead_letters.count(ReasonCode.SHUTTING_DOWN) == 1
 
 
 class TestAskThen:

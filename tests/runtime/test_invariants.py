@@ -122,3 +122,81 @@ async def test_every_envelope_ends_exactly_once_under_random_schedules(
     assert entered | set(refused) == set(sends)
     assert all(isinstance(code, str) for code in refused.values())
     assert max(late, default=0.0) <= tick * 0.5 + (0.05 if anyio_backend_name == "asyncio" else 0.0)
+
+
+class Front(Actor):
+    """Defers every Op to "back" (ask_then) and answers with its outcome; on
+    "bug" its callback raises (the front's instance crashes)."""
+
+    def __init__(self, *, callbacks: list[int]) -> None:
+        self.callbacks = callbacks
+
+    @handles(Op)
+    def op(self, message: Op):
+        later = self.context.defer()
+
+        def answered(result) -> None:
+            self.callbacks.append(message.n)
+            if message.kind == "bug":
+                raise RuntimeError("callback bug")
+            later.resolve(result)
+
+        self.context.system.lookup("back").ask_then(Op(message.n, message.kind.replace("bug", "add"), message.ticks), answered)
+        return later
+
+
+deferred_step = st.tuples(
+    st.sampled_from(["add", "crash", "sleep", "bug"]), st.integers(0, 3), st.integers(1, 6), st.integers(0, 2)
+)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(steps=st.lists(deferred_step, min_size=1, max_size=25), capacity=st.integers(1, 4), stop_ticks=st.integers(0, 4))
+async def test_every_deferred_ask_ends_once_and_every_callback_runs_once(steps, capacity, stop_ticks, anyio_backend_name):
+    """Asks to an actor that defers each to another (which crashes, sleeps past
+    deadlines, refuses when full) and a shutdown at a random moment: every ask
+    ends with a value or a code, by its deadline (plus a margin on asyncio);
+    the callback of every envelope the back actor accepted runs exactly once,
+    shutdown or not."""
+    tick = 1.0 if anyio_backend_name == "trio" else 0.002
+    TICK[0] = tick
+    handled: list[int] = []
+    late: list[float] = []
+    callbacks: list[int] = []
+    answers: dict[int, tuple[object, float]] = {}
+    async with ActorSystem(stop_timeout=max(stop_ticks, 0.5) * tick) as system:
+        await system.spawn(
+            Subject, name="back", kwargs={"handled": handled, "late": late}, capacity=capacity, overflow=Overflow.REJECT
+        )
+        front = await system.spawn(Front, name="front", kwargs={"callbacks": callbacks})
+
+        async def ask(n: int, kind: str, ticks: int, timeout: int) -> None:
+            started = system.now()
+            try:
+                answer: object = await front.ask(Op(n, kind, ticks), timeout=timeout * tick)
+            except ExoarmurError as exc:
+                answer = exc.code
+            answers[n] = (answer, system.now() - started - timeout * tick)
+
+        async with anyio.create_task_group() as tg:
+            for n, (kind, ticks, timeout, pause) in enumerate(steps):
+                tg.start_soon(ask, n, kind, ticks, timeout)
+                await anyio.sleep(pause * tick)
+            await anyio.sleep(stop_ticks * tick)
+            await system.shutdown()
+    assert set(answers) == set(range(len(steps))), "an ask never ended"
+    assert all(isinstance(answer, (int, str)) for answer, _ in answers.values())
+    margin = 0.0 if anyio_backend_name == "trio" else 0.05
+    assert max(overrun for _, overrun in answers.values()) <= margin, "an ask outlived its deadline"
+    assert len(callbacks) == len(set(callbacks)), "a callback ran twice"
+    accepted_by_back = set(handled) | {d.envelope.message.n for d in system.dead_letters.recent() if d.path == "back"}
+    assert set(callbacks) == accepted_by_back, "an accepted ask_then ended without its callback"
+    for n, (answer, _) in answers.items():
+        if answer == n:  # a value: the back actor handled it, and the callback passed it on
+            assert n in handled and n in callbacks and steps[n][0] != "bug"
+        if steps[n][0] == "bug" and n in callbacks:
+            assert answer != n  # its callback raised: the asker got a code
