@@ -48,6 +48,17 @@ class Subject(Actor):
 
 
 TICK = [1.0]  # set per backend by the test
+# How late past its deadline a handler may end, or an ask be answered. On trio
+# (virtual time) exactly on time: that is where a missing cut is caught. On
+# asyncio (real time, 2 ms ticks) only a gross overrun is: the loop itself can
+# stall that long under load (a full GC pause; 77 ms was seen in CI).
+LATENESS_MARGIN = {"trio": 0.0, "asyncio": 0.15}
+
+
+def per_backend(anyio_backend_name: str) -> float:
+    """Set TICK for the backend; the tick."""
+    TICK[0] = 1.0 if anyio_backend_name == "trio" else 0.002
+    return TICK[0]
 
 step = st.one_of(
     st.tuples(st.just("tell"), st.sampled_from(["add", "crash", "sleep"]), st.integers(0, 3), st.integers(1, 6)),
@@ -72,8 +83,7 @@ async def test_every_envelope_ends_exactly_once_under_random_schedules(
     steps, capacity, overflow, stop_ticks, anyio_backend_name
 ):
     """Random sends, crashes, sleeps and a shutdown: accepted = handled + dead-lettered, disjoint; refusals coded."""
-    tick = 1.0 if anyio_backend_name == "trio" else 0.002
-    TICK[0] = tick
+    tick = per_backend(anyio_backend_name)
     handled: list[int] = []
     late: list[float] = []
     refused: dict[int, str] = {}
@@ -121,7 +131,7 @@ async def test_every_envelope_ends_exactly_once_under_random_schedules(
     entered = set(handled) | set(dead)
     assert entered | set(refused) == set(sends)
     assert all(isinstance(code, str) for code in refused.values())
-    assert max(late, default=0.0) <= tick * 0.5 + (0.05 if anyio_backend_name == "asyncio" else 0.0)
+    assert max(late, default=0.0) <= tick * 0.5 + LATENESS_MARGIN[anyio_backend_name]
 
 
 class Front(Actor):
@@ -162,8 +172,7 @@ async def test_every_deferred_ask_ends_once_and_every_callback_runs_once(steps, 
     ends with a value or a code, by its deadline (plus a margin on asyncio);
     the callback of every envelope the back actor accepted runs exactly once,
     shutdown or not."""
-    tick = 1.0 if anyio_backend_name == "trio" else 0.002
-    TICK[0] = tick
+    tick = per_backend(anyio_backend_name)
     handled: list[int] = []
     late: list[float] = []
     callbacks: list[int] = []
@@ -190,8 +199,9 @@ async def test_every_deferred_ask_ends_once_and_every_callback_runs_once(steps, 
             await system.shutdown()
     assert set(answers) == set(range(len(steps))), "an ask never ended"
     assert all(isinstance(answer, (int, str)) for answer, _ in answers.values())
-    margin = 0.0 if anyio_backend_name == "trio" else 0.05
+    margin = LATENESS_MARGIN[anyio_backend_name]
     assert max(overrun for _, overrun in answers.values()) <= margin, "an ask outlived its deadline"
+    assert max(late, default=0.0) <= tick * 0.5 + margin, "a handler outlived its deadline"
     assert len(callbacks) == len(set(callbacks)), "a callback ran twice"
     accepted_by_back = set(handled) | {d.envelope.message.n for d in system.dead_letters.recent() if d.path == "back"}
     assert set(callbacks) == accepted_by_back, "an accepted ask_then ended without its callback"
