@@ -248,6 +248,6 @@ async def test_a_concurrent_run_leaves_the_mailbox_free_and_each_asker_keeps_its
             await anyio.sleep(4 * tick)
             release.set()
         assert results["short"][0] is ReasonCode.TIMEOUT_KV_GET
-        assert results["short"][1] == pytest.approx(2 * tick, abs=tick)
-        assert results["long"] == (50, pytest.approx(4 * tick, abs=2 * tick))
+        assert tick <= results["short"][1] <= 5 * tick  # at its own deadline (asyncio's real clock may stall)
+        assert results["long"][0] == 50 and 3 * tick <= results["long"][1] <= 9 * tick
         assert system.statistics().late_replies == 1  # the short one's answer came after its deadline

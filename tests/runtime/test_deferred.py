@@ -132,7 +132,7 @@ class TestDefer:
             with pytest.raises(ExoarmurError) as caught:
                 await front.ask(Lookup("slow"), timeout=3 * tick)
             assert caught.value.code is ReasonCode.TIMEOUT_KV_GET
-            assert system.now() - start == pytest.approx(3 * tick, abs=tick)
+            assert 2 * tick <= system.now() - start <= 6 * tick  # on time; asyncio's real clock may stall
             await wait_until(lambda: len(seen) == 1)
             (result, _, _, deadline) = seen[0]
             assert isinstance(result, outcome.Error) and result.error.code is ReasonCode.TIMEOUT_KV_GET
@@ -157,7 +157,7 @@ class TestDefer:
             await wait_until(lambda: len(seen) == 1)
             (result, _, _, _) = seen[0]
             assert result.error.code is ReasonCode.DEADLINE_EXCEEDED
-            assert system.now() - start == pytest.approx(3 * tick, abs=tick)
+            assert 2 * tick <= system.now() - start <= 6 * tick  # on time; asyncio's real clock may stall
             assert store.statistics().depth == 1  # still queued: no one else answered it
             gate.set()
             await wait_until(lambda: store.statistics().expired == 1)
@@ -213,7 +213,7 @@ class TestOwedAtStop:
                 await wait_until(lambda: ref.statistics().processed == 1)
                 stop_at = system.now()
         assert answers[0][0] is ReasonCode.SHUTTING_DOWN
-        assert answers[0][1] == pytest.approx(2 * tick, abs=tick)
+        assert tick <= answers[0][1] <= 5 * tick  # at the stop deadline; asyncio's real clock may stall
         assert system.dead_letters.count(ReasonCode.SHUTTING_DOWN) == 1
 
 
@@ -375,8 +375,8 @@ class TestOnBehalfOf:
         async with ActorSystem() as system:
             await system.spawn(Recorder, name="recorder", kwargs={"seen": seen})
             relayer = await system.spawn(Relayer, name="relayer", kwargs={"seen": seen})
-            await relayer.tell(Relay("far", 100 * tick, "t-origin"), timeout=2 * tick, trace_id="t-delivery")
-            await wait_until(lambda: len(seen) == 2)
+            await relayer.tell(Relay("far", 1000 * tick, "t-origin"), timeout=20 * tick, trace_id="t-delivery")
+            await wait_until(lambda: len(seen) == 2, timeout=40 * tick)
         (key, trace, left), (own_key, own_trace, own_left) = sorted(seen)
-        assert (key, trace) == ("far", "t-origin") and 50 * tick < left <= 100 * tick
-        assert (own_key, own_trace) == ("own", "t-delivery") and own_left <= 2 * tick
+        assert (key, trace) == ("far", "t-origin") and 500 * tick < left <= 1000 * tick
+        assert (own_key, own_trace) == ("own", "t-delivery") and own_left <= 20 * tick
