@@ -644,17 +644,15 @@ class NatsConnection(Actor):
             if not isinstance(result, BaseException):
                 later.reply(result)
                 return
-            error = coded(result, timeout=code)
+            error = self._coded(result, code)
             if error is None:
                 bugs.append(result)
                 return
-            if error.code in DEPENDENCY_CODES:
-                self.context.report_failure(error.code, error.detail)
             later.fail(error)
 
         for later, call in zip(laters, calls, strict=True):
-            if isinstance(call, ExoarmurError):
-                later.fail(call)
+            if isinstance(call, ExoarmurError):  # one bucket's error, shared: each asker's own event
+                later.fail(error_for(call.code, call.detail))
         with anyio.move_on_after(self._remaining() - ANSWER_MARGIN):
             if self.bridge.loop is None:
                 await _start_each(started, settle)
@@ -687,12 +685,19 @@ class NatsConnection(Actor):
         except absent_on:
             return None
         except Exception as exc:
-            error = coded(exc, timeout=code)
+            error = self._coded(exc, code)
             if error is None:
                 raise
-            if error.code in DEPENDENCY_CODES:
-                self.context.report_failure(error.code, error.detail)
             raise error from None
+
+    def _coded(self, exc: BaseException, code: ReasonCode) -> ExoarmurError | None:
+        """nats-py's exception as its coded error, reported to the breaker if a
+        dependency failed; None for any other exception (a bug: the caller
+        crashes the actor with it)."""
+        error = coded(exc, timeout=code)
+        if error is not None and error.code in DEPENDENCY_CODES:
+            self.context.report_failure(error.code, error.detail)
+        return error
 
     def _client(self) -> Any:
         if self.nc is None or self.nc.is_closed:
@@ -729,17 +734,13 @@ class NatsConnection(Actor):
         results = await self._call(
             ReasonCode.TIMEOUT_NATS_PUBLISH, _publish_all, self._client(), batch, bounded=False
         )
-        return [None if result is None else self._coded(result, ReasonCode.TIMEOUT_NATS_PUBLISH) for result in results]
-
-    def _coded(self, exc: Exception, code: ReasonCode) -> ExoarmurError:
-        """nats-py's exception as its coded error (reported to the breaker if a
-        dependency failed); any other exception is a bug, raised (a crash)."""
-        error = coded(exc, timeout=code)
-        if error is None:
-            raise exc
-        if error.code in DEPENDENCY_CODES:
-            self.context.report_failure(error.code, error.detail)
-        return error
+        answers: list[None | ExoarmurError] = []
+        for result in results:
+            error = None if result is None else self._coded(result, ReasonCode.TIMEOUT_NATS_PUBLISH)
+            if result is not None and error is None:
+                raise result  # not NATS's: a bug, a crash
+            answers.append(error)
+        return answers
 
     @handles(Flush)
     async def flush(self, m: Flush) -> None:
