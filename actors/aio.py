@@ -54,6 +54,17 @@ class Bridge:
                 raise
             raise StrayCancellation(f"{getattr(fn, '__qualname__', fn)} raised CancelledError unasked") from None
 
+    def soon(self, fn: Callable[..., object], /, *args: Any) -> None:
+        """Run the plain function `fn(*args)` on the asyncio side without
+        waiting for it: now on asyncio, on trio at the trio-asyncio loop's
+        next pass (`call_soon`, callable from trio). To start nats-py work
+        from a plain-`def` handler; its end comes back through a callback
+        (which calls `actor_side`)."""
+        if self.loop is None:
+            fn(*args)
+        else:
+            self.loop.call_soon(fn, *args)
+
     def actor_side(self, fn: Callable[..., T], /, *args: Any) -> T:
         """Call runtime code (a tell, a failure report) from an asyncio callback.
         On trio, sniffio says "asyncio" inside trio-asyncio's callbacks, and a

@@ -2,8 +2,12 @@
 
 Every operation is a message, bounded by its envelope's deadline and failing
 with its own code (`TIMEOUT_NATS_PUBLISH`, `TIMEOUT_KV_PUT`, `KV_CONFLICT`,
-`NATS_DISCONNECTED`, ...; `actors/nats_errors.py`). Requests and JetStream
-calls are concurrent handlers (up to `concurrency` in flight). KV gets and
+`NATS_DISCONNECTED`, ...; `actors/nats_errors.py`). A request is started at
+once from a plain handler and answered later (runtime/deferred.py), with no
+task of ours while it waits. JetStream calls are concurrent handlers (up to
+`concurrency` in flight). `Serve` answers a subject's requests with no
+mailbox between the wire and the actor that does the work (a gateway's data
+plane, actors/remote.py); the replies go straight into nats-py's buffer. KV gets and
 puts waiting together are one concurrent run (runtime/batch.py): one crossing
 to nats-py, each asker answered on its own. Publishes waiting together are one
 run handled in order, so they reach the server in the order they were sent,
@@ -38,12 +42,13 @@ import re
 import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
+from secrets import token_hex
 from typing import Any
 
 import anyio
 import attrs
 import nats
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, Header, KeyValueConfig, StreamConfig
 from nats.js.errors import NoKeysError, NotFoundError
 
 from actors.aio import Bridge, StrayCancellation, open_bridge
@@ -185,6 +190,25 @@ class Subscribe:
     pending_bytes: int = 64 * 1024 * 1024
 
 
+@message("exoarmur.nats.serve", timeout=TimeoutCategory.NATS_SUBSCRIBE)
+class Serve:
+    """Answer the requests on `subject` from here, with no mailbox between
+    the wire and the actor that does the work (the data plane of a gateway,
+    as Erlang's distribution controller delivers straight to the target).
+    For each message, `responder(context, data, headers, respond)` runs at
+    once as this connection (`context.call_as_self`): it must not block; it
+    hands the work on (`ask_then`) and calls `respond(reply_bytes)` once,
+    now or from the callback. A subject served again gets the new responder
+    (a restarted gateway does not answer twice). Answers the subscription
+    id, which Unsubscribe takes."""
+
+    subject: str
+    responder: Callable[..., None]
+    queue: str = ""
+    pending_msgs: int = 10_000
+    pending_bytes: int = 64 * 1024 * 1024
+
+
 @message("exoarmur.nats.unsubscribe", timeout=TimeoutCategory.NATS_SUBSCRIBE)
 class Unsubscribe:
     sid: int
@@ -214,6 +238,7 @@ class NatsStatistics:
     slow_consumer_drops: int  # nats-py's own (pending limits)
     mailbox_drops: int  # the target's mailbox refused a delivery
     subscriptions: int
+    replies_lost: int = 0  # served requests whose reply could not be sent
 
 
 # KV (the KvBucket actor sends these; they run here, on this client).
@@ -363,8 +388,8 @@ class StreamMessage:
 @attrs.define
 class _Subscription:
     sid: int
-    spec: Subscribe
-    target: ActorRef
+    spec: Subscribe | Serve
+    target: ActorRef | None  # Subscribe's; None for Serve
     handle: Any = None  # nats-py's Subscription on the current client
     dropped: int = 0
 
@@ -395,7 +420,7 @@ class Subscriptions:
         self.next_id += 1
         return self.next_id - 1
 
-    def add(self, spec: Subscribe, target: ActorRef) -> _Subscription:
+    def add(self, spec: Subscribe | Serve, target: ActorRef | None) -> _Subscription:
         return _Subscription(self.new_id(), spec, target)
 
 
@@ -422,6 +447,7 @@ class NatsConnection(Actor):
         self._js: tuple[Any, Any] | None = None  # (client, its JetStream context)
         self.reconnects = self.disconnects = self.aborted = self.permission_errors = 0
         self.slow_consumer_drops = self.mailbox_drops = 0
+        self.replies_lost = 0  # served requests whose reply the connection could not take
 
     # ---- lifecycle -------------------------------------------------------------
 
@@ -747,19 +773,51 @@ class NatsConnection(Actor):
         nc = self._client()
         await self._call(ReasonCode.TIMEOUT_NATS_PUBLISH, nc.flush, timeout=self._remaining())
 
-    @handles(Request, concurrent=True)
-    async def request(self, m: Request) -> Response:
+    @handles(Request)
+    def request(self, m: Request) -> Deferred:
+        """Started at once on the asyncio side (no task, no scope of ours);
+        answered when the reply comes, or with TIMEOUT_NATS_REQUEST (a failed
+        dependency) just before the deadline."""
         nc = self._client()
-        msg = await self._call(
-            ReasonCode.TIMEOUT_NATS_REQUEST,
-            nc.request,
-            m.subject,
-            m.data,
-            timeout=self._answer_within(),
-            headers=m.headers,
-            bounded=False,
-        )
-        return Response(msg.data, dict(msg.headers) if msg.headers else None)
+        later = self.context.defer()
+        self.bridge.soon(self._start_request, nc, m, self._answer_within(), later)
+        return later
+
+    def _start_request(self, nc: Any, m: Request, within: float, later: Deferred) -> None:
+        """On the asyncio side: straight into nats-py's buffer with the reply
+        awaited on its response subscription, as `nc.request` does, when that
+        needs no wait; else `nc.request` itself, in a task of its own."""
+        timer = None
+        future = _request_now(nc, m)
+        if future is None:
+            future = asyncio.ensure_future(nc.request(m.subject, m.data, timeout=within, headers=m.headers))
+        else:
+            timer = asyncio.get_running_loop().call_later(within, _give_up, future)
+        future.add_done_callback(partial(self._request_ended, later, timer))
+
+    def _request_ended(self, later: Deferred, timer: asyncio.TimerHandle | None, future: asyncio.Future) -> None:
+        if timer is not None:
+            timer.cancel()
+        self.bridge.actor_side(partial(self.context.call_as_self, envelope=later.envelope), self._answer_request, later, future)
+
+    def _answer_request(self, context: Any, later: Deferred, future: asyncio.Future) -> None:
+        if later.settled:
+            return  # the instance stopped meanwhile: its asker was answered then
+        if future.cancelled():
+            error: BaseException | None = StrayCancellation(f"{ReasonCode.TIMEOUT_NATS_REQUEST}: cancelled by nats-py")
+        else:
+            error = future.exception()
+        if error is None:
+            msg = future.result()
+            if msg.headers and msg.headers.get(Header.STATUS) == _NO_RESPONDERS:
+                error = nats.errors.NoRespondersError()
+            else:
+                later.reply(Response(msg.data, dict(msg.headers) if msg.headers else None))
+                return
+        coded_error = self._coded(error, ReasonCode.TIMEOUT_NATS_REQUEST)
+        if coded_error is None:
+            raise error  # not NATS's: a bug, this connection crashes
+        later.fail(coded_error)
 
     @handles(Subscribe)
     async def subscribe(self, m: Subscribe) -> int:
@@ -770,13 +828,43 @@ class NatsConnection(Actor):
         self.subscriptions.records[record.sid] = record
         return record.sid
 
+    @handles(Serve)
+    async def serve(self, m: Serve) -> int:
+        for record in self.subscriptions.records.values():
+            if isinstance(record.spec, Serve) and record.spec.subject == m.subject:
+                record.spec = m  # served again: the new responder, one subscription
+                return record.sid
+        record = self.subscriptions.add(m, None)
+        await self._attach(record)
+        await self._call(ReasonCode.TIMEOUT_NATS_SUBSCRIBE, self._client().flush, timeout=self._remaining())
+        self.subscriptions.records[record.sid] = record
+        return record.sid
+
+    def _respond(self, subject: str, data: bytes) -> None:
+        """A served request's reply. On asyncio, connected, it goes straight
+        into nats-py's buffer (with `nc.publish`'s checks, as `msg.respond`
+        would); otherwise through this connection's mailbox as a Publish."""
+        m = Publish(subject, data)
+        if self.bridge.loop is None and self.nc is not None and _buffered(self.nc, m):
+            return
+        try:
+            self.context.self_ref.tell_nowait(m)
+        except ExoarmurError:
+            self.replies_lost += 1  # full or stopping (audited there): the asker hears at its deadline
+
     async def _attach(self, record: _Subscription) -> None:
         spec = record.spec
 
         async def deliver(msg: Any) -> None:  # runs on the asyncio side; never blocks
-            self.bridge.actor_side(handle, msg)
+            self.bridge.actor_side(serve if isinstance(spec, Serve) else handle, msg)
+
+        def serve(msg: Any) -> None:
+            respond = partial(self._respond, msg.reply) if msg.reply else _unanswered
+            headers = dict(msg.headers) if msg.headers else None
+            self.context.call_as_self(record.spec.responder, msg.data, headers, respond)
 
         def handle(msg: Any) -> None:
+            assert record.target is not None
             try:
                 record.target.tell_nowait(
                     Delivery(
@@ -820,6 +908,7 @@ class NatsConnection(Actor):
             slow_consumer_drops=self.slow_consumer_drops,
             mailbox_drops=self.mailbox_drops,
             subscriptions=len(self.subscriptions.records),
+            replies_lost=self.replies_lost,
         )
 
     # ---- KV ------------------------------------------------------------------------
@@ -1038,6 +1127,86 @@ async def _publish_all(nc: Any, batch: list[Publish]) -> list[Exception | None]:
         await _send_chunk(nc, chunk, size)
     return results
 
+
+def _buffered(nc: Any, m: Publish) -> bool:
+    """One plain publish straight into nats-py's buffer, as `nc.publish` puts
+    it there, when that needs no wait: connected, not draining, nothing
+    refused, room in the buffer, a live flusher. False: it was not (publish it
+    through the mailbox, where every state is handled)."""
+    if not (nc.is_connected and not nc.is_draining_pubs and hasattr(nc, "_send_command")):
+        return False
+    if _refused(nc, m) is not None or nc._flusher_task is None or nc._flusher_task.done():
+        return False
+    command = _command(m)
+    if command is None:
+        return False
+    if nc._max_pending_size > 0 and nc._pending_data_size + len(command) > nc._max_pending_size:
+        return False
+    nc._pending.append(command)
+    nc._pending_data_size += len(command)
+    nc.stats["out_msgs"] += 1
+    nc.stats["out_bytes"] += len(m.data)
+    if nc._flush_queue is not None and nc._flush_queue.empty():  # kick the flusher, as nc.publish does
+        nc._flush_queue.put_nowait(asyncio.get_running_loop().create_future())
+    return True
+
+
+def _request_now(nc: Any, m: Request) -> asyncio.Future | None:
+    """nats-py's request (`_request_new_style`) started without a wait: the
+    future the reply resolves (on the client's response subscription), or
+    None where only `nc.request` will do (the first request sets up that
+    subscription; reconnecting, draining, a refused subject, a full buffer).
+    The caller bounds the wait (`_give_up`)."""
+    if not nc._resp_sub_prefix:
+        return None
+    token = nc._nuid.next()
+    token.extend(token_hex(2).encode())
+    inbox = nc._resp_sub_prefix[:]
+    inbox.extend(token)
+    if not _buffered(nc, Publish(m.subject, m.data, m.headers, reply=inbox.decode())):
+        return None
+    key = token.decode()
+    future = asyncio.get_running_loop().create_future()
+    future.add_done_callback(lambda _: nc._resp_map.pop(key, None))
+    nc._resp_map[key] = future
+    return future
+
+
+def _give_up(future: asyncio.Future) -> None:
+    """A request's time is up: nats-py's own timeout error, as `nc.request` raises."""
+    if not future.done():
+        future.set_exception(nats.errors.TimeoutError())
+
+
+def _unanswered(data: bytes) -> None:
+    """The reply of a request that asked for none (a plain publish): nowhere to go."""
+
+
+def _command(m: Publish) -> bytes | None:
+    """The PUB (or HPUB) command `nc.publish` buffers for `m`, byte for byte;
+    None for a header key nats-py refuses (it raises BadHeaderError)."""
+    if m.headers is None:
+        return b"PUB %s %s %d\r\n%s\r\n" % (m.subject.encode(), m.reply.encode(), len(m.data), m.data)
+    block = [b"NATS/1.0\r\n"]
+    for key, value in m.headers.items():
+        key = key.strip()
+        if not key:
+            continue
+        if not _HEADER_KEY.fullmatch(key):
+            return None
+        block.append(b"%s: %s\r\n" % (key.encode(), value.strip().translate(_HEADER_NEWLINES).encode()))
+    block.append(b"\r\n")
+    header = b"".join(block)
+    return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (
+        m.subject.encode(), m.reply.encode(), len(header), len(header) + len(m.data), header, m.data
+    )
+
+
+# nats-py's header rules (nats/aio/client.py): keys are RFC 7230 tokens,
+# CR and LF in values become spaces.
+_HEADER_KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_NEWLINES = str.maketrans({"\r": " ", "\n": " "})
+_NO_RESPONDERS = "503"  # the status header of nats' no-responders reply
 
 # What nats-py's publish refuses in a subject (CR/LF would inject protocol).
 _SUBJECT_REFUSED = re.compile(r"[ \t\r\n]")

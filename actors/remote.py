@@ -8,7 +8,10 @@ The wire: a NATS request to `exoarmur.gw.<system>` whose payload is the
 envelope in the strict codec (deadline as remaining ms, re-anchored by the
 receiver), with headers naming the target path and whether it is an ask or a
 tell. The gateway answers every request with one reply: the handler's result,
-or a code. A tell is acknowledged once the target's mailbox took it, so a full
+or a code. Its data plane is the connection's (`Serve`): a request goes from
+the wire straight into the target's mailbox, and its answer straight back into
+the connection's buffer, as Erlang's distribution delivers to a process with
+no process in between; the gateway actor holds the subscription. A tell is acknowledged once the target's mailbox took it, so a full
 remote mailbox is OVERLOAD_MAILBOX_FULL at the sender, never a silent drop.
 
 Codes the sender can see: those of the target (its handler's answer, its
@@ -23,21 +26,22 @@ them) or a registered @message instance; anything else is ENVELOPE_INVALID.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import orjson
 import outcome
 
-from actors.nats_connection import Delivery, Publish, Request, Response, Subscribe
-from runtime import Actor, ActorRef, ActorSystem, ReasonCode, handles
+from actors.nats_connection import Request, Response, Serve, Unsubscribe
+from runtime import Actor, ActorContext, ActorRef, ActorSystem, ReasonCode
 from runtime.codec import decode, decode_message, encode, encode_message
 from runtime.ref import carried_over
 from runtime.envelope import Envelope
 from runtime.errors import ExoarmurError, error_for
 from runtime.messages import timeout_category
 
-__all__ = ["Gateway", "RemoteRef", "gateway_subject"]
+__all__ = ["Gateway", "RemoteRef", "answer_remote", "gateway_subject"]
 
 TO = "Exo-To"
 MODE = "Exo-Mode"
@@ -92,77 +96,85 @@ def decode_reply(data: bytes) -> Any:
 
 
 class Gateway(Actor):
-    """Subscribes to its system's subject and hands each request to the local
-    actor it names, at the deadline the sender gave, then replies."""
-
-    mailbox_capacity = 10_000
+    """Serves its system's subject on the connection: each request goes
+    straight from the wire to the local actor it names (`answer_remote`, run
+    by the connection as it arrives: no mailbox of the gateway's in between),
+    at the deadline the sender gave, and the answer goes back as the reply.
+    Backpressure is the target's own: its mailbox full is the sender's
+    OVERLOAD_MAILBOX_FULL."""
 
     def __init__(self, *, connection: str, system: str, tenant: str | None = None) -> None:
         self.connection_path = connection
         self.system_name = system
         self.tenant = tenant  # set: every envelope must carry this tenant
         self.connection: ActorRef | None = None
-        self.replies_lost = 0  # the connection refused a reply: its asker hears at its deadline
+        self.sid: int | None = None
 
     async def started(self) -> None:
         self.connection = self.context.system.lookup(self.connection_path)
-        await self.connection.ask(Subscribe(gateway_subject(self.system_name), self.context.path))
+        responder = partial(answer_remote, gateway=self.context.path, tenant=self.tenant)
+        self.sid = await self.connection.ask(Serve(gateway_subject(self.system_name), responder))
 
-    def _reply(self, subject: str, data: bytes) -> None:
-        assert self.connection is not None
-        if subject:
+    async def stopping(self) -> None:
+        if self.connection is not None and self.sid is not None:
             try:
-                self.connection.tell_nowait(Publish(subject, data))
+                await self.connection.ask(Unsubscribe(self.sid))
             except ExoarmurError:
-                self.replies_lost += 1  # the connection is full or gone (audited there)
+                pass  # the connection is gone, and its subscriptions with it (audited there)
 
-    def _refuse(self, subject: str, error: ExoarmurError) -> None:
-        self.context.system.audit_error(error, kind="rejected", path=self.context.path, envelope=None)
-        self._reply(subject, encode_error(error.code, error.detail))
 
-    @handles(Delivery)
-    def delivery(self, m: Delivery) -> None:
-        """Decode strictly; anything wrong is answered with its code at once."""
-        system = self.context.system
-        headers = m.headers or {}
-        path, mode = headers.get(TO, ""), headers.get(MODE, "ask")
-        try:
-            env = decode(m.data, now=system.now(), expect_tenant=self.tenant)
-            if mode not in ("ask", "tell"):
-                raise error_for(ReasonCode.ENVELOPE_INVALID, f"unknown mode {mode!r}")
-            system.lookup(path)
-        except ExoarmurError as exc:
-            self._refuse(m.reply, exc)
-            return
-        options = {
-            "deadline": env.deadline,
-            "tenant": env.tenant,
-            "trace_id": env.trace_id,
-            "idempotency_key": env.idempotency_key,
-        }
-        try:
-            target = system.lookup(path)
-            # The remote envelope is the root of this work: its deadline, not
-            # the delivery's, bounds it.
-            with self.context.on_behalf_of(env):
-                if mode == "tell":
-                    target.tell_nowait(env.message, **options)
-                    self._reply(m.reply, encode_result(None))
-                else:
-                    # No task waits here: the target's answer is encoded and
-                    # sent back from the callback, by the remote deadline.
-                    target.ask_then(env.message, partial(self._answer, m.reply), **options)
-        except ExoarmurError as exc:
-            self._reply(m.reply, encode_error(exc.code, exc.detail))
+def answer_remote(
+    context: ActorContext,
+    data: bytes,
+    headers: dict[str, str] | None,
+    respond: Callable[[bytes], None],
+    *,
+    gateway: str,
+    tenant: str | None,
+) -> None:
+    """One request on a gateway's subject, as the connection that received
+    it (runtime's `call_as_self`): decoded strictly (anything wrong is
+    answered with its code at once), then told or asked of its target, whose
+    answer is encoded and sent back from the `ask_then` callback, by the
+    remote deadline. No task waits here."""
+    system = context.system
+    headers = headers or {}
+    path, mode = headers.get(TO, ""), headers.get(MODE, "ask")
+    try:
+        env = decode(data, now=system.now(), expect_tenant=tenant)
+        if mode not in ("ask", "tell"):
+            raise error_for(ReasonCode.ENVELOPE_INVALID, f"unknown mode {mode!r}")
+        target = system.lookup(path)
+    except ExoarmurError as exc:
+        system.audit_error(exc, kind="rejected", path=gateway, envelope=None)
+        respond(encode_error(exc.code, exc.detail))
+        return
+    options = {
+        "deadline": env.deadline,
+        "tenant": env.tenant,
+        "trace_id": env.trace_id,
+        "idempotency_key": env.idempotency_key,
+    }
+    try:
+        # The remote envelope is the root of this work: its deadline bounds it.
+        with context.on_behalf_of(env):
+            if mode == "tell":
+                target.tell_nowait(env.message, **options)
+                respond(encode_result(None))
+            else:
+                target.ask_then(env.message, partial(_answer, respond), **options)
+    except ExoarmurError as exc:
+        respond(encode_error(exc.code, exc.detail))
 
-    def _answer(self, subject: str, result: outcome.Outcome) -> None:
-        if isinstance(result, outcome.Value):
-            data = encode_result(result.value)
-        elif isinstance(result.error, ExoarmurError):
-            data = encode_error(result.error.code, result.error.detail)
-        else:
-            raise result.error  # not ours to encode: a bug, the gateway crashes
-        self._reply(subject, data)
+
+def _answer(respond: Callable[[bytes], None], result: outcome.Outcome) -> None:
+    if isinstance(result, outcome.Value):
+        data = encode_result(result.value)
+    elif isinstance(result.error, ExoarmurError):
+        data = encode_error(result.error.code, result.error.detail)
+    else:
+        raise result.error  # not ours to encode: a bug, the connection crashes
+    respond(data)
 
 
 # ---- the sending side ------------------------------------------------------------------

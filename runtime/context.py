@@ -138,6 +138,28 @@ class ActorContext:
         finally:
             CURRENT.reset(token)
 
+    def call_as_self(self, fn: Callable[..., object], /, *args: object, envelope: Envelope | None = None) -> None:
+        """Run the plain function `fn(context, *args)` as this actor from
+        outside its handlers (a client library's callback, where no mailbox
+        should stand in between): `context` is this actor's, handling
+        `envelope` (none by default: sends made inside carry only their own
+        options), so `ask_then` works and its callback runs as this actor; a
+        deferred answer's envelope makes failures reported inside its. An exception
+        crashes this instance through its control lane, as a raising
+        `ask_then` callback does. `fn` must not block."""
+        from runtime.deferred import CallbackCrash
+
+        cell = self.cell
+        here = ActorContext(cell)
+        here.envelope = envelope
+        token = CURRENT.set(here)
+        try:
+            fn(here, *args)
+        except Exception as exc:
+            cell.callback_crashed(CallbackCrash(cell.actor, envelope, exc))
+        finally:
+            CURRENT.reset(token)
+
     def start_task(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run `fn(*args)` in this actor's host for as long as this instance
         lives: it is cancelled when the instance crashes or is suspended, and

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from actors.nats_connection import Request
+from actors.nats_connection import Request, Statistics
 from actors.remote import Gateway, RemoteRef, gateway_subject
 from runtime import Actor, ActorSystem, ExoarmurError, Overflow, ReasonCode, TimeoutPolicy, handles
 from tests.integration.support import connect, running_server
@@ -126,6 +126,45 @@ async def test_a_full_remote_mailbox_is_overload_at_the_sender(tmp_path):
         await small.tell(Hold())  # two queued: full
         assert await code_of(small.tell(Hold())) is ReasonCode.OVERLOAD_MAILBOX_FULL
         release.set()
+
+
+async def test_a_restarted_gateway_serves_once_and_a_stopped_one_not_at_all(tmp_path):
+    """Served again (a gateway's fresh instance), a subject keeps one
+    subscription, so no request is answered twice; a gateway that stops
+    takes its subscription with it, and its system is then not found."""
+    async with two_systems(tmp_path) as (a, b):
+        connection = a.lookup("nats")
+        before = (await connection.ask(Statistics())).subscriptions
+        await a.spawn(Gateway, name="gateway-again", kwargs={"connection": "nats", "system": "a"})
+        assert (await connection.ask(Statistics())).subscriptions == before
+        assert await remote(b, "counter").ask(Add(2)) == 2
+        await a.stop(a.lookup("gateway-again"))
+        assert (await connection.ask(Statistics())).subscriptions == before - 1
+        assert await code_of(remote(b, "counter").ask(Add(1), timeout=2.0)) is ReasonCode.ACTOR_NOT_FOUND
+
+
+async def test_many_asks_at_once_each_get_their_own_answer_or_overload(tmp_path):
+    """Requests started straight into the client's buffer, replies matched by
+    their inbox: of 200 concurrent asks each gets its own sum back, or (the
+    counter's mailbox is small) OVERLOAD_MAILBOX_FULL; none is lost or
+    answered twice."""
+    async with two_systems(tmp_path) as (a, b):
+        counter = remote(b, "counter")
+        answers: list[int] = []
+        refused: list[ReasonCode] = []
+
+        async def add_one() -> None:
+            try:
+                answers.append(await counter.ask(Add(1)))
+            except ExoarmurError as exc:
+                refused.append(exc.code)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(200):
+                tg.start_soon(add_one)
+        assert sorted(answers) == list(range(1, len(answers) + 1))
+        assert set(refused) <= {ReasonCode.OVERLOAD_MAILBOX_FULL} and len(answers) + len(refused) == 200
+        assert await counter.ask(Get()) == len(answers)
 
 
 CHILD = """

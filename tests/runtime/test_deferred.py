@@ -380,3 +380,60 @@ class TestOnBehalfOf:
         (key, trace, left), (own_key, own_trace, own_left) = sorted(seen)
         assert (key, trace) == ("far", "t-origin") and 500 * tick < left <= 1000 * tick
         assert (own_key, own_trace) == ("own", "t-delivery") and own_left <= 20 * tick
+
+
+class TestCallAsSelf:
+    """A client library's callback hands work on as the actor, with no mailbox
+    in between (the NATS connection serving a gateway's requests)."""
+
+    async def test_an_ask_then_from_outside_a_handler_runs_its_callback_as_the_actor(self):
+        async with ActorSystem() as system:
+            front, store, seen = await front_and_store(system)
+            answers: list = []
+
+            def hand_on(context, key: str) -> None:
+                assert CURRENT.get() is context and context.path == "front" and context.envelope is None
+
+                def answered(result: outcome.Outcome) -> None:
+                    here = CURRENT.get()
+                    answers.append((result.unwrap(), here.path))
+
+                store.ask_then(Lookup(key), answered, timeout=5)
+
+            system.lookup("front")._cell.context.call_as_self(hand_on, "a")
+            assert CURRENT.get() is None  # nothing leaks into the caller's context
+            await wait_until(lambda: len(answers) == 1)
+            assert answers == [("value of a", "front")]
+
+    async def test_an_exception_crashes_the_instance_through_its_control_lane(self):
+        async with ActorSystem() as system:
+            front, _, _ = await front_and_store(system)
+            first = await front.ask(Remember())
+
+            def broken(context) -> None:
+                raise ValueError("responder bug")
+
+            front._cell.context.call_as_self(broken)  # does not raise here
+            await wait_until(lambda: system.statistics().restarts == 1)
+            crashes = [e for e in system.audit.events if e.kind == "crashed"]
+            assert [(e.path, "responder bug" in e.detail) for e in crashes] == [("front", True)]
+            assert await front.ask(Remember()) != first
+
+    async def test_with_an_envelope_a_crash_answers_its_asker(self, tick):
+        """The deferred answer of a request, settled from a client callback:
+        a bug there is the asker's ACTOR_CRASHED, not a hang to its deadline."""
+        async with ActorSystem() as system:
+            front, _, _ = await front_and_store(system)
+            from runtime import Envelope
+
+            reply = system.backend.new_reply()
+            env = Envelope(Remember(), system.now() + 100 * tick, reply_to=reply)
+
+            def broken(context) -> None:
+                assert context.envelope is env
+                raise ValueError("settling bug")
+
+            front._cell.context.call_as_self(broken, envelope=env)
+            with pytest.raises(ExoarmurError) as caught:
+                await reply.wait(env.deadline, lambda r: None)
+            assert caught.value.code is ReasonCode.ACTOR_CRASHED
