@@ -38,6 +38,7 @@ Connection loss and timeouts are reported to the supervisor's breaker
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import ssl
 from collections.abc import Awaitable, Callable
@@ -48,8 +49,10 @@ from typing import Any
 import anyio
 import attrs
 import nats
+import orjson
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, Header, KeyValueConfig, StreamConfig
-from nats.js.errors import NoKeysError, NotFoundError
+from nats.js.errors import APIError, NoKeysError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
+from nats.js.kv import _is_key_valid
 
 from actors.aio import Bridge, StrayCancellation, open_bridge
 from actors.nats_errors import DEPENDENCY_CODES, coded
@@ -662,31 +665,22 @@ class NatsConnection(Actor):
         bugs: list[BaseException] = []
 
         def settle(index: int, result: Any) -> None:
-            later = pending[index]
-            if later.settled:
-                return
-            if isinstance(result, asyncio.CancelledError):
-                result = StrayCancellation(f"{code}: cancelled by nats-py")
-            if not isinstance(result, BaseException):
-                later.reply(result)
-                return
-            error = self._coded(result, code)
-            if error is None:
-                bugs.append(result)
-                return
-            later.fail(error)
+            bug = self._settle(pending[index], code, result)
+            if bug is not None:
+                bugs.append(bug)
 
         for later, call in zip(laters, calls, strict=True):
             if isinstance(call, ExoarmurError):  # one bucket's error, shared: each asker's own event
                 later.fail(error_for(call.code, call.detail))
         with anyio.move_on_after(self._remaining() - ANSWER_MARGIN):
+            nc = self._client()
             if self.bridge.loop is None:
-                await _start_each(started, settle)
+                await _start_each(nc, started, settle)
             else:
                 # On trio a crossing of the bridge costs more than waiting for
                 # the run's last answer: answered one by one, the askers would
                 # come back one by one, a crossing each. The run ends as one.
-                for index, result in enumerate(await self.bridge.call(_gather, started)):
+                for index, result in enumerate(await self.bridge.call(_gather, nc, started)):
                     settle(index, result)
             if bugs:
                 raise bugs[0]
@@ -775,49 +769,60 @@ class NatsConnection(Actor):
 
     @handles(Request)
     def request(self, m: Request) -> Deferred:
+        call = _JsRequest(m.subject, m.data, _response, nats.errors.NoRespondersError, m.headers)
+        return self._request(ReasonCode.TIMEOUT_NATS_REQUEST, call)
+
+    def _request(self, code: ReasonCode, call: _JsRequest) -> Deferred:
         """Started at once on the asyncio side (no task, no scope of ours);
-        answered when the reply comes, or with TIMEOUT_NATS_REQUEST (a failed
-        dependency) just before the deadline."""
+        answered when the reply comes, or with `code` (a failed dependency)
+        just before the deadline."""
         nc = self._client()
         later = self.context.defer()
-        self.bridge.soon(self._start_request, nc, m, self._answer_within(), later)
+        self.bridge.soon(self._start_request, nc, call, code, self._answer_within(), later)
         return later
 
-    def _start_request(self, nc: Any, m: Request, within: float, later: Deferred) -> None:
-        """On the asyncio side: straight into nats-py's buffer with the reply
-        awaited on its response subscription, as `nc.request` does, when that
-        needs no wait; else `nc.request` itself, in a task of its own."""
-        timer = None
-        future = _request_now(nc, m)
-        if future is None:
-            future = asyncio.ensure_future(nc.request(m.subject, m.data, timeout=within, headers=m.headers))
-        else:
-            timer = asyncio.get_running_loop().call_later(within, _give_up, future)
-        future.add_done_callback(partial(self._request_ended, later, timer))
+    def _start_request(self, nc: Any, call: _JsRequest, code: ReasonCode, within: float, later: Deferred) -> None:
+        """On the asyncio side: the request started (`_begin`), ended by its
+        reply or by a timer `within` seconds from now."""
+        loop = asyncio.get_running_loop()
+        future = _begin(nc, call, loop)
+        timed_out = False
 
-    def _request_ended(self, later: Deferred, timer: asyncio.TimerHandle | None, future: asyncio.Future) -> None:
-        if timer is not None:
+        def time_up() -> None:
+            nonlocal timed_out
+            timed_out = future.cancel()
+
+        def ended(_: asyncio.Future) -> None:
             timer.cancel()
-        self.bridge.actor_side(partial(self.context.call_as_self, envelope=later.envelope), self._answer_request, later, future)
+            result = nats.errors.TimeoutError() if timed_out else _result(call, future)
+            answer = partial(self.context.call_as_self, envelope=later.envelope)
+            self.bridge.actor_side(answer, self._answer_request, later, code, result)
 
-    def _answer_request(self, context: Any, later: Deferred, future: asyncio.Future) -> None:
+        timer = loop.call_later(within, time_up)
+        future.add_done_callback(ended)
+
+    def _answer_request(self, context: Any, later: Deferred, code: ReasonCode, result: Any) -> None:
+        bug = self._settle(later, code, result)
+        if bug is not None:
+            raise bug  # not NATS's: this connection crashes, the asker hears ACTOR_CRASHED
+
+    def _settle(self, later: Deferred, code: ReasonCode, result: Any) -> BaseException | None:
+        """Answer `later` with a call's value, or its exception coded (a
+        dependency failure reported); the exception if it is not NATS's (a
+        bug, for the caller to raise). Nothing if the asker was answered
+        already (a stop, a run's deadline)."""
         if later.settled:
-            return  # the instance stopped meanwhile: its asker was answered then
-        if future.cancelled():
-            error: BaseException | None = StrayCancellation(f"{ReasonCode.TIMEOUT_NATS_REQUEST}: cancelled by nats-py")
-        else:
-            error = future.exception()
+            return None
+        if isinstance(result, asyncio.CancelledError):
+            result = StrayCancellation(f"{code}: cancelled by nats-py")
+        if not isinstance(result, BaseException):
+            later.reply(result)
+            return None
+        error = self._coded(result, code)
         if error is None:
-            msg = future.result()
-            if msg.headers and msg.headers.get(Header.STATUS) == _NO_RESPONDERS:
-                error = nats.errors.NoRespondersError()
-            else:
-                later.reply(Response(msg.data, dict(msg.headers) if msg.headers else None))
-                return
-        coded_error = self._coded(error, ReasonCode.TIMEOUT_NATS_REQUEST)
-        if coded_error is None:
-            raise error  # not NATS's: a bug, this connection crashes
-        later.fail(coded_error)
+            return result
+        later.fail(error)
+        return None
 
     @handles(Subscribe)
     async def subscribe(self, m: Subscribe) -> int:
@@ -938,9 +943,8 @@ class NatsConnection(Actor):
         """The latest value of each key, read from the stream leader (never a
         direct get, which any replica may answer stale); None if absent or
         deleted. A run of gets crosses to nats-py once."""
-        js = self._jetstream()
         kvs = await self._buckets(batch)
-        calls = [kvs[m.bucket] if isinstance(kvs[m.bucket], ExoarmurError) else (_leader_entry, js, m.bucket, m.key) for m in batch]
+        calls = [kv if isinstance(kv := kvs[m.bucket], ExoarmurError) else _leader_get(m) for m in batch]
         return await self._call_each(ReasonCode.TIMEOUT_KV_GET, calls)
 
     async def _buckets(self, batch: list[Any]) -> dict[str, Any]:
@@ -967,7 +971,7 @@ class NatsConnection(Actor):
     async def kv_put(self, batch: list[KvPut]) -> list[int | ExoarmurError]:
         """Each put's revision; a run of puts crosses to nats-py once."""
         kvs = await self._buckets(batch)
-        calls = [kv if isinstance(kv := kvs[m.bucket], ExoarmurError) else (kv.put, m.key, m.value) for m in batch]
+        calls = [kv if isinstance(kv := kvs[m.bucket], ExoarmurError) else _put(kv, m) for m in batch]
         return await self._call_each(ReasonCode.TIMEOUT_KV_PUT, calls)
 
     @handles(KvCreate, concurrent=True)
@@ -1056,24 +1060,16 @@ class NatsConnection(Actor):
         )
         await self._call(ReasonCode.TIMEOUT_NATS_STREAM_CREATE, js.add_stream, config)
 
-    @handles(JsPublish, concurrent=True)
-    async def js_publish(self, m: JsPublish) -> PubAck:
-        js = self._jetstream()
+    @handles(JsPublish)
+    def js_publish(self, m: JsPublish) -> Deferred:
+        """`js.publish` (nats/js/client.py) as the one request it is."""
         headers = {}
         if m.msg_id is not None:
             headers["Nats-Msg-Id"] = m.msg_id
         if m.expected_last_subject_seq is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(m.expected_last_subject_seq)
-        ack = await self._call(
-            ReasonCode.TIMEOUT_NATS_PUBLISH,
-            js.publish,
-            m.subject,
-            m.data,
-            timeout=self._answer_within(),
-            headers=headers or None,
-            bounded=False,
-        )
-        return PubAck(ack.stream, ack.seq, bool(ack.duplicate))  # nats-py says None, not False
+        call = _JsRequest(m.subject, m.data, _pub_ack, NoStreamResponseError, headers or None)
+        return self._request(ReasonCode.TIMEOUT_NATS_PUBLISH, call)
 
     @handles(StreamLast, concurrent=True)
     async def stream_last(self, m: StreamLast) -> StreamMessage | None:
@@ -1156,7 +1152,7 @@ def _request_now(nc: Any, m: Request) -> asyncio.Future | None:
     future the reply resolves (on the client's response subscription), or
     None where only `nc.request` will do (the first request sets up that
     subscription; reconnecting, draining, a refused subject, a full buffer).
-    The caller bounds the wait (`_give_up`)."""
+    The caller bounds the wait."""
     if not nc._resp_sub_prefix:
         return None
     token = nc._nuid.next()
@@ -1170,12 +1166,6 @@ def _request_now(nc: Any, m: Request) -> asyncio.Future | None:
     future.add_done_callback(lambda _: nc._resp_map.pop(key, None))
     nc._resp_map[key] = future
     return future
-
-
-def _give_up(future: asyncio.Future) -> None:
-    """A request's time is up: nats-py's own timeout error, as `nc.request` raises."""
-    if not future.done():
-        future.set_exception(nats.errors.TimeoutError())
 
 
 def _unanswered(data: bytes) -> None:
@@ -1232,12 +1222,121 @@ async def _send_chunk(nc: Any, chunk: list[bytes], size: int) -> None:
         await nc._flush_pending()
 
 
-async def _gather(calls: list[tuple[Any, ...]]) -> list[Any]:
+@attrs.frozen
+class _JsRequest:
+    """A JetStream API call as the one request it is: started straight into
+    nats-py's buffer (`_request_now`, no task per call) and its reply read as
+    nats-py's own coroutine reads it (`parse` raises nats-py's exception for
+    an error reply; `unanswered` is what nats-py raises when nothing
+    answers)."""
+
+    subject: str
+    data: bytes
+    parse: Callable[[Any], Any]
+    unanswered: type[Exception]
+    headers: dict[str, str] | None = None
+
+
+# A call of a run: (coroutine function, *args), or a JetStream API request.
+Call = tuple[Any, ...] | _JsRequest
+
+
+def _put(kv: Any, m: KvPut) -> _JsRequest | ExoarmurError | tuple[Any, ...]:
+    """`kv.put(key, value)` (nats/js/kv.py): a publish to the key's subject,
+    answered with the stream's ack."""
+    if not _is_key_valid(m.key):
+        return (kv.put, m.key, m.value)  # nats-py's own InvalidKeyError
+    return _JsRequest(f"{kv._pre}{m.key}", m.value, _acked_sequence, NoStreamResponseError)
+
+
+def _acked_sequence(msg: Any) -> int:
+    return _api_reply(msg)["seq"]
+
+
+def _pub_ack(msg: Any) -> PubAck:
+    reply = _api_reply(msg)
+    return PubAck(reply["stream"], reply["seq"], bool(reply.get("duplicate")))
+
+
+def _response(msg: Any) -> Response:
+    return Response(msg.data, dict(msg.headers) if msg.headers else None)
+
+
+def _leader_get(m: KvGet) -> _JsRequest:
+    """`js.get_msg(stream, subject=..., direct=False)` (nats/js/manager.py):
+    the key's last message, from the stream leader."""
+    request = orjson.dumps({"last_by_subj": f"$KV.{m.bucket}.{m.key}"})
+    return _JsRequest(f"$JS.API.STREAM.MSG.GET.KV_{m.bucket}", request, partial(_entry, m.key), ServiceUnavailableError)
+
+
+def _entry(key: str, msg: Any) -> KvEntry | None:
+    """The key's entry in a stream message reply; None if absent or deleted."""
+    try:
+        stored = _api_reply(msg)["message"]
+    except NotFoundError:
+        return None
+    if stored.get("hdrs") and _operation(base64.b64decode(stored["hdrs"])) in (b"DEL", b"PURGE"):
+        return None
+    data = stored.get("data")
+    return KvEntry(key, base64.b64decode(data) if data else b"", stored["seq"])
+
+
+def _api_reply(msg: Any) -> dict[str, Any]:
+    """A JetStream API reply, or the APIError (a subclass per status) it carries."""
+    reply = orjson.loads(msg.data)
+    if "error" in reply:
+        raise APIError.from_error(reply["error"])
+    return reply
+
+
+def _operation(header: bytes) -> bytes | None:
+    """The KV-Operation header's value in a raw header block, if any."""
+    for line in header.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"kv-operation":
+            return value.strip()
+    return None
+
+
+def _begin(nc: Any, call: Call, loop: asyncio.AbstractEventLoop) -> asyncio.Future:
+    """On the asyncio side: the call started; its future ends with the reply
+    (a JetStream request: the raw reply, read by `_result`) or the value."""
+    if not isinstance(call, _JsRequest):
+        return loop.create_task(call[0](*call[1:]))
+    future = _request_now(nc, Request(call.subject, call.data, call.headers))
+    if future is None:  # the first request, or no room now: nats-py's own, in a task
+        future = loop.create_task(nc.request(call.subject, call.data, timeout=JS_BACKSTOP_SECONDS, headers=call.headers))
+    return future
+
+
+def _result(call: Call, future: asyncio.Future) -> Any:
+    """An ended call's value, or its exception (CancelledError: cancelled, not by us)."""
+    if future.cancelled():
+        return asyncio.CancelledError()
+    error = future.exception()
+    if not isinstance(call, _JsRequest):
+        return error or future.result()
+    if isinstance(error, nats.errors.NoRespondersError):
+        return call.unanswered()
+    if error is not None:
+        return error
+    msg = future.result()
+    if msg.headers and msg.headers.get(Header.STATUS) == _NO_RESPONDERS:
+        return call.unanswered()
+    try:
+        return call.parse(msg)
+    except Exception as exc:  # noqa: BLE001 - nats-py's error for this call, coded by the caller
+        return exc
+
+
+async def _gather(nc: Any, calls: list[Call]) -> list[Any]:
     """On the asyncio side: every call at once; each one's value or exception."""
-    return await asyncio.gather(*(call[0](*call[1:]) for call in calls), return_exceptions=True)
+    results: list[Any] = [None] * len(calls)
+    await _start_each(nc, calls, results.__setitem__)
+    return results
 
 
-async def _start_each(calls: list[tuple[Any, ...]], settle: Callable[[int, Any], None]) -> None:
+async def _start_each(nc: Any, calls: list[Call], settle: Callable[[int, Any], None]) -> None:
     """On the asyncio side: every call at once, each one's value or exception
     handed to `settle(index, result)` as it ends; returns when all have. Cut
     short, the calls still running are cancelled and settle nothing."""
@@ -1247,40 +1346,25 @@ async def _start_each(calls: list[tuple[Any, ...]], settle: Callable[[int, Any],
     all_ended = loop.create_future()
     running = [len(calls)]
 
-    def ended(index: int, task: asyncio.Task) -> None:
-        if task.cancelled():
-            settle(index, asyncio.CancelledError())  # not by us: nats-py's own
-        else:
-            settle(index, task.exception() or task.result())
+    def ended(index: int, future: asyncio.Future) -> None:
+        settle(index, _result(calls[index], future))
         running[0] -= 1
         if not running[0] and not all_ended.done():
             all_ended.set_result(None)
 
-    tasks = []
+    futures = []
     for index, call in enumerate(calls):
-        task = loop.create_task(call[0](*call[1:]))
+        future = _begin(nc, call, loop)
         callback = partial(ended, index)
-        task.add_done_callback(callback)
-        tasks.append((task, callback))
+        future.add_done_callback(callback)
+        futures.append((future, callback))
     try:
         await all_ended
     finally:
-        for task, callback in tasks:
-            if not task.done():
-                task.remove_done_callback(callback)
-                task.cancel()
-
-
-async def _leader_entry(js: Any, bucket: str, key: str) -> KvEntry | None:
-    """On the asyncio side: the key's latest entry from the stream leader, or
-    None if it is absent or deleted."""
-    try:
-        msg = await js.get_msg(f"KV_{bucket}", subject=f"$KV.{bucket}.{key}", direct=False)
-    except NotFoundError:
-        return None
-    if msg.headers and msg.headers.get(KV_OPERATION) in ("DEL", "PURGE"):
-        return None
-    return KvEntry(key, msg.data or b"", msg.seq)
+        for future, callback in futures:
+            if not future.done():
+                future.remove_done_callback(callback)
+                future.cancel()
 
 
 def _client_tasks(nc: Any) -> set[Any]:

@@ -310,12 +310,17 @@ class TestKv:
                 for i in range(8):
                     tg.start_soon(ask, f"put{i}", KvPut("mixed", f"k{i}", str(i).encode()))
                 tg.start_soon(ask, "put-nowhere", KvPut("nope", "k", b"x"))
+                tg.start_soon(ask, "put-bad-key", KvPut("mixed", "bad key", b"x"))
+                tg.start_soon(ask, "put-empty", KvPut("mixed", "empty", b""))
             async with anyio.create_task_group() as tg:
                 for i in range(8):
                     tg.start_soon(ask, f"get{i}", KvGet("mixed", f"k{i}"))
                 tg.start_soon(ask, "absent", KvGet("mixed", "never-put"))
                 tg.start_soon(ask, "get-nowhere", KvGet("nope", "k"))
-            assert sorted(answers[f"put{i}"] for i in range(8)) == list(range(1, 9))
+                tg.start_soon(ask, "get-empty", KvGet("mixed", "empty"))
+            assert sorted([answers[f"put{i}"] for i in range(8)] + [answers["put-empty"]]) == list(range(1, 10))
+            assert isinstance(answers["put-bad-key"], ReasonCode)  # nats-py's own refusal, coded
+            assert answers["get-empty"].value == b"" and answers["get-empty"].revision == answers["put-empty"]
             assert [answers[f"get{i}"].value for i in range(8)] == [str(i).encode() for i in range(8)]
             assert [answers[f"get{i}"].revision for i in range(8)] == [answers[f"put{i}"] for i in range(8)]
             assert answers["absent"] is None

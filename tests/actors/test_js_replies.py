@@ -1,0 +1,93 @@
+"""JetStream replies read without nats-py's coroutines (a run's KV gets and
+puts, JsPublish) give what nats-py's own calls give, errors included."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import types
+
+import nats.js.errors
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from nats.js.manager import JetStreamManager
+
+from actors.nats_connection import KvEntry, _acked_sequence, _entry, _pub_ack
+
+HEADER_VALUES = st.sampled_from(["DEL", "PURGE", "del", " DEL ", "PUT", "DELETE", ""])
+
+
+class ReplyingClient:
+    """Answers every request with one reply, as a server would."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def request(self, subject: str, payload: bytes, timeout: float = 0, headers=None):
+        return types.SimpleNamespace(data=self.data, headers=None, subject=subject)
+
+
+def by_nats_py(key: str, data: bytes) -> KvEntry | None | type[Exception]:
+    """What nats-py's leader read makes of the reply, as KvGet answers it."""
+    manager = JetStreamManager(ReplyingClient(data))
+    try:
+        msg = asyncio.run(manager.get_msg("KV_b", subject=f"$KV.b.{key}", direct=False))
+    except nats.js.errors.NotFoundError:
+        return None
+    except nats.js.errors.APIError as exc:
+        return type(exc)
+    if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
+        return None
+    return KvEntry(key, msg.data or b"", msg.seq)
+
+
+def by_us(key: str, data: bytes) -> KvEntry | None | type[Exception]:
+    try:
+        return _entry(key, types.SimpleNamespace(data=data, headers=None))
+    except nats.js.errors.APIError as exc:
+        return type(exc)
+
+
+@given(
+    value=st.binary(max_size=8),
+    operation=st.none() | HEADER_VALUES,
+    other=st.booleans(),
+    error=st.sampled_from([None, 404, 503, 500, 400, 409]),
+)
+def test_a_leader_read_reply_is_read_as_nats_py_reads_it(value, operation, other, error):
+    if error is not None:
+        reply = {"error": {"code": error, "err_code": 10037, "description": "no message found"}}
+    else:
+        lines = [b"NATS/1.0"]
+        if other:
+            lines.append(b"Nats-Msg-Id: x")
+        if operation is not None:
+            lines.append(b"KV-Operation: " + operation.encode())
+        header = b"\r\n".join(lines) + b"\r\n\r\n"
+        stored = {"subject": "$KV.b.k", "seq": 7, "time": "2026-11-23T00:00:00Z"}
+        if len(lines) > 1:
+            stored["hdrs"] = base64.b64encode(header).decode()
+        if value:
+            stored["data"] = base64.b64encode(value).decode()
+        reply = {"type": "io.nats.jetstream.api.v1.stream_msg_get_response", "message": stored}
+    data = orjson.dumps(reply)
+    assert by_us("k", data) == by_nats_py("k", data)
+
+
+@pytest.mark.parametrize("duplicate", [None, False, True])
+def test_a_publish_ack_is_read_as_nats_py_reads_it(duplicate):
+    reply = {"stream": "AUDIT", "seq": 12}
+    if duplicate is not None:
+        reply["duplicate"] = duplicate
+    msg = types.SimpleNamespace(data=orjson.dumps(reply), headers=None)
+    ack = nats.js.api.PubAck.from_response(reply)
+    assert (_pub_ack(msg).stream, _pub_ack(msg).seq, _pub_ack(msg).duplicate) == (ack.stream, ack.seq, bool(ack.duplicate))
+    assert _acked_sequence(msg) == ack.seq
+
+
+def test_an_error_ack_raises_nats_py_s_error():
+    msg = types.SimpleNamespace(data=orjson.dumps({"error": {"code": 400, "err_code": 10071, "description": "wrong last sequence: 3"}}), headers=None)
+    with pytest.raises(nats.js.errors.BadRequestError):
+        _pub_ack(msg)
