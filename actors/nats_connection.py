@@ -785,7 +785,7 @@ class NatsConnection(Actor):
         """On the asyncio side: the request started (`_begin`), ended by its
         reply or by a timer `within` seconds from now."""
         loop = asyncio.get_running_loop()
-        future = _begin(nc, call, loop)
+        future, key = _begin(nc, call, loop)
         timed_out = False
 
         def time_up() -> None:
@@ -794,6 +794,7 @@ class NatsConnection(Actor):
 
         def ended(_: asyncio.Future) -> None:
             timer.cancel()
+            nc._resp_map.pop(key, None)
             result = nats.errors.TimeoutError() if timed_out else _result(call, future)
             answer = partial(self.context.call_as_self, envelope=later.envelope)
             self.bridge.actor_side(answer, self._answer_request, later, code, result)
@@ -1147,10 +1148,11 @@ def _buffered(nc: Any, m: Publish) -> bool:
     return True
 
 
-def _request_now(nc: Any, m: Request) -> asyncio.Future | None:
+def _request_now(nc: Any, m: Request) -> tuple[asyncio.Future, str] | None:
     """nats-py's request (`_request_new_style`) started without a wait: the
-    future the reply resolves (on the client's response subscription), or
-    None where only `nc.request` will do (the first request sets up that
+    future the reply resolves (on the client's response subscription) and
+    its key in the client's map, which the caller pops when it ends; or None
+    where only `nc.request` will do (the first request sets up that
     subscription; reconnecting, draining, a refused subject, a full buffer).
     The caller bounds the wait."""
     if not nc._resp_sub_prefix:
@@ -1161,11 +1163,10 @@ def _request_now(nc: Any, m: Request) -> asyncio.Future | None:
     inbox.extend(token)
     if not _buffered(nc, Publish(m.subject, m.data, m.headers, reply=inbox.decode())):
         return None
-    key = token.decode()
     future = asyncio.get_running_loop().create_future()
-    future.add_done_callback(lambda _: nc._resp_map.pop(key, None))
+    key = token.decode()
     nc._resp_map[key] = future
-    return future
+    return future, key
 
 
 def _unanswered(data: bytes) -> None:
@@ -1290,23 +1291,28 @@ def _api_reply(msg: Any) -> dict[str, Any]:
 
 
 def _operation(header: bytes) -> bytes | None:
-    """The KV-Operation header's value in a raw header block, if any."""
+    """The KV-Operation header's value in a raw header block, if any, as
+    nats-py reads it (the name exactly, in this case; the value without its
+    leading blanks)."""
     for line in header.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"kv-operation":
-            return value.strip()
+        if name == b"KV-Operation":
+            return value.lstrip(b" \t")
     return None
 
 
-def _begin(nc: Any, call: Call, loop: asyncio.AbstractEventLoop) -> asyncio.Future:
-    """On the asyncio side: the call started; its future ends with the reply
-    (a JetStream request: the raw reply, read by `_result`) or the value."""
-    if not isinstance(call, _JsRequest):
-        return loop.create_task(call[0](*call[1:]))
-    future = _request_now(nc, Request(call.subject, call.data, call.headers))
-    if future is None:  # the first request, or no room now: nats-py's own, in a task
-        future = loop.create_task(nc.request(call.subject, call.data, timeout=JS_BACKSTOP_SECONDS, headers=call.headers))
-    return future
+def _begin(nc: Any, call: Call, loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Future, str | None]:
+    """On the asyncio side: the call started. Its future ends with the reply
+    (a JetStream request: the raw reply, read by `_result`) or the value;
+    with the key to pop from the client's reply map when it ends (None: a
+    task of nats-py's own, which pops its own)."""
+    if isinstance(call, _JsRequest):
+        started = _request_now(nc, Request(call.subject, call.data, call.headers))
+        if started is not None:
+            return started
+        # The first request, or no room now: nats-py's own request, in a task.
+        return loop.create_task(nc.request(call.subject, call.data, timeout=JS_BACKSTOP_SECONDS, headers=call.headers)), None
+    return loop.create_task(call[0](*call[1:])), None
 
 
 def _result(call: Call, future: asyncio.Future) -> Any:
@@ -1347,24 +1353,27 @@ async def _start_each(nc: Any, calls: list[Call], settle: Callable[[int, Any], N
     running = [len(calls)]
 
     def ended(index: int, future: asyncio.Future) -> None:
+        nc._resp_map.pop(keys[index], None)
         settle(index, _result(calls[index], future))
         running[0] -= 1
         if not running[0] and not all_ended.done():
             all_ended.set_result(None)
 
-    futures = []
+    futures, keys = [], []
     for index, call in enumerate(calls):
-        future = _begin(nc, call, loop)
+        future, key = _begin(nc, call, loop)
         callback = partial(ended, index)
         future.add_done_callback(callback)
         futures.append((future, callback))
+        keys.append(key)
     try:
         await all_ended
     finally:
-        for future, callback in futures:
+        for (future, callback), key in zip(futures, keys):
             if not future.done():
                 future.remove_done_callback(callback)
                 future.cancel()
+                nc._resp_map.pop(key, None)
 
 
 def _client_tasks(nc: Any) -> set[Any]:

@@ -155,14 +155,15 @@ def answer_remote(
         "trace_id": env.trace_id,
         "idempotency_key": env.idempotency_key,
     }
+    # The remote envelope is the root of this work: its deadline bounds it
+    # (`context` is this call's own, as `on_behalf_of` would make one).
+    context.envelope = env
     try:
-        # The remote envelope is the root of this work: its deadline bounds it.
-        with context.on_behalf_of(env):
-            if mode == "tell":
-                target.tell_nowait(env.message, **options)
-                respond(encode_result(None))
-            else:
-                target.ask_then(env.message, partial(_answer, respond), **options)
+        if mode == "tell":
+            target.tell_nowait(env.message, **options)
+            respond(encode_result(None))
+        else:
+            target.ask_then(env.message, partial(_answer, respond), **options)
     except ExoarmurError as exc:
         respond(encode_error(exc.code, exc.detail))
 

@@ -19,7 +19,6 @@ import math
 import time
 import types
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
 
 import outcome
@@ -122,26 +121,41 @@ class AsyncioCallbackReply(Reply):
 PARK_SECONDS = 0.05
 
 
-async def _asyncio_park(loop: asyncio.AbstractEventLoop, cell: Any) -> bool:
-    """Wait up to PARK_SECONDS for `cell._schedule()` to wake this drain (True)
-    instead of spawning a new one: an anyio spawn costs 25-35 µs here, a wake
-    a few. False: nothing came, the drain ends. Either way `cell._parked` is
-    cleared by whoever resolves the future, so it is resolved once."""
-    parked = loop.create_future()
-    cell._parked = parked
-    timer = loop.call_at(loop.time() + PARK_SECONDS, _park_expired, cell, parked)
-    try:
-        return await parked
-    finally:
-        timer.cancel()
-        if cell._parked is parked:
-            cell._parked = None  # cancelled while parked
+class AsyncioPark:
+    """Where idle drains wait on one asyncio loop for `cell._schedule()` to
+    wake them (True) instead of a new drain being spawned: an anyio spawn
+    costs 25-35 µs here, a wake a few. One timer for all of them: every
+    PARK_SECONDS a sweep ends (False) the drains parked since before the
+    previous sweep, so a drain stays parked PARK_SECONDS to twice that, and a
+    park costs no timer of its own. Whoever resolves a drain's future clears
+    `cell._parked` first, so it is resolved once."""
 
+    __slots__ = ("_loop", "_older", "_newer", "_timer")
 
-def _park_expired(cell: Any, parked: asyncio.Future) -> None:
-    if cell._parked is parked:
-        cell._parked = None
-        parked.set_result(False)
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._older: dict[Any, asyncio.Future] = {}  # parked before the last sweep
+        self._newer: dict[Any, asyncio.Future] = {}  # parked since
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def __call__(self, cell: Any) -> bool:
+        parked = self._loop.create_future()
+        cell._parked = self._newer[cell] = parked
+        if self._timer is None:
+            self._timer = self._loop.call_later(PARK_SECONDS, self._sweep)
+        try:
+            return await parked
+        finally:
+            if cell._parked is parked:
+                cell._parked = None  # cancelled while parked
+
+    def _sweep(self) -> None:
+        older, self._older, self._newer = self._older, self._newer, {}
+        for cell, parked in older.items():
+            if cell._parked is parked:  # still parked, since before the last sweep
+                cell._parked = None
+                parked.set_result(False)
+        self._timer = self._loop.call_later(PARK_SECONDS, self._sweep) if self._older else None
 
 
 class TrioReply(Reply):
@@ -314,7 +328,7 @@ def current_backend() -> Backend:
             checkpoint=_asyncio_yield,
             new_reply=lambda: AsyncioReply(loop),
             new_callback_reply=lambda callback: AsyncioCallbackReply(loop, callback),
-            park=partial(_asyncio_park, loop),
+            park=AsyncioPark(loop),
         )
     if name == "trio":
         timers = TrioTimers()

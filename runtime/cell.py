@@ -4,7 +4,7 @@ Where a message waits: in `Mailbox.queue` until a drain takes it, or, for a
 `wait`-policy sender with no room, in `Mailbox.wait_for_room`.
 
 Who runs it: an idle actor holds no task (on asyncio, none once it has been
-idle for PARK_SECONDS, runtime/backend.py). The send that makes the mailbox
+idle for PARK_SECONDS to twice that, runtime/backend.py). The send that makes the mailbox
 non-empty schedules `_drain` in the cell's host task group (the system's, or its
 supervisor's). The drain handles up to `throughput` envelopes per turn without
 yielding, yields once between turns, lingers two scheduler passes when the mailbox

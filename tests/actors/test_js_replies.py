@@ -16,7 +16,8 @@ from nats.js.manager import JetStreamManager
 
 from actors.nats_connection import KvEntry, _acked_sequence, _entry, _pub_ack
 
-HEADER_VALUES = st.sampled_from(["DEL", "PURGE", "del", " DEL ", "PUT", "DELETE", ""])
+HEADER_VALUES = st.sampled_from(["DEL", "PURGE", "del", " DEL", "DEL ", "\tPURGE", "PUT", "DELETE", ""])
+HEADER_NAMES = st.sampled_from([b"KV-Operation", b"kv-operation", b"KV-Operation ", b" KV-Operation"])
 
 
 class ReplyingClient:
@@ -53,10 +54,11 @@ def by_us(key: str, data: bytes) -> KvEntry | None | type[Exception]:
 @given(
     value=st.binary(max_size=8),
     operation=st.none() | HEADER_VALUES,
+    name=HEADER_NAMES,
     other=st.booleans(),
     error=st.sampled_from([None, 404, 503, 500, 400, 409]),
 )
-def test_a_leader_read_reply_is_read_as_nats_py_reads_it(value, operation, other, error):
+def test_a_leader_read_reply_is_read_as_nats_py_reads_it(value, operation, name, other, error):
     if error is not None:
         reply = {"error": {"code": error, "err_code": 10037, "description": "no message found"}}
     else:
@@ -64,7 +66,7 @@ def test_a_leader_read_reply_is_read_as_nats_py_reads_it(value, operation, other
         if other:
             lines.append(b"Nats-Msg-Id: x")
         if operation is not None:
-            lines.append(b"KV-Operation: " + operation.encode())
+            lines.append(name + b": " + operation.encode())
         header = b"\r\n".join(lines) + b"\r\n\r\n"
         stored = {"subject": "$KV.b.k", "seq": 7, "time": "2026-11-23T00:00:00Z"}
         if len(lines) > 1:
