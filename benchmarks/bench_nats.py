@@ -40,7 +40,8 @@ trio table adds, for information, raw nats-py with every call crossing the
 bridge (`aio_as_trio`), as the actor's calls do.
 
 Inside one `anyio.run` the actor path and its baselines alternate over ROUNDS
-rounds (N split evenly, after one warmup of each), as in bench_kernel. Every
+rounds (N split evenly, after one warmup of each), as in bench_kernel;
+latencies over LATENCY_ROUNDS shorter ones, every other in reverse order. Every
 round checks its counts: the server's `in_msgs` (monitoring /varz) grew by at
 least the publishes, every reply echoes its request, every get reads the value
 put.
@@ -107,6 +108,10 @@ from runtime import Actor, ActorRef, ActorSystem, ReasonCode, handles, message  
 from runtime.audit import AuditEvent  # noqa: E402
 
 ROUNDS = 5
+# Latencies (request, remote ask) alternate in more, shorter rounds, every
+# other one in reverse order: one p50 is compared with another taken over
+# the same stretch of time, and a noisy second on this VM lands on both.
+LATENCY_ROUNDS = 20
 PUBLISH_TARGET = 0.70  # actor / raw throughput, at least
 KV_TARGET = 0.70  # actor / raw throughput with 64 concurrent callers, at least
 REQUEST_TARGET = 1.3  # remote ask p50 / raw request p50, at most
@@ -532,7 +537,9 @@ async def run_core(
             }
             if backend == "trio":
                 runs["bridged"] = partial(bridged_request_latencies, raw, nc, data)
-            samples = await interleave(runs, count=params.requests, warmup=params.request_warmup, rounds=ROUNDS)
+            samples = await interleave(
+                runs, count=params.requests, warmup=params.request_warmup, rounds=LATENCY_ROUNDS, alternate=True
+            )
         out["request"] = {name: latency_summary(totals(samples, name)) for name in runs}
         await raw.call(sub.unsubscribe)
         progress(f"{backend}: request and remote ask done")
