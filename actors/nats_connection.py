@@ -899,9 +899,12 @@ class NatsConnection(Actor):
 
     @handles(Unsubscribe)
     async def unsubscribe(self, m: Unsubscribe) -> None:
+        """Answered once the server has taken the UNSUB (a flush): from then
+        on it routes nothing more here (a request finds no responders)."""
         record = self.subscriptions.records.pop(m.sid, None)
         if record is not None and record.handle is not None:
             await self._call(ReasonCode.TIMEOUT_NATS_SUBSCRIBE, record.handle.unsubscribe)
+            await self._call(ReasonCode.TIMEOUT_NATS_SUBSCRIBE, self._client().flush, timeout=self._remaining())
 
     @handles(Statistics)
     def statistics(self, m: Statistics) -> NatsStatistics:
