@@ -852,6 +852,30 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
             if reply is not None and not reply.done:
                 self.dead_letter(deferred.envelope, code, "its answer was deferred and never came")
 
+    def signal_now(self, message: Any) -> None:
+        """A signal handled at once, in the caller's stack, when this actor is
+        idle (running, nothing queued, no drain or job under way) and its
+        handler for it is a plain `def`: it runs as this actor
+        (`call_as_self`; an exception crashes the instance through its
+        control lane). Otherwise it is queued as `signal` queues it. What a
+        supervisor's one_for_one decision costs a crash: no scheduler pass of
+        the supervisor's own."""
+        fn, is_async = self.dispatch[type(message)]
+        idle = (
+            not self.scheduled
+            and self.state is CellState.RUNNING
+            and not self._instance_dead
+            and not self.mailbox.control
+            and not self.mailbox.queue
+            and (self.inflight is None or not (len(self.inflight) or self.inflight.jobs))
+        )
+        if is_async or not idle:
+            self.signal(message)
+            return
+        self.mailbox.accepted += 1
+        self.mailbox.processed += 1
+        self.context.call_as_self(lambda context: fn(self.actor, message))
+
     def signal(self, message: Any, *, timeout: float | None = None) -> None:
         """Deliver a runtime signal (e.g. "your child crashed") ahead of user mail,
         whatever the mailbox's capacity. Signals to a stopped actor are dead-lettered."""

@@ -65,6 +65,69 @@ class TestSignals:
                 ref._cell.signal(Ping(1))
 
 
+@message("test.kernel.signals.hold")
+class Hold:
+    pass
+
+
+class Busy(Listener):
+    """Listener with a handler that waits for `release`; Ping(-1) raises."""
+
+    def __init__(self, *, release: anyio.Event) -> None:
+        super().__init__()
+        self.release = release
+
+    @handles(Hold)
+    async def hold(self, message: Hold) -> None:
+        self.order.append("hold")
+        await self.release.wait()
+        self.order.append("held")
+
+    @handles(Ping)
+    def ping(self, message: Ping) -> None:
+        if message.n < 0:
+            raise ValueError("signal handler bug")
+        self.order.append(f"signal {message.n}")
+
+
+class TestSignalNow:
+    """A supervisor's one_for_one decision, in the crashed child's stack."""
+
+    async def test_to_an_idle_actor_it_is_handled_before_the_call_returns(self):
+        async with ActorSystem() as system:
+            ref = await system.spawn(Busy, name="b", kwargs={"release": anyio.Event()})
+            ref._cell.signal_now(Ping(1))
+            assert ref._cell.actor.order == ["signal 1"]
+            stats = ref.statistics()
+            assert stats.accepted == stats.processed == 1
+
+    async def test_to_a_busy_actor_it_waits_until_the_handler_under_way_ends(self):
+        """Never inside another handler of the actor: a handler under way (here
+        waiting), or mail queued, and the signal is queued as `signal` queues it."""
+        release = anyio.Event()
+        async with ActorSystem() as system:
+            ref = await system.spawn(Busy, name="b", kwargs={"release": release})
+            await ref.tell(Hold())
+            await wait_until(lambda: ref._cell.actor.order == ["hold"])
+            await ref.tell(Add(1))
+            ref._cell.signal_now(Ping(2))
+            assert ref._cell.actor.order == ["hold"]
+            release.set()
+            await wait_until(lambda: len(ref._cell.actor.order) == 4)
+            order = ref._cell.actor.order
+            assert order[:2] == ["hold", "held"] and sorted(order[2:]) == ["add 1", "signal 2"]
+
+    async def test_a_raising_handler_crashes_the_instance_not_the_caller(self):
+        async with ActorSystem() as system:
+            ref = await system.spawn(Busy, name="b", kwargs={"release": anyio.Event()})
+            first = ref._cell.actor
+            ref._cell.signal_now(Ping(-1))  # does not raise here
+            await wait_until(lambda: system.statistics().restarts == 1)
+            assert ref._cell.actor is not first
+            crashes = [e for e in system.audit.events if e.kind == "crashed"]
+            assert len(crashes) == 1 and "signal handler bug" in crashes[0].detail
+
+
 class TestHost:
     async def test_actors_hosted_in_a_closed_host_stop_running(self, tick):
         """Closing a host cancels the drains it hosts and returns only once they ended."""

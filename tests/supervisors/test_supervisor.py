@@ -147,6 +147,23 @@ class TestRestartTypes:
                 await wait_until(lambda: "sup/a" not in system.paths())
                 assert events(journal, "started") == ["a"]
 
+    async def test_an_idle_supervisor_decides_in_the_crashed_childs_stack(self):
+        """one_for_one with an idle supervisor: the decision (and the resume)
+        is made before the crash's asker hears of it, with no pass of the
+        supervisor's own; the child's mail is then handled by a fresh instance."""
+        journal: list = []
+        spec = SupervisorSpec(Strategy.ONE_FOR_ONE, children=(worker("a", journal),))
+        async with ActorSystem() as system:
+            await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+            child, supervisor = system.lookup("sup/a")._cell, system.lookup("sup")._cell
+            await wait_until(lambda: not supervisor.scheduled)
+            handled = supervisor.mailbox.processed
+            with pytest.raises(Exception, match="asked to crash"):
+                await system.lookup("sup/a").ask(Boom())
+            assert child.restarts == 1 and supervisor.mailbox.processed == handled + 1
+            assert await system.lookup("sup/a").ask(Work(1)) == 1
+            assert len(events(journal, "started")) == 2
+
     async def test_temporary_sibling_is_removed_not_restarted_in_one_for_all(self):
         """one_for_all: a temporary sibling caught in the restart is stopped and removed (OTP)."""
         journal: list = []
