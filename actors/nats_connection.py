@@ -783,20 +783,28 @@ class NatsConnection(Actor):
 
     def _start_request(self, nc: Any, call: _JsRequest, code: ReasonCode, within: float, later: Deferred) -> None:
         """On the asyncio side: the request started (`_begin`), ended by its
-        reply or by a timer `within` seconds from now."""
+        reply or by a timer `within` seconds from now. Whatever happens here
+        reaches the asker (on trio this runs as a loop callback, whose
+        exceptions asyncio would only log)."""
+        answer = partial(self.context.call_as_self, envelope=later.envelope)
         loop = asyncio.get_running_loop()
-        future, key = _begin(nc, call, loop)
-        timed_out = False
+        try:
+            future, key = _begin(nc, call, loop)
+        except Exception as exc:  # noqa: BLE001 - a bug: this connection crashes, its asker hears so
+            self.bridge.actor_side(answer, _raise, exc)
+            return
+        time_was_up = False
 
         def time_up() -> None:
-            nonlocal timed_out
-            timed_out = future.cancel()
+            nonlocal time_was_up
+            time_was_up = future.cancel()
 
         def ended(_: asyncio.Future) -> None:
             timer.cancel()
             nc._resp_map.pop(key, None)
+            # A task asked to stop may still have returned its reply: that counts.
+            timed_out = time_was_up and future.cancelled()
             result = nats.errors.TimeoutError() if timed_out else _result(call, future)
-            answer = partial(self.context.call_as_self, envelope=later.envelope)
             self.bridge.actor_side(answer, self._answer_request, later, code, result)
 
         timer = loop.call_later(within, time_up)
@@ -830,7 +838,14 @@ class NatsConnection(Actor):
         target = self.context.system.lookup(m.target)
         record = self.subscriptions.add(m, target)
         await self._attach(record)
-        await self._call(ReasonCode.TIMEOUT_NATS_SUBSCRIBE, self._client().flush, timeout=self._remaining())
+        try:
+            await self._call(ReasonCode.TIMEOUT_NATS_SUBSCRIBE, self._client().flush, timeout=self._remaining())
+        except ExoarmurError:
+            # Not known to the server in time: the asker never learns the id,
+            # so nothing may go on delivering to it.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(ANSWER_MARGIN):
+                await self.bridge.call(_unsubscribe_quietly, record.handle)
+            raise
         self.subscriptions.records[record.sid] = record
         return record.sid
 
@@ -842,8 +857,10 @@ class NatsConnection(Actor):
                 return record.sid
         record = self.subscriptions.add(m, None)
         await self._attach(record)
-        await self._call(ReasonCode.TIMEOUT_NATS_SUBSCRIBE, self._client().flush, timeout=self._remaining())
+        # Kept before the flush: if that fails, the asker (a gateway) serves
+        # again, and finds this record instead of subscribing twice.
         self.subscriptions.records[record.sid] = record
+        await self._call(ReasonCode.TIMEOUT_NATS_SUBSCRIBE, self._client().flush, timeout=self._remaining())
         return record.sid
 
     def _respond(self, subject: str, data: bytes) -> None:
@@ -1170,6 +1187,19 @@ def _request_now(nc: Any, m: Request) -> tuple[asyncio.Future, str] | None:
     key = token.decode()
     nc._resp_map[key] = future
     return future, key
+
+
+def _raise(context: Any, exc: BaseException) -> None:
+    raise exc
+
+
+async def _unsubscribe_quietly(handle: Any) -> None:
+    """On the asyncio side: drop a subscription the server may not know of;
+    a client already gone has dropped it too."""
+    try:
+        await handle.unsubscribe()
+    except nats.errors.Error:
+        pass
 
 
 def _unanswered(data: bytes) -> None:

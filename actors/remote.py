@@ -120,7 +120,10 @@ class Gateway(Actor):
             try:
                 await self.connection.ask(Unsubscribe(self.sid))
             except ExoarmurError:
-                pass  # the connection is gone, and its subscriptions with it (audited there)
+                # Gone, full or too slow (audited where it failed): a gone
+                # connection took the subscription with it; a live one keeps
+                # serving until its next Serve of this subject replaces it.
+                pass
 
 
 def answer_remote(

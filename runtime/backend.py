@@ -151,11 +151,13 @@ class AsyncioPark:
 
     def _sweep(self) -> None:
         older, self._older, self._newer = self._older, self._newer, {}
+        self._timer = self._loop.call_later(PARK_SECONDS, self._sweep) if self._older else None
         for cell, parked in older.items():
-            if cell._parked is parked:  # still parked, since before the last sweep
+            # Still parked since before the last sweep (a task being cancelled
+            # has its future done already: its own `finally` clears it).
+            if cell._parked is parked and not parked.done():
                 cell._parked = None
                 parked.set_result(False)
-        self._timer = self._loop.call_later(PARK_SECONDS, self._sweep) if self._older else None
 
 
 class TrioReply(Reply):

@@ -236,6 +236,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         if self._scope is not None:
             self._scope.cancel()
         self._cancel_tasks()
+        self._abandon_owed_at_crash()
         self._move(CellState.SUSPENDED)
         self.parent.child_crashed(self, error)
 
@@ -448,18 +449,20 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         # A suspended actor's mail waits for resume(); it is not handled.
         if not self.scheduled and self.state is not CellState.SUSPENDED:
             self.scheduled = True
-            parked = self._parked
-            if parked is not None:
-                self._parked = None
+            parked, self._parked = self._parked, None
+            if parked is None:
+                self.start_soon(self._drain, name=self.path)
+            elif not parked.done():
                 parked.set_result(True)  # the parked drain goes on
             else:
-                self.start_soon(self._drain, name=self.path)
+                # Its task is being cancelled with its host (the system or a
+                # supervisor going away): nothing more is drained here.
+                self.scheduled = False
 
     def _unpark(self) -> None:
         """End a parked drain (it has nothing left to do)."""
-        parked = self._parked
-        if parked is not None:
-            self._parked = None
+        parked, self._parked = self._parked, None
+        if parked is not None and not parked.done():
             parked.set_result(False)
 
     def offer(self, env: Envelope) -> bool:
@@ -845,9 +848,19 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         self._owed_settled = None
         self._abandon_owed(code)
 
+    def _abandon_owed_at_crash(self) -> None:
+        """The answers a crashed instance still owed die with it, as its
+        running concurrent handlers do: each asker gets ACTOR_CRASHED now (as
+        a gen_server's callers do), not a timeout at its deadline."""
+        owed, self._owed = self._owed, None
+        for deferred in owed or ():
+            deferred.settled = True  # a late answer of the dead instance is void
+            self._overran(deferred.envelope, ReasonCode.ACTOR_CRASHED)
+
     def _abandon_owed(self, code: ReasonCode) -> None:
         owed, self._owed = self._owed, None
         for deferred in owed or ():
+            deferred.settled = True
             reply = deferred.envelope.reply_to
             if reply is not None and not reply.done:
                 self.dead_letter(deferred.envelope, code, "its answer was deferred and never came")

@@ -210,6 +210,35 @@ class TestRequest:
             assert code is ReasonCode.TIMEOUT_NATS_REQUEST
             assert 0.45 <= elapsed <= 0.55  # within 10% of the deadline
 
+    async def test_a_crash_answers_the_requests_in_flight_at_once_and_blames_no_one_later(self, tmp_path):
+        """A request waits on nats-py with no task of ours: if the connection
+        crashes meanwhile, its asker hears ACTOR_CRASHED then (not a timeout
+        at its deadline), and the dead client's timers report nothing to the
+        fresh instance's breaker."""
+        got: list = []
+        async with running_server(tmp_path) as server, ActorSystem() as system:
+            await system.spawn(Sink, name="sink", kwargs={"got": got})  # receives, never answers
+            conn = await connect(system, server)
+            await conn.ask(Subscribe("svc.silent", "sink"))
+            codes: list = []
+
+            async def ask() -> None:
+                codes.append(await code_of(conn.ask(Request("svc.silent", b"?"), timeout=0.5)))
+
+            def broken(context) -> None:
+                raise RuntimeError("connection bug")
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ask)
+                await eventually(lambda: len(got) == 1)
+                started = anyio.current_time()
+                conn._cell.context.call_as_self(broken)
+            assert codes == [ReasonCode.ACTOR_CRASHED]
+            assert anyio.current_time() - started < 0.3
+            await anyio.sleep(0.5)  # past the dead request's own timer
+            assert not [e for e in system.audit.events if e.kind == "dependency_failed"]
+            assert (await conn.ask(Statistics())).connected
+
     async def test_requests_run_concurrently(self, tmp_path):
         """64 requests in flight at once through one connection actor."""
         async with running_server(tmp_path) as server, ActorSystem() as system:

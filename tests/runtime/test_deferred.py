@@ -13,7 +13,7 @@ from runtime.context import CURRENT
 from runtime.deferred import Deferred
 from runtime.errors import error_for
 from supervisors import BreakerPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
-from tests.runtime.support import wait_until
+from tests.runtime.support import Crash, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -76,6 +76,10 @@ class Front(Actor):
     @handles(Remember)
     def remember(self, m: Remember) -> int:
         return id(self)
+
+    @handles(Crash)
+    def crash(self, m: Crash) -> None:
+        raise RuntimeError("front broke")
 
 
 class ConcurrentFront(Actor):
@@ -215,6 +219,33 @@ class TestOwedAtStop:
         assert answers[0][0] is ReasonCode.SHUTTING_DOWN
         assert tick <= answers[0][1] <= 5 * tick  # at the stop deadline; asyncio's real clock may stall
         assert system.dead_letters.count(ReasonCode.SHUTTING_DOWN) == 1
+
+
+class TestOwedAtCrash:
+    async def test_answers_a_crashed_instance_owed_are_its_askers_actor_crashed_at_once(self, tick):
+        """As a gen_server's callers hear of its crash: not a timeout at the
+        deadline; and the answer that comes later for the dead instance is void."""
+        gate = anyio.Event()
+        async with ActorSystem() as system:
+            front, _, seen = await front_and_store(system, store_kwargs={"gate": gate})
+            codes: list = []
+
+            async def ask() -> None:
+                try:
+                    await front.ask(Lookup("a"), timeout=1000 * tick)
+                except ExoarmurError as exc:
+                    codes.append((exc.code, anyio.current_time()))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ask)
+                await wait_until(lambda: front.statistics().processed == 1)
+                crashed_at = anyio.current_time()
+                await front.tell(Crash())
+            assert [code for code, _ in codes] == [ReasonCode.ACTOR_CRASHED]
+            assert codes[0][1] - crashed_at < 100 * tick
+            gate.set()
+            await wait_until(lambda: len(seen) == 1)  # the store's answer reached the callback: nothing more
+            assert await front.ask(Remember()) is not None
 
 
 class TestAskThen:
