@@ -864,12 +864,25 @@ class NatsConnection(Actor):
         return record.sid
 
     def _respond(self, subject: str, data: bytes) -> None:
-        """A served request's reply. On asyncio, connected, it goes straight
-        into nats-py's buffer (with `nc.publish`'s checks, as `msg.respond`
-        would); otherwise through this connection's mailbox as a Publish."""
+        """A served request's reply. Connected, it goes straight into
+        nats-py's buffer (with `nc.publish`'s checks, as `msg.respond` would;
+        on trio from the asyncio side, at its next pass); otherwise through
+        this connection's mailbox as a Publish."""
         m = Publish(subject, data)
-        if self.bridge.loop is None and self.nc is not None and _buffered(self.nc, m):
-            return
+        nc = self.nc
+        if nc is None:
+            self._publish_later(m)
+        elif self.bridge.loop is None:
+            if not _buffered(nc, m):
+                self._publish_later(m)
+        else:
+            self.bridge.soon(self._buffer_or_publish_later, nc, m)
+
+    def _buffer_or_publish_later(self, nc: Any, m: Publish) -> None:
+        if not _buffered(nc, m):  # on the asyncio side
+            self.bridge.actor_side(self._publish_later, m)
+
+    def _publish_later(self, m: Publish) -> None:
         try:
             self.context.self_ref.tell_nowait(m)
         except ExoarmurError:
