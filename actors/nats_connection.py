@@ -769,10 +769,10 @@ class NatsConnection(Actor):
 
     @handles(Request)
     def request(self, m: Request) -> Deferred:
-        call = _JsRequest(m.subject, m.data, _response, nats.errors.NoRespondersError, m.headers)
+        call = _OneRequest(m.subject, m.data, _response, nats.errors.NoRespondersError, m.headers)
         return self._request(ReasonCode.TIMEOUT_NATS_REQUEST, call)
 
-    def _request(self, code: ReasonCode, call: _JsRequest) -> Deferred:
+    def _request(self, code: ReasonCode, call: _OneRequest) -> Deferred:
         """Started at once on the asyncio side (no task, no scope of ours);
         answered when the reply comes, or with `code` (a failed dependency)
         just before the deadline."""
@@ -781,7 +781,7 @@ class NatsConnection(Actor):
         self.bridge.soon(self._start_request, nc, call, code, self._answer_within(), later)
         return later
 
-    def _start_request(self, nc: Any, call: _JsRequest, code: ReasonCode, within: float, later: Deferred) -> None:
+    def _start_request(self, nc: Any, call: _OneRequest, code: ReasonCode, within: float, later: Deferred) -> None:
         """On the asyncio side: the request started (`_begin`), ended by its
         reply or by a timer `within` seconds from now. Whatever happens here
         reaches the asker (on trio this runs as a loop callback, whose
@@ -1102,7 +1102,7 @@ class NatsConnection(Actor):
             headers["Nats-Msg-Id"] = m.msg_id
         if m.expected_last_subject_seq is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(m.expected_last_subject_seq)
-        call = _JsRequest(m.subject, m.data, _pub_ack, NoStreamResponseError, headers or None)
+        call = _OneRequest(m.subject, m.data, _pub_ack, NoStreamResponseError, headers or None)
         return self._request(ReasonCode.TIMEOUT_NATS_PUBLISH, call)
 
     @handles(StreamLast, concurrent=True)
@@ -1270,12 +1270,12 @@ async def _send_chunk(nc: Any, chunk: list[bytes], size: int) -> None:
 
 
 @attrs.frozen
-class _JsRequest:
-    """A JetStream API call as the one request it is: started straight into
-    nats-py's buffer (`_request_now`, no task per call) and its reply read as
-    nats-py's own coroutine reads it (`parse` raises nats-py's exception for
-    an error reply; `unanswered` is what nats-py raises when nothing
-    answers)."""
+class _OneRequest:
+    """A call that is one NATS request (a core request, a JetStream publish
+    or API call): started straight into nats-py's buffer (`_request_now`, no
+    task per call) and its reply read as nats-py's own coroutine reads it
+    (`parse` raises nats-py's exception for an error reply; `unanswered` is
+    what nats-py raises when nothing answers)."""
 
     subject: str
     data: bytes
@@ -1284,16 +1284,16 @@ class _JsRequest:
     headers: dict[str, str] | None = None
 
 
-# A call of a run: (coroutine function, *args), or a JetStream API request.
-Call = tuple[Any, ...] | _JsRequest
+# A call of a run: (coroutine function, *args), or one request.
+Call = tuple[Any, ...] | _OneRequest
 
 
-def _put(kv: Any, m: KvPut) -> _JsRequest | ExoarmurError | tuple[Any, ...]:
+def _put(kv: Any, m: KvPut) -> _OneRequest | ExoarmurError | tuple[Any, ...]:
     """`kv.put(key, value)` (nats/js/kv.py): a publish to the key's subject,
     answered with the stream's ack."""
     if not _is_key_valid(m.key):
         return (kv.put, m.key, m.value)  # nats-py's own InvalidKeyError
-    return _JsRequest(f"{kv._pre}{m.key}", m.value, _acked_sequence, NoStreamResponseError)
+    return _OneRequest(f"{kv._pre}{m.key}", m.value, _acked_sequence, NoStreamResponseError)
 
 
 def _acked_sequence(msg: Any) -> int:
@@ -1309,11 +1309,11 @@ def _response(msg: Any) -> Response:
     return Response(msg.data, dict(msg.headers) if msg.headers else None)
 
 
-def _leader_get(m: KvGet) -> _JsRequest:
+def _leader_get(m: KvGet) -> _OneRequest:
     """`js.get_msg(stream, subject=..., direct=False)` (nats/js/manager.py):
     the key's last message, from the stream leader."""
     request = orjson.dumps({"last_by_subj": f"$KV.{m.bucket}.{m.key}"})
-    return _JsRequest(f"$JS.API.STREAM.MSG.GET.KV_{m.bucket}", request, partial(_entry, m.key), ServiceUnavailableError)
+    return _OneRequest(f"$JS.API.STREAM.MSG.GET.KV_{m.bucket}", request, partial(_entry, m.key), ServiceUnavailableError)
 
 
 def _entry(key: str, msg: Any) -> KvEntry | None:
@@ -1352,7 +1352,7 @@ def _begin(nc: Any, call: Call, loop: asyncio.AbstractEventLoop) -> tuple[asynci
     (a JetStream request: the raw reply, read by `_result`) or the value;
     with the key to pop from the client's reply map when it ends (None: a
     task of nats-py's own, which pops its own)."""
-    if isinstance(call, _JsRequest):
+    if isinstance(call, _OneRequest):
         started = _request_now(nc, Request(call.subject, call.data, call.headers))
         if started is not None:
             return started
@@ -1366,7 +1366,7 @@ def _result(call: Call, future: asyncio.Future) -> Any:
     if future.cancelled():
         return asyncio.CancelledError()
     error = future.exception()
-    if not isinstance(call, _JsRequest):
+    if not isinstance(call, _OneRequest):
         return error or future.result()
     if isinstance(error, nats.errors.NoRespondersError):
         return call.unanswered()
