@@ -1,9 +1,9 @@
 """The few primitives whose cost decides the ask and tell targets, per backend.
 
 Everything else in the kernel uses anyio. Here, and only here, asyncio and trio
-are used directly: a reply slot is a future with a `loop.call_at` deadline timer
-on asyncio, and a parked task whose deadline sits in one shared timer heap on
-trio, each about as cheap as the raw primitive it wraps. A callback reply
+are used directly: a reply slot is a future on asyncio and a parked task on
+trio, its deadline in one shared heap per loop (`DeadlineHeap`: one wake-up for
+the earliest), each about as cheap as the raw primitive it wraps. A callback reply
 (`ActorRef.ask_then`) wakes no task: resolving it calls a function.
 
 A reply slot is resolved at most once (`resolve` returns False after the first
@@ -53,68 +53,63 @@ def _asyncio_yield():
 
 
 class AsyncioReply(Reply):
-    __slots__ = ("_future", "_loop")
+    __slots__ = ("_future", "_timers", "_armed")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, timers: AsyncioTimers) -> None:
         super().__init__()
-        self._loop = loop
         self._future = loop.create_future()
+        self._timers = timers
+        self._armed = False
 
     def resolve(self, result: outcome.Outcome) -> bool:
         if self.done:
             return False
         self.done = True
         self.outcome = result
+        if self._armed:
+            self._timers.resolved_early()
         if not self._future.done():
             self._future.set_result(None)
         return True
 
-    def _on_deadline(self, expire: Expire) -> None:
-        if not self.done:
-            self.resolve(outcome.Error(expire(self)))
-
     async def wait(self, deadline: float, expire: Expire) -> Any:
         if not self.done:
-            timer = self._loop.call_at(deadline, self._on_deadline, expire)
+            self._armed = True
+            self._timers.add(deadline, self, expire)
             try:
                 await self._future
             except BaseException:
                 self.done = True  # the asker is gone: a reply now is late
                 raise
-            finally:
-                timer.cancel()
         return self.outcome.unwrap()  # type: ignore[union-attr]
 
 
 class AsyncioCallbackReply(Reply):
     """A reply slot that calls `callback(outcome)` instead of waking a task
-    (`ActorRef.ask_then`); `arm` sets its deadline timer."""
+    (`ActorRef.ask_then`); `arm` puts its deadline in the shared heap."""
 
-    __slots__ = ("_callback", "_loop", "_timer")
+    __slots__ = ("_callback", "_timers", "_armed")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[outcome.Outcome], None]) -> None:
+    def __init__(self, timers: AsyncioTimers, callback: Callable[[outcome.Outcome], None]) -> None:
         super().__init__()
         self._callback = callback
-        self._loop = loop
-        self._timer: asyncio.TimerHandle | None = None
+        self._timers = timers
+        self._armed = False
 
     def arm(self, deadline: float, expire: Expire) -> None:
         if not self.done:
-            self._timer = self._loop.call_at(deadline, self._on_deadline, expire)
+            self._armed = True
+            self._timers.add(deadline, self, expire)
 
     def resolve(self, result: outcome.Outcome) -> bool:
         if self.done:
             return False
         self.done = True
         self.outcome = result
-        if self._timer is not None:
-            self._timer.cancel()
+        if self._armed:
+            self._timers.resolved_early()
         self._callback(result)
         return True
-
-    def _on_deadline(self, expire: Expire) -> None:
-        if not self.done:
-            self.resolve(outcome.Error(expire(self)))
 
 
 # How long an idle drain stays parked on asyncio before its task ends.
@@ -222,32 +217,35 @@ class TrioCallbackReply(Reply):
         return True
 
 
-class TrioTimers:
-    """Every waiting ask's deadline, in one heap, watched by one task.
+class DeadlineHeap:
+    """Every waiting ask's deadline, in one heap, and one wake-up for the
+    earliest (a backend's `_wake_by`).
 
-    What `loop.call_at` is on asyncio: a trio cancel scope per ask costs more
-    than a whole scheduler pass, a heap push costs ~1 µs. Invariants: the
-    watcher sleeps until the earliest entry (an earlier `add` moves its wake-up
-    forward); entries of replies resolved early are dropped once they make up
-    half the heap, so the heap stays within twice the number of waiting asks.
+    A timer per ask costs more: on trio a cancel scope costs more than a whole
+    scheduler pass; on asyncio `call_at` and its `cancel` cost ~2.7 µs here
+    (a Python TimerHandle, compared in Python in the loop's heap), a push of
+    a tuple ~0.6 µs. Invariants: the wake-up is never later than the earliest
+    entry (an earlier `add` moves it forward); entries of replies resolved
+    early are dropped once they make up half the heap, so the heap stays
+    within twice the number of waiting asks.
     """
 
-    __slots__ = ("_heap", "_seq", "_stale", "_scope")
+    __slots__ = ("_heap", "_seq", "_stale")
 
     COMPACT_AT = 1024
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, TrioReply | TrioCallbackReply, Expire]] = []
+        self._heap: list[tuple[float, int, Reply, Expire]] = []
         self._seq = 0
         self._stale = 0
-        self._scope: Any = None  # the watcher's sleep; its deadline is its wake-up
 
-    def add(self, deadline: float, reply: TrioReply | TrioCallbackReply, expire: Expire) -> None:
+    def add(self, deadline: float, reply: Reply, expire: Expire) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (deadline, self._seq, reply, expire))
-        scope = self._scope
-        if scope is not None and deadline < scope.deadline:
-            scope.deadline = deadline
+        self._wake_by(deadline)
+
+    def _wake_by(self, deadline: float) -> None:
+        raise NotImplementedError
 
     def resolved_early(self) -> None:
         self._stale += 1
@@ -265,8 +263,52 @@ class TrioTimers:
                 self._stale = max(self._stale - 1, 0)
                 continue
             # Resolve through the reply so its task is rescheduled.
-            reply.resolve(outcome.Error(expire(reply)))
+            reply.resolve(outcome.Error(expire(reply)))  # type: ignore[attr-defined]
             self._stale = max(self._stale - 1, 0)  # resolve() counted it as early
+
+
+class AsyncioTimers(DeadlineHeap):
+    """The heap's wake-up is one `loop.call_at` for its earliest entry."""
+
+    __slots__ = ("_loop", "_handle", "_handle_at")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._loop = loop
+        self._handle: asyncio.TimerHandle | None = None
+        self._handle_at = math.inf
+
+    def _wake_by(self, deadline: float) -> None:
+        if deadline < self._handle_at:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._handle_at = deadline
+            self._handle = self._loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        # asyncio runs a handle when its time is within the clock's resolution:
+        # what was due at the wake-up is due now.
+        now = max(self._loop.time(), self._handle_at)
+        self._handle, self._handle_at = None, math.inf
+        self._expire_due(now)
+        if self._heap:
+            self._wake_by(self._heap[0][0])
+
+
+class TrioTimers(DeadlineHeap):
+    """The heap's wake-up is one watcher task, asleep in a cancel scope whose
+    deadline is the earliest entry's."""
+
+    __slots__ = ("_scope",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._scope: Any = None  # the watcher's sleep; its deadline is its wake-up
+
+    def _wake_by(self, deadline: float) -> None:
+        scope = self._scope
+        if scope is not None and deadline < scope.deadline:
+            scope.deadline = deadline
 
     async def run(self) -> None:
         """The watcher task: lives in the actor system's task group."""
@@ -324,12 +366,13 @@ def current_backend() -> Backend:
         # The default loop's time() is time.monotonic(); calling it directly
         # saves a Python frame per read (two reads per message).
         now = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
+        timers = AsyncioTimers(loop)
         return Backend(
             name=name,
             now=now,
             checkpoint=_asyncio_yield,
-            new_reply=lambda: AsyncioReply(loop),
-            new_callback_reply=lambda callback: AsyncioCallbackReply(loop, callback),
+            new_reply=lambda: AsyncioReply(loop, timers),
+            new_callback_reply=lambda callback: AsyncioCallbackReply(timers, callback),
             park=AsyncioPark(loop),
         )
     if name == "trio":
