@@ -11,6 +11,7 @@ import attrs
 import pytest
 
 from actors.nats_connection import (
+    BRIDGED_ANSWER_MARGIN,
     Delivery,
     KvGet,
     KvOpen,
@@ -199,7 +200,9 @@ async def test_a_slow_link_fails_a_request_with_its_timeout_code_at_its_deadline
             outcome, seconds = await timed(conn, Request("svc.echo", b"%d" % i), 0.1)
             assert isinstance(outcome, ExoarmurError) and outcome.code is ReasonCode.TIMEOUT_NATS_REQUEST, outcome
             took.append(seconds)
-        assert 0.1 - 0.005 <= min(took) and max(took) <= 0.1 * SLACK + 0.02, took
+        # Answered just before the deadline: on trio earlier, as the timers of
+        # trio-asyncio's loop fire a few ms late (BRIDGED_ANSWER_MARGIN).
+        assert 0.1 - BRIDGED_ANSWER_MARGIN - 0.005 <= min(took) and max(took) <= 0.1 * SLACK + 0.02, took
         assert sorted(took)[2] <= 0.1 * SLACK, took
         outcome, seconds = await timed(conn, Request("svc.echo", b"patient"), 3.0)
         assert not isinstance(outcome, ExoarmurError), outcome

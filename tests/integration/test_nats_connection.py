@@ -209,6 +209,15 @@ class TestRequest:
             elapsed = anyio.current_time() - started
             assert code is ReasonCode.TIMEOUT_NATS_REQUEST
             assert 0.45 <= elapsed <= 0.55  # within 10% of the deadline
+            # The connection counts it as a failed dependency, once (its timer
+            # ends the call just before the deadline; under load the asker's
+            # own may win the race, and the count comes right after).
+            def failed() -> list:
+                return [e.code for e in system.audit.events if e.kind == "dependency_failed"]
+
+            await eventually(lambda: failed(), timeout=2.0)
+            await anyio.sleep(0.1)
+            assert failed() == [ReasonCode.TIMEOUT_NATS_REQUEST]
 
     async def test_a_crash_answers_the_requests_in_flight_at_once_and_blames_no_one_later(self, tmp_path):
         """A request waits on nats-py with no task of ours: if the connection
