@@ -741,12 +741,13 @@ class NatsConnection(Actor):
         deadline = self.context.deadline
         return max((deadline if deadline is not None else self.context.now()) - self.context.now(), 0.001)
 
-    def _answer_within(self) -> float:
-        """nats-py's own timeout for a request-shaped call: it ends (and is
-        counted as a failed dependency) just before the envelope's deadline,
-        without a cancel scope of ours around it."""
+    def _answer_by(self) -> float:
+        """When a request ends unanswered (counted as a failed dependency):
+        just before the envelope's deadline, an instant on the runtime's
+        clock, which is the asyncio side's too (trio-asyncio's loop reads
+        trio's), so a request started a pass later still ends in time."""
         margin = ANSWER_MARGIN if self.bridge.loop is None else BRIDGED_ANSWER_MARGIN
-        return max(self._remaining() - margin, 0.001)
+        return self.context.now() + max(self._remaining() - margin, 0.001)
 
     @handles(Publish, batch=True, per_item=True)
     async def publish(self, batch: list[Publish]) -> list[None | ExoarmurError]:
@@ -782,11 +783,7 @@ class NatsConnection(Actor):
         just before the deadline."""
         nc = self._client()
         later = self.context.defer()
-        # An instant on the runtime's clock, which is the asyncio side's too
-        # (trio-asyncio's loop reads trio's): on trio the request starts a
-        # pass later, and still ends by then.
-        answer_by = self.context.now() + self._answer_within()
-        self.bridge.soon(self._start_request, nc, call, code, answer_by, later)
+        self.bridge.soon(self._start_request, nc, call, code, self._answer_by(), later)
         return later
 
     def _start_request(self, nc: Any, call: _OneRequest, code: ReasonCode, answer_by: float, later: Deferred) -> None:

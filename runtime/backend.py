@@ -18,6 +18,7 @@ import heapq
 import math
 import time
 import types
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -217,7 +218,7 @@ class TrioCallbackReply(Reply):
         return True
 
 
-class DeadlineHeap:
+class DeadlineHeap(ABC):
     """Every waiting ask's deadline, in one heap, and one wake-up for the
     earliest (a backend's `_wake_by`).
 
@@ -244,8 +245,9 @@ class DeadlineHeap:
         heapq.heappush(self._heap, (deadline, self._seq, reply, expire))
         self._wake_by(deadline)
 
+    @abstractmethod
     def _wake_by(self, deadline: float) -> None:
-        raise NotImplementedError
+        """Make sure the backend wakes up by `deadline` to expire what is due."""
 
     def resolved_early(self) -> None:
         self._stale += 1
