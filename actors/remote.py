@@ -166,7 +166,7 @@ def answer_remote(
             target.tell_nowait(env.message, **options)
             respond(encode_result(None))
         else:
-            target.ask_then(env.message, partial(_answer, respond), **options)
+            target.ask_then(env.message, partial(_answer, respond), eager=True, **options)
     except ExoarmurError as exc:
         respond(encode_error(exc.code, exc.detail))
 

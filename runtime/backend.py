@@ -45,6 +45,7 @@ class Reply:
 
     # Each backend defines:
     #   resolve(result: outcome.Outcome) -> bool   (False if already resolved)
+    #   arm(deadline, expire)                      (its timer, once; resolve ends it)
     #   async wait(deadline, expire) -> value      (raises the coded error)
 
 
@@ -73,10 +74,16 @@ class AsyncioReply(Reply):
             self._future.set_result(None)
         return True
 
-    async def wait(self, deadline: float, expire: Expire) -> Any:
-        if not self.done:
+    def arm(self, deadline: float, expire: Expire) -> None:
+        """Put the deadline in the heap now (before `wait`): an eager handler's
+        own asks then expire after this one, as they would have queued."""
+        if not (self.done or self._armed):
             self._armed = True
             self._timers.add(deadline, self, expire)
+
+    async def wait(self, deadline: float, expire: Expire) -> Any:
+        if not self.done:
+            self.arm(deadline, expire)
             try:
                 await self._future
             except BaseException:
@@ -98,7 +105,7 @@ class AsyncioCallbackReply(Reply):
         self._armed = False
 
     def arm(self, deadline: float, expire: Expire) -> None:
-        if not self.done:
+        if not (self.done or self._armed):
             self._armed = True
             self._timers.add(deadline, self, expire)
 
@@ -157,23 +164,31 @@ class AsyncioPark:
 
 
 class TrioReply(Reply):
-    __slots__ = ("_task", "_timers")
+    __slots__ = ("_task", "_timers", "_armed")
 
     def __init__(self, timers: TrioTimers) -> None:
         super().__init__()
         self._task = None
         self._timers = timers
+        self._armed = False
 
     def resolve(self, result: outcome.Outcome) -> bool:
         if self.done:
             return False
         self.done = True
         self.outcome = result
+        if self._armed:
+            self._timers.resolved_early()
         task, self._task = self._task, None
         if task is not None:
-            self._timers.resolved_early()
             _trio.lowlevel.reschedule(task)
         return True
+
+    def arm(self, deadline: float, expire: Expire) -> None:
+        """As AsyncioReply.arm."""
+        if not (self.done or self._armed):
+            self._armed = True
+            self._timers.add(deadline, self, expire)
 
     def _abort(self, _raise_cancel: object) -> object:
         self._task = None
@@ -182,7 +197,7 @@ class TrioReply(Reply):
     async def wait(self, deadline: float, expire: Expire) -> Any:
         if not self.done:
             self._task = _trio.lowlevel.current_task()
-            self._timers.add(deadline, self, expire)
+            self.arm(deadline, expire)
             try:
                 await _trio.lowlevel.wait_task_rescheduled(self._abort)
             except BaseException:
@@ -203,7 +218,7 @@ class TrioCallbackReply(Reply):
         self._armed = False
 
     def arm(self, deadline: float, expire: Expire) -> None:
-        if not self.done:
+        if not (self.done or self._armed):
             self._armed = True
             self._timers.add(deadline, self, expire)
 

@@ -10,7 +10,10 @@ supervisor's). The drain handles up to `throughput` envelopes per turn without
 yielding, yields once between turns, lingers two scheduler passes when the mailbox
 empties (so a ping-pong asker finds it still running), then returns. On asyncio
 it lingers one pass and then stays parked a moment (`backend.park`): the next
-send wakes it, which costs less than anyio's spawn.
+send wakes it, which costs less than anyio's spawn. One exception: an ask of an
+idle actor whose handler is a plain `def` is handled at once in the asker's
+stack (`handle_now`, eager dispatch), the answer the drain would have given,
+without the pass; tells always queue.
 
 Where timeouts come from: the envelope's deadline. It is checked when the
 envelope is taken (a plain `def` handler cannot suspend, so that is enough) and
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -76,6 +80,9 @@ STOP = "stop"
 LINGER_PASSES = 2
 # Where an idle drain then parks (asyncio), one pass is enough: a later send wakes it.
 LINGER_PASSES_BEFORE_PARKING = 1
+
+# How many eager dispatches may nest in one stack (runtime `handle_now`).
+EAGER_DEPTH = 8
 
 # Envelope field positions, for the hot loop (tuple indexing skips the
 # NamedTuple property call).
@@ -509,6 +516,49 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
             return
         self._reject(env, self.mailbox.closed or ReasonCode.DEADLINE_EXCEEDED)
 
+    def handle_now(self, env: Envelope) -> bool:
+        """Eager dispatch (`ask`): handle `env` at once, in the caller's
+        stack, if this actor is idle, its mailbox open, and its handler for
+        the message a plain `def` (which cannot suspend): the drain would take
+        it next anyway; this saves the scheduler pass and the drain. Exactly
+        what the drain does with it (answer, coded answer, crash); sends made
+        meanwhile to this actor queue, and a drain is scheduled for them
+        after. At most EAGER_DEPTH calls nest (an eager handler asking
+        eagerly); past it, and otherwise, False: nothing was done, offer it."""
+        message_type = type(env[MESSAGE])
+        fn, is_async = self.dispatch[message_type]
+        system = self.system
+        if (
+            is_async
+            or self.mailbox.closed is not None
+            or message_type in self.batched
+            or system.eager_depth >= EAGER_DEPTH
+            or not self._idle()
+        ):
+            return False
+        reply = env[REPLY_TO]
+        if reply is not None:
+            # The asker's timer first, as it would be for queued mail: asks the
+            # handler makes at the same deadline expire after it (rule R7).
+            reply.arm(env[DEADLINE], partial(self.ask_expired, env))
+        self.mailbox.accepted += 1
+        self.scheduled = True  # taken as a drain is: sends meanwhile only queue
+        system.eager_depth += 1
+        token = CURRENT.set(self.context)
+        try:
+            crash = self._handle_sync(fn, env)
+            if crash is not None:
+                self._down(crash)
+        finally:
+            CURRENT.reset(token)
+            self.context.envelope = None
+            system.eager_depth -= 1
+            self.scheduled = False
+            mailbox = self.mailbox
+            if mailbox.queue or mailbox.control or self._instance_dead or self.state is CellState.STOPPING:
+                self._schedule()  # a suspended actor's waits for resume()
+        return True
+
     def _reject(self, env: Envelope, code: ReasonCode) -> bool:
         self.mailbox.rejected += 1
         raise self.system.failure("rejected", code, path=self.path, envelope=env)
@@ -865,6 +915,21 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
             if reply is not None and not reply.done:
                 self.dead_letter(deferred.envelope, code, "its answer was deferred and never came")
 
+    def _idle(self) -> bool:
+        """Running, with nothing queued, in hand or under way: no drain, no
+        concurrent handler or job. What the drain would do next is whatever
+        comes now."""
+        mailbox = self.mailbox
+        inflight = self.inflight
+        return (
+            not self.scheduled
+            and self.state is CellState.RUNNING
+            and not self._instance_dead
+            and not mailbox.control
+            and not mailbox.queue
+            and (inflight is None or not (len(inflight) or inflight.jobs))
+        )
+
     def signal_now(self, message: Any) -> None:
         """A signal handled at once, in the caller's stack, when this actor is
         idle (running, nothing queued, no drain or job under way) and its
@@ -874,15 +939,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         supervisor's one_for_one decision costs a crash: no scheduler pass of
         the supervisor's own."""
         fn, is_async = self.dispatch[type(message)]
-        idle = (
-            not self.scheduled
-            and self.state is CellState.RUNNING
-            and not self._instance_dead
-            and not self.mailbox.control
-            and not self.mailbox.queue
-            and (self.inflight is None or not (len(self.inflight) or self.inflight.jobs))
-        )
-        if is_async or not idle:
+        if is_async or not self._idle():
             self.signal(message)
             return
         self.mailbox.accepted += 1

@@ -160,11 +160,16 @@ class ActorRef:
     ) -> Any:
         """The handler's return value, or the coded error: ACTOR_CRASHED as soon as
         the handler raises; DEADLINE_EXCEEDED if the deadline passes before a
-        handler takes it; the message's category code if it passes after."""
+        handler takes it; the message's category code if it passes after.
+        An idle target whose handler is a plain `def` handles it at once, in
+        this task (`ActorCell.handle_now`); the ask still yields once."""
         cell = self._cell
         reply = cell.system.backend.new_reply()
         env = self._envelope(message, timeout, deadline, tenant, idempotency_key, trace_id, reply)
-        if not cell.offer(env):
+        if cell.handle_now(env):
+            if reply.done:
+                await cell.system.backend.checkpoint()  # a loop of asks still lets others run
+        elif not cell.offer(env):
             await cell.offer_waiting(env)
         return await reply.wait(env.deadline, lambda r: cell.ask_expired(env, r))
 
@@ -173,6 +178,7 @@ class ActorRef:
         message: Any,
         on_reply: Callable[[outcome.Outcome], None],
         *,
+        eager: bool = False,
         timeout: float | None = None,
         deadline: float | None = None,
         tenant: str | None = None,
@@ -183,14 +189,18 @@ class ActorRef:
         called once with what `ask` would return or raise (`outcome.Value` or
         `outcome.Error`), at the latest at the deadline (runtime/deferred.py).
         Never waits for room: a full mailbox raises OVERLOAD_MAILBOX_FULL here,
-        as every refusal does, and then `on_reply` is never called."""
+        as every refusal does, and then `on_reply` is never called.
+        `eager=True`: an idle target whose handler is a plain `def` handles it
+        now, in this stack (as `ask` does), so `on_reply` may run before this
+        returns; for callers with nothing left to do after the call."""
         owner = CURRENT.get()
         if owner is None:
             raise RuntimeError("ask_then is for handlers (its callback runs as the asking actor); use ask")
         cell = self._cell
         reply = cell.system.backend.new_callback_reply(in_owner(owner, on_reply))
         env = self._envelope(message, timeout, deadline, tenant, idempotency_key, trace_id, reply)
-        cell.offer_nowait(env)
+        if not (eager and cell.handle_now(env)):
+            cell.offer_nowait(env)
         reply.arm(env.deadline, lambda r: cell.ask_expired(env, r))
 
     def statistics(self):

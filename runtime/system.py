@@ -76,6 +76,7 @@ class ActorSystem:
         self._mailboxes = dict(mailboxes or {})
         self._cells: dict[str, ActorCell] = {}
         self._late_replies = 0
+        self.eager_depth = 0  # eager dispatches running in this stack (ActorCell.handle_now)
         self._restarts_of_stopped = 0
         self._stopping = False
         self._outer: anyio.abc.TaskGroup
