@@ -4,10 +4,11 @@
     ref = RemoteRef(system, connection="nats/connection", system_name="node-a", path="tenant/acme")
     total = await ref.ask(Add(5))              # as ActorRef.ask, across processes
 
-The wire: a NATS request to `exoarmur.gw.<system>` whose payload is the
-envelope in the strict codec (deadline as remaining ms, re-anchored by the
-receiver), with headers naming the target path and whether it is an ask or a
-tell. The gateway answers every request with one reply: the handler's result,
+The wire: a NATS request to `exoarmur.gw.<system>` whose payload is one line
+naming the mode and the target path (`ask tenant/acme\n`; a path has no
+blank or newline), then the envelope in the strict codec (deadline as
+remaining ms, re-anchored by the receiver). No NATS headers: they cost more
+to write and to parse than the line. The gateway answers every request with one reply: the handler's result,
 or a code. Its data plane is the connection's (`Serve`): a request goes from
 the wire straight into the target's mailbox, and its answer straight back into
 the connection's buffer, as Erlang's distribution delivers to a process with
@@ -43,12 +44,29 @@ from runtime.messages import timeout_category
 
 __all__ = ["Gateway", "RemoteRef", "answer_remote", "gateway_subject"]
 
-TO = "Exo-To"
-MODE = "Exo-Mode"
+MODES = (b"ask", b"tell")
 
 
 def gateway_subject(system_name: str) -> str:
     return f"exoarmur.gw.{system_name}"
+
+
+def frame(mode: bytes, path: str, envelope: bytes) -> bytes:
+    """A request's payload: the target line, then the envelope."""
+    return b"%s %s\n%s" % (mode, path.encode(), envelope)
+
+
+def unframe(data: bytes) -> tuple[bytes, str, bytes]:
+    """(mode, path, envelope bytes) of a request's payload; ENVELOPE_INVALID
+    for anything else."""
+    line, newline, envelope = data.partition(b"\n")
+    mode, blank, path = line.partition(b" ")
+    if not newline or not blank or mode not in MODES:
+        raise error_for(ReasonCode.ENVELOPE_INVALID, "no target line (ask|tell <path>)")
+    try:
+        return mode, path.decode("ascii"), envelope
+    except UnicodeDecodeError:
+        raise error_for(ReasonCode.ENVELOPE_INVALID, "target path is not ASCII") from None
 
 
 # ---- replies on the wire ------------------------------------------------------------
@@ -141,12 +159,9 @@ def answer_remote(
     answer is encoded and sent back from the `ask_then` callback, by the
     remote deadline. No task waits here."""
     system = context.system
-    headers = headers or {}
-    path, mode = headers.get(TO, ""), headers.get(MODE, "ask")
     try:
+        mode, path, data = unframe(data)
         env = decode(data, now=system.now(), expect_tenant=tenant)
-        if mode not in ("ask", "tell"):
-            raise error_for(ReasonCode.ENVELOPE_INVALID, f"unknown mode {mode!r}")
         target = system.lookup(path)
     except ExoarmurError as exc:
         system.audit_error(exc, kind="rejected", path=gateway, envelope=None)
@@ -162,7 +177,7 @@ def answer_remote(
     # (`context` is this call's own, as `on_behalf_of` would make one).
     context.envelope = env
     try:
-        if mode == "tell":
+        if mode == b"tell":
             target.tell_nowait(env.message, **options)
             respond(encode_result(None))
         else:
@@ -201,15 +216,15 @@ class RemoteRef:
         return f"RemoteRef({self.system_name}:{self.path})"
 
     async def ask(self, message: Any, **options: Any) -> Any:
-        return await self._send(message, "ask", **options)
+        return await self._send(message, b"ask", **options)
 
     async def tell(self, message: Any, **options: Any) -> None:
-        await self._send(message, "tell", **options)
+        await self._send(message, b"tell", **options)
 
     async def _send(
         self,
         message: Any,
-        mode: str,
+        mode: bytes,
         *,
         timeout: float | None = None,
         deadline: float | None = None,
@@ -228,7 +243,7 @@ class RemoteRef:
         except ExoarmurError as exc:
             system.audit_error(exc, kind="rejected", path=self.path, envelope=env)
             raise
-        request = Request(gateway_subject(self.system_name), data, headers={TO: self.path, MODE: mode})
+        request = Request(gateway_subject(self.system_name), frame(mode, self.path, data))
         connection = system.lookup(self.connection_path)
         try:
             response: Response = await connection.ask(request, deadline=deadline)

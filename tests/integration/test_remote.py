@@ -103,8 +103,10 @@ async def test_refusals_are_coded_at_the_sender(tmp_path):
 async def test_garbage_on_the_wire_is_answered_envelope_invalid_and_the_gateway_lives_on(tmp_path):
     async with two_systems(tmp_path) as (a, b):
         connection = b.lookup("nats")
-        for junk in (b"", b"not json", b'{"v":1}', b'{"v":1,"m":"nope","b":{},"ms":100}'):
-            response = await connection.ask(Request(gateway_subject("a"), junk, headers={"Exo-To": "counter"}))
+        junk = [b"", b"not json", b'{"v":1}', b'{"v":1,"m":"nope","b":{},"ms":100}']
+        framed = [b"ask counter\n" + j for j in junk] + [b"ask counter", b"peek counter\n{}", b"ask \xff\n{}"]
+        for data in junk + framed:
+            response = await connection.ask(Request(gateway_subject("a"), data))
             assert b"ENVELOPE_INVALID" in response.data
         assert await remote(b, "counter").ask(Add(1)) == 1
 
