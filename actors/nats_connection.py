@@ -792,6 +792,7 @@ class NatsConnection(Actor):
         reaches the asker (on trio this runs as a loop callback, whose
         exceptions asyncio would only log)."""
         answer = partial(self.context.call_as_self, envelope=later.envelope)
+        on_asyncio = self.bridge.loop is None
         loop = asyncio.get_running_loop()
         try:
             future, key = _begin(nc, call, loop)
@@ -810,7 +811,10 @@ class NatsConnection(Actor):
             # A task asked to stop may still have returned its reply: that counts.
             timed_out = time_was_up and future.cancelled()
             result = nats.errors.TimeoutError() if timed_out else _result(call, future)
-            self.bridge.actor_side(answer, self._answer_request, later, code, result)
+            if on_asyncio and not isinstance(result, BaseException):
+                self._settle(later, code, result)  # a value: nothing here runs as the actor
+            else:
+                self.bridge.actor_side(answer, self._answer_request, later, code, result)
 
         timer = loop.call_at(answer_by, time_up)
         future.add_done_callback(ended)
@@ -873,23 +877,22 @@ class NatsConnection(Actor):
         nats-py's buffer (with `nc.publish`'s checks, as `msg.respond` would;
         on trio from the asyncio side, at its next pass); otherwise through
         this connection's mailbox as a Publish."""
-        m = Publish(subject, data)
         nc = self.nc
         if nc is None:
-            self._publish_later(m)
+            self._publish_later(subject, data)
         elif self.bridge.loop is None:
-            if not _buffered(nc, m):
-                self._publish_later(m)
+            if not _buffered(nc, subject, data):
+                self._publish_later(subject, data)
         else:
-            self.bridge.soon(self._buffer_or_publish_later, nc, m)
+            self.bridge.soon(self._buffer_or_publish_later, nc, subject, data)
 
-    def _buffer_or_publish_later(self, nc: Any, m: Publish) -> None:
-        if not _buffered(nc, m):  # on the asyncio side
-            self.bridge.actor_side(self._publish_later, m)
+    def _buffer_or_publish_later(self, nc: Any, subject: str, data: bytes) -> None:
+        if not _buffered(nc, subject, data):  # on the asyncio side
+            self.bridge.actor_side(self._publish_later, subject, data)
 
-    def _publish_later(self, m: Publish) -> None:
+    def _publish_later(self, subject: str, data: bytes) -> None:
         try:
-            self.context.self_ref.tell_nowait(m)
+            self.context.self_ref.tell_nowait(Publish(subject, data))
         except ExoarmurError:
             self.replies_lost += 1  # full or stopping (audited there): the asker hears at its deadline
 
@@ -1143,7 +1146,7 @@ async def _publish_all(nc: Any, batch: list[Publish]) -> list[Exception | None]:
     for index, m in enumerate(batch):
         if fast and not m.headers:
             if m.subject not in seen or m.reply or len(m.data) > nc._max_payload:
-                error = _refused(nc, m)
+                error = _refused(nc, m.subject, m.reply, m.data)
                 if error is not None:
                     results[index] = error
                     continue
@@ -1163,16 +1166,16 @@ async def _publish_all(nc: Any, batch: list[Publish]) -> list[Exception | None]:
     return results
 
 
-def _buffered(nc: Any, m: Publish) -> bool:
+def _buffered(nc: Any, subject: str, data: bytes, headers: dict[str, str] | None = None, reply: str = "") -> bool:
     """One plain publish straight into nats-py's buffer, as `nc.publish` puts
     it there, when that needs no wait: connected, not draining, nothing
     refused, room in the buffer, a live flusher. False: it was not (publish it
     through the mailbox, where every state is handled)."""
     if not (nc.is_connected and not nc.is_draining_pubs and hasattr(nc, "_send_command")):
         return False
-    if _refused(nc, m) is not None or nc._flusher_task is None or nc._flusher_task.done():
+    if _refused(nc, subject, reply, data) is not None or nc._flusher_task is None or nc._flusher_task.done():
         return False
-    command = _command(m)
+    command = _command(subject, data, headers, reply)
     if command is None:
         return False
     if nc._max_pending_size > 0 and nc._pending_data_size + len(command) > nc._max_pending_size:
@@ -1180,13 +1183,13 @@ def _buffered(nc: Any, m: Publish) -> bool:
     nc._pending.append(command)
     nc._pending_data_size += len(command)
     nc.stats["out_msgs"] += 1
-    nc.stats["out_bytes"] += len(m.data)
+    nc.stats["out_bytes"] += len(data)
     if nc._flush_queue is not None and nc._flush_queue.empty():  # kick the flusher, as nc.publish does
         nc._flush_queue.put_nowait(asyncio.get_running_loop().create_future())
     return True
 
 
-def _request_now(nc: Any, m: Request) -> tuple[asyncio.Future, str] | None:
+def _request_now(nc: Any, subject: str, data: bytes, headers: dict[str, str] | None) -> tuple[asyncio.Future, str] | None:
     """nats-py's request (`_request_new_style`) started without a wait: the
     future the reply resolves (on the client's response subscription) and
     its key in the client's map, which the caller pops when it ends; or None
@@ -1199,7 +1202,7 @@ def _request_now(nc: Any, m: Request) -> tuple[asyncio.Future, str] | None:
     token.extend(token_hex(2).encode())
     inbox = nc._resp_sub_prefix[:]
     inbox.extend(token)
-    if not _buffered(nc, Publish(m.subject, m.data, m.headers, reply=inbox.decode())):
+    if not _buffered(nc, subject, data, headers, inbox.decode()):
         return None
     future = asyncio.get_running_loop().create_future()
     key = token.decode()
@@ -1224,13 +1227,13 @@ def _unanswered(data: bytes) -> None:
     """The reply of a request that asked for none (a plain publish): nowhere to go."""
 
 
-def _command(m: Publish) -> bytes | None:
-    """The PUB (or HPUB) command `nc.publish` buffers for `m`, byte for byte;
-    None for a header key nats-py refuses (it raises BadHeaderError)."""
-    if m.headers is None:
-        return b"PUB %s %s %d\r\n%s\r\n" % (m.subject.encode(), m.reply.encode(), len(m.data), m.data)
+def _command(subject: str, data: bytes, headers: dict[str, str] | None, reply: str) -> bytes | None:
+    """The PUB (or HPUB) command `nc.publish` buffers, byte for byte; None
+    for a header key nats-py refuses (it raises BadHeaderError)."""
+    if headers is None:
+        return b"PUB %s %s %d\r\n%s\r\n" % (subject.encode(), reply.encode(), len(data), data)
     block = [b"NATS/1.0\r\n"]
-    for key, value in m.headers.items():
+    for key, value in headers.items():
         key = key.strip()
         if not key:
             continue
@@ -1240,7 +1243,7 @@ def _command(m: Publish) -> bytes | None:
     block.append(b"\r\n")
     header = b"".join(block)
     return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (
-        m.subject.encode(), m.reply.encode(), len(header), len(header) + len(m.data), header, m.data
+        subject.encode(), reply.encode(), len(header), len(header) + len(data), header, data
     )
 
 
@@ -1254,12 +1257,11 @@ _NO_RESPONDERS = "503"  # the status header of nats' no-responders reply
 _SUBJECT_REFUSED = re.compile(r"[ \t\r\n]")
 
 
-def _refused(nc: Any, m: Publish) -> Exception | None:
-    """What `nc.publish` would raise for `m` before buffering it."""
-    for subject in (m.subject, m.reply) if m.reply else (m.subject,):
-        if not subject or _SUBJECT_REFUSED.search(subject):
-            return nats.errors.BadSubjectError()
-    if len(m.data) > nc._max_payload:
+def _refused(nc: Any, subject: str, reply: str, data: bytes) -> Exception | None:
+    """What `nc.publish` would raise before buffering a publish."""
+    if not subject or _SUBJECT_REFUSED.search(subject) or (reply and _SUBJECT_REFUSED.search(reply)):
+        return nats.errors.BadSubjectError()
+    if len(data) > nc._max_payload:
         return nats.errors.MaxPayloadError()
     return None
 
@@ -1274,7 +1276,7 @@ async def _send_chunk(nc: Any, chunk: list[bytes], size: int) -> None:
         await nc._flush_pending()
 
 
-@attrs.frozen
+@attrs.define  # not frozen: made per request, and a frozen __init__ costs twice as much
 class _OneRequest:
     """A call that is one NATS request (a core request, a JetStream publish
     or API call): started straight into nats-py's buffer (`_request_now`, no
@@ -1358,7 +1360,7 @@ def _begin(nc: Any, call: Call, loop: asyncio.AbstractEventLoop) -> tuple[asynci
     with the key to pop from the client's reply map when it ends (None: a
     task of nats-py's own, which pops its own)."""
     if isinstance(call, _OneRequest):
-        started = _request_now(nc, Request(call.subject, call.data, call.headers))
+        started = _request_now(nc, call.subject, call.data, call.headers)
         if started is not None:
             return started
         # The first request, or no room now: nats-py's own request, in a task.

@@ -20,6 +20,7 @@ import time
 import types
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import outcome
@@ -45,7 +46,8 @@ class Reply:
 
     # Each backend defines:
     #   resolve(result: outcome.Outcome) -> bool   (False if already resolved)
-    #   arm(deadline, expire)                      (its timer, once; resolve ends it)
+    #   reserve() -> int                           (a place among equal deadlines)
+    #   arm(deadline, expire, place=0)             (its timer, once; resolve ends it)
     #   async wait(deadline, expire) -> value      (raises the coded error)
 
 
@@ -58,7 +60,8 @@ class AsyncioReply(Reply):
     __slots__ = ("_future", "_timers", "_armed")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timers: AsyncioTimers) -> None:
-        super().__init__()
+        self.started = self.done = False  # Reply's fields, set here: one per ask
+        self.outcome = None
         self._future = loop.create_future()
         self._timers = timers
         self._armed = False
@@ -74,12 +77,17 @@ class AsyncioReply(Reply):
             self._future.set_result(None)
         return True
 
-    def arm(self, deadline: float, expire: Expire) -> None:
-        """Put the deadline in the heap now (before `wait`): an eager handler's
-        own asks then expire after this one, as they would have queued."""
+    def reserve(self) -> int:
+        """This reply's place among the timers, taken before an eager handler
+        runs (`arm(..., place)` after it, if it did not answer): the asks it
+        makes at the same deadline expire after this one, as if it had queued."""
+        return self._timers.reserve()
+
+    def arm(self, deadline: float, expire: Expire, place: int = 0) -> None:
+        """Put the deadline in the heap (once)."""
         if not (self.done or self._armed):
             self._armed = True
-            self._timers.add(deadline, self, expire)
+            self._timers.add(deadline, self, expire, place)
 
     async def wait(self, deadline: float, expire: Expire) -> Any:
         if not self.done:
@@ -104,10 +112,13 @@ class AsyncioCallbackReply(Reply):
         self._timers = timers
         self._armed = False
 
-    def arm(self, deadline: float, expire: Expire) -> None:
+    def reserve(self) -> int:
+        return self._timers.reserve()
+
+    def arm(self, deadline: float, expire: Expire, place: int = 0) -> None:
         if not (self.done or self._armed):
             self._armed = True
-            self._timers.add(deadline, self, expire)
+            self._timers.add(deadline, self, expire, place)
 
     def resolve(self, result: outcome.Outcome) -> bool:
         if self.done:
@@ -184,11 +195,14 @@ class TrioReply(Reply):
             _trio.lowlevel.reschedule(task)
         return True
 
-    def arm(self, deadline: float, expire: Expire) -> None:
+    def reserve(self) -> int:
+        return self._timers.reserve()
+
+    def arm(self, deadline: float, expire: Expire, place: int = 0) -> None:
         """As AsyncioReply.arm."""
         if not (self.done or self._armed):
             self._armed = True
-            self._timers.add(deadline, self, expire)
+            self._timers.add(deadline, self, expire, place)
 
     def _abort(self, _raise_cancel: object) -> object:
         self._task = None
@@ -217,10 +231,13 @@ class TrioCallbackReply(Reply):
         self._timers = timers
         self._armed = False
 
-    def arm(self, deadline: float, expire: Expire) -> None:
+    def reserve(self) -> int:
+        return self._timers.reserve()
+
+    def arm(self, deadline: float, expire: Expire, place: int = 0) -> None:
         if not (self.done or self._armed):
             self._armed = True
-            self._timers.add(deadline, self, expire)
+            self._timers.add(deadline, self, expire, place)
 
     def resolve(self, result: outcome.Outcome) -> bool:
         if self.done:
@@ -255,10 +272,19 @@ class DeadlineHeap(ABC):
         self._seq = 0
         self._stale = 0
 
-    def add(self, deadline: float, reply: Reply, expire: Expire) -> None:
-        self._seq += 1
-        heapq.heappush(self._heap, (deadline, self._seq, reply, expire))
+    def add(self, deadline: float, reply: Reply, expire: Expire, place: int = 0) -> None:
+        """`place`: one `reserve()` gave earlier, to expire before the deadlines
+        added since at the same instant (0: after all of them)."""
+        if not place:
+            self._seq += 1
+            place = self._seq
+        heapq.heappush(self._heap, (deadline, place, reply, expire))
         self._wake_by(deadline)
+
+    def reserve(self) -> int:
+        """A place among equal deadlines, for an `add` that may come later."""
+        self._seq += 1
+        return self._seq
 
     @abstractmethod
     def _wake_by(self, deadline: float) -> None:
@@ -388,8 +414,8 @@ def current_backend() -> Backend:
             name=name,
             now=now,
             checkpoint=_asyncio_yield,
-            new_reply=lambda: AsyncioReply(loop, timers),
-            new_callback_reply=lambda callback: AsyncioCallbackReply(timers, callback),
+            new_reply=partial(AsyncioReply, loop, timers),
+            new_callback_reply=partial(AsyncioCallbackReply, timers),
             park=AsyncioPark(loop),
         )
     if name == "trio":
@@ -400,8 +426,8 @@ def current_backend() -> Backend:
             # one frame cheaper per read than trio.current_time().
             now=_trio.lowlevel.current_clock().current_time,
             checkpoint=_trio.lowlevel.checkpoint,
-            new_reply=lambda: TrioReply(timers),
-            new_callback_reply=lambda callback: TrioCallbackReply(timers, callback),
+            new_reply=partial(TrioReply, timers),
+            new_callback_reply=partial(TrioCallbackReply, timers),
             service=timers.run,
         )
     raise RuntimeError(f"unsupported async library {name!r}")

@@ -537,10 +537,10 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         ):
             return False
         reply = env[REPLY_TO]
-        if reply is not None:
-            # The asker's timer first, as it would be for queued mail: asks the
-            # handler makes at the same deadline expire after it (rule R7).
-            reply.arm(env[DEADLINE], partial(self.ask_expired, env))
+        # The asker's place among the timers is taken first, as it would be for
+        # queued mail: asks the handler makes at the same deadline expire
+        # after it (rule R7). Its timer is set only if no answer came now.
+        place = reply.reserve() if reply is not None else 0
         self.mailbox.accepted += 1
         self.scheduled = True  # taken as a drain is: sends meanwhile only queue
         system.eager_depth += 1
@@ -553,6 +553,8 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
             CURRENT.reset(token)
             self.context.envelope = None
             system.eager_depth -= 1
+            if reply is not None and not reply.done:
+                reply.arm(env[DEADLINE], partial(self.ask_expired, env), place)
             self.scheduled = False
             mailbox = self.mailbox
             if mailbox.queue or mailbox.control or self._instance_dead or self.state is CellState.STOPPING:

@@ -454,7 +454,7 @@ def encode_message(
     if registry.lookup(name) is not cls:
         raise _invalid(f"{cls.__qualname__} ({name}) is not in this registry")
     try:
-        return name, _encode_fields(_plan(cls), message, 0)
+        return name, _encode_fields(_PLANS.get(cls) or _plan(cls), message, 0)
     except _Mismatch as error:
         raise _body_error(name, error) from None
 
@@ -466,8 +466,12 @@ def decode_message(name: str, body: Any, *, registry: MessageRegistry = MESSAGES
         raise _invalid(f"unknown message {_short(name)}")
     if type(body) is not dict:
         raise _invalid(f"body of {name}: expected object, got {_kind(body)}")
+    return _decode_body(cls, name, body)
+
+
+def _decode_body(cls: type, name: str, body: dict[str, Any]) -> Any:
     try:
-        return _decode_fields(_plan(cls), body, 0)
+        return _decode_fields(_PLANS.get(cls) or _plan(cls), body, 0)
     except _Mismatch as error:
         raise _body_error(name, error) from None
 
@@ -498,10 +502,12 @@ def encode(
     max_bytes: int = MAX_BYTES,
 ) -> bytes:
     """The wire bytes of `envelope`, its deadline sent as the ms left after `now`."""
-    try:
-        deadline = _float(envelope.deadline, 0)
-    except _Mismatch as error:
-        raise _invalid(f"deadline: {error.reason}") from None
+    deadline = envelope.deadline
+    if type(deadline) is not float or not math.isfinite(deadline):
+        try:
+            deadline = _float(deadline, 0)
+        except _Mismatch as error:
+            raise _invalid(f"deadline: {error.reason}") from None
     milliseconds = (deadline - now) * 1000.0
     if milliseconds < 1.0:  # rounds down to 0 ms or less
         detail = f"{milliseconds:.3f} ms left before sending"
@@ -586,7 +592,8 @@ def decode(
         raise _header_error("a", "attempt", attempt)
     if type(wire["b"]) is not dict:
         raise _invalid(f"header 'b' (body): expected object, got {_kind(wire['b'])}")
-    if registry.lookup(name) is None:
+    cls = registry.lookup(name)
+    if cls is None:
         raise _invalid(f"unknown message {_short(name)}")
     tenant = strings[0]
     if expect_tenant is not None and tenant != expect_tenant:
@@ -595,5 +602,5 @@ def decode(
     if remaining <= 0:
         detail = f"{name}: {remaining} ms left on arrival"
         raise DeadlineExceeded(ReasonCode.DEADLINE_EXCEEDED, detail)
-    message = decode_message(name, wire["b"], registry=registry)
+    message = _decode_body(cls, name, wire["b"])
     return make_envelope(message, now + remaining / 1000, *strings, attempt, None)
