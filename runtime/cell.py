@@ -64,6 +64,10 @@ class CellState(enum.Enum):
     STOPPING = "stopping"
     STOPPED = "stopped"
 
+    # Members are singletons compared by identity: object's hash (a C slot)
+    # says the same as Enum's (a Python call, twice per state change).
+    __hash__ = object.__hash__
+
 
 TRANSITIONS: Mapping[CellState, frozenset[CellState]] = {
     CellState.RUNNING: frozenset({CellState.SUSPENDED, CellState.STOPPING}),
@@ -242,8 +246,10 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
             self.inflight.cancel_all()
         if self._scope is not None:
             self._scope.cancel()
-        self._cancel_tasks()
-        self._abandon_owed_at_crash()
+        if self._tasks:
+            self._cancel_tasks()
+        if self._owed:
+            self._abandon_owed_at_crash()
         self._move(CellState.SUSPENDED)
         self.parent.child_crashed(self, error)
 
@@ -392,7 +398,8 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         try:
             self.actor = self._new_actor()
             self._instance_dead = False
-            await self.run_started()
+            if self.actor_type._has_started:
+                await self.run_started()
         except ExoarmurError as exc:
             self._instance_dead = True
             return exc  # run_started emitted its audit event
@@ -638,6 +645,8 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         inflight = self.inflight
         popleft = queue.popleft
         current: Envelope | None = None
+        budget = 0
+        carry = False  # a crash ended the last inner loop: its turn's budget goes on
         try:
             while True:
                 if mailbox.control:
@@ -673,7 +682,10 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
                 if inflight is not None and inflight.full:
                     await inflight.wait_for_room()  # the mail waits in the mailbox meanwhile
                     continue
-                budget = self.throughput
+                if carry:
+                    carry = False
+                else:
+                    budget = self.throughput
                 actor = self.actor
                 while queue and budget:
                     budget -= 1
@@ -728,8 +740,13 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
                 context.envelope = None
                 if self.state is CellState.SUSPENDED:
                     continue  # straight to the linger above: it checkpoints
+                if self._instance_dead and budget and not mailbox.control and self.state is CellState.RUNNING:
+                    # Resumed at once (its parent decided in this stack): the
+                    # fresh instance goes on with this turn, no pass lost.
+                    carry = True
+                    continue
                 if mailbox.control or queue or self._instance_dead:
-                    await checkpoint()  # a resumed actor is remade at once
+                    await checkpoint()
                     continue
                 # Linger a scheduler pass or two before giving the task up (or
                 # parking it), so a ping-pong asker finds the drain still

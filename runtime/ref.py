@@ -67,7 +67,8 @@ class ActorRef:
         now = system.now()
         if deadline is None:
             if timeout is None:
-                timeout = system.default_seconds(message_type)
+                # The cached default first (timeouts are > 0): a call saved per send.
+                timeout = system._timeout_of_type.get(message_type) or system.default_seconds(message_type)
             deadline = now + timeout
         # Inline copy of carried_over() below (hot path).
         sender = None

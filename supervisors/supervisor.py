@@ -55,7 +55,7 @@ class ChildDown:
     """Signal: the child `name` crashed with `code` and is suspended."""
 
     name: str
-    code: str
+    code: ReasonCode
     detail: str
 
 
@@ -71,7 +71,7 @@ class DependencyFailed:
     """Signal: the child `name` reported a failed dependency and runs on."""
 
     name: str
-    code: str
+    code: ReasonCode
 
 
 @message("exoarmur.supervisor.probe_done")
@@ -193,13 +193,13 @@ class _Link:
     def child_crashed(self, cell: ActorCell, error: ExoarmurError) -> None:
         # Decided at once when the supervisor is idle (on_child_down never
         # awaits): the crashed child's own drain goes on to its fresh instance.
-        self._supervisor.signal_now(ChildDown(self._name, str(error.code), error.detail))
+        self._supervisor.signal_now(ChildDown(self._name, error.code, error.detail))
 
     def child_exited(self, cell: ActorCell) -> None:
         self._supervisor.signal(ChildExited(self._name))
 
     def child_reported(self, cell: ActorCell, code: ReasonCode, detail: str) -> None:
-        self._supervisor.signal(DependencyFailed(self._name, str(code)))
+        self._supervisor.signal(DependencyFailed(self._name, code))
 
     def child_probed(self, cell: ActorCell, ok: bool | None) -> None:
         self._supervisor.signal(ProbeDone(self._name, ok))
@@ -293,7 +293,7 @@ class Supervisor(Actor):
             self._forget(message.name)
             return
         now = self.context.now()
-        if self._breaker_failure(failed, ReasonCode(message.code), now=now):
+        if self._breaker_failure(failed, message.code, now=now):
             return  # open: no restart, no intensity spent, until the cooldown ends
         exceeded = self._restarts.add(now)
         if exceeded:
@@ -479,7 +479,7 @@ class Supervisor(Actor):
     def on_dependency_failed(self, message: DependencyFailed) -> None:
         child = self._children.get(message.name)
         if child is not None and child.state is ChildState.RUNNING:
-            self._breaker_failure(child, ReasonCode(message.code), now=self.context.now())
+            self._breaker_failure(child, message.code, now=self.context.now())
 
     @handles(BreakerDue)
     async def on_breaker_due(self, message: BreakerDue) -> None:
@@ -553,7 +553,7 @@ class Supervisor(Actor):
             failure = await child.cell.restart()
             child.state = ChildState.RUNNING
             if failure is not None:
-                self.context.cell.signal(ChildDown(name, str(failure.code), failure.detail))
+                self.context.cell.signal(ChildDown(name, failure.code, failure.detail))
 
     async def _remove(self, name: str) -> None:
         await self._shut_down(name)
