@@ -307,6 +307,47 @@ class TestCrash:
             assert await ref.ask(Get()) == 0
             assert system.audit.counts() == {ReasonCode.ACTOR_CRASHED: 5}
 
+    async def test_a_crash_resumed_at_once_goes_on_with_the_turn_and_the_turn_still_ends(self):
+        """Resumed in the crash's own stack (the system resumes at once), the
+        fresh instance goes on with the same turn: no scheduler pass per
+        crash. The turn's budget still counts crashed envelopes, so a
+        crash-looping actor yields every `throughput` envelopes."""
+        passes = 0
+        seen: list[int] = []
+
+        class Brittle(Actor):
+            throughput = 4
+
+            @handles(Add)
+            def add(self, m: Add) -> None:
+                seen.append(passes)
+                raise ValueError("brittle")
+
+        async def count_passes() -> None:
+            nonlocal passes
+            while True:
+                passes += 1
+                await anyio.sleep(0)
+
+        async with ActorSystem() as system:
+            ref = await system.spawn(Brittle, name="b")
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(count_passes)
+                await anyio.sleep(0)
+                for n in range(12):
+                    await ref.tell(Add(n))
+                for _ in range(1000):  # passes, not time: the ticker keeps trio's MockClock still
+                    if len(seen) == 12:
+                        break
+                    await anyio.sleep(0)
+                tg.cancel_scope.cancel()
+            turns = [seen[i : i + 4] for i in range(0, 12, 4)]
+            assert all(len(set(turn)) == 1 for turn in turns)  # four crashes, not one pass between
+            # The turns end: the ticker ran between two of them at least (trio
+            # may run two drain turns back to back, reversing a batch's order).
+            assert turns[0][0] < turns[2][0]
+            assert system.statistics().restarts == 12
+
     async def test_crashing_async_handler_raises_actor_crashed(self):
         """An async handler that raises also gives ACTOR_CRASHED."""
 
