@@ -747,7 +747,10 @@ class NatsConnection(Actor):
         clock, which is the asyncio side's too (trio-asyncio's loop reads
         trio's), so a request started a pass later still ends in time."""
         margin = ANSWER_MARGIN if self.bridge.loop is None else BRIDGED_ANSWER_MARGIN
-        return self.context.now() + max(self._remaining() - margin, 0.001)
+        now = self.context.now()
+        deadline = self.context.deadline
+        remaining = max(deadline - now, 0.001) if deadline is not None else 0.001  # as _remaining()
+        return now + max(remaining - margin, 0.001)
 
     @handles(Publish, batch=True, per_item=True)
     async def publish(self, batch: list[Publish]) -> list[None | ExoarmurError]:

@@ -45,6 +45,7 @@ from runtime.messages import timeout_category
 __all__ = ["Gateway", "RemoteRef", "answer_remote", "gateway_subject"]
 
 MODES = (b"ask", b"tell")
+_new = tuple.__new__  # Envelope without NamedTuple's argument parsing (as runtime/ref.py)
 
 
 def gateway_subject(system_name: str) -> str:
@@ -237,7 +238,7 @@ class RemoteRef:
         if deadline is None:
             deadline = now + (system.default_seconds(type(message)) if timeout is None else timeout)
         deadline, tenant, trace_id, sender = carried_over(deadline, tenant, trace_id)
-        env = Envelope(message, deadline, tenant, sender, None, trace_id, idempotency_key, 1, None)
+        env = _new(Envelope, (message, deadline, tenant, sender, None, trace_id, idempotency_key, 1, None))
         try:
             data = encode(env, now=now)
         except ExoarmurError as exc:
