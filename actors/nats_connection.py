@@ -759,9 +759,11 @@ class NatsConnection(Actor):
         the network unless the buffer is full, and then the flush timeout and
         the run's deadline bound it. A publish nats-py refuses (a bad subject,
         too big, a closed client) is that publish's coded error alone."""
-        results = await self._call(
-            ReasonCode.TIMEOUT_NATS_PUBLISH, _publish_all, self._client(), batch, bounded=False
-        )
+        nc = self._client()
+        # Connected with room, from either side: no crossing of the bridge.
+        results = _buffered_run(nc, batch, self.bridge.loop or asyncio.get_running_loop())
+        if results is None:
+            results = await self._call(ReasonCode.TIMEOUT_NATS_PUBLISH, _publish_all, nc, batch, bounded=False)
         answers: list[None | ExoarmurError] = []
         for result in results:
             error = None if result is None else self._coded(result, ReasonCode.TIMEOUT_NATS_PUBLISH)
@@ -1148,13 +1150,11 @@ async def _publish_all(nc: Any, batch: list[Publish]) -> list[Exception | None]:
     seen: set[str] = set()  # subjects that passed the checks in this run
     for index, m in enumerate(batch):
         if fast and not m.headers:
-            if m.subject not in seen or m.reply or len(m.data) > nc._max_payload:
-                error = _refused(nc, m.subject, m.reply, m.data)
-                if error is not None:
-                    results[index] = error
-                    continue
-                seen.add(m.subject)
-            chunk.append(b"PUB %s %s %d\r\n%s\r\n" % (m.subject.encode(), m.reply.encode(), len(m.data), m.data))
+            command = _plain_command(nc, m, seen)
+            if isinstance(command, Exception):
+                results[index] = command
+                continue
+            chunk.append(command)
             size += len(m.data)
             continue
         if chunk:  # keep the order: what is gathered goes first
@@ -1169,27 +1169,75 @@ async def _publish_all(nc: Any, batch: list[Publish]) -> list[Exception | None]:
     return results
 
 
-def _buffered(nc: Any, subject: str, data: bytes, headers: dict[str, str] | None = None, reply: str = "") -> bool:
-    """One plain publish straight into nats-py's buffer, as `nc.publish` puts
-    it there, when that needs no wait: connected, not draining, nothing
-    refused, room in the buffer, a live flusher. False: it was not (publish it
-    through the mailbox, where every state is handled)."""
-    if not (nc.is_connected and not nc.is_draining_pubs and hasattr(nc, "_send_command")):
-        return False
-    if _refused(nc, subject, reply, data) is not None or nc._flusher_task is None or nc._flusher_task.done():
-        return False
-    command = _command(subject, data, headers, reply)
-    if command is None:
-        return False
+def _plain_command(nc: Any, m: Publish, seen: set[str]) -> bytes | Exception:
+    """The PUB command of a publish without headers, or what `nc.publish`
+    would raise for it; `seen`: subjects of this run that passed already."""
+    if m.subject not in seen or m.reply or len(m.data) > nc._max_payload:
+        error = _refused(nc, m.subject, m.reply, m.data)
+        if error is not None:
+            return error
+        seen.add(m.subject)
+    return b"PUB %s %s %d\r\n%s\r\n" % (m.subject.encode(), m.reply.encode(), len(m.data), m.data)
+
+
+def _can_buffer(nc: Any) -> bool:
+    """nats-py takes a publish into its buffer without a wait: connected,
+    not draining, with a live flusher."""
+    return (
+        nc.is_connected
+        and not nc.is_draining_pubs
+        and hasattr(nc, "_send_command")
+        and nc._flusher_task is not None
+        and not nc._flusher_task.done()
+    )
+
+
+def _append(nc: Any, command: bytes, messages: int, payload: int, loop: asyncio.AbstractEventLoop) -> bool:
+    """Put `command` in nats-py's buffer as `nc.publish` does, if it has room,
+    and kick its flusher (a future on `loop`, the client's); False: no room."""
     if nc._max_pending_size > 0 and nc._pending_data_size + len(command) > nc._max_pending_size:
         return False
     nc._pending.append(command)
     nc._pending_data_size += len(command)
-    nc.stats["out_msgs"] += 1
-    nc.stats["out_bytes"] += len(data)
-    if nc._flush_queue is not None and nc._flush_queue.empty():  # kick the flusher, as nc.publish does
-        nc._flush_queue.put_nowait(asyncio.get_running_loop().create_future())
+    nc.stats["out_msgs"] += messages
+    nc.stats["out_bytes"] += payload
+    if nc._flush_queue is not None and nc._flush_queue.empty():
+        nc._flush_queue.put_nowait(loop.create_future())
     return True
+
+
+def _buffered(nc: Any, subject: str, data: bytes, headers: dict[str, str] | None = None, reply: str = "") -> bool:
+    """One publish straight into nats-py's buffer, when that needs no wait
+    (`_can_buffer`, nothing refused, room). False: it was not (publish it
+    through the mailbox, where every state is handled). On the asyncio side."""
+    if not _can_buffer(nc) or _refused(nc, subject, reply, data) is not None:
+        return False
+    command = _command(subject, data, headers, reply)
+    return command is not None and _append(nc, command, 1, len(data), asyncio.get_running_loop())
+
+
+def _buffered_run(nc: Any, batch: list[Publish], loop: asyncio.AbstractEventLoop) -> list[Exception | None] | None:
+    """A run of publishes without headers straight into nats-py's buffer, as
+    one command, when none needs a wait: one result per publish (None, or
+    what `nc.publish` would raise). None: not so, nothing was buffered
+    (`_publish_all` handles every state). From either side of the bridge:
+    both run in this thread, and the flusher is woken through `loop`."""
+    if not _can_buffer(nc) or any(m.headers for m in batch):
+        return None
+    results: list[Exception | None] = [None] * len(batch)
+    chunk: list[bytes] = []
+    size = 0
+    seen: set[str] = set()
+    for index, m in enumerate(batch):
+        command = _plain_command(nc, m, seen)
+        if isinstance(command, Exception):
+            results[index] = command
+        else:
+            chunk.append(command)
+            size += len(m.data)
+    if chunk and not _append(nc, b"".join(chunk), len(chunk), size, loop):
+        return None
+    return results
 
 
 def _request_now(nc: Any, subject: str, data: bytes, headers: dict[str, str] | None) -> tuple[asyncio.Future, str] | None:

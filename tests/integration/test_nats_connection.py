@@ -169,6 +169,35 @@ class TestRequest:
                 0: None, 1: ReasonCode.NATS_API_ERROR, 2: None, 3: ReasonCode.NATS_API_ERROR, 4: None, 5: None,
             }  # fmt: skip
 
+    async def test_a_run_of_plain_publishes_goes_into_the_buffer_without_crossing(self, tmp_path, monkeypatch):
+        """Connected, with room, a run without headers is written into nats-py's
+        buffer from the actor's side (on trio: no crossing of the bridge); a bad
+        subject and an oversized payload still fail alone, the rest arrive in order."""
+        got: list = []
+        crossings: list = []
+        async with running_server(tmp_path) as server, ActorSystem() as system:
+            await system.spawn(Sink, name="sink", kwargs={"got": got})
+            conn = await connect(system, server)
+            await conn.ask(Subscribe("plain.>", "sink"))
+            attempt = NatsConnection._attempt  # where every call of nats-py's goes
+
+            def counted(self, code, fn, *rest):
+                crossings.append(fn)
+                return attempt(self, code, fn, *rest)
+
+            monkeypatch.setattr(NatsConnection, "_attempt", counted)
+            too_big = b"x" * (1024 * 1024 + 1)  # the server's default max_payload is 1 MiB
+            for subject in ["plain.a", "plain bad", "plain.b", "plain.c", "plain.d"]:
+                await conn.tell(Publish(subject, too_big if subject == "plain.c" else b"ok"))  # queued: one run
+            await eventually(lambda: conn.statistics().processed >= 5)
+            assert crossings == []
+            monkeypatch.undo()
+            await conn.ask(Flush())
+            await eventually(lambda: len(got) == 3)
+            assert [m.subject for m in got] == ["plain.a", "plain.b", "plain.d"]
+            codes = [e.code for e in system.audit.events if e.path == conn.path]
+            assert codes == [ReasonCode.NATS_API_ERROR, ReasonCode.NATS_API_ERROR]
+
     async def test_request_reply_through_an_actor(self, tmp_path):
         async with running_server(tmp_path) as server, ActorSystem() as system:
             await system.spawn(Echo, name="echo")
