@@ -760,8 +760,10 @@ class NatsConnection(Actor):
         the run's deadline bound it. A publish nats-py refuses (a bad subject,
         too big, a closed client) is that publish's coded error alone."""
         nc = self._client()
-        # Connected with room, from either side: no crossing of the bridge.
-        results = _buffered_run(nc, batch, self.bridge.loop or asyncio.get_running_loop())
+        # On asyncio, connected with room: straight into the buffer. Not on
+        # trio: requests and replies started before reach the buffer at the
+        # asyncio side's next pass, and this run must go after them.
+        results = _buffered_run(nc, batch) if self.bridge.loop is None else None
         if results is None:
             results = await self._call(ReasonCode.TIMEOUT_NATS_PUBLISH, _publish_all, nc, batch, bounded=False)
         answers: list[None | ExoarmurError] = []
@@ -1216,12 +1218,11 @@ def _buffered(nc: Any, subject: str, data: bytes, headers: dict[str, str] | None
     return command is not None and _append(nc, command, 1, len(data), asyncio.get_running_loop())
 
 
-def _buffered_run(nc: Any, batch: list[Publish], loop: asyncio.AbstractEventLoop) -> list[Exception | None] | None:
+def _buffered_run(nc: Any, batch: list[Publish]) -> list[Exception | None] | None:
     """A run of publishes without headers straight into nats-py's buffer, as
     one command, when none needs a wait: one result per publish (None, or
     what `nc.publish` would raise). None: not so, nothing was buffered
-    (`_publish_all` handles every state). From either side of the bridge:
-    both run in this thread, and the flusher is woken through `loop`."""
+    (`_publish_all` handles every state). On the asyncio side."""
     if not _can_buffer(nc) or any(m.headers for m in batch):
         return None
     results: list[Exception | None] = [None] * len(batch)
@@ -1235,7 +1236,7 @@ def _buffered_run(nc: Any, batch: list[Publish], loop: asyncio.AbstractEventLoop
         else:
             chunk.append(command)
             size += len(m.data)
-    if chunk and not _append(nc, b"".join(chunk), len(chunk), size, loop):
+    if chunk and not _append(nc, b"".join(chunk), len(chunk), size, asyncio.get_running_loop()):
         return None
     return results
 

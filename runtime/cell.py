@@ -556,17 +556,27 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
             crash = self._handle_sync(fn, env)
             if crash is not None:
                 self._down(crash)
+        except BaseException:
+            self._cancelled_while_handling(env)  # as the drain answers (KeyboardInterrupt...)
+            raise
         finally:
             CURRENT.reset(token)
             self.context.envelope = None
             system.eager_depth -= 1
             if reply is not None and not reply.done:
                 reply.arm(env[DEADLINE], partial(self.ask_expired, env), place)
-            self.scheduled = False
-            mailbox = self.mailbox
-            if mailbox.queue or mailbox.control or self._instance_dead or self.state is CellState.STOPPING:
-                self._schedule()  # a suspended actor's waits for resume()
+            self._ran_now()
         return True
+
+    def _ran_now(self) -> None:
+        """After a handler ran in a caller's stack (`handle_now`,
+        `signal_now`), with `scheduled` set meanwhile so nothing nested in:
+        a drain for what came in the meantime (a suspended actor's waits for
+        resume())."""
+        self.scheduled = False
+        mailbox = self.mailbox
+        if mailbox.queue or mailbox.control or self._instance_dead or self.state is CellState.STOPPING:
+            self._schedule()
 
     def _reject(self, env: Envelope, code: ReasonCode) -> bool:
         self.mailbox.rejected += 1
@@ -963,7 +973,11 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
             return
         self.mailbox.accepted += 1
         self.mailbox.processed += 1
-        self.context.call_as_self(lambda context: fn(self.actor, message))
+        self.scheduled = True  # as handle_now: what comes meanwhile queues
+        try:
+            self.context.call_as_self(lambda context: fn(self.actor, message))
+        finally:
+            self._ran_now()
 
     def signal(self, message: Any, *, timeout: float | None = None) -> None:
         """Deliver a runtime signal (e.g. "your child crashed") ahead of user mail,

@@ -195,6 +195,29 @@ class TestEagerAsk:
             assert ref.statistics().processed == 0
 
 
+class Interrupt(BaseException):
+    """Stands for KeyboardInterrupt: not an Exception, so not a crash."""
+
+
+class TestEagerInterrupted:
+    async def test_a_base_exception_reaches_the_asker_and_the_actor_is_left_clean(self):
+        """As in the drain: the envelope in hand ends SHUTTING_DOWN (audited),
+        the exception goes on up, and the actor takes the next ask."""
+
+        class Interrupted(Eager):
+            @handles(Hold)
+            def hold(self, m: Hold) -> None:
+                raise Interrupt()
+
+        async with ActorSystem() as system:
+            ref = await system.spawn(Interrupted, name="i")
+            with pytest.raises(Interrupt):
+                await ref.ask(Hold())
+            assert system.audit.counts() == {ReasonCode.SHUTTING_DOWN: 1}
+            assert not ref._cell.scheduled and system.eager_depth == 0 and CURRENT.get() is None
+            assert await ref.ask(Add(1)) == 1
+
+
 class TestEagerAskThen:
     async def test_nesting_stops_at_eager_depth_and_every_link_answers(self):
         """A chain longer than EAGER_DEPTH: the first EAGER_DEPTH links run in

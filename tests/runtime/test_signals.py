@@ -90,8 +90,33 @@ class Busy(Listener):
         self.order.append(f"signal {message.n}")
 
 
+@message("test.signals.ask_self")
+class AskSelf:
+    pass
+
+
+class SelfAsking(Listener):
+    """Its signal handler asks its own actor, eagerly: that ask must wait."""
+
+    @handles(AskSelf)
+    def ask_self(self, message: AskSelf) -> None:
+        self.order.append("signal starts")
+        self.context.self_ref.ask_then(Add(1), lambda result: self.order.append("answered"), eager=True)
+        self.order.append("signal ends")
+
+
 class TestSignalNow:
     """A supervisor's one_for_one decision, in the crashed child's stack."""
+
+    async def test_a_handler_run_now_is_not_entered_again_from_inside(self):
+        """While a signal runs now, the actor counts as busy: its own eager
+        ask inside is queued and handled after, by a drain."""
+        async with ActorSystem() as system:
+            ref = await system.spawn(SelfAsking, name="s")
+            ref._cell.signal_now(AskSelf())
+            assert ref._cell.actor.order == ["signal starts", "signal ends"]
+            await wait_until(lambda: "answered" in ref._cell.actor.order)
+            assert ref._cell.actor.order == ["signal starts", "signal ends", "add 1", "answered"]
 
     async def test_to_an_idle_actor_it_is_handled_before_the_call_returns(self):
         async with ActorSystem() as system:
