@@ -962,11 +962,11 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
     def signal_now(self, message: Any) -> None:
         """A signal handled at once, in the caller's stack, when this actor is
         idle (running, nothing queued, no drain or job under way) and its
-        handler for it is a plain `def`: it runs as this actor
-        (`call_as_self`; an exception crashes the instance through its
-        control lane). Otherwise it is queued as `signal` queues it. What a
-        supervisor's one_for_one decision costs a crash: no scheduler pass of
-        the supervisor's own."""
+        handler for it is a plain `def`: it runs as this actor, in its own
+        context (idle, it handles nothing else), and an exception crashes the
+        instance through its control lane, as `call_as_self` does. Otherwise
+        it is queued as `signal` queues it. What a supervisor's one_for_one
+        decision costs a crash: no scheduler pass of the supervisor's own."""
         fn, is_async = self.dispatch[type(message)]
         if is_async or not self._idle():
             self.signal(message)
@@ -974,9 +974,13 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         self.mailbox.accepted += 1
         self.mailbox.processed += 1
         self.scheduled = True  # as handle_now: what comes meanwhile queues
+        token = CURRENT.set(self.context)
         try:
-            self.context.call_as_self(lambda context: fn(self.actor, message))
+            fn(self.actor, message)
+        except Exception as exc:
+            self.callback_crashed(CallbackCrash(self.actor, None, exc))
         finally:
+            CURRENT.reset(token)
             self._ran_now()
 
     def signal(self, message: Any, *, timeout: float | None = None) -> None:

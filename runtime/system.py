@@ -54,6 +54,9 @@ class SystemStatistics:
     restarts: int
 
 
+_new = tuple.__new__
+
+
 class ActorSystem:
     def __init__(
         self,
@@ -319,22 +322,19 @@ class ActorSystem:
             message = getattr(message_type, "__wire_name__", message_type.__qualname__)
         if not detail:
             detail = f"{path or ''}"
-        self.audit.emit(
-            AuditEvent(
-                kind=kind,
-                code=code,
-                at=self.now(),
-                path=path,
-                message=message,
-                tenant=envelope.tenant if envelope is not None else None,
-                sender=envelope.sender if envelope is not None else None,
-                correlation_id=envelope.correlation_id if envelope is not None else None,
-                trace_id=envelope.trace_id if envelope is not None else None,
-                idempotency_key=envelope.idempotency_key if envelope is not None else idempotency_key,
-                attempt=envelope.attempt if envelope is not None else attempt,
-                detail=detail,
+        if envelope is None:
+            carried = (None, None, None, None, idempotency_key, attempt)
+        else:
+            carried = (
+                envelope.tenant,
+                envelope.sender,
+                envelope.correlation_id,
+                envelope.trace_id,
+                envelope.idempotency_key,
+                envelope.attempt,
             )
-        )
+        # AuditEvent's fields in order, without NamedTuple's argument parsing.
+        self.audit.emit(_new(AuditEvent, (kind, code, self.now(), path, message, *carried, detail)))
         error = error_for(code, detail)
         error.audited = True
         return error

@@ -107,6 +107,8 @@ def choice(enum_type: type[enum.Enum]) -> attrs.Converter[Any, Any]:
 def instant(now: object, *, not_before: float = -math.inf) -> float:
     """A reading of the runtime clock: finite, and not earlier than `not_before`
     (the clock is monotonic). Anything else is a bug in the caller: ValueError."""
+    if type(now) is float and -math.inf < now < math.inf and now >= not_before:
+        return now  # the common case, checked in one line (once per restart)
     if not (is_real(now) and math.isfinite(now)):
         raise ValueError(f"now must be a finite number of seconds, got {shown(now)}")
     if now < not_before:
