@@ -34,48 +34,19 @@ class Reply:
 
     `started` is set when a handler takes the envelope: it decides the code of a
     deadline that passes afterwards (the category code) versus before
-    (DEADLINE_EXCEEDED), whichever side notices first.
+    (DEADLINE_EXCEEDED), whichever side notices first. Its deadline goes into
+    the loop's shared heap (`arm`, once); resolving it early leaves a stale
+    entry there, counted (`resolved_early`).
     """
 
-    __slots__ = ("started", "done", "outcome")
+    __slots__ = ("started", "done", "outcome", "_timers", "_armed")
 
-    def __init__(self) -> None:
+    def __init__(self, timers: DeadlineHeap) -> None:
         self.started = False
         self.done = False
         self.outcome: outcome.Outcome | None = None
-
-    # Each backend defines:
-    #   resolve(result: outcome.Outcome) -> bool   (False if already resolved)
-    #   reserve() -> int                           (a place among equal deadlines)
-    #   arm(deadline, expire, place=0)             (its timer, once; resolve ends it)
-    #   async wait(deadline, expire) -> value      (raises the coded error)
-
-
-@types.coroutine
-def _asyncio_yield():
-    yield  # a bare yield hands control back to asyncio's loop for one pass
-
-
-class AsyncioReply(Reply):
-    __slots__ = ("_future", "_timers", "_armed")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, timers: AsyncioTimers) -> None:
-        self.started = self.done = False  # Reply's fields, set here: one per ask
-        self.outcome = None
-        self._future = loop.create_future()
         self._timers = timers
         self._armed = False
-
-    def resolve(self, result: outcome.Outcome) -> bool:
-        if self.done:
-            return False
-        self.done = True
-        self.outcome = result
-        if self._armed:
-            self._timers.resolved_early()
-        if not self._future.done():
-            self._future.set_result(None)
-        return True
 
     def reserve(self) -> int:
         """This reply's place among the timers, taken before an eager handler
@@ -89,36 +60,23 @@ class AsyncioReply(Reply):
             self._armed = True
             self._timers.add(deadline, self, expire, place)
 
-    async def wait(self, deadline: float, expire: Expire) -> Any:
-        if not self.done:
-            self.arm(deadline, expire)
-            try:
-                await self._future
-            except BaseException:
-                self.done = True  # the asker is gone: a reply now is late
-                raise
-        return self.outcome.unwrap()  # type: ignore[union-attr]
+    # Each kind defines:
+    #   resolve(result: outcome.Outcome) -> bool   (False if already resolved)
+    # and an asker's, on each backend:
+    #   async wait(deadline, expire) -> value      (raises the coded error)
+    # resolve's first lines (done, outcome, the stale heap entry) are the same
+    # in each kind, written out: every ask resolves one or more replies.
 
 
-class AsyncioCallbackReply(Reply):
+class CallbackReply(Reply):
     """A reply slot that calls `callback(outcome)` instead of waking a task
-    (`ActorRef.ask_then`); `arm` puts its deadline in the shared heap."""
+    (`ActorRef.ask_then`), on either backend."""
 
-    __slots__ = ("_callback", "_timers", "_armed")
+    __slots__ = ("_callback",)
 
-    def __init__(self, timers: AsyncioTimers, callback: Callable[[outcome.Outcome], None]) -> None:
-        super().__init__()
+    def __init__(self, timers: DeadlineHeap, callback: Callable[[outcome.Outcome], None]) -> None:
+        super().__init__(timers)
         self._callback = callback
-        self._timers = timers
-        self._armed = False
-
-    def reserve(self) -> int:
-        return self._timers.reserve()
-
-    def arm(self, deadline: float, expire: Expire, place: int = 0) -> None:
-        if not (self.done or self._armed):
-            self._armed = True
-            self._timers.add(deadline, self, expire, place)
 
     def resolve(self, result: outcome.Outcome) -> bool:
         if self.done:
@@ -129,6 +87,42 @@ class AsyncioCallbackReply(Reply):
             self._timers.resolved_early()
         self._callback(result)
         return True
+
+
+@types.coroutine
+def _asyncio_yield():
+    yield  # a bare yield hands control back to asyncio's loop for one pass
+
+
+class AsyncioReply(Reply):
+    __slots__ = ("_future",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timers: AsyncioTimers) -> None:
+        self.started = self.done = self._armed = False  # Reply's fields, set here: one per ask
+        self.outcome = None
+        self._timers = timers
+        self._future = loop.create_future()
+
+    def resolve(self, result: outcome.Outcome) -> bool:
+        if self.done:
+            return False
+        self.done = True
+        self.outcome = result
+        if self._armed:
+            self._timers.resolved_early()
+        if not self._future.done():
+            self._future.set_result(None)
+        return True
+
+    async def wait(self, deadline: float, expire: Expire) -> Any:
+        if not self.done:
+            self.arm(deadline, expire)
+            try:
+                await self._future
+            except BaseException:
+                self.done = True  # the asker is gone: a reply now is late
+                raise
+        return self.outcome.unwrap()  # type: ignore[union-attr]
 
 
 # How long an idle drain stays parked on asyncio before its task ends.
@@ -175,13 +169,11 @@ class AsyncioPark:
 
 
 class TrioReply(Reply):
-    __slots__ = ("_task", "_timers", "_armed")
+    __slots__ = ("_task",)
 
     def __init__(self, timers: TrioTimers) -> None:
-        super().__init__()
+        super().__init__(timers)
         self._task = None
-        self._timers = timers
-        self._armed = False
 
     def resolve(self, result: outcome.Outcome) -> bool:
         if self.done:
@@ -194,15 +186,6 @@ class TrioReply(Reply):
         if task is not None:
             _trio.lowlevel.reschedule(task)
         return True
-
-    def reserve(self) -> int:
-        return self._timers.reserve()
-
-    def arm(self, deadline: float, expire: Expire, place: int = 0) -> None:
-        """As AsyncioReply.arm."""
-        if not (self.done or self._armed):
-            self._armed = True
-            self._timers.add(deadline, self, expire, place)
 
     def _abort(self, _raise_cancel: object) -> object:
         self._task = None
@@ -218,36 +201,6 @@ class TrioReply(Reply):
                 self.done = True  # the asker is gone: a reply now is late
                 raise
         return self.outcome.unwrap()  # type: ignore[union-attr]
-
-
-class TrioCallbackReply(Reply):
-    """As AsyncioCallbackReply, its deadline in the shared TrioTimers heap."""
-
-    __slots__ = ("_callback", "_timers", "_armed")
-
-    def __init__(self, timers: TrioTimers, callback: Callable[[outcome.Outcome], None]) -> None:
-        super().__init__()
-        self._callback = callback
-        self._timers = timers
-        self._armed = False
-
-    def reserve(self) -> int:
-        return self._timers.reserve()
-
-    def arm(self, deadline: float, expire: Expire, place: int = 0) -> None:
-        if not (self.done or self._armed):
-            self._armed = True
-            self._timers.add(deadline, self, expire, place)
-
-    def resolve(self, result: outcome.Outcome) -> bool:
-        if self.done:
-            return False
-        self.done = True
-        self.outcome = result
-        if self._armed:
-            self._timers.resolved_early()
-        self._callback(result)
-        return True
 
 
 class DeadlineHeap(ABC):
@@ -415,7 +368,7 @@ def current_backend() -> Backend:
             now=now,
             checkpoint=_asyncio_yield,
             new_reply=partial(AsyncioReply, loop, timers),
-            new_callback_reply=partial(AsyncioCallbackReply, timers),
+            new_callback_reply=partial(CallbackReply, timers),
             park=AsyncioPark(loop),
         )
     if name == "trio":
@@ -427,7 +380,7 @@ def current_backend() -> Backend:
             now=_trio.lowlevel.current_clock().current_time,
             checkpoint=_trio.lowlevel.checkpoint,
             new_reply=partial(TrioReply, timers),
-            new_callback_reply=partial(TrioCallbackReply, timers),
+            new_callback_reply=partial(CallbackReply, timers),
             service=timers.run,
         )
     raise RuntimeError(f"unsupported async library {name!r}")

@@ -7,7 +7,7 @@ import asyncio
 
 import outcome
 
-from runtime.backend import AsyncioCallbackReply, AsyncioReply, AsyncioTimers
+from runtime.backend import AsyncioReply, AsyncioTimers, CallbackReply
 from runtime.errors import DeadlineExceeded
 from runtime.codes import ReasonCode
 
@@ -25,7 +25,7 @@ def test_deadlines_expire_in_their_order_whatever_order_they_came_in():
         start = loop.time()
         ended: list[tuple[str, float]] = []
         for name, seconds in (("late", 0.3), ("early", 0.1), ("middle", 0.2)):
-            reply = AsyncioCallbackReply(timers, lambda result, name=name: ended.append((name, loop.time() - start)))
+            reply = CallbackReply(timers, lambda result, name=name: ended.append((name, loop.time() - start)))
             reply.arm(start + seconds, expired)
         await asyncio.sleep(0.45)
         return ended
@@ -57,7 +57,7 @@ def test_entries_of_replies_answered_early_do_not_pile_up():
         loop = asyncio.get_running_loop()
         timers = AsyncioTimers(loop)
         for _ in range(10 * AsyncioTimers.COMPACT_AT):
-            reply = AsyncioCallbackReply(timers, lambda result: None)
+            reply = CallbackReply(timers, lambda result: None)
             reply.arm(loop.time() + 60.0, expired)
             reply.resolve(outcome.Value(None))
         return len(timers._heap)
@@ -73,15 +73,15 @@ def test_a_callback_that_arms_an_earlier_deadline_while_expiring_still_gets_it()
         loop = asyncio.get_running_loop()
         timers = AsyncioTimers(loop)
         ended: list[str] = []
-        far = AsyncioCallbackReply(timers, lambda result: ended.append("far"))
+        far = CallbackReply(timers, lambda result: ended.append("far"))
         far.arm(loop.time() + 5.0, expired)
 
         def first_expired(result: outcome.Outcome) -> None:
             ended.append("first")
-            again = AsyncioCallbackReply(timers, lambda result: ended.append("again"))
+            again = CallbackReply(timers, lambda result: ended.append("again"))
             again.arm(loop.time() + 0.05, expired)
 
-        AsyncioCallbackReply(timers, first_expired).arm(loop.time() + 0.05, expired)
+        CallbackReply(timers, first_expired).arm(loop.time() + 0.05, expired)
         await asyncio.sleep(0.3)
         far.resolve(outcome.Value(None))
         return ended
