@@ -228,7 +228,6 @@ class TestRequest:
             await code_of(conn.ask(Request("warm.up", b"?"), timeout=1))  # the first request sets up the reply inbox
             for _ in range(5):
                 await system.lookup("driver").tell(Go())
-                await anyio.sleep(0.02)
             await conn.ask(Flush())
             await eventually(lambda: len(got) == 10)
             assert [m.data for m in got] == [b"request", b"publish"] * 5
