@@ -25,6 +25,9 @@ nats-py's traps, and what this actor does about each:
   that, crashes the actor so its supervisor starts a fresh client;
 - `publish_async` futures that never resolve (#985): not used; every
   JetStream call is a request bounded by the deadline;
+- a cancel that lands while `drain` waits for the subscriptions is
+  swallowed, and a flush follows: the drain is bounded by its own
+  `drain_timeout` (`_drain`), within the stop's bound;
 - permission errors reach only the error callback: they are counted and
   audited (NATS_PERMISSION_DENIED);
 - a slow consumer drops messages: nats-py's pending limits are set per
@@ -206,13 +209,13 @@ class Serve:
     hands the work on (`ask_then`) and calls `respond(reply_bytes)` once,
     now or from the callback. A subject served again gets the new responder
     (a restarted gateway does not answer twice). Answers the subscription
-    id, which Unsubscribe takes."""
+    id, which Unsubscribe takes. The responder runs from nats-py's read loop
+    as each request arrives: no queue of nats-py's stands in between, so
+    nothing waits there; the work's own mailbox is the backpressure."""
 
     subject: str
     responder: Callable[..., None]
     queue: str = ""
-    pending_msgs: int = 10_000
-    pending_bytes: int = 64 * 1024 * 1024
 
 
 @message("exoarmur.nats.unsubscribe", timeout=TimeoutCategory.NATS_SUBSCRIBE)
@@ -495,7 +498,9 @@ class NatsConnection(Actor):
         )
         with anyio.move_on_after(max(deadline - self.context.now(), 0.0)) as scope:
             try:
-                return await self.bridge.call(nats.connect, **kwargs)
+                nc = await self.bridge.call(nats.connect, **kwargs)
+                await self.bridge.call(_inline_replies, nc)
+                return nc
             except Exception as exc:
                 error = coded(exc, timeout=ReasonCode.TIMEOUT_NATS_CONNECT)
                 if error is None:
@@ -509,9 +514,10 @@ class NatsConnection(Actor):
         if nc is None:
             return
         tasks = _client_tasks(nc)  # before the drain forgets the subscriptions
-        with anyio.move_on_after(max(self.options.flush_timeout, 1.0) if self.options else 1.0):
+        bound = max(self.options.flush_timeout, 1.0) if self.options else 1.0
+        with anyio.move_on_after(bound):
             try:
-                await self.bridge.call(nc.drain)
+                await self.bridge.call(_drain, nc, bound / 2)
             except Exception:  # noqa: BLE001 - drain failing is why close follows
                 pass
         await self._close(nc, tasks)
@@ -907,7 +913,7 @@ class NatsConnection(Actor):
         spec = record.spec
 
         async def deliver(msg: Any) -> None:  # runs on the asyncio side; never blocks
-            self.bridge.actor_side(serve if isinstance(spec, Serve) else handle, msg)
+            self.bridge.actor_side(handle, msg)
 
         def serve(msg: Any) -> None:
             respond = partial(self._respond, msg.reply) if msg.reply else _unanswered
@@ -932,14 +938,14 @@ class NatsConnection(Actor):
                 if _audited_drop(record.dropped):
                     self._audit(ReasonCode.NATS_SLOW_CONSUMER, f"{spec.subject} -> {spec.target}: {exc.code}")
 
+        if isinstance(spec, Serve):
+            # `serve` never blocks nor raises (a responder's crash is this
+            # actor's): it can run in nats-py's read loop.
+            sink = {"future": _Inline(partial(self.bridge.actor_side, serve))}
+        else:
+            sink = {"cb": deliver, "pending_msgs_limit": spec.pending_msgs, "pending_bytes_limit": spec.pending_bytes}
         record.handle = await self._call(
-            ReasonCode.TIMEOUT_NATS_SUBSCRIBE,
-            self._client().subscribe,
-            spec.subject,
-            queue=spec.queue,
-            cb=deliver,
-            pending_msgs_limit=spec.pending_msgs,
-            pending_bytes_limit=spec.pending_bytes,
+            ReasonCode.TIMEOUT_NATS_SUBSCRIBE, self._client().subscribe, spec.subject, queue=spec.queue, **sink
         )
 
     @handles(Unsubscribe)
@@ -1239,6 +1245,55 @@ def _buffered_run(nc: Any, batch: list[Publish]) -> list[Exception | None] | Non
     if chunk and not _append(nc, b"".join(chunk), len(chunk), size, asyncio.get_running_loop()):
         return None
     return results
+
+
+async def _drain(nc: Any, seconds: float) -> None:
+    """`nc.drain`, its wait for the subscriptions bounded by `seconds`: a
+    cancel that lands in that wait is swallowed by nats-py, which then
+    flushes. A cancel lands only once through trio-asyncio, so only its own
+    `drain_timeout` ends that wait; the caller's bound then cuts the flush."""
+    nc.options["drain_timeout"] = seconds
+    await nc.drain()
+
+
+class _Inline:
+    """A subscription's sink that nats-py calls from its read loop, as it
+    does an old-style request's future (`_process_msg` hands each message to
+    `set_result`): no queue and no task of nats-py's in between, so no loop
+    pass. `deliver` must not block nor raise."""
+
+    __slots__ = ("deliver",)
+
+    def __init__(self, deliver: Callable[[Any], None]) -> None:
+        self.deliver = deliver
+
+    def cancelled(self) -> bool:
+        return False
+
+    def set_result(self, msg: Any) -> None:
+        self.deliver(msg)
+
+
+async def _inline_replies(nc: Any) -> None:
+    """On the asyncio side, once connected: nats-py's reply subscription for
+    requests (`_init_request_sub`, which its first request would make),
+    with replies settled from the read loop (`_Inline`) instead of its
+    subscription task. Reconnects resubscribe it as any other."""
+    prefix = nc._inbox_prefix[:]
+    prefix.extend(b".")
+    prefix.extend(nc._nuid.next())
+    prefix.extend(b".")
+    nc._resp_map = {}
+    await nc.subscribe(prefix.decode() + "*", future=_Inline(partial(_reply_arrived, nc, len(prefix))))
+    nc._resp_sub_prefix = prefix
+
+
+def _reply_arrived(nc: Any, prefix_length: int, msg: Any) -> None:
+    """A reply on the request subscription: the future waiting for its token
+    (`nc._resp_map`, as nats-py's `_request_sub_callback`) gets it."""
+    future = nc._resp_map.get(msg.subject[prefix_length:])
+    if future is not None and not future.done():
+        future.set_result(msg)
 
 
 def _request_now(nc: Any, subject: str, data: bytes, headers: dict[str, str] | None) -> tuple[asyncio.Future, str] | None:

@@ -25,6 +25,7 @@ from actors.nats_connection import (
     NatsConnection,
     Publish,
     Request,
+    Serve,
     Statistics,
     Subscribe,
     Subscriptions,
@@ -426,6 +427,36 @@ class TestKv:
             assert [answers[f"get{i}"].revision for i in range(8)] == [answers[f"put{i}"] for i in range(8)]
             assert answers["absent"] is None
             assert answers["put-nowhere"] is answers["get-nowhere"] is ReasonCode.KV_BUCKET_NOT_FOUND
+
+
+class TestReadLoopDelivery:
+    async def test_replies_and_served_requests_are_handled_in_the_read_loop_across_a_restart(self, tmp_path):
+        """The replies to requests and a Serve's requests are handled from
+        nats-py's read loop as they arrive: no subscription task or queue of
+        nats-py's stands in between. Both subscriptions are made again on
+        reconnect, and requests keep being answered."""
+        served: list[bytes] = []
+
+        def responder(context, data, headers, respond) -> None:
+            served.append(data)
+            respond(data.upper())
+
+        async with ActorSystem() as system:
+            async with running_server(tmp_path) as server:
+                conn = await connect(system, server)
+                await conn.ask(Serve("svc", responder))
+                assert (await conn.ask(Request("svc", b"one"))).data == b"ONE"
+                nc = conn._cell.actor.nc
+                assert len(nc._subs) == 2  # the replies', the Serve's
+                assert [sub._wait_for_msgs_task for sub in nc._subs.values()] == [None, None]
+                server.kill()
+                await server.wait()
+            async with running_server(tmp_path):
+                await eventually(lambda: conn._cell.actor.reconnects >= 1)
+                await eventually(lambda: nc.is_connected)
+                await conn.ask(Flush())
+                assert (await conn.ask(Request("svc", b"two"))).data == b"TWO"
+        assert served == [b"one", b"two"]
 
 
 class TestServerLoss:
