@@ -59,6 +59,7 @@ from nats.js.kv import _is_key_valid
 
 from actors.aio import Bridge, StrayCancellation, open_bridge
 from actors.nats_errors import DEPENDENCY_CODES, coded
+from actors.read_loop import Inline, ReplySlot, inline_replies
 from runtime import Actor, ActorRef, ReasonCode, TimeoutCategory, handles, message
 from runtime.audit import AuditEvent
 from runtime.deferred import Deferred
@@ -499,7 +500,7 @@ class NatsConnection(Actor):
         with anyio.move_on_after(max(deadline - self.context.now(), 0.0)) as scope:
             try:
                 nc = await self.bridge.call(nats.connect, **kwargs)
-                await self.bridge.call(_inline_replies, nc)
+                await self.bridge.call(inline_replies, nc)
                 return nc
             except Exception as exc:
                 error = coded(exc, timeout=ReasonCode.TIMEOUT_NATS_CONNECT)
@@ -816,7 +817,8 @@ class NatsConnection(Actor):
 
         def time_up() -> None:
             nonlocal time_was_up
-            time_was_up = future.cancel()
+            time_was_up = True  # before the cancel: a ReplySlot's callbacks run within it
+            future.cancel()
 
         def ended(_: asyncio.Future) -> None:
             timer.cancel()
@@ -941,7 +943,7 @@ class NatsConnection(Actor):
         if isinstance(spec, Serve):
             # `serve` never blocks nor raises (a responder's crash is this
             # actor's): it can run in nats-py's read loop.
-            sink = {"future": _Inline(partial(self.bridge.actor_side, serve))}
+            sink = {"future": Inline(partial(self.bridge.actor_side, serve))}
         else:
             sink = {"cb": deliver, "pending_msgs_limit": spec.pending_msgs, "pending_bytes_limit": spec.pending_bytes}
         record.handle = await self._call(
@@ -1256,49 +1258,9 @@ async def _drain(nc: Any, seconds: float) -> None:
     await nc.drain()
 
 
-class _Inline:
-    """A subscription's sink that nats-py calls from its read loop, as it
-    does an old-style request's future (`_process_msg` hands each message to
-    `set_result`): no queue and no task of nats-py's in between, so no loop
-    pass. `deliver` must not block nor raise."""
-
-    __slots__ = ("deliver",)
-
-    def __init__(self, deliver: Callable[[Any], None]) -> None:
-        self.deliver = deliver
-
-    def cancelled(self) -> bool:
-        return False
-
-    def set_result(self, msg: Any) -> None:
-        self.deliver(msg)
-
-
-async def _inline_replies(nc: Any) -> None:
-    """On the asyncio side, once connected: nats-py's reply subscription for
-    requests (`_init_request_sub`, which its first request would make),
-    with replies settled from the read loop (`_Inline`) instead of its
-    subscription task. Reconnects resubscribe it as any other."""
-    prefix = nc._inbox_prefix[:]
-    prefix.extend(b".")
-    prefix.extend(nc._nuid.next())
-    prefix.extend(b".")
-    nc._resp_map = {}
-    await nc.subscribe(prefix.decode() + "*", future=_Inline(partial(_reply_arrived, nc, len(prefix))))
-    nc._resp_sub_prefix = prefix
-
-
-def _reply_arrived(nc: Any, prefix_length: int, msg: Any) -> None:
-    """A reply on the request subscription: the future waiting for its token
-    (`nc._resp_map`, as nats-py's `_request_sub_callback`) gets it."""
-    future = nc._resp_map.get(msg.subject[prefix_length:])
-    if future is not None and not future.done():
-        future.set_result(msg)
-
-
-def _request_now(nc: Any, subject: str, data: bytes, headers: dict[str, str] | None) -> tuple[asyncio.Future, str] | None:
+def _request_now(nc: Any, subject: str, data: bytes, headers: dict[str, str] | None) -> tuple[ReplySlot, str] | None:
     """nats-py's request (`_request_new_style`) started without a wait: the
-    future the reply resolves (on the client's response subscription) and
+    slot the reply settles (from the read loop: `inline_replies`) and
     its key in the client's map, which the caller pops when it ends; or None
     where only `nc.request` will do (the first request sets up that
     subscription; reconnecting, draining, a refused subject, a full buffer).
@@ -1311,10 +1273,10 @@ def _request_now(nc: Any, subject: str, data: bytes, headers: dict[str, str] | N
     inbox.extend(token)
     if not _buffered(nc, subject, data, headers, inbox.decode()):
         return None
-    future = asyncio.get_running_loop().create_future()
+    slot = ReplySlot()
     key = token.decode()
-    nc._resp_map[key] = future
-    return future, key
+    nc._resp_map[key] = slot
+    return slot, key
 
 
 def _raise(context: Any, exc: BaseException) -> None:
@@ -1461,8 +1423,8 @@ def _operation(header: bytes) -> bytes | None:
     return None
 
 
-def _begin(nc: Any, call: Call, loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Future, str | None]:
-    """On the asyncio side: the call started. Its future ends with the reply
+def _begin(nc: Any, call: Call, loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Future | ReplySlot, str | None]:
+    """On the asyncio side: the call started. Its future (or slot) ends with the reply
     (a JetStream request: the raw reply, read by `_result`) or the value;
     with the key to pop from the client's reply map when it ends (None: a
     task of nats-py's own, which pops its own)."""
@@ -1475,7 +1437,7 @@ def _begin(nc: Any, call: Call, loop: asyncio.AbstractEventLoop) -> tuple[asynci
     return loop.create_task(call[0](*call[1:])), None
 
 
-def _result(call: Call, future: asyncio.Future) -> Any:
+def _result(call: Call, future: asyncio.Future | ReplySlot) -> Any:
     """An ended call's value, or its exception (CancelledError: cancelled, not by us)."""
     if future.cancelled():
         return asyncio.CancelledError()
