@@ -14,13 +14,14 @@ sees the latest acknowledged write.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import outcome
 
 from actors.nats_connection import KvCreate, KvDelete, KvGet, KvKeys, KvOpen, KvPut, KvUpdate
 from actors.nats_errors import DEPENDENCY_CODES
-from runtime import Actor, ActorRef, Deferred, TimeoutCategory, handles, message
+from runtime import Actor, ActorContext, ActorRef, Deferred, TimeoutCategory, handles, message
 from runtime.errors import ExoarmurError
 
 HOP_SHARE = 0.9
@@ -91,16 +92,9 @@ class KvBucket(Actor):
         later = context.defer()
         now, deadline = context.now(), context.deadline
         assert deadline is not None
-
-        def answered(result: outcome.Outcome) -> None:
-            error = getattr(result, "error", None)
-            if isinstance(error, ExoarmurError) and error.code in DEPENDENCY_CODES:
-                context.report_failure(error.code, error.detail)
-            later.resolve(result)
-
         # The hop gets most of the time left, so its failure comes back (and is
         # counted) before the asker's own deadline passes.
-        self.connection.ask_then(message, answered, deadline=now + (deadline - now) * HOP_SHARE)
+        self.connection.ask_then(message, partial(_answered, context, later), deadline=now + (deadline - now) * HOP_SHARE)
         return later
 
     @handles(Get)
@@ -126,3 +120,12 @@ class KvBucket(Actor):
     @handles(Keys)
     def keys(self, m: Keys) -> Deferred:
         return self._on_connection(KvKeys(self.bucket))
+
+
+def _answered(context: ActorContext, later: Deferred, result: outcome.Outcome) -> None:
+    """The connection's answer, to the bucket's asker; a dependency failure
+    also counts towards the bucket's breaker."""
+    error = getattr(result, "error", None)
+    if isinstance(error, ExoarmurError) and error.code in DEPENDENCY_CODES:
+        context.report_failure(error.code, error.detail)
+    later.resolve(result)

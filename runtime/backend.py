@@ -36,10 +36,12 @@ class Reply:
     deadline that passes afterwards (the category code) versus before
     (DEADLINE_EXCEEDED), whichever side notices first. Its deadline goes into
     the loop's shared heap (`arm`, once); resolving it early leaves a stale
-    entry there, counted (`resolved_early`).
+    entry there, counted (`resolved_early`), which holds only the reply: a
+    resolved reply drops what it held for its expiry and its answer (until
+    the heap drops the entry, nothing more is kept alive by it).
     """
 
-    __slots__ = ("started", "done", "outcome", "_timers", "_armed")
+    __slots__ = ("started", "done", "outcome", "_timers", "_armed", "_expire")
 
     def __init__(self, timers: DeadlineHeap) -> None:
         self.started = False
@@ -47,6 +49,7 @@ class Reply:
         self.outcome: outcome.Outcome | None = None
         self._timers = timers
         self._armed = False
+        self._expire: Expire | None = None
 
     def reserve(self) -> int:
         """This reply's place among the timers, taken before an eager handler
@@ -58,7 +61,8 @@ class Reply:
         """Put the deadline in the heap (once)."""
         if not (self.done or self._armed):
             self._armed = True
-            self._timers.add(deadline, self, expire, place)
+            self._expire = expire
+            self._timers.add(deadline, self, place)
 
     # Each kind defines:
     #   resolve(result: outcome.Outcome) -> bool   (False if already resolved)
@@ -84,8 +88,10 @@ class CallbackReply(Reply):
         self.done = True
         self.outcome = result
         if self._armed:
+            self._expire = None
             self._timers.resolved_early()
-        self._callback(result)
+        callback, self._callback = self._callback, None
+        callback(result)
         return True
 
 
@@ -99,7 +105,7 @@ class AsyncioReply(Reply):
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timers: AsyncioTimers) -> None:
         self.started = self.done = self._armed = False  # Reply's fields, set here: one per ask
-        self.outcome = None
+        self.outcome = self._expire = None
         self._timers = timers
         self._future = loop.create_future()
 
@@ -109,6 +115,7 @@ class AsyncioReply(Reply):
         self.done = True
         self.outcome = result
         if self._armed:
+            self._expire = None
             self._timers.resolved_early()
         if not self._future.done():
             self._future.set_result(None)
@@ -122,7 +129,8 @@ class AsyncioReply(Reply):
             except BaseException:
                 self.done = True  # the asker is gone: a reply now is late
                 raise
-        return self.outcome.unwrap()  # type: ignore[union-attr]
+        result, self.outcome = self.outcome, None  # read once (unwrap); a stale heap entry keeps nothing
+        return result.unwrap()  # type: ignore[union-attr]
 
 
 # How long an idle drain stays parked on asyncio before its task ends.
@@ -181,6 +189,7 @@ class TrioReply(Reply):
         self.done = True
         self.outcome = result
         if self._armed:
+            self._expire = None
             self._timers.resolved_early()
         task, self._task = self._task, None
         if task is not None:
@@ -200,7 +209,8 @@ class TrioReply(Reply):
             except BaseException:
                 self.done = True  # the asker is gone: a reply now is late
                 raise
-        return self.outcome.unwrap()  # type: ignore[union-attr]
+        result, self.outcome = self.outcome, None  # read once (unwrap); a stale heap entry keeps nothing
+        return result.unwrap()  # type: ignore[union-attr]
 
 
 class DeadlineHeap(ABC):
@@ -221,17 +231,17 @@ class DeadlineHeap(ABC):
     COMPACT_AT = 1024
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Reply, Expire]] = []
+        self._heap: list[tuple[float, int, Reply]] = []
         self._seq = 0
         self._stale = 0
 
-    def add(self, deadline: float, reply: Reply, expire: Expire, place: int = 0) -> None:
+    def add(self, deadline: float, reply: Reply, place: int = 0) -> None:
         """`place`: one `reserve()` gave earlier, to expire before the deadlines
         added since at the same instant (0: after all of them)."""
         if not place:
             self._seq += 1
             place = self._seq
-        heapq.heappush(self._heap, (deadline, place, reply, expire))
+        heapq.heappush(self._heap, (deadline, place, reply))
         self._wake_by(deadline)
 
     def reserve(self) -> int:
@@ -254,12 +264,12 @@ class DeadlineHeap(ABC):
     def _expire_due(self, now: float) -> None:
         heap = self._heap
         while heap and (heap[0][0] <= now or heap[0][2].done):
-            deadline, _, reply, expire = heapq.heappop(heap)
+            reply = heapq.heappop(heap)[2]
             if reply.done:
                 self._stale = max(self._stale - 1, 0)
                 continue
             # Resolve through the reply so its task is rescheduled.
-            reply.resolve(outcome.Error(expire(reply)))  # type: ignore[attr-defined]
+            reply.resolve(outcome.Error(reply._expire(reply)))  # type: ignore[attr-defined,misc]
             self._stale = max(self._stale - 1, 0)  # resolve() counted it as early
 
 

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from runtime.actor import Actor
     from runtime.cell import ActorCell
 
-__all__ = ["CallbackCrash", "Deferred", "in_owner"]
+__all__ = ["CallbackCrash", "Deferred", "OwnerCallback"]
 
 
 class Deferred:
@@ -91,22 +91,27 @@ class CallbackCrash:
         self.exc = exc
 
 
-def in_owner(owner: ActorContext, callback: Callable[[outcome.Outcome], None]) -> Callable[[outcome.Outcome], None]:
+class OwnerCallback:
     """`callback` as `ask_then` runs it: with the asking actor's context (as it
     was when it asked: the same envelope, so the same deadline and trace)
-    current, and its exception turned into that instance's crash."""
-    cell = owner.cell
-    actor = cell.actor
-    snapshot = ActorContext(cell)
-    snapshot.envelope = envelope = owner.envelope
+    current, and its exception turned into that instance's crash. (An object,
+    not a closure: one allocation per ask_then instead of seven.)"""
 
-    def run(result: outcome.Outcome) -> None:
-        token = CURRENT.set(snapshot)
+    __slots__ = ("_cell", "_actor", "_snapshot", "_callback")
+
+    def __init__(self, owner: ActorContext, callback: Callable[[outcome.Outcome], None]) -> None:
+        cell = owner.cell
+        self._cell = cell
+        self._actor = cell.actor
+        self._snapshot = snapshot = ActorContext(cell)
+        snapshot.envelope = owner.envelope
+        self._callback = callback
+
+    def __call__(self, result: outcome.Outcome) -> None:
+        token = CURRENT.set(self._snapshot)
         try:
-            callback(result)
+            self._callback(result)
         except Exception as exc:
-            cell.callback_crashed(CallbackCrash(actor, envelope, exc))
+            self._cell.callback_crashed(CallbackCrash(self._actor, self._snapshot.envelope, exc))
         finally:
             CURRENT.reset(token)
-
-    return run

@@ -216,7 +216,11 @@ class ConcurrentHandlers:
                     self._concurrent_crashed(env, failure, actor)
             return
         gone = actor is not self.actor or self._instance_dead
-        self._settle_run(run, scope, result, bound=context.envelope.deadline, instance_gone=gone)
+        bound = context.envelope.deadline
+        # Timers made in the handler keep its context until they are due
+        # (asyncio keeps a cancelled TimerHandle's): it keeps no envelope.
+        context.envelope = context.run = None
+        self._settle_run(run, scope, result, bound=bound, instance_gone=gone)
 
     def _concurrent_crashed(self, env: Envelope, exc: Exception, actor: Actor) -> None:
         if self._alive(actor):

@@ -15,6 +15,7 @@ inherited from that handler's envelope when not given.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import outcome
@@ -22,7 +23,7 @@ import outcome
 from runtime.backend import Reply
 from runtime.context import CURRENT
 from runtime.codes import ReasonCode
-from runtime.deferred import in_owner
+from runtime.deferred import OwnerCallback
 from runtime.envelope import Envelope
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ class ActorRef:
                 await cell.system.backend.checkpoint()  # a loop of asks still lets others run
         elif not cell.offer(env):
             await cell.offer_waiting(env)
-        return await reply.wait(env.deadline, lambda r: cell.ask_expired(env, r))
+        return await reply.wait(env.deadline, partial(cell.ask_expired, env))
 
     def ask_then(
         self,
@@ -198,11 +199,11 @@ class ActorRef:
         if owner is None:
             raise RuntimeError("ask_then is for handlers (its callback runs as the asking actor); use ask")
         cell = self._cell
-        reply = cell.system.backend.new_callback_reply(in_owner(owner, on_reply))
+        reply = cell.system.backend.new_callback_reply(OwnerCallback(owner, on_reply))
         env = self._envelope(message, timeout, deadline, tenant, idempotency_key, trace_id, reply)
         if not (eager and cell.handle_now(env)):
             cell.offer_nowait(env)
-        reply.arm(env.deadline, lambda r: cell.ask_expired(env, r))
+        reply.arm(env.deadline, partial(cell.ask_expired, env))
 
     def statistics(self):
         return self._cell.mailbox.statistics()
