@@ -1155,39 +1155,51 @@ async def _publish_all(nc: Any, batch: list[Publish]) -> list[Exception | None]:
     `nc.publish` (which knows the buffer limits of those states)."""
     results: list[Exception | None] = [None] * len(batch)
     fast = nc.is_connected and not nc.is_draining_pubs and hasattr(nc, "_send_command")
-    chunk: list[bytes] = []
-    size = 0
-    seen: set[str] = set()  # subjects that passed the checks in this run
+    run = _PubRun()
     for index, m in enumerate(batch):
         if fast and not m.headers:
-            command = _plain_command(nc, m, seen)
-            if isinstance(command, Exception):
-                results[index] = command
-                continue
-            chunk.append(command)
-            size += len(m.data)
+            results[index] = run.add(nc, m)
             continue
-        if chunk:  # keep the order: what is gathered goes first
-            await _send_chunk(nc, chunk, size)
-            chunk, size = [], 0
+        if run.count:  # keep the order: what is gathered goes first
+            await _send_run(nc, run)
+            run = _PubRun()
         try:
             await nc.publish(m.subject, m.data, reply=m.reply, headers=m.headers)
         except Exception as exc:  # noqa: BLE001 - each publish's own error, coded by the caller
             results[index] = exc
-    if chunk:
-        await _send_chunk(nc, chunk, size)
+    if run.count:
+        await _send_run(nc, run)
     return results
 
 
-def _plain_command(nc: Any, m: Publish, seen: set[str]) -> bytes | Exception:
-    """The PUB command of a publish without headers, or what `nc.publish`
-    would raise for it; `seen`: subjects of this run that passed already."""
-    if m.subject not in seen or m.reply or len(m.data) > nc._max_payload:
-        error = _refused(nc, m.subject, m.reply, m.data)
-        if error is not None:
-            return error
-        seen.add(m.subject)
-    return b"PUB %s %s %d\r\n%s\r\n" % (m.subject.encode(), m.reply.encode(), len(m.data), m.data)
+class _PubRun:
+    """A run's publishes without headers, gathered as one command: each
+    checked as `nc.publish` checks it, once per (subject, reply, size) in
+    the run, whose PUB line is then made once too."""
+
+    __slots__ = ("parts", "count", "size", "_heads")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.count = self.size = 0
+        self._heads: dict[tuple[str, str, int], bytes] = {}
+
+    def add(self, nc: Any, m: Publish) -> Exception | None:
+        """Gathered; or what `nc.publish` would raise for it (nothing gathered)."""
+        key = (m.subject, m.reply, len(m.data))
+        head = self._heads.get(key)
+        if head is None:
+            error = _refused(nc, m.subject, m.reply, m.data)
+            if error is not None:
+                return error
+            head = self._heads[key] = b"PUB %s %s %d\r\n" % (m.subject.encode(), m.reply.encode(), key[2])
+        self.parts += (head, m.data, b"\r\n")
+        self.count += 1
+        self.size += key[2]
+        return None
+
+    def command(self) -> bytes:
+        return b"".join(self.parts)
 
 
 def _can_buffer(nc: Any) -> bool:
@@ -1234,17 +1246,10 @@ def _buffered_run(nc: Any, batch: list[Publish]) -> list[Exception | None] | Non
     if not _can_buffer(nc) or any(m.headers for m in batch):
         return None
     results: list[Exception | None] = [None] * len(batch)
-    chunk: list[bytes] = []
-    size = 0
-    seen: set[str] = set()
+    run = _PubRun()
     for index, m in enumerate(batch):
-        command = _plain_command(nc, m, seen)
-        if isinstance(command, Exception):
-            results[index] = command
-        else:
-            chunk.append(command)
-            size += len(m.data)
-    if chunk and not _append(nc, b"".join(chunk), len(chunk), size, asyncio.get_running_loop()):
+        results[index] = run.add(nc, m)
+    if run.count and not _append(nc, run.command(), run.count, run.size, asyncio.get_running_loop()):
         return None
     return results
 
@@ -1335,12 +1340,12 @@ def _refused(nc: Any, subject: str, reply: str, data: bytes) -> Exception | None
     return None
 
 
-async def _send_chunk(nc: Any, chunk: list[bytes], size: int) -> None:
+async def _send_run(nc: Any, run: _PubRun) -> None:
     """Buffer the gathered PUB commands as one, then kick the flusher, as
     `nc.publish` does for one."""
-    nc.stats["out_msgs"] += len(chunk)
-    nc.stats["out_bytes"] += size
-    await nc._send_command(b"".join(chunk))
+    nc.stats["out_msgs"] += run.count
+    nc.stats["out_bytes"] += run.size
+    await nc._send_command(run.command())
     if nc._flush_queue is not None and nc._flush_queue.empty():
         await nc._flush_pending()
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.nats_connection import Publish, _command, _refused
+from actors.nats_connection import Publish, _command, _PubRun, _refused
 
 client = pytest.importorskip("nats.aio.client")
 validate = getattr(client, "_validate_subject", None)
@@ -74,3 +74,26 @@ def test_a_command_is_byte_for_byte_what_nats_py_buffers(data, reply, headers):
     would, headers included; where nats-py refuses a header, it steps aside."""
     m = Publish("a.b", data, headers, reply=reply)
     assert _command(m.subject, m.data, m.headers, m.reply) == nats_buffers(m)
+
+
+RUN_PUBLISHES = st.builds(
+    Publish,
+    subject=st.sampled_from(["a.b", "a.c", "bad subject", ""]),
+    data=st.sampled_from([b"", b"x", b"yy", b"z" * 1025]),
+    reply=st.sampled_from(["", "_INBOX.x.y", "bad reply"]),
+)
+
+
+@given(batch=st.lists(RUN_PUBLISHES, max_size=12))
+def test_a_gathered_run_is_what_nats_py_buffers_for_each_and_refuses_the_same(batch):
+    """Lines made once per (subject, reply, size) in a run: the command is
+    still, byte for byte, each accepted publish's in order, and each refused
+    one gets the error nats-py's publish would raise."""
+    nc = types.SimpleNamespace(_max_payload=1024)
+    run = _PubRun()
+    results = [run.add(nc, m) for m in batch]
+    expected = [_refused(nc, m.subject, m.reply, m.data) for m in batch]
+    assert [type(r) for r in results] == [type(e) for e in expected]
+    accepted = [m for m, e in zip(batch, expected) if e is None]
+    assert run.command() == b"".join(nats_buffers(m) for m in accepted)
+    assert (run.count, run.size) == (len(accepted), sum(len(m.data) for m in accepted))
