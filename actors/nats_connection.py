@@ -1154,7 +1154,7 @@ async def _publish_all(nc: Any, batch: list[Publish]) -> list[Exception | None]:
     publish with headers, or any while reconnecting or draining, goes through
     `nc.publish` (which knows the buffer limits of those states)."""
     results: list[Exception | None] = [None] * len(batch)
-    fast = nc.is_connected and not nc.is_draining_pubs and hasattr(nc, "_send_command")
+    fast = _takes_publishes(nc)
     run = _PubRun()
     for index, m in enumerate(batch):
         if fast and not m.headers:
@@ -1202,16 +1202,15 @@ class _PubRun:
         return b"".join(self.parts)
 
 
+def _takes_publishes(nc: Any) -> bool:
+    """nats-py buffers a publish as `nc.publish` would: connected, not draining."""
+    return nc.is_connected and not nc.is_draining_pubs and hasattr(nc, "_send_command")
+
+
 def _can_buffer(nc: Any) -> bool:
-    """nats-py takes a publish into its buffer without a wait: connected,
-    not draining, with a live flusher."""
-    return (
-        nc.is_connected
-        and not nc.is_draining_pubs
-        and hasattr(nc, "_send_command")
-        and nc._flusher_task is not None
-        and not nc._flusher_task.done()
-    )
+    """nats-py takes a publish into its buffer without a wait: it takes
+    publishes, and its flusher is alive to write them."""
+    return _takes_publishes(nc) and nc._flusher_task is not None and not nc._flusher_task.done()
 
 
 def _append(nc: Any, command: bytes, messages: int, payload: int, loop: asyncio.AbstractEventLoop) -> bool:
@@ -1267,8 +1266,8 @@ def _request_now(nc: Any, subject: str, data: bytes, headers: dict[str, str] | N
     """nats-py's request (`_request_new_style`) started without a wait: the
     slot the reply settles (from the read loop: `inline_replies`) and
     its key in the client's map, which the caller pops when it ends; or None
-    where only `nc.request` will do (the first request sets up that
-    subscription; reconnecting, draining, a refused subject, a full buffer).
+    where only `nc.request` will do (a client without that subscription,
+    reconnecting, draining, a refused subject, a full buffer).
     The caller bounds the wait."""
     if not nc._resp_sub_prefix:
         return None
@@ -1437,7 +1436,7 @@ def _begin(nc: Any, call: Call, loop: asyncio.AbstractEventLoop) -> tuple[asynci
         started = _request_now(nc, call.subject, call.data, call.headers)
         if started is not None:
             return started
-        # The first request, or no room now: nats-py's own request, in a task.
+        # Not now (see _request_now): nats-py's own request, in a task.
         return loop.create_task(nc.request(call.subject, call.data, timeout=JS_BACKSTOP_SECONDS, headers=call.headers)), None
     return loop.create_task(call[0](*call[1:])), None
 

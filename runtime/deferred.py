@@ -97,13 +97,11 @@ class OwnerCallback:
     current, and its exception turned into that instance's crash. (An object,
     not a closure: one allocation per ask_then instead of seven.)"""
 
-    __slots__ = ("_cell", "_actor", "_snapshot", "_callback")
+    __slots__ = ("_actor", "_snapshot", "_callback")
 
     def __init__(self, owner: ActorContext, callback: Callable[[outcome.Outcome], None]) -> None:
-        cell = owner.cell
-        self._cell = cell
-        self._actor = cell.actor
-        self._snapshot = snapshot = ActorContext(cell)
+        self._actor = owner.cell.actor  # the instance that asked
+        self._snapshot = snapshot = ActorContext(owner.cell)
         snapshot.envelope = owner.envelope
         self._callback = callback
 
@@ -112,6 +110,7 @@ class OwnerCallback:
         try:
             self._callback(result)
         except Exception as exc:
-            self._cell.callback_crashed(CallbackCrash(self._actor, self._snapshot.envelope, exc))
+            snapshot = self._snapshot
+            snapshot.cell.callback_crashed(CallbackCrash(self._actor, snapshot.envelope, exc))
         finally:
             CURRENT.reset(token)

@@ -48,21 +48,24 @@ class Runs(Actor):
 
 
 class Asker(Actor):
-    def __init__(self, *, target: str, seen: list) -> None:
+    def __init__(self, *, target: str, seen: list, called: anyio.Event) -> None:
         self.target = target
         self.seen = seen
+        self.called = called
 
     @handles(Start)
     def start(self, m: Start) -> None:
-        self.context.system.lookup(self.target).ask_then(Item(7), Recorder(self.seen), timeout=60)
+        self.context.system.lookup(self.target).ask_then(Item(7), Recorder(self.seen, self.called), timeout=60)
 
 
 class Recorder:
-    def __init__(self, seen: list) -> None:
+    def __init__(self, seen: list, called: anyio.Event) -> None:
         self.seen = seen
+        self.called = called
 
     def __call__(self, result) -> None:
         self.seen.append(result.unwrap())
+        self.called.set()
 
 
 @pytest.fixture
@@ -90,14 +93,13 @@ async def test_an_answered_ask_keeps_no_message_alive(refcounting_only):
 
 async def test_an_ask_then_callback_is_dropped_once_called(refcounting_only):
     seen: list = []
+    called = anyio.Event()
     async with ActorSystem() as system:
         await system.spawn(Slow, name="slow")
-        asker = await system.spawn(Asker, name="asker", kwargs={"target": "slow", "seen": seen})
+        asker = await system.spawn(Asker, name="asker", kwargs={"target": "slow", "seen": seen, "called": called})
         await asker.tell(Start())
-        for _ in range(100):
-            if seen:
-                break
-            await anyio.sleep(0.01)
+        with anyio.fail_after(5):
+            await called.wait()
         assert seen == [7]
         recorders = [o for o in gc.get_objects() if type(o) is Recorder]
         assert recorders == []
