@@ -76,6 +76,11 @@ TRANSITIONS: Mapping[CellState, frozenset[CellState]] = {
     CellState.STOPPED: frozenset(),
 }
 
+# The states as module names. On Python 3.11 reading a member off an enum class
+# goes through EnumType.__getattr__'s hook: 0.1 µs, five times a global read,
+# and the drain and the crash path read states often.
+RUNNING, SUSPENDED, STOPPING, STOPPED = CellState.RUNNING, CellState.SUSPENDED, CellState.STOPPING, CellState.STOPPED
+
 
 # Control signals. Supervision adds its own; the lane holds a handful at most.
 STOP = "stop"
@@ -162,7 +167,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         self.ref = ActorRef(self)
         self.start_soon = start_soon
         self.scheduled = False
-        self.state = CellState.RUNNING
+        self.state = RUNNING
         self.restarts = 0
         self.parent = parent
         # The last fresh instance failed in __init__ or `started` (not in a handler).
@@ -250,13 +255,13 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
             self._cancel_tasks()
         if self._owed:
             self._abandon_owed_at_crash()
-        self._move(CellState.SUSPENDED)
+        self._move(SUSPENDED)
         self.parent.child_crashed(self, error)
 
     def resume(self) -> None:
         """SUSPENDED -> RUNNING: a fresh instance (made by the drain, which runs its
         `started` hook) handles the mailbox the crashed one left."""
-        self._move(CellState.RUNNING)
+        self._move(RUNNING)
         self.restarts += 1
         self._schedule()
 
@@ -265,12 +270,12 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         run its `started` hook now (as spawn does), so a supervisor restarts its
         children one after another, in start order. The audited error (the actor
         stays SUSPENDED) if the fresh instance could not start."""
-        if self.state is not CellState.SUSPENDED:
+        if self.state is not SUSPENDED:
             return None
         failure = await self._fresh_instance()
         self.start_failed = failure is not None
-        if failure is None and self.state is CellState.SUSPENDED:
-            self._move(CellState.RUNNING)
+        if failure is None and self.state is SUSPENDED:
+            self._move(RUNNING)
             self.restarts += 1
             self._schedule()
         return failure
@@ -280,7 +285,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         siblings): the handler running now is cut at `deadline`, `stopping` runs
         (bounded by it), the instance is dropped; the mailbox stays open and
         keeps its mail for the fresh instance `resume()` makes."""
-        if self.state is not CellState.RUNNING:
+        if self.state is not RUNNING:
             return
         self._suspend_deadline = deadline
         scope = self._scope
@@ -325,7 +330,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         """Lift the gate; with `probes`, only that many envelopes are let in (the
         HALF_OPEN probes), each reported to the parent as it ends."""
         mailbox = self.mailbox
-        if mailbox.closed is None or self.state is CellState.STOPPING or self.state is CellState.STOPPED:
+        if mailbox.closed is None or self.state is STOPPING or self.state is STOPPED:
             return
         if probes is None:
             mailbox.closed = None
@@ -337,7 +342,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         """Handle admitted probes one by one and report each outcome."""
         queue = self.mailbox.queue
         now = self.system.now
-        while self._probes_pending and queue and self.state is CellState.RUNNING:
+        while self._probes_pending and queue and self.state is RUNNING:
             env = queue.popleft()
             self._probes_pending -= 1
             if env.deadline <= now():
@@ -387,7 +392,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
                     )
         self._cancel_tasks()
         self._instance_dead = True
-        self._move(CellState.SUSPENDED)
+        self._move(SUSPENDED)
         event, self._suspended = self._suspended, None
         if event is not None:
             event.set()
@@ -415,14 +420,14 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         handles what is queued until `deadline`, dead-letters the rest with
         `code`, then runs `stopping`. A handler running now is cut at `deadline`."""
         state = self.state
-        if state is CellState.STOPPING or state is CellState.STOPPED:
-            if state is CellState.STOPPING and deadline < self._stop_deadline:
+        if state is STOPPING or state is STOPPED:
+            if state is STOPPING and deadline < self._stop_deadline:
                 self._tighten_stop_deadline(deadline)
             return
         mailbox = self.mailbox
         mailbox.closed = code
         mailbox.wake_all_waiters()
-        self._move(CellState.STOPPING)
+        self._move(STOPPING)
         self._tighten_stop_deadline(deadline)
         hook = self.actor_type._has_stopping and not self._instance_dead
         if not self.scheduled and not mailbox.queue and not hook and not self._owed:
@@ -441,7 +446,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
             self.inflight.tighten(deadline)
 
     async def wait_stopped(self) -> None:
-        if self.state is CellState.STOPPED:
+        if self.state is STOPPED:
             return
         if self._stopped is None:
             self._stopped = anyio.Event()
@@ -451,7 +456,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         if self._suspended is not None:
             self._suspended.set()  # a suspend() that a stop overtook ends too
             self._suspended = None
-        self._move(CellState.STOPPED)
+        self._move(STOPPED)
         self.system._unregister(self)
         if self._stopped is not None:
             self._stopped.set()
@@ -461,7 +466,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
 
     def _schedule(self) -> None:
         # A suspended actor's mail waits for resume(); it is not handled.
-        if not self.scheduled and self.state is not CellState.SUSPENDED:
+        if not self.scheduled and self.state is not SUSPENDED:
             self.scheduled = True
             parked, self._parked = self._parked, None
             if parked is None:
@@ -575,7 +580,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         resume())."""
         self.scheduled = False
         mailbox = self.mailbox
-        if mailbox.queue or mailbox.control or self._instance_dead or self.state is CellState.STOPPING:
+        if mailbox.queue or mailbox.control or self._instance_dead or self.state is STOPPING:
             self._schedule()
 
     def _reject(self, env: Envelope, code: ReasonCode) -> bool:
@@ -662,18 +667,18 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
                 if mailbox.control:
                     await self._take_control()
                 state = self.state
-                if state is CellState.STOPPING:
+                if state is STOPPING:
                     await self._drain_stopping()
                     return
-                if state is CellState.RUNNING and self._suspend_deadline is not None:
+                if state is RUNNING and self._suspend_deadline is not None:
                     await self._wind_down()
                     state = self.state
-                if state is CellState.SUSPENDED:
+                if state is SUSPENDED:
                     # Linger (and park) as an idle drain does: a parent that
                     # resumes soon reuses this task instead of a new one.
                     for _ in range(linger_passes):
                         await checkpoint()
-                        if self.state is not CellState.SUSPENDED:
+                        if self.state is not SUSPENDED:
                             break
                     else:
                         self.scheduled = False  # resume() schedules (or wakes) a drain
@@ -721,7 +726,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
                         if crash is not None:
                             self._down(crash)
                         if (
-                            self.state is not CellState.RUNNING
+                            self.state is not RUNNING
                             or self._instance_dead
                             or self._suspend_deadline is not None
                             or self._probes_pending
@@ -748,9 +753,9 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
                         self.system._late_replies += 1
                 current = None
                 context.envelope = None
-                if self.state is CellState.SUSPENDED:
+                if self.state is SUSPENDED:
                     continue  # straight to the linger above: it checkpoints
-                if self._instance_dead and budget and not mailbox.control and self.state is CellState.RUNNING:
+                if self._instance_dead and budget and not mailbox.control and self.state is RUNNING:
                     # Resumed at once (its parent decided in this stack): the
                     # fresh instance goes on with this turn, no pass lost.
                     carry = True
@@ -795,7 +800,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
 
     def _alive(self, actor: Actor) -> bool:
         """`actor` is the instance now running (no crash, suspend or stop since)."""
-        return actor is self.actor and not self._instance_dead and self.state is CellState.RUNNING
+        return actor is self.actor and not self._instance_dead and self.state is RUNNING
 
     async def _handle_async(self, fn: Callable[..., Any], env: Envelope) -> ExoarmurError | None:
         """Run an `async def` handler in a cancel scope at the envelope's deadline
@@ -856,13 +861,13 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
                     return
                 self._callback_crashed_after_end(signal)  # its instance crashed already
                 continue
-            if self._instance_dead or self.state is CellState.SUSPENDED:
+            if self._instance_dead or self.state is SUSPENDED:
                 control.appendleft(signal)  # handled once a fresh instance runs
                 return
             fn, is_async = self.dispatch[type(signal.message)]
             crash = await self._handle_async(fn, signal) if is_async else self._handle_sync(fn, signal)
             if crash is not None:
-                if self.state is CellState.RUNNING:
+                if self.state is RUNNING:
                     self._down(crash)
                 return
 
@@ -952,7 +957,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         inflight = self.inflight
         return (
             not self.scheduled
-            and self.state is CellState.RUNNING
+            and self.state is RUNNING
             and not self._instance_dead
             and not mailbox.control
             and not mailbox.queue
@@ -992,7 +997,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         seconds = self.system.default_seconds(type(message)) if timeout is None else timeout
         env = Envelope(message, now + seconds)
         self.mailbox.accepted += 1  # counted like any envelope: it ends exactly once
-        if self.state is CellState.STOPPED:
+        if self.state is STOPPED:
             self.dead_letter(env, ReasonCode.ACTOR_STOPPED)
             return
         self.mailbox.push_control(env)

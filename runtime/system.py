@@ -55,6 +55,8 @@ class SystemStatistics:
 
 
 _new = tuple.__new__
+# Envelope's tenant .. attempt: the fields an audit event carries, in AuditEvent's order.
+_CARRIED = slice(2, 8)
 
 
 class ActorSystem:
@@ -316,23 +318,15 @@ class ActorSystem:
     ) -> ExoarmurError:
         """Build the coded error for a failure and emit its one audit event.
         `idempotency_key` and `attempt` are for failures without an envelope."""
-        message = None
-        if envelope is not None:
-            message_type = type(envelope.message)
-            message = getattr(message_type, "__wire_name__", message_type.__qualname__)
-        if not detail:
-            detail = f"{path or ''}"
         if envelope is None:
-            carried = (None, None, None, None, idempotency_key, attempt)
+            message = None
+            carried: tuple[Any, ...] = (None, None, None, None, idempotency_key, attempt)
         else:
-            carried = (
-                envelope.tenant,
-                envelope.sender,
-                envelope.correlation_id,
-                envelope.trace_id,
-                envelope.idempotency_key,
-                envelope.attempt,
-            )
+            message_type = type(envelope.message)
+            message = getattr(message_type, "__wire_name__", None) or message_type.__qualname__
+            carried = envelope[_CARRIED]
+        if not detail:
+            detail = path or ""
         # AuditEvent's fields in order, without NamedTuple's argument parsing.
         self.audit.emit(_new(AuditEvent, (kind, code, self.now(), path, message, *carried, detail)))
         error = error_for(code, detail)

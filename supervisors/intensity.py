@@ -22,6 +22,7 @@ permissive intensity lets n reach thousands (tested to agree with `add_restart`)
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
 
 import attrs
@@ -92,7 +93,9 @@ class RestartWindow:
     def add(self, now: float) -> bool:
         """Record a restart at `now`; True if the intensity is exceeded."""
         times = self._times
-        now = _checks.instant(now, not_before=times[-1] if times else -float("inf"))
+        if not (type(now) is float and (times[-1] if times else -math.inf) <= now < math.inf):
+            # Not a plain reading: converted (an int) or refused, with its reason.
+            now = _checks.instant(now, not_before=times[-1] if times else -math.inf)
         within = self.intensity.within
         while times and now - times[0] > within:
             times.popleft()

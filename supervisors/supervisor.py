@@ -37,7 +37,7 @@ import anyio
 import attrs
 
 from runtime import Actor, ActorCrashed, ActorRef, AuditEvent, Overflow, ReasonCode, handles, message
-from runtime.cell import ActorCell, CellState
+from runtime.cell import RUNNING, SUSPENDED, ActorCell, CellState
 from runtime.errors import ExoarmurError, InvalidInput
 from runtime.host import Host
 from supervisors.backoff import jitter_rng
@@ -164,12 +164,16 @@ class ChildState(enum.StrEnum):
 
 
 class _Child:
-    __slots__ = ("spec", "cell", "state", "restart_times", "rng", "breaker")
+    __slots__ = ("spec", "cell", "state", "restart_times", "rng", "breaker", "temporary", "at_once")
 
-    def __init__(self, spec: ChildSpec, *, seed: int, breaker: Breaker | None) -> None:
+    def __init__(self, spec: ChildSpec, *, seed: int, breaker: Breaker | None, one_for_one: bool) -> None:
         self.spec = spec
         # Owned here, not by the child: it survives the child's restarts.
         self.breaker = breaker
+        self.temporary = spec.restart is Restart.TEMPORARY
+        # Resumed by the crash's own decision: alone (one_for_one), with no
+        # backoff to wait and no envelope to hand back first.
+        self.at_once = one_for_one and spec.backoff.max_delay == 0.0 and spec.retry is None
         self.cell: ActorCell | None = None
         self.state = ChildState.STOPPED
         self.restart_times: RestartHistory = ()  # for the backoff's attempt number
@@ -243,7 +247,7 @@ class Supervisor(Actor):
         breaker = self._breakers_kept.pop(spec.name, None)
         if breaker is None and spec.breaker is not None:
             breaker = Breaker(spec.breaker)
-        child = _Child(spec, seed=self.seed, breaker=breaker)
+        child = _Child(spec, seed=self.seed, breaker=breaker, one_for_one=self.spec.strategy is Strategy.ONE_FOR_ONE)
         self._children[spec.name] = child
         ref = await self.context.system.spawn(
             spec.actor,
@@ -287,18 +291,21 @@ class Supervisor(Actor):
         failed = self._children.get(message.name)
         if failed is None or failed.state is not ChildState.RUNNING or self._escalating:
             return  # a child already being handled, or removed, or we are giving up
-        if not self._deciding() or failed.cell is None or failed.cell.state is not CellState.SUSPENDED:
-            return  # the tree is coming down, or the child was stopped meanwhile
-        if failed.spec.restart is Restart.TEMPORARY:
+        cell = failed.cell
+        if cell is None or cell.state is not SUSPENDED or not self._deciding():
+            return  # the child was stopped meanwhile, or the tree is coming down
+        if failed.temporary:
             self._forget(message.name)
             return
         now = self.context.now()
-        if self._breaker_failure(failed, message.code, now=now):
+        if failed.breaker is not None and self._breaker_failure(failed, message.code, now=now):
             return  # open: no restart, no intensity spent, until the cooldown ends
-        exceeded = self._restarts.add(now)
-        if exceeded:
+        if self._restarts.add(now):
             self._escalating = True
             self.context.cell.signal(Escalate(f"{message.name} {message.code}: {message.detail}"))
+            return
+        if failed.at_once:
+            cell.resume()  # its drain makes the fresh instance and runs `started`
             return
         if self.spec.strategy is Strategy.ONE_FOR_ONE:
             affected = [message.name]  # no need to look at the siblings
@@ -435,7 +442,8 @@ class Supervisor(Actor):
     def _deciding(self) -> bool:
         """Restart decisions are made only while this supervisor runs and the
         system is not shutting down; after that every child just stops."""
-        return not self.context.system.stopping and self.context.cell.state is CellState.RUNNING
+        cell = self.context.cell
+        return not cell.system.stopping and cell.state is RUNNING
 
     def _restore_start_order(self) -> None:
         """A child started again keeps its place in the spec's start order

@@ -260,6 +260,21 @@ class TestAudit:
         }
         assert system.audit.counts() == raised
 
+    async def test_an_envelopes_failure_is_audited_with_what_the_envelope_carries(self):
+        """The crash's event names the message and carries the envelope's tenant,
+        trace id, idempotency key and attempt (sender and correlation id: none
+        from outside an actor)."""
+        async with ActorSystem() as system:
+            ref = await system.spawn(Counter, name="c", tenant="acme")
+            with pytest.raises(ExoarmurError):
+                await ref.ask(Crash(), tenant="acme", idempotency_key="k-1", trace_id="t-1")
+        (event,) = system.audit.events
+        sent = {"tenant": "acme", "idempotency_key": "k-1", "trace_id": "t-1", "attempt": 1}
+        assert {field: getattr(event, field) for field in sent} == sent
+        assert (event.kind, event.code, event.path) == ("crashed", ReasonCode.ACTOR_CRASHED, "c")
+        assert event.message == "test.kernel.crash"
+        assert (event.sender, event.correlation_id) == (None, None)  # asked from outside any actor
+
     async def test_jsonl_sink_appends_events_that_replay_in_order(self, tmp_path):
         """The JSONL sink writes one line per event; read_jsonl gives them back equal and in order."""
         path = tmp_path / "audit" / "log.jsonl"
