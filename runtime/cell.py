@@ -400,20 +400,55 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
     async def _fresh_instance(self) -> ExoarmurError | None:
         """A new instance with its `started` hook run; the (audited) error if
         building it or its hook failed."""
+        failure = self._new_instance()
+        if failure is not None or not self.actor_type._has_started:
+            return failure
         try:
-            self.actor = self._new_actor()
-            self._instance_dead = False
-            if self.actor_type._has_started:
-                await self.run_started()
+            await self.run_started()
         except ExoarmurError as exc:
             self._instance_dead = True
             return exc  # run_started emitted its audit event
+        return None
+
+    def _new_instance(self) -> ExoarmurError | None:
+        """A new instance in place of the dead one, its `started` hook not run
+        yet; the (audited) error if its __init__ failed."""
+        try:
+            self.actor = self._new_actor()
+        except ExoarmurError as exc:
+            self._instance_dead = True
+            self.system.audit_error(exc, kind="crashed", path=self.path, envelope=None)
+            return exc  # a coded failure keeps its code, as in `started`
         except Exception as exc:
             self._instance_dead = True
             return self.system.failure(
                 "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, detail=f"restart: {exc!r}"
             )
+        self._instance_dead = False
         return None
+
+    def _replaced_at_once(self) -> bool:
+        """After a crash in the drain's turn: True if its parent resumed it at
+        once (in this stack) and the fresh instance was made here, so the turn
+        goes on with it. False, and nothing done, when something must come
+        first (a control signal, a wind-down, probes, a `started` hook to
+        await, a full in-flight table): the loop top sees to it. A failed
+        __init__ is a crash of its own, decided by the parent again."""
+        if (
+            self.state is not RUNNING
+            or self.mailbox.control
+            or self._suspend_deadline is not None
+            or self._probes_pending
+            or self.actor_type._has_started
+            or (self.inflight is not None and self.inflight.full)
+        ):
+            return False
+        failure = self._new_instance()
+        self.start_failed = failure is not None
+        if failure is not None:
+            self._down(failure)
+            return False
+        return True
 
     def request_stop(self, *, code: ReasonCode, deadline: float) -> None:
         """Close the mailbox to new sends at once (they get `code`); the drain
@@ -741,13 +776,13 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
                     mailbox.processed += 1
                     try:
                         result = fn(actor, message)
-                    except ExoarmurError as exc:
-                        if self._answered_with(env, exc):
+                    except Exception as exc:
+                        if isinstance(exc, ExoarmurError) and self._answered_with(env, exc):
                             continue
                         self._down(self._crashed(env, exc))
-                        break
-                    except Exception as exc:
-                        self._down(self._crashed(env, exc))
+                        if budget and self._replaced_at_once():
+                            actor = self.actor
+                            continue  # the fresh instance goes on with this turn
                         break  # the loop top makes a fresh instance, if resumed
                     if reply is not None and type(result) is not Deferred and not reply.resolve(outcome.Value(result)):
                         self.system._late_replies += 1

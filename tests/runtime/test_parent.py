@@ -8,6 +8,7 @@ import pytest
 
 from runtime import ActorSystem, ActorUnavailable, CellState, Overloaded, ReasonCode
 from runtime.cell import TRANSITIONS
+from runtime.errors import error_for
 from tests.runtime.support import Add, Counter, Crash, Get, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -126,3 +127,65 @@ class TestParent:
             assert await ref.ask(Get()) == 1
             assert ref._cell.state is CellState.RUNNING
             assert system.statistics().restarts == 1
+
+
+class BuiltOnce(Counter):
+    """The first instance builds; every fresh one after a crash raises what
+    `failure()` makes in __init__. `Hooked` below adds a `started` hook, which takes the drain's
+    other way to a fresh instance (awaited at its loop top)."""
+
+    failure = staticmethod(lambda: RuntimeError("cannot build"))
+    built = 0
+
+    def __init__(self, **kwargs) -> None:
+        if type(self).built:
+            raise type(self).failure()
+        type(self).built += 1
+        super().__init__(**kwargs)
+
+
+class BuiltOnceHooked(BuiltOnce):
+    async def started(self) -> None:
+        pass
+
+
+class TestFreshInstance:
+    @pytest.mark.parametrize("actor", [Counter, Hooked])
+    async def test_mail_queued_behind_a_crash_is_handled_by_the_fresh_instance(self, actor):
+        """The crash's envelope is not redelivered; what was queued behind it
+        goes to the fresh instance, in order, in the same turn or the next."""
+        async with ActorSystem() as system:
+            ref = await system.spawn(actor, name="c")
+            for m in (Add(1), Crash(), Add(2), Add(3)):
+                ref.tell_nowait(m)
+            assert await ref.ask(Get()) == 5
+            assert ref._cell.actor.seen == [2, 3]
+            assert system.statistics().restarts == 1
+            assert system.audit.counts() == {ReasonCode.ACTOR_CRASHED: 1}
+
+    @pytest.mark.parametrize("actor", [BuiltOnce, BuiltOnceHooked])
+    @pytest.mark.parametrize(
+        "failure, code",
+        [
+            (lambda: RuntimeError("cannot build"), ReasonCode.ACTOR_CRASHED),
+            (lambda: error_for(ReasonCode.TIMEOUT_NATS_CONNECT, "no server"), ReasonCode.TIMEOUT_NATS_CONNECT),
+        ],
+    )
+    async def test_a_fresh_instance_that_cannot_be_built_is_a_failure_of_its_own(self, actor, failure, code):
+        """__init__ failing after a crash is audited once (a coded error keeps its
+        code) and the system, as parent, stops the actor: what was queued is
+        dead-lettered with ACTOR_STOPPED, nothing is handled by a dead instance."""
+        actor.built, actor.failure = 0, staticmethod(failure)
+        async with ActorSystem() as system:
+            ref = await system.spawn(actor, name="c")
+            for m in (Add(1), Crash(), Add(2), Add(3)):
+                ref.tell_nowait(m)
+            await wait_until(lambda: ref._cell.state is CellState.STOPPED)
+            assert ref._cell.actor.seen == [1]
+        assert [(e.kind, e.code) for e in system.audit.events] == [
+            ("crashed", ReasonCode.ACTOR_CRASHED),
+            ("crashed", code),
+            ("dead_letter", ReasonCode.ACTOR_STOPPED),
+            ("dead_letter", ReasonCode.ACTOR_STOPPED),
+        ]
+        assert system.dead_letters.counts() == {ReasonCode.ACTOR_STOPPED: 2}
