@@ -701,7 +701,7 @@ class Row:
     exoarmur / baseline; whether that should be high or low is `higher_is_better`."""
 
     benchmark: str
-    unit: str  # "/s", "us" or "bytes"
+    unit: str  # "/s", "us", "bytes" or "x" (a ratio)
     exoarmur: float
     baseline: str
     baseline_value: float | None
@@ -750,6 +750,8 @@ def format_value(value: float, unit: str) -> str:
         return f"{value:,.1f}"
     if unit == "bytes":
         return f"{value:,.0f} B = {value / KIB:.2f} KiB"
+    if unit == "x":  # a ratio measured as such (e.g. the median of paired rounds)
+        return f"{value:.3f}x"
     return f"{value:,.0f}"
 
 

@@ -25,14 +25,17 @@ hits both sides alike. Every round checks its counts: handled + crashed ==
 sent, crashed == the planned crashes == the restarts the system counted.
 
 Target (issue 3, item 7): 1% crashes cost <= 10% throughput, i.e.
-throughput at 1% / throughput at 0% >= 0.90. Each side's figure is its
-median over the rounds (`Params.rounds`; the two sides of a round run back to
-back, in alternating order): on a shared VM a round is now and then 30% slower
-for reasons of the machine's, and a median is not moved by that, where a sum
-is. On this VM the paired rounds' ratios spread with a standard deviation of
-about 0.2: 60 rounds put the median's standard error near 0.03 (15 gave
-about 0.065, as wide as the effect measured). The JSON also has the ratio
-of the summed times and the median of the rounds' paired ratios.
+throughput at 1% / throughput at 0% >= 0.90, judged on the median over the
+rounds (`Params.rounds`) of each round's own ratio: the two sides of a round
+run back to back, in alternating order, so a pair shares the machine's state.
+On the shared VM the machine's speed moves in phases (rounds of one run at
+~87 ms and at ~140 ms, for the same work); the median of each side taken
+apart then depends on how many of its rounds fell in each phase (one run:
+0.82 from the separate medians, 0.945 from the pairs), where a pair's ratio
+does not. The paired ratios spread with a standard deviation of about 0.2:
+60 rounds put their median's standard error near 0.03 (15 gave about
+0.065, as wide as the effect measured). The table also shows each side's
+median round and the JSON the ratio of the summed times.
 
 The supervisor allows RestartIntensity(10**9, 1.0): the benchmark measures
 restarts, not escalation. Children's mailboxes (capacity 1000, overflow `wait`)
@@ -292,14 +295,16 @@ async def run_backend(params: Params) -> dict[str, Any]:
 def build_rows(params: Params, out: dict[str, Any]) -> list[Row]:
     restart, ask = out["restart"], out["ask"]
     calm, crashing = out["calm"], out["crashing"]
-    ratio = out["ratio_of_medians"]
+    paired = out["median_paired_ratio"]
     pct = f"{params.crash_rate:.0%}"
     return [
         Row("restart latency p50 (µs)", "us", restart["p50_us"], "ask p50, no crash", ask["p50_us"], False),
         Row("restart latency p99 (µs)", "us", restart["p99_us"], "ask p99, no crash", ask["p99_us"], False),
         Row("restart overhead p50 (µs)", "us", restart["p50_us"] - ask["p50_us"], "-", None, False),
         Row(f"one_for_one x{params.children:,}, {pct} crashes (msg/s, median round)", "/s", crashing["median_per_s"],
-            "same, 0% crashes", calm["median_per_s"], True, f">= {TARGET_RATIO:.2f}x", ratio >= TARGET_RATIO),
+            "same, 0% crashes", calm["median_per_s"], True),
+        Row(f"{pct} / 0% throughput, median of {params.rounds} paired rounds", "x", paired, "-", None, True,
+            f">= {TARGET_RATIO:.2f}x", paired >= TARGET_RATIO),
     ]
 
 
