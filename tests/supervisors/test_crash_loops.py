@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, handles, message
 from supervisors import BackoffPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
+from tests.runtime.support import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -154,6 +155,62 @@ async def test_random_crash_schedules_keep_the_invariants(strategy, schedule, ti
     assert system.paths() == []
     assert host is None or host._closed.is_set()
 
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    max_restarts=st.integers(0, 4),
+    schedule=st.lists(st.tuples(st.integers(0, 2), st.booleans()), min_size=1, max_size=20),
+)
+async def test_random_crash_schedules_stay_within_the_restart_intensity(max_restarts, schedule, tick):
+    """one_for_one under a tight intensity (every crash inside its window):
+    never more restarts than it allows, and none after the crash one past it,
+    which escalates exactly once, to the system (fatal). A sibling may still
+    crash while the tree comes down (as in OTP, children are stopped one by
+    one): audited, not restarted. Every send ends handled, dead-lettered or
+    refused with a code."""
+    ledger = {"handled": []}
+    spec = SupervisorSpec(
+        Strategy.ONE_FOR_ONE,
+        intensity=RestartIntensity(max_restarts, 1000 * tick),
+        children=tuple(ChildSpec(f"w{i}", Worker, kwargs={"ledger": ledger}) for i in range(3)),
+    )
+    refused: dict[int, ReasonCode] = {}
+    async with ActorSystem() as system:
+        await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+        for n, (child, crash) in enumerate(schedule):
+            try:
+                await system.lookup(f"sup/w{child}").tell(Fail(n) if crash else Tick(n), timeout=100 * tick)
+            except ExoarmurError as exc:
+                refused[n] = exc.code
+            await anyio.sleep(0)
+
+        def dead_letters() -> set[int]:
+            return {d.envelope.message.n for d in system.dead_letters.recent() if hasattr(d.envelope.message, "n")}
+
+        def settled() -> bool:
+            """Every send has ended, and an escalation owed has reached the system."""
+            handled = ledger["handled"]
+            crashes = sum(1 for n in handled if schedule[n][1])
+            ended = set(handled) | dead_letters() | set(refused)
+            return len(ended) == len(schedule) and (crashes <= max_restarts or system.fatal is not None)
+
+        await wait_until(settled, timeout=100 * tick)
+    handled = ledger["handled"]
+    dead = dead_letters()
+    assert set(handled) | dead | set(refused) == set(range(len(schedule)))
+    assert not set(handled) & dead
+    crashed = [n for n in handled if schedule[n][1]]
+    counts = system.audit.counts()
+    assert counts.get(ReasonCode.ACTOR_CRASHED, 0) == len(crashed)
+    assert system.statistics().restarts == min(len(crashed), max_restarts)
+    escalated = len(crashed) > max_restarts
+    assert counts.get(ReasonCode.ESCALATED, 0) == (1 if escalated else 0)
+    assert (system.fatal is not None) is escalated
 
 def half_open_attempts(*, cooldown: float, factor: float, cap: float, window: float) -> int:
     """How many HALF_OPEN restarts a breaker allows in `window` after it opens at 0,
