@@ -854,7 +854,7 @@ def common_arguments(parser: argparse.ArgumentParser, *, name: str) -> None:
         type=Path,
         metavar="PATH",
         help=f"write the results here instead of benchmarks/results/{name}-<UTC>.json "
-        f"(benchmarks/results/latest_{name}.json is written either way)",
+        f"(a full run also writes benchmarks/results/latest_{name}.json; a quick one leaves it)",
     )
 
 
@@ -961,7 +961,8 @@ def close_report(
 ) -> None:
     """Record the verdict, time and load in `report`; print each backend's table
     (plain text), the `notes`, then the tables again as markdown (for the
-    README); write the JSON (`write_report`)."""
+    README); write the JSON (`write_report`; a quick run leaves latest_<name>.json,
+    the last full run's figures, alone)."""
     verdicts = [row.passed for _, rows in tables for row in rows if row.passed is not None]
     report["all_targets_pass"] = all(verdicts)
     report["elapsed_s"] = (perf_ns() - started) / 1e9
@@ -978,23 +979,26 @@ def close_report(
         print(f"#### {backend} ({mode} run): {title}\n")
         print(markdown_table(rows))
         print()
-    write_report(report, name=name, destination=destination)
+    write_report(report, name=name, destination=destination, latest=not quick)
 
 
-def write_report(report: dict[str, Any], *, name: str, destination: Path | None) -> None:
-    """Write the JSON report (timestamped, or `destination`) and latest_<name>.json,
-    then print the closing line: where it went, time, load, and the verdict."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+def write_report(report: dict[str, Any], *, name: str, destination: Path | None, latest: bool) -> None:
+    """Write the JSON report (timestamped, or `destination`) and, with `latest`,
+    latest_<name>.json too, then print the closing line: where it went, time,
+    load, and the verdict."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     destination = destination if destination is not None else RESULTS_DIR / f"{name}-{stamp}.json"
     text = json.dumps(report, indent=2, ensure_ascii=False)
     destination.parent.mkdir(parents=True, exist_ok=True)
     destination.write_text(text + "\n")
-    latest = RESULTS_DIR / f"latest_{name}.json"
-    latest.write_text(text + "\n")
+    written = [destination]
+    if latest:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        written.append(RESULTS_DIR / f"latest_{name}.json")
+        written[-1].write_text(text + "\n")
     load = report["machine"]["load_average_at_start"][0], report["machine"]["load_average_at_end"][0]
     print(
-        f"wrote {destination} and {latest}\n"
+        f"wrote {' and '.join(map(str, written))}\n"
         f"{report['elapsed_s']:.0f} s wall, {report['cpu_s']:.0f} s CPU (this process and its "
         f"subprocesses), {os.cpu_count()} CPUs, 1-min load average {load[0]:.1f} at start, "
         f"{load[1]:.1f} at end; targets {'all pass' if report['all_targets_pass'] else 'NOT all pass'}"
