@@ -273,7 +273,6 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         if self.state is not SUSPENDED:
             return None
         failure = await self._fresh_instance()
-        self.start_failed = failure is not None
         if failure is None and self.state is SUSPENDED:
             self._move(RUNNING)
             self.restarts += 1
@@ -399,14 +398,15 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
 
     async def _fresh_instance(self) -> ExoarmurError | None:
         """A new instance with its `started` hook run; the (audited) error if
-        building it or its hook failed."""
+        building it or its hook failed, with `start_failed` set (a failure to
+        start, not a crash in a handler: the system's parent stops such an actor)."""
         failure = self._new_instance()
         if failure is not None or not self.actor_type._has_started:
             return failure
         try:
             await self.run_started()
         except ExoarmurError as exc:
-            self._instance_dead = True
+            self._instance_dead = self.start_failed = True
             return exc  # run_started emitted its audit event
         return None
 
@@ -416,24 +416,25 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         try:
             self.actor = self._new_actor()
         except ExoarmurError as exc:
-            self._instance_dead = True
+            self._instance_dead = self.start_failed = True
             self.system.audit_error(exc, kind="crashed", path=self.path, envelope=None)
             return exc  # a coded failure keeps its code, as in `started`
         except Exception as exc:
-            self._instance_dead = True
+            self._instance_dead = self.start_failed = True
             return self.system.failure(
                 "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, detail=f"restart: {exc!r}"
             )
-        self._instance_dead = False
+        self._instance_dead = self.start_failed = False
         return None
 
     def _replaced_at_once(self) -> bool:
         """After a crash in the drain's turn: True if its parent resumed it at
         once (in this stack) and the fresh instance was made here, so the turn
-        goes on with it. False, and nothing done, when something must come
-        first (a control signal, a wind-down, probes, a `started` hook to
-        await, a full in-flight table): the loop top sees to it. A failed
-        __init__ is a crash of its own, decided by the parent again."""
+        goes on with it. False when something must come first (a control
+        signal, a wind-down, probes, a `started` hook to await, a full
+        in-flight table): nothing is done here, the loop top sees to it. False
+        too when __init__ failed: a crash of its own, decided by the parent
+        again."""
         if (
             self.state is not RUNNING
             or self.mailbox.control
@@ -444,7 +445,6 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         ):
             return False
         failure = self._new_instance()
-        self.start_failed = failure is not None
         if failure is not None:
             self._down(failure)
             return False
@@ -725,7 +725,6 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
                     continue
                 if self._instance_dead:
                     failure = await self._fresh_instance()
-                    self.start_failed = failure is not None
                     if failure is not None:
                         self._down(failure)  # the parent decides again
                         continue
