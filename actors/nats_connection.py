@@ -4,7 +4,8 @@ Every operation is a message, bounded by its envelope's deadline and failing
 with its own code (`TIMEOUT_NATS_PUBLISH`, `TIMEOUT_KV_PUT`, `KV_CONFLICT`,
 `NATS_DISCONNECTED`, ...; `actors/nats_errors.py`). A request is started at
 once from a plain handler and answered later (runtime/deferred.py), with no
-task of ours while it waits. JetStream calls are concurrent handlers (up to
+task of ours while it waits; at most `requests_limit` wait at once (past it,
+OVERLOAD_SHED at once). JetStream calls are concurrent handlers (up to
 `concurrency` in flight). `Serve` answers a subject's requests with no
 mailbox between the wire and the actor that does the work (a gateway's data
 plane, actors/remote.py); the replies go straight into nats-py's buffer. KV gets and
@@ -249,6 +250,7 @@ class NatsStatistics:
     mailbox_drops: int  # the target's mailbox refused a delivery
     subscriptions: int
     replies_lost: int = 0  # served requests whose reply could not be sent
+    requests_in_flight: int = 0  # requests and JetStream publishes started, not yet ended
 
 
 # KV (the KvBucket actor sends these; they run here, on this client).
@@ -437,6 +439,11 @@ class Subscriptions:
 class NatsConnection(Actor):
     mailbox_capacity = 10_000
     concurrency = 256
+    # Requests and JetStream publishes started and not yet ended (answered, or
+    # timed out): one more is refused at once with OVERLOAD_SHED, so a sender
+    # faster than the replies slows down or retries, instead of its requests
+    # piling up in nats-py until their deadlines end them.
+    requests_limit = 10_000
 
     def __init__(
         self,
@@ -458,6 +465,7 @@ class NatsConnection(Actor):
         self.reconnects = self.disconnects = self.aborted = self.permission_errors = 0
         self.slow_consumer_drops = self.mailbox_drops = 0
         self.replies_lost = 0  # served requests whose reply the connection could not take
+        self.requests_in_flight = 0  # counted here, ended on the asyncio side (one thread)
 
     # ---- lifecycle -------------------------------------------------------------
 
@@ -796,7 +804,12 @@ class NatsConnection(Actor):
         answered when the reply comes, or with `code` (a failed dependency)
         just before the deadline."""
         nc = self._client()
+        if self.requests_in_flight >= self.requests_limit:
+            raise error_for(
+                ReasonCode.OVERLOAD_SHED, f"{self.requests_in_flight} requests in flight (requests_limit)"
+            )
         later = self.context.defer()
+        self.requests_in_flight += 1
         self.bridge.soon(self._start_request, nc, call, code, self._answer_by(), later)
         return later
 
@@ -811,6 +824,7 @@ class NatsConnection(Actor):
         try:
             future, key = _begin(nc, call, loop)
         except Exception as exc:  # noqa: BLE001 - a bug: this connection crashes, its asker hears so
+            self.requests_in_flight -= 1
             self.bridge.actor_side(answer, _raise, exc)
             return
         time_was_up = False
@@ -821,6 +835,7 @@ class NatsConnection(Actor):
             future.cancel()
 
         def ended(_: asyncio.Future) -> None:
+            self.requests_in_flight -= 1
             timer.cancel()
             nc._resp_map.pop(key, None)
             # A task asked to stop may still have returned its reply: that counts.
@@ -971,6 +986,7 @@ class NatsConnection(Actor):
             mailbox_drops=self.mailbox_drops,
             subscriptions=len(self.subscriptions.records),
             replies_lost=self.replies_lost,
+            requests_in_flight=self.requests_in_flight,
         )
 
     # ---- KV ------------------------------------------------------------------------

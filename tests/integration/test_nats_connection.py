@@ -91,6 +91,10 @@ class Echo(Actor):
         await self.context.system.lookup("nats").tell(Publish(m.reply, b"echo:" + m.data))
 
 
+class LimitedConnection(NatsConnection):
+    requests_limit = 3
+
+
 async def code_of(awaitable) -> ReasonCode:
     with pytest.raises(ExoarmurError) as caught:
         await awaitable
@@ -311,6 +315,36 @@ class TestRequest:
             await anyio.sleep(0.5)  # past the dead request's own timer
             assert not [e for e in system.audit.events if e.kind == "dependency_failed"]
             assert (await conn.ask(Statistics())).connected
+
+    async def test_requests_past_the_limit_in_flight_are_refused_at_once_with_overload_shed(self, tmp_path):
+        """With `requests_limit` requests unanswered, one more is refused at
+        once (OVERLOAD_SHED, audited once) instead of waiting in nats-py; as
+        they end (here at their deadline), requests are taken again."""
+        got: list = []
+        async with running_server(tmp_path) as server, ActorSystem() as system:
+            await system.spawn(Sink, name="sink", kwargs={"got": got})  # receives, never answers
+            await system.spawn(Echo, name="echo")
+            conn = await system.spawn(LimitedConnection, name="nats", kwargs={"options": options_for(server)})
+            await conn.ask(Subscribe("svc.silent", "sink"))
+            await conn.ask(Subscribe("svc.echo", "echo"))
+            codes: list = []
+
+            async def unanswered() -> None:
+                codes.append(await code_of(conn.ask(Request("svc.silent", b"?"), timeout=1.0)))
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(LimitedConnection.requests_limit):
+                    tg.start_soon(unanswered)
+                await eventually(lambda: len(got) == LimitedConnection.requests_limit)
+                assert (await conn.ask(Statistics())).requests_in_flight == LimitedConnection.requests_limit
+                started = anyio.current_time()
+                assert await code_of(conn.ask(Request("svc.echo", b"one more"))) is ReasonCode.OVERLOAD_SHED
+                assert anyio.current_time() - started < 0.3
+                assert await code_of(conn.ask(JsPublish("any.subject", b"x"))) is ReasonCode.OVERLOAD_SHED
+            assert codes == [ReasonCode.TIMEOUT_NATS_REQUEST] * LimitedConnection.requests_limit
+            assert system.audit.counts()[ReasonCode.OVERLOAD_SHED] == 2
+            assert (await conn.ask(Statistics())).requests_in_flight == 0
+            assert (await conn.ask(Request("svc.echo", b"again"))).data == b"echo:again"
 
     async def test_requests_run_concurrently(self, tmp_path):
         """64 requests in flight at once through one connection actor."""
