@@ -246,7 +246,12 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
 
     def _down(self, error: ExoarmurError) -> None:
         """After a crash: suspend and let the parent decide. Whatever else the
-        dead instance was running (concurrent handlers) is cancelled."""
+        dead instance was running (concurrent handlers) is cancelled. A crash
+        of an actor already stopping or suspended, or being suspended (a
+        handler that began before its parent asked) ends the instance and
+        nothing more: the stop or the wind-down that was asked goes on (a
+        stop handles nothing further, `_drain_stopping`), and no parent
+        decides again."""
         if self.inflight is not None:
             self.inflight.cancel_all()
         if self._scope is not None:
@@ -255,6 +260,8 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
             self._cancel_tasks()
         if self._owed:
             self._abandon_owed_at_crash()
+        if self.state is not RUNNING or self._suspended is not None:
+            return
         self._move(SUSPENDED)
         self.parent.child_crashed(self, error)
 

@@ -163,8 +163,8 @@ class ActorSystem:
         for cell in list(self._cells.values()):
             cell.sweep(ReasonCode.SHUTTING_DOWN)
             if cell.state is not CellState.STOPPED:
-                if cell.state is CellState.RUNNING:
-                    cell._move(CellState.STOPPING)
+                if cell.state is not CellState.STOPPING:
+                    cell._move(CellState.STOPPING)  # from RUNNING or SUSPENDED
                 cell._finish()
 
     # ---- actors -------------------------------------------------------------

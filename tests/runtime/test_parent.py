@@ -6,7 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from runtime import ActorSystem, ActorUnavailable, CellState, Overloaded, ReasonCode
+from runtime import ActorSystem, ActorUnavailable, CellState, ExoarmurError, Overloaded, ReasonCode, handles, message
 from runtime.cell import TRANSITIONS
 from runtime.errors import error_for
 from tests.runtime.support import Add, Counter, Crash, Get, wait_until
@@ -189,3 +189,71 @@ class TestFreshInstance:
             ("dead_letter", ReasonCode.ACTOR_STOPPED),
         ]
         assert system.dead_letters.counts() == {ReasonCode.ACTOR_STOPPED: 2}
+
+
+@message("test.parent.late_crash")
+class LateCrash:
+    """Crash after `seconds`: a handler that began before a stop or a suspend."""
+
+    seconds: float
+
+
+class LateCrasher(Counter):
+    @handles(LateCrash)
+    async def late_crash(self, message: LateCrash) -> None:
+        await anyio.sleep(message.seconds)
+        raise RuntimeError("crashed after the stop began")
+
+
+class LateCrasherConcurrent(Counter):
+    @handles(LateCrash, concurrent=True)
+    async def late_crash(self, message: LateCrash) -> None:
+        await anyio.sleep(message.seconds)
+        raise RuntimeError("crashed after the stop began")
+
+
+class TestCrashWhileStopping:
+    @pytest.mark.parametrize("actor", [LateCrasher, LateCrasherConcurrent])
+    async def test_a_crash_after_the_stop_began_ends_the_instance_and_the_stop_goes_on(self, actor, tick):
+        """The crash is audited once and its asker told ACTOR_CRASHED; nothing
+        is restarted; what was still queued is dead-lettered with the stop's
+        code; the stop ends and the system runs on."""
+        async with ActorSystem() as system:
+            ref = await system.spawn(actor, name="c")
+            async with anyio.create_task_group() as tg:
+                codes: list = []
+
+                async def ask() -> None:
+                    try:
+                        await ref.ask(LateCrash(2 * tick), timeout=100 * tick)
+                    except ExoarmurError as exc:
+                        codes.append(exc.code)
+
+                tg.start_soon(ask)
+                await wait_until(lambda: ref.statistics().processed == 1)
+                ref.tell_nowait(Add(1))
+                await system.stop(ref, timeout=50 * tick)
+            assert codes == [ReasonCode.ACTOR_CRASHED]
+            assert ref._cell.state is CellState.STOPPED
+            assert system.statistics().restarts == 0
+            # The sequential handler held the drain, so the Add waited and was
+            # dead-lettered; beside a concurrent one the drain had taken it.
+            queued_at_stop = {} if actor is LateCrasherConcurrent else {ReasonCode.ACTOR_STOPPED: 1}
+            assert system.dead_letters.counts() == queued_at_stop
+            other = await system.spawn(Counter, name="other")
+            assert await other.ask(Add(2)) == 2
+        assert system.audit.counts()[ReasonCode.ACTOR_CRASHED] == 1
+
+    async def test_a_suspended_actor_left_at_an_error_in_the_body_is_swept(self):
+        """The block's own exception propagates as itself, and an actor its
+        parent never resumed ends STOPPED, its mail dead-lettered."""
+        parent = RecordingParent()
+        with pytest.raises(KeyError):
+            async with ActorSystem() as system:
+                ref = await system.spawn(Counter, name="c", parent=parent)
+                await ref.tell(Crash())
+                await wait_until(lambda: parent.crashes)
+                await ref.tell(Add(1))
+                raise KeyError("boom")
+        assert ref._cell.state is CellState.STOPPED
+        assert system.dead_letters.counts() == {ReasonCode.SHUTTING_DOWN: 1}

@@ -36,6 +36,13 @@ class Hang:
     pass
 
 
+@message("test.sup.late_boom")
+class LateBoom:
+    """Crash after `seconds`: a handler already running when its parent acts."""
+
+    seconds: float
+
+
 class Worker(Actor):
     """Records lifecycle events in a shared journal: (event, name, instance id)."""
 
@@ -68,6 +75,11 @@ class Worker(Actor):
     @handles(Hang)
     async def hang(self, message: Hang) -> None:
         await anyio.sleep_forever()
+
+    @handles(LateBoom)
+    async def late_boom(self, message: LateBoom) -> None:
+        await anyio.sleep(message.seconds)
+        raise RuntimeError(f"{self.name} crashed late")
 
 
 def worker(name: str, journal: list, **options) -> ChildSpec:
@@ -126,6 +138,27 @@ class TestStrategies:
                 assert changed == (n in restarted), n
             assert sup._cell.actor.child_states() == dict.fromkeys("abc", ChildState.RUNNING)
             assert system.audit.counts() == {ReasonCode.ACTOR_CRASHED: 1}
+
+
+    @pytest.mark.parametrize("strategy", [Strategy.ONE_FOR_ALL, Strategy.REST_FOR_ONE])
+    async def test_a_sibling_crashing_while_it_is_wound_down_is_restarted_with_the_group(self, strategy, tick):
+        """c's handler began before b crashed and raises while c is being wound
+        down: the crash is audited and ends c's instance, the wind-down ends
+        there, and the group's restart goes on: every child answers again."""
+        journal: list = []
+        spec = SupervisorSpec(
+            strategy, children=(worker("a", journal), worker("b", journal), worker("c", journal, shutdown=50 * tick))
+        )
+        async with ActorSystem() as system:
+            sup = await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+            await system.lookup("sup/c").tell(LateBoom(2 * tick))
+            await wait_until(lambda: system.lookup("sup/c").statistics().processed == 1)
+            await crash(system, "sup/b")
+            for n, name in enumerate("abc"):
+                assert await system.lookup(f"sup/{name}").ask(Work(n), timeout=20 * tick) == n
+            assert sup._cell.actor.child_states() == dict.fromkeys("abc", ChildState.RUNNING)
+            assert system.audit.counts() == {ReasonCode.ACTOR_CRASHED: 2}
+            assert "c" not in events(journal, "stopping")  # a crashed instance runs no hook
 
 
 class TestRestartTypes:
