@@ -203,14 +203,27 @@ async def read_records(connection: ActorRef, stream: str, seqs: Iterable[int]) -
 class JetStreamAuditSink:
     """The kernel's AuditSink on an AuditStream actor: `emit` never blocks; an
     event the actor cannot take (full mailbox, breaker open, stopped) is
-    counted in `dropped` with its code in `last_drop`."""
+    counted in `dropped` with its code in `last_drop`.
+
+    Events about the audit actor itself are not handed to it (counted in
+    `own`): those whose path is its path (its refusals, crashes, reported
+    failures) or whose sender is (the connection's answers to the publishes
+    it makes). Handed over, each failed append would audit a failure that
+    asks for another append, without end; a refused hand-over would audit a
+    refusal that is handed over again, in the same stack, until Python's
+    recursion limit. Keep them in a local sink next to this one."""
 
     def __init__(self, ref: ActorRef) -> None:
         self.ref = ref
         self.dropped = 0
+        self.own = 0
         self.last_drop: ReasonCode | None = None
 
     def emit(self, event: AuditEvent) -> None:
+        path = self.ref.path
+        if event.path == path or event.sender == path:
+            self.own += 1
+            return
         try:
             self.ref.tell_nowait(Append(event.to_json()))
         except ExoarmurError as exc:

@@ -132,3 +132,54 @@ async def test_the_sink_hands_kernel_events_to_the_stream_and_counts_what_it_can
         await system.stop(audit)
         sink.emit(AuditEvent(kind="test", code=ReasonCode.ACTOR_CRASHED, at=2.0, path="x", detail="lost"))
         assert sink.dropped == 1 and sink.last_drop is ReasonCode.ACTOR_STOPPED
+
+
+class Tee:
+    """The system's sink for the test: every event kept here, and handed on."""
+
+    def __init__(self, sink: JetStreamAuditSink) -> None:
+        self.events: list[AuditEvent] = []
+        self.sink = sink
+
+    def emit(self, event: AuditEvent) -> None:
+        self.events.append(event)
+        self.sink.emit(event)
+
+    def close(self) -> None:
+        pass
+
+
+async def test_as_the_systems_sink_it_leaves_out_what_the_audit_actor_itself_causes(tmp_path):
+    """With the stream gone, a failed append audits failures (the audit
+    actor's, and the connection's answers to it) that are not appended in
+    turn: no loop. With the audit actor stopped, its refusal of a hand-over
+    is not handed over again: no recursion, one drop."""
+    async with running_server(tmp_path) as server, ActorSystem() as system:
+        await connect(system, server)
+        audit = await spawn_audit(system)
+        sink = JetStreamAuditSink(audit)
+        system.audit = tee = Tee(sink)
+        with pytest.raises(ExoarmurError):
+            system.lookup("missing-1")  # ACTOR_NOT_FOUND, audited: one append
+        await eventually(lambda: audit._cell.mailbox.processed == 1)
+        server.kill()
+        await server.wait()
+        with pytest.raises(ExoarmurError):
+            system.lookup("missing-2")
+        await eventually(lambda: any(e.path == "audit" and e.kind == "dependency_failed" for e in tee.events))
+        await anyio.sleep(0.5)  # a loop would have handed more over by now
+        # Handed over: the two lookups, and the connection's loss of its server
+        # (the connection's own news, not the audit actor's).
+        outside = [e for e in tee.events if e.path != "audit" and e.sender != "audit"]
+        assert {(e.kind, e.code) for e in outside} >= {("rejected", ReasonCode.ACTOR_NOT_FOUND)}
+        assert audit._cell.mailbox.accepted == len(outside)
+        assert sink.own == len(tee.events) - len(outside) >= 2  # the audit actor's report, the answer to it
+        assert sink.dropped == 0
+        await system.stop(audit)
+        dropped, own, seen = sink.dropped, sink.own, len(tee.events)
+        with pytest.raises(ExoarmurError):
+            system.lookup("missing-3")
+        assert (sink.dropped, sink.last_drop) == (dropped + 1, ReasonCode.ACTOR_STOPPED)
+        refusal = tee.events[seen + 1 :]  # after the lookup's own event: the refusal of its hand-over
+        assert [(e.kind, e.code, e.path) for e in refusal] == [("rejected", ReasonCode.ACTOR_STOPPED, "audit")]
+        assert sink.own == own + 1
