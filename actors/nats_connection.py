@@ -466,6 +466,8 @@ class NatsConnection(Actor):
         self.slow_consumer_drops = self.mailbox_drops = 0
         self.replies_lost = 0  # served requests whose reply the connection could not take
         self.requests_in_flight = 0  # counted here, ended on the asyncio side (one thread)
+        # Requests made by nats-py's own request task (while not connected): reaped at close.
+        self._request_tasks: set[asyncio.Task] = set()
 
     # ---- lifecycle -------------------------------------------------------------
 
@@ -535,7 +537,7 @@ class NatsConnection(Actor):
         """Close within a second; a close stuck on a silent peer aborts the socket.
         Afterwards no task of the client is left running (`tasks`: its tasks
         found before a drain, which forgets the subscriptions)."""
-        tasks = _client_tasks(nc) | tasks  # before the close forgets them
+        tasks = _client_tasks(nc) | tasks | self._request_tasks  # before the close forgets them
         if not nc.is_closed:
             with anyio.move_on_after(1.0):
                 try:
@@ -827,6 +829,8 @@ class NatsConnection(Actor):
             self.requests_in_flight -= 1
             self.bridge.actor_side(answer, _raise, exc)
             return
+        if key is None:
+            self._request_tasks.add(future)
         time_was_up = False
 
         def time_up() -> None:
@@ -836,6 +840,7 @@ class NatsConnection(Actor):
 
         def ended(_: asyncio.Future) -> None:
             self.requests_in_flight -= 1
+            self._request_tasks.discard(future)
             timer.cancel()
             nc._resp_map.pop(key, None)
             # A task asked to stop may still have returned its reply: that counts.

@@ -494,6 +494,28 @@ class TestReadLoopDelivery:
 
 
 class TestServerLoss:
+    async def test_a_request_started_while_disconnected_leaves_no_task_behind_a_stop(self, tmp_path):
+        """Not connected, a request goes through nats-py's own request task;
+        stopping the connection before its deadline ends that task too (on
+        asyncio the suite's fixture fails a test that leaves one)."""
+        async with running_server(tmp_path) as server, ActorSystem() as system:
+            conn = await connect(system, server)
+            server.kill()
+            await server.wait()
+            await eventually(lambda: not conn._cell.actor.nc.is_connected)
+            codes: list = []
+
+            async def ask() -> None:
+                codes.append(await code_of(conn.ask(Request("svc.gone", b"?"), timeout=30.0)))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ask)
+                await eventually(lambda: len(conn._cell.actor._request_tasks) == 1)
+                task = next(iter(conn._cell.actor._request_tasks))
+                await system.stop(conn, timeout=5.0)
+            assert len(codes) == 1
+            assert task.done()
+
     async def test_a_killed_server_is_reported_then_survived_and_acknowledged_writes_are_kept(self, tmp_path):
         """SIGKILL mid-traffic: every put ends with a revision or a code within its
         deadline, the loss reaches the supervisor as NATS_DISCONNECTED, the client
