@@ -31,11 +31,11 @@ import anyio
 import attrs
 import orjson
 
-from actors.nats_connection import JsPublish, PubAck, StreamEnsure, StreamLast, StreamMessage, StreamRead
-from actors.nats_errors import DEPENDENCY_CODES
-from runtime import Actor, ActorRef, ReasonCode, TimeoutCategory, handles, message
-from runtime.audit import AuditEvent
-from runtime.errors import ExoarmurError, error_for
+from exoarmur.actors.nats_connection import JsPublish, PubAck, StreamEnsure, StreamLast, StreamMessage, StreamRead
+from exoarmur.actors.nats_errors import DEPENDENCY_CODES
+from exoarmur.runtime import Actor, ActorRef, ReasonCode, TimeoutCategory, handles, message
+from exoarmur.runtime.audit import AuditEvent
+from exoarmur.runtime.errors import ExoarmurError, error_for
 
 __all__ = [
     "Append",

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from runtime import Actor, ActorSystem, InvalidInput, ReasonCode, handles, message
-from supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
+from exoarmur.runtime import Actor, ActorSystem, InvalidInput, ReasonCode, handles, message
+from exoarmur.supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
 
 if TYPE_CHECKING:
-    from runtime.config import Config
+    from exoarmur.runtime.config import Config
 
 OPTIONS = ("pings",)
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import outcome
 
-from actors.nats_connection import KvCreate, KvDelete, KvGet, KvKeys, KvOpen, KvPut, KvUpdate
-from actors.nats_errors import DEPENDENCY_CODES
-from runtime import Actor, ActorContext, ActorRef, Deferred, TimeoutCategory, handles, message
-from runtime.errors import ExoarmurError
+from exoarmur.actors.nats_connection import KvCreate, KvDelete, KvGet, KvKeys, KvOpen, KvPut, KvUpdate
+from exoarmur.actors.nats_errors import DEPENDENCY_CODES
+from exoarmur.runtime import Actor, ActorContext, ActorRef, Deferred, TimeoutCategory, handles, message
+from exoarmur.runtime.errors import ExoarmurError
 
 HOP_SHARE = 0.9
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from nats import errors as nats_errors
 from nats.js import errors as js_errors
 
-from runtime.codes import TIMEOUT_CODES, ReasonCode
-from runtime.errors import ExoarmurError, error_for
+from exoarmur.runtime.codes import TIMEOUT_CODES, ReasonCode
+from exoarmur.runtime.errors import ExoarmurError, error_for
 
 __all__ = ["DEPENDENCY_CODES", "coded"]
 

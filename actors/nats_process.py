@@ -30,8 +30,8 @@ from pathlib import Path
 import anyio
 import attrs
 
-from runtime.codes import ReasonCode
-from runtime.errors import error_for
+from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.errors import error_for
 
 __all__ = ["ClusterOptions", "ServerOptions", "ServerProcess", "ServerUser", "find_nats_server"]
 
@@ -185,7 +185,7 @@ class ServerProcess:
         for old in self.data_dir.glob("*.ports"):
             old.unlink()
         self.process = ChildProcess(
-            [sys.executable, "-m", "actors._pdeathsig", str(os.getpid()), str(self.binary), "-c", str(conf)]
+            [sys.executable, "-m", "exoarmur.actors._pdeathsig", str(os.getpid()), str(self.binary), "-c", str(conf)]
         )
         try:
             with anyio.fail_after(max(deadline - anyio.current_time(), 0.0)):

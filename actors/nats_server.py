@@ -14,8 +14,8 @@ from pathlib import Path
 
 import attrs
 
-from runtime import Actor, TimeoutCategory, handles, message
-from actors.nats_process import ClusterOptions, ServerOptions, ServerProcess
+from exoarmur.runtime import Actor, TimeoutCategory, handles, message
+from exoarmur.actors.nats_process import ClusterOptions, ServerOptions, ServerProcess
 
 __all__ = ["EmbeddedNatsServer", "NatsEndpoint", "ServerExited", "ServerInfo"]
 

@@ -34,13 +34,13 @@ from typing import Any
 import orjson
 import outcome
 
-from actors.nats_connection import Request, Response, Serve, Unsubscribe
-from runtime import Actor, ActorContext, ActorRef, ActorSystem, ReasonCode
-from runtime.codec import decode, decode_message, encode, encode_message
-from runtime.ref import carried_over
-from runtime.envelope import Envelope
-from runtime.errors import ExoarmurError, error_for
-from runtime.messages import timeout_category
+from exoarmur.actors.nats_connection import Request, Response, Serve, Unsubscribe
+from exoarmur.runtime import Actor, ActorContext, ActorRef, ActorSystem, ReasonCode
+from exoarmur.runtime.codec import decode, decode_message, encode, encode_message
+from exoarmur.runtime.ref import carried_over
+from exoarmur.runtime.envelope import Envelope
+from exoarmur.runtime.errors import ExoarmurError, error_for
+from exoarmur.runtime.messages import timeout_category
 
 __all__ = ["Gateway", "RemoteRef", "answer_remote", "gateway_subject"]
 

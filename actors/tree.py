@@ -15,15 +15,15 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from actors import demo
-from actors.nats_connection import ConnectionOptions, NatsConnection, Subscriptions
-from actors.nats_server import EmbeddedNatsServer
-from runtime import ActorSystem
-from runtime.nats_config import NatsConfig
-from supervisors import BackoffPolicy, BreakerPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
+from exoarmur.actors import demo
+from exoarmur.actors.nats_connection import ConnectionOptions, NatsConnection, Subscriptions
+from exoarmur.actors.nats_server import EmbeddedNatsServer
+from exoarmur.runtime import ActorSystem
+from exoarmur.runtime.nats_config import NatsConfig
+from exoarmur.supervisors import BackoffPolicy, BreakerPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
 
 if TYPE_CHECKING:
-    from runtime.config import Config
+    from exoarmur.runtime.config import Config
 
 NATS = "nats"
 SERVER = f"{NATS}/server"

@@ -64,7 +64,7 @@ import pykka  # noqa: E402
 import sniffio  # noqa: E402
 import trio  # noqa: E402
 
-from runtime import Actor, ActorSystem, MessageRegistry, handles, message  # noqa: E402
+from exoarmur.runtime import Actor, ActorSystem, MessageRegistry, handles, message  # noqa: E402
 
 RESULTS_DIR = _ROOT / "benchmarks" / "results"
 BACKENDS = ("asyncio", "trio")
@@ -554,7 +554,7 @@ def rss_in_subprocess(backend: str, kind: str, count: int) -> dict[str, Any]:
     command = [
         sys.executable,
         "-m",
-        "benchmarks.bench_kernel",
+        "exoarmur.benchmarks.bench_kernel",
         "--rss-only",
         "--backend",
         backend,

@@ -85,13 +85,13 @@ import attrs  # noqa: E402
 import nats  # noqa: E402
 import sniffio  # noqa: E402
 
-from actors.aio import Bridge  # noqa: E402
-from actors.audit_stream import GENESIS, Append, AuditStream, Record, chain_hash  # noqa: E402
-from actors.kv import Get, KvBucket, Put  # noqa: E402
-from actors.nats_connection import ConnectionOptions, Flush, NatsConnection, Publish, Request  # noqa: E402
-from actors.nats_process import HOST, ServerOptions, ServerProcess, find_nats_server  # noqa: E402
-from actors.remote import Gateway, RemoteRef  # noqa: E402
-from benchmarks.bench_kernel import (  # noqa: E402
+from exoarmur.actors.aio import Bridge  # noqa: E402
+from exoarmur.actors.audit_stream import GENESIS, Append, AuditStream, Record, chain_hash  # noqa: E402
+from exoarmur.actors.kv import Get, KvBucket, Put  # noqa: E402
+from exoarmur.actors.nats_connection import ConnectionOptions, Flush, NatsConnection, Publish, Request  # noqa: E402
+from exoarmur.actors.nats_process import HOST, ServerOptions, ServerProcess, find_nats_server  # noqa: E402
+from exoarmur.actors.remote import Gateway, RemoteRef  # noqa: E402
+from exoarmur.benchmarks.bench_kernel import (  # noqa: E402
     Row,
     BACKENDS,
     Laps,
@@ -104,8 +104,8 @@ from benchmarks.bench_kernel import (  # noqa: E402
     perf_ns,
     split,
 )
-from runtime import Actor, ActorRef, ActorSystem, ReasonCode, handles, message  # noqa: E402
-from runtime.audit import AuditEvent  # noqa: E402
+from exoarmur.runtime import Actor, ActorRef, ActorSystem, ReasonCode, handles, message  # noqa: E402
+from exoarmur.runtime.audit import AuditEvent  # noqa: E402
 
 ROUNDS = 5
 # Latencies (request, remote ask) alternate in more, shorter rounds, every

@@ -64,7 +64,7 @@ import anyio  # noqa: E402
 import attrs  # noqa: E402
 import sniffio  # noqa: E402
 
-from benchmarks.bench_kernel import (  # noqa: E402
+from exoarmur.benchmarks.bench_kernel import (  # noqa: E402
     Row,
     BACKENDS,
     Laps,
@@ -76,8 +76,8 @@ from benchmarks.bench_kernel import (  # noqa: E402
     machine_info,
     perf_ns,
 )
-from runtime import Actor, ActorRef, ActorSystem, MessageRegistry, handles, message  # noqa: E402
-from supervisors import ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec  # noqa: E402
+from exoarmur.runtime import Actor, ActorRef, ActorSystem, MessageRegistry, handles, message  # noqa: E402
+from exoarmur.supervisors import ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec  # noqa: E402
 
 ROUNDS = 5
 # Restarts are what is measured, so the supervisor never escalates.

@@ -3,15 +3,15 @@
 Imports nothing from supervisors/ or actors/.
 """
 
-from runtime.actor import Actor, handles
-from runtime.audit import AuditEvent, AuditSink, JsonlAuditSink, MemoryAuditSink, read_jsonl
-from runtime.cell import CellState
-from runtime.context import ActorContext, Parent
-from runtime.codes import ReasonCode
-from runtime.deadletters import DeadLetter, DeadLetters
-from runtime.deferred import Deferred
-from runtime.envelope import Envelope
-from runtime.errors import (
+from exoarmur.runtime.actor import Actor, handles
+from exoarmur.runtime.audit import AuditEvent, AuditSink, JsonlAuditSink, MemoryAuditSink, read_jsonl
+from exoarmur.runtime.cell import CellState
+from exoarmur.runtime.context import ActorContext, Parent
+from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.deadletters import DeadLetter, DeadLetters
+from exoarmur.runtime.deferred import Deferred
+from exoarmur.runtime.envelope import Envelope
+from exoarmur.runtime.errors import (
     ActorCrashed,
     ActorNotFound,
     ActorUnavailable,
@@ -29,12 +29,12 @@ from runtime.errors import (
     TenantMismatch,
     error_for,
 )
-from runtime.mailbox import MailboxConfig, MailboxStatistics, Overflow
-from runtime.messages import MESSAGES, MessageRegistry, message, wire_name
-from runtime.ref import ActorRef
-from runtime.retry import RetryPolicy
-from runtime.system import ActorSystem, SystemStatistics
-from runtime.timeouts import TimeoutCategory, TimeoutPolicy
+from exoarmur.runtime.mailbox import MailboxConfig, MailboxStatistics, Overflow
+from exoarmur.runtime.messages import MESSAGES, MessageRegistry, message, wire_name
+from exoarmur.runtime.ref import ActorRef
+from exoarmur.runtime.retry import RetryPolicy
+from exoarmur.runtime.system import ActorSystem, SystemStatistics
+from exoarmur.runtime.timeouts import TimeoutCategory, TimeoutPolicy
 
 __all__ = [
     "MESSAGES",

@@ -33,11 +33,11 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from runtime.mailbox import Overflow, validate_capacity
-from runtime.messages import wire_name
+from exoarmur.runtime.mailbox import Overflow, validate_capacity
+from exoarmur.runtime.messages import wire_name
 
 if TYPE_CHECKING:
-    from runtime.context import ActorContext
+    from exoarmur.runtime.context import ActorContext
 
 F = TypeVar("F", bound=Callable[..., Any])
 

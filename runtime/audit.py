@@ -16,7 +16,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 import orjson
 
-from runtime.codes import ReasonCode
+from exoarmur.runtime.codes import ReasonCode
 
 
 class AuditEvent(NamedTuple):

@@ -29,11 +29,11 @@ from typing import Any
 import anyio
 import outcome
 
-from runtime.codes import ReasonCode
-from runtime.deferred import Deferred
-from runtime.envelope import Envelope
-from runtime.errors import ActorCrashed, ExoarmurError
-from runtime.messages import timeout_category
+from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.deferred import Deferred
+from exoarmur.runtime.envelope import Envelope
+from exoarmur.runtime.errors import ActorCrashed, ExoarmurError
+from exoarmur.runtime.messages import timeout_category
 
 __all__ = ["BatchHandlers"]
 

@@ -40,22 +40,22 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import outcome
 
-from runtime.actor import Actor, Handler
-from runtime.backend import Reply
-from runtime.codes import ReasonCode
-from runtime.context import CURRENT, ActorContext, Parent
-from runtime.envelope import Envelope
-from runtime.errors import ActorCrashed, ExoarmurError
-from runtime.batch import BatchHandlers
-from runtime.deferred import CallbackCrash, Deferred
-from runtime.inflight import ConcurrentHandlers, InFlight
-from runtime.instance_tasks import InstanceTasks
-from runtime.mailbox import Mailbox, Overflow
-from runtime.messages import timeout_category
-from runtime.timeouts import TimeoutCategory
+from exoarmur.runtime.actor import Actor, Handler
+from exoarmur.runtime.backend import Reply
+from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.context import CURRENT, ActorContext, Parent
+from exoarmur.runtime.envelope import Envelope
+from exoarmur.runtime.errors import ActorCrashed, ExoarmurError
+from exoarmur.runtime.batch import BatchHandlers
+from exoarmur.runtime.deferred import CallbackCrash, Deferred
+from exoarmur.runtime.inflight import ConcurrentHandlers, InFlight
+from exoarmur.runtime.instance_tasks import InstanceTasks
+from exoarmur.runtime.mailbox import Mailbox, Overflow
+from exoarmur.runtime.messages import timeout_category
+from exoarmur.runtime.timeouts import TimeoutCategory
 
 if TYPE_CHECKING:
-    from runtime.system import ActorSystem
+    from exoarmur.runtime.system import ActorSystem
 
 
 class CellState(enum.Enum):
@@ -153,7 +153,7 @@ class ActorCell(ConcurrentHandlers, BatchHandlers, InstanceTasks):
         start_soon: Callable[..., None],
         parent: Parent,
     ) -> None:
-        from runtime.ref import ActorRef
+        from exoarmur.runtime.ref import ActorRef
 
         self.path = path
         self.system = system

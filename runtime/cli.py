@@ -21,16 +21,16 @@ from types import MappingProxyType
 import anyio
 import attrs
 
-from runtime.config import config_to_json, config_to_toml, load_config
-from runtime.errors import ExoarmurError
-from runtime.main import EXIT_CONFIG, report, run, say
-from runtime.nats_config import parse_nats
+from exoarmur.runtime.config import config_to_json, config_to_toml, load_config
+from exoarmur.runtime.errors import ExoarmurError
+from exoarmur.runtime.main import EXIT_CONFIG, report, run, say
+from exoarmur.runtime.nats_config import parse_nats
 
 BENCH_MODULES = MappingProxyType(
     {
-        "kernel": "benchmarks.bench_kernel",
-        "supervision": "benchmarks.bench_supervision",
-        "nats": "benchmarks.bench_nats",
+        "kernel": "exoarmur.benchmarks.bench_kernel",
+        "supervision": "exoarmur.benchmarks.bench_supervision",
+        "nats": "exoarmur.benchmarks.bench_nats",
     }
 )
 

@@ -53,10 +53,10 @@ from typing import Any
 import attrs
 import orjson
 
-from runtime.codes import ReasonCode
-from runtime.envelope import Envelope, make_envelope
-from runtime.errors import DeadlineExceeded, InvalidInput, TenantMismatch
-from runtime.messages import MESSAGES, MessageRegistry, wire_name
+from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.envelope import Envelope, make_envelope
+from exoarmur.runtime.errors import DeadlineExceeded, InvalidInput, TenantMismatch
+from exoarmur.runtime.messages import MESSAGES, MessageRegistry, wire_name
 
 WIRE_VERSION = 1
 MAX_BYTES = 1_048_576

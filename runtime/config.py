@@ -18,7 +18,7 @@
     urls = ["nats://10.0.0.5:4222"]
 
     [tree]
-    factory = "actors.tree:build_tree"   # "module:function", loaded when the process runs
+    factory = "exoarmur.actors.tree:build_tree"   # "module:function", loaded when the process runs
 
     [tree.options]             # free-form, handed to the factory as config.tree_options
     pings = 3
@@ -46,13 +46,13 @@ from typing import Any
 
 import attrs
 
-from runtime.codes import ReasonCode
-from runtime.errors import InvalidInput
-from runtime.mailbox import MailboxConfig, Overflow, validate_capacity
-from runtime.nats_config import NatsConfig, parse_nats
-from runtime.timeouts import TimeoutCategory, TimeoutPolicy
+from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.errors import InvalidInput
+from exoarmur.runtime.mailbox import MailboxConfig, Overflow, validate_capacity
+from exoarmur.runtime.nats_config import NatsConfig, parse_nats
+from exoarmur.runtime.timeouts import TimeoutCategory, TimeoutPolicy
 
-DEFAULT_FACTORY = "actors.tree:build_tree"
+DEFAULT_FACTORY = "exoarmur.actors.tree:build_tree"
 DEFAULT_SOURCE = "<built-in default_config.toml>"
 
 _SECTIONS = ("system", "timeouts", "mailbox", "audit", "nats", "tree")
@@ -97,13 +97,13 @@ class Config:
 
 def default_config_path() -> Path:
     """The package data file `runtime/default_config.toml`."""
-    return Path(str(importlib.resources.files("runtime").joinpath("default_config.toml")))
+    return Path(str(importlib.resources.files("exoarmur.runtime").joinpath("default_config.toml")))
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Read and parse a TOML file (None: the built-in default config)."""
     if path is None:
-        text = importlib.resources.files("runtime").joinpath("default_config.toml").read_text(
+        text = importlib.resources.files("exoarmur.runtime").joinpath("default_config.toml").read_text(
             encoding="utf-8"
         )
         return parse_config_text(text, source=DEFAULT_SOURCE, base_dir=None)

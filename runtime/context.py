@@ -17,15 +17,15 @@ from contextvars import ContextVar
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
-from runtime.codes import ReasonCode
-from runtime.envelope import Envelope
+from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.envelope import Envelope
 
 if TYPE_CHECKING:
-    from runtime.cell import ActorCell
-    from runtime.deferred import Deferred
-    from runtime.errors import ExoarmurError
-    from runtime.ref import ActorRef
-    from runtime.system import ActorSystem
+    from exoarmur.runtime.cell import ActorCell
+    from exoarmur.runtime.deferred import Deferred
+    from exoarmur.runtime.errors import ExoarmurError
+    from exoarmur.runtime.ref import ActorRef
+    from exoarmur.runtime.system import ActorSystem
 
 
 class Parent(Protocol):
@@ -100,7 +100,7 @@ class ActorContext:
         the handler, and resolve it when the answer is known (often from an
         `ask_then` callback; see runtime/deferred.py). Its asker still waits
         no longer than its deadline."""
-        from runtime.deferred import Deferred
+        from exoarmur.runtime.deferred import Deferred
 
         env = self._here().envelope
         if env is None:
@@ -114,7 +114,7 @@ class ActorContext:
         later (one Deferred per message, in order; return them as the
         per-item results). An asker is answered as soon as its own answer is
         known, not when the whole run is."""
-        from runtime.deferred import Deferred
+        from exoarmur.runtime.deferred import Deferred
 
         run = self._here().run
         if run is None:
@@ -147,7 +147,7 @@ class ActorContext:
         deferred answer's envelope makes failures reported inside its. An exception
         crashes this instance through its control lane, as a raising
         `ask_then` callback does. `fn` must not block."""
-        from runtime.deferred import CallbackCrash
+        from exoarmur.runtime.deferred import CallbackCrash
 
         cell = self.cell
         here = ActorContext(cell)

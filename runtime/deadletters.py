@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 import attrs
 
-from runtime.codes import ReasonCode
-from runtime.envelope import Envelope
+from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.envelope import Envelope
 
 
 @attrs.frozen

@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 import outcome
 
-from runtime.context import CURRENT, ActorContext
-from runtime.envelope import Envelope
-from runtime.errors import ExoarmurError
+from exoarmur.runtime.context import CURRENT, ActorContext
+from exoarmur.runtime.envelope import Envelope
+from exoarmur.runtime.errors import ExoarmurError
 
 if TYPE_CHECKING:
-    from runtime.actor import Actor
-    from runtime.cell import ActorCell
+    from exoarmur.runtime.actor import Actor
+    from exoarmur.runtime.cell import ActorCell
 
 __all__ = ["CallbackCrash", "Deferred", "OwnerCallback"]
 

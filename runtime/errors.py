@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from runtime.codes import TIMEOUT_CODES, ReasonCode
+from exoarmur.runtime.codes import TIMEOUT_CODES, ReasonCode
 
 
 class ExoarmurError(Exception):

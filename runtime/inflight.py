@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import outcome
 
-from runtime.codes import ReasonCode
-from runtime.context import CURRENT, ActorContext
-from runtime.envelope import Envelope
-from runtime.errors import ActorCrashed, ExoarmurError
+from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.context import CURRENT, ActorContext
+from exoarmur.runtime.envelope import Envelope
+from exoarmur.runtime.errors import ActorCrashed, ExoarmurError
 
 if TYPE_CHECKING:
-    from runtime.actor import Actor
+    from exoarmur.runtime.actor import Actor
 
 __all__ = ["ConcurrentHandlers", "InFlight"]
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from runtime.codes import ReasonCode
-from runtime.context import CURRENT
+from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.context import CURRENT
 
 if TYPE_CHECKING:
-    from runtime.actor import Actor
+    from exoarmur.runtime.actor import Actor
 
 __all__ = ["InstanceTasks"]
 

@@ -22,8 +22,8 @@ from collections import deque
 import anyio
 import attrs
 
-from runtime.codes import ReasonCode
-from runtime.envelope import Envelope
+from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.envelope import Envelope
 
 
 class Overflow(enum.StrEnum):

@@ -32,11 +32,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 
-from runtime.audit import AuditSink, JsonlAuditSink, MemoryAuditSink
-from runtime.codes import ReasonCode
-from runtime.config import Config
-from runtime.errors import ExoarmurError, Fatal, InvalidInput
-from runtime.system import ActorSystem
+from exoarmur.runtime.audit import AuditSink, JsonlAuditSink, MemoryAuditSink
+from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.config import Config
+from exoarmur.runtime.errors import ExoarmurError, Fatal, InvalidInput
+from exoarmur.runtime.system import ActorSystem
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -189,7 +189,7 @@ async def _on_signals(
 
 
 # Loaded when first needed, by dotted path: runtime/ imports nothing of supervisors/.
-DESCRIBE = "supervisors.supervisor:describe_system"
+DESCRIBE = "exoarmur.supervisors.supervisor:describe_system"
 
 
 async def _print_tree(system: ActorSystem) -> None:

@@ -17,9 +17,9 @@ from typing import TypeVar
 
 import attrs
 
-from runtime.codes import ReasonCode
-from runtime.errors import InvalidInput
-from runtime.timeouts import TimeoutCategory
+from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.errors import InvalidInput
+from exoarmur.runtime.timeouts import TimeoutCategory
 
 T = TypeVar("T", bound=type)
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import attrs
 
-from runtime.codes import ReasonCode
-from runtime.errors import InvalidInput
+from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.errors import InvalidInput
 
 __all__ = ["MASK", "NatsConfig", "parse_nats"]
 

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import outcome
 
-from runtime.backend import Reply
-from runtime.context import CURRENT
-from runtime.codes import ReasonCode
-from runtime.deferred import OwnerCallback
-from runtime.envelope import Envelope
+from exoarmur.runtime.backend import Reply
+from exoarmur.runtime.context import CURRENT
+from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.deferred import OwnerCallback
+from exoarmur.runtime.envelope import Envelope
 
 if TYPE_CHECKING:
-    from runtime.cell import ActorCell
+    from exoarmur.runtime.cell import ActorCell
 
 _new = tuple.__new__  # Envelope without NamedTuple's argument parsing
 _INF = float("inf")

@@ -64,14 +64,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import attrs
 
-from runtime.audit import AuditEvent
-from runtime.context import CURRENT
-from runtime.codes import ReasonCode
-from runtime.errors import ExoarmurError, InvalidInput, error_for
-from runtime.timeouts import TimeoutCategory
+from exoarmur.runtime.audit import AuditEvent
+from exoarmur.runtime.context import CURRENT
+from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.errors import ExoarmurError, InvalidInput, error_for
+from exoarmur.runtime.timeouts import TimeoutCategory
 
 if TYPE_CHECKING:
-    from runtime.system import ActorSystem
+    from exoarmur.runtime.system import ActorSystem
 
 T = TypeVar("T")
 

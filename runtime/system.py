@@ -25,20 +25,20 @@ import anyio
 import anyio.abc
 import attrs
 
-from runtime.actor import Actor
-from runtime.audit import AuditEvent, AuditSink, MemoryAuditSink
-from runtime.backend import Backend, current_backend
-from runtime.cell import ActorCell, CellState
-from runtime.context import Parent
-from runtime.codes import ReasonCode
-from runtime.deadletters import DeadLetter, DeadLetters
-from runtime.envelope import Envelope
-from runtime.errors import ExoarmurError, error_for
-from runtime.host import Host, run_host
-from runtime.mailbox import Mailbox, MailboxConfig, Overflow
-from runtime.messages import timeout_category
-from runtime.ref import ActorRef
-from runtime.timeouts import TimeoutPolicy
+from exoarmur.runtime.actor import Actor
+from exoarmur.runtime.audit import AuditEvent, AuditSink, MemoryAuditSink
+from exoarmur.runtime.backend import Backend, current_backend
+from exoarmur.runtime.cell import ActorCell, CellState
+from exoarmur.runtime.context import Parent
+from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.deadletters import DeadLetter, DeadLetters
+from exoarmur.runtime.envelope import Envelope
+from exoarmur.runtime.errors import ExoarmurError, error_for
+from exoarmur.runtime.host import Host, run_host
+from exoarmur.runtime.mailbox import Mailbox, MailboxConfig, Overflow
+from exoarmur.runtime.messages import timeout_category
+from exoarmur.runtime.ref import ActorRef
+from exoarmur.runtime.timeouts import TimeoutPolicy
 
 # Seconds a stop may overrun its deadline (stopping hooks) before it is cancelled.
 STOP_MARGIN = 1.0

@@ -15,8 +15,8 @@ from types import MappingProxyType
 
 import attrs
 
-from runtime.codes import ReasonCode
-from runtime.errors import InvalidInput
+from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.errors import InvalidInput
 
 
 class TimeoutCategory(enum.Enum):

@@ -1,8 +1,8 @@
 """Supervision trees (child specs, strategies, restart intensity, breakers). Built on runtime/."""
 
-from supervisors.backoff import NO_BACKOFF, BackoffPolicy, jitter_rng
-from supervisors.breaker import TRANSITIONS as BREAKER_TRANSITIONS
-from supervisors.breaker import (
+from exoarmur.supervisors.backoff import NO_BACKOFF, BackoffPolicy, jitter_rng
+from exoarmur.supervisors.breaker import TRANSITIONS as BREAKER_TRANSITIONS
+from exoarmur.supervisors.breaker import (
     AUDIT_KINDS,
     Breaker,
     BreakerPolicy,
@@ -11,8 +11,8 @@ from supervisors.breaker import (
     Transition,
     check_transition,
 )
-from supervisors.intensity import DEFAULT_INTENSITY, RestartHistory, RestartIntensity, RestartWindow, add_restart
-from supervisors.spec import (
+from exoarmur.supervisors.intensity import DEFAULT_INTENSITY, RestartHistory, RestartIntensity, RestartWindow, add_restart
+from exoarmur.supervisors.spec import (
     BRUTAL,
     Brutal,
     ChildSpec,
@@ -23,7 +23,7 @@ from supervisors.spec import (
     shutdown_order,
     to_restart,
 )
-from supervisors.supervisor import ChildDown, ChildState, RestartDue, Supervisor
+from exoarmur.supervisors.supervisor import ChildDown, ChildState, RestartDue, Supervisor
 
 __all__ = [
     "AUDIT_KINDS",

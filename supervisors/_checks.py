@@ -19,8 +19,8 @@ from typing import Any, TypeGuard
 
 import attrs
 
-from runtime.codes import ReasonCode
-from runtime.errors import InvalidInput
+from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.errors import InvalidInput
 
 
 def invalid(owner: str, field: str, problem: str) -> InvalidInput:

@@ -25,7 +25,7 @@ import random
 
 import attrs
 
-from supervisors import _checks
+from exoarmur.supervisors import _checks
 
 
 @attrs.frozen(kw_only=True)

@@ -41,8 +41,8 @@ from types import MappingProxyType
 
 import attrs
 
-from runtime.codes import ReasonCode
-from supervisors import _checks
+from exoarmur.runtime.codes import ReasonCode
+from exoarmur.supervisors import _checks
 
 
 @attrs.frozen(kw_only=True)

@@ -27,7 +27,7 @@ from collections import deque
 
 import attrs
 
-from supervisors import _checks
+from exoarmur.supervisors import _checks
 
 RestartHistory = tuple[float, ...]
 """Restart times, oldest first, as `add_restart` returns them."""

@@ -35,12 +35,12 @@ from typing import Any
 
 import attrs
 
-from runtime.actor import Actor
-from runtime.retry import RetryPolicy
-from supervisors import _checks
-from supervisors.backoff import NO_BACKOFF, BackoffPolicy
-from supervisors.breaker import BreakerPolicy
-from supervisors.intensity import DEFAULT_INTENSITY, RestartIntensity
+from exoarmur.runtime.actor import Actor
+from exoarmur.runtime.retry import RetryPolicy
+from exoarmur.supervisors import _checks
+from exoarmur.supervisors.backoff import NO_BACKOFF, BackoffPolicy
+from exoarmur.supervisors.breaker import BreakerPolicy
+from exoarmur.supervisors.intensity import DEFAULT_INTENSITY, RestartIntensity
 
 
 class Restart(enum.StrEnum):

@@ -36,14 +36,14 @@ import enum
 import anyio
 import attrs
 
-from runtime import Actor, ActorCrashed, ActorRef, AuditEvent, Overflow, ReasonCode, handles, message
-from runtime.cell import RUNNING, SUSPENDED, ActorCell, CellState
-from runtime.errors import ExoarmurError, InvalidInput
-from runtime.host import Host
-from supervisors.backoff import jitter_rng
-from supervisors.breaker import Breaker, BreakerState, Transition
-from supervisors.intensity import RestartHistory, RestartWindow, in_window_from
-from supervisors.spec import BRUTAL, ChildSpec, Restart, Strategy, SupervisorSpec, should_restart, to_restart
+from exoarmur.runtime import Actor, ActorCrashed, ActorRef, AuditEvent, Overflow, ReasonCode, handles, message
+from exoarmur.runtime.cell import RUNNING, SUSPENDED, ActorCell, CellState
+from exoarmur.runtime.errors import ExoarmurError, InvalidInput
+from exoarmur.runtime.host import Host
+from exoarmur.supervisors.backoff import jitter_rng
+from exoarmur.supervisors.breaker import Breaker, BreakerState, Transition
+from exoarmur.supervisors.intensity import RestartHistory, RestartWindow, in_window_from
+from exoarmur.supervisors.spec import BRUTAL, ChildSpec, Restart, Strategy, SupervisorSpec, should_restart, to_restart
 
 # Restarts of one child remembered for its backoff's attempt number: 2**63
 # times any initial delay is past every sensible cap.

@@ -27,7 +27,7 @@ def test_the_quick_run_completes_with_a_row_per_figure_for_each_backend(name, tm
     before = latest.read_bytes() if latest.exists() else None
     report_path = tmp_path / f"{name}.json"
     done = subprocess.run(
-        [sys.executable, "-m", f"benchmarks.bench_{name}", "--quick", "--json", str(report_path)],
+        [sys.executable, "-m", f"exoarmur.benchmarks.bench_{name}", "--quick", "--json", str(report_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,

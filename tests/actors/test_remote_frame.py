@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.remote import frame, unframe
-from runtime import ExoarmurError, ReasonCode
+from exoarmur.actors.remote import frame, unframe
+from exoarmur.runtime import ExoarmurError, ReasonCode
 
 # What spawn accepts as a path (runtime/system.py's _PATH).
 SEGMENT = st.text(alphabet="abcXYZ019_.-", min_size=1, max_size=12)

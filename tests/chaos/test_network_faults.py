@@ -10,7 +10,7 @@ import anyio
 import attrs
 import pytest
 
-from actors.nats_connection import (
+from exoarmur.actors.nats_connection import (
     BRIDGED_ANSWER_MARGIN,
     Delivery,
     KvGet,
@@ -23,8 +23,8 @@ from actors.nats_connection import (
     Subscribe,
     Subscriptions,
 )
-from runtime import Actor, ActorRef, ActorSystem, ExoarmurError, ReasonCode, handles
-from runtime.codes import TIMEOUT_CODES
+from exoarmur.runtime import Actor, ActorRef, ActorSystem, ExoarmurError, ReasonCode, handles
+from exoarmur.runtime.codes import TIMEOUT_CODES
 from tests.integration.proxy import TcpProxy
 from tests.integration.support import eventually, options_for, running_server
 

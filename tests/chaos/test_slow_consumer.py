@@ -9,8 +9,8 @@ import anyio
 import psutil
 import pytest
 
-from actors.nats_connection import Delivery, Flush, Publish, Statistics, Subscribe
-from runtime import Actor, ActorSystem, Overflow, ReasonCode, handles
+from exoarmur.actors.nats_connection import Delivery, Flush, Publish, Statistics, Subscribe
+from exoarmur.runtime import Actor, ActorSystem, Overflow, ReasonCode, handles
 from tests.integration.support import connect, running_server
 
 pytestmark = pytest.mark.anyio

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import anyio
 
-from actors.nats_connection import ConnectionOptions, NatsConnection
-from actors.nats_process import ServerOptions, ServerProcess
-from runtime import ActorRef, ActorSystem
+from exoarmur.actors.nats_connection import ConnectionOptions, NatsConnection
+from exoarmur.actors.nats_process import ServerOptions, ServerProcess
+from exoarmur.runtime import ActorRef, ActorSystem
 
 READY_SECONDS = 10.0
 

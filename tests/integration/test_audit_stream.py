@@ -7,7 +7,7 @@ import anyio
 import attrs
 import pytest
 
-from actors.audit_stream import (
+from exoarmur.actors.audit_stream import (
     GENESIS,
     Append,
     AuditStream,
@@ -17,9 +17,9 @@ from actors.audit_stream import (
     read_records,
     verify_chain,
 )
-from actors.nats_connection import JsPublish, StreamEnsure
-from runtime import ActorSystem, ExoarmurError, ReasonCode
-from runtime.audit import AuditEvent
+from exoarmur.actors.nats_connection import JsPublish, StreamEnsure
+from exoarmur.runtime import ActorSystem, ExoarmurError, ReasonCode
+from exoarmur.runtime.audit import AuditEvent
 from tests.integration.support import connect, eventually, running_server
 
 pytestmark = pytest.mark.anyio

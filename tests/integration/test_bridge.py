@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from actors.aio import Bridge, StrayCancellation, open_bridge
-from runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, TimeoutCategory, handles, message
+from exoarmur.actors.aio import Bridge, StrayCancellation, open_bridge
+from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, TimeoutCategory, handles, message
 
 pytestmark = pytest.mark.anyio
 

@@ -12,12 +12,12 @@ from contextlib import AsyncExitStack
 import anyio
 import pytest
 
-from actors.audit_stream import Append, AuditStream, read_records, verify_chain
-from actors.nats_connection import ConnectionOptions, KvGet, KvOpen, KvPut, NatsConnection
-from actors.nats_process import ClusterOptions
-from runtime import ActorSystem, ExoarmurError
-from runtime.audit import AuditEvent
-from runtime.codes import TIMEOUT_CODES, ReasonCode
+from exoarmur.actors.audit_stream import Append, AuditStream, read_records, verify_chain
+from exoarmur.actors.nats_connection import ConnectionOptions, KvGet, KvOpen, KvPut, NatsConnection
+from exoarmur.actors.nats_process import ClusterOptions
+from exoarmur.runtime import ActorSystem, ExoarmurError
+from exoarmur.runtime.audit import AuditEvent
+from exoarmur.runtime.codes import TIMEOUT_CODES, ReasonCode
 from tests.integration.support import running_server
 
 pytestmark = pytest.mark.anyio

@@ -6,9 +6,9 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from actors.kv import Create, Delete, Get, KvBucket, Keys, Put, Update
-from runtime import ActorSystem, ExoarmurError, ReasonCode
-from supervisors import BreakerPolicy, ChildSpec, Strategy, Supervisor, SupervisorSpec
+from exoarmur.actors.kv import Create, Delete, Get, KvBucket, Keys, Put, Update
+from exoarmur.runtime import ActorSystem, ExoarmurError, ReasonCode
+from exoarmur.supervisors import BreakerPolicy, ChildSpec, Strategy, Supervisor, SupervisorSpec
 from tests.integration.support import connect, eventually, running_server
 
 pytestmark = pytest.mark.anyio

@@ -97,7 +97,7 @@ def test_config_never_prints_a_secret(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for fmt in ("toml", "json"):
         done = subprocess.run(
-            [sys.executable, "-m", "runtime", "config", "--config", str(config), "--format", fmt],
+            [sys.executable, "-m", "exoarmur", "config", "--config", str(config), "--format", fmt],
             capture_output=True, env=env, timeout=EXIT_TIMEOUT, check=False,
         )
         assert done.returncode == 0, done.stderr

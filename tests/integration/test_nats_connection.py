@@ -8,7 +8,7 @@ import anyio
 import attrs
 import pytest
 
-from actors.nats_connection import (
+from exoarmur.actors.nats_connection import (
     Delivery,
     Flush,
     JsPublish,
@@ -32,10 +32,10 @@ from actors.nats_connection import (
     Unsubscribe,
     _publish_all,
 )
-from actors.nats_connection import ConnectionOptions
-from actors.nats_process import ServerUser
-from runtime import Actor, ActorSystem, ExoarmurError, Overflow, ReasonCode, TimeoutPolicy, handles, message
-from supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
+from exoarmur.actors.nats_connection import ConnectionOptions
+from exoarmur.actors.nats_process import ServerUser
+from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, Overflow, ReasonCode, TimeoutPolicy, handles, message
+from exoarmur.supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
 from tests.integration.support import connect, eventually, options_for, running_server
 from tests.runtime.support import Crash
 

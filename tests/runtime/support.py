@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import anyio
 
-from runtime import Actor, ExoarmurError, TimeoutCategory, handles, message
+from exoarmur.runtime import Actor, ExoarmurError, TimeoutCategory, handles, message
 
 
 @message("test.kernel.add")

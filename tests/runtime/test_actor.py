@@ -6,7 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from runtime import (
+from exoarmur.runtime import (
     Actor,
     ActorCrashed,
     ActorSystem,
@@ -16,7 +16,7 @@ from runtime import (
     handles,
     message,
 )
-from runtime.backend import PARK_SECONDS
+from exoarmur.runtime.backend import PARK_SECONDS
 from tests.runtime.support import (
     Add,
     Counter,
@@ -413,7 +413,7 @@ class TestDeadlinePropagation:
 class TestRestartFailure:
     async def test_actor_whose_restart_fails_stops_with_actor_stopped(self):
         """If the fresh instance cannot start, the actor stops: queued and later sends get ACTOR_STOPPED."""
-        from runtime import ActorUnavailable
+        from exoarmur.runtime import ActorUnavailable
 
         attempts = 0
 
@@ -448,7 +448,7 @@ class TestMessagesAndDeadlines:
 
     def test_subclass_of_a_message_is_not_a_message_until_decorated(self):
         """A wire name belongs to the decorated class only, not to its subclasses."""
-        from runtime import wire_name
+        from exoarmur.runtime import wire_name
 
         class Sub(Add):
             pass
@@ -460,7 +460,7 @@ class TestMessagesAndDeadlines:
 class TestCodedAnswers:
     async def test_coded_error_raised_by_a_handler_is_an_answer_not_a_crash(self):
         """A handler raising an ExoarmurError answers the asker with it, audited once; no restart."""
-        from runtime import Conflict
+        from exoarmur.runtime import Conflict
 
         class Store(Counter):
             @handles(Cas)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, TimeoutCategory, handles, message
-from runtime.errors import error_for
+from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, TimeoutCategory, handles, message
+from exoarmur.runtime.errors import error_for
 from tests.runtime.support import Add, Get, Hold, ask_all, wait_until
 
 pytestmark = pytest.mark.anyio

@@ -19,11 +19,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-import runtime.main
-from runtime import Actor, AuditEvent, ReasonCode, read_jsonl
-from runtime.cli import main
-from runtime.config import Config, parse_config_text
-from runtime.main import coded, load_factory, run
+import exoarmur.runtime.main
+from exoarmur.runtime import Actor, AuditEvent, ReasonCode, read_jsonl
+from exoarmur.runtime.cli import main
+from exoarmur.runtime.config import Config, parse_config_text
+from exoarmur.runtime.main import coded, load_factory, run
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 20.0  # seconds for a fresh interpreter to print its running line
@@ -131,7 +131,7 @@ class TestHelp:
     def test_python_dash_m_runtime_help(self):
         """`python -m runtime --help` is the same command, as a real process."""
         done = subprocess.run(
-            [sys.executable, "-m", "runtime", "--help"],
+            [sys.executable, "-m", "exoarmur", "--help"],
             env={**os.environ, "PYTHONPATH": str(REPO)},
             capture_output=True,
             timeout=STARTUP_TIMEOUT,
@@ -182,16 +182,16 @@ class TestBench:
             seen.append(argv)
             return 3
 
-        fake = types.ModuleType("benchmarks.bench_kernel")
+        fake = types.ModuleType("exoarmur.benchmarks.bench_kernel")
         fake.main = fake_main  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "benchmarks.bench_kernel", fake)
+        monkeypatch.setitem(sys.modules, "exoarmur.benchmarks.bench_kernel", fake)
         assert main(["bench", "kernel", "--quick", "--backend", "trio"]) == 3
         assert main(["bench", "kernel", "--", "--help"]) == 3
         assert seen == [["--quick", "--backend", "trio"], ["--help"]]
 
     def test_missing_benchmark_exits_2_with_a_clear_error(self, monkeypatch, capsys):
         """If benchmarks/bench_kernel.py cannot be found the command says so and exits 2."""
-        monkeypatch.setitem(sys.modules, "benchmarks.bench_kernel", None)
+        monkeypatch.setitem(sys.modules, "exoarmur.benchmarks.bench_kernel", None)
         assert main(["bench", "kernel"]) == 2
         assert "benchmarks/bench_kernel.py not found" in capsys.readouterr().err
 
@@ -203,7 +203,7 @@ class TestRun:
     @pytest.mark.anyio
     async def test_runs_until_signalled_then_exits_zero(self, tmp_path, capsys):
         """The demo tree runs; SIGTERM stops it gracefully; the exit code is 0."""
-        code, was_ready = await run_until_signalled(config_for(tmp_path, "actors.demo:build_tree"))
+        code, was_ready = await run_until_signalled(config_for(tmp_path, "exoarmur.actors.demo:build_tree"))
         assert (code, was_ready) == (0, True)
         err = capsys.readouterr().err
         assert f"exoarmur: running (3 actors) — pid {os.getpid()}" in err
@@ -251,7 +251,7 @@ class TestRun:
     @pytest.mark.anyio
     async def test_demo_rejects_unknown_options(self, tmp_path, capsys):
         """The demo tree checks its [tree.options]: a typo is CONFIG_INVALID, exit 2."""
-        config = config_for(tmp_path, "actors.demo:build_tree", extra="[tree.options]\npigns = 3\n")
+        config = config_for(tmp_path, "exoarmur.actors.demo:build_tree", extra="[tree.options]\npigns = 3\n")
         code, _ = await run_until_signalled(config)
         assert code == 2
         assert "CONFIG_INVALID: tree.options.pigns: unknown option" in capsys.readouterr().err
@@ -259,7 +259,7 @@ class TestRun:
     @pytest.mark.anyio
     async def test_overlong_graceful_stop_is_cancelled_with_a_code(self, tmp_path, capsys, monkeypatch):
         """A stop still running after stop_timeout + margin is given up: DEADLINE_EXCEEDED, exit 1."""
-        monkeypatch.setattr(runtime.main, "STOP_MARGIN", 0.2)
+        monkeypatch.setattr(exoarmur.runtime.main, "STOP_MARGIN", 0.2)
         config = config_for(
             tmp_path, f"{__name__}:slow_to_stop_tree", extra="[system]\nstop_timeout = 0.1\n"
         )
@@ -278,7 +278,7 @@ class TestRun:
 class TestCoded:
     def test_error_inside_nested_groups_is_found(self):
         """Task groups wrap what their body raises; the coded error inside is reported."""
-        from runtime import ActorCrashed
+        from exoarmur.runtime import ActorCrashed
 
         crash = ActorCrashed(ReasonCode.ACTOR_CRASHED, "x")
         wrapped = ExceptionGroup("outer", [ValueError("v"), ExceptionGroup("inner", [crash])])
@@ -305,7 +305,7 @@ class Process:
     def __init__(self, args: list[str], *, cwd: Path, extra_path: tuple[Path, ...] = ()) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (REPO, *extra_path)))}
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "runtime", *args],
+            [sys.executable, "-m", "exoarmur", *args],
             cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
@@ -354,7 +354,7 @@ def start(tmp_path):
         process.kill()
 
 
-def write_config(tmp_path: Path, factory: str = "actors.demo:build_tree", extra: str = "") -> Path:
+def write_config(tmp_path: Path, factory: str = "exoarmur.actors.demo:build_tree", extra: str = "") -> Path:
     path = tmp_path / "exoarmur.toml"
     path.write_text(
         f'[audit]\npath = "{tmp_path / "audit.jsonl"}"\n[tree]\nfactory = "{factory}"\n{extra}',
@@ -445,9 +445,9 @@ class TestProcess:
             "crashing_tree",
             """
             import anyio
-            from runtime import Actor, handles, message
-            from supervisors import ChildSpec, RestartIntensity, Strategy, SupervisorSpec
-            from supervisors.supervisor import Supervisor
+            from exoarmur.runtime import Actor, handles, message
+            from exoarmur.supervisors import ChildSpec, RestartIntensity, Strategy, SupervisorSpec
+            from exoarmur.supervisors.supervisor import Supervisor
 
             @message("test.cli.boom")
             class Boom:
@@ -481,7 +481,7 @@ class TestProcess:
         assert code == 1, err
         assert "exoarmur: fatal: ESCALATED: root:" in err
         assert "root/inner:" in err and "disk on fire" in err
-        from runtime import ReasonCode, read_jsonl
+        from exoarmur.runtime import ReasonCode, read_jsonl
 
         events = list(read_jsonl(tmp_path / "audit.jsonl"))
         escalated = [e.path for e in events if e.code is ReasonCode.ESCALATED]

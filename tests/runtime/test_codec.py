@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime import (
+from exoarmur.runtime import (
     Actor,
     ActorSystem,
     DeadlineExceeded,
@@ -29,7 +29,7 @@ from runtime import (
     handles,
     message,
 )
-from runtime.codec import MAX_BYTES, MAX_DEPTH, decode, decode_message, encode, encode_message
+from exoarmur.runtime.codec import MAX_BYTES, MAX_DEPTH, decode, decode_message, encode, encode_message
 
 # ---- messages (wire names "test.codec.*") ---------------------------------
 

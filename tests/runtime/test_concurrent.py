@@ -8,9 +8,9 @@ from functools import partial
 import anyio
 import pytest
 
-from runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, TimeoutCategory, handles, message
-from runtime.context import CURRENT
-from runtime.errors import error_for
+from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, TimeoutCategory, handles, message
+from exoarmur.runtime.context import CURRENT
+from exoarmur.runtime.errors import error_for
 from tests.runtime.support import Add, Counter, Get, Seen, ask_all, wait_until
 
 pytestmark = pytest.mark.anyio

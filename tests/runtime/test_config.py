@@ -11,8 +11,8 @@ from types import MappingProxyType
 
 import pytest
 
-from runtime import InvalidInput, MailboxConfig, Overflow, ReasonCode, TimeoutCategory
-from runtime.config import (
+from exoarmur.runtime import InvalidInput, MailboxConfig, Overflow, ReasonCode, TimeoutCategory
+from exoarmur.runtime.config import (
     DEFAULT_FACTORY,
     Config,
     config_to_dict,
@@ -22,8 +22,8 @@ from runtime.config import (
     load_config,
     parse_config_text,
 )
-from runtime.nats_config import MASK, NatsConfig
-from runtime.timeouts import DEFAULT_SECONDS
+from exoarmur.runtime.nats_config import MASK, NatsConfig
+from exoarmur.runtime.timeouts import DEFAULT_SECONDS
 
 
 def write(tmp_path: Path, text: str, name: str = "exoarmur.toml") -> Path:
@@ -49,7 +49,7 @@ class TestDefaults:
         config = Config()
         assert config.name == "exoarmur"
         assert config.stop_timeout == 5.0
-        assert config.tree_factory == DEFAULT_FACTORY == "actors.tree:build_tree"
+        assert config.tree_factory == DEFAULT_FACTORY == "exoarmur.actors.tree:build_tree"
         assert config.audit_path is None
         assert dict(config.mailboxes) == {}
         assert dict(config.tree_options) == {}

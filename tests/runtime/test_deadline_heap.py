@@ -7,9 +7,9 @@ import asyncio
 
 import outcome
 
-from runtime.backend import AsyncioReply, AsyncioTimers, CallbackReply
-from runtime.errors import DeadlineExceeded
-from runtime.codes import ReasonCode
+from exoarmur.runtime.backend import AsyncioReply, AsyncioTimers, CallbackReply
+from exoarmur.runtime.errors import DeadlineExceeded
+from exoarmur.runtime.codes import ReasonCode
 
 
 def expired(reply) -> DeadlineExceeded:

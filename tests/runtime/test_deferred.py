@@ -8,11 +8,11 @@ import anyio
 import outcome
 import pytest
 
-from runtime import Actor, ActorSystem, Conflict, ExoarmurError, ReasonCode, TimeoutCategory, handles, message
-from runtime.context import CURRENT
-from runtime.deferred import Deferred
-from runtime.errors import error_for
-from supervisors import BreakerPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
+from exoarmur.runtime import Actor, ActorSystem, Conflict, ExoarmurError, ReasonCode, TimeoutCategory, handles, message
+from exoarmur.runtime.context import CURRENT
+from exoarmur.runtime.deferred import Deferred
+from exoarmur.runtime.errors import error_for
+from exoarmur.supervisors import BreakerPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
 from tests.runtime.support import Crash, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -379,7 +379,7 @@ class Relayer(Actor):
 
     @handles(Relay)
     def relay(self, m: Relay) -> None:
-        from runtime import Envelope
+        from exoarmur.runtime import Envelope
 
         origin = Envelope(m, self.context.now() + m.seconds, trace_id=m.trace)
         recorder = self.context.system.lookup("recorder")
@@ -455,7 +455,7 @@ class TestCallAsSelf:
         a bug there is the asker's ACTOR_CRASHED, not a hang to its deadline."""
         async with ActorSystem() as system:
             front, _, _ = await front_and_store(system)
-            from runtime import Envelope
+            from exoarmur.runtime import Envelope
 
             reply = system.backend.new_reply()
             env = Envelope(Remember(), system.now() + 100 * tick, reply_to=reply)

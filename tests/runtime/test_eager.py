@@ -8,10 +8,10 @@ import anyio
 import outcome
 import pytest
 
-from runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, handles, message
-from runtime.cell import EAGER_DEPTH
-from runtime.context import CURRENT
-from runtime.errors import error_for
+from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, handles, message
+from exoarmur.runtime.cell import EAGER_DEPTH
+from exoarmur.runtime.context import CURRENT
+from exoarmur.runtime.errors import error_for
 from tests.runtime.support import Add, Counter, Crash, Gate, Get, Hold, Sleep, wait_until
 
 pytestmark = pytest.mark.anyio

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from runtime import (
+from exoarmur.runtime import (
     ActorCrashed,
     ActorNotFound,
     DeadlineExceeded,
@@ -17,7 +17,7 @@ from runtime import (
     TenantMismatch,
     error_for,
 )
-from runtime.codes import TIMEOUT_CODES
+from exoarmur.runtime.codes import TIMEOUT_CODES
 
 REQUIRED = {
     "TIMEOUT_NATS_CONNECT", "TIMEOUT_NATS_PUBLISH", "TIMEOUT_NATS_SUBSCRIBE",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from runtime.host import run_host
+from exoarmur.runtime.host import run_host
 
 pytestmark = pytest.mark.anyio
 

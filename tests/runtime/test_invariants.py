@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime import Actor, ActorSystem, ExoarmurError, Overflow, handles, message
+from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, Overflow, handles, message
 
 pytestmark = pytest.mark.anyio
 

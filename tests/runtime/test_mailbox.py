@@ -7,7 +7,7 @@ import math
 import anyio
 import pytest
 
-from runtime import (
+from exoarmur.runtime import (
     ActorSystem,
     ActorUnavailable,
     DeadlineExceeded,
@@ -16,7 +16,7 @@ from runtime import (
     Overloaded,
     ReasonCode,
 )
-from runtime.mailbox import Mailbox, validate_capacity
+from exoarmur.runtime.mailbox import Mailbox, validate_capacity
 from tests.runtime.support import Add, Counter, Gate, Get, Hold, blocked_gate, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -33,7 +33,7 @@ class TestCapacity:
 
     def test_actor_class_with_bad_capacity_fails_at_definition(self):
         """A class-level capacity of 0 is refused when the class is defined."""
-        from runtime import Actor
+        from exoarmur.runtime import Actor
 
         with pytest.raises(ValueError):
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from runtime import InvalidInput, MessageRegistry, TimeoutCategory, message, wire_name
-from runtime.envelope import Envelope
+from exoarmur.runtime import InvalidInput, MessageRegistry, TimeoutCategory, message, wire_name
+from exoarmur.runtime.envelope import Envelope
 
 
 class TestMessage:

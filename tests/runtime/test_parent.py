@@ -6,9 +6,9 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from runtime import ActorSystem, ActorUnavailable, CellState, ExoarmurError, Overloaded, ReasonCode, handles, message
-from runtime.cell import TRANSITIONS
-from runtime.errors import error_for
+from exoarmur.runtime import ActorSystem, ActorUnavailable, CellState, ExoarmurError, Overloaded, ReasonCode, handles, message
+from exoarmur.runtime.cell import TRANSITIONS
+from exoarmur.runtime.errors import error_for
 from tests.runtime.support import Add, Counter, Crash, Get, wait_until
 
 pytestmark = pytest.mark.anyio

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from runtime.backend import PARK_SECONDS, AsyncioPark
+from exoarmur.runtime.backend import PARK_SECONDS, AsyncioPark
 
 
 class Cell:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import pathlib
 
-import runtime
+from exoarmur import runtime
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -40,4 +40,4 @@ def test_runtime_never_imports_supervisors_or_actors():
             else:
                 continue
             for name in names:
-                assert not name.startswith(("supervisors", "actors")), f"{path.name} imports {name}"
+                assert not name.startswith(("exoarmur.supervisors", "exoarmur.actors")), f"{path.name} imports {name}"

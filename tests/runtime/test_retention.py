@@ -13,7 +13,7 @@ import weakref
 import anyio
 import pytest
 
-from runtime import Actor, ActorSystem, handles, message
+from exoarmur.runtime import Actor, ActorSystem, handles, message
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,7 @@ import math
 import anyio
 import pytest
 
-from runtime import (
+from exoarmur.runtime import (
     Actor,
     ActorSystem,
     BreakerOpen,
@@ -22,7 +22,7 @@ from runtime import (
     handles,
     message,
 )
-from runtime.retry import DEFAULT_RETRYABLE, NEVER_RETRYABLE, RetryPolicy
+from exoarmur.runtime.retry import DEFAULT_RETRYABLE, NEVER_RETRYABLE, RetryPolicy
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from runtime import Actor, ActorSystem, ReasonCode, handles, message
+from exoarmur.runtime import Actor, ActorSystem, ReasonCode, handles, message
 from tests.runtime.support import Add, Counter, Get, wait_until
 
 pytestmark = pytest.mark.anyio

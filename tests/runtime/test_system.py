@@ -8,7 +8,7 @@ from collections import Counter as Tally
 import anyio
 import pytest
 
-from runtime import (
+from exoarmur.runtime import (
     ActorNotFound,
     ActorSystem,
     ActorUnavailable,
@@ -192,7 +192,7 @@ class TestGracefulShutdown:
 
     async def test_shutdown_stops_actors_in_reverse_spawn_order(self):
         """The newest actor stops first, as OTP shuts children down in reverse start order."""
-        from runtime import Actor
+        from exoarmur.runtime import Actor
 
         order: list[str] = []
 

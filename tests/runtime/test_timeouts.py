@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from runtime import InvalidInput, ReasonCode, TimeoutCategory, TimeoutPolicy
-from runtime.timeouts import DEFAULT_SECONDS
+from exoarmur.runtime import InvalidInput, ReasonCode, TimeoutCategory, TimeoutPolicy
+from exoarmur.runtime.timeouts import DEFAULT_SECONDS
 
 
 class TestTimeoutPolicy:

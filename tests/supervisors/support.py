@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from runtime import InvalidInput, ReasonCode
+from exoarmur.runtime import InvalidInput, ReasonCode
 
 
 @contextlib.contextmanager

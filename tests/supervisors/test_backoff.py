@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisors.backoff import NO_BACKOFF, BackoffPolicy, jitter_rng
+from exoarmur.supervisors.backoff import NO_BACKOFF, BackoffPolicy, jitter_rng
 from tests.supervisors.support import (
     NON_FINITE,
     NOT_NUMBERS,

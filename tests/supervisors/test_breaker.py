@@ -11,8 +11,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from runtime import ReasonCode
-from supervisors.breaker import (
+from exoarmur.runtime import ReasonCode
+from exoarmur.supervisors.breaker import (
     AUDIT_KINDS,
     TRANSITIONS,
     Breaker,

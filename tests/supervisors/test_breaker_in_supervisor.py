@@ -7,8 +7,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from runtime import Actor, ActorSystem, BreakerOpen, ReasonCode, handles, message
-from supervisors import BreakerPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
+from exoarmur.runtime import Actor, ActorSystem, BreakerOpen, ReasonCode, handles, message
+from exoarmur.supervisors import BreakerPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
 from tests.runtime.support import wait_until
 
 pytestmark = pytest.mark.anyio

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, handles, message
-from supervisors import BackoffPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
+from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, handles, message
+from exoarmur.supervisors import BackoffPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
 from tests.runtime.support import wait_until
 
 pytestmark = pytest.mark.anyio
@@ -228,7 +228,7 @@ class TestCrashLoopWithBreaker:
         """A child that can never start again, behind a breaker (threshold 2, cooldown 10 ticks
         doubling to 40): one plain restart, then one restart per cooldown, for ten simulated minutes;
         the restart intensity is never touched while the breaker is open."""
-        from supervisors import BreakerPolicy
+        from exoarmur.supervisors import BreakerPolicy
 
         window = 600 * tick if anyio_backend_name == "trio" else 60 * tick
         cooldown, cap = (10 * tick, 40 * tick) if anyio_backend_name == "trio" else (2 * tick, 8 * tick)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisors.intensity import DEFAULT_INTENSITY, RestartIntensity, RestartWindow, add_restart
+from exoarmur.supervisors.intensity import DEFAULT_INTENSITY, RestartIntensity, RestartWindow, add_restart
 from tests.supervisors.support import (
     NON_FINITE,
     NOT_NUMBERS,

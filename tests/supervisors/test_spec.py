@@ -6,11 +6,11 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from runtime import Actor
-from supervisors.backoff import NO_BACKOFF, BackoffPolicy
-from supervisors.breaker import BreakerPolicy
-from supervisors.intensity import RestartIntensity
-from supervisors.spec import (
+from exoarmur.runtime import Actor
+from exoarmur.supervisors.backoff import NO_BACKOFF, BackoffPolicy
+from exoarmur.supervisors.breaker import BreakerPolicy
+from exoarmur.supervisors.intensity import RestartIntensity
+from exoarmur.supervisors.spec import (
     BRUTAL,
     ChildSpec,
     Restart,

@@ -6,11 +6,11 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from runtime import Actor, ActorSystem, ReasonCode, handles, message
-from supervisors.backoff import BackoffPolicy
-from supervisors.intensity import RestartIntensity
-from supervisors.spec import ChildSpec, Restart, Strategy, SupervisorSpec
-from supervisors.supervisor import ChildState, Supervisor
+from exoarmur.runtime import Actor, ActorSystem, ReasonCode, handles, message
+from exoarmur.supervisors.backoff import BackoffPolicy
+from exoarmur.supervisors.intensity import RestartIntensity
+from exoarmur.supervisors.spec import ChildSpec, Restart, Strategy, SupervisorSpec
+from exoarmur.supervisors.supervisor import ChildState, Supervisor
 from tests.runtime.support import wait_until
 
 pytestmark = pytest.mark.anyio
@@ -309,8 +309,8 @@ class TestIntensity:
 class TestDynamicChildren:
     async def test_start_child_adds_a_supervised_child_and_terminate_child_removes_it(self):
         """start_child (per key) starts a supervised child after the others; terminate_child stops and forgets it."""
-        from runtime import InvalidInput
-        from supervisors.supervisor import StartChild, TerminateChild
+        from exoarmur.runtime import InvalidInput
+        from exoarmur.supervisors.supervisor import StartChild, TerminateChild
 
         journal: list = []
         spec = SupervisorSpec(Strategy.ONE_FOR_ONE, children=(worker("a", journal),))
@@ -332,7 +332,7 @@ class TestDynamicChildren:
 class TestIntrospection:
     async def test_tree_is_described_as_data_with_states_restarts_and_mailboxes(self):
         """describe_system gives each node's path, type, state, restart count and mailbox."""
-        from supervisors.supervisor import describe_system
+        from exoarmur.supervisors.supervisor import describe_system
 
         journal: list = []
         inner = SupervisorSpec(Strategy.ONE_FOR_ONE, children=(worker("w", journal),))
@@ -457,7 +457,7 @@ class TestRedelivery:
     async def test_crashed_envelope_with_a_key_is_retried_by_the_fresh_instance(self, tick):
         """With a retry policy, an envelope with an idempotency key is redelivered (attempt + 1)
         after each crash until it succeeds; each retry audited; without a key it is not."""
-        from runtime import RetryPolicy
+        from exoarmur.runtime import RetryPolicy
 
         journal: list = []
         policy = RetryPolicy(max_attempts=5, initial=tick, factor=1.0, max_delay=tick, jitter=0.0)
@@ -484,7 +484,7 @@ class TestRedelivery:
 
     async def test_retries_end_with_retry_exhausted_at_max_attempts(self, tick):
         """An envelope that keeps crashing is redelivered max_attempts - 1 times, then RETRY_EXHAUSTED once."""
-        from runtime import RetryPolicy
+        from exoarmur.runtime import RetryPolicy
 
         journal: list = []
         policy = RetryPolicy(max_attempts=2, initial=tick, factor=1.0, max_delay=tick, jitter=0.0)
