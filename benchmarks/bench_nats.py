@@ -85,12 +85,12 @@ import attrs  # noqa: E402
 import nats  # noqa: E402
 import sniffio  # noqa: E402
 
-from exoarmur.actors.aio import Bridge  # noqa: E402
-from exoarmur.actors.audit_stream import GENESIS, Append, AuditStream, Record, chain_hash  # noqa: E402
-from exoarmur.actors.kv import Get, KvBucket, Put  # noqa: E402
-from exoarmur.actors.nats_connection import ConnectionOptions, Flush, NatsConnection, Publish, Request  # noqa: E402
-from exoarmur.actors.nats_process import HOST, ServerOptions, ServerProcess, find_nats_server  # noqa: E402
-from exoarmur.actors.remote import Gateway, RemoteRef  # noqa: E402
+from exoarmur.actors.nats.aio import Bridge  # noqa: E402
+from exoarmur.actors.nats.audit_stream import GENESIS, Append, AuditStream, Record, chain_hash  # noqa: E402
+from exoarmur.actors.nats.kv import Get, KvBucket, Put  # noqa: E402
+from exoarmur.actors.nats.connection import ConnectionOptions, Flush, NatsConnection, Publish, Request  # noqa: E402
+from exoarmur.actors.nats.process import HOST, ServerOptions, ServerProcess, find_nats_server  # noqa: E402
+from exoarmur.actors.remote.gateway import Gateway, RemoteRef  # noqa: E402
 from exoarmur.benchmarks.bench_kernel import (  # noqa: E402
     Row,
     BACKENDS,

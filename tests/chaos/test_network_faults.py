@@ -10,7 +10,7 @@ import anyio
 import attrs
 import pytest
 
-from exoarmur.actors.nats_connection import (
+from exoarmur.actors.nats.connection import (
     BRIDGED_ANSWER_MARGIN,
     Delivery,
     KvGet,

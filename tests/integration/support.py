@@ -9,8 +9,8 @@ from pathlib import Path
 
 import anyio
 
-from exoarmur.actors.nats_connection import ConnectionOptions, NatsConnection
-from exoarmur.actors.nats_process import ServerOptions, ServerProcess
+from exoarmur.actors.nats.connection import ConnectionOptions, NatsConnection
+from exoarmur.actors.nats.process import ServerOptions, ServerProcess
 from exoarmur.runtime import ActorRef, ActorSystem
 
 READY_SECONDS = 10.0

@@ -7,7 +7,7 @@ import anyio
 import attrs
 import pytest
 
-from exoarmur.actors.audit_stream import (
+from exoarmur.actors.nats.audit_stream import (
     GENESIS,
     Append,
     AuditStream,
@@ -17,7 +17,7 @@ from exoarmur.actors.audit_stream import (
     read_records,
     verify_chain,
 )
-from exoarmur.actors.nats_connection import JsPublish, StreamEnsure
+from exoarmur.actors.nats.connection import JsPublish, StreamEnsure
 from exoarmur.runtime import ActorSystem, ExoarmurError, ReasonCode
 from exoarmur.runtime.audit import AuditEvent
 from tests.integration.support import connect, eventually, running_server

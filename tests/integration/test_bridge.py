@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from exoarmur.actors.aio import Bridge, StrayCancellation, open_bridge
+from exoarmur.actors.nats.aio import Bridge, StrayCancellation, open_bridge
 from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, TimeoutCategory, handles, message
 
 pytestmark = pytest.mark.anyio

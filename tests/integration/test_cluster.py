@@ -12,9 +12,9 @@ from contextlib import AsyncExitStack
 import anyio
 import pytest
 
-from exoarmur.actors.audit_stream import Append, AuditStream, read_records, verify_chain
-from exoarmur.actors.nats_connection import ConnectionOptions, KvGet, KvOpen, KvPut, NatsConnection
-from exoarmur.actors.nats_process import ClusterOptions
+from exoarmur.actors.nats.audit_stream import Append, AuditStream, read_records, verify_chain
+from exoarmur.actors.nats.connection import ConnectionOptions, KvGet, KvOpen, KvPut, NatsConnection
+from exoarmur.actors.nats.process import ClusterOptions
 from exoarmur.runtime import ActorSystem, ExoarmurError
 from exoarmur.runtime.audit import AuditEvent
 from exoarmur.runtime.codes import TIMEOUT_CODES, ReasonCode

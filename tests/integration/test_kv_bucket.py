@@ -6,7 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from exoarmur.actors.kv import Create, Delete, Get, KvBucket, Keys, Put, Update
+from exoarmur.actors.nats.kv import Create, Delete, Get, KvBucket, Keys, Put, Update
 from exoarmur.runtime import ActorSystem, ExoarmurError, ReasonCode
 from exoarmur.supervisors import BreakerPolicy, ChildSpec, Strategy, Supervisor, SupervisorSpec
 from tests.integration.support import connect, eventually, running_server

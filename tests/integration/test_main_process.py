@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_nats_server import alive
-from tests.runtime.test_cli import EXIT_TIMEOUT, REPO, STARTUP_TIMEOUT, Process, start  # noqa: F401 - fixture
+from tests.actors.app.test_cli import EXIT_TIMEOUT, REPO, STARTUP_TIMEOUT, Process, start  # noqa: F401 - fixture
 
 SERVER_DATA = Path("exoarmur-data/nats")
 
@@ -26,7 +26,7 @@ def server_pid(cwd: Path) -> int:
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_run_starts_the_embedded_server_and_stops_it(tmp_path, start, backend):
     process = start(["run", "--backend", backend])
-    process.wait_for("exoarmur: running (6 actors)", timeout=STARTUP_TIMEOUT)
+    process.wait_for("exoarmur: running (3 actors)", timeout=STARTUP_TIMEOUT)
     pid = server_pid(tmp_path)
     assert alive(pid)
     token = (tmp_path / SERVER_DATA / "token").read_text().strip()
@@ -39,7 +39,7 @@ def test_run_starts_the_embedded_server_and_stops_it(tmp_path, start, backend):
 
 def test_no_server_outlives_a_sigkilled_main_process(tmp_path, start):
     process = start(["run"])
-    process.wait_for("exoarmur: running (6 actors)", timeout=STARTUP_TIMEOUT)
+    process.wait_for("exoarmur: running (3 actors)", timeout=STARTUP_TIMEOUT)
     pid = server_pid(tmp_path)
     process.popen.send_signal(signal.SIGKILL)
     process.popen.wait(EXIT_TIMEOUT)
@@ -53,7 +53,7 @@ def test_nats_url_joins_an_existing_server_instead(tmp_path, start, monkeypatch)
     """A second process given --nats-url (token from the environment) starts no
     server of its own and runs against the first one's."""
     first = start(["run"])  # an exoarmur with its embedded server stands in for a deployment
-    first.wait_for("exoarmur: running (6 actors)", timeout=STARTUP_TIMEOUT)
+    first.wait_for("exoarmur: running (3 actors)", timeout=STARTUP_TIMEOUT)
     data = tmp_path / SERVER_DATA
     url = f"nats://127.0.0.1:{json.loads((data / 'ports.json').read_text())['client']}"
     token = (data / "token").read_text().strip()
@@ -62,7 +62,7 @@ def test_nats_url_joins_an_existing_server_instead(tmp_path, start, monkeypatch)
     monkeypatch.setenv("EXOARMUR_NATS_TOKEN", token)
     second = Process(["run", "--nats-url", url], cwd=elsewhere)
     try:
-        second.wait_for("exoarmur: running (5 actors)", timeout=STARTUP_TIMEOUT)  # no nats/server
+        second.wait_for("exoarmur: running (2 actors)", timeout=STARTUP_TIMEOUT)  # no nats/server
         assert not (elsewhere / SERVER_DATA).exists()
         second.popen.send_signal(signal.SIGTERM)
         code, err = second.finish(timeout=EXIT_TIMEOUT)

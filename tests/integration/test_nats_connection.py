@@ -8,7 +8,7 @@ import anyio
 import attrs
 import pytest
 
-from exoarmur.actors.nats_connection import (
+from exoarmur.actors.nats.connection import (
     Delivery,
     Flush,
     JsPublish,
@@ -32,8 +32,8 @@ from exoarmur.actors.nats_connection import (
     Unsubscribe,
     _publish_all,
 )
-from exoarmur.actors.nats_connection import ConnectionOptions
-from exoarmur.actors.nats_process import ServerUser
+from exoarmur.actors.nats.connection import ConnectionOptions
+from exoarmur.actors.nats.process import ServerUser
 from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, Overflow, ReasonCode, TimeoutPolicy, handles, message
 from exoarmur.supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
 from tests.integration.support import connect, eventually, options_for, running_server

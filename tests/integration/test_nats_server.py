@@ -15,9 +15,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from exoarmur.actors.nats_connection import KvGet, KvOpen, KvPut, NatsConnection
-from exoarmur.actors.nats_process import ServerOptions, ServerProcess, find_nats_server
-from exoarmur.actors.nats_server import EmbeddedNatsServer, NatsEndpoint, ServerInfo
+from exoarmur.actors.nats.connection import KvGet, KvOpen, KvPut, NatsConnection
+from exoarmur.actors.nats.process import ServerOptions, ServerProcess, find_nats_server
+from exoarmur.actors.nats.server import EmbeddedNatsServer, NatsEndpoint, ServerInfo
 from exoarmur.runtime import ActorSystem, ExoarmurError, ReasonCode
 from exoarmur.supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
 from tests.integration.support import connect, eventually, running_server
@@ -152,7 +152,7 @@ def test_no_orphan_server_after_its_parent_is_sigkilled(tmp_path):
         f"""
         import anyio, sys
         from pathlib import Path
-        from exoarmur.actors.nats_process import ServerOptions, ServerProcess
+        from exoarmur.actors.nats.process import ServerOptions, ServerProcess
         async def main():
             server = ServerProcess(ServerOptions(data_dir=Path({str(tmp_path)!r})))
             await server.start(deadline=anyio.current_time() + 10)

@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from exoarmur.actors.nats_connection import Request, Statistics
-from exoarmur.actors.remote import Gateway, RemoteRef, gateway_subject
+from exoarmur.actors.nats.connection import Request, Statistics
+from exoarmur.actors.remote.gateway import Gateway, RemoteRef, gateway_subject
 from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, Overflow, ReasonCode, TimeoutPolicy, handles
 from tests.integration.support import connect, running_server
 from tests.runtime.support import Add, Counter, Crash, Get, Hold, Seen, Sleep
@@ -171,8 +171,8 @@ async def test_many_asks_at_once_each_get_their_own_answer_or_overload(tmp_path)
 
 CHILD = """
 import os, sys, anyio
-from exoarmur.actors.nats_connection import ConnectionOptions, NatsConnection
-from exoarmur.actors.remote import Gateway
+from exoarmur.actors.nats.connection import ConnectionOptions, NatsConnection
+from exoarmur.actors.remote.gateway import Gateway
 from exoarmur.runtime import ActorSystem
 from tests.runtime.support import Counter
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exoarmur.actors.nats_connection import Publish, _command, _PubRun, _refused
+from exoarmur.actors.nats.connection import Publish, _command, _PubRun, _refused
 
 client = pytest.importorskip("nats.aio.client")
 validate = getattr(client, "_validate_subject", None)

@@ -15,7 +15,7 @@ from pathlib import Path
 import attrs
 
 from exoarmur.runtime import Actor, TimeoutCategory, handles, message
-from exoarmur.actors.nats_process import ClusterOptions, ServerOptions, ServerProcess
+from exoarmur.actors.nats.process import ClusterOptions, ServerOptions, ServerProcess
 
 __all__ = ["EmbeddedNatsServer", "NatsEndpoint", "ServerExited", "ServerInfo"]
 

@@ -1,4 +1,7 @@
-"""The local demo tree, used until the NATS tree lands.
+"""A demo tree: two small actors under a supervisor (not part of `exoarmur run`'s tree).
+
+    [tree]
+    factory = "examples.demo:build_tree"   # run from the repository root
 
 `build_tree` spawns a one_for_one supervisor `demo` with two children,
 `demo/echo` and `demo/counter`, sends each a few messages, checks the answers,
@@ -16,7 +19,7 @@ from exoarmur.runtime import Actor, ActorSystem, InvalidInput, ReasonCode, handl
 from exoarmur.supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
 
 if TYPE_CHECKING:
-    from exoarmur.runtime.config import Config
+    from exoarmur.actors.app.config import Config
 
 OPTIONS = ("pings",)
 
@@ -70,7 +73,7 @@ def pings_option(options: Mapping[str, Any]) -> int:
         if key not in OPTIONS:
             raise InvalidInput(
                 ReasonCode.CONFIG_INVALID,
-                f"tree.options.{key}: unknown option of actors.demo (expected: {', '.join(OPTIONS)})",
+                f"tree.options.{key}: unknown option of examples.demo (expected: {', '.join(OPTIONS)})",
             )
     pings = options.get("pings", 3)
     if isinstance(pings, bool) or not isinstance(pings, int) or not 0 <= pings <= 10_000:

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nats.js.manager import JetStreamManager
 
-from exoarmur.actors.nats_connection import KvEntry, _acked_sequence, _entry, _pub_ack
+from exoarmur.actors.nats.connection import KvEntry, _acked_sequence, _entry, _pub_ack
 
 HEADER_VALUES = st.sampled_from(["DEL", "PURGE", "del", " DEL", "DEL ", "\tPURGE", "PUT", "DELETE", ""])
 HEADER_NAMES = st.sampled_from([b"KV-Operation", b"kv-operation", b"KV-Operation ", b" KV-Operation"])

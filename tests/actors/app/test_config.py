@@ -12,7 +12,7 @@ from types import MappingProxyType
 import pytest
 
 from exoarmur.runtime import InvalidInput, MailboxConfig, Overflow, ReasonCode, TimeoutCategory
-from exoarmur.runtime.config import (
+from exoarmur.actors.app.config import (
     DEFAULT_FACTORY,
     Config,
     config_to_dict,
@@ -22,7 +22,7 @@ from exoarmur.runtime.config import (
     load_config,
     parse_config_text,
 )
-from exoarmur.runtime.nats_config import MASK, NatsConfig
+from exoarmur.actors.app.nats_config import MASK, NatsConfig
 from exoarmur.runtime.timeouts import DEFAULT_SECONDS
 
 
@@ -49,7 +49,7 @@ class TestDefaults:
         config = Config()
         assert config.name == "exoarmur"
         assert config.stop_timeout == 5.0
-        assert config.tree_factory == DEFAULT_FACTORY == "exoarmur.actors.tree:build_tree"
+        assert config.tree_factory == DEFAULT_FACTORY == "exoarmur.actors.app.tree:build_tree"
         assert config.audit_path is None
         assert dict(config.mailboxes) == {}
         assert dict(config.tree_options) == {}

@@ -58,9 +58,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, Header, KeyVal
 from nats.js.errors import APIError, NoKeysError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import _is_key_valid
 
-from exoarmur.actors.aio import Bridge, StrayCancellation, open_bridge
-from exoarmur.actors.nats_errors import DEPENDENCY_CODES, coded
-from exoarmur.actors.read_loop import Inline, ReplySlot, inline_replies
+from exoarmur.actors.nats.aio import Bridge, StrayCancellation, open_bridge
+from exoarmur.actors.nats.errors import DEPENDENCY_CODES, coded
+from exoarmur.actors.nats.read_loop import Inline, ReplySlot, inline_replies
 from exoarmur.runtime import Actor, ActorRef, ReasonCode, TimeoutCategory, handles, message
 from exoarmur.runtime.audit import AuditEvent
 from exoarmur.runtime.deferred import Deferred
@@ -474,7 +474,7 @@ class NatsConnection(Actor):
     async def started(self) -> None:
         system = self.context.system
         if self.options is None:
-            from exoarmur.actors.nats_server import ServerInfo
+            from exoarmur.actors.nats.server import ServerInfo
 
             endpoint = await system.lookup(self.server).ask(ServerInfo())
             self.options = ConnectionOptions(urls=endpoint.urls, token=endpoint.token)

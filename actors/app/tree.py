@@ -3,11 +3,10 @@
     nats                 Supervisor, one_for_one
       nats/server        EmbeddedNatsServer (only without a NATS URL)
       nats/connection    NatsConnection (to nats/server, or to the configured URLs)
-    demo ...             the local demo actors (actors/demo.py)
 
 The connection has a breaker: a NATS that keeps failing is left alone for the
 cooldown instead of burning the supervisor's restart intensity. Credentials
-come from `[nats]` or the environment (runtime/nats_config.py).
+come from `[nats]` or the environment (actors/app/nats_config.py).
 """
 
 from __future__ import annotations
@@ -15,15 +14,14 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from exoarmur.actors import demo
-from exoarmur.actors.nats_connection import ConnectionOptions, NatsConnection, Subscriptions
-from exoarmur.actors.nats_server import EmbeddedNatsServer
-from exoarmur.runtime import ActorSystem
-from exoarmur.runtime.nats_config import NatsConfig
+from exoarmur.actors.nats.connection import ConnectionOptions, NatsConnection, Subscriptions
+from exoarmur.actors.nats.server import EmbeddedNatsServer
+from exoarmur.runtime import ActorSystem, InvalidInput, ReasonCode
+from exoarmur.actors.app.nats_config import NatsConfig
 from exoarmur.supervisors import BackoffPolicy, BreakerPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
 
 if TYPE_CHECKING:
-    from exoarmur.runtime.config import Config
+    from exoarmur.actors.app.config import Config
 
 NATS = "nats"
 SERVER = f"{NATS}/server"
@@ -68,5 +66,9 @@ def nats_spec(nats: NatsConfig) -> SupervisorSpec:
 
 async def build_tree(system: ActorSystem, config: Config) -> None:
     nats = config.nats.with_environment(os.environ)
+    if config.tree_options:
+        raise InvalidInput(
+            ReasonCode.CONFIG_INVALID,
+            f"tree.options: the default tree takes none, got {', '.join(config.tree_options)}",
+        )
     await system.spawn(Supervisor, name=NATS, kwargs={"spec": nats_spec(nats)})
-    await demo.build_tree(system, config)

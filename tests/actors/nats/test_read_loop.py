@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from exoarmur.actors.read_loop import Inline, ReplySlot, _reply_arrived
+from exoarmur.actors.nats.read_loop import Inline, ReplySlot, _reply_arrived
 
 pytestmark = pytest.mark.anyio
 

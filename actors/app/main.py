@@ -34,9 +34,10 @@ import anyio
 
 from exoarmur.runtime.audit import AuditSink, JsonlAuditSink, MemoryAuditSink
 from exoarmur.runtime.codes import ReasonCode
-from exoarmur.runtime.config import Config
+from exoarmur.actors.app.config import Config
 from exoarmur.runtime.errors import ExoarmurError, Fatal, InvalidInput
 from exoarmur.runtime.system import ActorSystem
+from exoarmur.supervisors.supervisor import describe_system
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -188,15 +189,9 @@ async def _on_signals(
         return
 
 
-# Loaded when first needed, by dotted path: runtime/ imports nothing of supervisors/.
-DESCRIBE = "exoarmur.supervisors.supervisor:describe_system"
-
-
 async def _print_tree(system: ActorSystem) -> None:
-    module_name, _, attribute = DESCRIBE.partition(":")
-    describe = getattr(importlib.import_module(module_name), attribute)
     try:
-        nodes = await describe(system)
+        nodes = await describe_system(system)
     except ExoarmurError as exc:  # a busy or stopping tree: say so, keep running
         say(f"tree unavailable: {exc}")
         return

@@ -19,13 +19,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-import exoarmur.runtime.main
+import exoarmur.actors.app.main
 from exoarmur.runtime import Actor, AuditEvent, ReasonCode, read_jsonl
-from exoarmur.runtime.cli import main
-from exoarmur.runtime.config import Config, parse_config_text
-from exoarmur.runtime.main import coded, load_factory, run
+from exoarmur.actors.app.cli import main
+from exoarmur.actors.app.config import Config, parse_config_text
+from exoarmur.actors.app.main import coded, load_factory, run
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 STARTUP_TIMEOUT = 20.0  # seconds for a fresh interpreter to print its running line
 EXIT_TIMEOUT = 15.0  # seconds for it to exit once signalled
 
@@ -203,7 +203,7 @@ class TestRun:
     @pytest.mark.anyio
     async def test_runs_until_signalled_then_exits_zero(self, tmp_path, capsys):
         """The demo tree runs; SIGTERM stops it gracefully; the exit code is 0."""
-        code, was_ready = await run_until_signalled(config_for(tmp_path, "exoarmur.actors.demo:build_tree"))
+        code, was_ready = await run_until_signalled(config_for(tmp_path, "examples.demo:build_tree"))
         assert (code, was_ready) == (0, True)
         err = capsys.readouterr().err
         assert f"exoarmur: running (3 actors) — pid {os.getpid()}" in err
@@ -251,7 +251,7 @@ class TestRun:
     @pytest.mark.anyio
     async def test_demo_rejects_unknown_options(self, tmp_path, capsys):
         """The demo tree checks its [tree.options]: a typo is CONFIG_INVALID, exit 2."""
-        config = config_for(tmp_path, "exoarmur.actors.demo:build_tree", extra="[tree.options]\npigns = 3\n")
+        config = config_for(tmp_path, "examples.demo:build_tree", extra="[tree.options]\npigns = 3\n")
         code, _ = await run_until_signalled(config)
         assert code == 2
         assert "CONFIG_INVALID: tree.options.pigns: unknown option" in capsys.readouterr().err
@@ -259,7 +259,7 @@ class TestRun:
     @pytest.mark.anyio
     async def test_overlong_graceful_stop_is_cancelled_with_a_code(self, tmp_path, capsys, monkeypatch):
         """A stop still running after stop_timeout + margin is given up: DEADLINE_EXCEEDED, exit 1."""
-        monkeypatch.setattr(exoarmur.runtime.main, "STOP_MARGIN", 0.2)
+        monkeypatch.setattr(exoarmur.actors.app.main, "STOP_MARGIN", 0.2)
         config = config_for(
             tmp_path, f"{__name__}:slow_to_stop_tree", extra="[system]\nstop_timeout = 0.1\n"
         )
@@ -354,7 +354,7 @@ def start(tmp_path):
         process.kill()
 
 
-def write_config(tmp_path: Path, factory: str = "exoarmur.actors.demo:build_tree", extra: str = "") -> Path:
+def write_config(tmp_path: Path, factory: str = "examples.demo:build_tree", extra: str = "") -> Path:
     path = tmp_path / "exoarmur.toml"
     path.write_text(
         f'[audit]\npath = "{tmp_path / "audit.jsonl"}"\n[tree]\nfactory = "{factory}"\n{extra}',

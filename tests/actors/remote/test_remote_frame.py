@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exoarmur.actors.remote import frame, unframe
+from exoarmur.actors.remote.gateway import frame, unframe
 from exoarmur.runtime import ExoarmurError, ReasonCode
 
 # What spawn accepts as a path (runtime/system.py's _PATH).

@@ -31,8 +31,8 @@ import anyio
 import attrs
 import orjson
 
-from exoarmur.actors.nats_connection import JsPublish, PubAck, StreamEnsure, StreamLast, StreamMessage, StreamRead
-from exoarmur.actors.nats_errors import DEPENDENCY_CODES
+from exoarmur.actors.nats.connection import JsPublish, PubAck, StreamEnsure, StreamLast, StreamMessage, StreamRead
+from exoarmur.actors.nats.errors import DEPENDENCY_CODES
 from exoarmur.runtime import Actor, ActorRef, ReasonCode, TimeoutCategory, handles, message
 from exoarmur.runtime.audit import AuditEvent
 from exoarmur.runtime.errors import ExoarmurError, error_for

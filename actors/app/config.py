@@ -14,17 +14,17 @@
     [audit]
     path = "audit.jsonl"       # JSONL file, relative to the config file; absent: in memory
 
-    [nats]                     # see runtime/nats_config.py; empty urls: embedded server
+    [nats]                     # see actors/app/nats_config.py; empty urls: embedded server
     urls = ["nats://10.0.0.5:4222"]
 
     [tree]
-    factory = "exoarmur.actors.tree:build_tree"   # "module:function", loaded when the process runs
+    factory = "exoarmur.actors.app.tree:build_tree"   # "module:function", loaded when the process runs
 
     [tree.options]             # free-form, handed to the factory as config.tree_options
     pings = 3
 
 Every section and key is optional; a missing one takes the default above (the
-defaults are `Config()`, and `runtime/default_config.toml` spells them out).
+defaults are `Config()`, and `actors/app/default_config.toml` spells them out).
 Anything else — an unknown section or key, a wrong type, a bad value, a file
 that cannot be read or is not TOML — raises `InvalidInput(CONFIG_INVALID)` whose
 detail names the file and the key.
@@ -49,10 +49,10 @@ import attrs
 from exoarmur.runtime.codes import ReasonCode
 from exoarmur.runtime.errors import InvalidInput
 from exoarmur.runtime.mailbox import MailboxConfig, Overflow, validate_capacity
-from exoarmur.runtime.nats_config import NatsConfig, parse_nats
+from exoarmur.actors.app.nats_config import NatsConfig, parse_nats
 from exoarmur.runtime.timeouts import TimeoutCategory, TimeoutPolicy
 
-DEFAULT_FACTORY = "exoarmur.actors.tree:build_tree"
+DEFAULT_FACTORY = "exoarmur.actors.app.tree:build_tree"
 DEFAULT_SOURCE = "<built-in default_config.toml>"
 
 _SECTIONS = ("system", "timeouts", "mailbox", "audit", "nats", "tree")
@@ -96,14 +96,14 @@ class Config:
 
 
 def default_config_path() -> Path:
-    """The package data file `runtime/default_config.toml`."""
-    return Path(str(importlib.resources.files("exoarmur.runtime").joinpath("default_config.toml")))
+    """The package data file `actors/app/default_config.toml`."""
+    return Path(str(importlib.resources.files("exoarmur.actors.app").joinpath("default_config.toml")))
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Read and parse a TOML file (None: the built-in default config)."""
     if path is None:
-        text = importlib.resources.files("exoarmur.runtime").joinpath("default_config.toml").read_text(
+        text = importlib.resources.files("exoarmur.actors.app").joinpath("default_config.toml").read_text(
             encoding="utf-8"
         )
         return parse_config_text(text, source=DEFAULT_SOURCE, base_dir=None)

@@ -19,8 +19,8 @@ from typing import Any
 
 import outcome
 
-from exoarmur.actors.nats_connection import KvCreate, KvDelete, KvGet, KvKeys, KvOpen, KvPut, KvUpdate
-from exoarmur.actors.nats_errors import DEPENDENCY_CODES
+from exoarmur.actors.nats.connection import KvCreate, KvDelete, KvGet, KvKeys, KvOpen, KvPut, KvUpdate
+from exoarmur.actors.nats.errors import DEPENDENCY_CODES
 from exoarmur.runtime import Actor, ActorContext, ActorRef, Deferred, TimeoutCategory, handles, message
 from exoarmur.runtime.errors import ExoarmurError
 

@@ -185,7 +185,7 @@ class ServerProcess:
         for old in self.data_dir.glob("*.ports"):
             old.unlink()
         self.process = ChildProcess(
-            [sys.executable, "-m", "exoarmur.actors._pdeathsig", str(os.getpid()), str(self.binary), "-c", str(conf)]
+            [sys.executable, "-m", "exoarmur.actors.nats._pdeathsig", str(os.getpid()), str(self.binary), "-c", str(conf)]
         )
         try:
             with anyio.fail_after(max(deadline - anyio.current_time(), 0.0)):

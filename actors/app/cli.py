@@ -1,4 +1,4 @@
-"""The `exoarmur` command (also `python -m runtime`).
+"""The `exoarmur` command (also `python -m exoarmur`).
 
     exoarmur run [--config PATH] [--backend asyncio|trio] [--nats-url URL ...]
     exoarmur config [--config PATH] [--format toml|json]
@@ -21,10 +21,10 @@ from types import MappingProxyType
 import anyio
 import attrs
 
-from exoarmur.runtime.config import config_to_json, config_to_toml, load_config
+from exoarmur.actors.app.config import config_to_json, config_to_toml, load_config
 from exoarmur.runtime.errors import ExoarmurError
-from exoarmur.runtime.main import EXIT_CONFIG, report, run, say
-from exoarmur.runtime.nats_config import parse_nats
+from exoarmur.actors.app.main import EXIT_CONFIG, report, run, say
+from exoarmur.actors.app.nats_config import parse_nats
 
 BENCH_MODULES = MappingProxyType(
     {
@@ -114,7 +114,7 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
         "--config",
         metavar="PATH",
         default=None,
-        help="TOML config file (default: the built-in runtime/default_config.toml)",
+        help="TOML config file (default: the built-in actors/app/default_config.toml)",
     )
 
 

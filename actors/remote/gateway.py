@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 import outcome
 
-from exoarmur.actors.nats_connection import Request, Response, Serve, Unsubscribe
+from exoarmur.actors.nats.connection import Request, Response, Serve, Unsubscribe
 from exoarmur.runtime import Actor, ActorContext, ActorRef, ActorSystem, ReasonCode
 from exoarmur.runtime.codec import decode, decode_message, encode, encode_message
 from exoarmur.runtime.ref import carried_over

@@ -1,0 +1,1 @@
+"""Examples: actors that show the runtime at work. Never part of the production tree."""
