@@ -46,9 +46,17 @@ Handler = tuple[Callable[..., Any], bool]
 
 
 def handles(
-    *message_types: type, concurrent: bool = False, batch: bool = False, per_item: bool = False
+    *message_types: type,
+    concurrent: bool = False,
+    batch: bool = False,
+    per_item: bool = False,
+    remote: bool = False,
 ) -> Callable[[F], F]:
     """Mark a method as the handler of the given @message classes.
+
+    `remote=True`: the message types are exported for remote use: a gateway
+    (actors/remote/) delivers them from the wire. Anything not exported is
+    refused there with a code; supervision and control signals never are.
 
     `concurrent=True` (an `async def` only): the handler runs in a task of its
     own while the actor takes its next envelope, up to the class's
@@ -77,6 +85,7 @@ def handles(
         fn.__concurrent__ = concurrent  # type: ignore[attr-defined]
         fn.__batch__ = batch  # type: ignore[attr-defined]
         fn.__per_item__ = per_item  # type: ignore[attr-defined]
+        fn.__remote__ = remote  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -97,6 +106,7 @@ class Actor:
     _concurrent: ClassVar[frozenset[type]] = frozenset()
     _batched: ClassVar[frozenset[type]] = frozenset()
     _per_item: ClassVar[frozenset[type]] = frozenset()
+    _exported: ClassVar[frozenset[type]] = frozenset()  # accepted from the wire
     _has_started: ClassVar[bool] = False
     _has_stopping: ClassVar[bool] = False
 
@@ -115,11 +125,13 @@ class Actor:
         concurrent: set[type] = set()
         batched: set[type] = set()
         per_item: set[type] = set()
+        exported: set[type] = set()
         for base in reversed(cls.__mro__[1:]):
             dispatch.update(getattr(base, "_dispatch", {}))
             concurrent.update(getattr(base, "_concurrent", ()))
             batched.update(getattr(base, "_batched", ()))
             per_item.update(getattr(base, "_per_item", ()))
+            exported.update(getattr(base, "_exported", ()))
         own: dict[type, str] = {}
         for name, fn in vars(cls).items():
             for message_type in getattr(fn, "__handles__", ()):
@@ -134,6 +146,7 @@ class Actor:
                     ("__concurrent__", concurrent),
                     ("__batch__", batched),
                     ("__per_item__", per_item),
+                    ("__remote__", exported),
                 ):
                     if getattr(fn, kind, False):
                         found.add(message_type)
@@ -143,6 +156,7 @@ class Actor:
         cls._concurrent = frozenset(concurrent)
         cls._batched = frozenset(batched)
         cls._per_item = frozenset(per_item)
+        cls._exported = frozenset(exported)
         cls._has_started = cls.started is not Actor.started
         cls._has_stopping = cls.stopping is not Actor.stopping
 

@@ -205,6 +205,11 @@ class ActorRef:
             cell.offer_nowait(env)
         reply.arm(env.deadline, partial(cell.ask_expired, env))
 
+    def exported(self, message_type: type) -> bool:
+        """The target's class exports `message_type` for remote use
+        (`@handles(..., remote=True)`): a gateway may deliver it from the wire."""
+        return message_type in self._cell.actor_type._exported
+
     def statistics(self):
         return self._cell.mailbox.statistics()
 

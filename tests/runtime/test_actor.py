@@ -96,6 +96,28 @@ class TestDispatch:
             assert await ref.ask(Add(3)) == 6
             assert await ref.ask(Get()) == 6
 
+    async def test_only_handlers_marked_remote_export_their_messages(self):
+        """`remote=True` exports a handler's message types for the wire; a
+        subclass that overrides the handler without it takes the export back."""
+
+        class Exporting(Counter):
+            @handles(Add, remote=True)
+            def add(self, message: Add) -> int:
+                return 0
+
+        class Private(Exporting):
+            @handles(Add)
+            def add(self, message: Add) -> int:
+                return 1
+
+        async with ActorSystem() as system:
+            exporting = await system.spawn(Exporting, name="e")
+            private = await system.spawn(Private, name="p")
+            counter = await system.spawn(Counter, name="c")
+            assert exporting.exported(Add) and not exporting.exported(Get)
+            assert not private.exported(Add)
+            assert not counter.exported(Add)
+
 
 class TestLifecycle:
     async def test_started_runs_before_first_message_and_stopping_at_stop(self):

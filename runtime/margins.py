@@ -1,0 +1,72 @@
+"""Every timing margin of exoarmur, in one table, each with its reason.
+
+A margin is not a deadline: deadlines come from the envelope (runtime/timeouts.py
+and the sender). A margin is the small, fixed time the system keeps for itself
+around a deadline (to answer before the asker's timer fires, to let a stop
+finish its hooks) or a bound on a step that has no envelope (closing a client,
+reaping a process). Each value is a float (use it as seconds, or as the
+fraction its reason names) that also carries `reason`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+__all__ = ["MARGINS", "Margin"]
+
+
+class Margin(float):
+    """Seconds (or a fraction, where the reason says so), with why they exist."""
+
+    reason: str
+
+    def __new__(cls, value: float, reason: str) -> Margin:
+        margin = super().__new__(cls, value)
+        margin.reason = reason
+        return margin
+
+
+# ---- the kernel ------------------------------------------------------------------
+STOP_OVERRUN = Margin(
+    1.0, "how long `stopping` hooks may overrun a stop's deadline (all actors together) before they are cancelled"
+)
+PARK = Margin(
+    0.05, "how long an idle drain stays parked on asyncio (PARK to twice that) before its task ends: a wake costs less than a spawn"
+)
+
+# ---- the main process ----------------------------------------------------------------
+PROCESS_STOP_OVERRUN = Margin(
+    2.0, "how long `exoarmur run`'s graceful stop may overrun stop_timeout before the rest is cancelled (exit DEADLINE_EXCEEDED)"
+)
+
+# ---- NATS --------------------------------------------------------------------------
+ANSWER = Margin(
+    0.002, "what a NATS call leaves of its envelope's deadline for its answer to reach the asker before the asker's own timer"
+)
+BRIDGED_ANSWER = Margin(
+    0.010, "ANSWER on trio-asyncio, whose loop fires timers 0.6 to 3.4 ms late (measured here)"
+)
+KV_HOP_SHARE = Margin(
+    0.9, "the fraction of a KV bucket's remaining time given to the connection's call, so the bucket answers with the call's code first"
+)
+CLIENT_CLOSE = Margin(
+    1.0, "closing a nats-py client, or reaping its tasks, before its socket is aborted (a close can hang on a silent peer)"
+)
+JS_BACKSTOP = Margin(
+    3600.0, "nats-py's own timeout on JetStream calls: never reached, each call is cut at its envelope's deadline first"
+)
+AUDIT_ATTEMPT = Margin(
+    1.0, "one audit append attempt at most: a lost ack is retried (deduplicated by message id) while the deadline leaves time"
+)
+AUDIT_RETRY_PAUSE = Margin(0.01, "the pause between audit append attempts, so a down connection is not asked in a hot loop")
+
+# ---- the embedded nats-server ---------------------------------------------------------
+SERVER_POLL = Margin(0.02, "the pause between looks for the starting server's ports file and health")
+HEALTH_PROBE = Margin(1.0, "one GET /healthz of the embedded server (a hung server fails the probe)")
+PROCESS_REAP = Margin(5.0, "waiting for a SIGKILLed server process to be gone (SIGKILL cannot be ignored: this is the reap)")
+
+
+MARGINS: Mapping[str, Margin] = MappingProxyType(
+    {name: value for name, value in sorted(globals().items()) if isinstance(value, Margin)}
+)
