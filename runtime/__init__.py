@@ -31,7 +31,7 @@ from exoarmur.runtime.errors import (
 )
 from exoarmur.runtime.mailbox import MailboxConfig, MailboxStatistics, Overflow
 from exoarmur.runtime.messages import MESSAGES, MessageRegistry, message, wire_name
-from exoarmur.runtime.ref import ActorRef
+from exoarmur.runtime.ref import ActorRef, outgoing_envelope
 from exoarmur.runtime.retry import RetryPolicy
 from exoarmur.runtime.system import ActorSystem, SystemStatistics
 from exoarmur.runtime.timeouts import TimeoutCategory, TimeoutPolicy
@@ -79,6 +79,7 @@ __all__ = [
     "error_for",
     "handles",
     "message",
+    "outgoing_envelope",
     "read_jsonl",
     "wire_name",
 ]

@@ -58,6 +58,9 @@ class ReasonCode(enum.StrEnum):
     TENANT_MISMATCH = "TENANT_MISMATCH"
     DUPLICATE_SUPPRESSED = "DUPLICATE_SUPPRESSED"
     CONFIG_INVALID = "CONFIG_INVALID"
+    # A message from the wire that its target does not export for remote use
+    # (`@handles(..., remote=True)`): supervision and control signals never are.
+    NOT_EXPORTED = "NOT_EXPORTED"
 
     # Gates and stores (used by actors/).
     KILL_SWITCH_ACTIVE = "KILL_SWITCH_ACTIVE"
@@ -76,6 +79,9 @@ class ReasonCode(enum.StrEnum):
     NATS_PERMISSION_DENIED = "NATS_PERMISSION_DENIED"
     NATS_SLOW_CONSUMER = "NATS_SLOW_CONSUMER"
     NATS_API_ERROR = "NATS_API_ERROR"
+
+    # Another live process holds the state directory's lock.
+    STATE_LOCKED = "STATE_LOCKED"
 
     # The process could not go on (printed by `exoarmur run` before a non-zero exit).
     FATAL = "FATAL"

@@ -116,7 +116,12 @@ class Denied(ExoarmurError, PermissionError):
     """A gate refused the work."""
 
     codes = frozenset(
-        {ReasonCode.KILL_SWITCH_ACTIVE, ReasonCode.APPROVAL_REQUIRED, ReasonCode.NATS_PERMISSION_DENIED}
+        {
+            ReasonCode.KILL_SWITCH_ACTIVE,
+            ReasonCode.APPROVAL_REQUIRED,
+            ReasonCode.NATS_PERMISSION_DENIED,
+            ReasonCode.NOT_EXPORTED,
+        }
     )
 
 
@@ -140,9 +145,9 @@ class DependencyFailed(ExoarmurError, ConnectionError):
 
 
 class Fatal(ExoarmurError):
-    """The process cannot go on."""
+    """The process cannot go on (or, STATE_LOCKED, cannot start: another owns its state)."""
 
-    codes = frozenset({ReasonCode.FATAL})
+    codes = frozenset({ReasonCode.FATAL, ReasonCode.STATE_LOCKED})
 
 
 _FAMILIES: tuple[type[ExoarmurError], ...] = (

@@ -21,7 +21,7 @@ def test_runtime_exports_exactly_its_public_names():
             "JsonlAuditSink", "MailboxConfig", "MailboxStatistics", "MemoryAuditSink",
             "MessageRegistry", "Overflow", "Overloaded", "Parent", "ReasonCode", "RetryExhausted", "RetryPolicy",
             "SystemStatistics", "TenantMismatch", "TimeoutCategory", "TimeoutPolicy",
-            "error_for", "handles", "message", "read_jsonl", "wire_name",
+            "error_for", "handles", "message", "outgoing_envelope", "read_jsonl", "wire_name",
         ]
     )  # fmt: skip
     for name in runtime.__all__:
