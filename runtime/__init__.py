@@ -1,13 +1,15 @@
 """exoarmur's kernel: envelopes, mailboxes, actors, refs and the actor system.
 
-Imports nothing from supervisors/ or actors/.
+Imports nothing above it (tests/test_layers.py): the layers above use these
+public names, never its modules' insides.
 """
 
 from exoarmur.runtime.actor import Actor, handles
 from exoarmur.runtime.audit import AuditEvent, AuditSink, JsonlAuditSink, MemoryAuditSink, read_jsonl
-from exoarmur.runtime.cell import CellState
-from exoarmur.runtime.context import ActorContext, Parent
-from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.codec import decode, decode_message, encode, encode_message
+from exoarmur.runtime.codes import TIMEOUT_CODES, ReasonCode
+from exoarmur.runtime.context import ActorContext
+from exoarmur.runtime.contracts import ActorInfo, Parent, Supervised, System
 from exoarmur.runtime.deadletters import DeadLetter, DeadLetters
 from exoarmur.runtime.deferred import Deferred
 from exoarmur.runtime.envelope import Envelope
@@ -29,18 +31,22 @@ from exoarmur.runtime.errors import (
     TenantMismatch,
     error_for,
 )
-from exoarmur.runtime.mailbox import MailboxConfig, MailboxStatistics, Overflow
-from exoarmur.runtime.messages import MESSAGES, MessageRegistry, message, wire_name
+from exoarmur.runtime.host import Host
+from exoarmur.runtime.inbox import Inbox
+from exoarmur.runtime.lifecycle import CellState
+from exoarmur.runtime.mailbox import MailboxConfig, MailboxStatistics, Overflow, validate_capacity
+from exoarmur.runtime.margins import MARGINS, Margin
+from exoarmur.runtime.messages import MESSAGES, MessageRegistry, message, timeout_category, wire_name
 from exoarmur.runtime.ref import ActorRef, outgoing_envelope
 from exoarmur.runtime.retry import RetryPolicy
 from exoarmur.runtime.system import ActorSystem, SystemStatistics
 from exoarmur.runtime.timeouts import TimeoutCategory, TimeoutPolicy
 
 __all__ = [
-    "MESSAGES",
     "Actor",
     "ActorContext",
     "ActorCrashed",
+    "ActorInfo",
     "ActorNotFound",
     "ActorRef",
     "ActorSystem",
@@ -50,20 +56,25 @@ __all__ = [
     "BreakerOpen",
     "CellState",
     "Conflict",
-    "DependencyFailed",
     "DeadLetter",
     "DeadLetters",
     "DeadlineExceeded",
     "Deferred",
     "Denied",
+    "DependencyFailed",
     "DuplicateSuppressed",
     "Envelope",
     "ExoarmurError",
     "Fatal",
+    "Host",
+    "Inbox",
     "InvalidInput",
     "JsonlAuditSink",
+    "MARGINS",
+    "MESSAGES",
     "MailboxConfig",
     "MailboxStatistics",
+    "Margin",
     "MemoryAuditSink",
     "MessageRegistry",
     "Overflow",
@@ -72,14 +83,23 @@ __all__ = [
     "ReasonCode",
     "RetryExhausted",
     "RetryPolicy",
+    "Supervised",
+    "System",
     "SystemStatistics",
+    "TIMEOUT_CODES",
     "TenantMismatch",
     "TimeoutCategory",
     "TimeoutPolicy",
+    "decode",
+    "decode_message",
+    "encode",
+    "encode_message",
     "error_for",
     "handles",
     "message",
     "outgoing_envelope",
     "read_jsonl",
+    "timeout_category",
+    "validate_capacity",
     "wire_name",
 ]

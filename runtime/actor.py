@@ -92,6 +92,16 @@ def handles(
 
 
 class Actor:
+    """The base of every actor: handlers by message type (`@handles`), one
+    envelope at a time, lifecycle hooks (`started`, `stopping`), and the
+    mailbox's capacity and overflow policy per class.
+
+    Subclass it, declare handlers, and spawn it with `ActorSystem.spawn` (or
+    as a supervisor's child). Its `__init__` takes the spawn's `kwargs` as
+    keyword arguments and runs again for every fresh instance after a crash;
+    `self.context` (runtime/context.py) is set before `started` runs.
+    """
+
     # Defaults; each can be overridden per class, and capacity/overflow per
     # path in config.
     mailbox_capacity: ClassVar[int] = 1000

@@ -26,6 +26,8 @@ from typing import Any
 import outcome
 import sniffio
 
+from exoarmur.runtime.margins import PARK
+
 Expire = Callable[["Reply"], BaseException]
 
 
@@ -133,18 +135,16 @@ class AsyncioReply(Reply):
         return result.unwrap()  # type: ignore[union-attr]
 
 
-# How long an idle drain stays parked on asyncio before its task ends.
-PARK_SECONDS = 0.05
 
 
 class AsyncioPark:
-    """Where idle drains wait on one asyncio loop for `cell._schedule()` to
+    """Where idle drains wait on one asyncio loop for `cell.schedule()` to
     wake them (True) instead of a new drain being spawned: an anyio spawn
     costs 25-35 µs here, a wake a few. One timer for all of them: every
-    PARK_SECONDS a sweep ends (False) the drains parked since before the
-    previous sweep, so a drain stays parked PARK_SECONDS to twice that, and a
+    PARK a sweep ends (False) the drains parked since before the
+    previous sweep, so a drain stays parked PARK to twice that, and a
     park costs no timer of its own. Whoever resolves a drain's future clears
-    `cell._parked` first, so it is resolved once."""
+    `cell.parked` first, so it is resolved once."""
 
     __slots__ = ("_loop", "_older", "_newer", "_timer")
 
@@ -156,23 +156,23 @@ class AsyncioPark:
 
     async def __call__(self, cell: Any) -> bool:
         parked = self._loop.create_future()
-        cell._parked = self._newer[cell] = parked
+        cell.parked = self._newer[cell] = parked
         if self._timer is None:
-            self._timer = self._loop.call_later(PARK_SECONDS, self._sweep)
+            self._timer = self._loop.call_later(PARK, self._sweep)
         try:
             return await parked
         finally:
-            if cell._parked is parked:
-                cell._parked = None  # cancelled while parked
+            if cell.parked is parked:
+                cell.parked = None  # cancelled while parked
 
     def _sweep(self) -> None:
         older, self._older, self._newer = self._older, self._newer, {}
-        self._timer = self._loop.call_later(PARK_SECONDS, self._sweep) if self._older else None
+        self._timer = self._loop.call_later(PARK, self._sweep) if self._older else None
         for cell, parked in older.items():
             # Still parked since before the last sweep (a task being cancelled
             # has its future done already: its own `finally` clears it).
-            if cell._parked is parked and not parked.done():
-                cell._parked = None
+            if cell.parked is parked and not parked.done():
+                cell.parked = None
                 parked.set_result(False)
 
 

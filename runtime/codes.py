@@ -2,8 +2,9 @@
 
 Every failure a caller can see carries exactly one of these codes, and the same
 code appears in the audit event that records it. Codes are serialised by value;
-the value of a member never changes once released (rule R7: the same input and
-the same faults give the same codes).
+the value of a member never changes once released (the same input and the same
+faults give the same codes: docs/rules.md, R7). Every code, its error class and
+when a caller sees it: docs/reason-codes.md.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import enum
 
 
 class ReasonCode(enum.StrEnum):
-    # Timeout categories (seed 001). A handler that starts and then runs out of
+    # Timeout categories (docs/rules.md, "Timeouts"). A handler that starts and then runs out of
     # time fails with its message's category code.
     TIMEOUT_NATS_CONNECT = "TIMEOUT_NATS_CONNECT"
     TIMEOUT_NATS_PUBLISH = "TIMEOUT_NATS_PUBLISH"

@@ -1,60 +1,39 @@
-"""What an actor sees of the runtime, and who decides after it crashes.
+"""What an actor sees of the runtime: `self.context`.
 
-- `ActorContext`: an actor's view of itself (path, ref, system, the envelope
-  being handled, its deadline) and what it may ask of the runtime:
-  report a failed dependency, answer later (`defer`), start a task of its
-  instance, stop itself, read the clock.
-- `CURRENT`: the context of the handler running in this task; a send made from
-  inside a handler inherits its deadline, tenant and trace id through it.
-- `Parent`: the protocol a supervisor (or the actor system) implements to hear
-  of a child's crash, exit, reported failure or probe outcome.
+An actor's view of itself (path, ref, system, the envelope being handled, its
+deadline) and what it may ask of the runtime: report a failed dependency,
+answer later (`defer`), start a task of its instance, give others a way to
+signal it (`inbox`), stop itself, read the clock.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from contextvars import ContextVar
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Protocol
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.current import CURRENT
+from exoarmur.runtime.deferred import CallbackCrash, Deferred
 from exoarmur.runtime.envelope import Envelope
+from exoarmur.runtime.inbox import Inbox
+from exoarmur.runtime.lifecycle import RUNNING
 
 if TYPE_CHECKING:
-    from exoarmur.runtime.cell import ActorCell
-    from exoarmur.runtime.deferred import Deferred
-    from exoarmur.runtime.errors import ExoarmurError
+    from exoarmur.runtime.contracts import Cell, System
     from exoarmur.runtime.ref import ActorRef
-    from exoarmur.runtime.system import ActorSystem
 
-
-class Parent(Protocol):
-    """Who decides what happens to an actor after it crashes: its supervisor,
-    or the actor system (which resumes at once, as Akka's default does)."""
-
-    def child_crashed(self, cell: ActorCell, error: ExoarmurError) -> None:
-        """`cell` crashed (already audited) and is SUSPENDED: its mailbox keeps
-        accepting within its policy, nothing is handled. Call `cell.resume()`
-        now or later (after a backoff), or `cell.request_stop(...)`."""
-
-    def child_exited(self, cell: ActorCell) -> None:
-        """`cell` has STOPPED (its own `context.stop()`, or any stop request)."""
-
-    def child_reported(self, cell: ActorCell, code: ReasonCode, detail: str) -> None:
-        """`cell` reports a failed dependency (`context.report_failure`) and runs on."""
-
-    def child_probed(self, cell: ActorCell, ok: bool | None) -> None:
-        """A probe admitted by `cell.ungate(probes=...)` ended: handled well
-        (True), failed (False: a dependency failure reported while handling it),
-        or never handled (None: it expired). A crash is reported as a crash."""
+__all__ = ["ActorContext"]
 
 
 class ActorContext:
-    """What a running actor knows about itself. `envelope` is the one being handled."""
+    """What a running actor knows about itself. `envelope` is the one being
+    handled (in a concurrent handler, its own: each runs with a context of
+    its own)."""
 
     __slots__ = ("cell", "envelope", "run")
 
-    def __init__(self, cell: ActorCell) -> None:
+    def __init__(self, cell: Cell) -> None:
         self.cell = cell
         self.envelope: Envelope | None = None
         self.run: list[Envelope] | None = None  # a batch handler's envelopes
@@ -68,19 +47,32 @@ class ActorContext:
         return self.cell.ref
 
     @property
-    def system(self) -> ActorSystem:
+    def system(self) -> System:
         return self.cell.system
 
     @property
     def deadline(self) -> float | None:
-        """The deadline of the envelope this task handles (in a concurrent
-        handler, its own; see runtime/inflight.py)."""
+        """The deadline of the envelope this task handles, absolute on the
+        runtime clock (`now()`)."""
         env = self._here().envelope
         return None if env is None else env.deadline
+
+    @property
+    def running(self) -> bool:
+        """This actor runs: no stop asked, not crashed nor suspended."""
+        return self.cell.state is RUNNING
 
     def _here(self) -> ActorContext:
         here = CURRENT.get()
         return here if here is not None and here.cell is self.cell else self
+
+    def snapshot(self) -> ActorContext:
+        """A copy of this task's view (the envelope being handled now), for
+        code that runs as this actor later (`ask_then` callbacks)."""
+        here = self._here()
+        copy = ActorContext(here.cell)
+        copy.envelope = here.envelope
+        return copy
 
     def now(self) -> float:
         return self.cell.system.now()
@@ -100,8 +92,6 @@ class ActorContext:
         the handler, and resolve it when the answer is known (often from an
         `ask_then` callback; see runtime/deferred.py). Its asker still waits
         no longer than its deadline."""
-        from exoarmur.runtime.deferred import Deferred
-
         env = self._here().envelope
         if env is None:
             raise RuntimeError("defer() is for a handler's envelope")
@@ -114,8 +104,6 @@ class ActorContext:
         later (one Deferred per message, in order; return them as the
         per-item results). An asker is answered as soon as its own answer is
         known, not when the whole run is."""
-        from exoarmur.runtime.deferred import Deferred
-
         run = self._here().run
         if run is None:
             raise RuntimeError("defer_each() is for a batch handler's run")
@@ -123,6 +111,12 @@ class ActorContext:
         for deferred in deferreds:
             self.cell.deferring(deferred)
         return deferreds
+
+    def inbox(self) -> Inbox:
+        """This instance's inbox, for runtime signals sent to it from outside
+        its handlers (a child's link, a timer it started): see runtime/inbox.py.
+        Signals to it never reach a later instance."""
+        return Inbox(self.cell, self.cell.actor)
 
     @contextmanager
     def on_behalf_of(self, envelope: Envelope) -> Iterator[None]:
@@ -147,8 +141,6 @@ class ActorContext:
         deferred answer's envelope makes failures reported inside its. An exception
         crashes this instance through its control lane, as a raising
         `ask_then` callback does. `fn` must not block."""
-        from exoarmur.runtime.deferred import CallbackCrash
-
         cell = self.cell
         here = ActorContext(cell)
         here.envelope = envelope
@@ -165,7 +157,7 @@ class ActorContext:
         lives: it is cancelled when the instance crashes or is suspended, and
         after its `stopping` hook. For waits that belong to no envelope (a child
         process's exit, a subscription). An exception in it crashes the actor."""
-        self.cell.start_task(fn, *args)
+        self.cell.start_task(fn, args)
 
     def stop(self) -> None:
         """Stop this actor normally (OTP's {stop, normal, State}): no more sends
@@ -173,8 +165,3 @@ class ActorContext:
         then dead-lettered; `stopping` runs; the parent learns of a normal exit."""
         cell = self.cell
         cell.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=cell.system.now() + cell.system.stop_timeout)
-
-
-# The context of the actor whose handler is running in this task (each drain task
-# sets it once). A send made from inside a handler inherits its deadline and trace.
-CURRENT: ContextVar[ActorContext | None] = ContextVar("exoarmur_current_actor", default=None)

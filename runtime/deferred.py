@@ -28,19 +28,26 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import outcome
 
-from exoarmur.runtime.context import CURRENT, ActorContext
 from exoarmur.runtime.envelope import Envelope
 from exoarmur.runtime.errors import ExoarmurError
 
 if TYPE_CHECKING:
-    from exoarmur.runtime.actor import Actor
-    from exoarmur.runtime.cell import ActorCell
+    from exoarmur.runtime.kernel import Kernel
 
-__all__ = ["CallbackCrash", "Deferred", "OwnerCallback"]
+__all__ = ["CallbackCrash", "Deferred"]
+
+
+class Owner(Protocol):
+    """What a deferred answer uses of the actor that owes it (its ActorCell)."""
+
+    path: str
+    system: Kernel
+
+    def settled(self, deferred: Deferred) -> None: ...
 
 
 class Deferred:
@@ -49,7 +56,7 @@ class Deferred:
 
     __slots__ = ("envelope", "settled", "_cell", "on_settled")
 
-    def __init__(self, cell: ActorCell, envelope: Envelope) -> None:
+    def __init__(self, cell: Owner, envelope: Envelope) -> None:
         self.envelope = envelope
         self.settled = False  # resolve() was called
         self._cell = cell
@@ -64,7 +71,7 @@ class Deferred:
         reply = self.envelope.reply_to
         answered = reply is not None and reply.resolve(result)
         if reply is not None and not answered:
-            self._cell.system._late_replies += 1
+            self._cell.system.late_replies += 1
         if self.on_settled is not None:
             self.on_settled()
         return answered
@@ -81,36 +88,12 @@ class Deferred:
 
 
 class CallbackCrash:
-    """Control-lane marker: an `ask_then` callback of this instance raised."""
+    """Control-lane entry: an `ask_then` callback (or a function run as the
+    actor) of the instance `actor` raised `exc`, for `envelope` if any."""
 
     __slots__ = ("actor", "envelope", "exc")
 
-    def __init__(self, actor: Actor, envelope: Envelope | None, exc: Exception) -> None:
+    def __init__(self, actor: Any, envelope: Envelope | None, exc: Exception) -> None:
         self.actor = actor
         self.envelope = envelope
         self.exc = exc
-
-
-class OwnerCallback:
-    """`callback` as `ask_then` runs it: with the asking actor's context (as it
-    was when it asked: the same envelope, so the same deadline and trace)
-    current, and its exception turned into that instance's crash. (An object,
-    not a closure: one allocation per ask_then instead of seven.)"""
-
-    __slots__ = ("_actor", "_snapshot", "_callback")
-
-    def __init__(self, owner: ActorContext, callback: Callable[[outcome.Outcome], None]) -> None:
-        self._actor = owner.cell.actor  # the instance that asked
-        self._snapshot = snapshot = ActorContext(owner.cell)
-        snapshot.envelope = owner.envelope
-        self._callback = callback
-
-    def __call__(self, result: outcome.Outcome) -> None:
-        token = CURRENT.set(self._snapshot)
-        try:
-            self._callback(result)
-        except Exception as exc:
-            snapshot = self._snapshot
-            snapshot.cell.callback_crashed(CallbackCrash(self._actor, snapshot.envelope, exc))
-        finally:
-            CURRENT.reset(token)

@@ -1,10 +1,14 @@
 """The envelope: a message plus everything that travels with it.
 
-Envelope is an immutable tuple type (a `NamedTuple`), not an attrs class as
-DESIGN.md sketches: it is built once per `tell`, and an attrs frozen class with
-nine fields costs ~2.5 µs to build on the reference machine against ~0.2 µs for
-a tuple, which alone would break the tell-throughput target. It is still
-frozen, slotted and compared by value.
+Envelope is an immutable tuple type (a `NamedTuple`), not an attrs class: it is
+built once per send, and an attrs frozen class of nine fields costs ~2.5 µs to
+build against ~0.2 µs for a tuple. It is still frozen and compared by value;
+its fields are read by name (a NamedTuple field is a C-level getter, faster
+than indexing with a named constant).
+
+Built by field name everywhere, `Envelope(message=..., deadline=...)`, except
+on the send path: runtime/ref.py's `outgoing_envelope` is the one place that
+builds it positionally.
 
 Invariants:
 - `deadline` is an absolute time on the runtime clock; there is no envelope
@@ -28,23 +32,3 @@ class Envelope(NamedTuple):
     attempt: int = 1
     reply_to: Any = None
 
-
-# Positional construction without NamedTuple's argument parsing (the hot path).
-_tuple_new = tuple.__new__
-
-
-def make_envelope(
-    message: Any,
-    deadline: float,
-    tenant: str | None,
-    sender: str | None,
-    correlation_id: str | None,
-    trace_id: str | None,
-    idempotency_key: str | None,
-    attempt: int,
-    reply_to: Any,
-) -> Envelope:
-    return _tuple_new(
-        Envelope,
-        (message, deadline, tenant, sender, correlation_id, trace_id, idempotency_key, attempt, reply_to),
-    )

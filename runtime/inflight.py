@@ -29,15 +29,19 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import outcome
 
+from exoarmur.runtime.batch import bad_results, run_raised, settle_run
 from exoarmur.runtime.codes import ReasonCode
-from exoarmur.runtime.context import CURRENT, ActorContext
+from exoarmur.runtime.context import ActorContext
+from exoarmur.runtime.current import CURRENT
+from exoarmur.runtime.endings import answered_with, cancelled, crashed, settle
 from exoarmur.runtime.envelope import Envelope
 from exoarmur.runtime.errors import ActorCrashed, ExoarmurError
+from exoarmur.runtime.instances import alive
 
 if TYPE_CHECKING:
-    from exoarmur.runtime.actor import Actor
+    from exoarmur.runtime.contracts import Cell
 
-__all__ = ["ConcurrentHandlers", "InFlight"]
+__all__ = ["InFlight", "start_concurrent"]
 
 # Scheduler passes a worker waits for the next job before it ends.
 WORKER_LINGER_PASSES = 2
@@ -96,142 +100,148 @@ class InFlight:
             scope.cancel()
 
 
-class ConcurrentHandlers:
-    """Mixed into ActorCell, which holds `inflight` and decides the rest
-    (`_alive`, `_down`, `_crashed`, `_settle`)."""
-
-    __slots__ = ()
-
-    def _start_concurrent(self, fn: Callable[..., Any], env: Envelope | list[Envelope]) -> None:
-        """Start a concurrent handler in the host, for one envelope or a run
-        of them (a batch handler's, already taken: runtime/batch.py); its
-        scope counts at once."""
-        if type(env) is list:
-            deadline = max(each.deadline for each in env)
-        else:
-            reply = env.reply_to
-            if reply is not None:
-                reply.started = True
-            self.mailbox.processed += 1
-            deadline = env.deadline
-        if self._stop_deadline < deadline:
-            deadline = self._stop_deadline
-        scope = anyio.CancelScope(deadline=deadline)
-        inflight = self.inflight
-        assert inflight is not None
-        inflight.add(scope)
-        job = (fn, env, self.actor, scope)
-        if inflight.idle:
-            inflight.jobs.append(job)  # a lingering worker takes it
-        else:
-            self.start_soon(self._concurrent_worker, job, name=self.path)
-
-    async def _concurrent_worker(self, job: tuple[Any, ...]) -> None:
-        """Run `job`, then linger for the next one (WORKER_LINGER_PASSES passes)."""
-        inflight = self.inflight
-        assert inflight is not None
-        checkpoint = self.system.backend.checkpoint
-        try:
-            while True:
-                await self._run_concurrent(*job)
-                inflight.idle += 1
-                try:
-                    for _ in range(WORKER_LINGER_PASSES):
-                        if inflight.jobs:
-                            break
-                        await checkpoint()
-                    if not inflight.jobs:
-                        return
-                    job = inflight.jobs.popleft()
-                finally:
-                    inflight.idle -= 1
-        except BaseException:
-            # The host is going away: jobs no worker will take end now, coded.
-            while inflight.jobs and not inflight.idle:
-                _, env, _, scope = inflight.jobs.popleft()
-                inflight.discard(scope)
-                self._cancelled_while_handling(env)
-            raise
-
-    async def _run_concurrent(
-        self, fn: Callable[..., Any], env: Envelope | list[Envelope], actor: Actor, scope: anyio.CancelScope
-    ) -> None:
-        if type(env) is list:
-            await self._run_concurrent_batch(fn, env, actor, scope)
-            return
-        context = ActorContext(self)  # this task's view: its own envelope
-        context.envelope = env
-        CURRENT.set(context)
-        result = None  # stays None if the scope cuts the handler
-        try:
-            with scope:
-                try:
-                    result = await fn(actor, env.message)
-                except ExoarmurError as exc:
-                    if not self._answered_with(env, exc):
-                        self._concurrent_crashed(env, exc, actor)
-                    return
-                except Exception as exc:
-                    self._concurrent_crashed(env, exc, actor)
-                    return
-        except BaseException:
-            self._cancelled_while_handling(env)  # the host is going away
-            raise
-        finally:
-            self.inflight.discard(scope)  # type: ignore[union-attr]
-        # A sibling's crash may have ended the instance meanwhile.
-        self._settle(env, scope, result, instance_gone=actor is not self.actor or self._instance_dead)
-
-    async def _run_concurrent_batch(
-        self, fn: Callable[..., Any], run: list[Envelope], actor: Actor, scope: anyio.CancelScope
-    ) -> None:
-        """A concurrent batch handler on its run (runtime/batch.py); sends
-        from it inherit the run's latest deadline."""
-        context = ActorContext(self)
-        context.envelope = max(run, key=lambda env: env.deadline)
-        context.run = run
-        CURRENT.set(context)
-        result = failure = None
-        try:
-            with scope:
-                try:
-                    result = await fn(actor, [env.message for env in run])
-                except Exception as exc:
-                    failure = exc
-                else:
-                    failure = self._bad_results(run, result)
-        except BaseException:
-            for env in run:
-                self._cancelled_while_handling(env)  # the host is going away
-            raise
-        finally:
-            self.inflight.discard(scope)  # type: ignore[union-attr]
-        if failure is not None and not scope.cancel_called:
-            if isinstance(failure, ExoarmurError) and not isinstance(failure, ActorCrashed):
-                self._run_raised(run, failure)
-            elif self._alive(actor):
-                self._down(self._run_raised(run, failure))
-            else:
-                for env in run:
-                    self._concurrent_crashed(env, failure, actor)
-            return
-        gone = actor is not self.actor or self._instance_dead
-        bound = context.envelope.deadline
-        # Timers made in the handler keep its context until they are due
-        # (asyncio keeps a cancelled TimerHandle's): it keeps no envelope.
-        context.envelope = context.run = None
-        self._settle_run(run, scope, result, bound=bound, instance_gone=gone)
-
-    def _concurrent_crashed(self, env: Envelope, exc: Exception, actor: Actor) -> None:
-        if self._alive(actor):
-            self._down(self._crashed(env, exc))
-            return
-        # The instance is gone already (crashed, suspended or stopping): this
-        # asker learns of the crash; the parent has heard of it once.
+def start_concurrent(cell: Cell, fn: Callable[..., Any], env: Envelope | list[Envelope]) -> None:
+    """Start a concurrent handler in the host, for one envelope or a run of
+    them (a batch handler's, already taken: runtime/batch.py); its scope
+    counts at once."""
+    if type(env) is list:
+        deadline = max(each.deadline for each in env)
+    else:
         reply = env.reply_to
-        if reply is None or not reply.done:
-            error = self.system.failure(
-                "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, envelope=env, detail=f"{type(exc).__name__}: {exc}"
-            )
-            if reply is not None:
-                reply.resolve(outcome.Error(error))
+        if reply is not None:
+            reply.started = True
+        cell.mailbox.processed += 1
+        deadline = env.deadline
+    if cell.stop_deadline < deadline:
+        deadline = cell.stop_deadline
+    scope = anyio.CancelScope(deadline=deadline)
+    inflight = cell.inflight
+    assert inflight is not None
+    inflight.add(scope)
+    job = (fn, env, cell.actor, scope)
+    if inflight.idle:
+        inflight.jobs.append(job)  # a lingering worker takes it
+    else:
+        cell.start_soon(_worker, cell, job, name=cell.path)
+
+
+async def _worker(cell: Cell, job: tuple[Any, ...]) -> None:
+    """Run `job`, then linger for the next one (WORKER_LINGER_PASSES passes)."""
+    inflight = cell.inflight
+    assert inflight is not None
+    checkpoint = cell.system.backend.checkpoint
+    try:
+        while True:
+            await _run(cell, *job)
+            inflight.idle += 1
+            try:
+                for _ in range(WORKER_LINGER_PASSES):
+                    if inflight.jobs:
+                        break
+                    await checkpoint()
+                if not inflight.jobs:
+                    return
+                job = inflight.jobs.popleft()
+            finally:
+                inflight.idle -= 1
+    except BaseException:
+        # The host is going away: jobs no worker will take end now, coded.
+        while inflight.jobs and not inflight.idle:
+            _, env, _, scope = inflight.jobs.popleft()
+            inflight.discard(scope)
+            for each in env if type(env) is list else (env,):
+                cancelled(cell, each)
+        raise
+
+
+async def _run(
+    cell: Cell, fn: Callable[..., Any], env: Envelope | list[Envelope], actor: Any, scope: anyio.CancelScope
+) -> None:
+    if type(env) is list:
+        await _run_batch(cell, fn, env, actor, scope)
+        return
+    inflight = cell.inflight
+    assert inflight is not None
+    context = ActorContext(cell)  # this task's view: its own envelope
+    context.envelope = env
+    CURRENT.set(context)
+    result = None  # stays None if the scope cuts the handler
+    try:
+        with scope:
+            try:
+                result = await fn(actor, env.message)
+            except Exception as exc:
+                if not (isinstance(exc, ExoarmurError) and answered_with(cell, env, exc)):
+                    _crashed(cell, env, exc, actor)
+                return
+    except BaseException:
+        cancelled(cell, env)  # the host is going away
+        raise
+    finally:
+        inflight.discard(scope)
+    # A sibling's crash may have ended the instance meanwhile.
+    settle(cell, env, scope, result, instance_gone=actor is not cell.actor or cell.instance_dead)
+
+
+async def _run_batch(
+    cell: Cell, fn: Callable[..., Any], run: list[Envelope], actor: Any, scope: anyio.CancelScope
+) -> None:
+    """A concurrent batch handler on its run (runtime/batch.py); sends
+    from it inherit the run's latest deadline."""
+    inflight = cell.inflight
+    assert inflight is not None
+    context = ActorContext(cell)
+    context.envelope = max(run, key=_deadline)
+    context.run = run
+    CURRENT.set(context)
+    result = failure = None
+    try:
+        with scope:
+            try:
+                result = await fn(actor, [env.message for env in run])
+            except Exception as exc:
+                failure = exc
+            else:
+                failure = bad_results(cell, run, result)
+    except BaseException:
+        for env in run:
+            cancelled(cell, env)  # the host is going away
+        raise
+    finally:
+        inflight.discard(scope)
+    if failure is not None and not scope.cancel_called:
+        if isinstance(failure, ExoarmurError) and not isinstance(failure, ActorCrashed):
+            run_raised(cell, run, failure)
+        elif alive(cell, actor):
+            error = run_raised(cell, run, failure)
+            assert error is not None  # not a coded answer: a crash
+            cell.down(error)
+        else:
+            for env in run:
+                _crashed(cell, env, failure, actor)
+        return
+    gone = actor is not cell.actor or cell.instance_dead
+    bound = context.envelope.deadline
+    # Timers made in the handler keep its context until they are due
+    # (asyncio keeps a cancelled TimerHandle's): it keeps no envelope.
+    context.envelope = context.run = None
+    settle_run(cell, run, scope, result, bound=bound, instance_gone=gone)
+
+
+def _deadline(env: Envelope) -> float:
+    return env.deadline
+
+
+def _crashed(cell: Cell, env: Envelope, exc: Exception, actor: Any) -> None:
+    if alive(cell, actor):
+        cell.down(crashed(cell, env, exc))
+        return
+    # The instance is gone already (crashed, suspended or stopping): this
+    # asker learns of the crash; the parent has heard of it once.
+    reply = env.reply_to
+    if reply is None or not reply.done:
+        error = cell.system.failure(
+            "crashed", ReasonCode.ACTOR_CRASHED, path=cell.path, envelope=env, detail=f"{type(exc).__name__}: {exc}"
+        )
+        if reply is not None:
+            reply.resolve(outcome.Error(error))

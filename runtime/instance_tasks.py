@@ -15,44 +15,48 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from exoarmur.runtime.codes import ReasonCode
-from exoarmur.runtime.context import CURRENT
+from exoarmur.runtime.current import CURRENT
+from exoarmur.runtime.instances import alive
 
 if TYPE_CHECKING:
-    from exoarmur.runtime.actor import Actor
+    from exoarmur.runtime.contracts import Cell
 
 __all__ = ["InstanceTasks"]
 
 
 class InstanceTasks:
-    """Mixed into ActorCell, which holds `_tasks` (the scopes of those running)."""
+    """The cancel scopes of one cell's instance tasks now running (made by the first)."""
 
-    __slots__ = ()
+    __slots__ = ("_scopes",)
 
-    def start_task(self, fn: Callable[..., Any], *args: Any) -> None:
+    def __init__(self) -> None:
+        self._scopes: set[anyio.CancelScope] = set()
+
+    def start(self, cell: Cell, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         scope = anyio.CancelScope()
-        if self._tasks is None:
-            self._tasks = set()
-        self._tasks.add(scope)
-        self.start_soon(self._run_task, fn, args, scope, self.actor, name=f"{self.path}:{fn.__name__}")
+        self._scopes.add(scope)
+        cell.start_soon(self._run, cell, fn, args, scope, cell.actor, name=f"{cell.path}:{fn.__name__}")
 
-    async def _run_task(self, fn: Callable[..., Any], args: tuple, scope: anyio.CancelScope, actor: Actor) -> None:
-        CURRENT.set(self.context)
+    async def _run(
+        self, cell: Cell, fn: Callable[..., Any], args: tuple[Any, ...], scope: anyio.CancelScope, actor: Any
+    ) -> None:
+        CURRENT.set(cell.context)
         try:
             with scope:
                 await fn(*args)
         except Exception as exc:
-            if self._alive(actor):
-                self._instance_dead = True
-                self._down(
-                    self.system.failure(
-                        "crashed", ReasonCode.ACTOR_CRASHED, path=self.path, detail=f"task {fn.__name__}: {exc!r}"
+            if alive(cell, actor):
+                cell.instance_dead = True
+                cell.down(
+                    cell.system.failure(
+                        "crashed", ReasonCode.ACTOR_CRASHED, path=cell.path, detail=f"task {fn.__name__}: {exc!r}"
                     )
                 )
         finally:
-            if self._tasks is not None:
-                self._tasks.discard(scope)
+            self._scopes.discard(scope)
 
-    def _cancel_tasks(self) -> None:
-        tasks, self._tasks = self._tasks, None
-        for scope in tasks or ():
+    def cancel_all(self) -> None:
+        """The instance ended: every task of it is cancelled."""
+        scopes, self._scopes = self._scopes, set()
+        for scope in scopes:
             scope.cancel()

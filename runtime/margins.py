@@ -51,8 +51,12 @@ KV_HOP_SHARE = Margin(
     0.9, "the fraction of a KV bucket's remaining time given to the connection's call, so the bucket answers with the call's code first"
 )
 CLIENT_CLOSE = Margin(
-    1.0, "closing a nats-py client, or reaping its tasks, before its socket is aborted (a close can hang on a silent peer)"
+    1.0,
+    "closing a nats-py client, reaping its tasks, or dropping an old watch consumer after a reconnect, before giving up"
+    " on it (a close can hang on a silent peer: the socket is then aborted)",
 )
+CONNECT_ATTEMPT = Margin(2.0, "one nats-py connect attempt at most, so a retry fits in the NATS_CONNECT deadline")
+CONNECT_ATTEMPT_FLOOR = Margin(0.1, "the shortest connect attempt worth making when the deadline is nearly spent")
 JS_BACKSTOP = Margin(
     3600.0, "nats-py's own timeout on JetStream calls: never reached, each call is cut at its envelope's deadline first"
 )

@@ -65,7 +65,14 @@ def message(
     timeout: TimeoutCategory = TimeoutCategory.DEFAULT,
     registry: MessageRegistry = MESSAGES,
 ) -> Callable[[T], T]:
-    """Make `cls` an attrs frozen, slotted message class registered under `name`."""
+    """Make `cls` an attrs frozen, slotted message class registered under `name`.
+    `timeout` is the message's TimeoutCategory (anything else is refused here,
+    ENVELOPE_INVALID, not at the first send)."""
+    if type(timeout) is not TimeoutCategory:
+        raise InvalidInput(
+            ReasonCode.ENVELOPE_INVALID,
+            f"message {name!r}: timeout must be a TimeoutCategory (e.g. TimeoutCategory.KV_GET), got {timeout!r}",
+        )
 
     def decorate(cls: T) -> T:
         if not attrs.has(cls):

@@ -18,8 +18,8 @@ processes and a replay compute the same waits, and different keys spread out
 (no thundering herd). Every delay lies in ((1 - jitter) * base(n), base(n)],
 so within (0, max_delay]. jitter=0.5 is "equal jitter", 1.0 is "full jitter".
 
-What is retried (rule R2: bounded, and only under an idempotency key): an
-ExoarmurError whose code is in `retryable`. The default, DEFAULT_RETRYABLE:
+What is retried (bounded, and only under an idempotency key: docs/rules.md,
+R2): an ExoarmurError whose code is in `retryable`. The default, DEFAULT_RETRYABLE:
 - every TIMEOUT_<category> code: the callee started and its dependency was
   slow; a later attempt may be faster.
 - OVERLOAD_MAILBOX_FULL, OVERLOAD_SHED, RATE_LIMITED: the receiver said "not
@@ -65,7 +65,7 @@ import anyio
 import attrs
 
 from exoarmur.runtime.audit import AuditEvent
-from exoarmur.runtime.context import CURRENT
+from exoarmur.runtime.current import CURRENT
 from exoarmur.runtime.codes import ReasonCode
 from exoarmur.runtime.errors import ExoarmurError, InvalidInput, error_for
 from exoarmur.runtime.timeouts import TimeoutCategory

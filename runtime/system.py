@@ -10,6 +10,10 @@ dead letters, the audit sink, the clock and the timeout policy.
 
 If the block raises, the task group is cancelled instead and everything still
 queued is dead-lettered with SHUTTING_DOWN.
+
+The clock is the event loop's own (`now()`): every deadline in the process is
+an absolute time on it. A stop may overrun its deadline by STOP_OVERRUN
+(runtime/margins.py) for `stopping` hooks before they are cancelled.
 """
 
 from __future__ import annotations
@@ -28,20 +32,19 @@ import attrs
 from exoarmur.runtime.actor import Actor
 from exoarmur.runtime.audit import AuditEvent, AuditSink, MemoryAuditSink
 from exoarmur.runtime.backend import Backend, current_backend
-from exoarmur.runtime.cell import ActorCell, CellState
-from exoarmur.runtime.context import Parent
+from exoarmur.runtime.cell import ActorCell
 from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.contracts import ActorInfo, Parent, Supervised
 from exoarmur.runtime.deadletters import DeadLetter, DeadLetters
 from exoarmur.runtime.envelope import Envelope
 from exoarmur.runtime.errors import ExoarmurError, error_for
 from exoarmur.runtime.host import Host, run_host
+from exoarmur.runtime.instances import run_started
 from exoarmur.runtime.mailbox import Mailbox, MailboxConfig, Overflow
+from exoarmur.runtime.margins import STOP_OVERRUN
 from exoarmur.runtime.messages import timeout_category
 from exoarmur.runtime.ref import ActorRef
 from exoarmur.runtime.timeouts import TimeoutPolicy
-
-# Seconds a stop may overrun its deadline (stopping hooks) before it is cancelled.
-STOP_MARGIN = 1.0
 
 _PATH = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 
@@ -54,12 +57,11 @@ class SystemStatistics:
     restarts: int
 
 
-_new = tuple.__new__
-# Envelope's tenant .. attempt: the fields an audit event carries, in AuditEvent's order.
-_CARRIED = slice(2, 8)
-
-
 class ActorSystem:
+    """The host of a tree of actors: spawns them, hosts their drains, keeps
+    their registry, their dead letters and the audit sink, and stops them.
+    Enter it (`async with`) on the event loop it is to run on."""
+
     def __init__(
         self,
         *,
@@ -80,8 +82,8 @@ class ActorSystem:
         # Per-path mailbox overrides: fnmatch patterns, first match wins.
         self._mailboxes = dict(mailboxes or {})
         self._cells: dict[str, ActorCell] = {}
-        self._late_replies = 0
-        self.eager_depth = 0  # eager dispatches running in this stack (ActorCell.handle_now)
+        self.late_replies = 0  # answers that came after their asker had one
+        self.eager_depth = 0  # eager dispatches nested in the running stack (runtime/eager.py)
         self._restarts_of_stopped = 0
         self._stopping = False
         self._outer: anyio.abc.TaskGroup
@@ -89,7 +91,7 @@ class ActorSystem:
         self._drains: Host | None = None
         self.backend: Backend
         self.now: Callable[[], float]
-        self._timeout_of_type: dict[type, float] = {}
+        self.default_timeouts: dict[type, float] = {}
         # Set when the root of a supervision tree escalates: the process must end.
         self.fatal: ExoarmurError | None = None
         self.failed: anyio.Event
@@ -152,7 +154,7 @@ class ActorSystem:
         deadline = self.now() + (self.stop_timeout if timeout is None else timeout)
         # Drains end by the deadline (handlers run in scopes bounded by it); the
         # one margin covers `stopping` hooks that overrun, for all actors together.
-        with anyio.move_on_after(max(deadline - self.now(), 0.0) + STOP_MARGIN):
+        with anyio.move_on_after(max(deadline - self.now(), 0.0) + STOP_OVERRUN):
             for cell in reversed(list(self._cells.values())):
                 cell.request_stop(code=ReasonCode.SHUTTING_DOWN, deadline=deadline)
                 await cell.wait_stopped()
@@ -162,10 +164,6 @@ class ActorSystem:
     def _sweep(self) -> None:
         for cell in list(self._cells.values()):
             cell.sweep(ReasonCode.SHUTTING_DOWN)
-            if cell.state is not CellState.STOPPED:
-                if cell.state is not CellState.STOPPING:
-                    cell._move(CellState.STOPPING)  # from RUNNING or SUSPENDED
-                cell._finish()
 
     # ---- actors -------------------------------------------------------------
 
@@ -178,15 +176,51 @@ class ActorSystem:
         capacity: int | None = None,
         overflow: Overflow | str | None = None,
         tenant: str | None = None,
-        start_soon: Callable[..., None] | None = None,
-        parent: Parent | None = None,
     ) -> ActorRef:
-        """Create the actor at path `name` and run its `started` hook.
+        """Create the actor at path `name` and run its `started` hook; its ref.
 
-        Mailbox settings, strongest first: a config override matching the path,
-        the arguments here, the class attributes. `start_soon` is the task group
-        that will host the actor's drains (default: the system's); `parent`
-        decides after a crash (default: the system, which resumes at once)."""
+        Mailbox settings, strongest first: a config override matching the
+        path, the arguments here, the class attributes. Its drains run in the
+        system's own task group; after a crash the system resumes it at once
+        with a fresh instance (as Akka's default does)."""
+        if self._drains is None:
+            raise RuntimeError("spawn needs an entered ActorSystem (async with)")
+        cell = await self._spawn(
+            actor_type, name, kwargs, capacity, overflow, tenant, start_soon=self._drains.start_soon, parent=self
+        )
+        return cell.ref
+
+    async def spawn_child(
+        self,
+        actor_type: type[Actor],
+        *,
+        name: str,
+        parent: Parent,
+        host: Host,
+        kwargs: Mapping[str, Any] | None = None,
+        capacity: int | None = None,
+        overflow: Overflow | str | None = None,
+        tenant: str | None = None,
+    ) -> Supervised:
+        """As `spawn`, for a supervisor: the actor's drains run in `host` (the
+        supervisor's task group, `open_host`), `parent` hears of its crashes
+        and exits, and the handle returned is what the parent may do to it."""
+        return await self._spawn(
+            actor_type, name, kwargs, capacity, overflow, tenant, start_soon=host.start_soon, parent=parent
+        )
+
+    async def _spawn(
+        self,
+        actor_type: type[Actor],
+        name: str,
+        kwargs: Mapping[str, Any] | None,
+        capacity: int | None,
+        overflow: Overflow | str | None,
+        tenant: str | None,
+        *,
+        start_soon: Callable[..., None],
+        parent: Parent,
+    ) -> ActorCell:
         if self._drains is None:
             raise RuntimeError("spawn needs an entered ActorSystem (async with)")
         if self._stopping:
@@ -206,20 +240,25 @@ class ActorSystem:
                 kwargs=dict(kwargs or {}),
                 tenant=tenant,
                 mailbox=Mailbox(capacity=config.capacity, overflow=config.overflow),
-                start_soon=start_soon or self._drains.start_soon,
-                parent=parent or self,
+                start_soon=start_soon,
+                parent=parent,
             )
+        except ExoarmurError as exc:
+            # A coded refusal keeps its code (a bad option: CONFIG_INVALID), as
+            # a coded failure in `started` does; audited once, here.
+            self.audit_error(exc, kind="crashed", path=name, envelope=None)
+            raise
         except Exception as exc:
             raise self.failure(
                 "crashed", ReasonCode.ACTOR_CRASHED, path=name, detail=f"__init__: {exc!r}"
             ) from exc
         self._cells[name] = cell
         try:
-            await cell.run_started()
+            await run_started(cell)
         except BaseException:
             del self._cells[name]
             raise
-        return cell.ref
+        return cell
 
     def _mailbox_config(
         self, path: str, actor_type: type[Actor], capacity: int | None, overflow: Overflow | str | None
@@ -243,12 +282,21 @@ class ActorSystem:
         return await self._hosts.start(run_host, name=f"{name}:host")
 
     def lookup(self, path: str) -> ActorRef:
+        """The ref of the live actor at `path`; ACTOR_NOT_FOUND (audited) if none."""
+        return self._cell(path).ref
+
+    def _cell(self, path: str) -> ActorCell:
         cell = self._cells.get(path)
         if cell is None:
             raise self.failure("rejected", ReasonCode.ACTOR_NOT_FOUND, path=path)
-        return cell.ref
+        return cell
+
+    def info(self, path: str) -> ActorInfo:
+        """The live actor at `path` as data: class, state, restarts, mailbox."""
+        return self._cell(path).info()
 
     def paths(self) -> list[str]:
+        """Every live actor's path, in spawn order."""
         return list(self._cells)
 
     async def stop(self, ref: ActorRef, *, timeout: float | None = None) -> None:
@@ -257,10 +305,10 @@ class ActorSystem:
         cell = ref._cell
         deadline = self.now() + (self.stop_timeout if timeout is None else timeout)
         cell.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=deadline)
-        with anyio.move_on_after(max(deadline - self.now(), 0.0) + STOP_MARGIN):
+        with anyio.move_on_after(max(deadline - self.now(), 0.0) + STOP_OVERRUN):
             await cell.wait_stopped()
 
-    def child_crashed(self, cell: ActorCell, error: ExoarmurError) -> None:
+    def child_crashed(self, child: Supervised, error: ExoarmurError) -> None:
         """The system as parent (no supervisor): resume at once with a fresh
         instance and the same mailbox, as Akka's default strategy does. A
         supervisor that escalated is not resumed: the root of the tree failed,
@@ -268,22 +316,22 @@ class ActorSystem:
         if error.code is ReasonCode.ESCALATED:
             self.fatal = error
             self.failed.set()
-            cell.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=self.now())
+            child.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=self.now())
             return
-        if cell.start_failed:
+        if child.start_failed:
             # A fresh instance that cannot even start would fail again at once:
             # stop; queued and later sends get ACTOR_STOPPED.
-            cell.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=self.now())
+            child.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=self.now())
             return
-        cell.resume()
+        child.resume()
 
-    def child_exited(self, cell: ActorCell) -> None:
+    def child_exited(self, child: Supervised) -> None:
         """The system as parent: a stopped actor is simply gone."""
 
-    def child_reported(self, cell: ActorCell, code: ReasonCode, detail: str) -> None:
+    def child_reported(self, child: Supervised, code: ReasonCode, detail: str) -> None:
         """The system keeps no breaker: the report's audit event is all."""
 
-    def child_probed(self, cell: ActorCell, ok: bool | None) -> None:
+    def child_probed(self, child: Supervised, ok: bool | None) -> None:
         """The system never gates an actor, so it admits no probes."""
 
     @property
@@ -291,7 +339,7 @@ class ActorSystem:
         """True once shutdown began: supervisors restart nothing from then on."""
         return self._stopping
 
-    def _unregister(self, cell: ActorCell) -> None:
+    def unregister(self, cell: ActorCell) -> None:
         if self._cells.get(cell.path) is cell:
             del self._cells[cell.path]
             self._restarts_of_stopped += cell.restarts
@@ -299,10 +347,10 @@ class ActorSystem:
     # ---- outcomes -------------------------------------------------------------
 
     def default_seconds(self, message_type: type) -> float:
-        seconds = self._timeout_of_type.get(message_type)
+        seconds = self.default_timeouts.get(message_type)
         if seconds is None:
             seconds = self.timeouts[timeout_category(message_type)]
-            self._timeout_of_type[message_type] = seconds
+            self.default_timeouts[message_type] = seconds
         return seconds
 
     def failure(
@@ -318,17 +366,29 @@ class ActorSystem:
     ) -> ExoarmurError:
         """Build the coded error for a failure and emit its one audit event.
         `idempotency_key` and `attempt` are for failures without an envelope."""
-        if envelope is None:
-            message = None
-            carried: tuple[Any, ...] = (None, None, None, None, idempotency_key, attempt)
-        else:
-            message_type = type(envelope.message)
-            message = getattr(message_type, "__wire_name__", None) or message_type.__qualname__
-            carried = envelope[_CARRIED]
         if not detail:
             detail = path or ""
-        # AuditEvent's fields in order, without NamedTuple's argument parsing.
-        self.audit.emit(_new(AuditEvent, (kind, code, self.now(), path, message, *carried, detail)))
+        if envelope is None:
+            event = AuditEvent(
+                kind=kind, code=code, at=self.now(), path=path, idempotency_key=idempotency_key, attempt=attempt, detail=detail
+            )
+        else:
+            message_type = type(envelope.message)
+            event = AuditEvent(
+                kind=kind,
+                code=code,
+                at=self.now(),
+                path=path,
+                message=getattr(message_type, "__wire_name__", None) or message_type.__qualname__,
+                tenant=envelope.tenant,
+                sender=envelope.sender,
+                correlation_id=envelope.correlation_id,
+                trace_id=envelope.trace_id,
+                idempotency_key=envelope.idempotency_key,
+                attempt=envelope.attempt,
+                detail=detail,
+            )
+        self.audit.emit(event)
         error = error_for(code, detail)
         error.audited = True
         return error
@@ -340,13 +400,13 @@ class ActorSystem:
             self.failure(kind, error.code, path=path, envelope=envelope, detail=error.detail)
             error.audited = True
 
-    def _record_dead_letter(self, cell: ActorCell, env: Envelope, code: ReasonCode) -> None:
-        self.dead_letters.record(DeadLetter(path=cell.path, code=code, envelope=env, at=self.now()))
+    def record_dead_letter(self, path: str, env: Envelope, code: ReasonCode) -> None:
+        self.dead_letters.record(DeadLetter(path=path, code=code, envelope=env, at=self.now()))
 
     def statistics(self) -> SystemStatistics:
         return SystemStatistics(
             actors=len(self._cells),
             dead_letters=self.dead_letters.total,
-            late_replies=self._late_replies,
+            late_replies=self.late_replies,
             restarts=self._restarts_of_stopped + sum(c.restarts for c in self._cells.values()),
         )

@@ -1,4 +1,4 @@
-"""The timeout policy table: one default deadline per category (seed 001).
+"""The timeout policy table: one default deadline per category (docs/rules.md, "Timeouts").
 
 Every envelope gets its deadline from here unless the sender gives one. A
 category also names the code a handler fails with when it starts and then runs
@@ -46,8 +46,9 @@ class TimeoutCategory(enum.Enum):
         return self.value
 
 
-# Seconds; seed 001's policy matrix. NATS_REQUEST is ours (a request is a publish
-# plus a reply); DEFAULT is the seed's `default_timeout`.
+# Seconds, as docs/rules.md's timeout table lists them (tests/test_docs.py holds
+# the two equal). NATS_REQUEST: a publish plus the wait for its reply; DEFAULT:
+# a message declared without a category.
 DEFAULT_SECONDS: Mapping[TimeoutCategory, float] = MappingProxyType(
     {
         TimeoutCategory.NATS_CONNECT: 10.0,

@@ -19,8 +19,8 @@ from typing import Any, TypeGuard
 
 import attrs
 
-from exoarmur.runtime.codes import ReasonCode
-from exoarmur.runtime.errors import InvalidInput
+from exoarmur.runtime import ReasonCode
+from exoarmur.runtime import InvalidInput
 
 
 def invalid(owner: str, field: str, problem: str) -> InvalidInput:

@@ -14,7 +14,7 @@ States (a transition table; anything else is a bug, RuntimeError):
     HALF_OPEN -> OPEN       any failure; the cooldown grows by `cooldown_factor`,
                             capped at `max_cooldown`
 
-Rules where the issue is silent:
+Further rules of this breaker:
 - Time only moves the breaker in `poll`: `admit` never changes state, so every
   transition is returned to the supervisor (and audited). The supervisor calls
   `poll` when its `reopen_at` timer fires, and may call it before `admit`.
@@ -41,7 +41,7 @@ from types import MappingProxyType
 
 import attrs
 
-from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime import ReasonCode
 from exoarmur.supervisors import _checks
 
 

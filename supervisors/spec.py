@@ -35,8 +35,8 @@ from typing import Any
 
 import attrs
 
-from exoarmur.runtime.actor import Actor
-from exoarmur.runtime.retry import RetryPolicy
+from exoarmur.runtime import Actor
+from exoarmur.runtime import RetryPolicy
 from exoarmur.supervisors import _checks
 from exoarmur.supervisors.backoff import NO_BACKOFF, BackoffPolicy
 from exoarmur.supervisors.breaker import BreakerPolicy

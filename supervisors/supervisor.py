@@ -13,10 +13,15 @@ What it does, in OTP's terms (supervisors/spec.py has the rules as functions):
   their drains run in the supervisor's own host (a task group), so no child
   task outlives the supervisor.
 - A child that crashes is SUSPENDED by the kernel and its crash reaches the
-  supervisor as a signal (`ChildDown`), handled ahead of any user mail; an
-  idle supervisor handles it at once, in the crashed child's stack
-  (`signal_now`: its decision never awaits), so a one_for_one restart costs
-  no scheduler pass of the supervisor's.
+  supervisor as a signal (`ChildDown`) through the supervisor's inbox,
+  handled ahead of any user mail; an idle supervisor handles it at once, in
+  the crashed child's stack (`signal_now`: its decision never awaits), so a
+  one_for_one restart costs no scheduler pass of the supervisor's. The inbox
+  is the supervisor instance's own: signals from the children of an instance
+  that has crashed never reach the instance that replaces it.
+- What it does to a child goes through the kernel's `Supervised` handle
+  (`ActorSystem.spawn_child`): resume, restart, suspend, stop, fail_fast,
+  admit, redeliver, info.
 - Decision, one crash at a time: a temporary child is removed; otherwise the
   restart is counted against the intensity (more than `max_restarts` within
   `within` seconds: every child is shut down and the supervisor fails to its
@@ -36,10 +41,24 @@ import enum
 import anyio
 import attrs
 
-from exoarmur.runtime import Actor, ActorCrashed, ActorRef, AuditEvent, Overflow, ReasonCode, handles, message
-from exoarmur.runtime.cell import RUNNING, SUSPENDED, ActorCell, CellState
-from exoarmur.runtime.errors import ExoarmurError, InvalidInput
-from exoarmur.runtime.host import Host
+from exoarmur.runtime import (
+    Actor,
+    ActorCrashed,
+    ActorInfo,
+    ActorRef,
+    AuditEvent,
+    CellState,
+    ExoarmurError,
+    Host,
+    Inbox,
+    InvalidInput,
+    Overflow,
+    ReasonCode,
+    Supervised,
+    System,
+    handles,
+    message,
+)
 from exoarmur.supervisors.backoff import jitter_rng
 from exoarmur.supervisors.breaker import Breaker, BreakerState, Transition
 from exoarmur.supervisors.intensity import RestartHistory, RestartWindow, in_window_from
@@ -164,7 +183,7 @@ class ChildState(enum.StrEnum):
 
 
 class _Child:
-    __slots__ = ("spec", "cell", "state", "restart_times", "rng", "breaker", "temporary", "at_once")
+    __slots__ = ("spec", "handle", "state", "restart_times", "rng", "breaker", "temporary", "at_once")
 
     def __init__(self, spec: ChildSpec, *, seed: int, breaker: Breaker | None, one_for_one: bool) -> None:
         self.spec = spec
@@ -174,7 +193,7 @@ class _Child:
         # Resumed by the crash's own decision: alone (one_for_one), with no
         # backoff to wait and no envelope to hand back first.
         self.at_once = one_for_one and spec.backoff.max_delay == 0.0 and spec.retry is None
-        self.cell: ActorCell | None = None
+        self.handle: Supervised | None = None  # what the kernel lets a parent do
         self.state = ChildState.STOPPED
         self.restart_times: RestartHistory = ()  # for the backoff's attempt number
         self.rng = jitter_rng(seed, name=spec.name)
@@ -185,28 +204,28 @@ class _Child:
 
 
 class _Link:
-    """A child's parent: forwards its crash to the supervisor's cell, which
-    outlives any one supervisor instance."""
+    """A child's parent (the kernel's `Parent`): forwards what happens to the
+    child to the inbox of the supervisor instance that started it."""
 
-    __slots__ = ("_supervisor", "_name")
+    __slots__ = ("_inbox", "_name")
 
-    def __init__(self, supervisor: ActorCell, name: str) -> None:
-        self._supervisor = supervisor
+    def __init__(self, inbox: Inbox, name: str) -> None:
+        self._inbox = inbox
         self._name = name
 
-    def child_crashed(self, cell: ActorCell, error: ExoarmurError) -> None:
+    def child_crashed(self, child: Supervised, error: ExoarmurError) -> None:
         # Decided at once when the supervisor is idle (on_child_down never
         # awaits): the crashed child's own drain goes on to its fresh instance.
-        self._supervisor.signal_now(ChildDown(self._name, error.code, error.detail))
+        self._inbox.signal_now(ChildDown(self._name, error.code, error.detail))
 
-    def child_exited(self, cell: ActorCell) -> None:
-        self._supervisor.signal(ChildExited(self._name))
+    def child_exited(self, child: Supervised) -> None:
+        self._inbox.signal(ChildExited(self._name))
 
-    def child_reported(self, cell: ActorCell, code: ReasonCode, detail: str) -> None:
-        self._supervisor.signal(DependencyFailed(self._name, code))
+    def child_reported(self, child: Supervised, code: ReasonCode, detail: str) -> None:
+        self._inbox.signal(DependencyFailed(self._name, code))
 
-    def child_probed(self, cell: ActorCell, ok: bool | None) -> None:
-        self._supervisor.signal(ProbeDone(self._name, ok))
+    def child_probed(self, child: Supervised, ok: bool | None) -> None:
+        self._inbox.signal(ProbeDone(self._name, ok))
 
 
 class Supervisor(Actor):
@@ -221,6 +240,7 @@ class Supervisor(Actor):
         self._children: dict[str, _Child] = {}  # in start order
         self._restarts = RestartWindow(spec.intensity)
         self._host: Host | None = None
+        self._inbox: Inbox | None = None  # this instance's (`started` makes it)
         self._pending: dict[int, list[str]] = {}  # restart ticket -> names, start order
         self._tickets = 0
         # Breakers of children started again after a normal exit: state survives.
@@ -231,6 +251,7 @@ class Supervisor(Actor):
 
     async def started(self) -> None:
         system = self.context.system
+        self._inbox = self.context.inbox()
         self._host = await system.open_host(self.context.path)
         try:
             for child_spec in self.spec.children:
@@ -249,16 +270,21 @@ class Supervisor(Actor):
             breaker = Breaker(spec.breaker)
         child = _Child(spec, seed=self.seed, breaker=breaker, one_for_one=self.spec.strategy is Strategy.ONE_FOR_ONE)
         self._children[spec.name] = child
-        ref = await self.context.system.spawn(
+        assert self._host is not None and self._inbox is not None, "children run only while the supervisor's host is open"
+        child.handle = await self.context.system.spawn_child(
             spec.actor,
             name=f"{self.context.path}/{spec.name}",
             kwargs=dict(spec.kwargs),
             tenant=spec.tenant,
-            start_soon=self._host_start_soon(),
-            parent=_Link(self.context.cell, spec.name),
+            host=self._host,
+            parent=_Link(self._inbox, spec.name),
         )
-        child.cell = _cell_of(ref)
         child.state = ChildState.RUNNING
+
+    def _signal(self, message: object) -> None:
+        """A signal to this instance (handled ahead of the mail, never by a later instance)."""
+        assert self._inbox is not None
+        self._inbox.signal(message)
 
     def _host_start_soon(self):
         assert self._host is not None, "children run only while the supervisor's host is open"
@@ -276,8 +302,8 @@ class Supervisor(Actor):
     async def _shut_down(self, name: str) -> None:
         child = self._children[name]
         child.state = ChildState.STOPPING  # its exit is ours, not news
-        if child.cell is not None:
-            await self.context.system.stop(child.cell.ref, timeout=child.shutdown_seconds)
+        if child.handle is not None:
+            await self.context.system.stop(child.handle.ref, timeout=child.shutdown_seconds)
         child.state = ChildState.STOPPED
 
     # ---- decisions ----------------------------------------------------------
@@ -291,8 +317,8 @@ class Supervisor(Actor):
         failed = self._children.get(message.name)
         if failed is None or failed.state is not ChildState.RUNNING or self._escalating:
             return  # a child already being handled, or removed, or we are giving up
-        cell = failed.cell
-        if cell is None or cell.state is not SUSPENDED or not self._deciding():
+        handle = failed.handle
+        if handle is None or handle.state is not CellState.SUSPENDED or not self._deciding():
             return  # the child was stopped meanwhile, or the tree is coming down
         if failed.temporary:
             self._forget(message.name)
@@ -302,10 +328,10 @@ class Supervisor(Actor):
             return  # open: no restart, no intensity spent, until the cooldown ends
         if self._restarts.add(now):
             self._escalating = True
-            self.context.cell.signal(Escalate(f"{message.name} {message.code}: {message.detail}"))
+            self._signal(Escalate(f"{message.name} {message.code}: {message.detail}"))
             return
         if failed.at_once:
-            cell.resume()  # its drain makes the fresh instance and runs `started`
+            handle.resume()  # its drain makes the fresh instance and runs `started`
             return
         if self.spec.strategy is Strategy.ONE_FOR_ONE:
             affected = [message.name]  # no need to look at the siblings
@@ -318,14 +344,13 @@ class Supervisor(Actor):
         self._pending[self._tickets] = affected
         delay = max(self._backoff(failed, now=now), self._retry(failed, now=now))
         if len(affected) > 1:
-            self.context.cell.signal(RestartGroup(self._tickets, message.name, delay))
+            self._signal(RestartGroup(self._tickets, message.name, delay))
         elif delay > 0:
             self._host_start_soon()(self._wake_after, self._tickets, delay)
         else:
             self._pending.pop(self._tickets)
-            assert failed.cell is not None
             failed.state = ChildState.RUNNING
-            failed.cell.resume()  # its drain makes the fresh instance and runs `started`
+            handle.resume()  # its drain makes the fresh instance and runs `started`
 
     @handles(RestartGroup)
     async def on_restart_group(self, message: RestartGroup) -> None:
@@ -336,8 +361,8 @@ class Supervisor(Actor):
         now = self.context.now()
         for name in reversed(names):
             sibling = self._children.get(name)
-            if name != message.failed and sibling is not None and sibling.cell is not None:
-                await sibling.cell.suspend(deadline=now + sibling.shutdown_seconds)
+            if name != message.failed and sibling is not None and sibling.handle is not None:
+                await sibling.handle.suspend(deadline=now + sibling.shutdown_seconds)
         for name in [n for n in names if self._children[n].spec.restart is Restart.TEMPORARY]:
             names.remove(name)
             self._forget(name)
@@ -354,21 +379,21 @@ class Supervisor(Actor):
         """Stop a child without waiting (it is down or being replaced) and drop it."""
         child = self._children.pop(name)
         child.state = ChildState.STOPPED
-        if child.cell is not None:
+        if child.handle is not None:
             deadline = self.context.now() + child.shutdown_seconds
-            child.cell.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=deadline)
+            child.handle.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=deadline)
 
     def _retry(self, child: _Child, *, now: float) -> float:
         """Hand the crashed envelope back to the child if its spec has a retry
         policy and the envelope an idempotency key, attempts and time remain.
         The retry's delay (0 if none): the restart waits at least that long.
         Each retry is audited ("retry"); running out is one RETRY_EXHAUSTED."""
-        policy, cell = child.spec.retry, child.cell
-        env = cell.crashed_on if cell is not None else None
+        policy, handle = child.spec.retry, child.handle
+        env = handle.crashed_on if handle is not None else None
         if policy is None or env is None or env.idempotency_key is None:
             return 0.0
-        cell.crashed_on = None
-        path = cell.path
+        handle.crashed_on = None
+        path = handle.path
         key = env.idempotency_key
         delay = policy.delay(key=key, attempt=env.attempt) if env.attempt < policy.max_attempts else None
         if delay is None or now + delay >= env.deadline:
@@ -381,7 +406,7 @@ class Supervisor(Actor):
             )
             return 0.0
         again = env._replace(attempt=env.attempt + 1, reply_to=None)  # its asker was told
-        if not cell.redeliver(again):
+        if not handle.redeliver(again):
             self.context.system.failure(
                 "retry_exhausted", ReasonCode.RETRY_EXHAUSTED, path=path, envelope=env, detail="mailbox full"
             )
@@ -413,7 +438,7 @@ class Supervisor(Actor):
 
     async def _wake_after(self, ticket: int, delay: float) -> None:
         await anyio.sleep(delay)
-        self.context.cell.signal(RestartDue(ticket))
+        self._signal(RestartDue(ticket))
 
     @handles(ChildExited)
     async def on_child_exited(self, message: ChildExited) -> None:
@@ -442,8 +467,7 @@ class Supervisor(Actor):
     def _deciding(self) -> bool:
         """Restart decisions are made only while this supervisor runs and the
         system is not shutting down; after that every child just stops."""
-        cell = self.context.cell
-        return not cell.system.stopping and cell.state is RUNNING
+        return not self.context.system.stopping and self.context.running
 
     def _restore_start_order(self) -> None:
         """A child started again keeps its place in the spec's start order
@@ -473,15 +497,15 @@ class Supervisor(Actor):
         if breaker.state is not BreakerState.OPEN:
             return False
         if transition is not None:
-            assert child.cell is not None
-            child.cell.gate(ReasonCode.BREAKER_OPEN)
+            assert child.handle is not None
+            child.handle.fail_fast(ReasonCode.BREAKER_OPEN)
             child.state = ChildState.BREAKER_OPEN
             self._host_start_soon()(self._breaker_timer, child.spec.name, breaker.reopen_at - now)
         return True
 
     async def _breaker_timer(self, name: str, delay: float) -> None:
         await anyio.sleep(max(delay, 0.0))
-        self.context.cell.signal(BreakerDue(name))
+        self._signal(BreakerDue(name))
 
     @handles(DependencyFailed)
     def on_dependency_failed(self, message: DependencyFailed) -> None:
@@ -501,17 +525,17 @@ class Supervisor(Actor):
         if transition is None:
             return
         self._audit(child, transition)
-        assert child.cell is not None
+        assert child.handle is not None
         child.state = ChildState.RUNNING
-        if child.cell.state is CellState.SUSPENDED:
-            failure = await child.cell.restart()
+        if child.handle.state is CellState.SUSPENDED:
+            failure = await child.handle.restart()
             if failure is not None:
                 self._breaker_failure(child, failure.code, now=now)  # open again, longer
                 return
         probes = child.breaker.policy.half_open_probes
         for _ in range(probes):
             child.breaker.admit(now=now)
-        child.cell.ungate(probes=probes)
+        child.handle.admit(probes=probes)
 
     @handles(ProbeDone)
     def on_probe_done(self, message: ProbeDone) -> None:
@@ -521,13 +545,13 @@ class Supervisor(Actor):
         now = self.context.now()
         if message.ok is None:
             child.breaker.release_probe(now=now)
-            assert child.cell is not None
-            child.cell.ungate(probes=1)  # let another probe take its place
+            assert child.handle is not None
+            child.handle.admit(probes=1)  # let another probe take its place
         elif message.ok:
             transition = child.breaker.record_success(now=now)
             self._audit(child, transition)
-            if child.breaker.state is BreakerState.CLOSED and child.cell is not None:
-                child.cell.ungate()
+            if child.breaker.state is BreakerState.CLOSED and child.handle is not None:
+                child.handle.admit()
         else:
             self._breaker_failure(child, ReasonCode.BREAKER_OPEN, now=now)
 
@@ -556,12 +580,12 @@ class Supervisor(Actor):
         finishing before the next begins. One that cannot start counts as a crash."""
         for name in self._pending.pop(ticket, ()):
             child = self._children.get(name)
-            if child is None or child.state is not ChildState.BACKING_OFF or child.cell is None:
+            if child is None or child.state is not ChildState.BACKING_OFF or child.handle is None:
                 continue
-            failure = await child.cell.restart()
+            failure = await child.handle.restart()
             child.state = ChildState.RUNNING
             if failure is not None:
-                self.context.cell.signal(ChildDown(name, failure.code, failure.detail))
+                self._signal(ChildDown(name, failure.code, failure.detail))
 
     async def _remove(self, name: str) -> None:
         await self._shut_down(name)
@@ -577,9 +601,9 @@ class Supervisor(Actor):
         if name in self._children:
             raise InvalidInput(ReasonCode.ACTOR_NAME_TAKEN, f"{self.context.path}/{name}")
         await self._start(message.spec)
-        cell = self._children[name].cell
-        assert cell is not None
-        return cell.ref
+        handle = self._children[name].handle
+        assert handle is not None
+        return handle.ref
 
     @handles(TerminateChild)
     async def on_terminate_child(self, message: TerminateChild) -> bool:
@@ -597,51 +621,46 @@ class Supervisor(Actor):
     @handles(Describe)
     async def on_describe(self, message: Describe) -> Node:
         children = []
-        for name, child in self._children.items():
-            cell = child.cell
-            if cell is None:
+        for child in self._children.values():
+            handle = child.handle
+            if handle is None:
                 continue
-            if isinstance(cell.actor, Supervisor) and child.state is ChildState.RUNNING:
-                children.append(await cell.ref.ask(Describe()))
-            else:
-                node = describe_cell(cell, state=str(child.state))
-                if child.breaker is not None:
-                    stats = child.breaker.statistics()
-                    node = attrs.evolve(
-                        node, breaker=f"{stats.state}({stats.failures_in_window}/{child.breaker.policy.threshold})"
-                    )
-                children.append(node)
-        own = describe_cell(self.context.cell, state="running")
+            if issubclass(handle.actor_type, Supervisor) and child.state is ChildState.RUNNING:
+                children.append(await handle.ref.ask(Describe()))
+                continue
+            node = node_of(handle.info(), state=str(child.state))
+            if child.breaker is not None:
+                stats = child.breaker.statistics()
+                node = attrs.evolve(
+                    node, breaker=f"{stats.state}({stats.failures_in_window}/{child.breaker.policy.threshold})"
+                )
+            children.append(node)
+        own = node_of(self.context.system.info(self.context.path), state="running")
         return attrs.evolve(own, children=tuple(children))
 
 
-def describe_cell(cell: ActorCell, *, state: str) -> Node:
-    stats = cell.mailbox.statistics()
+def node_of(info: ActorInfo, *, state: str) -> Node:
     return Node(
-        path=cell.path,
-        actor=cell.actor_type.__qualname__,
+        path=info.path,
+        actor=info.actor,
         state=state,
-        restarts=cell.restarts,
-        depth=stats.depth,
-        capacity=stats.capacity,
+        restarts=info.restarts,
+        depth=info.mailbox.depth,
+        capacity=info.mailbox.capacity,
     )
 
 
-async def describe_system(system) -> list[Node]:
+async def describe_system(system: System) -> list[Node]:
     """Every top-level actor of `system` as a tree: supervisors with their subtrees."""
     nodes = []
-    for path in system.paths():
-        if "/" in path and path.rsplit("/", 1)[0] in system.paths():
+    paths = system.paths()
+    for path in paths:
+        if "/" in path and path.rsplit("/", 1)[0] in paths:
             continue  # described by its supervisor
         ref = system.lookup(path)
-        cell = _cell_of(ref)
-        if isinstance(cell.actor, Supervisor):
+        if ref.accepts(Describe):
             nodes.append(await ref.ask(Describe()))
         else:
-            nodes.append(describe_cell(cell, state=cell.state.value))
+            info = system.info(path)
+            nodes.append(node_of(info, state=info.state.value))
     return nodes
-
-
-def _cell_of(ref: ActorRef) -> ActorCell:
-    """Supervisors are the runtime's own layer: they hold their children's cells."""
-    return ref._cell

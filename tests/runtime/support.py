@@ -149,3 +149,16 @@ async def blocked_gate(system, release: anyio.Event, *, fill: int = 3, **spawn_o
     for n in range(fill):
         await gate.tell(Add(n))
     return gate
+
+
+def instance_of(ref):
+    """The actor instance behind a local ref, to read a test actor's own
+    fields (as Akka's TestActorRef.underlyingActor)."""
+    return ref._cell.actor
+
+
+def cell_of(ref):
+    """White-box: the kernel's cell behind a ref, for tests of the kernel's
+    own mechanisms (parking, spawns, the in-flight table). Everything else
+    goes through the public surface."""
+    return ref._cell

@@ -16,8 +16,9 @@ from exoarmur.runtime import (
     handles,
     message,
 )
-from exoarmur.runtime.backend import PARK_SECONDS
+from exoarmur.runtime.margins import PARK
 from tests.runtime.support import (
+    cell_of,
     Add,
     Counter,
     Crash,
@@ -155,18 +156,41 @@ class TestLifecycle:
             assert "b" not in system.paths()
             await system.spawn(Counter, name="b")
 
+    async def test_an_init_that_raises_a_coded_error_fails_spawn_with_that_code(self):
+        """A coded error from `__init__` (a bad option) reaches the spawner as
+        itself, audited once; anything else is ACTOR_CRASHED. The path stays free."""
+
+        class Picky(Actor):
+            def __init__(self, *, limit: int) -> None:
+                if limit <= 0:
+                    raise InvalidInput(ReasonCode.CONFIG_INVALID, f"limit must be > 0, got {limit}")
+
+        class Clumsy(Actor):
+            def __init__(self) -> None:
+                raise RuntimeError("no")
+
+        async with ActorSystem() as system:
+            with pytest.raises(InvalidInput) as caught:
+                await system.spawn(Picky, name="p", kwargs={"limit": 0})
+            assert caught.value.code is ReasonCode.CONFIG_INVALID
+            with pytest.raises(ActorCrashed):
+                await system.spawn(Clumsy, name="c")
+            assert system.audit.counts() == {ReasonCode.CONFIG_INVALID: 1, ReasonCode.ACTOR_CRASHED: 1}
+            assert system.paths() == []
+            await system.spawn(Picky, name="p", kwargs={"limit": 1})
+
     async def test_idle_actor_holds_no_task(self):
         """After its mailbox empties, an actor's drain ends: once twice
-        PARK_SECONDS have passed (asyncio parks it up to that long) no task is
+        PARK have passed (asyncio parks it up to that long) no task is
         left for it."""
         async with ActorSystem() as system:
             ref = await system.spawn(Counter, name="c")
-            cell = ref._cell
+            cell = cell_of(ref)
             assert not cell.scheduled
             await ref.ask(Add(1))
             await wait_until(lambda: not cell.scheduled)
-            await anyio.sleep(3 * PARK_SECONDS)
-            assert not cell.scheduled and cell._parked is None
+            await anyio.sleep(3 * PARK)
+            assert not cell.scheduled and cell.parked is None
 
     async def test_a_send_soon_after_wakes_the_parked_drain_instead_of_spawning(self):
         """On asyncio (where a spawn costs most) the idle drain waits parked a
@@ -174,14 +198,14 @@ class TestLifecycle:
         is spawned. Either way the message is handled."""
         async with ActorSystem() as system:
             ref = await system.spawn(Counter, name="c")
-            cell = ref._cell
+            cell = cell_of(ref)
             spawns = []
             start_soon = cell.start_soon
             cell.start_soon = lambda fn, *args, **kw: (spawns.append(fn), start_soon(fn, *args, **kw))
             await ref.tell(Add(1))  # a tell is queued (an ask of an idle actor runs in the asker)
             await wait_until(lambda: not cell.scheduled)
             parks = system.backend.park is not None
-            assert (cell._parked is not None) is parks
+            assert (cell.parked is not None) is parks
             await ref.tell(Add(2))
             await wait_until(lambda: cell.mailbox.processed == 2)
             assert cell.actor.total == 3

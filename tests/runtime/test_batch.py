@@ -85,7 +85,7 @@ async def test_a_crash_fails_every_asker_of_the_run_and_the_parent_hears_once(ti
     async with ActorSystem() as system:
         ref, calls, answers = await queued(system, tick, [Item(1), Item(-1), Item(2)])
         assert answers == {0: ReasonCode.ACTOR_CRASHED, 1: ReasonCode.ACTOR_CRASHED, 2: ReasonCode.ACTOR_CRASHED}
-        assert ref._cell.restarts == 1
+        assert system.info(ref.path).restarts == 1
         crashed = [e for e in system.audit.events if e.code is ReasonCode.ACTOR_CRASHED]
         assert len(crashed) == 3  # one per asker
 
@@ -94,7 +94,7 @@ async def test_a_coded_error_answers_every_asker_once_each(tick):
     async with ActorSystem() as system:
         ref, calls, answers = await queued(system, tick, [Item(13), Item(2)])
         assert answers == {0: ReasonCode.KV_CONFLICT, 1: ReasonCode.KV_CONFLICT}
-        assert ref._cell.restarts == 0
+        assert system.info(ref.path).restarts == 0
         assert len([e for e in system.audit.events if e.code is ReasonCode.KV_CONFLICT]) == 2
 
 

@@ -29,7 +29,8 @@ from exoarmur.runtime import (
     handles,
     message,
 )
-from exoarmur.runtime.codec import MAX_BYTES, MAX_DEPTH, decode, decode_message, encode, encode_message
+from exoarmur.runtime.bodies import MAX_DEPTH
+from exoarmur.runtime.codec import MAX_BYTES, decode, decode_message, encode, encode_message
 
 # ---- messages (wire names "test.codec.*") ---------------------------------
 

@@ -9,9 +9,9 @@ import anyio
 import pytest
 
 from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, TimeoutCategory, handles, message
-from exoarmur.runtime.context import CURRENT
+from exoarmur.runtime.current import CURRENT
 from exoarmur.runtime.errors import error_for
-from tests.runtime.support import Add, Counter, Get, Seen, ask_all, wait_until
+from tests.runtime.support import Add, Counter, Get, Seen, ask_all, wait_until, instance_of, cell_of
 
 pytestmark = pytest.mark.anyio
 
@@ -111,7 +111,7 @@ class TestConcurrency:
             ref = await spawn_pool(system, release, log)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(partial(ask_all, ref, [Wait(i) for i in range(10)], results, timeout=1000 * tick))
-                actor = system.lookup("pool")._cell.actor
+                actor = instance_of(system.lookup("pool"))
                 await wait_until(lambda: actor.running == 3)
                 await anyio.sleep(10 * tick)  # room for a fourth, were the limit not kept
                 assert actor.running == 3 and ref.statistics().depth == 7
@@ -128,7 +128,7 @@ class TestConcurrency:
             results: dict = {}
             async with anyio.create_task_group() as tg:
                 tg.start_soon(ask_all, ref, [Wait(0), Wait(1)], results)
-                await wait_until(lambda: system.lookup("pool")._cell.actor.running == 2)
+                await wait_until(lambda: instance_of(system.lookup("pool")).running == 2)
                 assert await ref.ask(Get()) == (2, 2)
                 release.set()
             assert results == {0: 0, 1: 1}
@@ -158,7 +158,7 @@ class TestConcurrency:
             with pytest.raises(ExoarmurError) as caught:
                 await ref.ask(Refuse())
             assert caught.value.code is ReasonCode.KV_CONFLICT
-            assert system.lookup("pool")._cell.restarts == 0
+            assert system.info("pool").restarts == 0
 
     async def test_a_crash_cancels_the_siblings_in_flight_and_the_actor_restarts(self):
         """One concurrent handler crashes: the others in flight end with ACTOR_CRASHED,
@@ -169,13 +169,13 @@ class TestConcurrency:
             ref = await spawn_pool(system, release, log)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(ask_all, ref, [Wait(0), Wait(1)], results)
-                await wait_until(lambda: system.lookup("pool")._cell.actor.running == 2)
+                await wait_until(lambda: instance_of(system.lookup("pool")).running == 2)
                 with pytest.raises(ExoarmurError) as caught:
                     await ref.ask(Boom())
                 assert caught.value.code is ReasonCode.ACTOR_CRASHED
             assert results == {0: ReasonCode.ACTOR_CRASHED, 1: ReasonCode.ACTOR_CRASHED}
             assert log == []  # neither finished its work
-            assert system.lookup("pool")._cell.restarts == 1
+            assert system.info("pool").restarts == 1
             assert await ref.ask(Get()) == (0, 0)  # a fresh instance
             crashed = [e for e in system.audit.events if e.code is ReasonCode.ACTOR_CRASHED]
             assert len(crashed) == 3  # the crash, and one per sibling's asker
@@ -197,7 +197,7 @@ class TestConcurrency:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(bounded, 0, tick)
                 tg.start_soon(bounded, 1, 500 * tick)
-                await wait_until(lambda: ref.statistics().depth == 0 and len(system.lookup("pool")._cell.inflight) == 2)
+                await wait_until(lambda: ref.statistics().depth == 0 and len(cell_of(system.lookup("pool")).inflight) == 2)
                 await system.stop(ref, timeout=20 * tick)
             assert results == {0: "rested", 1: ReasonCode.ACTOR_STOPPED}
 
@@ -223,7 +223,7 @@ class TestConcurrency:
             async with ActorSystem(stop_timeout=5 * tick) as system:
                 ref = await spawn_pool(system, release, log)
                 outer.start_soon(partial(ask_all, ref, [Wait(0), Wait(1)], results, timeout=1000 * tick))
-                await wait_until(lambda: len(system.lookup("pool")._cell.inflight) == 2)
+                await wait_until(lambda: len(cell_of(system.lookup("pool")).inflight) == 2)
                 stopping_at = system.now()
             assert system.now() - stopping_at < 100 * tick
         assert results == {0: ReasonCode.SHUTTING_DOWN, 1: ReasonCode.SHUTTING_DOWN}
@@ -307,7 +307,7 @@ class TestInstanceTasks:
             ref = await system.spawn(Watcher, name="w", kwargs={"log": log, "fail": [fail]})
             await wait_until(lambda: log == ["watching"])
             fail.set()
-            await wait_until(lambda: system.lookup("w")._cell.restarts == 1)
+            await wait_until(lambda: system.info("w").restarts == 1)
             assert await ref.ask(Add(3)) == 3  # the fresh instance
             crashes = [e for e in system.audit.events if e.code is ReasonCode.ACTOR_CRASHED]
             assert len(crashes) == 1 and "task watch" in crashes[0].detail

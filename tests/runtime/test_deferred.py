@@ -9,11 +9,11 @@ import outcome
 import pytest
 
 from exoarmur.runtime import Actor, ActorSystem, Conflict, ExoarmurError, ReasonCode, TimeoutCategory, handles, message
-from exoarmur.runtime.context import CURRENT
+from exoarmur.runtime.current import CURRENT
 from exoarmur.runtime.deferred import Deferred
 from exoarmur.runtime.errors import error_for
 from exoarmur.supervisors import BreakerPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
-from tests.runtime.support import Crash, wait_until
+from tests.runtime.support import Crash, cell_of, instance_of, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -185,7 +185,7 @@ class TestDefer:
         async with ActorSystem() as system:
             front, _, _ = await front_and_store(system)
             with pytest.raises(RuntimeError, match="defer"):
-                front._cell.context.defer()
+                cell_of(front).context.defer()
 
 
 class Forgetful(Actor):
@@ -431,7 +431,7 @@ class TestCallAsSelf:
 
                 store.ask_then(Lookup(key), answered, timeout=5)
 
-            system.lookup("front")._cell.context.call_as_self(hand_on, "a")
+            instance_of(system.lookup("front")).context.call_as_self(hand_on, "a")
             assert CURRENT.get() is None  # nothing leaks into the caller's context
             await wait_until(lambda: len(answers) == 1)
             assert answers == [("value of a", "front")]
@@ -444,7 +444,7 @@ class TestCallAsSelf:
             def broken(context) -> None:
                 raise ValueError("responder bug")
 
-            front._cell.context.call_as_self(broken)  # does not raise here
+            cell_of(front).context.call_as_self(broken)  # does not raise here
             await wait_until(lambda: system.statistics().restarts == 1)
             crashes = [e for e in system.audit.events if e.kind == "crashed"]
             assert [(e.path, "responder bug" in e.detail) for e in crashes] == [("front", True)]
@@ -464,7 +464,7 @@ class TestCallAsSelf:
                 assert context.envelope is env
                 raise ValueError("settling bug")
 
-            front._cell.context.call_as_self(broken, envelope=env)
+            cell_of(front).context.call_as_self(broken, envelope=env)
             with pytest.raises(ExoarmurError) as caught:
                 await reply.wait(env.deadline, lambda r: None)
             assert caught.value.code is ReasonCode.ACTOR_CRASHED

@@ -9,10 +9,10 @@ import outcome
 import pytest
 
 from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, handles, message
-from exoarmur.runtime.cell import EAGER_DEPTH
-from exoarmur.runtime.context import CURRENT
+from exoarmur.runtime.eager import EAGER_DEPTH
+from exoarmur.runtime.current import CURRENT
 from exoarmur.runtime.errors import error_for
-from tests.runtime.support import Add, Counter, Crash, Gate, Get, Hold, Sleep, wait_until
+from tests.runtime.support import Add, Counter, Crash, Gate, Get, Hold, Sleep, wait_until, instance_of, cell_of
 
 pytestmark = pytest.mark.anyio
 
@@ -86,7 +86,7 @@ class TestEagerAsk:
     async def test_an_idle_actor_is_asked_in_the_askers_task_with_no_drain(self):
         async with ActorSystem() as system:
             ref = await system.spawn(Eager, name="e")
-            spawns = count_spawns(ref._cell)
+            spawns = count_spawns(cell_of(ref))
             assert await ref.ask(WhoAmI()) == ("e", 1)  # its own context, one eager call deep
             assert await ref.ask(Add(2)) == 2
             assert spawns == []
@@ -117,18 +117,18 @@ class TestEagerAsk:
     async def test_an_async_handler_is_left_to_the_drain(self, tick):
         async with ActorSystem() as system:
             ref = await system.spawn(Eager, name="e")
-            spawns = count_spawns(ref._cell)
+            spawns = count_spawns(cell_of(ref))
             assert await ref.ask(Sleep(0)) == "slept"
             assert len(spawns) == 1
 
     async def test_a_crash_answers_actor_crashed_and_the_parent_restarts_it(self):
         async with ActorSystem() as system:
             ref = await system.spawn(Eager, name="e", kwargs={"start": 5})
-            first = ref._cell.actor
+            first = instance_of(ref)
             with pytest.raises(ExoarmurError) as caught:
                 await ref.ask(Crash())  # raises in this task, crashes the actor
             assert caught.value.code is ReasonCode.ACTOR_CRASHED
-            await wait_until(lambda: ref._cell.actor is not first)
+            await wait_until(lambda: instance_of(ref) is not first)
             assert await ref.ask(Get()) == 5  # a fresh instance, same mailbox
             assert system.statistics().restarts == 1
             assert system.audit.counts() == {ReasonCode.ACTOR_CRASHED: 1}
@@ -141,17 +141,17 @@ class TestEagerAsk:
 
         async with ActorSystem() as system:
             ref = await system.spawn(Refuses, name="r")
-            first = ref._cell.actor
+            first = instance_of(ref)
             with pytest.raises(ExoarmurError) as caught:
                 await ref.ask(Get())
             assert caught.value.code is ReasonCode.KV_CONFLICT
-            assert ref._cell.actor is first and system.statistics().restarts == 0
+            assert instance_of(ref) is first and system.statistics().restarts == 0
 
     async def test_sends_to_itself_meanwhile_queue_and_a_drain_takes_them(self):
         async with ActorSystem() as system:
             ref = await system.spawn(Eager, name="e")
             assert await ref.ask(TellSelf(3)) == 0  # the Add(3) it told itself is not handled yet
-            await wait_until(lambda: ref._cell.actor.total == 3)
+            await wait_until(lambda: instance_of(ref).total == 3)
             assert ref.statistics().processed == 2
 
     async def test_a_stop_from_the_handler_ends_the_actor(self):
@@ -159,7 +159,7 @@ class TestEagerAsk:
             ref = await system.spawn(Eager, name="e")
             assert await ref.ask(StopSelf()) == "stopping"
             with anyio.fail_after(5):
-                await ref._cell.wait_stopped()
+                await cell_of(ref).wait_stopped()
             with pytest.raises(ExoarmurError) as caught:
                 await ref.ask(Get())
             assert caught.value.code is ReasonCode.ACTOR_STOPPED
@@ -188,7 +188,7 @@ class TestEagerAsk:
     async def test_a_gated_mailbox_refuses_with_its_code(self):
         async with ActorSystem() as system:
             ref = await system.spawn(Eager, name="e")
-            ref._cell.gate(ReasonCode.BREAKER_OPEN)
+            cell_of(ref).fail_fast(ReasonCode.BREAKER_OPEN)
             with pytest.raises(ExoarmurError) as caught:
                 await ref.ask(Get())
             assert caught.value.code is ReasonCode.BREAKER_OPEN
@@ -214,7 +214,7 @@ class TestEagerInterrupted:
             with pytest.raises(Interrupt):
                 await ref.ask(Hold())
             assert system.audit.counts() == {ReasonCode.SHUTTING_DOWN: 1}
-            assert not ref._cell.scheduled and system.eager_depth == 0 and CURRENT.get() is None
+            assert not cell_of(ref).scheduled and system.eager_depth == 0 and CURRENT.get() is None
             assert await ref.ask(Add(1)) == 1
 
 
@@ -254,7 +254,7 @@ class TestEagerAskThen:
             await wait_until(lambda: len(seen) == 4)
             assert seen[2:] == [("queued", 7), ("eager", 7)]
             seen.clear()
-            await wait_until(lambda: not system.lookup("e")._cell.scheduled)  # its drain is done
+            await wait_until(lambda: not cell_of(system.lookup("e")).scheduled)  # its drain is done
 
             class EagerOnly(Asker):
                 @handles(Add)

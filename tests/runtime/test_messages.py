@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from exoarmur.runtime import InvalidInput, MessageRegistry, TimeoutCategory, message, wire_name
+from exoarmur.runtime import InvalidInput, MessageRegistry, ReasonCode, TimeoutCategory, message, wire_name
 from exoarmur.runtime.envelope import Envelope
 
 
@@ -54,6 +54,21 @@ class TestMessage:
 
         with pytest.raises(InvalidInput):
             message("test.msg.mutable", registry=MessageRegistry())(Mutable)
+
+    @pytest.mark.parametrize("bad", [2.5, "kv_get", "KV_GET", None, ReasonCode.TIMEOUT_KV_GET])
+    def test_a_timeout_that_is_not_a_category_is_refused_at_definition(self, bad):
+        """`timeout=2.5` or a string would fail only at the first send (a bare
+        KeyError): it is refused here, coded, and nothing is registered."""
+        registry = MessageRegistry()
+        with pytest.raises(InvalidInput) as caught:
+
+            @message("test.msg.bad_timeout", timeout=bad, registry=registry)
+            class Bad:
+                pass
+
+        assert caught.value.code is ReasonCode.ENVELOPE_INVALID
+        assert "TimeoutCategory" in caught.value.detail
+        assert "test.msg.bad_timeout" not in registry
 
     def test_wire_name_of_a_plain_class_is_envelope_invalid(self):
         """Only @message classes have wire names."""

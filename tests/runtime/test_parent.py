@@ -7,9 +7,8 @@ import anyio
 import pytest
 
 from exoarmur.runtime import ActorSystem, ActorUnavailable, CellState, ExoarmurError, Overloaded, ReasonCode, handles, message
-from exoarmur.runtime.cell import TRANSITIONS
 from exoarmur.runtime.errors import error_for
-from tests.runtime.support import Add, Counter, Crash, Get, wait_until
+from tests.runtime.support import Add, Counter, Crash, Get, instance_of, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -30,6 +29,12 @@ class RecordingParent:
         self.exits.append(cell.path)
 
 
+async def spawn_under(system, parent, actor_type, **options):
+    """Spawn under `parent` (its drains in a host of their own); the handle."""
+    host = await system.open_host(options["name"])
+    return await system.spawn_child(actor_type, parent=parent, host=host, **options)
+
+
 class Hooked(Counter):
     starts = 0
 
@@ -37,31 +42,25 @@ class Hooked(Counter):
         type(self).starts += 1
 
 
-class TestStateTable:
-    def test_every_state_has_a_row_and_stopped_is_final(self):
-        """The transition table covers every state; STOPPED leads nowhere."""
-        assert set(TRANSITIONS) == set(CellState)
-        assert TRANSITIONS[CellState.STOPPED] == frozenset()
-        assert CellState.RUNNING in TRANSITIONS[CellState.SUSPENDED]
-
-
 class TestParent:
     async def test_crash_suspends_the_actor_and_tells_its_parent(self):
         """A crash moves the actor to SUSPENDED and calls the parent once with ACTOR_CRASHED."""
         parent = RecordingParent()
         async with ActorSystem() as system:
-            ref = await system.spawn(Counter, name="c", parent=parent)
+            child = await spawn_under(system, parent, Counter, name="c")
+            ref = child.ref
             await ref.tell(Crash())
             await wait_until(lambda: parent.crashes)
             assert parent.crashes == [("c", ReasonCode.ACTOR_CRASHED)]
-            assert ref._cell.state is CellState.SUSPENDED
+            assert child.state is CellState.SUSPENDED
             parent.cells[0].resume()
 
     async def test_mail_sent_to_a_suspended_actor_waits_within_its_policy(self):
         """While suspended, sends queue within capacity (nothing is handled) and overflow is refused."""
         parent = RecordingParent()
         async with ActorSystem() as system:
-            ref = await system.spawn(Counter, name="c", parent=parent, capacity=3, overflow="reject")
+            child = await spawn_under(system, parent, Counter, name="c", capacity=3, overflow="reject")
+            ref = child.ref
             await ref.tell(Crash())
             await wait_until(lambda: parent.crashes)
             for n in (1, 2, 3):
@@ -80,22 +79,24 @@ class TestParent:
         parent = RecordingParent()
         Hooked.starts = 0
         async with ActorSystem() as system:
-            ref = await system.spawn(Hooked, name="h", parent=parent, kwargs={"start": 5})
+            child = await spawn_under(system, parent, Hooked, name="h", kwargs={"start": 5})
+            ref = child.ref
             await ref.tell(Add(1))
             await ref.tell(Crash())
             await wait_until(lambda: parent.crashes)
-            crashed = ref._cell.actor
+            crashed = instance_of(ref)
             parent.cells[0].resume()
             await wait_until(lambda: Hooked.starts == 2)
-            assert ref._cell.actor is not crashed
-            assert ref._cell.restarts == 1
+            assert instance_of(ref) is not crashed
+            assert system.info(ref.path).restarts == 1
             assert await ref.ask(Get()) == 5
 
     async def test_stopping_a_suspended_actor_dead_letters_its_mail(self):
         """A suspended actor that is stopped handles nothing: its queue is dead-lettered with ACTOR_STOPPED."""
         parent = RecordingParent()
         async with ActorSystem() as system:
-            ref = await system.spawn(Counter, name="c", parent=parent)
+            child = await spawn_under(system, parent, Counter, name="c")
+            ref = child.ref
             await ref.tell(Crash())
             await wait_until(lambda: parent.crashes)
             for n in range(3):
@@ -110,7 +111,8 @@ class TestParent:
         """Shutting the system down while an actor is suspended dead-letters its queue with SHUTTING_DOWN."""
         parent = RecordingParent()
         async with ActorSystem() as system:
-            ref = await system.spawn(Counter, name="c", parent=parent)
+            child = await spawn_under(system, parent, Counter, name="c")
+            ref = child.ref
             await ref.tell(Crash())
             await wait_until(lambda: parent.crashes)
             for n in range(4):
@@ -125,7 +127,7 @@ class TestParent:
             ref = await system.spawn(Counter, name="c", kwargs={"start": 1})
             await ref.tell(Crash())
             assert await ref.ask(Get()) == 1
-            assert ref._cell.state is CellState.RUNNING
+            assert system.info("c").state is CellState.RUNNING
             assert system.statistics().restarts == 1
 
 
@@ -159,7 +161,7 @@ class TestFreshInstance:
             for m in (Add(1), Crash(), Add(2), Add(3)):
                 ref.tell_nowait(m)
             assert await ref.ask(Get()) == 5
-            assert ref._cell.actor.seen == [2, 3]
+            assert instance_of(ref).seen == [2, 3]
             assert system.statistics().restarts == 1
             assert system.audit.counts() == {ReasonCode.ACTOR_CRASHED: 1}
 
@@ -180,8 +182,8 @@ class TestFreshInstance:
             ref = await system.spawn(actor, name="c")
             for m in (Add(1), Crash(), Add(2), Add(3)):
                 ref.tell_nowait(m)
-            await wait_until(lambda: ref._cell.state is CellState.STOPPED)
-            assert ref._cell.actor.seen == [1]
+            await wait_until(lambda: "c" not in system.paths())  # stopped: unregistered
+            assert instance_of(ref).seen == [1]
         assert [(e.kind, e.code) for e in system.audit.events] == [
             ("crashed", ReasonCode.ACTOR_CRASHED),
             ("crashed", code),
@@ -234,7 +236,7 @@ class TestCrashWhileStopping:
                 ref.tell_nowait(Add(1))
                 await system.stop(ref, timeout=50 * tick)
             assert codes == [ReasonCode.ACTOR_CRASHED]
-            assert ref._cell.state is CellState.STOPPED
+            assert "c" not in system.paths()  # stopped: unregistered
             assert system.statistics().restarts == 0
             # The sequential handler held the drain, so the Add waited and was
             # dead-lettered; beside a concurrent one the drain had taken it.
@@ -250,10 +252,11 @@ class TestCrashWhileStopping:
         parent = RecordingParent()
         with pytest.raises(KeyError):
             async with ActorSystem() as system:
-                ref = await system.spawn(Counter, name="c", parent=parent)
+                child = await spawn_under(system, parent, Counter, name="c")
+                ref = child.ref
                 await ref.tell(Crash())
                 await wait_until(lambda: parent.crashes)
                 await ref.tell(Add(1))
                 raise KeyError("boom")
-        assert ref._cell.state is CellState.STOPPED
+        assert child.state is CellState.STOPPED
         assert system.dead_letters.counts() == {ReasonCode.SHUTTING_DOWN: 1}

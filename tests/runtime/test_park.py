@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 
-from exoarmur.runtime.backend import PARK_SECONDS, AsyncioPark
+from exoarmur.runtime.backend import AsyncioPark
+from exoarmur.runtime.margins import PARK
 
 
 class Cell:
-    _parked = None
+    parked = None
 
 
 def test_a_drain_parked_through_two_sweeps_ends_and_a_woken_one_goes_on():
@@ -21,8 +22,8 @@ def test_a_drain_parked_through_two_sweeps_ends_and_a_woken_one_goes_on():
         idle_ends = loop.create_task(park(idle))
         busy_goes_on = loop.create_task(park(busy))
         await asyncio.sleep(0)
-        busy._parked.set_result(True)  # as a send wakes it
-        return await asyncio.wait_for(idle_ends, 3 * PARK_SECONDS), await busy_goes_on
+        busy.parked.set_result(True)  # as a send wakes it
+        return await asyncio.wait_for(idle_ends, 3 * PARK), await busy_goes_on
 
     assert asyncio.run(main()) == (False, True)
 
@@ -41,6 +42,6 @@ def test_a_task_cancelled_in_the_sweeps_pass_does_not_stop_later_sweeps():
         cancelled.cancel()  # its future is cancelled now, its `finally` runs later
         park._sweep()  # must neither raise nor stop sweeping
         later = loop.create_task(park(second))
-        return await asyncio.wait_for(later, 4 * PARK_SECONDS)
+        return await asyncio.wait_for(later, 4 * PARK)
 
     assert asyncio.run(main()) is False

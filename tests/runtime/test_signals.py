@@ -7,9 +7,14 @@ import anyio
 import pytest
 
 from exoarmur.runtime import Actor, ActorSystem, ReasonCode, handles, message
-from tests.runtime.support import Add, Counter, Get, wait_until
+from tests.runtime.support import Add, Counter, Get, instance_of, wait_until
 
 pytestmark = pytest.mark.anyio
+
+
+def inbox_of(ref):
+    """The inbox of the instance running now behind `ref`."""
+    return instance_of(ref).context.inbox()
 
 
 @message("test.kernel.signals.ping")
@@ -42,9 +47,9 @@ class TestSignals:
             ref = await system.spawn(Listener, name="l")
             await ref.tell(Add(1))
             await ref.tell(Add(2))  # full (capacity 2), drain not run yet
-            ref._cell.signal(Ping(7))
-            await wait_until(lambda: len(ref._cell.actor.order) == 3)
-            assert ref._cell.actor.order == ["signal 7", "add 1", "add 2"]
+            inbox_of(ref).signal(Ping(7))
+            await wait_until(lambda: len(instance_of(ref).order) == 3)
+            assert instance_of(ref).order == ["signal 7", "add 1", "add 2"]
             stats = ref.statistics()
             assert stats.accepted == stats.processed == 3
 
@@ -52,9 +57,9 @@ class TestSignals:
         """A signal never vanishes: to a stopped actor it is a dead letter."""
         async with ActorSystem() as system:
             ref = await system.spawn(Listener, name="l")
-            cell = ref._cell
+            inbox = inbox_of(ref)
             await system.stop(ref)
-            cell.signal(Ping(1))
+            inbox.signal(Ping(1))
             assert system.dead_letters.counts() == {ReasonCode.ACTOR_STOPPED: 1}
 
     async def test_signal_without_a_handler_is_a_type_error(self):
@@ -62,7 +67,7 @@ class TestSignals:
         async with ActorSystem() as system:
             ref = await system.spawn(Counter, name="c")
             with pytest.raises(TypeError):
-                ref._cell.signal(Ping(1))
+                inbox_of(ref).signal(Ping(1))
 
 
 @message("test.kernel.signals.hold")
@@ -113,16 +118,16 @@ class TestSignalNow:
         ask inside is queued and handled after, by a drain."""
         async with ActorSystem() as system:
             ref = await system.spawn(SelfAsking, name="s")
-            ref._cell.signal_now(AskSelf())
-            assert ref._cell.actor.order == ["signal starts", "signal ends"]
-            await wait_until(lambda: "answered" in ref._cell.actor.order)
-            assert ref._cell.actor.order == ["signal starts", "signal ends", "add 1", "answered"]
+            inbox_of(ref).signal_now(AskSelf())
+            assert instance_of(ref).order == ["signal starts", "signal ends"]
+            await wait_until(lambda: "answered" in instance_of(ref).order)
+            assert instance_of(ref).order == ["signal starts", "signal ends", "add 1", "answered"]
 
     async def test_to_an_idle_actor_it_is_handled_before_the_call_returns(self):
         async with ActorSystem() as system:
             ref = await system.spawn(Busy, name="b", kwargs={"release": anyio.Event()})
-            ref._cell.signal_now(Ping(1))
-            assert ref._cell.actor.order == ["signal 1"]
+            inbox_of(ref).signal_now(Ping(1))
+            assert instance_of(ref).order == ["signal 1"]
             stats = ref.statistics()
             assert stats.accepted == stats.processed == 1
 
@@ -133,22 +138,22 @@ class TestSignalNow:
         async with ActorSystem() as system:
             ref = await system.spawn(Busy, name="b", kwargs={"release": release})
             await ref.tell(Hold())
-            await wait_until(lambda: ref._cell.actor.order == ["hold"])
+            await wait_until(lambda: instance_of(ref).order == ["hold"])
             await ref.tell(Add(1))
-            ref._cell.signal_now(Ping(2))
-            assert ref._cell.actor.order == ["hold"]
+            inbox_of(ref).signal_now(Ping(2))
+            assert instance_of(ref).order == ["hold"]
             release.set()
-            await wait_until(lambda: len(ref._cell.actor.order) == 4)
-            order = ref._cell.actor.order
+            await wait_until(lambda: len(instance_of(ref).order) == 4)
+            order = instance_of(ref).order
             assert order[:2] == ["hold", "held"] and sorted(order[2:]) == ["add 1", "signal 2"]
 
     async def test_a_raising_handler_crashes_the_instance_not_the_caller(self):
         async with ActorSystem() as system:
             ref = await system.spawn(Busy, name="b", kwargs={"release": anyio.Event()})
-            first = ref._cell.actor
-            ref._cell.signal_now(Ping(-1))  # does not raise here
+            first = instance_of(ref)
+            inbox_of(ref).signal_now(Ping(-1))  # does not raise here
             await wait_until(lambda: system.statistics().restarts == 1)
-            assert ref._cell.actor is not first
+            assert instance_of(ref) is not first
             crashes = [e for e in system.audit.events if e.kind == "crashed"]
             assert len(crashes) == 1 and "signal handler bug" in crashes[0].detail
 
@@ -169,7 +174,7 @@ class TestHost:
 
         async with ActorSystem() as system:
             host = await system.open_host("sup")
-            ref = await system.spawn(Sleeper, name="sup/s", start_soon=host.start_soon)
+            ref = (await system.spawn_child(Sleeper, name="sup/s", parent=system, host=host)).ref
             await ref.tell(Get(), timeout=1000 * tick)
             await wait_until(lambda: ref.statistics().processed == 1)
             await host.close()

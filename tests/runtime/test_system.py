@@ -23,7 +23,7 @@ from exoarmur.runtime import (
     TimeoutPolicy,
     read_jsonl,
 )
-from tests.runtime.support import Add, Counter, Crash, Gate, Get, Hold, Sleep, wait_until
+from tests.runtime.support import Add, Counter, Crash, Gate, Get, Hold, Sleep, wait_until, instance_of
 
 pytestmark = pytest.mark.anyio
 
@@ -145,7 +145,7 @@ class TestGracefulShutdown:
         stats = [r.statistics() for r in refs]
         accepted = sum(s.accepted for s in stats)
         processed = sum(s.processed for s in stats)
-        handled = sum(r._cell.actor.total for r in refs)
+        handled = sum(instance_of(r).total for r in refs)
         assert sent == total
         assert accepted + sum(refused.values()) == total
         assert processed == handled
@@ -162,7 +162,7 @@ class TestGracefulShutdown:
             ref = await system.spawn(Counter, name="c")
             for _ in range(50):
                 await ref.tell(Add(1))
-        assert ref._cell.actor.total == 50
+        assert instance_of(ref).total == 50
         assert system.dead_letters.total == 0
 
     async def test_shutdown_dead_letters_what_the_stop_deadline_leaves(self, tick):
@@ -333,4 +333,4 @@ class TestShutdownInsideTheBlock:
             await anyio.sleep(tick)  # would raise Cancelled if shutdown cancelled the body
             reached = True
         assert reached
-        assert ref._cell.actor.total == 1
+        assert instance_of(ref).total == 1

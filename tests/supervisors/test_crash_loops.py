@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, handles, message
 from exoarmur.supervisors import BackoffPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
-from tests.runtime.support import wait_until
+from tests.runtime.support import wait_until, instance_of
 
 pytestmark = pytest.mark.anyio
 
@@ -139,7 +139,7 @@ async def test_random_crash_schedules_keep_the_invariants(strategy, schedule, ti
                 refused[n] = exc.code
             if pause:
                 await anyio.sleep(pause * tick / 10)
-        host = system.lookup("sup")._cell.actor._host
+        host = instance_of(system.lookup("sup"))._host
     handled = ledger["handled"]
     dead = [d.envelope.message.n for d in system.dead_letters.recent() if hasattr(d.envelope.message, "n")]
     assert len(handled) == len(set(handled)), "an envelope was handled twice"

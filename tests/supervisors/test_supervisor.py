@@ -11,7 +11,7 @@ from exoarmur.supervisors.backoff import BackoffPolicy
 from exoarmur.supervisors.intensity import RestartIntensity
 from exoarmur.supervisors.spec import ChildSpec, Restart, Strategy, SupervisorSpec
 from exoarmur.supervisors.supervisor import ChildState, Supervisor
-from tests.runtime.support import wait_until
+from tests.runtime.support import cell_of, instance_of, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -91,7 +91,7 @@ def events(journal: list, kind: str) -> list[str]:
 
 
 def instance(system: ActorSystem, path: str) -> Actor:
-    return system.lookup(path)._cell.actor
+    return instance_of(system.lookup(path))
 
 
 async def crash(system: ActorSystem, path: str) -> None:
@@ -136,7 +136,7 @@ class TestStrategies:
             for n in "abc":
                 changed = id(instance(system, f"sup/{n}")) != before[n]
                 assert changed == (n in restarted), n
-            assert sup._cell.actor.child_states() == dict.fromkeys("abc", ChildState.RUNNING)
+            assert instance_of(sup).child_states() == dict.fromkeys("abc", ChildState.RUNNING)
             assert system.audit.counts() == {ReasonCode.ACTOR_CRASHED: 1}
 
 
@@ -156,7 +156,7 @@ class TestStrategies:
             await crash(system, "sup/b")
             for n, name in enumerate("abc"):
                 assert await system.lookup(f"sup/{name}").ask(Work(n), timeout=20 * tick) == n
-            assert sup._cell.actor.child_states() == dict.fromkeys("abc", ChildState.RUNNING)
+            assert instance_of(sup).child_states() == dict.fromkeys("abc", ChildState.RUNNING)
             assert system.audit.counts() == {ReasonCode.ACTOR_CRASHED: 2}
             assert "c" not in events(journal, "stopping")  # a crashed instance runs no hook
 
@@ -188,12 +188,12 @@ class TestRestartTypes:
         spec = SupervisorSpec(Strategy.ONE_FOR_ONE, children=(worker("a", journal),))
         async with ActorSystem() as system:
             await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
-            child, supervisor = system.lookup("sup/a")._cell, system.lookup("sup")._cell
+            supervisor = cell_of(system.lookup("sup"))
             await wait_until(lambda: not supervisor.scheduled)
-            handled = supervisor.mailbox.processed
+            handled = system.info("sup").mailbox.processed
             with pytest.raises(Exception, match="asked to crash"):
                 await system.lookup("sup/a").ask(Boom())
-            assert child.restarts == 1 and supervisor.mailbox.processed == handled + 1
+            assert system.info("sup/a").restarts == 1 and system.info("sup").mailbox.processed == handled + 1
             assert await system.lookup("sup/a").ask(Work(1)) == 1
             assert len(events(journal, "started")) == 2
 
@@ -386,12 +386,12 @@ class TestNormalExit:
             if comes_back:
                 await wait_until(lambda: events(journal, "started").count("q") == 2)
                 assert await system.lookup("sup/q").ask(Work(3)) == 3
-                assert list(sup._cell.actor.child_states()) == ["q", "after"]  # keeps its place
+                assert list(instance_of(sup).child_states()) == ["q", "after"]  # keeps its place
             else:
                 await wait_until(lambda: "sup/q" not in system.paths())
                 await anyio.sleep(0.01)
                 assert events(journal, "started").count("q") == 1
-                assert list(sup._cell.actor.child_states()) == ["after"]
+                assert list(instance_of(sup).child_states()) == ["after"]
             assert system.audit.counts().get(ReasonCode.ACTOR_CRASHED, 0) == 0
 
     async def test_children_stopped_by_a_system_shutdown_are_not_restarted(self):

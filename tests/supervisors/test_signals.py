@@ -1,0 +1,77 @@
+"""The signals a supervisor gets from its children: those addressed to one
+incarnation never reach the next (a supervisor restarted by its parent
+supervises its fresh children as if new: in OTP the old process's exit
+signals die with it), and every one ends exactly once, those sent while it
+shuts its children down included."""
+
+from __future__ import annotations
+
+import pytest
+
+from exoarmur.runtime import ActorCrashed, ActorSystem, MemoryAuditSink, ReasonCode
+from exoarmur.supervisors import ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
+from tests.runtime.support import wait_until
+from tests.supervisors.test_supervisor import Boom, Work, Worker
+
+pytestmark = pytest.mark.anyio
+
+
+def nested(journal: list) -> SupervisorSpec:
+    """root (1 restart in 5 s) -> mid (3 in 5 s) -> worker."""
+    mid = SupervisorSpec(
+        Strategy.ONE_FOR_ONE,
+        intensity=RestartIntensity(3, 5.0),
+        children=(ChildSpec("worker", Worker, kwargs={"name": "worker", "journal": journal}),),
+    )
+    return SupervisorSpec(
+        Strategy.ONE_FOR_ONE,
+        intensity=RestartIntensity(1, 5.0),
+        children=(ChildSpec("mid", Supervisor, kwargs={"spec": mid}),),
+    )
+
+
+async def crash(system: ActorSystem, path: str) -> None:
+    with pytest.raises(ActorCrashed):
+        await system.lookup(path).ask(Boom(), timeout=1.0)
+
+
+class TestNestedRestart:
+    async def test_a_supervisor_restarted_by_its_parent_restarts_its_children_again(self):
+        """Crash the worker 4 times: mid escalates and root restarts mid. Crash
+        it once more: the fresh mid restarts it, and it answers again."""
+        journal: list = []
+        audit = MemoryAuditSink()
+        async with ActorSystem(audit=audit) as system:
+            await system.spawn(Supervisor, name="root", kwargs={"spec": nested(journal)})
+            for _ in range(4):
+                await wait_until(lambda: "root/mid/worker" in system.paths())
+                await crash(system, "root/mid/worker")
+            await wait_until(lambda: any(e.code is ReasonCode.ESCALATED for e in audit.events))
+            await wait_until(lambda: "root/mid/worker" in system.paths())
+            assert await system.lookup("root/mid/worker").ask(Work(1), timeout=1.0) == 1
+            starts_before = sum(1 for event in journal if event[0] == "started")
+            await crash(system, "root/mid/worker")
+            await wait_until(lambda: sum(1 for event in journal if event[0] == "started") == starts_before + 1)
+            assert await system.lookup("root/mid/worker").ask(Work(2), timeout=1.0) == 2
+            assert not [e for e in audit.events if e.code is ReasonCode.ACTOR_NAME_TAKEN]
+            assert system.fatal is None
+
+
+class TestSignalsAtStop:
+    async def test_the_exits_of_children_shut_down_at_stop_are_counted_and_end(self):
+        """Stopping a supervisor shuts its children down from its `stopping`
+        hook; their exit signals reach it then, and each ends (handled), none
+        is left in its control lane, and a clean stop audits nothing."""
+        journal: list = []
+        spec = SupervisorSpec(
+            Strategy.ONE_FOR_ONE,
+            children=tuple(ChildSpec(n, Worker, kwargs={"name": n, "journal": journal}) for n in "abc"),
+        )
+        audit = MemoryAuditSink()
+        async with ActorSystem(audit=audit) as system:
+            ref = await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+            await system.stop(ref)
+            stats = ref.statistics()
+            assert stats.accepted == 3
+            assert stats.processed + system.dead_letters.total == stats.accepted
+            assert audit.events == []
