@@ -11,8 +11,11 @@
     # token = "..."  user = "..."  password = "..."  creds_file = "..."
     # nkeys_seed_file = "..."  tls_ca_file = "..."  tls_cert_file = "..."  tls_key_file = "..."
 
-`exoarmur run --nats-url URL` (repeatable) replaces `urls`. Secrets never
-appear in a repr or in `exoarmur config`: they show as "***".
+The credential keys are `Credentials`' fields (actors/nats/credentials.py),
+declared there once: which are secrets and which the environment may supply
+is said there too. `exoarmur run --nats-url URL` (repeatable) replaces
+`urls`. Secrets never appear in a repr or in `exoarmur config`: they show as
+"***".
 """
 
 from __future__ import annotations
@@ -23,38 +26,26 @@ from typing import Any
 
 import attrs
 
-from exoarmur.runtime.codes import ReasonCode
-from exoarmur.runtime.errors import InvalidInput
+from exoarmur.actors.nats.credentials import CREDENTIALS, FROM_ENVIRONMENT, SECRETS, Credentials
+from exoarmur.runtime import InvalidInput, ReasonCode
 
-__all__ = ["MASK", "NatsConfig", "parse_nats"]
+__all__ = ["ENVIRONMENT", "MASK", "NatsConfig", "parse_nats"]
 
 MASK = "***"
-SECRETS = ("token", "password")
-_STRINGS = ("token", "user", "password", "creds_file", "nkeys_seed_file", "tls_ca_file", "tls_cert_file", "tls_key_file")
-KEYS = ("urls", "data_dir", "sync_always", *_STRINGS)
-ENVIRONMENT = {
-    "EXOARMUR_NATS_TOKEN": "token",
-    "EXOARMUR_NATS_USER": "user",
-    "EXOARMUR_NATS_PASSWORD": "password",
-    "EXOARMUR_NATS_CREDS_FILE": "creds_file",
-    "EXOARMUR_NATS_NKEYS_SEED_FILE": "nkeys_seed_file",
-}
+KEYS = ("urls", "data_dir", "sync_always", *CREDENTIALS)
+# EXOARMUR_NATS_TOKEN -> token, and so on for each credential the
+# environment may supply.
+ENVIRONMENT = {f"EXOARMUR_NATS_{name.upper()}": name for name in FROM_ENVIRONMENT}
 DEFAULT_DATA_DIR = "exoarmur-data/nats"
 
 
 @attrs.frozen(kw_only=True)
-class NatsConfig:
+class NatsConfig(Credentials):
+    """The `[nats]` section: where NATS is, and the credentials to reach it."""
+
     urls: tuple[str, ...] = ()
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     sync_always: bool = True
-    token: str | None = attrs.field(default=None, repr=False)
-    user: str | None = None
-    password: str | None = attrs.field(default=None, repr=False)
-    creds_file: str | None = None
-    nkeys_seed_file: str | None = None
-    tls_ca_file: str | None = None
-    tls_cert_file: str | None = None
-    tls_key_file: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -71,8 +62,7 @@ class NatsConfig:
     def shown(self) -> dict[str, Any]:
         """TOML-shaped, secrets masked, unset keys left out."""
         data: dict[str, Any] = {"urls": list(self.urls), "data_dir": str(self.data_dir), "sync_always": self.sync_always}
-        for key in _STRINGS:
-            value = getattr(self, key)
+        for key, value in self.credentials().items():
             if value is not None:
                 data[key] = MASK if key in SECRETS else value
         return data
@@ -100,12 +90,12 @@ def parse_nats(table: Mapping[str, Any], *, source: str, base_dir: Path | None) 
     sync_always = table.get("sync_always", True)
     if not isinstance(sync_always, bool):
         raise invalid("sync_always", f"must be true or false, got {sync_always!r}")
-    strings: dict[str, str] = {}
-    for key in _STRINGS:
+    credentials: dict[str, str] = {}
+    for key in CREDENTIALS:
         if key in table:
             value = table[key]
             if not isinstance(value, str) or not value:
                 shown = MASK if key in SECRETS else repr(value)
                 raise invalid(key, f"must be a non-empty string, got {shown}")
-            strings[key] = value
-    return NatsConfig(urls=tuple(urls), data_dir=path, sync_always=sync_always, **strings)
+            credentials[key] = value
+    return NatsConfig(urls=tuple(urls), data_dir=path, sync_always=sync_always, **credentials)

@@ -45,18 +45,7 @@ def nats_spec(nats: NatsConfig) -> SupervisorSpec:
         )
         connection: dict[str, object] = {"server": SERVER}
     else:
-        options = ConnectionOptions(
-            urls=nats.urls,
-            token=nats.token,
-            user=nats.user,
-            password=nats.password,
-            creds_file=nats.creds_file,
-            nkeys_seed_file=nats.nkeys_seed_file,
-            tls_ca_file=nats.tls_ca_file,
-            tls_cert_file=nats.tls_cert_file,
-            tls_key_file=nats.tls_key_file,
-        )
-        connection = {"options": options}
+        connection = {"options": ConnectionOptions(urls=nats.urls).with_credentials_of(nats)}
     connection["subscriptions"] = Subscriptions()  # kept across the connection's restarts
     children.append(
         ChildSpec("connection", NatsConnection, kwargs=connection, breaker=CONNECTION_BREAKER, backoff=RESTART_BACKOFF)

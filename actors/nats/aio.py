@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import anyio
 import sniffio
 
-from exoarmur.runtime.context import ActorContext
+from exoarmur.runtime import ActorContext
 
 __all__ = ["Bridge", "StrayCancellation", "open_bridge"]
 

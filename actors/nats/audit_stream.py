@@ -31,11 +31,20 @@ import anyio
 import attrs
 import orjson
 
-from exoarmur.actors.nats.connection import JsPublish, PubAck, StreamEnsure, StreamLast, StreamMessage, StreamRead
 from exoarmur.actors.nats.errors import DEPENDENCY_CODES
-from exoarmur.runtime import Actor, ActorRef, ReasonCode, TimeoutCategory, handles, message
-from exoarmur.runtime.audit import AuditEvent
-from exoarmur.runtime.errors import ExoarmurError, error_for
+from exoarmur.actors.nats.stream_messages import JsPublish, PubAck, StreamEnsure, StreamLast, StreamMessage, StreamRead
+from exoarmur.runtime import (
+    Actor,
+    ActorRef,
+    AuditEvent,
+    ExoarmurError,
+    ReasonCode,
+    TimeoutCategory,
+    error_for,
+    handles,
+    message,
+)
+from exoarmur.runtime.margins import AUDIT_ATTEMPT, AUDIT_RETRY_PAUSE
 
 __all__ = [
     "Append",
@@ -49,9 +58,6 @@ __all__ = [
 ]
 
 GENESIS = "0" * 64
-# One publish attempt at most: a lost ack is retried while time remains.
-ATTEMPT_SECONDS = 1.0
-RETRY_PAUSE = 0.01
 RETRYABLE = frozenset({ReasonCode.TIMEOUT_NATS_PUBLISH, ReasonCode.NATS_DISCONNECTED})
 
 
@@ -178,16 +184,17 @@ class AuditStream(Actor):
 
     async def _publish(self, record: Record, last_seq: int, deadline: float) -> PubAck:
         """Publish with the record's hash as message id; after a lost ack or a
-        lost connection, again with the same id, until `deadline`."""
+        lost connection, again with the same id, until `deadline` (each
+        attempt AUDIT_ATTEMPT at most, AUDIT_RETRY_PAUSE between them)."""
         publish = JsPublish(self.subject, record.to_bytes(), msg_id=record.hash, expected_last_subject_seq=last_seq)
         while True:
-            attempt_deadline = min(deadline, self.context.now() + ATTEMPT_SECONDS)
+            attempt_deadline = min(deadline, self.context.now() + AUDIT_ATTEMPT)
             try:
                 return await self._ask(publish, deadline=attempt_deadline)
             except ExoarmurError as exc:
                 if exc.code not in RETRYABLE or self.context.now() >= deadline:
                     raise
-            await anyio.sleep(RETRY_PAUSE)
+            await anyio.sleep(AUDIT_RETRY_PAUSE)
 
 
 async def read_records(connection: ActorRef, stream: str, seqs: Iterable[int]) -> list[Record]:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from nats import errors as nats_errors
 from nats.js import errors as js_errors
 
-from exoarmur.runtime.codes import TIMEOUT_CODES, ReasonCode
-from exoarmur.runtime.errors import ExoarmurError, error_for
+from exoarmur.runtime import TIMEOUT_CODES, ExoarmurError, ReasonCode, error_for
 
 __all__ = ["DEPENDENCY_CODES", "coded"]
 

@@ -18,8 +18,7 @@ from exoarmur.actors.nats.audit_stream import (
     verify_chain,
 )
 from exoarmur.actors.nats.connection import JsPublish, StreamEnsure
-from exoarmur.runtime import ActorSystem, ExoarmurError, ReasonCode
-from exoarmur.runtime.audit import AuditEvent
+from exoarmur.runtime import ActorSystem, AuditEvent, ExoarmurError, ReasonCode
 from tests.integration.support import connect, eventually, running_server
 
 pytestmark = pytest.mark.anyio
@@ -125,7 +124,7 @@ async def test_the_sink_hands_kernel_events_to_the_stream_and_counts_what_it_can
         audit = await spawn_audit(system)
         sink = JetStreamAuditSink(audit)
         sink.emit(AuditEvent(kind="test", code=ReasonCode.ACTOR_CRASHED, at=1.0, path="x", detail="via sink"))
-        await eventually(lambda: audit._cell.mailbox.processed >= 1)
+        await eventually(lambda: audit.statistics().processed >= 1)
         last = await audit.ask(Append(event(99)))
         records = await read_records(conn, "EXOARMUR_AUDIT", range(1, last.seq + 1))
         assert records[0].event["detail"] == "via sink"
@@ -161,7 +160,7 @@ async def test_as_the_systems_sink_it_leaves_out_what_the_audit_actor_itself_cau
         system.audit = tee = Tee(sink)
         with pytest.raises(ExoarmurError):
             system.lookup("missing-1")  # ACTOR_NOT_FOUND, audited: one append
-        await eventually(lambda: audit._cell.mailbox.processed == 1)
+        await eventually(lambda: audit.statistics().processed == 1)
         server.kill()
         await server.wait()
         with pytest.raises(ExoarmurError):
@@ -173,7 +172,7 @@ async def test_as_the_systems_sink_it_leaves_out_what_the_audit_actor_itself_cau
         # (the connection's own news, not the audit actor's).
         outside = [e for e in tee.events if e.path != "audit" and e.sender != "audit"]
         assert {(e.kind, e.code) for e in outside} >= {("rejected", ReasonCode.ACTOR_NOT_FOUND)}
-        assert audit._cell.mailbox.accepted == len(outside)
+        assert audit.statistics().accepted == len(outside)
         assert sink.own == len(tee.events) - len(outside) >= 2  # the audit actor's report, the answer to it
         assert sink.dropped == 0
         await system.stop(audit)

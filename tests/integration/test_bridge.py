@@ -1,4 +1,4 @@
-"""The asyncio bridge (actors/aio.py), on both backends: the caller's own
+"""The asyncio bridge (actors/nats/aio.py), on both backends: the caller's own
 cancellation crosses it, and a CancelledError nobody asked for comes out as an
 error instead of cancelling the caller's task group."""
 

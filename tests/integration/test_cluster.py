@@ -15,9 +15,7 @@ import pytest
 from exoarmur.actors.nats.audit_stream import Append, AuditStream, read_records, verify_chain
 from exoarmur.actors.nats.connection import ConnectionOptions, KvGet, KvOpen, KvPut, NatsConnection
 from exoarmur.actors.nats.process import ClusterOptions
-from exoarmur.runtime import ActorSystem, ExoarmurError
-from exoarmur.runtime.audit import AuditEvent
-from exoarmur.runtime.codes import TIMEOUT_CODES, ReasonCode
+from exoarmur.runtime import TIMEOUT_CODES, ActorSystem, AuditEvent, ExoarmurError, ReasonCode
 from tests.integration.support import running_server
 
 pytestmark = pytest.mark.anyio

@@ -4,12 +4,17 @@ goes away opens the bucket's breaker instead of hanging or falling back."""
 from __future__ import annotations
 
 import anyio
+import attrs
 import pytest
 
+from exoarmur.actors.nats.connection import Statistics
 from exoarmur.actors.nats.kv import Create, Delete, Get, KvBucket, Keys, Put, Update
 from exoarmur.runtime import ActorSystem, ExoarmurError, ReasonCode
 from exoarmur.supervisors import BreakerPolicy, ChildSpec, Strategy, Supervisor, SupervisorSpec
-from tests.integration.support import connect, eventually, running_server
+from tests.integration.proxy import TcpProxy
+from tests.integration.support import connect, eventually, options_for, running_server
+from tests.integration.test_nats_connection import CrashableConnection
+from tests.runtime.support import Crash
 
 pytestmark = pytest.mark.anyio
 
@@ -20,11 +25,11 @@ async def code_of(awaitable) -> ReasonCode:
     return caught.value.code
 
 
-async def spawn_bucket(system: ActorSystem, *, breaker: BreakerPolicy | None = None):
+async def spawn_bucket(system: ActorSystem, *, breaker: BreakerPolicy | None = None, connection: str = "nats"):
     spec = SupervisorSpec(
         Strategy.ONE_FOR_ONE,
         children=(
-            ChildSpec("intents", KvBucket, kwargs={"bucket": "intents", "connection": "nats"}, breaker=breaker),
+            ChildSpec("intents", KvBucket, kwargs={"bucket": "intents", "connection": connection}, breaker=breaker),
         ),
     )
     await system.spawn(Supervisor, name="store", kwargs={"spec": spec})
@@ -45,6 +50,37 @@ async def test_the_bucket_answers_with_revisions_and_codes(tmp_path):
         assert await bucket.ask(Keys()) == ["i-1", "i-2"]
         await bucket.ask(Delete("i-2"))
         assert await bucket.ask(Get("i-2")) is None
+
+
+async def test_reopening_the_bucket_after_a_connection_restart_times_out_with_the_operations_code(tmp_path):
+    """A restarted connection reopens a bucket's handle on its first use; a
+    reopen that runs out of time fails with the code of the operation that
+    needed it (a put's TIMEOUT_KV_PUT, a delete's TIMEOUT_KV_DELETE), never
+    with a get's whatever the operation."""
+    async with running_server(tmp_path) as server, TcpProxy(server.port) as proxy, ActorSystem() as system:
+        # Pings far apart: the silent link below stays "connected", so every
+        # operation waits on the reopen until its own deadline.
+        options = attrs.evolve(options_for(server, ping_interval=30.0, stuck_after=30.0), urls=(proxy.url,))
+        child = ChildSpec("connection", CrashableConnection, kwargs={"options": options})
+        await system.spawn(Supervisor, name="nats", kwargs={"spec": SupervisorSpec(Strategy.ONE_FOR_ONE, children=(child,))})
+        conn = system.lookup("nats/connection")
+        bucket = await spawn_bucket(system, connection="nats/connection")
+        revision = await bucket.ask(Put("k", b"v"))
+        with pytest.raises(ExoarmurError):
+            await conn.ask(Crash())
+        assert (await conn.ask(Statistics())).connected  # answered by the fresh instance
+        proxy.blackhole()
+        operations = {
+            Put("k", b"w"): ReasonCode.TIMEOUT_KV_PUT,
+            Create("new", b"w"): ReasonCode.TIMEOUT_KV_PUT,
+            Update("k", b"w", last=revision): ReasonCode.TIMEOUT_KV_PUT,
+            Delete("k"): ReasonCode.TIMEOUT_KV_DELETE,
+            Get("k"): ReasonCode.TIMEOUT_KV_GET,
+            Keys(): ReasonCode.TIMEOUT_KV_GET,
+        }
+        codes = {operation: await code_of(bucket.ask(operation, timeout=0.3)) for operation in operations}
+        assert list(codes.values()) == list(operations.values())
+        proxy.heal()
 
 
 async def test_an_unreachable_store_fails_within_the_deadline_then_the_breaker_opens(tmp_path):

@@ -30,14 +30,15 @@ from exoarmur.actors.nats.connection import (
     Subscribe,
     Subscriptions,
     Unsubscribe,
-    _publish_all,
 )
+from exoarmur.actors.nats import calls
+from exoarmur.actors.nats.buffering import publish_all
 from exoarmur.actors.nats.connection import ConnectionOptions
 from exoarmur.actors.nats.process import ServerUser
 from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, Overflow, ReasonCode, TimeoutPolicy, handles, message
 from exoarmur.supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
 from tests.integration.support import connect, eventually, options_for, running_server
-from tests.runtime.support import Crash
+from tests.runtime.support import Crash, instance_of
 
 pytestmark = pytest.mark.anyio
 
@@ -93,6 +94,16 @@ class Echo(Actor):
 
 class LimitedConnection(NatsConnection):
     requests_limit = 3
+
+
+def state_of(conn):
+    """The ConnectionState of a NatsConnection's current instance."""
+    return instance_of(conn).state
+
+
+def client_of(conn):
+    """The nats-py client of a NatsConnection's current instance."""
+    return state_of(conn).nc
 
 
 async def code_of(awaitable) -> ReasonCode:
@@ -204,18 +215,18 @@ class TestRequest:
             await system.spawn(Sink, name="sink", kwargs={"got": got})
             conn = await connect(system, server)
             await conn.ask(Subscribe("plain.>", "sink"))
-            attempt = NatsConnection._attempt  # where every call of nats-py's goes
+            attempt = calls.attempt  # where every awaited call of nats-py's goes
 
-            def counted(self, code, fn, *rest):
+            def counted(state, code, fn, *rest):
                 crossings.append(fn)
-                return attempt(self, code, fn, *rest)
+                return attempt(state, code, fn, *rest)
 
-            monkeypatch.setattr(NatsConnection, "_attempt", counted)
+            monkeypatch.setattr(calls, "attempt", counted)
             too_big = b"x" * (1024 * 1024 + 1)  # the server's default max_payload is 1 MiB
             for subject in ["plain.a", "plain bad", "plain.b", "plain.c", "plain.d"]:
                 await conn.tell(Publish(subject, too_big if subject == "plain.c" else b"ok"))  # queued: one run
             await eventually(lambda: conn.statistics().processed >= 5)
-            assert crossings == ([] if anyio_backend_name == "asyncio" else [_publish_all])
+            assert crossings == ([] if anyio_backend_name == "asyncio" else [publish_all])
             monkeypatch.undo()
             await conn.ask(Flush())
             await eventually(lambda: len(got) == 3)
@@ -309,7 +320,7 @@ class TestRequest:
                 tg.start_soon(ask)
                 await eventually(lambda: len(got) == 1)
                 started = anyio.current_time()
-                conn._cell.context.call_as_self(broken)
+                instance_of(conn).context.call_as_self(broken)
             assert codes == [ReasonCode.ACTOR_CRASHED]
             assert anyio.current_time() - started < 0.3
             await anyio.sleep(0.5)  # past the dead request's own timer
@@ -480,13 +491,13 @@ class TestReadLoopDelivery:
                 conn = await connect(system, server)
                 await conn.ask(Serve("svc", responder))
                 assert (await conn.ask(Request("svc", b"one"))).data == b"ONE"
-                nc = conn._cell.actor.nc
+                nc = client_of(conn)
                 assert len(nc._subs) == 2  # the replies', the Serve's
                 assert [sub._wait_for_msgs_task for sub in nc._subs.values()] == [None, None]
                 server.kill()
                 await server.wait()
             async with running_server(tmp_path):
-                await eventually(lambda: conn._cell.actor.reconnects >= 1)
+                await eventually(lambda: state_of(conn).reconnects >= 1)
                 await eventually(lambda: nc.is_connected)
                 await conn.ask(Flush())
                 assert (await conn.ask(Request("svc", b"two"))).data == b"TWO"
@@ -502,7 +513,7 @@ class TestServerLoss:
             conn = await connect(system, server)
             server.kill()
             await server.wait()
-            await eventually(lambda: not conn._cell.actor.nc.is_connected)
+            await eventually(lambda: not client_of(conn).is_connected)
             codes: list = []
 
             async def ask() -> None:
@@ -510,8 +521,8 @@ class TestServerLoss:
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(ask)
-                await eventually(lambda: len(conn._cell.actor._request_tasks) == 1)
-                task = next(iter(conn._cell.actor._request_tasks))
+                await eventually(lambda: len(state_of(conn).request_tasks) == 1)
+                task = next(iter(state_of(conn).request_tasks))
                 await system.stop(conn, timeout=5.0)
             assert len(codes) == 1
             assert task.done()
@@ -542,7 +553,7 @@ class TestServerLoss:
                 reported = [e for e in system.audit.events if e.kind == "dependency_failed"]
                 assert any(e.code is ReasonCode.NATS_DISCONNECTED for e in reported)
             async with running_server(tmp_path):
-                await eventually(lambda: conn._cell.actor.reconnects >= 1)
+                await eventually(lambda: state_of(conn).reconnects >= 1)
                 for key, revision in acknowledged.items():
                     entry = await conn.ask(KvGet("durable", key))
                     assert entry is not None and entry.revision == revision
@@ -556,7 +567,7 @@ class TestServerLoss:
         async with ActorSystem() as system:
             async with running_server(tmp_path) as server:
                 refs = [await connect(system, server, name=f"c{i}", reconnect_time_wait=0.001) for i in range(20)]
-                clients = [ref._cell.actor.nc for ref in refs]
+                clients = [client_of(ref) for ref in refs]
                 server.kill()
                 await server.wait()
                 await eventually(lambda: all(c._reconnection_task is not None for c in clients))
@@ -594,7 +605,7 @@ class TestRestart:
             await eventually(lambda: len(got) == 1)
             with pytest.raises(ExoarmurError):
                 await conn.ask(Crash())
-            await eventually(lambda: conn._cell.restarts == 1)
+            await eventually(lambda: system.info(conn.path).restarts == 1)
             assert (await conn.ask(Statistics())).subscriptions == 1
             await conn.ask(Publish("events", b"after"))
             await eventually(lambda: len(got) == 2)
@@ -623,7 +634,7 @@ class TestKvWatch:
                 await conn.ask(KvPut("w", "a", b"1"))
                 await conn.ask(KvWatch("w", "watcher"))
                 await eventually(lambda: len(seen) == 1)
-                nc = conn._cell.actor.nc
+                nc = client_of(conn)
                 consumer_tasks = [
                     task
                     for sub in nc._subs.values()
@@ -707,4 +718,4 @@ class TestTraps:
             started = anyio.current_time()
             await system.stop(conn, timeout=5.0)
             assert anyio.current_time() - started < 5.0
-            assert conn._cell.state.name == "STOPPED"
+            assert conn.path not in system.paths()  # stopped: unregistered

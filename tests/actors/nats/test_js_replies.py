@@ -14,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nats.js.manager import JetStreamManager
 
-from exoarmur.actors.nats.connection import KvEntry, _acked_sequence, _entry, _pub_ack
+from exoarmur.actors.nats.js_replies import acked_sequence, entry, pub_ack
+from exoarmur.actors.nats.kv_messages import KvEntry
 
 HEADER_VALUES = st.sampled_from(["DEL", "PURGE", "del", " DEL", "DEL ", "\tPURGE", "PUT", "DELETE", ""])
 HEADER_NAMES = st.sampled_from([b"KV-Operation", b"kv-operation", b"KV-Operation ", b" KV-Operation"])
@@ -46,7 +47,7 @@ def by_nats_py(key: str, data: bytes) -> KvEntry | None | type[Exception]:
 
 def by_us(key: str, data: bytes) -> KvEntry | None | type[Exception]:
     try:
-        return _entry(key, types.SimpleNamespace(data=data, headers=None))
+        return entry(key, types.SimpleNamespace(data=data, headers=None))
     except nats.js.errors.APIError as exc:
         return type(exc)
 
@@ -85,11 +86,11 @@ def test_a_publish_ack_is_read_as_nats_py_reads_it(duplicate):
         reply["duplicate"] = duplicate
     msg = types.SimpleNamespace(data=orjson.dumps(reply), headers=None)
     ack = nats.js.api.PubAck.from_response(reply)
-    assert (_pub_ack(msg).stream, _pub_ack(msg).seq, _pub_ack(msg).duplicate) == (ack.stream, ack.seq, bool(ack.duplicate))
-    assert _acked_sequence(msg) == ack.seq
+    assert (pub_ack(msg).stream, pub_ack(msg).seq, pub_ack(msg).duplicate) == (ack.stream, ack.seq, bool(ack.duplicate))
+    assert acked_sequence(msg) == ack.seq
 
 
 def test_an_error_ack_raises_nats_py_s_error():
     msg = types.SimpleNamespace(data=orjson.dumps({"error": {"code": 400, "err_code": 10071, "description": "wrong last sequence: 3"}}), headers=None)
     with pytest.raises(nats.js.errors.BadRequestError):
-        _pub_ack(msg)
+        pub_ack(msg)

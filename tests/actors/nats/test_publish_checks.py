@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exoarmur.actors.nats.connection import Publish, _command, _PubRun, _refused
+from exoarmur.actors.nats.buffering import PubRun, command, refused
+from exoarmur.actors.nats.messages import Publish
 
 client = pytest.importorskip("nats.aio.client")
 validate = getattr(client, "_validate_subject", None)
@@ -32,7 +33,7 @@ def nats_refuses(subject: str, reply: str) -> bool:
 @given(subject=st.text(SUBJECT_CHARS, max_size=12), reply=st.text(SUBJECT_CHARS, max_size=6))
 def test_subjects_are_refused_as_nats_py_refuses_them(subject, reply):
     nc = types.SimpleNamespace(_max_payload=1024)
-    error = _refused(nc, subject, reply, b"x")
+    error = refused(nc, subject, reply, b"x")
     assert (error is not None) == nats_refuses(subject, reply)
     if error is not None:
         assert isinstance(error, nats.errors.BadSubjectError)
@@ -41,7 +42,7 @@ def test_subjects_are_refused_as_nats_py_refuses_them(subject, reply):
 @given(size=st.integers(min_value=0, max_value=2048))
 def test_payloads_over_the_servers_limit_are_refused(size):
     nc = types.SimpleNamespace(_max_payload=1024)
-    error = _refused(nc, "a.b", "", b"x" * size)
+    error = refused(nc, "a.b", "", b"x" * size)
     assert (error is not None) == (size > 1024)
     assert error is None or isinstance(error, nats.errors.MaxPayloadError)
 
@@ -73,7 +74,7 @@ def test_a_command_is_byte_for_byte_what_nats_py_buffers(data, reply, headers):
     """The fast path (a served reply, a request) writes the bytes nats-py
     would, headers included; where nats-py refuses a header, it steps aside."""
     m = Publish("a.b", data, headers, reply=reply)
-    assert _command(m.subject, m.data, m.headers, m.reply) == nats_buffers(m)
+    assert command(m.subject, m.data, m.headers, m.reply) == nats_buffers(m)
 
 
 RUN_PUBLISHES = st.builds(
@@ -90,9 +91,9 @@ def test_a_gathered_run_is_what_nats_py_buffers_for_each_and_refuses_the_same(ba
     still, byte for byte, each accepted publish's in order, and each refused
     one gets the error nats-py's publish would raise."""
     nc = types.SimpleNamespace(_max_payload=1024)
-    run = _PubRun()
+    run = PubRun()
     results = [run.add(nc, m) for m in batch]
-    expected = [_refused(nc, m.subject, m.reply, m.data) for m in batch]
+    expected = [refused(nc, m.subject, m.reply, m.data) for m in batch]
     assert [type(r) for r in results] == [type(e) for e in expected]
     accepted = [m for m, e in zip(batch, expected) if e is None]
     assert run.command() == b"".join(nats_buffers(m) for m in accepted)

@@ -1,0 +1,79 @@
+"""How to authenticate to NATS, declared once.
+
+`Credentials` is the one list of credential fields. The `[nats]` config
+section (`NatsConfig`, actors/app/nats_config.py) and the connection's options
+(`ConnectionOptions`, options.py) are Credentials plus settings of their own,
+so a field added here is parsed, masked, taken from the environment and
+handed to nats-py without another line elsewhere.
+
+Each field says in its metadata whether it is a secret (never in a repr,
+shown as "***") and whether the environment may supply it
+(EXOARMUR_NATS_<NAME>, which wins over the file): `SECRETS`,
+`FROM_ENVIRONMENT`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any, TypeVar
+
+import attrs
+
+__all__ = ["CREDENTIALS", "FROM_ENVIRONMENT", "SECRETS", "Credentials"]
+
+C = TypeVar("C", bound="Credentials")
+
+# Field metadata keys.
+SECRET = "secret"
+ENVIRONMENT = "environment"
+_SECRET_FROM_ENVIRONMENT = {SECRET: True, ENVIRONMENT: True}
+_FROM_ENVIRONMENT = {SECRET: False, ENVIRONMENT: True}
+_FROM_FILE_ONLY = {SECRET: False, ENVIRONMENT: False}
+
+
+@attrs.frozen(kw_only=True)
+class Credentials:
+    """Who this process is to NATS; every field optional (None: not used).
+    Secrets are never part of a repr."""
+
+    token: str | None = attrs.field(default=None, repr=False, metadata=_SECRET_FROM_ENVIRONMENT)
+    user: str | None = attrs.field(default=None, metadata=_FROM_ENVIRONMENT)
+    password: str | None = attrs.field(default=None, repr=False, metadata=_SECRET_FROM_ENVIRONMENT)
+    creds_file: str | None = attrs.field(default=None, metadata=_FROM_ENVIRONMENT)
+    nkeys_seed_file: str | None = attrs.field(default=None, metadata=_FROM_ENVIRONMENT)
+    tls_ca_file: str | None = attrs.field(default=None, metadata=_FROM_FILE_ONLY)
+    tls_cert_file: str | None = attrs.field(default=None, metadata=_FROM_FILE_ONLY)
+    tls_key_file: str | None = attrs.field(default=None, metadata=_FROM_FILE_ONLY)
+
+    def credentials(self) -> dict[str, str | None]:
+        """The credential fields by name (of a NatsConfig or ConnectionOptions too)."""
+        return {name: getattr(self, name) for name in CREDENTIALS}
+
+    def with_credentials_of(self: C, other: Credentials) -> C:
+        """This, with `other`'s credentials in place of its own."""
+        return attrs.evolve(self, **other.credentials())
+
+    def credential_kwargs(self) -> dict[str, Any]:
+        """nats-py's `connect` arguments for these credentials."""
+        kwargs: dict[str, Any] = {}
+        if self.token is not None:
+            kwargs["token"] = self.token
+        if self.user is not None:
+            kwargs["user"], kwargs["password"] = self.user, self.password
+        if self.creds_file is not None:
+            kwargs["user_credentials"] = self.creds_file
+        if self.nkeys_seed_file is not None:
+            kwargs["nkeys_seed"] = self.nkeys_seed_file
+        if self.tls_ca_file or self.tls_cert_file:
+            context = ssl.create_default_context(cafile=self.tls_ca_file)
+            if self.tls_cert_file:
+                context.load_cert_chain(self.tls_cert_file, self.tls_key_file)
+            kwargs["tls"] = context
+        return kwargs
+
+
+CREDENTIALS: tuple[str, ...] = tuple(field.name for field in attrs.fields(Credentials))
+SECRETS: frozenset[str] = frozenset(field.name for field in attrs.fields(Credentials) if field.metadata[SECRET])
+FROM_ENVIRONMENT: tuple[str, ...] = tuple(
+    field.name for field in attrs.fields(Credentials) if field.metadata[ENVIRONMENT]
+)
