@@ -1,5 +1,6 @@
 """Remote refs: two actor systems on one NATS, asking each other's actors with
-deadlines that travel, and every refusal coded at the sender."""
+deadlines that travel, only exported messages crossing, and every refusal
+coded at the sender."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ import anyio
 import pytest
 
 from exoarmur.actors.nats.connection import Request, Statistics
-from exoarmur.actors.remote.gateway import Gateway, RemoteRef, gateway_subject
+from exoarmur.actors.remote import MAX_REMOTE_DEADLINE, Gateway, RemoteRef, gateway_subject
+from exoarmur.actors.remote.wire import decode_reply, frame
 from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, Overflow, ReasonCode, TimeoutPolicy, handles
+from exoarmur.supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
+from exoarmur.supervisors.supervisor import Escalate
+from tests.actors.remote.support import Local, RemoteCounter, code_of, wire_envelope
 from tests.integration.support import connect, running_server
-from tests.runtime.support import Add, Counter, Crash, Get, Hold, Seen, Sleep
+from tests.runtime.support import Add, Crash, Get, Hold, Seen, Sleep
 
 pytestmark = pytest.mark.anyio
 
@@ -26,7 +31,7 @@ class Small(Actor):
     def __init__(self, *, release: anyio.Event) -> None:
         self.release = release
 
-    @handles(Hold)
+    @handles(Hold, remote=True)
     async def hold(self, m: Hold) -> str:
         await self.release.wait()
         return "released"
@@ -39,18 +44,12 @@ async def two_systems(tmp_path, *, tenant: str | None = None):
         await connect(a, server)
         await connect(b, server)
         await a.spawn(Gateway, name="gateway", kwargs={"connection": "nats", "system": "a", "tenant": tenant})
-        await a.spawn(Counter, name="counter", tenant=tenant)
+        await a.spawn(RemoteCounter, name="counter", tenant=tenant)
         yield a, b
 
 
 def remote(b: ActorSystem, path: str, system_name: str = "a") -> RemoteRef:
     return RemoteRef(b, connection="nats", system_name=system_name, path=path)
-
-
-async def code_of(awaitable) -> ReasonCode:
-    with pytest.raises(ExoarmurError) as caught:
-        await awaitable
-    return caught.value.code
 
 
 async def test_ask_and_tell_across_systems(tmp_path):
@@ -84,7 +83,7 @@ async def test_the_remote_deadline_not_the_deliverys_bounds_the_work(tmp_path):
 
 
 class Napper(Actor):
-    @handles(Sleep)
+    @handles(Sleep, remote=True)
     async def nap(self, m: Sleep) -> str:
         await anyio.sleep(m.seconds)
         return "rested"
@@ -109,6 +108,38 @@ async def test_garbage_on_the_wire_is_answered_envelope_invalid_and_the_gateway_
             response = await connection.ask(Request(gateway_subject("a"), data))
             assert b"ENVELOPE_INVALID" in response.data
         assert await remote(b, "counter").ask(Add(1)) == 1
+
+
+@pytest.mark.parametrize("mode", ["ask", "tell"])
+async def test_a_forged_escalate_through_nats_is_refused_and_the_tree_runs_on(tmp_path, mode):
+    """Any peer on the server can send to the gateway: the supervisor's own
+    escalate signal is NOT_EXPORTED, audited by the gateway, and the
+    supervisor neither stops its children nor escalates."""
+    spec = SupervisorSpec(Strategy.ONE_FOR_ONE, children=(ChildSpec("worker", RemoteCounter),))
+    async with two_systems(tmp_path) as (a, b):
+        await a.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+        send = getattr(remote(b, "sup"), mode)
+        assert await code_of(send(Escalate("worker crashed 4 times"))) is ReasonCode.NOT_EXPORTED
+        audited = [(e.kind, e.path, e.message) for e in a.audit.events if e.code is ReasonCode.NOT_EXPORTED]
+        assert audited == [("rejected", "gateway", "exoarmur.supervisor.escalate")]
+        assert await remote(b, "sup/worker").ask(Add(1)) == 1
+        assert a.fatal is None and not any(e.code is ReasonCode.ESCALATED for e in a.audit.events)
+
+
+async def test_a_message_handled_but_not_exported_never_crosses(tmp_path):
+    async with two_systems(tmp_path) as (a, b):
+        assert await code_of(remote(b, "counter").ask(Local())) is ReasonCode.NOT_EXPORTED
+        assert await code_of(remote(b, "counter").tell(Local())) is ReasonCode.NOT_EXPORTED
+        assert await a.lookup("counter").ask(Local()) == "local"
+
+
+async def test_a_remote_deadline_of_int64_max_ms_is_capped(tmp_path):
+    """2^63-1 ms decodes (it is a valid int64), and the gateway cuts it to its cap."""
+    async with two_systems(tmp_path) as (a, b):
+        envelope = wire_envelope("test.remote.peek", {}, ms=2**63 - 1)
+        request = Request(gateway_subject("a"), frame(b"ask", "counter", envelope))
+        left, _, _ = decode_reply((await b.lookup("nats").ask(request)).data)
+        assert MAX_REMOTE_DEADLINE - 1.0 < left <= MAX_REMOTE_DEADLINE
 
 
 async def test_a_wrong_tenant_is_tenant_mismatch(tmp_path):
@@ -172,16 +203,16 @@ async def test_many_asks_at_once_each_get_their_own_answer_or_overload(tmp_path)
 CHILD = """
 import os, sys, anyio
 from exoarmur.actors.nats.connection import ConnectionOptions, NatsConnection
-from exoarmur.actors.remote.gateway import Gateway
+from exoarmur.actors.remote import Gateway
 from exoarmur.runtime import ActorSystem
-from tests.runtime.support import Counter
+from tests.actors.remote.support import RemoteCounter
 
 async def main():
     options = ConnectionOptions(urls=[os.environ["URL"]], token=os.environ["TOKEN"], ping_interval=0.5)
     async with ActorSystem(name="child") as system:
         await system.spawn(NatsConnection, name="nats", kwargs={"options": options})
         await system.spawn(Gateway, name="gateway", kwargs={"connection": "nats", "system": "child"})
-        await system.spawn(Counter, name="counter")
+        await system.spawn(RemoteCounter, name="counter")
         print("ready", flush=True)
         await anyio.sleep(60)
 
