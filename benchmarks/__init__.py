@@ -1,1 +1,36 @@
-"""Benchmarks: scripts that print a table, write JSON, and compare against a raw baseline measured in the same run."""
+"""Benchmarks: scripts that print a table, write JSON, and compare against a raw
+baseline measured in the same run.
+
+Each runs as `exoarmur bench NAME [OPTIONS]` or `python -m
+exoarmur.benchmarks.bench_NAME [OPTIONS]`, from any directory; results go to
+`./benchmark-results/` there (or `--out DIR`), never next to the scripts
+(`report.py`). They need the `bench` extra: `pip install 'exoarmur[bench]'`.
+"""
+
+from types import MappingProxyType
+
+# name -> (module, one line for `exoarmur bench --help`)
+SCRIPTS = MappingProxyType(
+    {
+        "kernel": ("exoarmur.benchmarks.bench_kernel", "tell/ask throughput and latency of the kernel"),
+        "supervision": (
+            "exoarmur.benchmarks.bench_supervision",
+            "restart latency, and throughput of 1,000 supervised children at 0% and 1% crashes",
+        ),
+        "nats": (
+            "exoarmur.benchmarks.bench_nats",
+            "publish, request, KV and audit through the NATS actors, next to raw nats-py",
+        ),
+    }
+)
+
+# The extra the scripts need beyond exoarmur's own dependencies, and its
+# packages: pyproject.toml's [project.optional-dependencies] bench (a test pins it).
+EXTRA = "bench"
+EXTRA_PACKAGES = ("pykka", "psutil")
+INSTALL_EXTRA = f"pip install 'exoarmur[{EXTRA}]'"
+
+# Where results go by default, relative to the current directory.
+RESULTS_DIR = "benchmark-results"
+# Where a checkout keeps the last full runs' figures (refreshed by hand, from RESULTS_DIR).
+PUBLISHED_DIR = "docs/benchmark-results"

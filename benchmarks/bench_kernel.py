@@ -1,11 +1,15 @@
 """Kernel micro-benchmarks: exoarmur next to raw baselines measured in the same run.
 
-    python -m benchmarks.bench_kernel                   # full run, asyncio and trio
-    python -m benchmarks.bench_kernel --quick           # smaller counts, well under a minute
-    python -m benchmarks.bench_kernel --backend trio --json /tmp/kernel.json
+    exoarmur bench kernel                               # full run, asyncio and trio
+    exoarmur bench kernel --quick                       # smaller counts, well under a minute
+    python -m exoarmur.benchmarks.bench_kernel --backend trio --out /tmp/results
 
-The figure that matters is a ratio against a baseline from the same run
-(DESIGN.md, "Tests and benchmarks"). Each backend runs in its own `anyio.run`:
+Results go to ./benchmark-results/ (or --out DIR): see report.py, which also
+says how to refresh the published figures in docs/benchmark-results/.
+
+The figure that matters is a ratio against a baseline from the same run (both
+sides meet the same machine at the same time; docs/benchmarks.md). Each backend
+runs in its own `anyio.run`:
 
     benchmark           exoarmur                          baselines
     tell 1 -> 1         `await ref.tell(msg)`, N msgs,    anyio memory stream (1000);
@@ -18,8 +22,9 @@ The figure that matters is a ratio against a baseline from the same run
     RSS / idle actor    a fresh subprocess per backend    naive actor, own fresh subprocess
 
 Inside one `anyio.run`, exoarmur and its baselines alternate over ROUNDS rounds
-(N split evenly, after one warmup of each), so that a noisy neighbour or a CPU
-frequency change hits both sides of a ratio alike; the rounds' counts add up to N.
+(N split evenly, after one warmup of each: measure.py), so that a noisy neighbour
+or a CPU frequency change hits both sides of a ratio alike; the rounds' counts add
+up to N.
 
 Targets (ratios from the same run):
     tell  >= 3x the raw anyio stream on the same backend, and >= 5x pykka tell
@@ -37,45 +42,30 @@ import argparse
 import asyncio
 import gc
 import json
-import math
-import os
-import platform
-import resource
 import subprocess
 import sys
-import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
 from functools import partial
-from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
+from importlib.metadata import version
 from typing import Any
 
-_ROOT = Path(__file__).resolve().parent.parent
-if __package__ in (None, ""):
-    # Run as a file (python benchmarks/bench_kernel.py): make `runtime` importable.
-    sys.path.insert(0, str(_ROOT))
+import anyio
+import attrs
+import psutil
+import pykka
+import sniffio
+import trio
 
-import anyio  # noqa: E402
-import attrs  # noqa: E402
-import psutil  # noqa: E402
-import pykka  # noqa: E402
-import sniffio  # noqa: E402
-import trio  # noqa: E402
+from exoarmur.benchmarks.measure import BACKENDS, Laps, expect, interleave, latency_summary, perf_ns, split, warm_then_time
+from exoarmur.benchmarks.report import KIB, Row, close_report, machine_info, script_parser
+from exoarmur.runtime import Actor, ActorSystem, MessageRegistry, handles, message
 
-from exoarmur.runtime import Actor, ActorSystem, MessageRegistry, handles, message  # noqa: E402
-
-RESULTS_DIR = _ROOT / "benchmarks" / "results"
-BACKENDS = ("asyncio", "trio")
-KIB = 1024
 STREAM_BUFFER = 1000
 # Each in-loop comparison alternates exoarmur and its baselines over this many rounds.
 ROUNDS = 5
 # Bound on each RSS subprocess and on pykka's blocking asks.
 TIMEOUT = 600.0
-
-perf_ns = time.perf_counter_ns
 
 
 # ---- parameters -------------------------------------------------------------
@@ -149,67 +139,6 @@ class Idle(Actor):
 
 
 # ---- helpers ---------------------------------------------------------------------
-
-
-def split(total: int, parts: int) -> list[int]:
-    """`total` as `parts` near-equal positive shares (fewer parts if total < parts)."""
-    parts = max(1, min(parts, total))
-    base, extra = divmod(total, parts)
-    return [base + (1 if i < extra else 0) for i in range(parts)]
-
-
-def percentile(sorted_ns: Sequence[int], q: float) -> float:
-    """Nearest-rank percentile of sorted nanosecond samples, in microseconds."""
-    rank = max(1, math.ceil(q * len(sorted_ns)))
-    return sorted_ns[rank - 1] / 1_000
-
-
-def latency_summary(samples_ns: list[int]) -> dict[str, float]:
-    samples_ns = sorted(samples_ns)
-    return {
-        "p50_us": percentile(samples_ns, 0.50),
-        "p99_us": percentile(samples_ns, 0.99),
-        "mean_us": sum(samples_ns) / len(samples_ns) / 1_000,
-        "samples": len(samples_ns),
-    }
-
-
-def expect(condition: bool, what: str) -> None:
-    """An assertion that survives `python -O`: a benchmark that miscounts is void."""
-    if not condition:
-        raise AssertionError(what)
-
-
-async def warm_then_time(run: Callable[[int, str], Awaitable[float]], *, count: int, warmup: int) -> float:
-    """Run `run(warmup, "warmup")` and discard it, then return seconds of `run(count, "timed")`."""
-    await run(warmup, "warmup")
-    gc.collect()
-    return await run(count, "timed")
-
-
-async def interleave(
-    runs: dict[str, Callable[[int, str], Awaitable[Any]]],
-    *,
-    count: int,
-    warmup: int,
-    rounds: int,
-    alternate: bool = False,
-) -> dict[str, list[Any]]:
-    """Warm every run up, then alternate them over `rounds` shares of `count`, so
-    that drift (a busy neighbour, CPU frequency) hits exoarmur and its baseline
-    alike; with `alternate`, every other round runs them in reverse order, so
-    neither always goes first. Returns each run's per-round results."""
-    for name, run in runs.items():
-        await run(warmup, f"{name}-warmup")
-    gc.collect()
-    results: dict[str, list[Any]] = {name: [] for name in runs}
-    for i, share in enumerate(split(count, rounds)):
-        order = list(runs.items())
-        if alternate and i % 2:
-            order.reverse()
-        for name, run in order:
-            results[name].append(await run(share, f"{name}-{i}"))
-    return results
 
 
 # ---- 1. tell, 1 producer -> 1 actor ------------------------------------------------
@@ -563,11 +492,8 @@ def rss_in_subprocess(backend: str, kind: str, count: int) -> dict[str, Any]:
         "--count",
         str(count),
     ]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
-    done = subprocess.run(
-        command, cwd=_ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
-    )
+    # The same interpreter, environment and directory: exoarmur imports as it did here.
+    done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"RSS subprocess {' '.join(command)} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -695,64 +621,10 @@ async def run_backend(params: Params) -> dict[str, Any]:
 # ---- the report ------------------------------------------------------------------------
 
 
-@attrs.frozen
-class Row:
-    """One line of a table: exoarmur against one baseline. `ratio` is always
-    exoarmur / baseline; whether that should be high or low is `higher_is_better`."""
-
-    benchmark: str
-    unit: str  # "/s", "us", "bytes" or "x" (a ratio)
-    exoarmur: float
-    baseline: str
-    baseline_value: float | None
-    higher_is_better: bool
-    target: str = "-"
-    passed: bool | None = None
-
-    @property
-    def ratio(self) -> float | None:
-        if not self.baseline_value:
-            return None
-        return self.exoarmur / self.baseline_value
-
-    def cells(self) -> list[str]:
-        ratio = self.ratio
-        if ratio is None:
-            ratio_text = "-"
-        elif self.higher_is_better:
-            ratio_text = f"{ratio:.2f}x as fast"
-        else:
-            ratio_text = f"{ratio:.2f}x of base"
-        verdict = "-" if self.passed is None else ("PASS" if self.passed else "FAIL")
-        return [
-            self.benchmark,
-            format_value(self.exoarmur, self.unit),
-            self.baseline,
-            "-" if self.baseline_value is None else format_value(self.baseline_value, self.unit),
-            ratio_text,
-            self.target,
-            verdict,
-        ]
-
-    def as_json(self) -> dict[str, Any]:
-        return {**attrs.asdict(self), "ratio": self.ratio, "ratio_text": self.cells()[4]}
-
-
-HEADER = ["benchmark", "exoarmur", "baseline", "baseline value", "ratio", "target", "pass/fail"]
 LEGEND = (
     "ratio = exoarmur / baseline. 'as fast': throughput, higher is better. "
     "'of base': latency or memory, lower is better."
 )
-
-
-def format_value(value: float, unit: str) -> str:
-    if unit == "us":
-        return f"{value:,.1f}"
-    if unit == "bytes":
-        return f"{value:,.0f} B = {value / KIB:.2f} KiB"
-    if unit == "x":  # a ratio measured as such (e.g. the median of paired rounds)
-        return f"{value:.3f}x"
-    return f"{value:,.0f}"
 
 
 def build_rows(backend: str, out: dict[str, Any], pykka_out: dict[str, Any], rss: dict[str, Any]) -> list[Row]:
@@ -789,81 +661,19 @@ def build_rows(backend: str, out: dict[str, Any], pykka_out: dict[str, Any], rss
     return rows
 
 
-def plain_table(rows: list[Row]) -> str:
-    lines = [HEADER, *(row.cells() for row in rows)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
-
-    def render(cells: list[str]) -> str:
-        return "  ".join(
-            cell.ljust(width) if i in (0, 2, 5) else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([render(HEADER), rule, *(render(cells) for cells in lines[1:])])
-
-
-def markdown_table(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join(["---", "--:", "---", "--:", "--:", "---", "---"]) + "|"]
-    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def machine_info(quick: bool) -> dict[str, Any]:
-    def package(name: str) -> str | None:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
-
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "quick": quick,
-        "python": sys.version.split()[0],
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "cpu_count_physical": psutil.cpu_count(logical=False),
-        "memory_total": psutil.virtual_memory().total,
-        # Other processes' load skews wall-clock figures; ratios less so.
-        "load_average_at_start": os.getloadavg(),
-        "versions": {name: package(name) for name in ("anyio", "trio", "pykka", "psutil", "attrs")},
-    }
-
-
 # ---- entry point -------------------------------------------------------------------------
-
-
-def cpu_seconds() -> float:
-    """User + system CPU time of this process and its finished subprocesses."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def progress(text: str) -> None:
     print(f"[bench_kernel] {text}", file=sys.stderr, flush=True)
 
 
-def common_arguments(parser: argparse.ArgumentParser, *, name: str) -> None:
-    """--quick, --backend and --json, as every benchmark script takes them."""
-    parser.add_argument("--quick", action="store_true", help="smaller counts (well under a minute)")
-    parser.add_argument("--backend", choices=(*BACKENDS, "both"), default="both")
-    parser.add_argument(
-        "--json",
-        type=Path,
-        metavar="PATH",
-        help=f"write the results here instead of benchmarks/results/{name}-<UTC>.json "
-        f"(a full run also writes benchmarks/results/latest_{name}.json; a quick one leaves it)",
-    )
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.bench_kernel",
+def parse_args(argv: list[str] | None, *, prog: str | None = None) -> argparse.Namespace:
+    parser = script_parser(
+        "kernel",
         description="exoarmur kernel benchmarks against raw baselines measured in the same run.",
+        prog=prog,
     )
-    common_arguments(parser, name="kernel")
     parser.add_argument(
         "--rss-only",
         action="store_true",
@@ -879,8 +689,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
+    """Run, print and write the report; 0, or 1 if a target was missed.
+    `prog`: how the caller names the command in its help."""
+    args = parse_args(argv, prog=prog)
     if args.rss_only:
         print(json.dumps(rss_only(args.backend, args.rss_kind, args.count)), flush=True)
         return 0
@@ -924,85 +736,7 @@ def main(argv: list[str] | None = None) -> int:
         f"pykka {version('pykka')} (threads) measured once; its figures repeat in each table.",
         "* naive spawn rate: taken in the RSS subprocess (fresh process, K actors).",
     ]
-    close_report(report, tables, started=started, name="kernel", quick=args.quick, title=title, notes=notes,
-                 destination=args.json)
-    return 0
-
-
-class Laps:
-    """Wall time per section of one run: `lap(section)` ends the section begun
-    at the previous call (or at creation), records it in `seconds`, says so
-    through `say`, and collects garbage before the next one."""
-
-    def __init__(self, backend: str, say: Callable[[str], None], seconds: dict[str, float]) -> None:
-        self.backend = backend
-        self.say = say
-        self.seconds = seconds
-        self._last = perf_ns()
-
-    def __call__(self, section: str) -> None:
-        now = perf_ns()
-        self.seconds[section] = (now - self._last) / 1e9
-        self._last = now
-        self.say(f"{self.backend}: {section} done in {self.seconds[section]:.1f} s")
-        gc.collect()
-
-
-def close_report(
-    report: dict[str, Any],
-    tables: list[tuple[str, list[Row]]],
-    *,
-    started: int,
-    name: str,
-    quick: bool,
-    title: str,
-    notes: list[str],
-    destination: Path | None,
-) -> None:
-    """Record the verdict, time and load in `report`; print each backend's table
-    (plain text), the `notes`, then the tables again as markdown (for the
-    README); write the JSON (`write_report`; a quick run leaves latest_<name>.json,
-    the last full run's figures, alone)."""
-    verdicts = [row.passed for _, rows in tables for row in rows if row.passed is not None]
-    report["all_targets_pass"] = all(verdicts)
-    report["elapsed_s"] = (perf_ns() - started) / 1e9
-    report["cpu_s"] = cpu_seconds()
-    report["machine"]["load_average_at_end"] = os.getloadavg()
-    mode = "quick" if quick else "full"
-    for backend, rows in tables:
-        print(f"\nexoarmur {name} on {backend} ({mode} run): {title}\n")
-        print(plain_table(rows))
-    print()
-    print("\n".join(notes))
-    print()
-    for backend, rows in tables:
-        print(f"#### {backend} ({mode} run): {title}\n")
-        print(markdown_table(rows))
-        print()
-    write_report(report, name=name, destination=destination, latest=not quick)
-
-
-def write_report(report: dict[str, Any], *, name: str, destination: Path | None, latest: bool) -> None:
-    """Write the JSON report (timestamped, or `destination`) and, with `latest`,
-    latest_<name>.json too, then print the closing line: where it went, time,
-    load, and the verdict."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    destination = destination if destination is not None else RESULTS_DIR / f"{name}-{stamp}.json"
-    text = json.dumps(report, indent=2, ensure_ascii=False)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    destination.write_text(text + "\n")
-    written = [destination]
-    if latest:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        written.append(RESULTS_DIR / f"latest_{name}.json")
-        written[-1].write_text(text + "\n")
-    load = report["machine"]["load_average_at_start"][0], report["machine"]["load_average_at_end"][0]
-    print(
-        f"wrote {' and '.join(map(str, written))}\n"
-        f"{report['elapsed_s']:.0f} s wall, {report['cpu_s']:.0f} s CPU (this process and its "
-        f"subprocesses), {os.cpu_count()} CPUs, 1-min load average {load[0]:.1f} at start, "
-        f"{load[1]:.1f} at end; targets {'all pass' if report['all_targets_pass'] else 'NOT all pass'}"
-    )
+    return close_report(report, tables, started=started, name="kernel", args=args, title=title, notes=notes)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """NATS benchmarks: the actor path (NatsConnection, KvBucket) next to raw nats-py,
 measured in the same run against nats-server processes of our own.
 
-    python -m benchmarks.bench_nats                      # full run, asyncio and trio
-    python -m benchmarks.bench_nats --quick              # smaller counts, well under a minute
-    python -m benchmarks.bench_nats --backend trio --json /tmp/nats.json
+    exoarmur bench nats                                 # full run, asyncio and trio
+    exoarmur bench nats --quick                         # smaller counts, well under a minute
+    python -m exoarmur.benchmarks.bench_nats --backend trio --out /tmp/results
+
+Results go to ./benchmark-results/ (or --out DIR): see report.py.
 
 Per backend, two fresh servers one after the other (`ServerProcess`, 127.0.0.1
 only, in a temporary directory, stopped in a `finally`): one with
@@ -74,38 +76,21 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-_ROOT = Path(__file__).resolve().parent.parent
-if __package__ in (None, ""):
-    # Run as a file (python benchmarks/bench_nats.py): make `runtime` importable.
-    sys.path.insert(0, str(_ROOT))
+import anyio
+import attrs
+import nats
+import sniffio
+from nats.js.errors import NotFoundError
 
-import anyio  # noqa: E402
-from nats.js.errors import NotFoundError  # noqa: E402
-import attrs  # noqa: E402
-import nats  # noqa: E402
-import sniffio  # noqa: E402
-
-from exoarmur.actors.nats.aio import Bridge  # noqa: E402
-from exoarmur.actors.nats.audit_stream import GENESIS, Append, AuditStream, Record, chain_hash  # noqa: E402
-from exoarmur.actors.nats.kv import Get, KvBucket, Put  # noqa: E402
-from exoarmur.actors.nats.connection import ConnectionOptions, Flush, NatsConnection, Publish, Request  # noqa: E402
-from exoarmur.actors.nats.process import HOST, ServerOptions, ServerProcess, find_nats_server  # noqa: E402
-from exoarmur.actors.remote.gateway import Gateway, RemoteRef  # noqa: E402
-from exoarmur.benchmarks.bench_kernel import (  # noqa: E402
-    Row,
-    BACKENDS,
-    Laps,
-    close_report,
-    common_arguments,
-    expect,
-    interleave,
-    latency_summary,
-    machine_info,
-    perf_ns,
-    split,
-)
-from exoarmur.runtime import Actor, ActorRef, ActorSystem, ReasonCode, handles, message  # noqa: E402
-from exoarmur.runtime.audit import AuditEvent  # noqa: E402
+from exoarmur.actors.nats.aio import Bridge
+from exoarmur.actors.nats.audit_stream import GENESIS, Append, AuditStream, Record, chain_hash
+from exoarmur.actors.nats.kv import Get, KvBucket, Put
+from exoarmur.actors.nats.connection import ConnectionOptions, Flush, NatsConnection, Publish, Request
+from exoarmur.actors.nats.process import HOST, ServerOptions, ServerProcess, find_nats_server
+from exoarmur.actors.remote import Gateway, RemoteRef
+from exoarmur.benchmarks.measure import BACKENDS, Laps, expect, interleave, latency_summary, perf_ns, split
+from exoarmur.benchmarks.report import Row, close_report, machine_info, script_parser
+from exoarmur.runtime import Actor, ActorRef, ActorSystem, AuditEvent, ReasonCode, handles, message
 
 ROUNDS = 5
 # Latencies (request, remote ask) alternate in more, shorter rounds, every
@@ -408,7 +393,7 @@ class Echo:
 
 
 class Echoer(Actor):
-    @handles(Echo)
+    @handles(Echo, remote=True)  # exported: the gateway delivers it from the wire
     def echo(self, m: Echo) -> str:
         return m.text
 
@@ -742,17 +727,19 @@ def progress(text: str) -> None:
     print(f"[bench_nats] {text}", file=sys.stderr, flush=True)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.bench_nats",
+def parse_args(argv: list[str] | None, *, prog: str | None = None) -> argparse.Namespace:
+    parser = script_parser(
+        "nats",
         description="exoarmur's NATS actors (publish, request, KV) against raw nats-py in the same run.",
+        prog=prog,
     )
-    common_arguments(parser, name="nats")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
+    """Run, print and write the report; 0, or 1 if a target was missed.
+    `prog`: how the caller names the command in its help."""
+    args = parse_args(argv, prog=prog)
     params = QUICK if args.quick else FULL
     backends = BACKENDS if args.backend == "both" else (args.backend,)
     started = perf_ns()
@@ -797,9 +784,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{params.kv_concurrent:,} x{params.callers} per op and sync mode, {params.payload} B payloads, "
         f"{ROUNDS} interleaved rounds"
     )
-    close_report(report, tables, started=started, name="nats", quick=args.quick, title=title, notes=[LEGEND],
-                 destination=args.json)
-    return 0
+    return close_report(report, tables, started=started, name="nats", args=args, title=title, notes=[LEGEND])
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Supervision benchmarks: restart latency, and throughput under a 1% crash rate.
 
-    python -m benchmarks.bench_supervision                # full run, asyncio and trio
-    python -m benchmarks.bench_supervision --quick        # smaller counts, well under a minute
-    python -m benchmarks.bench_supervision --backend trio --json /tmp/supervision.json
+    exoarmur bench supervision                          # full run, asyncio and trio
+    exoarmur bench supervision --quick                  # smaller counts, well under a minute
+    python -m exoarmur.benchmarks.bench_supervision --backend trio --out /tmp/results
 
-Each figure is set against a baseline from the same run (DESIGN.md, "Tests and
-benchmarks"); each backend runs in its own `anyio.run`:
+Results go to ./benchmark-results/ (or --out DIR): see report.py.
+
+Each figure is set against a baseline from the same run (docs/benchmarks.md);
+each backend runs in its own `anyio.run`:
 
     benchmark           exoarmur                             baseline
     restart latency     a one_for_one Supervisor, one child, the same `await ref.ask(Ping())`
@@ -24,7 +26,7 @@ Inside one `anyio.run` the two sides of each comparison alternate over rounds
 hits both sides alike. Every round checks its counts: handled + crashed ==
 sent, crashed == the planned crashes == the restarts the system counted.
 
-Target (issue 3, item 7): 1% crashes cost <= 10% throughput, i.e.
+Target: 1% crashes cost <= 10% throughput, i.e.
 throughput at 1% / throughput at 0% >= 0.90, judged on the median over the
 rounds (`Params.rounds`) of each round's own ratio: the two sides of a round
 run back to back, in alternating order, so a pair shares the machine's state.
@@ -52,32 +54,16 @@ import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
 from itertools import cycle
-from pathlib import Path
 from typing import Any
 
-_ROOT = Path(__file__).resolve().parent.parent
-if __package__ in (None, ""):
-    # Run as a file (python benchmarks/bench_supervision.py): make `runtime` importable.
-    sys.path.insert(0, str(_ROOT))
+import anyio
+import attrs
+import sniffio
 
-import anyio  # noqa: E402
-import attrs  # noqa: E402
-import sniffio  # noqa: E402
-
-from exoarmur.benchmarks.bench_kernel import (  # noqa: E402
-    Row,
-    BACKENDS,
-    Laps,
-    close_report,
-    common_arguments,
-    expect,
-    interleave,
-    latency_summary,
-    machine_info,
-    perf_ns,
-)
-from exoarmur.runtime import Actor, ActorRef, ActorSystem, MessageRegistry, handles, message  # noqa: E402
-from exoarmur.supervisors import ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec  # noqa: E402
+from exoarmur.benchmarks.measure import BACKENDS, Laps, expect, interleave, latency_summary, perf_ns
+from exoarmur.benchmarks.report import Row, close_report, machine_info, script_parser
+from exoarmur.runtime import Actor, ActorRef, ActorSystem, MessageRegistry, handles, message
+from exoarmur.supervisors import ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
 
 ROUNDS = 5
 # Restarts are what is measured, so the supervisor never escalates.
@@ -334,17 +320,19 @@ def progress(text: str) -> None:
     print(f"[bench_supervision] {text}", file=sys.stderr, flush=True)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.bench_supervision",
+def parse_args(argv: list[str] | None, *, prog: str | None = None) -> argparse.Namespace:
+    parser = script_parser(
+        "supervision",
         description="exoarmur supervision benchmarks: restart latency, and throughput at 0% and 1% crashes.",
+        prog=prog,
     )
-    common_arguments(parser, name="supervision")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
+    """Run, print and write the report; 0, or 1 if a target was missed.
+    `prog`: how the caller names the command in its help."""
+    args = parse_args(argv, prog=prog)
     params = QUICK if args.quick else FULL
     backends = BACKENDS if args.backend == "both" else (args.backend,)
     started = perf_ns()
@@ -377,9 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         f"per crash rate; {ROUNDS} and {params.rounds} interleaved rounds"
     )
     notes = [LEGEND, *(line for _, _, lines in tables for line in lines)]
-    close_report(report, [(backend, rows) for backend, rows, _ in tables], started=started, name="supervision",
-                 quick=args.quick, title=title, notes=notes, destination=args.json)
-    return 0
+    return close_report(report, [(backend, rows) for backend, rows, _ in tables], started=started,
+                        name="supervision", args=args, title=title, notes=notes)
 
 
 if __name__ == "__main__":

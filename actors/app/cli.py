@@ -2,11 +2,16 @@
 
     exoarmur run [--config PATH] [--backend asyncio|trio] [--nats-url URL ...]
     exoarmur config [--config PATH] [--format toml|json]
-    exoarmur bench kernel [ARGS...]      # ARGS go to benchmarks/bench_kernel.py
-    exoarmur bench supervision [ARGS...] # ARGS go to benchmarks/bench_supervision.py
+    exoarmur bench NAME [ARGS...]        # kernel, supervision, nats: ARGS (--help
+                                         # included) go to benchmarks/bench_NAME.py
+
+`run` and `config` apply the environment's overrides (EXOARMUR_NATS_TOKEN, ...)
+to the file's settings alike, so `config` shows what `run` would use (secrets
+as "***").
 
 Exit codes: 0 success; 1 a failure at run time; 2 bad usage or CONFIG_INVALID
-(and a missing benchmark); what `bench kernel` returns, for it.
+(and a benchmark that cannot be imported, e.g. without the `bench` extra); for
+`bench`, what the benchmark returns (1: a target missed).
 """
 
 from __future__ import annotations
@@ -14,25 +19,18 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import os
 import sys
 from collections.abc import Callable
-from types import MappingProxyType
 
 import anyio
 import attrs
 
-from exoarmur.actors.app.config import config_to_json, config_to_toml, load_config
-from exoarmur.runtime.errors import ExoarmurError
+from exoarmur.actors.app.config import Config, config_to_json, config_to_toml, load_config, with_environment
 from exoarmur.actors.app.main import EXIT_CONFIG, report, run, say
 from exoarmur.actors.app.nats_config import parse_nats
-
-BENCH_MODULES = MappingProxyType(
-    {
-        "kernel": "exoarmur.benchmarks.bench_kernel",
-        "supervision": "exoarmur.benchmarks.bench_supervision",
-        "nats": "exoarmur.benchmarks.bench_nats",
-    }
-)
+from exoarmur.benchmarks import EXTRA, EXTRA_PACKAGES, INSTALL_EXTRA, RESULTS_DIR, SCRIPTS
+from exoarmur.runtime import ExoarmurError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,22 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     config_parser.set_defaults(command=_config)
 
     bench_parser = commands.add_parser(
-        "bench", help="run a benchmark", description="Run a benchmark script.", allow_abbrev=False
+        "bench",
+        help="run a benchmark",
+        description=f"Run a benchmark script (it needs the {EXTRA} extra: {INSTALL_EXTRA}). Results go to "
+        f"./{RESULTS_DIR}/ in the current directory, or --out DIR; `exoarmur bench NAME --help` lists "
+        "the script's options.",
+        allow_abbrev=False,
     )
     benches = bench_parser.add_subparsers(title="benchmarks", metavar="BENCHMARK", required=True)
-    helps = {
-        "kernel": "tell/ask throughput and latency of the kernel",
-        "supervision": "restart latency, and throughput of 1,000 supervised children at 0%% and 1%% crashes",
-        "nats": "publish, request, KV and audit through the NATS actors, next to raw nats-py",
-    }
-    for name, module in BENCH_MODULES.items():
-        bench = benches.add_parser(
-            name,
-            help=helps[name],
-            description=f"Run {module.replace('.', '/')}.py. Every other argument is passed to it; "
-            f"`exoarmur bench {name} -- --help` shows its own options.",
-            allow_abbrev=False,
-        )
+    for name, (_, summary) in SCRIPTS.items():
+        # No help option of its own: --help goes to the script, whose parser
+        # lists its options (_bench adds where the results go).
+        bench = benches.add_parser(name, help=summary.replace("%", "%%"), add_help=False, allow_abbrev=False)
         bench.set_defaults(command=functools.partial(_bench, name=name), passes_rest=True)
     return parser
 
@@ -127,9 +121,15 @@ def _exit_code(code: object) -> int:
     return 1
 
 
+def effective_config(path: str | None) -> Config:
+    """The file's config (None: the built-in one) with the environment's
+    overrides applied: what `run` runs with and `config` shows."""
+    return with_environment(load_config(path), os.environ)
+
+
 def _run(args: argparse.Namespace, rest: list[str]) -> int:
     try:
-        config = load_config(args.config)
+        config = effective_config(args.config)
         if args.nats_url:
             checked = parse_nats({"urls": args.nats_url}, source="--nats-url", base_dir=None)
             config = attrs.evolve(config, nats=config.nats.with_urls(checked.urls))
@@ -140,7 +140,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
 
 def _config(args: argparse.Namespace, rest: list[str]) -> int:
     try:
-        config = load_config(args.config)
+        config = effective_config(args.config)
     except ExoarmurError as exc:
         return report(exc)
     text = config_to_json(config) + "\n" if args.format == "json" else config_to_toml(config)
@@ -149,13 +149,13 @@ def _config(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _bench(args: argparse.Namespace, rest: list[str], *, name: str) -> int:
-    module_name = BENCH_MODULES[name]
+    module_name = SCRIPTS[name][0]
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
-            path = module_name.replace(".", "/") + ".py"
-            say(f"bench {name}: {path} not found (run from the repository root, or install it)")
+        missing = (exc.name or "").partition(".")[0]
+        if missing in EXTRA_PACKAGES:
+            say(f"bench {name} needs the {EXTRA} extra ({missing} is missing): {INSTALL_EXTRA}")
         else:
             say(f"bench {name}: cannot import {module_name}: {exc}")
         return EXIT_CONFIG
@@ -165,7 +165,12 @@ def _bench(args: argparse.Namespace, rest: list[str], *, name: str) -> int:
         return EXIT_CONFIG
     if rest[:1] == ["--"]:
         rest = rest[1:]
+    if "-h" in rest or "--help" in rest:
+        print(
+            f"exoarmur bench {name} runs {module_name} with the options below. Results go to "
+            f"./{RESULTS_DIR}/ in the current directory ({os.getcwd()}), or to --out DIR.\n"
+        )
     try:
-        return _exit_code(bench_main(rest))
+        return _exit_code(bench_main(rest, prog=f"exoarmur bench {name}"))
     except SystemExit as exc:  # the benchmark's own argparse
         return _exit_code(exc.code)

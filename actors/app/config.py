@@ -25,6 +25,9 @@
 
 Every section and key is optional; a missing one takes the default above (the
 defaults are `Config()`, and `actors/app/default_config.toml` spells them out).
+The environment's overrides (EXOARMUR_NATS_TOKEN, ...: actors/app/nats_config.py)
+come on top, through `with_environment`: the CLI applies them for `run` and for
+`config` alike, so what `config` shows is what `run` uses.
 Anything else — an unknown section or key, a wrong type, a bad value, a file
 that cannot be read or is not TOML — raises `InvalidInput(CONFIG_INVALID)` whose
 detail names the file and the key.
@@ -46,11 +49,16 @@ from typing import Any
 
 import attrs
 
-from exoarmur.runtime.codes import ReasonCode
-from exoarmur.runtime.errors import InvalidInput
-from exoarmur.runtime.mailbox import MailboxConfig, Overflow, validate_capacity
 from exoarmur.actors.app.nats_config import NatsConfig, parse_nats
-from exoarmur.runtime.timeouts import TimeoutCategory, TimeoutPolicy
+from exoarmur.runtime import (
+    InvalidInput,
+    MailboxConfig,
+    Overflow,
+    ReasonCode,
+    TimeoutCategory,
+    TimeoutPolicy,
+    validate_capacity,
+)
 
 DEFAULT_FACTORY = "exoarmur.actors.app.tree:build_tree"
 DEFAULT_SOURCE = "<built-in default_config.toml>"
@@ -146,6 +154,11 @@ def parse_config(
         tree_options=_table(tree, "options", source=source, where=("tree",)),
         source=source,
     )
+
+
+def with_environment(config: Config, environ: Mapping[str, str]) -> Config:
+    """`config` with the environment's overrides applied (they win over the file)."""
+    return attrs.evolve(config, nats=config.nats.with_environment(environ))
 
 
 # ---- one check per key ---------------------------------------------------------

@@ -2,12 +2,18 @@
 
     code = anyio.run(functools.partial(run, load_config(path)))
 
-`run` opens an `ActorSystem` from the config, loads the tree factory named by
-`tree.factory` ("module:function", imported now, never at import time) and
-awaits it, prints `exoarmur: running (<n> actors) — pid <pid>` to stderr, and
-waits for SIGINT or SIGTERM. Then it stops every actor gracefully (bounded by
-`stop_timeout`) and returns 0. A signal that arrives while the tree is being
-built cancels the build and stops the same way.
+`run` first locks the process's state: the embedded server's data directory
+(`[nats] data_dir`, whatever the tree; nothing with NATS URLs), held until it
+returns, so two processes never share one (the second exits with STATE_LOCKED
+naming the holder's pid; see actors/nats/process.py). Then it opens an
+`ActorSystem` from the config, loads the tree factory named by `tree.factory`
+("module:function", imported now, never at import time) and awaits it, prints
+`exoarmur: running (<n> actors) — pid <pid>` to stderr, and waits for SIGINT
+or SIGTERM. Then it stops every actor gracefully (bounded by `stop_timeout`)
+and returns 0. A signal that arrives while the tree is being built cancels the
+build and stops the same way; so does a build that fails (before its error is
+reported): what it started, an embedded nats-server included, stops as it
+would on a signal, never left to be killed with the process.
 
 Anything else ends the process with `exoarmur: fatal: <CODE>: <detail>` on
 stderr and a non-zero exit code (2 for CONFIG_INVALID, 1 otherwise):
@@ -15,13 +21,15 @@ stderr and a non-zero exit code (2 for CONFIG_INVALID, 1 otherwise):
 - any other exception from the factory: FATAL (its traceback is printed first);
 - the root of the supervision tree escalating (more restarts than its
   intensity allows, all the way up): ESCALATED, the chain in the detail;
-- a graceful stop still unfinished after `stop_timeout + STOP_MARGIN` seconds:
-  DEADLINE_EXCEEDED, and whatever is left is cancelled.
+- another process holding the state's lock: STATE_LOCKED, naming its pid;
+- a graceful stop still unfinished after `stop_timeout + PROCESS_STOP_OVERRUN`
+  seconds: DEADLINE_EXCEEDED, and whatever is left is cancelled.
 Cancellation of `run` itself is never turned into an exit code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import os
@@ -32,19 +40,24 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 
-from exoarmur.runtime.audit import AuditSink, JsonlAuditSink, MemoryAuditSink
-from exoarmur.runtime.codes import ReasonCode
 from exoarmur.actors.app.config import Config
-from exoarmur.runtime.errors import ExoarmurError, Fatal, InvalidInput
-from exoarmur.runtime.system import ActorSystem
+from exoarmur.actors.nats.process import DataDirLock
+from exoarmur.runtime import (
+    ActorSystem,
+    AuditSink,
+    ExoarmurError,
+    Fatal,
+    InvalidInput,
+    JsonlAuditSink,
+    MemoryAuditSink,
+    ReasonCode,
+)
+from exoarmur.runtime.margins import PROCESS_STOP_OVERRUN
 from exoarmur.supervisors.supervisor import describe_system
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
-
-# Seconds the graceful stop may overrun stop_timeout before it is cancelled.
-STOP_MARGIN = 2.0
 
 TreeFactory = Callable[[ActorSystem, Config], Awaitable[None]]
 
@@ -57,15 +70,24 @@ async def run(config: Config, *, ready: anyio.Event | None = None) -> int:
     """Run until SIGINT/SIGTERM; the process exit code. `ready` is set once the
     tree is built and the running line printed."""
     try:
-        factory = load_factory(config.tree_factory)
-        audit = open_audit_sink(config)
-        try:
-            await _serve(config, factory, audit, ready)
-        finally:
-            audit.close()
+        with state_lock(config):
+            factory = load_factory(config.tree_factory)
+            audit = open_audit_sink(config)
+            try:
+                await _serve(config, factory, audit, ready)
+            finally:
+                audit.close()
     except Exception as exc:  # every failure becomes one coded line and an exit code
         return report(exc)
     return EXIT_OK
+
+
+def state_lock(config: Config) -> contextlib.AbstractContextManager[object]:
+    """The lock on the process's state: the embedded server's data directory;
+    none when NATS is elsewhere (no state is kept here then)."""
+    if not config.nats.embedded:
+        return contextlib.nullcontext()
+    return DataDirLock(config.nats.data_dir)
 
 
 def load_factory(dotted: str) -> TreeFactory:
@@ -158,15 +180,28 @@ async def _serve(
             mailboxes=config.mailboxes,
             stop_timeout=config.stop_timeout,
         ) as system:
-            async with anyio.create_task_group() as group:
-                group.start_soon(_on_signals, signals, group.cancel_scope, config, system)
-                group.start_soon(_cancel_on_failure, system, group.cancel_scope)
-                await _build(system, config, factory)
-                say(f"running ({len(system.paths())} actors) — pid {os.getpid()}")
-                if ready is not None:
-                    ready.set()
-                await anyio.sleep_forever()
-            await _stop(system, config)
+            try:
+                async with anyio.create_task_group() as group:
+                    group.start_soon(_on_signals, signals, group.cancel_scope, config, system)
+                    group.start_soon(_cancel_on_failure, system, group.cancel_scope)
+                    await _build(system, config, factory)
+                    say(f"running ({len(system.paths())} actors) — pid {os.getpid()}")
+                    if ready is not None:
+                        ready.set()
+                    await anyio.sleep_forever()
+            except BaseException:
+                # A failed build (or `run` cancelled from outside) stops what it
+                # started as gracefully as a signal would: leaving the system's
+                # block with an error only cancels, and a child process's stop
+                # hook would not run. Bounded by the stop's own limit.
+                with anyio.CancelScope(shield=True):
+                    overrun = await _stop(system, config)
+                if overrun is not None:
+                    say(f"stopping after the failure: {overrun}")
+                raise
+            overrun = await _stop(system, config)
+            if overrun is not None:
+                raise overrun
             if system.fatal is not None:
                 # The root of the tree escalated: the chain of failures is its detail,
                 # and it was audited where it happened.
@@ -217,15 +252,17 @@ async def _build(system: ActorSystem, config: Config, factory: TreeFactory) -> N
         ) from exc
 
 
-async def _stop(system: ActorSystem, config: Config) -> None:
-    """The graceful stop, cancelled if it overruns stop_timeout by STOP_MARGIN.
+async def _stop(system: ActorSystem, config: Config) -> ExoarmurError | None:
+    """The graceful stop, cancelled if it overruns stop_timeout by
+    PROCESS_STOP_OVERRUN: then the DEADLINE_EXCEEDED error (audited) to raise.
     (Leaving the system's block after this finds nothing left to stop.)"""
-    limit = config.stop_timeout + STOP_MARGIN
+    limit = config.stop_timeout + PROCESS_STOP_OVERRUN
     with anyio.move_on_after(limit) as scope:
         await system.shutdown()
-    if scope.cancelled_caught:
-        raise system.failure(
-            "fatal",
-            ReasonCode.DEADLINE_EXCEEDED,
-            detail=f"graceful stop still running after {limit:g} s; cancelled what was left",
-        )
+    if not scope.cancelled_caught:
+        return None
+    return system.failure(
+        "fatal",
+        ReasonCode.DEADLINE_EXCEEDED,
+        detail=f"graceful stop still running after {limit:g} s; cancelled what was left",
+    )

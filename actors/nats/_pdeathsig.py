@@ -1,4 +1,6 @@
-"""Exec a program that dies with its parent: `python -m actors._pdeathsig PPID PROG ARGS...`.
+"""Exec a program that dies with its parent: `python -I _pdeathsig.py PPID PROG ARGS...`.
+
+Run as a file (it imports nothing of exoarmur), so a start pays no package imports.
 
 Linux's PR_SET_PDEATHSIG delivers SIGKILL to this process when the thread that
 forked it exits, so an embedded nats-server cannot outlive an `exoarmur run`

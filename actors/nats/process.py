@@ -9,14 +9,23 @@ What lives in the data directory, so a restart finds the same server:
 - `ports.json`: the client and monitoring ports the first start was given
   (`-1`: the server picks free ones and writes them to its ports file).
 - `nats-server.conf` (0600), `nats-server.pid`, `nats-server.log`, `jetstream/`.
+- `lock`: held (`flock`) by the one process that owns the directory, its pid
+  inside (`DataDirLock`; `exoarmur run` takes it before anything starts).
+
+One owner at a time: `start` refuses (STATE_LOCKED, naming the pid) a data
+directory whose lock another live process holds, and the server its pid file
+names is killed only if its command line runs this directory's config and no
+other live process holds the lock (its owner crashed): a live server of
+another owner is never touched.
 
 Every wait is bounded: readiness by the caller's deadline, stop by its timeout
 (SIGTERM, then SIGKILL). The process runs in its own session and, on Linux,
-dies with its parent (`actors/_pdeathsig.py`).
+dies with its parent (`actors/nats/_pdeathsig.py`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -30,12 +39,23 @@ from pathlib import Path
 import anyio
 import attrs
 
-from exoarmur.runtime.codes import ReasonCode
-from exoarmur.runtime.errors import error_for
+from exoarmur.runtime import ExoarmurError, ReasonCode, error_for
+from exoarmur.runtime.margins import HEALTH_PROBE, PROCESS_REAP, SERVER_POLL
 
-__all__ = ["ClusterOptions", "ServerOptions", "ServerProcess", "ServerUser", "find_nats_server"]
+__all__ = [
+    "ClusterOptions",
+    "DataDirLock",
+    "ServerOptions",
+    "ServerProcess",
+    "ServerUser",
+    "find_nats_server",
+    "lock_holder",
+]
 
 HOST = "127.0.0.1"
+LOCK_FILE = "lock"
+# Execs the server so that it dies with this process (run as a file: see its docstring).
+PDEATHSIG = Path(__file__).with_name("_pdeathsig.py")
 
 
 def find_nats_server() -> Path:
@@ -90,13 +110,79 @@ class ServerOptions:
     users: tuple[ServerUser, ...] = attrs.field(default=(), converter=tuple)
 
 
+class DataDirLock:
+    """The one owner of a data directory: an exclusive `flock` on `<dir>/lock`,
+    the owner's pid written inside. Held from `acquire` to `release`; the kernel
+    drops the lock of a process that dies, so a crash never leaves it held."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or STATE_LOCKED naming the pid that holds it."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except BaseException as exc:
+            os.close(fd)
+            if isinstance(exc, BlockingIOError):
+                raise locked_error(self.data_dir, lock_holder(self.data_dir)) from None
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        """Let go (the file stays: a waiting process may hold it open)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> DataDirLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def lock_holder(data_dir: Path) -> int | None:
+    """The pid holding `data_dir`'s lock (0: not written yet); None if free."""
+    try:
+        fd = os.open(Path(data_dir) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.read(fd, 32).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else 0
+    finally:
+        os.close(fd)  # also lets go of the shared lock taken to look
+    return None
+
+
+def locked_error(data_dir: Path, holder: int | None) -> ExoarmurError:
+    """STATE_LOCKED: `data_dir` has another owner, `holder` (its pid; 0 or None: unknown)."""
+    who = f"pid {holder}" if holder else "another process"
+    return error_for(
+        ReasonCode.STATE_LOCKED,
+        f"{data_dir} is in use by {who} (lock file {data_dir / LOCK_FILE}): "
+        "stop that process, or give this one another data directory ([nats] data_dir)",
+    )
+
+
 class ServerProcess:
     """A nats-server for one data directory. `start`, then `wait` or `stop`."""
 
     def __init__(self, options: ServerOptions, *, binary: Path | None = None) -> None:
         self.options = options
         self.binary = binary if binary is not None else find_nats_server()
-        self.data_dir = options.data_dir
+        # Absolute: the config's path on the server's command line names this
+        # directory whatever the working directory of whoever reads it.
+        self.data_dir = options.data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.token = self._token()
         self.process: ChildProcess | None = None
@@ -176,8 +262,12 @@ class ServerProcess:
     async def start(self, *, deadline: float) -> None:
         """Start and wait until JetStream answers (`/healthz?js-enabled-only`),
         by `deadline` (on the anyio clock): else TIMEOUT_NATS_CONNECT, the
-        process killed. A server left running by a crashed owner of this data
-        directory (its pid file) is killed first."""
+        process killed. STATE_LOCKED if another live process owns the data
+        directory; a server left running by a crashed owner (its pid file) is
+        killed first."""
+        holder = lock_holder(self.data_dir)
+        if holder is not None and holder != os.getpid():
+            raise locked_error(self.data_dir, holder)
         await self._kill_stale()
         port, http_port = self._ports()
         conf = self.data_dir / "nats-server.conf"
@@ -185,7 +275,9 @@ class ServerProcess:
         for old in self.data_dir.glob("*.ports"):
             old.unlink()
         self.process = ChildProcess(
-            [sys.executable, "-m", "exoarmur.actors.nats._pdeathsig", str(os.getpid()), str(self.binary), "-c", str(conf)]
+            # Run as a file, not a module: importing its packages (nats-py,
+            # the kernel) would add ~0.4 s to every start before the exec.
+            [sys.executable, "-I", str(PDEATHSIG), str(os.getpid()), str(self.binary), "-c", str(conf)]
         )
         try:
             with anyio.fail_after(max(deadline - anyio.current_time(), 0.0)):
@@ -223,12 +315,12 @@ class ServerProcess:
                         ports_file = None  # written but not complete yet
             if ports_file is not None and await self._healthy():
                 return
-            await anyio.sleep(0.02)
+            await anyio.sleep(SERVER_POLL)
 
     async def _healthy(self) -> bool:
         """GET /healthz?js-enabled-only=true answers 200."""
         try:
-            with anyio.fail_after(1.0):
+            with anyio.fail_after(HEALTH_PROBE):
                 async with await anyio.connect_tcp(HOST, self.http_port) as stream:
                     request = f"GET /healthz?js-enabled-only=true HTTP/1.0\r\nHost: {HOST}\r\n\r\n"
                     await stream.send(request.encode())
@@ -238,23 +330,33 @@ class ServerProcess:
         return head.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200"))
 
     async def _kill_stale(self) -> None:
+        """Kill the server the pid file names if it runs this directory's
+        config (a pid reused by any other process is left alone). Called only
+        when no other live process holds the lock: its owner is gone."""
         pid_file = self.data_dir / "nats-server.pid"
-        if not pid_file.exists():
-            return
         try:
             pid = int(pid_file.read_text().strip())
-            exe = os.readlink(f"/proc/{pid}/exe") if sys.platform.startswith("linux") else ""
         except (ValueError, OSError):
             pid_file.unlink(missing_ok=True)
             return
-        if Path(exe).name != self.binary.name:
-            pid_file.unlink(missing_ok=True)
-            return  # the pid is someone else's now
-        os.kill(pid, signal.SIGKILL)
-        with anyio.move_on_after(5.0):
-            while not _gone(pid):
-                await anyio.sleep(0.01)
+        if self._runs_our_config(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # gone by itself meanwhile
+            with anyio.move_on_after(PROCESS_REAP):
+                while not _gone(pid):
+                    await anyio.sleep(SERVER_POLL)
         pid_file.unlink(missing_ok=True)
+
+    def _runs_our_config(self, pid: int) -> bool:
+        """`pid`'s command line names this directory's nats-server.conf (False
+        where it cannot be read: what is not known to be ours is not killed)."""
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return os.fsencode(self.data_dir / "nats-server.conf") in argv
 
     # ---- run and stop -----------------------------------------------------------
 
@@ -276,7 +378,7 @@ class ServerProcess:
             finally:
                 if process.returncode is None:
                     process.kill()
-                    with anyio.CancelScope(shield=True), anyio.move_on_after(5.0):
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(PROCESS_REAP):
                         await process.wait()
         if process.returncode is not None:
             process.close()

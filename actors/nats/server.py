@@ -2,7 +2,7 @@
 
 `exoarmur run` without a NATS URL starts one: nats-server with JetStream on a
 free loopback port, a generated token, data under a local directory
-(`actors/nats_process.py` does the process work). If the process exits, the
+(`actors/nats/process.py` does the process work). If the process exits, the
 actor crashes and its supervisor restarts it on the same data directory, same
 ports, same token, so clients reconnect to what they knew. Stop is SIGTERM,
 then SIGKILL after `shutdown` seconds.

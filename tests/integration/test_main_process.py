@@ -1,5 +1,6 @@
 """`exoarmur run` and NATS: the embedded server by default, an existing
-deployment with --nats-url, no server left behind, no secret printed."""
+deployment with --nats-url, one process per data directory, no server left
+behind (after a signal, a SIGKILL or a failed start), no secret printed."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from exoarmur.actors.app.config import parse_config_text
+from exoarmur.actors.app.main import run
+from exoarmur.actors.nats.server import EmbeddedNatsServer
+from exoarmur.supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
 from tests.integration.test_nats_server import alive
 from tests.actors.app.test_cli import EXIT_TIMEOUT, REPO, STARTUP_TIMEOUT, Process, start  # noqa: F401 - fixture
 
@@ -21,6 +27,14 @@ SERVER_DATA = Path("exoarmur-data/nats")
 
 def server_pid(cwd: Path) -> int:
     return int((cwd / SERVER_DATA / "nats-server.pid").read_text())
+
+
+def healthy(data_dir: Path) -> bool:
+    """The server of `data_dir` answers its JetStream health check."""
+    port = json.loads((data_dir / "ports.json").read_text())["monitoring"]
+    url = f"http://127.0.0.1:{port}/healthz?js-enabled-only=true"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status == 200
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -35,6 +49,55 @@ def test_run_starts_the_embedded_server_and_stops_it(tmp_path, start, backend):
     assert code == 0, err
     assert not alive(pid)
     assert token not in err
+
+
+def test_a_second_run_in_the_same_directory_is_refused_and_the_first_keeps_its_server(tmp_path, start):
+    """The data directory has one owner: a second `exoarmur run` there exits
+    with STATE_LOCKED naming the first's pid, before starting anything, and
+    the first's server runs on (the same pid, healthy)."""
+    first = start(["run"])
+    first.wait_for("exoarmur: running (3 actors)", timeout=STARTUP_TIMEOUT)
+    pid = server_pid(tmp_path)
+    second = start(["run"])
+    second.wait_for("exoarmur: fatal: STATE_LOCKED", timeout=STARTUP_TIMEOUT)
+    code, err = second.finish(timeout=EXIT_TIMEOUT)
+    assert code == 1, err
+    data = (tmp_path / SERVER_DATA).resolve()
+    assert err == (
+        f"exoarmur: fatal: STATE_LOCKED: {data} is in use by pid {first.popen.pid} (lock file {data / 'lock'}): "
+        "stop that process, or give this one another data directory ([nats] data_dir)\n"
+    )
+    assert server_pid(tmp_path) == pid and alive(pid) and healthy(tmp_path / SERVER_DATA)
+    first.popen.send_signal(signal.SIGTERM)
+    code, err = first.finish(timeout=EXIT_TIMEOUT)
+    assert code == 0, err
+    assert "restart" not in err and not alive(pid)
+
+
+async def server_then_failure(system, config) -> None:
+    """A tree whose later step fails after its embedded server has started."""
+    spec = SupervisorSpec(
+        Strategy.ONE_FOR_ONE,
+        children=(ChildSpec("server", EmbeddedNatsServer, kwargs={"data_dir": config.nats.data_dir}),),
+    )
+    await system.spawn(Supervisor, name="nats", kwargs={"spec": spec})
+    raise RuntimeError("a later step failed")
+
+
+@pytest.mark.anyio
+async def test_a_failed_start_stops_the_started_server_gracefully_and_reaps_it(tmp_path, capsys):
+    """The build fails after the server started: the server gets its graceful
+    stop (SIGTERM: its log says it exited) and is reaped (no zombie, no orphan)."""
+    config = parse_config_text(
+        f'[nats]\ndata_dir = "nats"\n[tree]\nfactory = "{__name__}:server_then_failure"\n',
+        source="test",
+        base_dir=tmp_path,
+    )
+    assert await run(config) == 1
+    assert "FATAL: tree factory" in capsys.readouterr().err
+    pid = int((tmp_path / "nats" / "nats-server.pid").read_text())
+    assert not Path(f"/proc/{pid}").exists()  # neither running nor a zombie of this process
+    assert "Server Exiting" in (tmp_path / "nats" / "nats-server.log").read_text()
 
 
 def test_no_server_outlives_a_sigkilled_main_process(tmp_path, start):

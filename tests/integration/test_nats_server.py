@@ -1,5 +1,6 @@
 """The embedded nats-server: a real process on loopback, supervised, restarted on
-the same data, never orphaned."""
+the same data, never orphaned, and one owner per data directory: a live server
+of another owner is never killed."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
 import pytest
 
 from exoarmur.actors.nats.connection import KvGet, KvOpen, KvPut, NatsConnection
-from exoarmur.actors.nats.process import ServerOptions, ServerProcess, find_nats_server
+from exoarmur.actors.nats.process import DataDirLock, ServerOptions, ServerProcess, find_nats_server, lock_holder
 from exoarmur.actors.nats.server import EmbeddedNatsServer, NatsEndpoint, ServerInfo
 from exoarmur.runtime import ActorSystem, ExoarmurError, ReasonCode
 from exoarmur.supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
@@ -79,6 +82,89 @@ class TestServerProcess:
             await first.stop(timeout=1)
 
 
+    async def test_a_live_server_of_another_data_dir_is_never_killed(self, tmp_path):
+        """A pid file naming a live server that runs another directory's config
+        (a copied directory, a reused pid) is not a stale server of ours."""
+        async with running_server(tmp_path / "a") as other:
+            ours = tmp_path / "b"
+            ours.mkdir()
+            (ours / "nats-server.pid").write_text(str(other.process.pid))
+            async with running_server(ours) as server:
+                assert server.process.pid != other.process.pid
+                assert alive(other.process.pid) and other.running
+                assert await protocol_connect(other.port, other.token) == b"PONG"
+
+    async def test_a_data_dir_another_live_process_owns_is_refused_and_its_server_kept(self, tmp_path):
+        """Another live process holds the lock: STATE_LOCKED naming its pid, and
+        the server its pid file names (its own) keeps running."""
+        async with running_server(tmp_path) as owned:
+            with lock_held_elsewhere(tmp_path) as holder, pytest.raises(ExoarmurError) as caught:
+                await ServerProcess(ServerOptions(data_dir=tmp_path)).start(deadline=anyio.current_time() + 10)
+            assert caught.value.code is ReasonCode.STATE_LOCKED
+            assert f"{tmp_path.resolve()} is in use by pid {holder}" in caught.value.detail
+            assert alive(owned.process.pid) and owned.running
+            assert await protocol_connect(owned.port, owned.token) == b"PONG"
+
+    async def test_the_process_holding_the_lock_starts_its_server(self, tmp_path):
+        """The lock's holder (the main process) starts its server on the directory."""
+        with DataDirLock(tmp_path):
+            async with running_server(tmp_path) as server:
+                assert server.running
+
+
+class TestDataDirLock:
+    def test_a_second_owner_is_refused_naming_the_holder(self, tmp_path):
+        """While one lock is held another is refused (even in the same process),
+        STATE_LOCKED naming the holder's pid; released, it can be taken."""
+        first = DataDirLock(tmp_path / "data")
+        first.acquire()
+        try:
+            assert lock_holder(tmp_path / "data") == os.getpid()
+            with pytest.raises(ExoarmurError) as caught:
+                DataDirLock(tmp_path / "data").acquire()
+            assert caught.value.code is ReasonCode.STATE_LOCKED
+            assert f"in use by pid {os.getpid()}" in caught.value.detail
+        finally:
+            first.release()
+        assert lock_holder(tmp_path / "data") is None
+        with DataDirLock(tmp_path / "data"):
+            pass
+
+    async def test_the_lock_ends_with_the_process_that_held_it(self, tmp_path):
+        """A holder killed by SIGKILL leaves nothing held (the kernel drops its lock)."""
+        with lock_held_elsewhere(tmp_path) as holder:
+            assert lock_holder(tmp_path) == holder
+            os.kill(holder, signal.SIGKILL)
+            await eventually(lambda: lock_holder(tmp_path) is None, timeout=5)
+        with DataDirLock(tmp_path):
+            assert lock_holder(tmp_path) == os.getpid()
+
+
+@contextmanager
+def lock_held_elsewhere(data_dir: Path) -> Iterator[int]:
+    """Another process holding `data_dir`'s lock while the block runs; its pid."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from exoarmur.actors.nats.process import DataDirLock
+        with DataDirLock(Path({str(data_dir)!r})):
+            print("locked", flush=True)
+            sys.stdin.read()  # held until the test kills this process
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.communicate(timeout=5)
+
+
 async def protocol_connect(port: int, token: str) -> bytes:
     """CONNECT with `token` in NATS's text protocol; the server's first answer line."""
     async with await anyio.connect_tcp("127.0.0.1", port) as stream:
@@ -121,7 +207,7 @@ class TestEmbeddedNatsServerActor:
             await conn.ask(KvPut("b", "k", b"before"))
             pid = int((tmp_path / "nats-server.pid").read_text())
             os.kill(pid, signal.SIGKILL)
-            await eventually(lambda: server_ref._cell.restarts == 1)
+            await eventually(lambda: system.info("nats/server").restarts == 1)
             assert await server_ref.ask(ServerInfo()) == endpoint  # same port and token
             crashes = [e for e in system.audit.events if e.code is ReasonCode.ACTOR_CRASHED]
             assert len(crashes) == 1 and "nats-server exited" in crashes[0].detail

@@ -1,10 +1,9 @@
-"""The `exoarmur` command and the main process: help, `config`, `bench kernel`
-pass-through, `run` in process (both backends) and as a real process stopped by
-SIGTERM and SIGINT, with exit codes and the coded fatal line."""
+"""The `exoarmur` command and the main process: help, `run` in process (both
+backends) and as a real process stopped by SIGTERM and SIGINT, with exit codes
+and the coded fatal line. (`config` and `bench`: test_commands.py.)"""
 
 from __future__ import annotations
 
-import json
 import os
 import selectors
 import signal
@@ -12,8 +11,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import tomllib
-import types
 from pathlib import Path
 
 import anyio
@@ -70,8 +67,16 @@ async def slow_to_stop_tree(system, config) -> None:
     await system.spawn(SlowToStop, name="slow/one")
 
 
+async def slow_to_stop_then_failing_tree(system, config) -> None:
+    await system.spawn(SlowToStop, name="slow/one")
+    raise RuntimeError("a later step failed")
+
+
 def config_for(tmp_path: Path, factory: str, *, extra: str = "") -> Config:
-    text = f'[audit]\npath = "audit.jsonl"\n[tree]\nfactory = "{factory}"\n{extra}'
+    """Audit and data (the state `run` locks) under tmp_path, not the working directory."""
+    text = (
+        f'[audit]\npath = "audit.jsonl"\n[nats]\ndata_dir = "data"\n[tree]\nfactory = "{factory}"\n{extra}'
+    )
     return parse_config_text(text, source="test", base_dir=tmp_path)
 
 
@@ -129,7 +134,7 @@ class TestHelp:
         assert "unrecognized arguments: --frobnicate" in capsys.readouterr().err
 
     def test_python_dash_m_runtime_help(self):
-        """`python -m runtime --help` is the same command, as a real process."""
+        """`python -m exoarmur --help` is the same command, as a real process."""
         done = subprocess.run(
             [sys.executable, "-m", "exoarmur", "--help"],
             env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -139,61 +144,6 @@ class TestHelp:
         )
         assert done.returncode == 0
         assert b"usage: exoarmur" in done.stdout
-
-
-# ---- exoarmur config -------------------------------------------------------------------
-
-
-class TestConfigCommand:
-    def test_prints_the_defaults_as_toml(self, capsys):
-        """Without --config it prints the built-in config, every default spelled out."""
-        assert main(["config"]) == 0
-        out = capsys.readouterr().out
-        assert parse_config_text(out, source="printed", base_dir=None) == Config()
-        assert tomllib.loads(out)["timeouts"]["execution_intent"] == 30.0
-
-    def test_prints_a_file_as_json(self, tmp_path, capsys):
-        """--format json shows the effective values of a given file."""
-        path = tmp_path / "c.toml"
-        path.write_text("[timeouts]\nkv_get = 1.5\n", encoding="utf-8")
-        assert main(["config", "--config", str(path), "--format", "json"]) == 0
-        shown = json.loads(capsys.readouterr().out)
-        assert shown["timeouts"]["kv_get"] == 1.5
-        assert shown["timeouts"]["kv_put"] == 5.0
-
-    def test_bad_file_exits_2_with_the_code(self, tmp_path, capsys):
-        """A bad config is CONFIG_INVALID on stderr and exit code 2."""
-        path = tmp_path / "c.toml"
-        path.write_text("[nope]\n", encoding="utf-8")
-        assert main(["config", "--config", str(path)]) == 2
-        assert f"exoarmur: fatal: CONFIG_INVALID: {path}: nope: unknown section" in capsys.readouterr().err
-
-
-# ---- exoarmur bench kernel ---------------------------------------------------------------
-
-
-class TestBench:
-    def test_arguments_pass_through_to_the_benchmark(self, monkeypatch):
-        """Every argument after `bench kernel` goes to benchmarks.bench_kernel.main (a
-        leading `--` dropped), and its return value is the exit code."""
-        seen: list[list[str]] = []
-
-        def fake_main(argv: list[str]) -> int:
-            seen.append(argv)
-            return 3
-
-        fake = types.ModuleType("exoarmur.benchmarks.bench_kernel")
-        fake.main = fake_main  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "exoarmur.benchmarks.bench_kernel", fake)
-        assert main(["bench", "kernel", "--quick", "--backend", "trio"]) == 3
-        assert main(["bench", "kernel", "--", "--help"]) == 3
-        assert seen == [["--quick", "--backend", "trio"], ["--help"]]
-
-    def test_missing_benchmark_exits_2_with_a_clear_error(self, monkeypatch, capsys):
-        """If benchmarks/bench_kernel.py cannot be found the command says so and exits 2."""
-        monkeypatch.setitem(sys.modules, "exoarmur.benchmarks.bench_kernel", None)
-        assert main(["bench", "kernel"]) == 2
-        assert "benchmarks/bench_kernel.py not found" in capsys.readouterr().err
 
 
 # ---- run, in this process ------------------------------------------------------------------
@@ -259,7 +209,7 @@ class TestRun:
     @pytest.mark.anyio
     async def test_overlong_graceful_stop_is_cancelled_with_a_code(self, tmp_path, capsys, monkeypatch):
         """A stop still running after stop_timeout + margin is given up: DEADLINE_EXCEEDED, exit 1."""
-        monkeypatch.setattr(exoarmur.actors.app.main, "STOP_MARGIN", 0.2)
+        monkeypatch.setattr(exoarmur.actors.app.main, "PROCESS_STOP_OVERRUN", 0.2)
         config = config_for(
             tmp_path, f"{__name__}:slow_to_stop_tree", extra="[system]\nstop_timeout = 0.1\n"
         )
@@ -273,6 +223,27 @@ class TestRun:
         assert events["fatal"].code is ReasonCode.DEADLINE_EXCEEDED
         # Given up at the limit, not when the stubborn hook finished (0.6 s).
         assert 0.25 <= events["fatal"].at - events["test.stopping"].at < 0.5
+
+
+    @pytest.mark.anyio
+    async def test_a_failed_build_stops_what_it_started_gracefully_first(self, tmp_path, capsys, monkeypatch):
+        """The factory fails after spawning: what it spawned gets the graceful
+        stop (its `stopping` hook runs) before the failure is reported; a stop
+        that overruns says so, and the build's failure stays the exit's reason."""
+        monkeypatch.setattr(exoarmur.actors.app.main, "PROCESS_STOP_OVERRUN", 0.2)
+        factory = f"{__name__}:slow_to_stop_then_failing_tree"
+        config = config_for(tmp_path, factory, extra="[system]\nstop_timeout = 0.1\n")
+        code, was_ready = await run_until_signalled(config)
+        assert (code, was_ready) == (1, False)
+        err = capsys.readouterr().err
+        assert "exoarmur: stopping after the failure: DEADLINE_EXCEEDED: graceful stop still running after 0.3 s" in err
+        assert err.rstrip().endswith(f"exoarmur: fatal: FATAL: tree factory {factory}: RuntimeError: a later step failed")
+        events = [(e.kind, e.code) for e in read_jsonl(tmp_path / "audit.jsonl")]
+        assert events == [
+            ("fatal", ReasonCode.FATAL),
+            ("test.stopping", ReasonCode.SHUTTING_DOWN),
+            ("fatal", ReasonCode.DEADLINE_EXCEEDED),
+        ]
 
 
 class TestCoded:
@@ -300,7 +271,7 @@ class TestCoded:
 
 
 class Process:
-    """`python -m runtime ARGS` with the repository (and `extra_path`) importable."""
+    """`python -m exoarmur ARGS` with the repository (and `extra_path`) importable."""
 
     def __init__(self, args: list[str], *, cwd: Path, extra_path: tuple[Path, ...] = ()) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (REPO, *extra_path)))}
@@ -374,7 +345,7 @@ class TestProcess:
     @pytest.mark.parametrize("backend", ["asyncio", "trio"])
     @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
     def test_signal_stops_gracefully_with_exit_0(self, tmp_path, start, backend, signum):
-        """`python -m runtime run` prints its running line, and SIGTERM or SIGINT ends it with 0."""
+        """`python -m exoarmur run` prints its running line, and SIGTERM or SIGINT ends it with 0."""
         process = start(["run", "--config", str(write_config(tmp_path)), "--backend", backend])
         process.wait_for("exoarmur: running (3 actors)", timeout=STARTUP_TIMEOUT)
         process.popen.send_signal(signum)
