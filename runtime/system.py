@@ -57,6 +57,9 @@ class SystemStatistics:
     restarts: int
 
 
+_new = tuple.__new__
+
+
 class ActorSystem:
     """The host of a tree of actors: spawns them, hosts their drains, keeps
     their registry, their dead letters and the audit sink, and stops them.
@@ -368,25 +371,29 @@ class ActorSystem:
         `idempotency_key` and `attempt` are for failures without an envelope."""
         if not detail:
             detail = path or ""
+        # The one place failures' audit events are built, on every crash and
+        # refusal: positionally, in AuditEvent's field order (its keyword
+        # __new__ costs 1.0 µs, a tuple 0.25 µs).
         if envelope is None:
-            event = AuditEvent(
-                kind=kind, code=code, at=self.now(), path=path, idempotency_key=idempotency_key, attempt=attempt, detail=detail
-            )
+            event = _new(AuditEvent, (kind, code, self.now(), path, None, None, None, None, None, idempotency_key, attempt, detail))
         else:
             message_type = type(envelope.message)
-            event = AuditEvent(
-                kind=kind,
-                code=code,
-                at=self.now(),
-                path=path,
-                message=getattr(message_type, "__wire_name__", None) or message_type.__qualname__,
-                tenant=envelope.tenant,
-                sender=envelope.sender,
-                correlation_id=envelope.correlation_id,
-                trace_id=envelope.trace_id,
-                idempotency_key=envelope.idempotency_key,
-                attempt=envelope.attempt,
-                detail=detail,
+            event = _new(
+                AuditEvent,
+                (
+                    kind,
+                    code,
+                    self.now(),
+                    path,
+                    getattr(message_type, "__wire_name__", None) or message_type.__qualname__,
+                    envelope.tenant,
+                    envelope.sender,
+                    envelope.correlation_id,
+                    envelope.trace_id,
+                    envelope.idempotency_key,
+                    envelope.attempt,
+                    detail,
+                ),
             )
         self.audit.emit(event)
         error = error_for(code, detail)
