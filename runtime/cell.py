@@ -272,6 +272,9 @@ class ActorCell:
         await self.stopped.wait()
 
     def finish(self) -> None:
+        # Whatever is still in the control lane ends here (a suspended actor
+        # stopped before it handled its signals): every accepted envelope ends.
+        dead_letter_signals(self, self.mailbox.closed or ReasonCode.SHUTTING_DOWN)
         if self.suspended is not None:
             self.suspended.set()  # a suspend() that a stop overtook ends too
             self.suspended = None
@@ -288,6 +291,10 @@ class ActorCell:
         gating.admit(self, probes=probes)
 
     redeliver = admission.redeliver
+
+    def take_crashed_on(self) -> Envelope | None:
+        env, self.crashed_on = self.crashed_on, None
+        return env
 
     def info(self) -> ActorInfo:
         return ActorInfo(

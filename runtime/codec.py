@@ -25,9 +25,11 @@ The message body is written and read by runtime/bodies.py (its field types
 are listed there).
 
 Decoding checks, in order: size and JSON (ENVELOPE_INVALID), the header
-(ENVELOPE_INVALID), the tenant (TENANT_MISMATCH), the remaining time
-(DEADLINE_EXCEEDED), the body (ENVELOPE_INVALID). Nothing else escapes: any
-input gives an Envelope or one of those coded errors. Encoding raises the same
+(ENVELOPE_INVALID; its strings at most MAX_HEADER_CHARS), the message type against what the receiver takes from the
+wire, when it says (`accept`: NOT_EXPORTED, before any of the body is read),
+the tenant (TENANT_MISMATCH), the remaining time (DEADLINE_EXCEEDED), the body
+(ENVELOPE_INVALID). Nothing else escapes: any input gives an Envelope or one
+of those coded errors. Encoding raises the same
 codes for an envelope that decoding would refuse, so what `encode` returns
 `decode` accepts (given time left and the same registry and `max_bytes`).
 
@@ -37,19 +39,24 @@ The codec is pure: it raises, the caller audits.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import orjson
 
 from exoarmur.runtime.bodies import decode_body, decode_message, encode_message, invalid, kind_of, short
 from exoarmur.runtime.codes import ReasonCode
 from exoarmur.runtime.envelope import Envelope
-from exoarmur.runtime.errors import DeadlineExceeded, InvalidInput, TenantMismatch
+from exoarmur.runtime.errors import DeadlineExceeded, Denied, InvalidInput, TenantMismatch
 from exoarmur.runtime.messages import MESSAGES, MessageRegistry
 
-__all__ = ["MAX_BYTES", "WIRE_VERSION", "decode", "decode_message", "encode", "encode_message"]
+__all__ = ["MAX_BYTES", "MAX_HEADER_CHARS", "WIRE_VERSION", "decode", "decode_message", "encode", "encode_message"]
 
 WIRE_VERSION = 1
 MAX_BYTES = 1_048_576
+# A tenant, sender, correlation or trace id, or idempotency key is an id, not
+# data: bounded, so what a peer sends cannot grow what is kept of it (audit
+# events carry these fields).
+MAX_HEADER_CHARS = 256
 _INT_MIN = -(2**63)
 _INT_MAX = 2**63 - 1
 _HEADERS = frozenset({"v", "m", "b", "ms", "t", "s", "c", "tr", "k", "a"})
@@ -78,6 +85,8 @@ def _check_strings(values: tuple[object, ...]) -> None:
     for (key, what), value in zip(_STRING_HEADERS, values):
         if value is not None and type(value) is not str:
             raise _header_error(key, what, value)
+        if value is not None and len(value) > MAX_HEADER_CHARS:
+            raise invalid(f"header {key!r} ({what}): longer than {MAX_HEADER_CHARS} characters")
 
 
 def encode(
@@ -142,8 +151,10 @@ def decode(
     registry: MessageRegistry = MESSAGES,
     max_bytes: int = MAX_BYTES,
     expect_tenant: str | None = None,
+    accept: Callable[[type], bool] | None = None,
 ) -> Envelope:
-    """The envelope in `data`, its deadline re-anchored at `now`; or a coded error."""
+    """The envelope in `data`, its deadline re-anchored at `now`; or a coded
+    error. `accept(message_type)` False: NOT_EXPORTED, the body unread."""
     if isinstance(data, memoryview):
         if data.nbytes > max_bytes:
             raise invalid(f"{data.nbytes} bytes is over the limit of {max_bytes}")
@@ -182,6 +193,8 @@ def decode(
     cls = registry.lookup(name)
     if cls is None:
         raise invalid(f"unknown message {short(name)}")
+    if accept is not None and not accept(cls):
+        raise Denied(ReasonCode.NOT_EXPORTED, f"{name}: not taken from the wire by this receiver")
     tenant = strings[0]
     if expect_tenant is not None and tenant != expect_tenant:
         detail = f"{name}: tenant {short(tenant)}, expected {expect_tenant!r}"

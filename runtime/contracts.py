@@ -66,7 +66,9 @@ class Supervised(Protocol):
     state: CellState
     restarts: int  # fresh instances made after crashes or wind-downs
     start_failed: bool  # the last fresh instance failed in __init__ or `started`
-    crashed_on: Envelope | None  # the envelope the last crash interrupted
+
+    def take_crashed_on(self) -> Envelope | None:
+        """The envelope the last crash interrupted, once (a retry hands it back)."""
 
     def resume(self) -> None:
         """SUSPENDED -> RUNNING: a fresh instance (made by its drain, which runs
@@ -135,7 +137,7 @@ class Cell(Supervised, Protocol):
     """
 
     # Who it is (and, from Supervised: path, ref, actor_type, state, restarts,
-    # start_failed, crashed_on).
+    # start_failed).
     system: System
     kwargs: Mapping[str, Any]
     tenant: str | None  # set: every envelope it takes carries this tenant
@@ -160,6 +162,7 @@ class Cell(Supervised, Protocol):
     # Its instance.
     actor: Any  # the instance running now (of actor_type)
     instance_dead: bool
+    crashed_on: Envelope | None  # the envelope the last crash interrupted, until taken
     failure_reported: bool  # context.report_failure() since the last probe began
     scope: anyio.CancelScope | None  # of the async handler the drain runs now
     # Its parts, made when first needed (an idle actor stays small).
@@ -188,8 +191,6 @@ class Cell(Supervised, Protocol):
 
     def callback_crashed(self, crash: Any) -> None:
         """A CallbackCrash (runtime/deferred.py): the instance crashes in its drain."""
-
-    def request_stop(self, *, code: ReasonCode, deadline: float) -> None: ...
 
 
 class System(Kernel, Protocol):

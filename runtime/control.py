@@ -6,10 +6,10 @@ It holds three kinds of entries:
   cell's state says which);
 - a `Signal`: a message from the runtime itself (a child's crash or exit for
   its supervisor, a timer's wake-up), handled through the actor's handlers.
-  A signal addressed to one instance (runtime/inbox.py) never reaches the next: if
-  that instance has ended by the time the signal would be handled, it is
-  dead-lettered with ACTOR_STOPPED (as an OTP process's exit signals die
-  with it). An unaddressed one waits for whichever instance runs next;
+  Each is addressed to one instance (runtime/inbox.py) and never reaches the
+  next: if that instance has ended by the time the signal would be handled,
+  it is dead-lettered with ACTOR_STOPPED (as an OTP process's exit signals
+  die with it);
 - a `CallbackCrash`: an `ask_then` callback of this instance raised, so the
   instance crashes here, in its own drain, not in the stack that resolved
   the reply.
@@ -27,7 +27,7 @@ from exoarmur.runtime.endings import crashed, dead_letter
 from exoarmur.runtime.envelope import Envelope
 from exoarmur.runtime.handling import handle_async, handle_sync
 from exoarmur.runtime.instances import alive
-from exoarmur.runtime.lifecycle import RUNNING, STOPPED, SUSPENDED
+from exoarmur.runtime.lifecycle import RUNNING, STOPPED
 
 if TYPE_CHECKING:
     from exoarmur.runtime.contracts import Cell
@@ -39,7 +39,7 @@ STOP = "stop"
 
 
 class Signal:
-    """A control-lane entry: a signal's envelope, for `instance` (None: any)."""
+    """A control-lane entry: a signal's envelope, for one instance."""
 
     __slots__ = ("envelope", "instance")
 
@@ -48,14 +48,12 @@ class Signal:
         self.instance = instance
 
 
-def signal(cell: Cell, message: Any, *, instance: Any | None = None, timeout: float | None = None) -> None:
-    """Deliver a runtime signal ahead of the mail, whatever the mailbox's
-    capacity. A signal to a stopped actor is dead-lettered."""
+def signal(cell: Cell, message: Any, *, instance: Any) -> None:
+    """Deliver a runtime signal for `instance` ahead of the mail, whatever the
+    mailbox's capacity. A signal to a stopped actor is dead-lettered."""
     if type(message) not in cell.dispatch:
         raise TypeError(f"{cell.actor_type.__qualname__} has no handler for signal {message!r}")
-    now = cell.system.now()
-    seconds = cell.system.default_seconds(type(message)) if timeout is None else timeout
-    env = Envelope(message=message, deadline=now + seconds)
+    env = Envelope(message=message, deadline=cell.system.now() + cell.system.default_seconds(type(message)))
     cell.mailbox.accepted += 1  # counted like any envelope: it ends exactly once
     if cell.state is STOPPED:
         dead_letter(cell, env, ReasonCode.ACTOR_STOPPED)
@@ -68,7 +66,7 @@ def ended(cell: Cell, entry: Signal) -> bool:
     """The instance `entry` was for has ended (crashed, wound down, replaced):
     it is dead-lettered, and True. A stopping instance has not ended yet: it
     handles what reaches it until its stop is done."""
-    if entry.instance is None or (entry.instance is cell.actor and not cell.instance_dead):
+    if entry.instance is cell.actor and not cell.instance_dead:
         return False
     dead_letter(cell, entry.envelope, ReasonCode.ACTOR_STOPPED, "a signal to an instance that has ended")
     return True
@@ -91,9 +89,6 @@ async def take_control(cell: Cell) -> None:
             continue
         if ended(cell, entry):
             continue
-        if cell.instance_dead or cell.state is SUSPENDED:
-            control.appendleft(entry)  # handled once a fresh instance runs
-            return
         env = entry.envelope
         fn, is_async = cell.dispatch[type(env.message)]
         crash = await handle_async(cell, fn, env) if is_async else handle_sync(cell, fn, env)

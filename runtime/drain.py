@@ -199,6 +199,7 @@ async def wind_down(cell: Cell) -> None:
     if cell.inflight is not None:
         await cell.inflight.wait_empty()  # each is cut at `deadline` at the latest
     await run_stopping(cell, deadline=deadline)
+    await _signals_sent_while_stopping(cell)
     if cell.tasks is not None:
         cell.tasks.cancel_all()
     cell.instance_dead = True
@@ -206,6 +207,16 @@ async def wind_down(cell: Cell) -> None:
     event, cell.suspended = cell.suspended, None
     if event is not None:
         event.set()
+
+
+async def _signals_sent_while_stopping(cell: Cell) -> None:
+    """Signals sent to the instance while its `stopping` hook ran (a
+    supervisor's children exiting as it shuts them down) are its own: they
+    are handled now, after the hook, before the instance ends, so each ends
+    and none reaches a later instance as a stale dead letter."""
+    if cell.mailbox.control and not cell.instance_dead:
+        await take_control(cell)
+        cell.context.envelope = None
 
 
 async def drain_stopping(cell: Cell) -> None:
@@ -238,10 +249,7 @@ async def drain_stopping(cell: Cell) -> None:
     if cell.owed:
         await cell.owed.settle_by_stop(cell, code)
     await run_stopping(cell, deadline=cell.stop_deadline)
-    if cell.mailbox.control and not cell.instance_dead:
-        # Signals sent during `stopping` (a supervisor's children exiting as
-        # it shuts them down) are this instance's too: handled, so they end.
-        await take_control(cell)
+    await _signals_sent_while_stopping(cell)
     dead_letter_signals(cell, code)
     if cell.tasks is not None:
         cell.tasks.cancel_all()

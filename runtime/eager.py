@@ -92,14 +92,14 @@ def handle_now(cell: Cell, env: Envelope) -> bool:
     return True
 
 
-def signal_now(cell: Cell, message: Any, *, instance: Any | None = None) -> None:
+def signal_now(cell: Cell, message: Any, *, instance: Any) -> None:
     """A signal handled at once, in the caller's stack, when the actor is
     idle and its handler for it a plain `def`: it runs as this actor, in its
     own context, and an exception crashes the instance through its control
     lane. Otherwise (or if it is for an instance that is not the one
     running) it is queued as `signal` queues it."""
     fn, is_async = cell.dispatch[type(message)]
-    if is_async or not idle(cell) or (instance is not None and instance is not cell.actor):
+    if is_async or not idle(cell) or instance is not cell.actor:
         signal(cell, message, instance=instance)
         return
     cell.mailbox.accepted += 1

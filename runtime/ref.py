@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from exoarmur.runtime.kernel import Kernel
     from exoarmur.runtime.mailbox import Mailbox, MailboxStatistics
 
-__all__ = ["ActorRef", "outgoing_envelope"]
+__all__ = ["ActorRef", "deadline_refusal", "outgoing_envelope"]
 
 _INF = float("inf")
 # The one positional construction of an Envelope (in `outgoing_envelope`, the
@@ -246,9 +246,18 @@ def outgoing_envelope(
             )
         tenant = bound
     env = _new(Envelope, (message, deadline, tenant, sender, None, trace_id, idempotency_key, 1, reply))
-    if not now < deadline < _INF:  # passed, or inf/nan: there is no "wait forever"
-        target.reject(env, ReasonCode.DEADLINE_EXCEEDED if deadline <= now else ReasonCode.ENVELOPE_INVALID)
+    if not now < deadline < _INF:
+        target.reject(env, deadline_refusal(deadline, now))  # type: ignore[arg-type]
     return env
+
+
+def deadline_refusal(deadline: float, now: float) -> ReasonCode | None:
+    """The code a send with this deadline is refused with, or None if it is
+    still ahead: DEADLINE_EXCEEDED once it has passed, ENVELOPE_INVALID if it
+    is infinite or NaN (there is no "wait forever")."""
+    if now < deadline < _INF:
+        return None
+    return ReasonCode.DEADLINE_EXCEEDED if deadline <= now else ReasonCode.ENVELOPE_INVALID
 
 
 def _unhandled(target: Target, message_type: type) -> NoReturn:

@@ -46,6 +46,7 @@ from exoarmur.runtime.messages import timeout_category
 from exoarmur.runtime.ref import ActorRef
 from exoarmur.runtime.timeouts import TimeoutPolicy
 
+MAX_PATH = 512  # characters of an actor's path
 _PATH = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 
 
@@ -186,11 +187,10 @@ class ActorSystem:
         path, the arguments here, the class attributes. Its drains run in the
         system's own task group; after a crash the system resumes it at once
         with a fresh instance (as Akka's default does)."""
-        if self._drains is None:
+        drains = self._drains
+        if drains is None:
             raise RuntimeError("spawn needs an entered ActorSystem (async with)")
-        cell = await self._spawn(
-            actor_type, name, kwargs, capacity, overflow, tenant, start_soon=self._drains.start_soon, parent=self
-        )
+        cell = await self._spawn(actor_type, name, kwargs, capacity, overflow, tenant, start_soon=drains.start_soon, parent=self)
         return cell.ref
 
     async def spawn_child(
@@ -224,12 +224,10 @@ class ActorSystem:
         start_soon: Callable[..., None],
         parent: Parent,
     ) -> ActorCell:
-        if self._drains is None:
-            raise RuntimeError("spawn needs an entered ActorSystem (async with)")
         if self._stopping:
             raise self.failure("rejected", ReasonCode.SHUTTING_DOWN, path=name, detail="spawn")
-        if not isinstance(name, str) or not _PATH.fullmatch(name) or len(name) > 512:
-            raise self.failure("rejected", ReasonCode.ENVELOPE_INVALID, detail=f"bad actor path {name!r}")
+        if not isinstance(name, str) or not _PATH.fullmatch(name) or len(name) > MAX_PATH:
+            raise self.failure("rejected", ReasonCode.ENVELOPE_INVALID, detail=f"bad actor path {name!r:.{MAX_PATH}}")
         if name in self._cells:
             raise self.failure("rejected", ReasonCode.ACTOR_NAME_TAKEN, path=name)
         if not (isinstance(actor_type, type) and issubclass(actor_type, Actor)):
@@ -291,7 +289,9 @@ class ActorSystem:
     def _cell(self, path: str) -> ActorCell:
         cell = self._cells.get(path)
         if cell is None:
-            raise self.failure("rejected", ReasonCode.ACTOR_NOT_FOUND, path=path)
+            # What is kept of a path no actor has is bounded (it may come from a peer).
+            shown = path if isinstance(path, str) and len(path) <= MAX_PATH else f"{str(path)[:MAX_PATH]}..."
+            raise self.failure("rejected", ReasonCode.ACTOR_NOT_FOUND, path=shown)
         return cell
 
     def info(self, path: str) -> ActorInfo:

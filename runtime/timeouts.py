@@ -74,13 +74,13 @@ DEFAULT_SECONDS: Mapping[TimeoutCategory, float] = MappingProxyType(
 )
 
 
-def _valid_seconds(value: object, *, name: str) -> float:
+def valid_seconds(value: object, *, what: str) -> float:
+    """`value` as a number of seconds for a setting named `what`: CONFIG_INVALID
+    unless it is a finite number > 0 (a bool is not a number here)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidInput(ReasonCode.CONFIG_INVALID, f"timeout {name}: not a number: {value!r}")
+        raise InvalidInput(ReasonCode.CONFIG_INVALID, f"{what}: not a number: {value!r}")
     if not math.isfinite(value) or value <= 0:
-        raise InvalidInput(
-            ReasonCode.CONFIG_INVALID, f"timeout {name}: must be finite and > 0, got {value!r}"
-        )
+        raise InvalidInput(ReasonCode.CONFIG_INVALID, f"{what}: must be finite and > 0, got {value!r}")
     return float(value)
 
 
@@ -107,7 +107,7 @@ class TimeoutPolicy:
                     raise InvalidInput(
                         ReasonCode.CONFIG_INVALID, f"unknown timeout category {key!r}"
                     ) from None
-            table[category] = _valid_seconds(value, name=category.name)
+            table[category] = valid_seconds(value, what=f"timeout {category.name}")
         return cls(table)
 
     def __getitem__(self, category: TimeoutCategory) -> float:

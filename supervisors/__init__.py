@@ -1,4 +1,5 @@
-"""Supervision trees (child specs, strategies, restart intensity, breakers). Built on runtime/."""
+"""Supervision trees (child specs, strategies, restart intensity, breakers),
+built on the kernel's public names only (`exoarmur.runtime`)."""
 
 from exoarmur.supervisors.backoff import NO_BACKOFF, BackoffPolicy, jitter_rng
 from exoarmur.supervisors.breaker import TRANSITIONS as BREAKER_TRANSITIONS
@@ -23,34 +24,40 @@ from exoarmur.supervisors.spec import (
     shutdown_order,
     to_restart,
 )
-from exoarmur.supervisors.supervisor import ChildDown, ChildState, RestartDue, Supervisor
+from exoarmur.supervisors.children import ChildState
+from exoarmur.supervisors.describe import Node, describe_system
+from exoarmur.supervisors.messages import Describe, StartChild, TerminateChild
+from exoarmur.supervisors.supervisor import Supervisor
 
 __all__ = [
     "AUDIT_KINDS",
-    "BRUTAL",
-    "DEFAULT_INTENSITY",
-    "NO_BACKOFF",
     "BREAKER_TRANSITIONS",
+    "BRUTAL",
     "BackoffPolicy",
     "Breaker",
     "BreakerPolicy",
     "BreakerState",
     "BreakerStatistics",
     "Brutal",
-    "ChildDown",
     "ChildSpec",
     "ChildState",
+    "DEFAULT_INTENSITY",
+    "Describe",
+    "NO_BACKOFF",
+    "Node",
     "Restart",
-    "RestartDue",
     "RestartHistory",
     "RestartIntensity",
     "RestartWindow",
+    "StartChild",
     "Strategy",
     "Supervisor",
     "SupervisorSpec",
+    "TerminateChild",
     "Transition",
     "add_restart",
     "check_transition",
+    "describe_system",
     "jitter_rng",
     "should_restart",
     "shutdown_order",

@@ -37,14 +37,15 @@ What it does, in OTP's terms (supervisors/spec.py has the rules as functions):
 
 from __future__ import annotations
 
-import enum
+from collections.abc import Callable
+
 import anyio
 import attrs
+import outcome
 
 from exoarmur.runtime import (
     Actor,
     ActorCrashed,
-    ActorInfo,
     ActorRef,
     AuditEvent,
     CellState,
@@ -54,179 +55,26 @@ from exoarmur.runtime import (
     InvalidInput,
     Overflow,
     ReasonCode,
-    Supervised,
-    System,
     handles,
-    message,
 )
-from exoarmur.supervisors.backoff import jitter_rng
 from exoarmur.supervisors.breaker import Breaker, BreakerState, Transition
-from exoarmur.supervisors.intensity import RestartHistory, RestartWindow, in_window_from
-from exoarmur.supervisors.spec import BRUTAL, ChildSpec, Restart, Strategy, SupervisorSpec, should_restart, to_restart
-
-# Restarts of one child remembered for its backoff's attempt number: 2**63
-# times any initial delay is past every sensible cap.
-BACKOFF_ATTEMPTS_KEPT = 64
-
-
-@message("exoarmur.supervisor.child_down")
-class ChildDown:
-    """Signal: the child `name` crashed with `code` and is suspended."""
-
-    name: str
-    code: ReasonCode
-    detail: str
-
-
-@message("exoarmur.supervisor.child_exited")
-class ChildExited:
-    """Signal: the child `name` stopped."""
-
-    name: str
-
-
-@message("exoarmur.supervisor.dependency_failed")
-class DependencyFailed:
-    """Signal: the child `name` reported a failed dependency and runs on."""
-
-    name: str
-    code: ReasonCode
-
-
-@message("exoarmur.supervisor.probe_done")
-class ProbeDone:
-    """Signal: a HALF_OPEN probe to `name` ended (ok True/False, None: expired)."""
-
-    name: str
-    ok: bool | None
-
-
-@message("exoarmur.supervisor.breaker_due")
-class BreakerDue:
-    """Signal: the cooldown of `name`'s breaker may be over."""
-
-    name: str
-
-
-@message("exoarmur.supervisor.restart_group")
-class RestartGroup:
-    """Signal to itself: wind down and restart the children of `ticket`."""
-
-    ticket: int
-    failed: str
-    delay: float
-
-
-@message("exoarmur.supervisor.escalate")
-class Escalate:
-    """Signal to itself: too many restarts; shut everything down and fail."""
-
-    last: str
-
-
-@message("exoarmur.supervisor.restart_due")
-class RestartDue:
-    """Signal: the backoff of restart `ticket` is over."""
-
-    ticket: int
-
-
-@message("exoarmur.supervisor.start_child")
-class StartChild:
-    """Ask: start a child from `spec` (OTP's start_child); answers its ActorRef.
-    Local only: a ChildSpec names a class, so it does not go on the wire."""
-
-    spec: ChildSpec
-
-
-@message("exoarmur.supervisor.terminate_child")
-class TerminateChild:
-    """Ask: shut the child `name` down (within its shutdown timeout) and forget it."""
-
-    name: str
-
-
-@message("exoarmur.supervisor.describe")
-class Describe:
-    """Ask: this supervisor's subtree as data (a `Node`)."""
-
-
-@attrs.frozen
-class Node:
-    """One actor of a supervision tree, as data (for `exoarmur status` and SIGUSR1)."""
-
-    path: str
-    actor: str
-    state: str
-    restarts: int
-    depth: int
-    capacity: int
-    breaker: str | None = None
-    children: tuple[Node, ...] = ()
-
-    def render(self, *, indent: int = 0) -> str:
-        """An indented tree, one actor per line."""
-        breaker = f" breaker={self.breaker}" if self.breaker else ""
-        line = (
-            f"{'  ' * indent}{self.path} [{self.actor}] {self.state} restarts={self.restarts} "
-            f"mailbox={self.depth}/{self.capacity}{breaker}"
-        )
-        return "\n".join([line, *(child.render(indent=indent + 1) for child in self.children)])
-
-
-class ChildState(enum.StrEnum):
-    RUNNING = "running"
-    BACKING_OFF = "backing_off"  # down, waiting for its restart
-    BREAKER_OPEN = "breaker_open"  # failing fast; not restarted during the cooldown
-    STOPPING = "stopping"  # being shut down by this supervisor
-    STOPPED = "stopped"
-
-
-class _Child:
-    __slots__ = ("spec", "handle", "state", "restart_times", "rng", "breaker", "temporary", "at_once")
-
-    def __init__(self, spec: ChildSpec, *, seed: int, breaker: Breaker | None, one_for_one: bool) -> None:
-        self.spec = spec
-        # Owned here, not by the child: it survives the child's restarts.
-        self.breaker = breaker
-        self.temporary = spec.restart is Restart.TEMPORARY
-        # Resumed by the crash's own decision: alone (one_for_one), with no
-        # backoff to wait and no envelope to hand back first.
-        self.at_once = one_for_one and spec.backoff.max_delay == 0.0 and spec.retry is None
-        self.handle: Supervised | None = None  # what the kernel lets a parent do
-        self.state = ChildState.STOPPED
-        self.restart_times: RestartHistory = ()  # for the backoff's attempt number
-        self.rng = jitter_rng(seed, name=spec.name)
-
-    @property
-    def shutdown_seconds(self) -> float:
-        return 0.0 if self.spec.shutdown is BRUTAL else float(self.spec.shutdown)
-
-
-class _Link:
-    """A child's parent (the kernel's `Parent`): forwards what happens to the
-    child to the inbox of the supervisor instance that started it."""
-
-    __slots__ = ("_inbox", "_name")
-
-    def __init__(self, inbox: Inbox, name: str) -> None:
-        self._inbox = inbox
-        self._name = name
-
-    def child_crashed(self, child: Supervised, error: ExoarmurError) -> None:
-        # Decided at once when the supervisor is idle (on_child_down never
-        # awaits): the crashed child's own drain goes on to its fresh instance.
-        self._inbox.signal_now(ChildDown(self._name, error.code, error.detail))
-
-    def child_exited(self, child: Supervised) -> None:
-        self._inbox.signal(ChildExited(self._name))
-
-    def child_reported(self, child: Supervised, code: ReasonCode, detail: str) -> None:
-        self._inbox.signal(DependencyFailed(self._name, code))
-
-    def child_probed(self, child: Supervised, ok: bool | None) -> None:
-        self._inbox.signal(ProbeDone(self._name, ok))
-
+from exoarmur.supervisors.children import Child, ChildState, Link
+from exoarmur.supervisors.describe import Node, node_of
+from exoarmur.supervisors.intensity import RestartWindow
+from exoarmur.supervisors.messages import (
+    BreakerDue,
+    ChildDown,
+    ChildExited,
+    DependencyFailed,
+    Describe,
+    Escalate,
+    ProbeDone,
+    RestartDue,
+    RestartGroup,
+    StartChild,
+    TerminateChild,
+)
+from exoarmur.supervisors.spec import ChildSpec, Restart, Strategy, SupervisorSpec, should_restart, to_restart
 
 class Supervisor(Actor):
     mailbox_capacity = 100
@@ -237,7 +85,7 @@ class Supervisor(Actor):
             raise TypeError(f"spec must be a SupervisorSpec, got {spec!r}")
         self.spec = spec
         self.seed = seed
-        self._children: dict[str, _Child] = {}  # in start order
+        self._children: dict[str, Child] = {}  # in start order
         self._restarts = RestartWindow(spec.intensity)
         self._host: Host | None = None
         self._inbox: Inbox | None = None  # this instance's (`started` makes it)
@@ -268,17 +116,21 @@ class Supervisor(Actor):
         breaker = self._breakers_kept.pop(spec.name, None)
         if breaker is None and spec.breaker is not None:
             breaker = Breaker(spec.breaker)
-        child = _Child(spec, seed=self.seed, breaker=breaker, one_for_one=self.spec.strategy is Strategy.ONE_FOR_ONE)
+        child = Child(spec, seed=self.seed, breaker=breaker, one_for_one=self.spec.strategy is Strategy.ONE_FOR_ONE)
         self._children[spec.name] = child
         assert self._host is not None and self._inbox is not None, "children run only while the supervisor's host is open"
-        child.handle = await self.context.system.spawn_child(
-            spec.actor,
-            name=f"{self.context.path}/{spec.name}",
-            kwargs=dict(spec.kwargs),
-            tenant=spec.tenant,
-            host=self._host,
-            parent=_Link(self._inbox, spec.name),
-        )
+        try:
+            child.handle = await self.context.system.spawn_child(
+                spec.actor,
+                name=f"{self.context.path}/{spec.name}",
+                kwargs=dict(spec.kwargs),
+                tenant=spec.tenant,
+                host=self._host,
+                parent=Link(self._inbox, spec.name),
+            )
+        except BaseException:
+            del self._children[spec.name]  # it never started: not a child
+            raise
         child.state = ChildState.RUNNING
 
     def _signal(self, message: object) -> None:
@@ -286,7 +138,7 @@ class Supervisor(Actor):
         assert self._inbox is not None
         self._inbox.signal(message)
 
-    def _host_start_soon(self):
+    def _host_start_soon(self) -> Callable[..., None]:
         assert self._host is not None, "children run only while the supervisor's host is open"
         return self._host.start_soon
 
@@ -342,7 +194,7 @@ class Supervisor(Actor):
             self._children[name].state = ChildState.BACKING_OFF
         self._tickets += 1
         self._pending[self._tickets] = affected
-        delay = max(self._backoff(failed, now=now), self._retry(failed, now=now))
+        delay = max(failed.backoff_delay(now=now, within=self.spec.intensity.within), failed.retry_delay(self.context.system, now=now))
         if len(affected) > 1:
             self._signal(RestartGroup(self._tickets, message.name, delay))
         elif delay > 0:
@@ -382,59 +234,6 @@ class Supervisor(Actor):
         if child.handle is not None:
             deadline = self.context.now() + child.shutdown_seconds
             child.handle.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=deadline)
-
-    def _retry(self, child: _Child, *, now: float) -> float:
-        """Hand the crashed envelope back to the child if its spec has a retry
-        policy and the envelope an idempotency key, attempts and time remain.
-        The retry's delay (0 if none): the restart waits at least that long.
-        Each retry is audited ("retry"); running out is one RETRY_EXHAUSTED."""
-        policy, handle = child.spec.retry, child.handle
-        env = handle.crashed_on if handle is not None else None
-        if policy is None or env is None or env.idempotency_key is None:
-            return 0.0
-        handle.crashed_on = None
-        path = handle.path
-        key = env.idempotency_key
-        delay = policy.delay(key=key, attempt=env.attempt) if env.attempt < policy.max_attempts else None
-        if delay is None or now + delay >= env.deadline:
-            self.context.system.failure(
-                "retry_exhausted",
-                ReasonCode.RETRY_EXHAUSTED,
-                path=path,
-                envelope=env,
-                detail=f"key {key!r}: {env.attempt} attempt(s), last ACTOR_CRASHED",
-            )
-            return 0.0
-        again = env._replace(attempt=env.attempt + 1, reply_to=None)  # its asker was told
-        if not handle.redeliver(again):
-            self.context.system.failure(
-                "retry_exhausted", ReasonCode.RETRY_EXHAUSTED, path=path, envelope=env, detail="mailbox full"
-            )
-            return 0.0
-        self.context.system.audit.emit(
-            AuditEvent(
-                kind="retry",
-                code=ReasonCode.ACTOR_CRASHED,
-                at=now,
-                path=path,
-                idempotency_key=key,
-                attempt=again.attempt,
-                detail=f"redelivered after {delay:.6g}s",
-            )
-        )
-        return delay
-
-    def _backoff(self, child: _Child, *, now: float) -> float:
-        """The failed child's next backoff: its attempt is the number of its
-        restarts within the intensity window (a child that ran quietly starts over)."""
-        backoff = child.spec.backoff
-        if backoff.max_delay == 0.0:
-            return 0.0  # no backoff (OTP's default): no history needed
-        times = child.restart_times
-        times = times[in_window_from(times, now=now, within=self.spec.intensity.within) :]
-        # Past BACKOFF_ATTEMPTS_KEPT attempts the delay sits at its cap anyway.
-        child.restart_times = (*times[-BACKOFF_ATTEMPTS_KEPT + 1 :], now)
-        return backoff.delay(len(child.restart_times), rng=child.rng)
 
     async def _wake_after(self, ticket: int, delay: float) -> None:
         await anyio.sleep(delay)
@@ -486,7 +285,7 @@ class Supervisor(Actor):
 
     # ---- breakers -------------------------------------------------------------
 
-    def _breaker_failure(self, child: _Child, code: ReasonCode, *, now: float) -> bool:
+    def _breaker_failure(self, child: Child, code: ReasonCode, *, now: float) -> bool:
         """Count a crash or reported failure; True if the breaker is open now
         (then the child fails fast and is left alone until the cooldown ends)."""
         breaker = child.breaker
@@ -555,7 +354,7 @@ class Supervisor(Actor):
         else:
             self._breaker_failure(child, ReasonCode.BREAKER_OPEN, now=now)
 
-    def _audit(self, child: _Child, transition: Transition | None) -> None:
+    def _audit(self, child: Child, transition: Transition | None) -> None:
         if transition is None:
             return
         self.context.system.audit.emit(
@@ -600,7 +399,14 @@ class Supervisor(Actor):
         name = message.spec.name
         if name in self._children:
             raise InvalidInput(ReasonCode.ACTOR_NAME_TAKEN, f"{self.context.path}/{name}")
-        await self._start(message.spec)
+        try:
+            await self._start(message.spec)
+        except ExoarmurError as exc:
+            # The child's failure to start (audited where it happened) is the
+            # asker's answer, whatever its code: this supervisor has not crashed.
+            answer = self.context.defer()
+            answer.resolve(outcome.Error(exc))
+            return answer  # type: ignore[return-value]
         handle = self._children[name].handle
         assert handle is not None
         return handle.ref
@@ -637,30 +443,3 @@ class Supervisor(Actor):
             children.append(node)
         own = node_of(self.context.system.info(self.context.path), state="running")
         return attrs.evolve(own, children=tuple(children))
-
-
-def node_of(info: ActorInfo, *, state: str) -> Node:
-    return Node(
-        path=info.path,
-        actor=info.actor,
-        state=state,
-        restarts=info.restarts,
-        depth=info.mailbox.depth,
-        capacity=info.mailbox.capacity,
-    )
-
-
-async def describe_system(system: System) -> list[Node]:
-    """Every top-level actor of `system` as a tree: supervisors with their subtrees."""
-    nodes = []
-    paths = system.paths()
-    for path in paths:
-        if "/" in path and path.rsplit("/", 1)[0] in paths:
-            continue  # described by its supervisor
-        ref = system.lookup(path)
-        if ref.accepts(Describe):
-            nodes.append(await ref.ask(Describe()))
-        else:
-            info = system.info(path)
-            nodes.append(node_of(info, state=info.state.value))
-    return nodes

@@ -52,6 +52,12 @@ PUBLIC_ONLY = {
         "exoarmur.actors.app",
         "exoarmur.benchmarks",
     ),
+    "exoarmur.supervisors": (
+        "exoarmur.actors.nats",
+        "exoarmur.actors.remote",
+        "exoarmur.actors.app",
+        "exoarmur.benchmarks",
+    ),
 }
 PUBLIC_MODULES = ("exoarmur.runtime.margins",)  # the table of timing margins
 # A module named in a string, with or without the namespace.
@@ -116,6 +122,18 @@ def violations(folder: str) -> list[str]:
 @pytest.mark.parametrize("folder", list(PACKAGES))
 def test_each_layer_names_only_what_is_below_it(folder):
     assert violations(folder) == []
+
+
+SOURCES = [
+    path
+    for folder in ("exoarmur", "runtime", "supervisors", "actors", "benchmarks", "examples")
+    for path in sorted((ROOT / folder).rglob("*.py"))
+]
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_module_holds_one_idea_in_under_500_lines(path):
+    assert len(path.read_text().splitlines()) < 500
 
 
 def test_strings_and_lazy_imports_count(tmp_path):

@@ -133,6 +133,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         if args.nats_url:
             checked = parse_nats({"urls": args.nats_url}, source="--nats-url", base_dir=None)
             config = attrs.evolve(config, nats=config.nats.with_urls(checked.urls))
+        config.nats.check_files(source=config.source)
     except ExoarmurError as exc:
         return report(exc)
     return anyio.run(functools.partial(run, config), backend=args.backend)

@@ -41,7 +41,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import anyio
 
 from exoarmur.actors.app.config import Config
-from exoarmur.actors.nats.process import DataDirLock
+from exoarmur.actors.nats.data_lock import DataDirLock
 from exoarmur.runtime import (
     ActorSystem,
     AuditSink,
@@ -53,7 +53,7 @@ from exoarmur.runtime import (
     ReasonCode,
 )
 from exoarmur.runtime.margins import PROCESS_STOP_OVERRUN
-from exoarmur.supervisors.supervisor import describe_system
+from exoarmur.supervisors import describe_system
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -26,12 +26,11 @@ from typing import Any
 
 import attrs
 
-from exoarmur.actors.nats.credentials import CREDENTIALS, FROM_ENVIRONMENT, SECRETS, Credentials
+from exoarmur.actors.nats.credentials import CREDENTIALS, FROM_ENVIRONMENT, MASK, SECRETS, Credentials, redact_url
 from exoarmur.runtime import InvalidInput, ReasonCode
 
 __all__ = ["ENVIRONMENT", "MASK", "NatsConfig", "parse_nats"]
 
-MASK = "***"
 KEYS = ("urls", "data_dir", "sync_always", *CREDENTIALS)
 # EXOARMUR_NATS_TOKEN -> token, and so on for each credential the
 # environment may supply.
@@ -61,7 +60,11 @@ class NatsConfig(Credentials):
 
     def shown(self) -> dict[str, Any]:
         """TOML-shaped, secrets masked, unset keys left out."""
-        data: dict[str, Any] = {"urls": list(self.urls), "data_dir": str(self.data_dir), "sync_always": self.sync_always}
+        data: dict[str, Any] = {
+            "urls": [redact_url(url) for url in self.urls],
+            "data_dir": str(self.data_dir),
+            "sync_always": self.sync_always,
+        }
         for key, value in self.credentials().items():
             if value is not None:
                 data[key] = MASK if key in SECRETS else value

@@ -14,12 +14,18 @@ shown as "***") and whether the environment may supply it
 
 from __future__ import annotations
 
+import os
 import ssl
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
-__all__ = ["CREDENTIALS", "FROM_ENVIRONMENT", "SECRETS", "Credentials"]
+from exoarmur.runtime import InvalidInput, ReasonCode
+
+__all__ = ["CREDENTIALS", "FILES", "FROM_ENVIRONMENT", "MASK", "SECRETS", "Credentials", "redact_url"]
+
+MASK = "***"
 
 C = TypeVar("C", bound="Credentials")
 
@@ -53,6 +59,14 @@ class Credentials:
         """This, with `other`'s credentials in place of its own."""
         return attrs.evolve(self, **other.credentials())
 
+    def check_files(self, *, source: str) -> None:
+        """CONFIG_INVALID naming the first credential file that is not a
+        readable file (before anything starts, not at the first connect)."""
+        for name in FILES:
+            path = getattr(self, name)
+            if path is not None and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+                raise InvalidInput(ReasonCode.CONFIG_INVALID, f"{source}: nats.{name}: {path!r} is not a readable file")
+
     def credential_kwargs(self) -> dict[str, Any]:
         """nats-py's `connect` arguments for these credentials."""
         kwargs: dict[str, Any] = {}
@@ -73,7 +87,20 @@ class Credentials:
 
 
 CREDENTIALS: tuple[str, ...] = tuple(field.name for field in attrs.fields(Credentials))
+FILES: tuple[str, ...] = tuple(name for name in CREDENTIALS if name.endswith("_file"))
 SECRETS: frozenset[str] = frozenset(field.name for field in attrs.fields(Credentials) if field.metadata[SECRET])
 FROM_ENVIRONMENT: tuple[str, ...] = tuple(
     field.name for field in attrs.fields(Credentials) if field.metadata[ENVIRONMENT]
 )
+
+
+def redact_url(url: str) -> str:
+    """`url` fit to print: a password in it shown as "***" (and a user alone,
+    which NATS takes as a token, too)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    shown = f"{user}:{MASK}" if colon else MASK
+    return urlunsplit(parts._replace(netloc=f"{shown}@{host}"))

@@ -31,6 +31,7 @@ import anyio
 import nats
 
 from exoarmur.actors.nats import subscriptions, watches
+from exoarmur.actors.nats.credentials import redact_url
 from exoarmur.actors.nats.errors import coded
 from exoarmur.actors.nats.read_loop import inline_replies
 from exoarmur.actors.nats.state import ConnectionState, audit, audited_drop
@@ -73,7 +74,7 @@ async def _connect(state: ConnectionState, deadline: float) -> Any:
                 raise
             raise error from None
     assert scope.cancelled_caught
-    raise error_for(ReasonCode.TIMEOUT_NATS_CONNECT, f"no connection to {', '.join(options.urls)}")
+    raise error_for(ReasonCode.TIMEOUT_NATS_CONNECT, f"no connection to {', '.join(map(redact_url, options.urls))}")
 
 
 async def _close_when_gone(state: ConnectionState, nc: Any) -> None:

@@ -25,7 +25,6 @@ dies with its parent (`actors/nats/_pdeathsig.py`).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import secrets
@@ -39,21 +38,19 @@ from pathlib import Path
 import anyio
 import attrs
 
-from exoarmur.runtime import ExoarmurError, ReasonCode, error_for
+from exoarmur.actors.nats.data_lock import DataDirLock, lock_holder, locked_error
+from exoarmur.runtime import ReasonCode, error_for
 from exoarmur.runtime.margins import HEALTH_PROBE, PROCESS_REAP, SERVER_POLL
 
 __all__ = [
     "ClusterOptions",
-    "DataDirLock",
     "ServerOptions",
     "ServerProcess",
     "ServerUser",
     "find_nats_server",
-    "lock_holder",
 ]
 
 HOST = "127.0.0.1"
-LOCK_FILE = "lock"
 # Execs the server so that it dies with this process (run as a file: see its docstring).
 PDEATHSIG = Path(__file__).with_name("_pdeathsig.py")
 
@@ -110,70 +107,6 @@ class ServerOptions:
     users: tuple[ServerUser, ...] = attrs.field(default=(), converter=tuple)
 
 
-class DataDirLock:
-    """The one owner of a data directory: an exclusive `flock` on `<dir>/lock`,
-    the owner's pid written inside. Held from `acquire` to `release`; the kernel
-    drops the lock of a process that dies, so a crash never leaves it held."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = Path(data_dir).resolve()
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        """Take the lock, or STATE_LOCKED naming the pid that holds it."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-        except BaseException as exc:
-            os.close(fd)
-            if isinstance(exc, BlockingIOError):
-                raise locked_error(self.data_dir, lock_holder(self.data_dir)) from None
-            raise
-        self._fd = fd
-
-    def release(self) -> None:
-        """Let go (the file stays: a waiting process may hold it open)."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
-
-    def __enter__(self) -> DataDirLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
-
-
-def lock_holder(data_dir: Path) -> int | None:
-    """The pid holding `data_dir`'s lock (0: not written yet); None if free."""
-    try:
-        fd = os.open(Path(data_dir) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        text = os.read(fd, 32).decode(errors="replace").strip()
-        return int(text) if text.isdigit() else 0
-    finally:
-        os.close(fd)  # also lets go of the shared lock taken to look
-    return None
-
-
-def locked_error(data_dir: Path, holder: int | None) -> ExoarmurError:
-    """STATE_LOCKED: `data_dir` has another owner, `holder` (its pid; 0 or None: unknown)."""
-    who = f"pid {holder}" if holder else "another process"
-    return error_for(
-        ReasonCode.STATE_LOCKED,
-        f"{data_dir} is in use by {who} (lock file {data_dir / LOCK_FILE}): "
-        "stop that process, or give this one another data directory ([nats] data_dir)",
-    )
-
-
 class ServerProcess:
     """A nats-server for one data directory. `start`, then `wait` or `stop`."""
 
@@ -186,6 +119,7 @@ class ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.token = self._token()
         self.process: ChildProcess | None = None
+        self._lock: DataDirLock | None = None  # taken by start if no owner held it
         self.port = 0
         self.http_port = 0
 
@@ -266,9 +200,16 @@ class ServerProcess:
         directory; a server left running by a crashed owner (its pid file) is
         killed first."""
         holder = lock_holder(self.data_dir)
-        if holder is not None and holder != os.getpid():
+        if holder is None:  # nobody owns the directory yet: this server does, until stop
+            self._lock = DataDirLock(self.data_dir)
+            self._lock.acquire()  # STATE_LOCKED if another process took it meanwhile
+        elif holder != os.getpid():
             raise locked_error(self.data_dir, holder)
-        await self._kill_stale()
+        try:
+            await self._kill_stale()
+        except BaseException:
+            self._release_lock()
+            raise
         port, http_port = self._ports()
         conf = self.data_dir / "nats-server.conf"
         _write_private(conf, self._config(port, http_port))
@@ -366,22 +307,31 @@ class ServerProcess:
         return await self.process.wait()
 
     async def stop(self, *, timeout: float) -> None:
-        """SIGTERM (a clean JetStream shutdown), then SIGKILL after `timeout`."""
+        """SIGTERM (a clean JetStream shutdown), then SIGKILL after `timeout`;
+        the data directory's lock, if this server took it, is let go."""
         process = self.process
-        if process is None:
-            return
-        if process.returncode is None:
-            try:
-                process.terminate()
-                with anyio.move_on_after(timeout):
-                    await process.wait()
-            finally:
-                if process.returncode is None:
-                    process.kill()
-                    with anyio.CancelScope(shield=True), anyio.move_on_after(PROCESS_REAP):
+        try:
+            if process is None:
+                return
+            if process.returncode is None:
+                try:
+                    process.terminate()
+                    with anyio.move_on_after(timeout):
                         await process.wait()
-        if process.returncode is not None:
-            process.close()
+                finally:
+                    if process.returncode is None:
+                        process.kill()
+                        with anyio.CancelScope(shield=True), anyio.move_on_after(PROCESS_REAP):
+                            await process.wait()
+            if process.returncode is not None:
+                process.close()
+        finally:
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the server now (chaos: SIGKILL it, or SIGSTOP to freeze it)."""

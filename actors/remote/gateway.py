@@ -20,25 +20,20 @@ now + `max_deadline`, so no peer can hold work here for longer.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from functools import partial
 
 import outcome
 
 from exoarmur.actors.nats.connection import Serve, Unsubscribe
-from exoarmur.actors.remote.wire import TELL, encode_error, encode_result, gateway_subject, unframe
+from exoarmur.actors.remote.wire import TELL, encode_error, encode_result, gateway_subject, unframe, valid_system_name
 from exoarmur.runtime import (
     Actor,
     ActorContext,
     ActorRef,
-    ActorSystem,
-    Envelope,
     ExoarmurError,
-    ReasonCode,
     decode,
-    error_for,
-    wire_name,
+    valid_seconds,
 )
 
 __all__ = ["MAX_REMOTE_DEADLINE", "Gateway", "answer_remote"]
@@ -69,9 +64,9 @@ class Gateway(Actor):
         max_deadline: float = MAX_REMOTE_DEADLINE,
     ) -> None:
         self.connection_path = connection
-        self.system_name = system
+        self.system_name = valid_system_name(system)
         self.tenant = tenant
-        self.max_deadline = valid_max_deadline(max_deadline)
+        self.max_deadline = valid_seconds(max_deadline, what="Gateway max_deadline")
         self.connection: ActorRef | None = None
         self.sid: int | None = None
 
@@ -89,14 +84,6 @@ class Gateway(Actor):
                 # connection took the subscription with it; a live one keeps
                 # serving until its next Serve of this subject replaces it.
                 pass
-
-
-def valid_max_deadline(value: object) -> float:
-    """`value` as a cap on remote deadlines, in seconds; CONFIG_INVALID unless
-    it is a finite number > 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (0 < value < math.inf):
-        raise error_for(ReasonCode.CONFIG_INVALID, f"Gateway max_deadline: not a finite number of seconds > 0: {value!r}")
-    return float(value)
 
 
 def answer_remote(
@@ -119,10 +106,10 @@ def answer_remote(
     now = system.now()
     try:
         mode, path, data = unframe(data)
-        env = decode(data, now=now, expect_tenant=tenant)
         target = system.lookup(path)
-        if not target.exported(type(env.message)):
-            raise _not_exported(system, gateway, path, env)
+        # Checked against the target's exports before any of the body is read:
+        # nothing of an unexported class is built from the wire.
+        env = decode(data, now=now, expect_tenant=tenant, accept=target.exported)
     except ExoarmurError as exc:
         system.audit_error(exc, kind="rejected", path=gateway, envelope=None)
         respond(encode_error(exc.code, exc.detail))
@@ -147,11 +134,6 @@ def answer_remote(
             target.ask_then(env.message, partial(_answer, respond), eager=True, **options)
     except ExoarmurError as exc:
         respond(encode_error(exc.code, exc.detail))
-
-
-def _not_exported(system: ActorSystem, gateway: str, path: str, env: Envelope) -> ExoarmurError:
-    detail = f"{path} does not export {wire_name(type(env.message))} for remote use"
-    return system.failure("rejected", ReasonCode.NOT_EXPORTED, path=gateway, envelope=env, detail=detail)
 
 
 def _answer(respond: Callable[[bytes], None], result: outcome.Outcome) -> None:

@@ -22,20 +22,19 @@ from __future__ import annotations
 from typing import Any
 
 from exoarmur.actors.nats.connection import Request, Response
-from exoarmur.actors.remote.wire import ASK, TELL, decode_reply, frame, gateway_subject
+from exoarmur.actors.remote.wire import ASK, TELL, decode_reply, frame, gateway_subject, valid_system_name
 from exoarmur.runtime import (
     ActorSystem,
     Envelope,
     ExoarmurError,
     ReasonCode,
+    deadline_refusal,
     encode,
     outgoing_envelope,
     timeout_category,
 )
 
 __all__ = ["RemoteRef"]
-
-_INF = float("inf")
 
 
 class RemoteRef:
@@ -48,7 +47,7 @@ class RemoteRef:
     def __init__(self, system: ActorSystem, *, connection: str, system_name: str, path: str) -> None:
         self.system = system
         self.connection_path = connection
-        self.system_name = system_name
+        self.system_name = valid_system_name(system_name)
         self.path = path
 
     def __repr__(self) -> str:
@@ -95,9 +94,9 @@ class RemoteRef:
         system = self.system
         env = outgoing_envelope(system, None, message, timeout, deadline, tenant, idempotency_key, trace_id, None)
         now = system.now()
-        if not now < env.deadline < _INF:  # passed, or inf/nan: there is no "wait forever"
-            code = ReasonCode.DEADLINE_EXCEEDED if env.deadline <= now else ReasonCode.ENVELOPE_INVALID
-            raise system.failure("rejected", code, path=self.path, envelope=env, detail=f"deadline {env.deadline!r}")
+        refusal = deadline_refusal(env.deadline, now)
+        if refusal is not None:
+            raise system.failure("rejected", refusal, path=self.path, envelope=env, detail=f"deadline {env.deadline!r}")
         try:
             data = encode(env, now=now)
         except ExoarmurError as exc:

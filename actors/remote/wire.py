@@ -1,8 +1,10 @@
 """What a remote send looks like on NATS: the request's payload and its reply.
 
-A request goes to `gateway_subject(system)`. Its payload is one line naming
-the mode and the target path (`ask tenant/acme\\n`; a path has no blank or
-newline), then the envelope in the strict codec (runtime/codec.py: the
+A request goes to `gateway_subject(system)` (a system's name is one NATS
+subject token: letters, digits, `_` and `-`, so no gateway serves another's
+subject through a wildcard). Its payload is one line naming the mode and the
+target path (`ask tenant/acme\\n`; a path has no blank or newline and at most
+MAX_PATH characters, as an actor's), then the envelope in the strict codec (runtime/codec.py: the
 deadline travels as remaining ms and is re-anchored by the receiver). No
 NATS headers: they cost more to write and to parse than the line.
 
@@ -11,7 +13,9 @@ Every request gets one reply, a JSON object with one of:
     {"v": value}              the handler's result, if it is JSON (None, bool,
                               int, float, str, lists and dicts of them)
     {"m": name, "b": body}    the handler's result, a registered @message instance
-    {"e": code, "d": detail}  a ReasonCode, and what it is about
+    {"e": code, "d": detail}  a ReasonCode, and what it is about (for a crash,
+                              no more than that: the exception's text stays in
+                              the receiver's audit, it is not a peer's to read)
 
 A result that is neither JSON nor a registered message is ENVELOPE_INVALID.
 All functions here are pure: they raise, the caller audits.
@@ -19,17 +23,43 @@ All functions here are pure: they raise, the caller audits.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 
-from exoarmur.runtime import ExoarmurError, ReasonCode, decode_message, encode_message, error_for
+from exoarmur.runtime import ExoarmurError, InvalidInput, ReasonCode, decode_message, encode_message, error_for
 
-__all__ = ["ASK", "MODES", "TELL", "decode_reply", "encode_error", "encode_result", "frame", "gateway_subject", "unframe"]
+__all__ = [
+    "ASK",
+    "CRASH_DETAIL",
+    "MAX_PATH",
+    "MODES",
+    "TELL",
+    "decode_reply",
+    "encode_error",
+    "encode_result",
+    "frame",
+    "gateway_subject",
+    "unframe",
+    "valid_system_name",
+]
 
 ASK = b"ask"
 TELL = b"tell"
 MODES = (ASK, TELL)
+MAX_PATH = 512  # as an actor's path (ActorSystem.spawn)
+_SYSTEM_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def valid_system_name(name: object) -> str:
+    """`name` if it is one NATS subject token (no wildcard, dot or blank);
+    CONFIG_INVALID otherwise."""
+    if not isinstance(name, str) or not _SYSTEM_NAME.fullmatch(name):
+        raise InvalidInput(
+            ReasonCode.CONFIG_INVALID, f"system name {name!r:.80}: letters, digits, '_' and '-' only (1 to 128)"
+        )
+    return name
 
 
 def gateway_subject(system_name: str) -> str:
@@ -52,6 +82,8 @@ def unframe(data: bytes) -> tuple[bytes, str, bytes]:
     mode, blank, path = line.partition(b" ")
     if not newline or not blank or mode not in MODES:
         raise error_for(ReasonCode.ENVELOPE_INVALID, "no target line (ask|tell <path>)")
+    if len(path) > MAX_PATH:
+        raise error_for(ReasonCode.ENVELOPE_INVALID, f"target path longer than {MAX_PATH} characters")
     try:
         return mode, path.decode("ascii"), envelope
     except UnicodeDecodeError:
@@ -76,8 +108,13 @@ def encode_result(value: Any) -> bytes:
     return encode_error(ReasonCode.ENVELOPE_INVALID, f"a {type(value).__qualname__} result cannot travel")
 
 
+# A crash's detail (an exception's text) is not sent to a peer.
+_CRASHES = frozenset({ReasonCode.ACTOR_CRASHED, ReasonCode.ESCALATED})
+CRASH_DETAIL = "the handler crashed (its detail is in the receiver's audit)"
+
+
 def encode_error(code: ReasonCode, detail: str) -> bytes:
-    return orjson.dumps({"e": str(code), "d": detail})
+    return orjson.dumps({"e": str(code), "d": CRASH_DETAIL if code in _CRASHES else detail})
 
 
 def decode_reply(data: bytes) -> Any:

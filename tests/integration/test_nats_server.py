@@ -19,7 +19,8 @@ import anyio
 import pytest
 
 from exoarmur.actors.nats.connection import KvGet, KvOpen, KvPut, NatsConnection
-from exoarmur.actors.nats.process import DataDirLock, ServerOptions, ServerProcess, find_nats_server, lock_holder
+from exoarmur.actors.nats.data_lock import DataDirLock, lock_holder
+from exoarmur.actors.nats.process import ServerOptions, ServerProcess, find_nats_server
 from exoarmur.actors.nats.server import EmbeddedNatsServer, NatsEndpoint, ServerInfo
 from exoarmur.runtime import ActorSystem, ExoarmurError, ReasonCode
 from exoarmur.supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
@@ -94,16 +95,55 @@ class TestServerProcess:
                 assert alive(other.process.pid) and other.running
                 assert await protocol_connect(other.port, other.token) == b"PONG"
 
-    async def test_a_data_dir_another_live_process_owns_is_refused_and_its_server_kept(self, tmp_path):
-        """Another live process holds the lock: STATE_LOCKED naming its pid, and
-        the server its pid file names (its own) keeps running."""
-        async with running_server(tmp_path) as owned:
-            with lock_held_elsewhere(tmp_path) as holder, pytest.raises(ExoarmurError) as caught:
+    async def test_a_data_dir_another_live_process_owns_is_refused(self, tmp_path):
+        """Another live process holds the lock (an `exoarmur run`): STATE_LOCKED
+        naming its pid, and nothing of the directory is touched."""
+        (tmp_path / "nats-server.pid").write_text("1")  # what a start would look at first
+        with lock_held_elsewhere(tmp_path) as holder, pytest.raises(ExoarmurError) as caught:
+            await ServerProcess(ServerOptions(data_dir=tmp_path)).start(deadline=anyio.current_time() + 10)
+        assert caught.value.code is ReasonCode.STATE_LOCKED
+        assert f"{tmp_path.resolve()} is in use by pid {holder}" in caught.value.detail
+        assert (tmp_path / "nats-server.pid").read_text() == "1"
+
+    async def test_a_server_takes_the_free_lock_and_lets_it_go_at_stop(self, tmp_path):
+        """Outside `exoarmur run` (nobody holds the lock), a started server takes
+        it for its process, so another process cannot start one there."""
+        async with running_server(tmp_path):
+            assert lock_holder(tmp_path) == os.getpid()
+        assert lock_holder(tmp_path) is None
+
+    async def test_a_server_of_another_process_is_neither_joined_nor_killed(self, tmp_path):
+        """Another process started a server on the directory (no `exoarmur run`
+        around it): a second start here is STATE_LOCKED naming that process,
+        and its server keeps running."""
+        script = textwrap.dedent(
+            f"""
+            import sys, anyio
+            from pathlib import Path
+            from exoarmur.actors.nats.process import ServerOptions, ServerProcess
+            async def main():
+                server = ServerProcess(ServerOptions(data_dir=Path({str(tmp_path)!r})))
+                await server.start(deadline=anyio.current_time() + 20)
+                print(server.process.pid, flush=True)
+                await anyio.to_thread.run_sync(sys.stdin.read)  # until the test ends it
+                await server.stop(timeout=5)
+            anyio.run(main)
+            """
+        )
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        other = subprocess.Popen(
+            [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True
+        )
+        try:
+            server_pid = int(other.stdout.readline())
+            with pytest.raises(ExoarmurError) as caught:
                 await ServerProcess(ServerOptions(data_dir=tmp_path)).start(deadline=anyio.current_time() + 10)
             assert caught.value.code is ReasonCode.STATE_LOCKED
-            assert f"{tmp_path.resolve()} is in use by pid {holder}" in caught.value.detail
-            assert alive(owned.process.pid) and owned.running
-            assert await protocol_connect(owned.port, owned.token) == b"PONG"
+            assert f"is in use by pid {other.pid}" in caught.value.detail
+            assert alive(server_pid)
+        finally:
+            other.communicate(input="", timeout=30)
+        assert other.returncode == 0
 
     async def test_the_process_holding_the_lock_starts_its_server(self, tmp_path):
         """The lock's holder (the main process) starts its server on the directory."""
@@ -147,7 +187,7 @@ def lock_held_elsewhere(data_dir: Path) -> Iterator[int]:
         f"""
         import sys
         from pathlib import Path
-        from exoarmur.actors.nats.process import DataDirLock
+        from exoarmur.actors.nats.data_lock import DataDirLock
         with DataDirLock(Path({str(data_dir)!r})):
             print("locked", flush=True)
             sys.stdin.read()  # held until the test kills this process

@@ -14,7 +14,7 @@ from exoarmur.actors.remote import MAX_REMOTE_DEADLINE, Gateway, RemoteRef, gate
 from exoarmur.actors.remote.wire import decode_reply, frame
 from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, Overflow, ReasonCode, TimeoutPolicy, handles
 from exoarmur.supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
-from exoarmur.supervisors.supervisor import Escalate
+from exoarmur.supervisors.messages import Escalate
 from tests.actors.remote.support import Local, RemoteCounter, code_of, wire_envelope
 from tests.integration.support import connect, running_server
 from tests.runtime.support import Add, Crash, Get, Hold, Seen, Sleep
@@ -120,7 +120,7 @@ async def test_a_forged_escalate_through_nats_is_refused_and_the_tree_runs_on(tm
         await a.spawn(Supervisor, name="sup", kwargs={"spec": spec})
         send = getattr(remote(b, "sup"), mode)
         assert await code_of(send(Escalate("worker crashed 4 times"))) is ReasonCode.NOT_EXPORTED
-        audited = [(e.kind, e.path, e.message) for e in a.audit.events if e.code is ReasonCode.NOT_EXPORTED]
+        audited = [(e.kind, e.path, e.detail.split(":")[0]) for e in a.audit.events if e.code is ReasonCode.NOT_EXPORTED]
         assert audited == [("rejected", "gateway", "exoarmur.supervisor.escalate")]
         assert await remote(b, "sup/worker").ask(Add(1)) == 1
         assert a.fatal is None and not any(e.code is ReasonCode.ESCALATED for e in a.audit.events)

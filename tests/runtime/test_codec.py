@@ -20,6 +20,7 @@ from exoarmur.runtime import (
     Actor,
     ActorSystem,
     DeadlineExceeded,
+    Denied,
     Envelope,
     ExoarmurError,
     InvalidInput,
@@ -30,7 +31,7 @@ from exoarmur.runtime import (
     message,
 )
 from exoarmur.runtime.bodies import MAX_DEPTH
-from exoarmur.runtime.codec import MAX_BYTES, decode, decode_message, encode, encode_message
+from exoarmur.runtime.codec import MAX_BYTES, MAX_HEADER_CHARS, decode, decode_message, encode, encode_message
 
 # ---- messages (wire names "test.codec.*") ---------------------------------
 
@@ -709,6 +710,48 @@ class TestTenant:
         doc["ms"] = 0
         with pytest.raises(TenantMismatch):
             decode_wire(doc, expect_tenant="acme")
+
+
+class TestHeaderBounds:
+    @pytest.mark.parametrize("key", ["t", "s", "c", "tr", "k"])
+    def test_a_header_string_longer_than_an_id_is_envelope_invalid_both_ways(self, key):
+        """What a peer sends as an id is bounded (audit events keep these
+        fields): one character past MAX_HEADER_CHARS is refused, with a
+        detail that does not repeat it; at the bound it decodes."""
+        doc = wire(Add(1))
+        doc[key] = "x" * MAX_HEADER_CHARS
+        assert decode_wire(doc)
+        doc[key] = "x" * (MAX_HEADER_CHARS + 1)
+        with pytest.raises(InvalidInput) as caught:
+            decode_wire(doc)
+        assert caught.value.code is ReasonCode.ENVELOPE_INVALID and len(caught.value.detail) < 120
+        field = {"t": "tenant", "s": "sender", "c": "correlation_id", "tr": "trace_id", "k": "idempotency_key"}[key]
+        with pytest.raises(InvalidInput):
+            encode(Envelope(Add(1), 110.0)._replace(**{field: "x" * (MAX_HEADER_CHARS + 1)}), now=NOW)
+
+
+class TestAccept:
+    def test_a_type_the_receiver_does_not_take_is_not_exported_before_its_body_is_read(self):
+        """`accept` False: NOT_EXPORTED (a PermissionError), even for a body
+        that would not decode, and before the tenant and the deadline."""
+        doc = wire(Add(1), tenant="other")
+        doc["b"] = {"not": "a field"}
+        doc["ms"] = 0
+        seen: list[type] = []
+
+        def accept(cls: type) -> bool:
+            seen.append(cls)
+            return False
+
+        with pytest.raises(Denied) as caught:
+            decode_wire(doc, expect_tenant="acme", accept=accept)
+        assert caught.value.code is ReasonCode.NOT_EXPORTED and isinstance(caught.value, PermissionError)
+        assert caught.value.detail.startswith("test.codec.add:")
+        assert seen == [Add]
+
+    def test_a_type_the_receiver_takes_decodes_as_usual(self):
+        data = encode(Envelope(Add(1), 110.0), now=NOW)
+        assert decode(data, now=NOW, accept=lambda cls: cls is Add).message == Add(1)
 
 
 # ---- properties ---------------------------------------------------------------

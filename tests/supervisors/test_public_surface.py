@@ -11,10 +11,10 @@ def test_supervisors_exports_exactly_its_public_names():
         [
             "AUDIT_KINDS", "BRUTAL", "DEFAULT_INTENSITY", "NO_BACKOFF", "BREAKER_TRANSITIONS",
             "BackoffPolicy", "Breaker", "BreakerPolicy", "BreakerState", "BreakerStatistics",
-            "Brutal", "ChildDown", "ChildSpec", "ChildState", "Restart", "RestartDue",
+            "Brutal", "ChildSpec", "ChildState", "Describe", "Node", "Restart", "StartChild", "TerminateChild",
             "RestartHistory", "RestartIntensity", "RestartWindow", "Strategy", "Supervisor", "SupervisorSpec",
             "Transition", "add_restart", "check_transition", "jitter_rng", "should_restart",
-            "shutdown_order", "to_restart",
+            "describe_system", "shutdown_order", "to_restart",
         ]
     )  # fmt: skip
     for name in supervisors.__all__:

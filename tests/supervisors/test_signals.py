@@ -10,7 +10,7 @@ import pytest
 
 from exoarmur.runtime import ActorCrashed, ActorSystem, MemoryAuditSink, ReasonCode
 from exoarmur.supervisors import ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
-from tests.runtime.support import wait_until
+from tests.runtime.support import instance_of, wait_until
 from tests.supervisors.test_supervisor import Boom, Work, Worker
 
 pytestmark = pytest.mark.anyio
@@ -75,3 +75,67 @@ class TestSignalsAtStop:
             assert stats.accepted == 3
             assert stats.processed + system.dead_letters.total == stats.accepted
             assert audit.events == []
+
+    async def test_a_nested_supervisor_wound_down_by_one_for_all_leaves_no_stale_signal(self):
+        """A sibling's crash winds `mid` down (one_for_all): the exits of the
+        children it shuts down are its own and end with it, so its fresh
+        instance starts them again and nothing but the crash is audited."""
+        journal: list = []
+        mid = SupervisorSpec(
+            Strategy.ONE_FOR_ONE,
+            children=tuple(ChildSpec(n, Worker, kwargs={"name": n, "journal": journal}) for n in ("w1", "w2")),
+        )
+        root = SupervisorSpec(
+            Strategy.ONE_FOR_ALL,
+            children=(
+                ChildSpec("mid", Supervisor, kwargs={"spec": mid}),
+                ChildSpec("other", Worker, kwargs={"name": "other", "journal": journal}),
+            ),
+        )
+        audit = MemoryAuditSink()
+        async with ActorSystem(audit=audit) as system:
+            await system.spawn(Supervisor, name="root", kwargs={"spec": root})
+            await crash(system, "root/other")
+            await wait_until(lambda: sum(1 for e in journal if e[:2] == ("started", "w1")) == 2)
+            assert await system.lookup("root/mid/w1").ask(Work(1), timeout=1.0) == 1
+            assert [e.code for e in audit.events] == [ReasonCode.ACTOR_CRASHED]
+            assert system.dead_letters.total == 0
+
+
+class Never:
+    """A parent that records a crash and never resumes."""
+
+    def __init__(self) -> None:
+        self.crashed: list = []
+
+    def child_crashed(self, child, error) -> None:
+        self.crashed.append(child)
+
+    def child_exited(self, child) -> None:
+        pass
+
+    def child_reported(self, child, code, detail) -> None:
+        pass
+
+    def child_probed(self, child, ok) -> None:
+        pass
+
+
+class TestSignalsOfAnEndedActor:
+    async def test_signals_queued_for_a_suspended_actor_end_when_it_is_stopped(self):
+        """A signal queued while the actor is down (its parent has not resumed
+        it) is dead-lettered when the actor is stopped: accepted, it ends."""
+        parent = Never()
+        async with ActorSystem() as system:
+            host = await system.open_host("h")
+            child = await system.spawn_child(Worker, name="w", parent=parent, host=host, kwargs={"name": "w", "journal": []})
+            inbox = instance_of(child.ref).context.inbox()
+            await crash(system, "w")
+            await wait_until(lambda: parent.crashed)
+            instance_of(child.ref).context.inbox().signal(Work(1))  # for the instance-to-be
+            inbox.signal(Work(2))  # for the crashed one
+            child.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=system.now() + 1.0)
+            await child.wait_stopped()
+            stats = child.ref.statistics()
+            assert stats.accepted == 3  # the crash, and two signals
+            assert stats.processed + system.dead_letters.total == stats.accepted

@@ -10,7 +10,7 @@ from exoarmur.runtime import Actor, ActorSystem, ReasonCode, handles, message
 from exoarmur.supervisors.backoff import BackoffPolicy
 from exoarmur.supervisors.intensity import RestartIntensity
 from exoarmur.supervisors.spec import ChildSpec, Restart, Strategy, SupervisorSpec
-from exoarmur.supervisors.supervisor import ChildState, Supervisor
+from exoarmur.supervisors import ChildState, Supervisor
 from tests.runtime.support import cell_of, instance_of, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -310,7 +310,7 @@ class TestDynamicChildren:
     async def test_start_child_adds_a_supervised_child_and_terminate_child_removes_it(self):
         """start_child (per key) starts a supervised child after the others; terminate_child stops and forgets it."""
         from exoarmur.runtime import InvalidInput
-        from exoarmur.supervisors.supervisor import StartChild, TerminateChild
+        from exoarmur.supervisors import StartChild, TerminateChild
 
         journal: list = []
         spec = SupervisorSpec(Strategy.ONE_FOR_ONE, children=(worker("a", journal),))
@@ -328,11 +328,36 @@ class TestDynamicChildren:
             assert "sup/tenant-acme" not in system.paths()
         assert events(journal, "stopping")[-1] == "a"
 
+    async def test_a_child_that_cannot_start_is_the_askers_error_not_the_supervisors_crash(self):
+        """start_child of a child whose `started` raises answers ACTOR_CRASHED;
+        the supervisor lives on with its other children, the name is free again,
+        and a later crash of a sibling is still restarted."""
+        from exoarmur.runtime import ActorCrashed
+        from exoarmur.supervisors import StartChild
+
+        class Unstartable(Worker):
+            async def started(self) -> None:
+                raise RuntimeError("cannot start")
+
+        journal: list = []
+        spec = SupervisorSpec(Strategy.ONE_FOR_ONE, children=(worker("a", journal),))
+        async with ActorSystem() as system:
+            sup = await system.spawn(Supervisor, name="sup", kwargs={"spec": spec})
+            bad = ChildSpec("b", Unstartable, kwargs={"name": "b", "journal": journal})
+            with pytest.raises(ActorCrashed):
+                await sup.ask(StartChild(bad))
+            assert system.info("sup").restarts == 0
+            assert "sup/b" not in system.paths()
+            assert (await sup.ask(StartChild(worker("b", journal)))).path == "sup/b"
+            await crash(system, "sup/a")
+            await wait_until(lambda: events(journal, "started").count("a") == 2)
+            assert await system.lookup("sup/a").ask(Work(3)) == 3
+
 
 class TestIntrospection:
     async def test_tree_is_described_as_data_with_states_restarts_and_mailboxes(self):
         """describe_system gives each node's path, type, state, restart count and mailbox."""
-        from exoarmur.supervisors.supervisor import describe_system
+        from exoarmur.supervisors import describe_system
 
         journal: list = []
         inner = SupervisorSpec(Strategy.ONE_FOR_ONE, children=(worker("w", journal),))

@@ -417,8 +417,7 @@ class TestProcess:
             """
             import anyio
             from exoarmur.runtime import Actor, handles, message
-            from exoarmur.supervisors import ChildSpec, RestartIntensity, Strategy, SupervisorSpec
-            from exoarmur.supervisors.supervisor import Supervisor
+            from exoarmur.supervisors import ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
 
             @message("test.cli.boom")
             class Boom:

@@ -70,6 +70,27 @@ class TestConfigCommand:
 # ---- exoarmur bench NAME -------------------------------------------------------------------
 
 
+class TestRunRefusesBeforeStarting:
+    @pytest.mark.parametrize(
+        "nats, where",
+        [
+            ('urls = ["nats://127.0.0.1:1"]\ncreds_file = "{missing}"', "nats.creds_file: "),
+            ('urls = ["nats://127.0.0.1:1"]\ntls_ca_file = "{missing}"', "nats.tls_ca_file: "),
+            ('data_dir = "/proc/exoarmur-cannot-be-here"', "cannot be the data directory ([nats] data_dir)"),
+        ],
+        ids=["creds-file", "tls-ca-file", "data-dir"],
+    )
+    def test_a_path_it_cannot_use_is_config_invalid_exit_2(self, tmp_path, capsys, nats, where):
+        """A credential file that is not there, or a data directory it cannot
+        make, is one CONFIG_INVALID line and exit 2, before anything starts."""
+        config = tmp_path / "c.toml"
+        config.write_text("[nats]\n" + nats.format(missing=tmp_path / "missing") + "\n")
+        assert main(["run", "--config", str(config)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("exoarmur: fatal: CONFIG_INVALID: ") and where in err
+        assert "Traceback" not in err
+
+
 class TestBench:
     def test_arguments_pass_through_to_the_benchmark(self, monkeypatch):
         """Every argument after `bench kernel` goes to benchmarks.bench_kernel.main (a
@@ -105,7 +126,8 @@ class TestBench:
     def test_without_the_bench_extra_it_says_which_extra_to_install(self, monkeypatch, capsys, package):
         """A package of the `bench` extra missing: exit 2 and one line naming the
         extra and the pip command, no traceback."""
-        monkeypatch.delitem(sys.modules, "exoarmur.benchmarks.bench_kernel", raising=False)
+        for module in [name for name in sys.modules if name.startswith("exoarmur.benchmarks.")]:
+            monkeypatch.delitem(sys.modules, module)  # imported afresh, as in a new process
         monkeypatch.setitem(sys.modules, package, None)  # `import pykka` now fails
         assert main(["bench", "kernel", "--quick"]) == 2
         captured = capsys.readouterr()

@@ -56,3 +56,34 @@ class TestCredentials:
         assert (kwargs["token"], kwargs["user"], kwargs["password"], kwargs["user_credentials"]) == ("t", "u", "p", "c")
         assert "nkeys_seed" not in kwargs and "tls" not in kwargs
         assert kwargs["servers"] == ["nats://h:1"]
+
+
+class TestShownUrls:
+    def test_a_password_or_token_in_a_url_is_masked_wherever_it_is_shown(self):
+        """`exoarmur config` and the connection's errors show URLs through
+        redact_url: a password, or a user alone (NATS takes it as a token),
+        never appears."""
+        from exoarmur.actors.nats.credentials import redact_url
+
+        assert redact_url("nats://alice:s3cret@10.0.0.5:4222") == "nats://alice:***@10.0.0.5:4222"
+        assert redact_url("tls://t0ken@nats.example:4222") == "tls://***@nats.example:4222"
+        assert redact_url("nats://10.0.0.5:4222") == "nats://10.0.0.5:4222"
+        shown = NatsConfig(urls=("nats://alice:s3cret@10.0.0.5:4222",)).shown()
+        assert shown["urls"] == ["nats://alice:***@10.0.0.5:4222"]
+        assert "s3cret" not in repr(shown)
+
+
+class TestCredentialFiles:
+    def test_a_credential_file_that_is_not_there_is_config_invalid_naming_the_key(self, tmp_path):
+        import pytest
+
+        from exoarmur.runtime import InvalidInput, ReasonCode
+
+        real = tmp_path / "ca.pem"
+        real.write_text("x")
+        NatsConfig(tls_ca_file=str(real)).check_files(source="c.toml")
+        for key in ("creds_file", "nkeys_seed_file", "tls_ca_file", "tls_cert_file", "tls_key_file"):
+            with pytest.raises(InvalidInput) as caught:
+                NatsConfig(**{key: str(tmp_path / "missing")}).check_files(source="c.toml")
+            assert caught.value.code is ReasonCode.CONFIG_INVALID
+            assert f"c.toml: nats.{key}:" in caught.value.detail

@@ -14,7 +14,7 @@ from exoarmur.actors.remote import MAX_REMOTE_DEADLINE, Gateway, gateway_subject
 from exoarmur.actors.remote.wire import decode_reply, frame
 from exoarmur.runtime import ActorSystem, ExoarmurError, ReasonCode
 from exoarmur.supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
-from exoarmur.supervisors.supervisor import Escalate
+from exoarmur.supervisors.messages import Escalate
 from tests.actors.remote.support import Local, Peek, RemoteCounter, code_of, looped, remote, wire_envelope
 from tests.runtime.support import Add, Get, Sleep
 
@@ -30,7 +30,8 @@ async def raw_request(system: ActorSystem, mode: bytes, path: str, envelope: byt
 
 
 def refusals(system: ActorSystem, code: ReasonCode) -> list[tuple[str, str | None, str | None]]:
-    return [(e.kind, e.path, e.message) for e in system.audit.events if e.code is code]
+    """(kind, path, the wire name its detail begins with) of each refusal audited with `code`."""
+    return [(e.kind, e.path, e.detail.split(":")[0]) for e in system.audit.events if e.code is code]
 
 
 class TestExports:
@@ -121,3 +122,25 @@ class TestDeadlineCap:
 
         assert MAX_REMOTE_DEADLINE == max(DEFAULT_SECONDS.values())
         assert Gateway(connection="wire", system="a", max_deadline=5).max_deadline == 5.0
+
+
+class TestWhatAPeerCannotMakeItKeep:
+    @pytest.mark.parametrize(
+        "path, envelope",
+        [
+            ("p" * 100_000, wire_envelope("test.kernel.add", {"n": 1}, ms=1000)),
+            ("nobody", wire_envelope("test.kernel.add", {"n": 1}, ms=1000)),
+            ("counter", wire_envelope("test.kernel.add", {"n": 1}, ms=1000).replace(b'"tr":null', b'"tr":"' + b"t" * 100_000 + b'"')),
+            ("counter", wire_envelope("test.remote.local", {}, ms=1000).replace(b'"t":null', b'"t":"' + b"x" * 100_000 + b'"')),
+        ],
+        ids=["long-path", "no-such-actor", "long-trace-id", "unexported-with-long-tenant"],
+    )
+    async def test_a_refusal_keeps_no_more_of_a_request_than_a_bounded_record(self, path, envelope):
+        """Each refusal is one coded reply and one audit event whose strings are
+        bounded, whatever the size of what the peer sent: a stream of large
+        requests cannot grow a gateway's memory through its audit trail."""
+        async with ActorSystem(name="a") as system, looped(system):
+            with pytest.raises(ExoarmurError):
+                await raw_request(system, b"ask", path, envelope)
+            kept = sum(len(str(field)) for event in system.audit.events for field in event)
+            assert len(system.audit.events) == 1 and kept < 2_000

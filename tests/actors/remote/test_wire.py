@@ -7,7 +7,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exoarmur.actors.remote.wire import decode_reply, encode_error, encode_result, frame, unframe
+from exoarmur.actors.remote.wire import (
+    CRASH_DETAIL,
+    MAX_PATH,
+    decode_reply,
+    encode_error,
+    encode_result,
+    frame,
+    unframe,
+    valid_system_name,
+)
 from exoarmur.runtime import ExoarmurError, ReasonCode
 from tests.runtime.support import Add
 
@@ -58,9 +67,30 @@ class TestReply:
 
     @pytest.mark.parametrize("code", list(ReasonCode))
     def test_a_coded_reply_raises_its_code_and_detail(self, code):
+        """Every code travels; a crash's detail (the exception's text) does not."""
         with pytest.raises(ExoarmurError) as caught:
-            decode_reply(encode_error(code, "why"))
-        assert caught.value.code is code and caught.value.detail == "why"
+            decode_reply(encode_error(code, "RuntimeError: secret-laden text"))
+        crash = code in (ReasonCode.ACTOR_CRASHED, ReasonCode.ESCALATED)
+        assert caught.value.code is code
+        assert caught.value.detail == (CRASH_DETAIL if crash else "RuntimeError: secret-laden text")
+
+    @pytest.mark.parametrize("name", ["node-a", "node_1", "A" * 128])
+    def test_a_system_name_is_one_subject_token(self, name):
+        assert valid_system_name(name) == name
+
+    @pytest.mark.parametrize("name", [">", "*", "a.b", "a b", "", "x" * 129, None, 3])
+    def test_a_wildcard_dot_or_blank_in_a_system_name_is_config_invalid(self, name):
+        """A gateway for ">" would serve every system's subject."""
+        with pytest.raises(ExoarmurError) as caught:
+            valid_system_name(name)
+        assert caught.value.code is ReasonCode.CONFIG_INVALID
+
+    def test_a_target_path_longer_than_an_actors_is_envelope_invalid(self):
+        """The path is refused before it is looked up (or kept in an audit event)."""
+        with pytest.raises(ExoarmurError) as caught:
+            unframe(frame(b"ask", "a" * (MAX_PATH + 1), b"{}"))
+        assert caught.value.code is ReasonCode.ENVELOPE_INVALID
+        assert len(caught.value.detail) < 100
 
     @given(data=st.binary(max_size=64))
     def test_any_reply_bytes_give_a_value_or_a_coded_error(self, data):
