@@ -4,7 +4,8 @@ envelope, such as a child process's exit or a client's lifetime.
 Invariants: such a task runs in the actor's host (no orphan outlives the
 host); it ends with its instance, cancelled when the instance crashes or is
 suspended, and after its `stopping` hook; an exception in it crashes the actor
-(audited once, ACTOR_CRASHED, "task <name>").
+(audited once, ACTOR_CRASHED, "task <name>"), or, raised after its instance
+ended, is audited and crashes nothing.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class InstanceTasks:
                         "crashed", ReasonCode.ACTOR_CRASHED, path=cell.path, detail=f"task {fn.__name__}: {exc!r}"
                     )
                 )
+            else:  # its instance ended already: recorded, nothing more crashes
+                detail = f"task {fn.__name__} after its instance ended: {exc!r}"
+                cell.system.failure("crashed", ReasonCode.ACTOR_CRASHED, path=cell.path, detail=detail)
         finally:
             self._scopes.discard(scope)
 

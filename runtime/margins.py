@@ -55,6 +55,7 @@ CLIENT_CLOSE = Margin(
     "closing a nats-py client, reaping its tasks, or dropping an old watch consumer after a reconnect, before giving up"
     " on it (a close can hang on a silent peer: the socket is then aborted)",
 )
+CALL_FLOOR = Margin(0.001, "the least time a NATS call is given when its envelope's deadline is all but spent (none would not start it)")
 CONNECT_ATTEMPT = Margin(2.0, "one nats-py connect attempt at most, so a retry fits in the NATS_CONNECT deadline")
 CONNECT_ATTEMPT_FLOOR = Margin(0.1, "the shortest connect attempt worth making when the deadline is nearly spent")
 JS_BACKSTOP = Margin(
@@ -68,6 +69,7 @@ AUDIT_RETRY_PAUSE = Margin(0.01, "the pause between audit append attempts, so a 
 # ---- the embedded nats-server ---------------------------------------------------------
 SERVER_POLL = Margin(0.02, "the pause between looks for the starting server's ports file and health")
 HEALTH_PROBE = Margin(1.0, "one GET /healthz of the embedded server (a hung server fails the probe)")
+SERVER_SHUTDOWN = Margin(10.0, "how long the embedded server gets for a clean stop (SIGTERM: JetStream flushed) before SIGKILL")
 PROCESS_REAP = Margin(5.0, "waiting for a SIGKILLed server process to be gone (SIGKILL cannot be ignored: this is the reap)")
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from exoarmur.actors.nats.connection import ConnectionOptions, NatsConnection, Subscriptions
+from exoarmur.actors.nats import ConnectionOptions, NatsConnection, Subscriptions
 from exoarmur.actors.nats.server import EmbeddedNatsServer
 from exoarmur.runtime import ActorSystem, InvalidInput, ReasonCode
 from exoarmur.actors.app.nats_config import NatsConfig

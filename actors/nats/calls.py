@@ -26,7 +26,7 @@ from exoarmur.actors.nats.errors import DEPENDENCY_CODES, coded as coded_error
 from exoarmur.actors.nats.starting import Call, gather, start_each
 from exoarmur.actors.nats.state import ConnectionState
 from exoarmur.runtime import Deferred, ExoarmurError, ReasonCode, TimeoutCategory, error_for
-from exoarmur.runtime.margins import ANSWER, BRIDGED_ANSWER
+from exoarmur.runtime.margins import ANSWER, BRIDGED_ANSWER, CALL_FLOOR
 
 __all__ = ["answer_by", "attempt", "call", "call_each", "coded", "remaining", "settle"]
 
@@ -34,13 +34,13 @@ NO_ANSWER = "no answer from NATS before the deadline"
 
 
 def remaining(state: ConnectionState) -> float:
-    """Seconds to the deadline of the envelope being handled (at least 1 ms)."""
+    """Seconds to the deadline of the envelope being handled (at least CALL_FLOOR)."""
     return _left(state, state.context.now())
 
 
 def _left(state: ConnectionState, now: float) -> float:
     deadline = state.context.deadline
-    return max(deadline - now, 0.001) if deadline is not None else 0.001
+    return max(deadline - now, CALL_FLOOR) if deadline is not None else CALL_FLOOR
 
 
 def answer_by(state: ConnectionState) -> float:
@@ -50,7 +50,7 @@ def answer_by(state: ConnectionState) -> float:
     request started a pass later still ends in time."""
     margin = ANSWER if state.bridge.loop is None else BRIDGED_ANSWER
     now = state.context.now()
-    return now + max(_left(state, now) - margin, 0.001)
+    return now + max(_left(state, now) - margin, CALL_FLOOR)
 
 
 def coded(state: ConnectionState, exc: BaseException, code: ReasonCode) -> ExoarmurError | None:

@@ -30,10 +30,8 @@ from exoarmur.actors.nats.kv_messages import (
     Create,
     Delete,
     Get,
-    KvChange,
     KvCreate,
     KvDelete,
-    KvEntry,
     KvGet,
     KvKeys,
     KvOpen,
@@ -46,12 +44,10 @@ from exoarmur.actors.nats.kv_messages import (
     Update,
 )
 from exoarmur.actors.nats.messages import (
-    Delivery,
     Flush,
     NatsStatistics,
     Publish,
     Request,
-    Response,
     Serve,
     Statistics,
     Subscribe,
@@ -62,7 +58,6 @@ from exoarmur.actors.nats.server import ServerInfo
 from exoarmur.actors.nats.state import ConnectionState, Subscriptions, statistics
 from exoarmur.actors.nats.stream_messages import (
     JsPublish,
-    PubAck,
     StreamEnsure,
     StreamLast,
     StreamMessage,
@@ -70,38 +65,7 @@ from exoarmur.actors.nats.stream_messages import (
 )
 from exoarmur.runtime import Actor, Deferred, ExoarmurError, ReasonCode, error_for, handles
 
-__all__ = [
-    "ConnectionOptions",
-    "Delivery",
-    "Flush",
-    "JsPublish",
-    "KvChange",
-    "KvCreate",
-    "KvDelete",
-    "KvEntry",
-    "KvGet",
-    "KvKeys",
-    "KvOpen",
-    "KvPut",
-    "KvUnwatch",
-    "KvUpdate",
-    "KvWatch",
-    "NatsConnection",
-    "NatsStatistics",
-    "PubAck",
-    "Publish",
-    "Request",
-    "Response",
-    "Serve",
-    "Statistics",
-    "StreamEnsure",
-    "StreamLast",
-    "StreamMessage",
-    "StreamRead",
-    "Subscribe",
-    "Subscriptions",
-    "Unsubscribe",
-]
+__all__ = ["NatsConnection"]
 
 
 class NatsConnection(Actor):

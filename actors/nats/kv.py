@@ -29,7 +29,7 @@ from exoarmur.actors.nats.kv_messages import THIS_BUCKET, Create, Delete, Get, K
 from exoarmur.runtime import Actor, ActorContext, ActorRef, Deferred, ExoarmurError, ReasonCode, error_for, handles
 from exoarmur.runtime.margins import KV_HOP_SHARE
 
-__all__ = ["Create", "Delete", "Get", "KvBucket", "Keys", "Put", "Update"]
+__all__ = ["KvBucket"]
 
 Operation = Get | Put | Create | Update | Delete | Keys
 

@@ -97,8 +97,8 @@ async def stop(state: ConnectionState) -> None:
     with anyio.move_on_after(bound):
         try:
             await state.bridge.call(_drain, nc, bound / 2)
-        except Exception:  # noqa: BLE001 - drain failing is why close follows
-            pass
+        except Exception as exc:  # noqa: BLE001 - a drain that fails is why close follows: recorded, coded
+            audit(state, ReasonCode.NATS_API_ERROR, f"drain before close: {exc!r}")
     await _close(state, nc, tasks)
 
 
@@ -120,8 +120,8 @@ async def _close(state: ConnectionState, nc: Any, tasks: frozenset[Any] | set[An
         with anyio.move_on_after(CLIENT_CLOSE):
             try:
                 await state.bridge.call(nc.close)
-            except Exception:  # noqa: BLE001 - best effort (the bridge may be gone); the socket goes below
-                pass
+            except Exception as exc:  # noqa: BLE001 - the bridge may be gone; the socket goes below, recorded
+                audit(state, ReasonCode.NATS_API_ERROR, f"close: {exc!r}")
         if not nc.is_closed or _transport(nc) is not None:
             _abort(nc)
     await _reap(state, nc, tasks)
@@ -143,8 +143,8 @@ async def _reap(state: ConnectionState, nc: Any, tasks: set[Any]) -> None:
     with anyio.move_on_after(CLIENT_CLOSE):
         try:
             await state.bridge.call(asyncio.wait, tasks)
-        except Exception:  # noqa: BLE001 - the bridge may be gone with the instance; the loop still ends itself
-            pass
+        except Exception as exc:  # noqa: BLE001 - the bridge may be gone with the instance; the loop still ends itself
+            audit(state, ReasonCode.NATS_API_ERROR, f"reaping the client's tasks: {exc!r}")
 
 
 async def _watchdog(state: ConnectionState) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import attrs
 
+from exoarmur.runtime.margins import SERVER_SHUTDOWN
 from exoarmur.runtime import Actor, TimeoutCategory, handles, message
 from exoarmur.actors.nats.process import ClusterOptions, ServerOptions, ServerProcess
 
@@ -47,7 +48,7 @@ class EmbeddedNatsServer(Actor):
         sync_always: bool = True,
         cluster: ClusterOptions | None = None,
         port: int = 0,
-        shutdown: float = 10.0,
+        shutdown: float = SERVER_SHUTDOWN,
     ) -> None:
         self.options = ServerOptions(
             data_dir=Path(data_dir), name=name, sync_always=sync_always, cluster=cluster, port=port

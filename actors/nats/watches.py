@@ -73,8 +73,8 @@ async def resume(state: ConnectionState) -> None:
             with anyio.move_on_after(CLIENT_CLOSE):
                 try:
                     await state.bridge.call(old.unsubscribe)
-                except Exception:  # noqa: BLE001 - the old consumer may be gone with the old link
-                    pass
+                except Exception as exc:  # noqa: BLE001 - the old consumer may be gone with the old link
+                    audit(state, ReasonCode.NATS_API_ERROR, f"dropping the old consumer of watch {record.spec.bucket}: {exc!r}")
         with anyio.move_on_after(seconds):
             await attach(state, record)
 

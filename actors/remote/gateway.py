@@ -25,7 +25,7 @@ from functools import partial
 
 import outcome
 
-from exoarmur.actors.nats.connection import Serve, Unsubscribe
+from exoarmur.actors.nats import Serve, Unsubscribe
 from exoarmur.actors.remote.wire import TELL, encode_error, encode_result, gateway_subject, unframe, valid_system_name
 from exoarmur.runtime import (
     Actor,

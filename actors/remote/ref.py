@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exoarmur.actors.nats.connection import Request, Response
+from exoarmur.actors.nats import Request, Response
 from exoarmur.actors.remote.wire import ASK, TELL, decode_reply, frame, gateway_subject, valid_system_name
 from exoarmur.runtime import (
     ActorSystem,

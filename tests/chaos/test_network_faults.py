@@ -10,7 +10,7 @@ import anyio
 import attrs
 import pytest
 
-from exoarmur.actors.nats.connection import (
+from exoarmur.actors.nats import (
     Delivery,
     KvGet,
     KvOpen,

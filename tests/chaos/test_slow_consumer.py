@@ -9,7 +9,7 @@ import anyio
 import psutil
 import pytest
 
-from exoarmur.actors.nats.connection import Delivery, Flush, Publish, Statistics, Subscribe
+from exoarmur.actors.nats import Delivery, Flush, Publish, Statistics, Subscribe
 from exoarmur.runtime import Actor, ActorSystem, Overflow, ReasonCode, handles
 from tests.integration.support import connect, running_server
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import anyio
 
-from exoarmur.actors.nats.connection import ConnectionOptions, NatsConnection
+from exoarmur.actors.nats import ConnectionOptions, NatsConnection
 from exoarmur.actors.nats.process import ServerOptions, ServerProcess
 from exoarmur.runtime import ActorRef, ActorSystem
 

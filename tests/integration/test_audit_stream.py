@@ -17,7 +17,7 @@ from exoarmur.actors.nats.audit_stream import (
     read_records,
     verify_chain,
 )
-from exoarmur.actors.nats.connection import JsPublish, StreamEnsure
+from exoarmur.actors.nats import JsPublish, StreamEnsure
 from exoarmur.runtime import ActorSystem, AuditEvent, ExoarmurError, ReasonCode
 from tests.integration.support import connect, eventually, running_server
 

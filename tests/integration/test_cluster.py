@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from exoarmur.actors.nats.audit_stream import Append, AuditStream, read_records, verify_chain
-from exoarmur.actors.nats.connection import ConnectionOptions, KvGet, KvOpen, KvPut, NatsConnection
+from exoarmur.actors.nats import ConnectionOptions, KvGet, KvOpen, KvPut, NatsConnection
 from exoarmur.actors.nats.process import ClusterOptions
 from exoarmur.runtime import TIMEOUT_CODES, ActorSystem, AuditEvent, ExoarmurError, ReasonCode
 from tests.integration.support import running_server

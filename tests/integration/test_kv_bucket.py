@@ -7,8 +7,8 @@ import anyio
 import attrs
 import pytest
 
-from exoarmur.actors.nats.connection import Statistics
-from exoarmur.actors.nats.kv import Create, Delete, Get, KvBucket, Keys, Put, Update
+from exoarmur.actors.nats import Statistics
+from exoarmur.actors.nats import Create, Delete, Get, KvBucket, Keys, Put, Update
 from exoarmur.runtime import ActorSystem, ExoarmurError, ReasonCode
 from exoarmur.supervisors import BreakerPolicy, ChildSpec, Strategy, Supervisor, SupervisorSpec
 from tests.integration.proxy import TcpProxy

@@ -8,7 +8,7 @@ import anyio
 import attrs
 import pytest
 
-from exoarmur.actors.nats.connection import (
+from exoarmur.actors.nats import (
     Delivery,
     Flush,
     JsPublish,
@@ -33,7 +33,7 @@ from exoarmur.actors.nats.connection import (
 )
 from exoarmur.actors.nats import calls
 from exoarmur.actors.nats.buffering import publish_all
-from exoarmur.actors.nats.connection import ConnectionOptions
+from exoarmur.actors.nats import ConnectionOptions
 from exoarmur.actors.nats.process import ServerUser
 from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, Overflow, ReasonCode, TimeoutPolicy, handles, message
 from exoarmur.supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec

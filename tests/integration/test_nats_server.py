@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from exoarmur.actors.nats.connection import KvGet, KvOpen, KvPut, NatsConnection
+from exoarmur.actors.nats import KvGet, KvOpen, KvPut, NatsConnection
 from exoarmur.actors.nats.data_lock import DataDirLock, lock_holder
 from exoarmur.actors.nats.process import ServerOptions, ServerProcess, find_nats_server
 from exoarmur.actors.nats.server import EmbeddedNatsServer, NatsEndpoint, ServerInfo

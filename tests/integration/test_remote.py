@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from exoarmur.actors.nats.connection import Request, Statistics
+from exoarmur.actors.nats import Request, Statistics
 from exoarmur.actors.remote import MAX_REMOTE_DEADLINE, Gateway, RemoteRef, gateway_subject
 from exoarmur.actors.remote.wire import decode_reply, frame
 from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, Overflow, ReasonCode, TimeoutPolicy, handles
@@ -202,7 +202,7 @@ async def test_many_asks_at_once_each_get_their_own_answer_or_overload(tmp_path)
 
 CHILD = """
 import os, sys, anyio
-from exoarmur.actors.nats.connection import ConnectionOptions, NatsConnection
+from exoarmur.actors.nats import ConnectionOptions, NatsConnection
 from exoarmur.actors.remote import Gateway
 from exoarmur.runtime import ActorSystem
 from tests.actors.remote.support import RemoteCounter

@@ -11,7 +11,7 @@ import pytest
 from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, TimeoutCategory, handles, message
 from exoarmur.runtime.current import CURRENT
 from exoarmur.runtime.errors import error_for
-from tests.runtime.support import Add, Counter, Get, Seen, ask_all, wait_until, instance_of, cell_of
+from tests.runtime.support import Crash, Add, Counter, Get, Seen, ask_all, wait_until, instance_of, cell_of
 
 pytestmark = pytest.mark.anyio
 
@@ -312,6 +312,29 @@ class TestInstanceTasks:
             crashes = [e for e in system.audit.events if e.code is ReasonCode.ACTOR_CRASHED]
             assert len(crashes) == 1 and "task watch" in crashes[0].detail
             await wait_until(lambda: log.count("watching") == 2)
+
+    async def test_a_task_that_fails_after_its_instance_ended_is_audited_and_crashes_nothing(self):
+        """A task that raises as it is cancelled (its instance crashed) is
+        recorded, ACTOR_CRASHED "after its instance ended", and the fresh
+        instance runs on: one restart, not two."""
+
+        class Stubborn(Counter):
+            async def started(self) -> None:
+                self.context.start_task(self.hold)
+
+            async def hold(self) -> None:
+                try:
+                    await anyio.sleep_forever()
+                finally:
+                    raise RuntimeError("raised while cancelled")
+
+        async with ActorSystem() as system:
+            ref = await system.spawn(Stubborn, name="s")
+            await ref.tell(Crash())
+            after = "task hold after its instance ended"
+            await wait_until(lambda: any(after in e.detail for e in system.audit.events))
+            assert system.info("s").restarts == 1
+            assert await ref.ask(Add(2)) == 2
 
     async def test_a_handler_crash_cancels_the_instance_task(self):
         log: list = []

@@ -33,7 +33,7 @@ REQUIRED = {
 
 class TestReasonCode:
     def test_every_required_code_exists_with_its_own_name_as_value(self):
-        """The issue's codes (seed 001's timeout categories included) exist, value == name."""
+        """Every documented code (the timeout categories' included) exists, value == name."""
         for name in REQUIRED:
             assert ReasonCode[name].value == name
 

@@ -8,6 +8,7 @@ import itertools
 
 import pytest
 
+from exoarmur.runtime import ReasonCode
 from exoarmur.runtime.lifecycle import TRANSITIONS, CellState, check
 
 ALLOWED = {
@@ -37,3 +38,66 @@ def test_every_pair_is_allowed_or_refused(pair):
 
 def test_stopped_is_final():
     assert TRANSITIONS[CellState.STOPPED] == frozenset()
+
+
+class Holding:
+    """A parent that records each crash and leaves the decision to the test."""
+
+    def __init__(self) -> None:
+        self.crashes = 0
+        self.exits = 0
+
+    def child_crashed(self, child, error) -> None:
+        self.crashes += 1
+
+    def child_exited(self, child) -> None:
+        self.exits += 1
+
+    def child_reported(self, child, code, detail) -> None:
+        pass
+
+    def child_probed(self, child, ok) -> None:
+        pass
+
+
+@pytest.mark.anyio
+async def test_the_kernel_makes_each_transition_of_the_table():
+    """Driven through the Supervised handle: RUNNING -> SUSPENDED (a crash) ->
+    RUNNING (resume) -> SUSPENDED (a wind-down) -> STOPPING -> STOPPED (a stop
+    of a suspended actor), and RUNNING -> STOPPING -> STOPPED; each step's
+    state is what the table allows next, and nothing else is reachable."""
+    from exoarmur.runtime import ActorSystem, ExoarmurError
+    from tests.runtime.support import Add, Counter, Crash, wait_until
+
+    parent = Holding()
+    seen = []
+    async with ActorSystem() as system:
+        host = await system.open_host("h")
+        child = await system.spawn_child(Counter, name="c", parent=parent, host=host)
+        seen.append(child.state)
+        with pytest.raises(ExoarmurError):
+            await child.ref.ask(Crash())
+        await wait_until(lambda: parent.crashes == 1)
+        seen.append(child.state)
+        child.resume()
+        seen.append(child.state)
+        assert await child.ref.ask(Add(1)) == 1
+        await child.suspend(deadline=system.now() + 1.0)
+        seen.append(child.state)
+        child.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=system.now() + 1.0)
+        seen.append(child.state)
+        await child.wait_stopped()
+        seen.append(child.state)
+        other = await system.spawn_child(Counter, name="d", parent=parent, host=host)
+        other.request_stop(code=ReasonCode.ACTOR_STOPPED, deadline=system.now() + 1.0)
+        await other.wait_stopped()
+        assert other.state is CellState.STOPPED and parent.exits == 2
+    assert seen == [
+        CellState.RUNNING,
+        CellState.SUSPENDED,
+        CellState.RUNNING,
+        CellState.SUSPENDED,
+        CellState.STOPPING,
+        CellState.STOPPED,
+    ]
+    assert all(later in TRANSITIONS[earlier] for earlier, later in zip(seen, seen[1:]))

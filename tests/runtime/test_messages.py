@@ -77,6 +77,21 @@ class TestMessage:
 
 
 class TestEnvelope:
+    def test_the_field_orders_the_positional_builders_rely_on(self):
+        """runtime/ref.py's outgoing_envelope and runtime/system.py's failure
+        build these tuples positionally: a field added or moved must move there
+        too, and this fails first."""
+        from exoarmur.runtime import AuditEvent
+
+        assert Envelope._fields == (
+            "message", "deadline", "tenant", "sender", "correlation_id", "trace_id", "idempotency_key", "attempt",
+            "reply_to",
+        )  # fmt: skip
+        assert AuditEvent._fields == (
+            "kind", "code", "at", "path", "message", "tenant", "sender", "correlation_id", "trace_id",
+            "idempotency_key", "attempt", "detail",
+        )  # fmt: skip
+
     def test_envelope_is_immutable_and_requires_a_deadline(self):
         """An Envelope cannot be changed and cannot be built without a deadline."""
         env = Envelope("m", 10.0)

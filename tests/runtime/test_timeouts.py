@@ -1,4 +1,4 @@
-"""The timeout policy table (seed 001 categories and defaults, config overrides)."""
+"""The timeout policy table (categories and defaults: docs/rules.md, "Timeouts"; config overrides)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from exoarmur.runtime.timeouts import DEFAULT_SECONDS
 
 class TestTimeoutPolicy:
     def test_defaults_are_seed_001s(self):
-        """The defaults are the seed's policy matrix."""
+        """The defaults are the table of docs/rules.md, "Timeouts"."""
         policy = TimeoutPolicy()
         assert policy[TimeoutCategory.NATS_CONNECT] == 10.0
         assert policy[TimeoutCategory.NATS_PUBLISH] == 5.0

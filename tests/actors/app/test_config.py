@@ -34,7 +34,7 @@ def write(tmp_path: Path, text: str, name: str = "exoarmur.toml") -> Path:
 
 class TestDefaults:
     def test_built_in_file_is_exactly_the_defaults(self):
-        """runtime/default_config.toml spells out Config() and nothing else."""
+        """actors/app/default_config.toml spells out Config() and nothing else."""
         assert load_config() == Config()
         assert default_config_path().is_file()
 
@@ -45,7 +45,7 @@ class TestDefaults:
         assert config.source == str(tmp_path / "exoarmur.toml")
 
     def test_default_values(self):
-        """The documented defaults: 5 s stop, demo tree, in-memory audit, seed timeouts."""
+        """The documented defaults: 5 s stop, the default tree, in-memory audit, the timeout table."""
         config = Config()
         assert config.name == "exoarmur"
         assert config.stop_timeout == 5.0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from exoarmur.actors.nats.kv import KvBucket
+from exoarmur.actors.nats import KvBucket
 from exoarmur.actors.nats.kv_messages import (
     Create,
     Delete,

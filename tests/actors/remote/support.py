@@ -14,7 +14,7 @@ import orjson
 import outcome
 import pytest
 
-from exoarmur.actors.nats.connection import Request, Response, Serve, Unsubscribe
+from exoarmur.actors.nats import Request, Response, Serve, Unsubscribe
 from exoarmur.actors.remote import Gateway, RemoteRef
 from exoarmur.runtime import Actor, ActorRef, ActorSystem, Deferred, ExoarmurError, ReasonCode, handles, message
 from tests.runtime.support import Add, Counter, Crash, Get, Seen, Sleep

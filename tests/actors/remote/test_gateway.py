@@ -9,7 +9,7 @@ import math
 import anyio
 import pytest
 
-from exoarmur.actors.nats.connection import Request
+from exoarmur.actors.nats import Request
 from exoarmur.actors.remote import MAX_REMOTE_DEADLINE, Gateway, gateway_subject
 from exoarmur.actors.remote.wire import decode_reply, frame
 from exoarmur.runtime import ActorSystem, ExoarmurError, ReasonCode

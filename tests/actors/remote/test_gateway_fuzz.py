@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exoarmur.actors.nats.connection import Request
+from exoarmur.actors.nats import Request
 from exoarmur.actors.remote import gateway_subject
 from exoarmur.actors.remote.wire import decode_reply
 from exoarmur.runtime import ActorSystem, ExoarmurError, ReasonCode
