@@ -49,10 +49,11 @@ class Subject(Actor):
 
 TICK = [1.0]  # set per backend by the test
 # How late past its deadline a handler may end, or an ask be answered. On trio
-# (virtual time) exactly on time: that is where a missing cut is caught. On
-# asyncio (real time, 2 ms ticks) only a gross overrun is: the loop itself can
-# stall that long under load (a full GC pause; 77 ms was seen in CI).
-LATENESS_MARGIN = {"trio": 0.0, "asyncio": 0.15}
+# (virtual time) exactly on time: that is where a missing cut is caught (a
+# sleep lasts at most 3 ticks, so on asyncio's 2 ms ticks a missing cut could
+# not stand out from the loop's own stalls anyway). On asyncio (real time) only
+# a hang is: the loop itself stalls under load (77 ms and 162 ms seen in CI).
+LATENESS_MARGIN = {"trio": 0.0, "asyncio": 0.5}
 
 
 def per_backend(anyio_backend_name: str) -> float:
