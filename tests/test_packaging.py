@@ -74,3 +74,23 @@ def test_the_installed_wheel_imports_from_its_own_copy(wheel, tmp_path):
     )
     assert helped.returncode == 0, helped.stderr
     assert "usage: exoarmur" in helped.stdout
+
+
+@pytest.mark.parametrize(
+    "path, ignored",
+    [
+        ("exoarmur-data/nats/lock", True),  # the main process's state
+        ("benchmark-results/latest_kernel.json", True),  # a run's figures
+        ("docs/benchmark-results/latest_kernel.json", False),  # the published ones
+        ("runtime/cell.py", False),
+    ],
+)
+def test_what_a_run_leaves_in_a_checkout_is_ignored_by_git(path, ignored):
+    """`exoarmur run` and the benchmarks write into the directory they run in;
+    in a checkout, git does not offer what they wrote for a commit."""
+    done = subprocess.run(
+        ["git", "check-ignore", "--quiet", "--no-index", path], cwd=ROOT, capture_output=True, timeout=30
+    )
+    if done.returncode == 128:
+        pytest.skip(f"not a git checkout: {done.stderr.decode(errors='replace')}")
+    assert (done.returncode == 0) is ignored
