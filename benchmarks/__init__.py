@@ -21,6 +21,10 @@ SCRIPTS = MappingProxyType(
             "exoarmur.benchmarks.bench_nats",
             "publish, request, KV and audit through the NATS actors, next to raw nats-py",
         ),
+        "replay": (
+            "exoarmur.benchmarks.bench_replay",
+            "replay --verify of N intents' audit and KV records, against the REPLAY_PROCESSING budget",
+        ),
     }
 )
 

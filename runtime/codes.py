@@ -67,8 +67,15 @@ class ReasonCode(enum.StrEnum):
     KILL_SWITCH_ACTIVE = "KILL_SWITCH_ACTIVE"
     APPROVAL_REQUIRED = "APPROVAL_REQUIRED"
     KV_CONFLICT = "KV_CONFLICT"
+    # A write under an ownership lease that has moved on to another process (fenced).
+    LEASE_LOST = "LEASE_LOST"
+    # This process's own lease was not renewed recently enough to cover an
+    # apply: it waits until the store answers again.
+    LEASE_LAPSING = "LEASE_LAPSING"
     KV_BUCKET_NOT_FOUND = "KV_BUCKET_NOT_FOUND"
     AUDIT_CHAIN_BROKEN = "AUDIT_CHAIN_BROKEN"
+    # Replay rebuilt the intents from the audit trail and they differ from KV.
+    REPLAY_DIVERGED = "REPLAY_DIVERGED"
 
     # NATS (used by actors/): the connection is down or cannot deliver.
     NATS_DISCONNECTED = "NATS_DISCONNECTED"
@@ -80,6 +87,18 @@ class ReasonCode(enum.StrEnum):
     NATS_PERMISSION_DENIED = "NATS_PERMISSION_DENIED"
     NATS_SLOW_CONSUMER = "NATS_SLOW_CONSUMER"
     NATS_API_ERROR = "NATS_API_ERROR"
+
+    # Intents and execution types (used by actors/intents, actors/execution).
+    INTENT_INVALID = "INTENT_INVALID"
+    INTENT_NOT_FOUND = "INTENT_NOT_FOUND"
+    # The intent's record is in a state the table does not allow this step from.
+    INTENT_STATE_INVALID = "INTENT_STATE_INVALID"
+    EXECUTION_TYPE_UNKNOWN = "EXECUTION_TYPE_UNKNOWN"
+    # An apply or revert raised something its type did not declare.
+    EXECUTION_FAILED = "EXECUTION_FAILED"
+    # After a crash, the execution type could not say whether the apply took
+    # effect: the intent ends FAILED for an operator to decide.
+    RECONCILE_UNKNOWN = "RECONCILE_UNKNOWN"
 
     # Another live process holds the state directory's lock.
     STATE_LOCKED = "STATE_LOCKED"

@@ -78,7 +78,7 @@ class ActorCrashed(ExoarmurError, RuntimeError):
 class ActorNotFound(ExoarmurError, LookupError):
     """No actor lives at that path."""
 
-    codes = frozenset({ReasonCode.ACTOR_NOT_FOUND, ReasonCode.KV_BUCKET_NOT_FOUND})
+    codes = frozenset({ReasonCode.ACTOR_NOT_FOUND, ReasonCode.KV_BUCKET_NOT_FOUND, ReasonCode.INTENT_NOT_FOUND})
 
 
 class ActorUnavailable(ExoarmurError):
@@ -96,6 +96,9 @@ class InvalidInput(ExoarmurError, ValueError):
             ReasonCode.ACTOR_NAME_TAKEN,
             ReasonCode.CONFIG_INVALID,
             ReasonCode.AUDIT_CHAIN_BROKEN,
+            ReasonCode.REPLAY_DIVERGED,
+            ReasonCode.INTENT_INVALID,
+            ReasonCode.EXECUTION_TYPE_UNKNOWN,
         }
     )
 
@@ -128,7 +131,7 @@ class Denied(ExoarmurError, PermissionError):
 class Conflict(ExoarmurError):
     """A compare-and-set lost against a newer revision."""
 
-    codes = frozenset({ReasonCode.KV_CONFLICT})
+    codes = frozenset({ReasonCode.KV_CONFLICT, ReasonCode.LEASE_LOST, ReasonCode.INTENT_STATE_INVALID})
 
 
 class DependencyFailed(ExoarmurError, ConnectionError):
@@ -138,10 +141,17 @@ class DependencyFailed(ExoarmurError, ConnectionError):
         {
             ReasonCode.NATS_DISCONNECTED,
             ReasonCode.NATS_NO_RESPONDERS,
+            ReasonCode.LEASE_LAPSING,
             ReasonCode.JETSTREAM_UNAVAILABLE,
             ReasonCode.NATS_API_ERROR,
         }
     )
+
+
+class ExecutionFailed(ExoarmurError):
+    """An execution type's apply or revert failed, or it could not say whether it took effect."""
+
+    codes = frozenset({ReasonCode.EXECUTION_FAILED, ReasonCode.RECONCILE_UNKNOWN})
 
 
 class Fatal(ExoarmurError):
@@ -163,6 +173,7 @@ _FAMILIES: tuple[type[ExoarmurError], ...] = (
     DuplicateSuppressed,
     Denied,
     Conflict,
+    ExecutionFailed,
     DependencyFailed,
     Fatal,
 )

@@ -61,10 +61,30 @@ CONNECT_ATTEMPT_FLOOR = Margin(0.1, "the shortest connect attempt worth making w
 JS_BACKSTOP = Margin(
     3600.0, "nats-py's own timeout on JetStream calls: never reached, each call is cut at its envelope's deadline first"
 )
+FETCH_CONSUMER_IDLE = Margin(
+    10.0,
+    "how long the server keeps a stream fetch's consumer once nothing pulls from it (a fetch deletes its own; this ends those of fetches cut short)",
+)
 AUDIT_ATTEMPT = Margin(
     1.0, "one audit append attempt at most: a lost ack is retried (deduplicated by message id) while the deadline leaves time"
 )
 AUDIT_RETRY_PAUSE = Margin(0.01, "the pause between audit append attempts, so a down connection is not asked in a hot loop")
+
+# ---- intents ---------------------------------------------------------------------------
+INTENT_STEP_SPARE = Margin(
+    0.5, "kept back from an intent step's deadline, so the step ends by itself and the intent is driven again, never stalled"
+)
+INTENT_RETRY_FIRST = Margin(0.1, "the first pause before an intent step that failed on its store or audit is tried again")
+INTENT_RETRY_MAX = Margin(5.0, "the longest pause between such tries (doubling from the first, with jitter)")
+EXECUTION_ANSWER = Margin(
+    0.01, "what an execution type's call leaves of its envelope's deadline, so its answer reaches the asker before the asker's timer"
+)
+LEASE_GRACE = Margin(
+    2.0, "an owner's lease is taken over only after its revision stood still for its TTL and this much more (observer's clock)"
+)
+LEASE_SPARE = Margin(
+    1.0, "an apply starts only if the owner's lease outlasts the type's timeout by this much: a lease never lapses mid-apply"
+)
 
 # ---- the embedded nats-server ---------------------------------------------------------
 SERVER_POLL = Margin(0.02, "the pause between looks for the starting server's ports file and health")

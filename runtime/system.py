@@ -254,11 +254,17 @@ class ActorSystem:
                 "crashed", ReasonCode.ACTOR_CRASHED, path=name, detail=f"__init__: {exc!r}"
             ) from exc
         self._cells[name] = cell
+        # Mail sent while `started` runs waits for it, as a drain's would (OTP's
+        # init): no handler runs before the instance is ready.
+        cell.scheduled = True
         try:
             await run_started(cell)
         except BaseException:
             del self._cells[name]
             raise
+        cell.scheduled = False
+        if cell.mailbox.queue or cell.mailbox.control:
+            cell.schedule()
         return cell
 
     def _mailbox_config(
@@ -285,6 +291,12 @@ class ActorSystem:
     def lookup(self, path: str) -> ActorRef:
         """The ref of the live actor at `path`; ACTOR_NOT_FOUND (audited) if none."""
         return self._cell(path).ref
+
+    def find(self, path: str) -> ActorRef | None:
+        """The ref of the live actor at `path`, or None: a question, not a
+        failure (nothing is audited), for actors started on demand."""
+        cell = self._cells.get(path)
+        return None if cell is None else cell.ref
 
     def _cell(self, path: str) -> ActorCell:
         cell = self._cells.get(path)

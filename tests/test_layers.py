@@ -4,6 +4,9 @@
     exoarmur.supervisors    the kernel's public names (`exoarmur.runtime`)
     exoarmur.actors.nats    the two above
     exoarmur.actors.remote  the three above
+    exoarmur.actors.intents the four above: the record, intent actors, leases, replay
+    exoarmur.actors.execution  the five above: the execution types (they answer intents)
+    exoarmur.actors.tenants the six above: tenant supervisors over intent actors
     exoarmur.actors.app     anything: the main process, at the top
     exoarmur.benchmarks     anything but the main process
 
@@ -29,16 +32,30 @@ PACKAGES = {
     "supervisors": "exoarmur.supervisors",
     "actors/nats": "exoarmur.actors.nats",
     "actors/remote": "exoarmur.actors.remote",
+    "actors/intents": "exoarmur.actors.intents",
+    "actors/execution": "exoarmur.actors.execution",
+    "actors/tenants": "exoarmur.actors.tenants",
     "actors/app": "exoarmur.actors.app",
     "benchmarks": "exoarmur.benchmarks",
 }
-LAYERS = ("exoarmur.runtime", "exoarmur.supervisors", "exoarmur.actors.nats", "exoarmur.actors.remote")
+LAYERS = (
+    "exoarmur.runtime",
+    "exoarmur.supervisors",
+    "exoarmur.actors.nats",
+    "exoarmur.actors.remote",
+    "exoarmur.actors.intents",
+    "exoarmur.actors.execution",
+    "exoarmur.actors.tenants",
+)
 # What each may name of exoarmur (its own package is always allowed).
 ALLOWED = {
     "exoarmur.runtime": (),
     "exoarmur.supervisors": ("exoarmur.runtime",),
     "exoarmur.actors.nats": ("exoarmur.runtime", "exoarmur.supervisors"),
-    "exoarmur.actors.remote": ("exoarmur.runtime", "exoarmur.supervisors", "exoarmur.actors.nats"),
+    "exoarmur.actors.remote": LAYERS[:3],
+    "exoarmur.actors.intents": LAYERS[:4],
+    "exoarmur.actors.execution": LAYERS[:5],
+    "exoarmur.actors.tenants": LAYERS[:6],
     "exoarmur.actors.app": ("exoarmur",),
     "exoarmur.benchmarks": LAYERS,
 }
@@ -49,12 +66,18 @@ PUBLIC_ONLY = {
         "exoarmur.supervisors",
         "exoarmur.actors.nats",
         "exoarmur.actors.remote",
+        "exoarmur.actors.intents",
+        "exoarmur.actors.execution",
+        "exoarmur.actors.tenants",
         "exoarmur.actors.app",
         "exoarmur.benchmarks",
     ),
     "exoarmur.supervisors": (
         "exoarmur.actors.nats",
         "exoarmur.actors.remote",
+        "exoarmur.actors.intents",
+        "exoarmur.actors.execution",
+        "exoarmur.actors.tenants",
         "exoarmur.actors.app",
         "exoarmur.benchmarks",
     ),

@@ -79,7 +79,8 @@ def test_the_installed_wheel_imports_from_its_own_copy(wheel, tmp_path):
 @pytest.mark.parametrize(
     "path, ignored",
     [
-        ("exoarmur-data/nats/lock", True),  # the main process's state
+        (".exoarmur/lock", True),  # the main process's state
+        (".exoarmur/nats/jetstream/x", True),
         ("benchmark-results/latest_kernel.json", True),  # a run's figures
         ("docs/benchmark-results/latest_kernel.json", False),  # the published ones
         ("runtime/cell.py", False),

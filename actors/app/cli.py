@@ -1,7 +1,9 @@
 """The `exoarmur` command (also `python -m exoarmur`).
 
-    exoarmur run [--config PATH] [--backend asyncio|trio] [--nats-url URL ...]
+    exoarmur run [--config PATH] [--state-dir DIR] [--backend asyncio|trio] [--nats-url URL ...]
     exoarmur config [--config PATH] [--format toml|json]
+    exoarmur intent submit|get|list|revert --tenant T ...   (actors/app/intent_cli.py)
+    exoarmur replay [--verify] [--json]                      (actors/app/replay_cli.py)
     exoarmur bench NAME [ARGS...]        # kernel, supervision, nats: ARGS (--help
                                          # included) go to benchmarks/bench_NAME.py
 
@@ -22,10 +24,13 @@ import importlib
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 import attrs
 
+from exoarmur.actors.app.intent_cli import add_intent_commands
+from exoarmur.actors.app.replay_cli import add_replay_command
 from exoarmur.actors.app.config import Config, config_to_json, config_to_toml, load_config, with_environment
 from exoarmur.actors.app.main import EXIT_CONFIG, report, run, say
 from exoarmur.actors.app.nats_config import parse_nats
@@ -72,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="join this NATS server instead of starting the embedded one (repeat it for a cluster; "
         "replaces [nats] urls)",
     )
+    run_parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        default=None,
+        help="this process's state directory: its lock, owner id, connection file, embedded NATS data "
+        "(replaces [state] dir; default ./.exoarmur)",
+    )
     run_parser.set_defaults(command=_run)
 
     config_parser = commands.add_parser(
@@ -85,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=("toml", "json"), default="toml", help="output format (default: toml)"
     )
     config_parser.set_defaults(command=_config)
+
+    add_intent_commands(commands)
+    add_replay_command(commands)
 
     bench_parser = commands.add_parser(
         "bench",
@@ -133,6 +148,8 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         if args.nats_url:
             checked = parse_nats({"urls": args.nats_url}, source="--nats-url", base_dir=None)
             config = attrs.evolve(config, nats=config.nats.with_urls(checked.urls))
+        if args.state_dir:
+            config = attrs.evolve(config, state_dir=Path(args.state_dir))
         config.nats.check_files(source=config.source)
     except ExoarmurError as exc:
         return report(exc)

@@ -17,6 +17,18 @@
     [nats]                     # see actors/app/nats_config.py; empty urls: embedded server
     urls = ["nats://10.0.0.5:4222"]
 
+    [state]
+    dir = ".exoarmur"          # this process's state: its lock, owner id, connection file,
+                               # the embedded server's data; relative to the file (default: the cwd)
+
+    [intents]
+    lease_ttl = 20.0           # seconds an owner's lease holds without renewal
+    max_attempts = 3           # applies of one intent, in all, before RETRY_EXHAUSTED
+    resume_interval = 5.0      # seconds between scans for intents to resume or take over
+
+    [execution_types.ledger]   # one table per execution type: its options
+    path = "ledger.jsonl"      # (`class = "pkg.mod:Type"` registers a type by dotted path)
+
     [tree]
     factory = "exoarmur.actors.app.tree:build_tree"   # "module:function", loaded when the process runs
 
@@ -63,7 +75,10 @@ from exoarmur.runtime import (
 DEFAULT_FACTORY = "exoarmur.actors.app.tree:build_tree"
 DEFAULT_SOURCE = "<built-in default_config.toml>"
 
-_SECTIONS = ("system", "timeouts", "mailbox", "audit", "nats", "tree")
+_SECTIONS = ("system", "timeouts", "mailbox", "audit", "nats", "state", "intents", "execution_types", "tree")
+_STATE_KEYS = ("dir",)
+_INTENTS_KEYS = ("lease_ttl", "max_attempts", "resume_interval")
+DEFAULT_STATE_DIR = ".exoarmur"
 _SYSTEM_KEYS = ("name", "stop_timeout")
 _MAILBOX_KEYS = ("capacity", "overflow")
 _AUDIT_KEYS = ("path",)
@@ -95,9 +110,20 @@ class Config:
     )
     audit_path: Path | None = None
     nats: NatsConfig = attrs.field(factory=NatsConfig)
+    state_dir: Path = Path(DEFAULT_STATE_DIR)
+    lease_ttl: float = 20.0
+    max_attempts: int = 3
+    resume_interval: float = 5.0
+    # name -> that type's table (options; `class` for a dotted path)
+    execution_types: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen)
     tree_factory: str = DEFAULT_FACTORY
     tree_options: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen)
     source: str = attrs.field(default="<defaults>", eq=False)
+
+    @property
+    def nats_data_dir(self) -> Path:
+        """The embedded server's data: `[nats] data_dir`, or `<state dir>/nats`."""
+        return self.nats.data_dir if self.nats.data_dir is not None else self.state_dir / "nats"
 
 
 # ---- loading ----------------------------------------------------------------
@@ -143,6 +169,10 @@ def parse_config(
     _only(audit, _AUDIT_KEYS, source=source, where=("audit",))
     tree = _table(data, "tree", source=source)
     _only(tree, _TREE_KEYS, source=source, where=("tree",))
+    state = _table(data, "state", source=source)
+    _only(state, _STATE_KEYS, source=source, where=("state",))
+    intents = _table(data, "intents", source=source)
+    _only(intents, _INTENTS_KEYS, source=source, where=("intents",))
     return Config(
         name=_name(system.get("name", "exoarmur"), source=source),
         stop_timeout=_seconds(system.get("stop_timeout", 5.0), source=source),
@@ -150,6 +180,13 @@ def parse_config(
         mailboxes=_mailboxes(_table(data, "mailbox", source=source), source=source),
         audit_path=_audit_path(audit.get("path"), source=source, base_dir=base_dir),
         nats=parse_nats(_table(data, "nats", source=source), source=source, base_dir=base_dir),
+        state_dir=_state_dir(state.get("dir"), source=source, base_dir=base_dir),
+        lease_ttl=_positive(intents.get("lease_ttl", 20.0), "intents.lease_ttl", source=source, limit=3600.0),
+        max_attempts=_count(intents.get("max_attempts", 3), "intents.max_attempts", source=source),
+        resume_interval=_positive(
+            intents.get("resume_interval", 5.0), "intents.resume_interval", source=source, limit=3600.0
+        ),
+        execution_types=_execution_types(_table(data, "execution_types", source=source), source=source),
         tree_factory=_factory(tree.get("factory", DEFAULT_FACTORY), source=source),
         tree_options=_table(tree, "options", source=source, where=("tree",)),
         source=source,
@@ -268,6 +305,38 @@ def _audit_path(value: object, *, source: str, base_dir: Path | None) -> Path | 
     return path
 
 
+def _state_dir(value: object, *, source: str, base_dir: Path | None) -> Path:
+    if value is None:
+        return Path(DEFAULT_STATE_DIR)
+    if not isinstance(value, str) or not value.strip():
+        raise _invalid(source, "state.dir", f"must be a non-empty string, got {_type(value)}")
+    path = Path(value).expanduser()
+    return base_dir / path if not path.is_absolute() and base_dir is not None else path
+
+
+def _positive(value: object, key: str, *, source: str, limit: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _invalid(source, key, f"must be a number of seconds, got {_type(value)}")
+    if not (math.isfinite(value) and 0 < value <= limit):
+        raise _invalid(source, key, f"must be > 0 and at most {limit:g}, got {value!r}")
+    return float(value)
+
+
+def _count(value: object, key: str, *, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+        raise _invalid(source, key, f"must be an integer from 1 to 100, got {_type(value)}")
+    return value
+
+
+def _execution_types(table: Mapping[str, Any], *, source: str) -> Mapping[str, Any]:
+    """Each entry a table (its options are checked by the type itself when
+    the registry builds it)."""
+    for name, entry in table.items():
+        if not isinstance(entry, Mapping):
+            raise _invalid(source, _key("execution_types", name), f"must be a table, got {_type(entry)}")
+    return table
+
+
 def _factory(value: object, *, source: str) -> str:
     if not isinstance(value, str) or not _FACTORY.match(value):
         raise _invalid(
@@ -294,6 +363,13 @@ def config_to_dict(config: Config) -> dict[str, Any]:
         },
         "audit": {} if config.audit_path is None else {"path": str(config.audit_path)},
         "nats": config.nats.shown(),
+        "state": {"dir": str(config.state_dir)},
+        "intents": {
+            "lease_ttl": config.lease_ttl,
+            "max_attempts": config.max_attempts,
+            "resume_interval": config.resume_interval,
+        },
+        "execution_types": _thawed(config.execution_types),
         "tree": {"factory": config.tree_factory, "options": _thawed(config.tree_options)},
     }
     return data

@@ -2,14 +2,16 @@
 
     code = anyio.run(functools.partial(run, load_config(path)))
 
-`run` first locks the process's state: the embedded server's data directory
-(`[nats] data_dir`, whatever the tree; nothing with NATS URLs), held until it
-returns, so two processes never share one (the second exits with STATE_LOCKED
-naming the holder's pid; see actors/nats/process.py). Then it opens an
+`run` first locks the process's state directory (`[state] dir`) and, with
+the embedded server, its data directory (`[nats] data_dir`, by default
+inside the state directory), held until it returns, so two processes never
+share one (the second exits with STATE_LOCKED naming the holder's pid; see
+actors/app/state.py and actors/nats/process.py). Then it opens an
 `ActorSystem` from the config, loads the tree factory named by `tree.factory`
 ("module:function", imported now, never at import time) and awaits it, prints
-`exoarmur: running (<n> actors) — pid <pid>` to stderr, and waits for SIGINT
-or SIGTERM. Then it stops every actor gracefully (bounded by `stop_timeout`)
+`exoarmur: running (<n> actors) — pid <pid>, state in <dir>` to stderr (the CLI
+finds the process through that directory's connection file; no secret is
+printed), and waits for SIGINT or SIGTERM. Then it stops every actor gracefully (bounded by `stop_timeout`)
 and returns 0. A signal that arrives while the tree is being built cancels the
 build and stops the same way; so does a build that fails (before its error is
 reported): what it started, an embedded nats-server included, stops as it
@@ -36,11 +38,12 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import anyio
 
 from exoarmur.actors.app.config import Config
+from exoarmur.actors.app.state import StateDir
 from exoarmur.actors.nats.data_lock import DataDirLock
 from exoarmur.runtime import (
     ActorSystem,
@@ -82,12 +85,15 @@ async def run(config: Config, *, ready: anyio.Event | None = None) -> int:
     return EXIT_OK
 
 
-def state_lock(config: Config) -> contextlib.AbstractContextManager[object]:
-    """The lock on the process's state: the embedded server's data directory;
-    none when NATS is elsewhere (no state is kept here then)."""
-    if not config.nats.embedded:
-        return contextlib.nullcontext()
-    return DataDirLock(config.nats.data_dir)
+@contextlib.contextmanager
+def state_lock(config: Config) -> Iterator[None]:
+    """The locks on the process's state: its state directory, and the
+    embedded server's data directory when there is one."""
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(StateDir(config.state_dir).lock())
+        if config.nats.embedded:
+            locks.enter_context(DataDirLock(config.nats_data_dir))
+        yield
 
 
 def load_factory(dotted: str) -> TreeFactory:
@@ -185,7 +191,8 @@ async def _serve(
                     group.start_soon(_on_signals, signals, group.cancel_scope, config, system)
                     group.start_soon(_cancel_on_failure, system, group.cancel_scope)
                     await _build(system, config, factory)
-                    say(f"running ({len(system.paths())} actors) — pid {os.getpid()}")
+                    where = config.state_dir.resolve()
+                    say(f"running ({len(system.paths())} actors) — pid {os.getpid()}, state in {where}")
                     if ready is not None:
                         ready.set()
                     await anyio.sleep_forever()

@@ -2,9 +2,10 @@
 
     [nats]
     urls = []                  # empty: start the embedded nats-server (the default)
-    data_dir = "exoarmur-data/nats"  # the embedded server's data; a path given in a
-                               # file is relative to that file, the default to the cwd
+    data_dir = "..."           # the embedded server's data (default: <state dir>/nats);
+                               # a path given in a file is relative to that file
     sync_always = true         # the embedded server fsyncs every JetStream write
+    replicas = 1               # of the KV buckets and streams this process creates (3 on a cluster)
     # Credentials for an existing deployment; each may also come from the
     # environment (EXOARMUR_NATS_TOKEN, _USER, _PASSWORD, _CREDS_FILE,
     # _NKEYS_SEED_FILE), which wins over the file.
@@ -31,11 +32,10 @@ from exoarmur.runtime import InvalidInput, ReasonCode
 
 __all__ = ["ENVIRONMENT", "MASK", "NatsConfig", "parse_nats"]
 
-KEYS = ("urls", "data_dir", "sync_always", *CREDENTIALS)
+KEYS = ("urls", "data_dir", "sync_always", "replicas", *CREDENTIALS)
 # EXOARMUR_NATS_TOKEN -> token, and so on for each credential the
 # environment may supply.
 ENVIRONMENT = {f"EXOARMUR_NATS_{name.upper()}": name for name in FROM_ENVIRONMENT}
-DEFAULT_DATA_DIR = "exoarmur-data/nats"
 
 
 @attrs.frozen(kw_only=True)
@@ -43,8 +43,9 @@ class NatsConfig(Credentials):
     """The `[nats]` section: where NATS is, and the credentials to reach it."""
 
     urls: tuple[str, ...] = ()
-    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    data_dir: Path | None = None  # None: <state dir>/nats (Config.nats_data_dir)
     sync_always: bool = True
+    replicas: int = 1
 
     @property
     def embedded(self) -> bool:
@@ -62,9 +63,11 @@ class NatsConfig(Credentials):
         """TOML-shaped, secrets masked, unset keys left out."""
         data: dict[str, Any] = {
             "urls": [redact_url(url) for url in self.urls],
-            "data_dir": str(self.data_dir),
             "sync_always": self.sync_always,
+            "replicas": self.replicas,
         }
+        if self.data_dir is not None:
+            data["data_dir"] = str(self.data_dir)
         for key, value in self.credentials().items():
             if value is not None:
                 data[key] = MASK if key in SECRETS else value
@@ -84,15 +87,20 @@ def parse_nats(table: Mapping[str, Any], *, source: str, base_dir: Path | None) 
     for url in urls:
         if not url.startswith(("nats://", "tls://", "ws://", "wss://")):
             raise invalid("urls", f"{url!r} is not a nats://, tls://, ws:// or wss:// URL")
-    data_dir = table.get("data_dir", DEFAULT_DATA_DIR)
-    if not isinstance(data_dir, str) or not data_dir.strip():
-        raise invalid("data_dir", f"must be a non-empty string, got {data_dir!r}")
-    path = Path(data_dir).expanduser()
-    if "data_dir" in table and not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
+    path = None
+    if "data_dir" in table:
+        data_dir = table["data_dir"]
+        if not isinstance(data_dir, str) or not data_dir.strip():
+            raise invalid("data_dir", f"must be a non-empty string, got {data_dir!r}")
+        path = Path(data_dir).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
     sync_always = table.get("sync_always", True)
     if not isinstance(sync_always, bool):
         raise invalid("sync_always", f"must be true or false, got {sync_always!r}")
+    replicas = table.get("replicas", 1)
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= 5:
+        raise invalid("replicas", f"must be an integer from 1 to 5 (JetStream's limit), got {replicas!r}")
     credentials: dict[str, str] = {}
     for key in CREDENTIALS:
         if key in table:
@@ -101,4 +109,4 @@ def parse_nats(table: Mapping[str, Any], *, source: str, base_dir: Path | None) 
                 shown = MASK if key in SECRETS else repr(value)
                 raise invalid(key, f"must be a non-empty string, got {shown}")
             credentials[key] = value
-    return NatsConfig(urls=tuple(urls), data_dir=path, sync_always=sync_always, **credentials)
+    return NatsConfig(urls=tuple(urls), data_dir=path, sync_always=sync_always, replicas=replicas, **credentials)

@@ -1,23 +1,45 @@
-"""The default supervision tree of `exoarmur run`.
+"""The default supervision tree of `exoarmur run`, started in this order and
+stopped in the reverse one.
 
     nats                 Supervisor, one_for_one
       nats/server        EmbeddedNatsServer (only without a NATS URL)
       nats/connection    NatsConnection (to nats/server, or to the configured URLs)
+    store                Supervisor, one_for_one
+      store/records      KvBucket: the intent records
+      store/open         KvBucket: the index of unsettled intents
+      store/leases       KvBucket: the owners' leases
+      store/lease        OwnerLease: this process's lease (it outlives every intent actor)
+    execution            Supervisor of the execution types, one actor each
+    tenants              Supervisor of the tenants, each over its intent actors
+    intents              Supervisor, one_for_one
+      intents/router     TenantRouter: starts intent actors under their tenant
+      intents/resumer    Resumer: resumes this process's intents, takes over lapsed ones
+      intents/service    IntentService: submit, get, list, revert over NATS
 
 The connection has a breaker: a NATS that keeps failing is left alone for the
 cooldown instead of burning the supervisor's restart intensity. Credentials
-come from `[nats]` or the environment (actors/app/nats_config.py).
+come from `[nats]` or the environment (actors/app/nats_config.py). Once the
+tree runs, the connection file is written into the state directory for the
+CLI (actors/app/state.py).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from exoarmur.actors.nats import ConnectionOptions, NatsConnection, Subscriptions
-from exoarmur.actors.nats.server import EmbeddedNatsServer
-from exoarmur.runtime import ActorSystem, InvalidInput, ReasonCode
 from exoarmur.actors.app.nats_config import NatsConfig
+from exoarmur.actors.app.state import StateDir
+from exoarmur.actors.execution import execution_spec, load_types
+from exoarmur.actors.intents import FaultPoints, IntentSetting, OwnerLease, Resumer, TypeInfo
+from exoarmur.actors.intents.service import IntentService
+from exoarmur.actors.nats import ConnectionOptions, KvBucket, NatsConnection, Subscriptions
+from exoarmur.actors.nats.server import EmbeddedNatsServer, NatsEndpoint, ServerInfo
+from exoarmur.actors.tenants import TenantRouter, tenants_spec
+from exoarmur.runtime import ActorSystem, InvalidInput, ReasonCode, TimeoutCategory
+from exoarmur.runtime.margins import LEASE_SPARE
 from exoarmur.supervisors import BackoffPolicy, BreakerPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
 
 if TYPE_CHECKING:
@@ -26,19 +48,28 @@ if TYPE_CHECKING:
 NATS = "nats"
 SERVER = f"{NATS}/server"
 CONNECTION = f"{NATS}/connection"
+RECORDS = "store/records"
+OPEN = "store/open"
+LEASES = "store/leases"
+LEASE = "store/lease"
+TENANTS = "tenants"
+ROUTER = "intents/router"
+BUCKETS = {"records": "exoarmur_intents", "open": "exoarmur_intents_open", "leases": "exoarmur_leases"}
 
 CONNECTION_BREAKER = BreakerPolicy(threshold=5, window=60.0, cooldown=5.0, max_cooldown=60.0)
+STORE_BREAKER = BreakerPolicy(threshold=20, window=10.0, cooldown=2.0, max_cooldown=30.0)
 RESTART_BACKOFF = BackoffPolicy(initial=0.1, max_delay=5.0)
+INTENSITY = RestartIntensity(10, 60.0)
 
 
-def nats_spec(nats: NatsConfig) -> SupervisorSpec:
+def nats_spec(nats: NatsConfig, *, data_dir: Path) -> SupervisorSpec:
     children = []
     if nats.embedded:
         children.append(
             ChildSpec(
                 "server",
                 EmbeddedNatsServer,
-                kwargs={"data_dir": nats.data_dir, "sync_always": nats.sync_always},
+                kwargs={"data_dir": data_dir, "sync_always": nats.sync_always},
                 backoff=RESTART_BACKOFF,
                 shutdown=15.0,
             )
@@ -50,7 +81,60 @@ def nats_spec(nats: NatsConfig) -> SupervisorSpec:
     children.append(
         ChildSpec("connection", NatsConnection, kwargs=connection, breaker=CONNECTION_BREAKER, backoff=RESTART_BACKOFF)
     )
-    return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=RestartIntensity(10, 60.0), children=tuple(children))
+    return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=INTENSITY, children=tuple(children))
+
+
+def store_spec(*, owner: str, lease_ttl: float, replicas: int) -> SupervisorSpec:
+    def bucket(name: str, bucket: str) -> ChildSpec:
+        return ChildSpec(
+            name,
+            KvBucket,
+            kwargs={"bucket": bucket, "connection": CONNECTION, "replicas": replicas},
+            breaker=STORE_BREAKER,
+            backoff=RESTART_BACKOFF,
+        )
+
+    lease = ChildSpec(
+        "lease", OwnerLease, kwargs={"owner": owner, "bucket": LEASES, "ttl": lease_ttl}, backoff=RESTART_BACKOFF
+    )
+    buckets = tuple(bucket(name, value) for name, value in BUCKETS.items())
+    return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=INTENSITY, children=(*buckets, lease))
+
+
+def intents_spec(
+    setting: IntentSetting, *, resume_interval: float, default_timeout: float, replicas: int
+) -> SupervisorSpec:
+    router = ChildSpec(
+        "router",
+        TenantRouter,
+        kwargs={"tenants": TENANTS, "setting": setting, "connection": CONNECTION, "replicas": replicas},
+    )
+    resumer = ChildSpec(
+        "resumer",
+        Resumer,
+        kwargs={"setting": setting, "router": ROUTER, "interval": resume_interval},
+        backoff=RESTART_BACKOFF,
+    )
+    service = ChildSpec(
+        "service",
+        IntentService,
+        kwargs={"connection": CONNECTION, "setting": setting, "router": ROUTER, "default_timeout": default_timeout},
+        backoff=RESTART_BACKOFF,
+    )
+    return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=INTENSITY, children=(router, resumer, service))
+
+
+def check_lease(lease_ttl: float, types: Iterable[TypeInfo]) -> None:
+    """A lease is renewed every third of its TTL, so it holds at least two
+    thirds of it: that must outlast the longest call of any type (an apply
+    starts only then, actors/intents/intent.py)."""
+    for info in types:
+        if lease_ttl * 2 / 3 < info.timeout + LEASE_SPARE:
+            raise InvalidInput(
+                ReasonCode.CONFIG_INVALID,
+                f"intents.lease_ttl = {lease_ttl:g} s is too short for execution type {info.name!r} "
+                f"(timeout {info.timeout:g} s): it must be at least {1.5 * (info.timeout + LEASE_SPARE):g} s",
+            )
 
 
 async def build_tree(system: ActorSystem, config: Config) -> None:
@@ -60,4 +144,33 @@ async def build_tree(system: ActorSystem, config: Config) -> None:
             ReasonCode.CONFIG_INVALID,
             f"tree.options: the default tree takes none, got {', '.join(config.tree_options)}",
         )
-    await system.spawn(Supervisor, name=NATS, kwargs={"spec": nats_spec(nats)})
+    state = StateDir(config.state_dir)
+    faults = FaultPoints.from_environment(os.environ)
+    types = load_types(config.execution_types, state_dir=config.state_dir)
+    execution, infos = execution_spec(types, parent_path="execution")
+    check_lease(config.lease_ttl, infos.values())
+    owner = state.owner()
+    setting = IntentSetting(
+        owner=owner,
+        records=RECORDS,
+        open=OPEN,
+        lease=LEASE,
+        types=infos,
+        faults=faults,
+        max_attempts=config.max_attempts,
+    )
+    await system.spawn(Supervisor, name=NATS, kwargs={"spec": nats_spec(nats, data_dir=config.nats_data_dir)})
+    store = store_spec(owner=owner, lease_ttl=config.lease_ttl, replicas=nats.replicas)
+    await system.spawn(Supervisor, name="store", kwargs={"spec": store})
+    await system.spawn(Supervisor, name="execution", kwargs={"spec": execution})
+    await system.spawn(Supervisor, name=TENANTS, kwargs={"spec": tenants_spec()})
+    default_timeout = config.timeouts.seconds[TimeoutCategory.EXECUTION_INTENT]
+    spec = intents_spec(
+        setting, resume_interval=config.resume_interval, default_timeout=default_timeout, replicas=nats.replicas
+    )
+    await system.spawn(Supervisor, name="intents", kwargs={"spec": spec})
+    if nats.embedded:
+        endpoint: NatsEndpoint = await system.lookup(SERVER).ask(ServerInfo())
+        state.write_connection(urls=endpoint.urls, credentials={"token": endpoint.token})
+    else:
+        state.write_connection(urls=nats.urls, credentials=nats.credentials())

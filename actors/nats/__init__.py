@@ -58,9 +58,11 @@ from exoarmur.actors.nats.options import ConnectionOptions
 from exoarmur.actors.nats.server import EmbeddedNatsServer, NatsEndpoint, ServerInfo
 from exoarmur.actors.nats.state import Subscriptions
 from exoarmur.actors.nats.stream_messages import (
+    FETCH_LIMIT,
     JsPublish,
     PubAck,
     StreamEnsure,
+    StreamFetch,
     StreamLast,
     StreamMessage,
     StreamRead,
@@ -76,6 +78,7 @@ __all__ = [
     "Delete",
     "Delivery",
     "EmbeddedNatsServer",
+    "FETCH_LIMIT",
     "Flush",
     "Get",
     "JetStreamAuditSink",
@@ -106,6 +109,7 @@ __all__ = [
     "ServerInfo",
     "Statistics",
     "StreamEnsure",
+    "StreamFetch",
     "StreamLast",
     "StreamMessage",
     "StreamRead",

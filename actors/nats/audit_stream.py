@@ -12,7 +12,10 @@ whose ack timed out is published again with the same id until its deadline; if
 the first one had landed, the stream acks the retry as a duplicate and stores
 nothing. If the deadline passes with the outcome unknown, the next append first
 reads the chain's head back from the stream (a leader read), so the chain never
-forks.
+forks. An `Append` may name its own message id, derived from what it records
+(an intent's transition: the intent and its revision), so that appending the
+same fact again after a crash is stored once: a duplicate ack then means it is
+already in the stream (within its duplicate window), and the head is read back.
 
 Fail closed: `Append` answers the record's position or a code (a timeout, the
 connection's NATS_DISCONNECTED, BREAKER_OPEN from this actor's supervisor).
@@ -102,6 +105,8 @@ def verify_chain(records: Iterable[Record]) -> int:
 @message("exoarmur.audit.append", timeout=TimeoutCategory.NATS_PUBLISH)
 class Append:
     event: dict[str, Any]
+    # None: the record's hash (a retry of this very record is stored once).
+    msg_id: str | None = None
 
 
 @attrs.frozen
@@ -174,19 +179,23 @@ class AuditStream(Actor):
             record = Record(self.chain, position, prev, m.event, chain_hash(self.chain, prev, position, m.event))
             self.head = None  # unknown until acked
             try:
-                ack = await self._publish(record, last_seq, deadline)
+                ack = await self._publish(record, last_seq, deadline, m.msg_id)
             except ExoarmurError as exc:
                 if exc.code is not ReasonCode.KV_CONFLICT or self.context.now() >= deadline:
                     raise
                 continue  # someone else's record (or our late one) is the head now
+            if ack.duplicate and m.msg_id is not None:
+                return AppendAck(position, ack.seq, True, record.hash)  # stored before: head unknown
             self.head = (position + 1, record.hash, ack.seq)
             return AppendAck(position, ack.seq, ack.duplicate, record.hash)
 
-    async def _publish(self, record: Record, last_seq: int, deadline: float) -> PubAck:
-        """Publish with the record's hash as message id; after a lost ack or a
-        lost connection, again with the same id, until `deadline` (each
+    async def _publish(self, record: Record, last_seq: int, deadline: float, msg_id: str | None) -> PubAck:
+        """Publish with `msg_id` (default: the record's hash); after a lost ack
+        or a lost connection, again with the same id, until `deadline` (each
         attempt AUDIT_ATTEMPT at most, AUDIT_RETRY_PAUSE between them)."""
-        publish = JsPublish(self.subject, record.to_bytes(), msg_id=record.hash, expected_last_subject_seq=last_seq)
+        publish = JsPublish(
+            self.subject, record.to_bytes(), msg_id=msg_id or record.hash, expected_last_subject_seq=last_seq
+        )
         while True:
             attempt_deadline = min(deadline, self.context.now() + AUDIT_ATTEMPT)
             try:

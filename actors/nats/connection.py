@@ -59,6 +59,7 @@ from exoarmur.actors.nats.state import ConnectionState, Subscriptions, statistic
 from exoarmur.actors.nats.stream_messages import (
     JsPublish,
     StreamEnsure,
+    StreamFetch,
     StreamLast,
     StreamMessage,
     StreamRead,
@@ -200,3 +201,8 @@ class NatsConnection(Actor):
     @handles(StreamRead, concurrent=True)
     async def stream_read(self, m: StreamRead) -> StreamMessage | None:
         return await jetstream.stream_read(self.state, m.stream, seq=m.seq)
+
+    @handles(StreamFetch, concurrent=True)
+    async def stream_fetch(self, m: StreamFetch) -> list[StreamMessage]:
+        """A run of the stream's messages in one batch (jetstream.stream_fetch)."""
+        return await jetstream.stream_fetch(self.state, m)

@@ -23,8 +23,9 @@ class DataDirLock:
     the owner's pid written inside. Held from `acquire` to `release`; the kernel
     drops the lock of a process that dies, so a crash never leaves it held."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, setting: str = "[nats] data_dir") -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.setting = setting  # the setting that names the directory, for messages
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -34,7 +35,7 @@ class DataDirLock:
             fd = os.open(self.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise InvalidInput(
-                ReasonCode.CONFIG_INVALID, f"{self.data_dir}: cannot be the data directory ([nats] data_dir): {exc}"
+                ReasonCode.CONFIG_INVALID, f"{self.data_dir}: cannot be the data directory ({self.setting}): {exc}"
             ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -43,7 +44,7 @@ class DataDirLock:
         except BaseException as exc:
             os.close(fd)
             if isinstance(exc, BlockingIOError):
-                raise locked_error(self.data_dir, lock_holder(self.data_dir)) from None
+                raise locked_error(self.data_dir, lock_holder(self.data_dir), setting=self.setting) from None
             raise
         self._fd = fd
 
@@ -77,11 +78,11 @@ def lock_holder(data_dir: Path) -> int | None:
     return None
 
 
-def locked_error(data_dir: Path, holder: int | None) -> ExoarmurError:
+def locked_error(data_dir: Path, holder: int | None, *, setting: str = "[nats] data_dir") -> ExoarmurError:
     """STATE_LOCKED: `data_dir` has another owner, `holder` (its pid; 0 or None: unknown)."""
     who = f"pid {holder}" if holder else "another process"
     return error_for(
         ReasonCode.STATE_LOCKED,
         f"{data_dir} is in use by {who} (lock file {data_dir / LOCK_FILE}): "
-        "stop that process, or give this one another data directory ([nats] data_dir)",
+        f"stop that process, or give this one another directory ({setting})",
     )

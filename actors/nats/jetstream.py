@@ -8,15 +8,20 @@ operation's time and fails with that operation's code (a put's
 TIMEOUT_KV_PUT, not a get's). Reads go to the stream leader, so a read that
 decides an outcome sees the latest acknowledged write. KV gets and puts
 waiting together are one concurrent run: one crossing to nats-py, each asker
-answered on its own (calls.call_each).
+answered on its own (calls.call_each). A stream is read in bulk by
+`stream_fetch`: one batch of messages per pull request, not one request each.
 """
 
 from __future__ import annotations
 
+import asyncio
+import secrets
+from collections.abc import Callable
 from typing import Any
 
-from nats.js.api import KeyValueConfig, StreamConfig
-from nats.js.errors import NoKeysError, NotFoundError
+import orjson
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, Header, KeyValueConfig, StreamConfig
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 from exoarmur.actors.nats.calls import call, call_each
 from exoarmur.actors.nats.js_replies import js_publish_request, leader_get, put_request
@@ -29,11 +34,12 @@ from exoarmur.actors.nats.kv_messages import (
     KvPut,
     KvUpdate,
 )
+from exoarmur.actors.nats.read_loop import Inline
 from exoarmur.actors.nats.requests import start
 from exoarmur.actors.nats.state import ConnectionState
-from exoarmur.actors.nats.stream_messages import JsPublish, StreamEnsure, StreamMessage
+from exoarmur.actors.nats.stream_messages import FETCH_LIMIT, JsPublish, StreamEnsure, StreamFetch, StreamMessage
 from exoarmur.runtime import Deferred, ExoarmurError, ReasonCode, error_for
-from exoarmur.runtime.margins import JS_BACKSTOP
+from exoarmur.runtime.margins import FETCH_CONSUMER_IDLE, JS_BACKSTOP
 
 __all__ = [
     "jetstream",
@@ -46,8 +52,16 @@ __all__ = [
     "kv_put",
     "kv_update",
     "stream_ensure",
+    "stream_fetch",
     "stream_read",
 ]
+
+# How long the server keeps a fetch's consumer once nothing pulls from it: a
+# fetch deletes its own, so this only ends those of fetches cut short.
+# The status of the reply that ends a pull request early: no more messages
+# (404), or the request is over (408, which servers before 2.11 send after a
+# partly filled batch).
+_BATCH_ENDED = frozenset({"404", "408"})
 
 
 def jetstream(state: ConnectionState) -> Any:
@@ -131,8 +145,51 @@ async def kv_delete(state: ConnectionState, m: KvDelete) -> None:
 
 async def kv_keys(state: ConnectionState, m: KvKeys) -> list[str]:
     code = ReasonCode.TIMEOUT_KV_GET
-    kv = await bucket(state, m.bucket, code)
-    return sorted(await call(state, code, kv.keys, absent_on=(NoKeysError,)) or [])
+    await bucket(state, m.bucket, code)  # KV_BUCKET_NOT_FOUND for a bucket that is not there
+    return sorted(await call(state, code, _matching_keys, state.client(), jetstream(state), m.bucket, m.filter))
+
+
+async def _matching_keys(nc: Any, js: Any, bucket_name: str, pattern: str) -> list[str]:
+    """The live keys matching `pattern`: an ephemeral pull consumer on the
+    bucket's stream, filtered by the server to the pattern's subjects, last
+    message per subject, headers only, pulled in batches as `stream_fetch`
+    pulls (its end read from each delivery's pending count, never guessed).
+    Keys whose last message is a delete or purge marker are left out.
+
+    Not nats-py's `keys(filters)`: it reads every key and keeps those that
+    CONTAIN a filter as a substring ("acme.*" matches nothing), and its watch
+    may signal "no more keys" before the first delivery is handled (consumer
+    info answered while the deliveries wait in the subscription's queue), so
+    it can answer none when there are many."""
+    stream, prefix = f"KV_{bucket_name}", f"$KV.{bucket_name}."
+    name = f"keys-{secrets.token_hex(8)}"
+    config = ConsumerConfig(
+        name=name,
+        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+        filter_subject=prefix + pattern,
+        ack_policy=AckPolicy.NONE,
+        headers_only=True,
+        inactive_threshold=FETCH_CONSUMER_IDLE,
+        mem_storage=True,
+        num_replicas=1,
+    )
+    await js.add_consumer(stream, config)
+    keys: list[str] = []
+    try:
+        while True:
+            found = await _pull(nc, f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}", FETCH_LIMIT, convert=_live_key)
+            keys += [key[len(prefix) :] for key in found if key is not None]
+            if len(found) < FETCH_LIMIT:
+                return keys
+    finally:
+        if nc.is_connected:  # else the server ends it (FETCH_CONSUMER_IDLE)
+            await nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{name}", b"")
+
+
+def _live_key(msg: Any) -> str | None:
+    """A delivery's subject, or None if it marks its key deleted or purged."""
+    operation = (msg.headers or {}).get("KV-Operation")
+    return None if operation in ("DEL", "PURGE") else msg.subject
 
 
 async def stream_ensure(state: ConnectionState, m: StreamEnsure) -> None:
@@ -167,4 +224,119 @@ async def stream_read(
         direct=False,
         absent_on=(NotFoundError,),
     )
-    return None if msg is None else StreamMessage(msg.seq, msg.data or b"")
+    return None if msg is None else StreamMessage(msg.seq, msg.data or b"", msg.subject or "")
+
+
+async def stream_fetch(state: ConnectionState, m: StreamFetch) -> list[StreamMessage]:
+    """Up to `m.limit` stored messages from `m.start_seq` on, in stream order
+    (deleted ones skipped), read in one batch: an ephemeral pull consumer
+    (acks none, kept in memory) from that sequence, one pull request for the
+    whole batch with `no_wait`, the messages handed over from nats-py's read
+    loop as they arrive, then the consumer deleted.
+
+    Why this way: a direct get per message is one request per record (and any
+    replica may answer one, stale); a batched direct get needs the stream made
+    with `allow_direct`. nats-py's pull subscription `fetch` raises a timeout
+    instead of answering an empty batch at the stream's end, waits out its
+    whole timeout when the stream holds nothing past the start, and queues
+    every message for a task of its own; its ordered consumer is push-based,
+    with flow control and heartbeat tasks that a close leaves running
+    (docs/nats.md). Here the batch ends at `limit` messages, at the message
+    whose metadata says none are pending, or at the server's 404/408 status,
+    whichever comes first, all within the envelope's deadline. On a cluster
+    the consumer reads one replica's copy, which can trail the leader by what
+    is being replicated at that moment."""
+    return await call(state, ReasonCode.TIMEOUT_NATS_REQUEST, _fetch, state.client(), jetstream(state), m)
+
+
+async def _fetch(nc: Any, js: Any, m: StreamFetch) -> list[StreamMessage]:
+    """On the asyncio side: the consumer made, the batch pulled, the consumer
+    deleted (fire and forget; FETCH_CONSUMER_IDLE ends it if that is lost)."""
+    name = f"fetch-{secrets.token_hex(8)}"
+    config = ConsumerConfig(
+        name=name,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=m.start_seq,
+        ack_policy=AckPolicy.NONE,
+        inactive_threshold=FETCH_CONSUMER_IDLE,
+        mem_storage=True,
+        num_replicas=1,
+    )
+    await js.add_consumer(m.stream, config)
+    try:
+        return await _pull(nc, f"$JS.API.CONSUMER.MSG.NEXT.{m.stream}.{name}", m.limit)
+    finally:
+        if nc.is_connected:  # else the server ends it (FETCH_CONSUMER_IDLE)
+            await nc.publish(f"$JS.API.CONSUMER.DELETE.{m.stream}.{name}", b"")
+
+
+async def _pull(
+    nc: Any, next_subject: str, limit: int, *, convert: Callable[[Any], Any] | None = None
+) -> list[Any]:
+    """One pull request of `limit` messages; what it delivers, in order (as
+    StreamMessages, or as `convert` makes each)."""
+    batch = PulledBatch(limit, asyncio.get_running_loop().create_future(), convert)
+    sub = await nc.subscribe(nc.new_inbox(), future=Inline(batch.arrived))
+    try:
+        await nc.publish(next_subject, orjson.dumps({"batch": limit, "no_wait": True}), reply=sub.subject)
+        await batch.ended
+    finally:
+        if not (nc.is_closed or nc.is_draining):
+            await sub.unsubscribe()  # its sink is dropped at once, before any wait
+    return batch.found
+
+
+class PulledBatch:
+    """Where a pull request's replies arrive: a subscription's sink that
+    nats-py's read loop hands each message as it is read (read_loop.Inline:
+    no queue, no task, so no slow-consumer drop). Never raises there:
+    whatever goes wrong ends `ended` with it."""
+
+    __slots__ = ("convert", "ended", "found", "limit")
+
+    def __init__(
+        self, limit: int, ended: asyncio.Future[None], convert: Callable[[Any], Any] | None = None
+    ) -> None:
+        self.limit = limit
+        self.ended = ended
+        self.convert = convert
+        self.found: list[Any] = []
+
+    def arrived(self, msg: Any) -> None:
+        if self.ended.done():
+            return
+        if not msg.reply:  # a status: the batch ends, or the request failed
+            headers = msg.headers or {}
+            status = headers.get(Header.STATUS)
+            if status in _BATCH_ENDED:
+                self.ended.set_result(None)
+            elif status == "503":
+                self.ended.set_exception(ServiceUnavailableError())
+            else:
+                code = int(status) if status and status.isdigit() else None
+                self.ended.set_exception(APIError(code=code, description=headers.get(Header.DESCRIPTION, "")))
+            return
+        position = delivered_position(msg.reply)
+        if position is None:
+            self.ended.set_exception(APIError(description=f"not a consumer's delivery: {msg.reply!r}"))
+            return
+        seq, pending = position
+        self.found.append(StreamMessage(seq, msg.data, msg.subject) if self.convert is None else self.convert(msg))
+        if len(self.found) >= self.limit or pending == 0:
+            self.ended.set_result(None)
+
+
+def delivered_position(reply: str) -> tuple[int, int] | None:
+    """(stream sequence, messages pending) from a consumer delivery's reply
+    subject, as nats-py's `Msg.metadata` reads it: `$JS.ACK.<stream>.
+    <consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>`, or
+    the form with a domain and an account hash after `$JS.ACK` (and a random
+    token at the end); None if it is neither."""
+    tokens = reply.split(".")
+    if len(tokens) < 9 or tokens[0] != "$JS" or tokens[1] != "ACK":
+        return None
+    first = 5 if len(tokens) == 9 else 7
+    try:
+        return int(tokens[first]), int(tokens[first + 3])
+    except (ValueError, IndexError):
+        return None

@@ -13,7 +13,7 @@ bucket is named.
     KvCreate(bucket, key, value)      Create(key, value)         KV_PUT
     KvUpdate(bucket, key, value, last) Update(key, value, last)  KV_PUT
     KvDelete(bucket, key, last=None)  Delete(key, last=None)     KV_DELETE
-    KvKeys(bucket)                    Keys()                     KV_GET
+    KvKeys(bucket, filter=">")        Keys(filter=">")           KV_GET
 """
 
 from __future__ import annotations
@@ -126,9 +126,12 @@ class KvDelete:
 
 @message("exoarmur.kv.keys", timeout=TimeoutCategory.KV_GET)
 class KvKeys:
-    """The bucket's keys, sorted."""
+    """The bucket's keys matching `filter` (NATS subject wildcards: "acme.*"),
+    sorted. The server filters by subject, so a filter that names a prefix
+    reads only what matches."""
 
     bucket: str
+    filter: str = ">"
 
 
 # The KvBucket forms: the operation, its bucket named by the actor.

@@ -1,13 +1,23 @@
 """What the connection takes and answers on JetStream streams (the AuditStream
-actor, actors/nats/audit_stream.py, sends these)."""
+actor, actors/nats/audit_stream.py, sends most of these; replay reads a whole
+stream with StreamFetch)."""
 
 from __future__ import annotations
 
 import attrs
 
-from exoarmur.runtime import TimeoutCategory, message
+from exoarmur.runtime import InvalidInput, ReasonCode, TimeoutCategory, message
 
-__all__ = ["JsPublish", "PubAck", "StreamEnsure", "StreamLast", "StreamMessage", "StreamRead"]
+__all__ = [
+    "FETCH_LIMIT",
+    "JsPublish",
+    "PubAck",
+    "StreamEnsure",
+    "StreamFetch",
+    "StreamLast",
+    "StreamMessage",
+    "StreamRead",
+]
 
 
 @message("exoarmur.js.stream", timeout=TimeoutCategory.NATS_STREAM_CREATE)
@@ -57,7 +67,34 @@ class StreamRead:
     seq: int
 
 
+# The most messages one StreamFetch answers: a reply stays a few MiB, read
+# well within one NATS_REQUEST deadline.
+FETCH_LIMIT = 10_000
+
+
+def _check_fetch(_fetch: object, attribute: attrs.Attribute, value: object) -> None:
+    """start_seq >= 1; 1 <= limit <= FETCH_LIMIT (ENVELOPE_INVALID otherwise)."""
+    top = FETCH_LIMIT if attribute.name == "limit" else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (top is not None and value > top):
+        bounds = f"1 to {top}" if top is not None else ">= 1"
+        what = f"StreamFetch.{attribute.name} must be an int {bounds}, got {value!r}"
+        raise InvalidInput(ReasonCode.ENVELOPE_INVALID, what)
+
+
+@message("exoarmur.js.fetch", timeout=TimeoutCategory.NATS_REQUEST)
+class StreamFetch:
+    """The stream's stored messages from sequence `start_seq` on, in order, at
+    most `limit` (1 to FETCH_LIMIT): consecutive in the stream, the sequences
+    of deleted messages skipped; an empty list past the stream's end. Read
+    from the stream's leader, in one batch (jetstream.stream_fetch)."""
+
+    stream: str
+    start_seq: int = attrs.field(default=1, validator=_check_fetch)
+    limit: int = attrs.field(default=1_000, validator=_check_fetch)
+
+
 @attrs.frozen
 class StreamMessage:
     seq: int
     data: bytes
+    subject: str = ""  # the subject it was published on ("" where not read)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 from contextlib import AsyncExitStack
 
 import anyio
@@ -16,7 +15,7 @@ from exoarmur.actors.nats.audit_stream import Append, AuditStream, read_records,
 from exoarmur.actors.nats import ConnectionOptions, KvGet, KvOpen, KvPut, NatsConnection
 from exoarmur.actors.nats.process import ClusterOptions
 from exoarmur.runtime import TIMEOUT_CODES, ActorSystem, AuditEvent, ExoarmurError, ReasonCode
-from tests.integration.support import running_server
+from tests.integration.support import free_ports, running_server
 
 pytestmark = pytest.mark.anyio
 
@@ -26,17 +25,6 @@ def anyio_backend():
     """asyncio only: the trio subset (connect, KV CAS, remote ask, server
     restart) runs elsewhere; three servers twice would double a slow test."""
     return ("asyncio", {"loop_factory": asyncio.SelectorEventLoop})
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 async def until_ok(make, *, within: float):

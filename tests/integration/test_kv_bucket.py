@@ -8,6 +8,7 @@ import attrs
 import pytest
 
 from exoarmur.actors.nats import Statistics
+from exoarmur.actors.nats import jetstream
 from exoarmur.actors.nats import Create, Delete, Get, KvBucket, Keys, Put, Update
 from exoarmur.runtime import ActorSystem, ExoarmurError, ReasonCode
 from exoarmur.supervisors import BreakerPolicy, ChildSpec, Strategy, Supervisor, SupervisorSpec
@@ -141,3 +142,28 @@ async def test_the_breaker_closes_again_once_the_store_is_back(tmp_path):
             assert kinds()[0] == "BREAKER_OPENED" and "BREAKER_HALF_OPEN" in kinds()
             for key, revision in acknowledged.items():
                 assert (await bucket.ask(Get(key))).revision == revision
+
+
+async def test_keys_are_filtered_by_the_server_and_leave_deleted_ones_out(tmp_path, monkeypatch):
+    """A subject pattern (not a substring), deleted keys left out, and more
+    keys than one pull batch all listed (the batch made small here)."""
+    monkeypatch.setattr(jetstream, "FETCH_LIMIT", 100)
+    async with running_server(tmp_path) as server, ActorSystem() as system:
+        await connect(system, server)
+        bucket = await spawn_bucket(system)
+        assert await bucket.ask(Keys()) == []
+        names = [f"acme.i-{n}" for n in range(250)] + ["other.i-1", "acme.gone"]
+        limiter = anyio.CapacityLimiter(64)
+
+        async def put(name: str) -> None:
+            async with limiter:
+                await bucket.ask(Put(name, b"x"))
+
+        async with anyio.create_task_group() as group:
+            for name in names:
+                group.start_soon(put, name)
+        await bucket.ask(Delete("acme.gone"))
+        acme = await bucket.ask(Keys("acme.*"), timeout=30)
+        assert acme == sorted(n for n in names if n.startswith("acme.i-"))
+        assert await bucket.ask(Keys("other.*")) == ["other.i-1"]
+        assert await bucket.ask(Keys("cme.*")) == []  # a pattern, never a substring

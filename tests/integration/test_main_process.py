@@ -22,7 +22,9 @@ from exoarmur.supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
 from tests.integration.test_nats_server import alive
 from tests.actors.app.test_cli import EXIT_TIMEOUT, REPO, STARTUP_TIMEOUT, Process, start  # noqa: F401 - fixture
 
-SERVER_DATA = Path("exoarmur-data/nats")
+SERVER_DATA = Path(".exoarmur/nats")
+STATE = Path(".exoarmur")
+RUNNING = "exoarmur: running ("  # the default tree; its size is pinned in tests/actors/app/test_tree.py
 
 
 def server_pid(cwd: Path) -> int:
@@ -40,7 +42,7 @@ def healthy(data_dir: Path) -> bool:
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_run_starts_the_embedded_server_and_stops_it(tmp_path, start, backend):
     process = start(["run", "--backend", backend])
-    process.wait_for("exoarmur: running (3 actors)", timeout=STARTUP_TIMEOUT)
+    process.wait_for(RUNNING, timeout=STARTUP_TIMEOUT)
     pid = server_pid(tmp_path)
     assert alive(pid)
     token = (tmp_path / SERVER_DATA / "token").read_text().strip()
@@ -56,16 +58,16 @@ def test_a_second_run_in_the_same_directory_is_refused_and_the_first_keeps_its_s
     with STATE_LOCKED naming the first's pid, before starting anything, and
     the first's server runs on (the same pid, healthy)."""
     first = start(["run"])
-    first.wait_for("exoarmur: running (3 actors)", timeout=STARTUP_TIMEOUT)
+    first.wait_for(RUNNING, timeout=STARTUP_TIMEOUT)
     pid = server_pid(tmp_path)
     second = start(["run"])
     second.wait_for("exoarmur: fatal: STATE_LOCKED", timeout=STARTUP_TIMEOUT)
     code, err = second.finish(timeout=EXIT_TIMEOUT)
     assert code == 1, err
-    data = (tmp_path / SERVER_DATA).resolve()
+    state = (tmp_path / STATE).resolve()
     assert err == (
-        f"exoarmur: fatal: STATE_LOCKED: {data} is in use by pid {first.popen.pid} (lock file {data / 'lock'}): "
-        "stop that process, or give this one another data directory ([nats] data_dir)\n"
+        f"exoarmur: fatal: STATE_LOCKED: {state} is in use by pid {first.popen.pid} (lock file {state / 'lock'}): "
+        "stop that process, or give this one another directory ([state] dir, --state-dir)\n"
     )
     assert server_pid(tmp_path) == pid and alive(pid) and healthy(tmp_path / SERVER_DATA)
     first.popen.send_signal(signal.SIGTERM)
@@ -102,7 +104,7 @@ async def test_a_failed_start_stops_the_started_server_gracefully_and_reaps_it(t
 
 def test_no_server_outlives_a_sigkilled_main_process(tmp_path, start):
     process = start(["run"])
-    process.wait_for("exoarmur: running (3 actors)", timeout=STARTUP_TIMEOUT)
+    process.wait_for(RUNNING, timeout=STARTUP_TIMEOUT)
     pid = server_pid(tmp_path)
     process.popen.send_signal(signal.SIGKILL)
     process.popen.wait(EXIT_TIMEOUT)
@@ -116,7 +118,7 @@ def test_nats_url_joins_an_existing_server_instead(tmp_path, start, monkeypatch)
     """A second process given --nats-url (token from the environment) starts no
     server of its own and runs against the first one's."""
     first = start(["run"])  # an exoarmur with its embedded server stands in for a deployment
-    first.wait_for("exoarmur: running (3 actors)", timeout=STARTUP_TIMEOUT)
+    first.wait_for(RUNNING, timeout=STARTUP_TIMEOUT)
     data = tmp_path / SERVER_DATA
     url = f"nats://127.0.0.1:{json.loads((data / 'ports.json').read_text())['client']}"
     token = (data / "token").read_text().strip()
@@ -125,7 +127,7 @@ def test_nats_url_joins_an_existing_server_instead(tmp_path, start, monkeypatch)
     monkeypatch.setenv("EXOARMUR_NATS_TOKEN", token)
     second = Process(["run", "--nats-url", url], cwd=elsewhere)
     try:
-        second.wait_for("exoarmur: running (2 actors)", timeout=STARTUP_TIMEOUT)  # no nats/server
+        second.wait_for(RUNNING, timeout=STARTUP_TIMEOUT)  # no nats/server
         assert not (elsewhere / SERVER_DATA).exists()
         second.popen.send_signal(signal.SIGTERM)
         code, err = second.finish(timeout=EXIT_TIMEOUT)

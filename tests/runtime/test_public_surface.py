@@ -13,7 +13,7 @@ def test_runtime_exports_exactly_its_public_names():
             "Actor", "ActorContext", "ActorCrashed", "ActorInfo", "ActorNotFound", "ActorRef",
             "ActorSystem", "ActorUnavailable", "AuditEvent", "AuditSink", "BreakerOpen",
             "CellState", "Conflict", "DeadLetter", "DependencyFailed", "DeadLetters", "DeadlineExceeded", "Deferred", "Denied",
-            "DuplicateSuppressed", "Envelope", "ExoarmurError", "Fatal", "Host", "Inbox", "InvalidInput",
+            "DuplicateSuppressed", "Envelope", "ExecutionFailed", "ExoarmurError", "Fatal", "Host", "Inbox", "InvalidInput",
             "JsonlAuditSink", "MailboxConfig", "MailboxStatistics", "Margin", "MemoryAuditSink",
             "MessageRegistry", "Overflow", "Overloaded", "Parent", "ReasonCode", "RetryExhausted", "RetryPolicy",
             "Supervised", "System", "SystemStatistics", "TenantMismatch", "TimeoutCategory", "TimeoutPolicy",

@@ -4,6 +4,8 @@ all over, and secrets never show in a repr."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import attrs
 
 from exoarmur.actors.app.nats_config import ENVIRONMENT, NatsConfig, parse_nats
@@ -45,7 +47,7 @@ class TestCredentials:
         options get every one of them."""
         config = parse_nats({"urls": ["nats://10.0.0.5:4222"], **EVERY_CREDENTIAL}, source="test", base_dir=None)
         assert config.credentials() == EVERY_CREDENTIAL
-        (connection,) = nats_spec(config).children
+        (connection,) = nats_spec(config, data_dir=Path("unused")).children
         options = connection.kwargs["options"]
         assert options.urls == ("nats://10.0.0.5:4222",)
         assert options.credentials() == EVERY_CREDENTIAL

@@ -1,0 +1,77 @@
+"""What an intent asks of its execution type, and what it is answered.
+
+The intent actor (actors/intents/intent.py) asks the actor of its type
+(actors/execution/) at the path `TypeInfo.path`:
+
+    Apply(intent, key)       -> Effect   make the effect, once
+    Reconcile(intent, key)   -> Reconciled   did the apply (or, while the intent
+                                is REVERTING, the revert) with this key take effect?
+    Revert(intent, key)      -> Effect   undo it (types with revert only)
+
+An `Effect` says what is known afterwards: APPLIED (it took effect), FAILED
+(it certainly did not: one of the type's declared reasons, or refused before
+it started) or UNCERTAIN (a timeout, a crash, an undeclared error: only
+`reconcile` can tell). The intent actor writes what follows from it and
+never applies again without asking `Reconcile` first.
+
+These messages are local only: they carry the record itself.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from exoarmur.actors.intents.record import IntentRecord
+from exoarmur.runtime import TimeoutCategory, message
+
+__all__ = ["Apply", "Effect", "Outcome", "Reconcile", "Reconciled", "Revert", "TypeInfo"]
+
+
+class Reconciled(enum.StrEnum):
+    APPLIED = "APPLIED"
+    NOT_APPLIED = "NOT_APPLIED"
+    UNKNOWN = "UNKNOWN"
+
+
+class Outcome(enum.StrEnum):
+    APPLIED = "APPLIED"
+    FAILED = "FAILED"
+    UNCERTAIN = "UNCERTAIN"
+
+
+@attrs.frozen
+class Effect:
+    outcome: Outcome
+    code: str = ""  # FAILED and UNCERTAIN: the reason (the type's own, or a ReasonCode)
+    detail: str = ""
+
+
+@message("exoarmur.effect.apply", timeout=TimeoutCategory.EXECUTION_INTENT)
+class Apply:
+    intent: IntentRecord
+    key: str
+
+
+@message("exoarmur.effect.revert", timeout=TimeoutCategory.EXECUTION_INTENT)
+class Revert:
+    intent: IntentRecord
+    key: str
+
+
+@message("exoarmur.effect.reconcile", timeout=TimeoutCategory.EXECUTION_INTENT)
+class Reconcile:
+    intent: IntentRecord
+    key: str
+
+
+@attrs.frozen(kw_only=True)
+class TypeInfo:
+    """What an intent needs to know of its type: where its actor is, how long
+    one call may take, and whether it can revert."""
+
+    name: str
+    path: str
+    timeout: float
+    revertible: bool = False

@@ -1,0 +1,262 @@
+"""One actor per live intent: it drives the intent from its KV record and
+stops once the intent is settled. How an intent survives kill -9 is this file.
+
+1. Written before it takes effect. Every step is a compare-and-set of the
+   record on the revision it was read at (actors/intents/store.py), made
+   before the step acts: EXECUTING is durable before `apply` is called,
+   REVERTING before `revert`.
+2. Audited before the next step. The audit record of a revision is appended
+   (deduplicated by intent and revision, actors/intents/trail.py) before the
+   next revision is written; a fresh instance first appends the revision it
+   finds. A crash between a write and its append is repaired by whoever
+   drives the intent next.
+3. Reconciled, never re-applied blindly. An intent found EXECUTING (or
+   REVERTING) that this instance did not just write is the window between
+   an effect and its record: the type is asked (`Reconcile`). APPLIED ->
+   SUCCEEDED; NOT_APPLIED -> a new attempt (EXECUTING again, written first,
+   at most `max_attempts` in all); UNKNOWN -> FAILED with RECONCILE_UNKNOWN,
+   for an operator. An apply whose outcome is UNCERTAIN (a timeout, a crash
+   of the type's actor) is reconciled the same way.
+4. Found again after any restart. The intent stays in the `open` index
+   until it is terminal and audited; at start the process resumes every
+   unsettled intent it owns, and takes over those whose owner's lease has
+   lapsed (actors/intents/resume.py, actors/intents/leases.py). A record
+   whose owner is not this process is left alone: its writes would be
+   refused (LEASE_LOST) anyway.
+
+Each step runs in its own `Drive` envelope, under its deadline less
+INTENT_STEP_SPARE. A step that fails on the store, the audit or its own
+time is tried again after a pause (INTENT_RETRY_FIRST doubling to
+INTENT_RETRY_MAX, jittered) from the record as KV has it: the actor never
+crashes on a dependency, so an outage is waited out, not turned into a
+restart storm; a bug crashes it, and its tenant's supervisor restarts it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping
+
+import anyio
+import attrs
+
+from exoarmur.actors.intents.effects import Apply, Effect, Outcome, Reconcile, Reconciled, Revert, TypeInfo
+from exoarmur.actors.intents.faults import FaultPoints
+from exoarmur.actors.intents.leases import Lapsed, LeaseRemaining
+from exoarmur.actors.intents.messages import Drive
+from exoarmur.actors.intents.record import IntentRecord
+from exoarmur.actors.intents.states import BEFORE_EFFECT, TERMINAL, IntentState
+from exoarmur.actors.intents.store import IntentStore
+from exoarmur.actors.intents.trail import message_id, transition_event
+from exoarmur.actors.nats import Append
+from exoarmur.runtime import Actor, ActorRef, DependencyFailed, ExoarmurError, ReasonCode, error_for, handles
+from exoarmur.runtime.margins import INTENT_RETRY_FIRST, INTENT_RETRY_MAX, INTENT_STEP_SPARE, LEASE_SPARE
+
+__all__ = ["IntentActor", "IntentSetting"]
+
+S = IntentState
+
+
+@attrs.frozen(kw_only=True)
+class IntentSetting:
+    """What every intent actor of one process shares: who it is, where the
+    stores, the lease and the types are."""
+
+    owner: str
+    records: str
+    open: str
+    lease: str
+    types: Mapping[str, TypeInfo]
+    faults: FaultPoints = attrs.field(factory=FaultPoints, eq=False)
+    max_attempts: int = 3
+
+
+class IntentActor(Actor):
+    mailbox_capacity = 4
+
+    def __init__(
+        self, *, tenant: str, intent_id: str, setting: IntentSetting, audit: str, take_over: bool = False
+    ) -> None:
+        self.tenant = tenant
+        self.take_over = take_over
+        self.intent_id = intent_id
+        self.setting = setting
+        self.audit_path = audit
+        self.record: IntentRecord | None = None  # as last read or written; None: read it again
+        self.audited = 0  # the revision whose audit record is known appended
+        self.pause = INTENT_RETRY_FIRST
+
+    async def started(self) -> None:
+        lookup = self.context.system.lookup
+        self.store = IntentStore(lookup(self.setting.records), lookup(self.setting.open))
+        self.audit: ActorRef = lookup(self.audit_path)
+        self.lease: ActorRef = lookup(self.setting.lease)
+        self.context.self_ref.tell_nowait(Drive())
+
+    @handles(Drive)
+    async def drive(self, m: Drive) -> None:
+        deadline = self.context.deadline
+        assert deadline is not None
+        settled = False
+        with anyio.CancelScope(deadline=deadline - INTENT_STEP_SPARE) as scope:
+            try:
+                settled = await self._step()
+            except ExoarmurError as exc:
+                if exc.code is ReasonCode.LEASE_LOST:
+                    self.context.stop()  # another process drives it now
+                    return
+                self._again_later()
+                return
+        if scope.cancelled_caught:
+            self._again_later()
+        elif settled:
+            self.context.stop()
+        else:
+            self.pause = INTENT_RETRY_FIRST
+            self.context.self_ref.tell_nowait(Drive())
+
+    def _again_later(self) -> None:
+        """Read the record again and retry after a jittered, growing pause."""
+        self.record = None
+        delay, self.pause = self.pause * random.uniform(0.5, 1.0), min(self.pause * 2, INTENT_RETRY_MAX)
+        self.context.start_task(self._drive_after, delay)
+
+    async def _drive_after(self, delay: float) -> None:
+        await anyio.sleep(delay)
+        self.context.self_ref.tell_nowait(Drive())
+
+    # ---- one step ---------------------------------------------------------------
+
+    async def _step(self) -> bool:
+        """One step of the intent; True once it is settled (or not ours)."""
+        record = self.record
+        if record is None:
+            record = await self.store.load(self.tenant, self.intent_id)
+            if record is None:  # an index entry of a submission never acknowledged
+                await self.store.mark_settled(self.setting.owner, self.tenant, self.intent_id)
+                return True
+            self.record = record
+        if record.owner != self.setting.owner:
+            if not (self.take_over and await self.lease.ask(Lapsed(record.owner))):
+                return True  # another owner drives it
+            record = await self._take_over(record)
+        await self._audited(record)
+        state = record.state
+        if state in TERMINAL:
+            await self.store.mark_settled(self.setting.owner, self.tenant, self.intent_id)
+            return True
+        info = self.setting.types.get(record.type)
+        if state in BEFORE_EFFECT:
+            await self._before_effect(record, info)
+        elif state is S.EXECUTING or state is S.REVERTING:
+            if info is None:  # its type was configured away since: only it can say what happened
+                raise error_for(ReasonCode.EXECUTION_TYPE_UNKNOWN, f"{record.kv_key} is {state}; no type {record.type!r}")
+            await self._reconcile(record, info)
+        return False
+
+    async def _before_effect(self, record: IntentRecord, info: TypeInfo | None) -> None:
+        if time.time() >= record.deadline:
+            await self._write(record, S.EXPIRED, code=ReasonCode.DEADLINE_EXCEEDED, detail="deadline passed before executing")
+        elif info is None:
+            await self._write(
+                record, S.FAILED, code=ReasonCode.EXECUTION_TYPE_UNKNOWN, detail=f"no execution type {record.type!r}"
+            )
+        elif record.state is S.RECEIVED:
+            await self._write(record, S.APPROVED)  # the gates come here
+        elif record.state is S.APPROVED:
+            await self._attempt(record, info, S.EXECUTING)
+
+    async def _attempt(self, record: IntentRecord, info: TypeInfo, state: IntentState) -> None:
+        """Write a new attempt (EXECUTING or REVERTING) and make it."""
+        await self._lease_covers(info)
+        record = await self._write(record, state, attempt=True)
+        await self._audited(record)
+        faults = self.setting.faults
+        if state is S.EXECUTING:
+            faults.reached("after_executing_written")
+        else:
+            faults.reached("mid_revert")
+        await self._lease_covers(info)
+        effect = await self._effect(Apply if state is S.EXECUTING else Revert, record, info)
+        if effect.outcome is Outcome.APPLIED:
+            await self._applied(record)
+        elif effect.outcome is Outcome.FAILED:
+            await self._write(record, S.FAILED, code=effect.code, detail=effect.detail)
+        # UNCERTAIN: the record stays as it is; the next step reconciles it.
+
+    async def _applied(self, record: IntentRecord) -> None:
+        faults = self.setting.faults
+        done = S.SUCCEEDED if record.state is S.EXECUTING else S.REVERTED
+        if done is S.SUCCEEDED:
+            faults.reached("after_apply")
+        record = await self._write(record, done)
+        if done is S.SUCCEEDED:
+            faults.reached("after_succeeded_written")
+
+    async def _reconcile(self, record: IntentRecord, info: TypeInfo) -> None:
+        answer = await self._ask(Reconcile(record, record.key), info)
+        if answer is Reconciled.APPLIED:
+            await self._applied(record)
+        elif answer is Reconciled.UNKNOWN:
+            await self._write(
+                record, S.FAILED, code=ReasonCode.RECONCILE_UNKNOWN, detail=f"{info.name} could not tell whether it took effect"
+            )
+        elif record.attempts >= self._attempt_limit(record):
+            await self._write(
+                record, S.FAILED, code=ReasonCode.RETRY_EXHAUSTED, detail=f"{record.attempts} attempts did not take effect"
+            )
+        else:
+            await self._attempt(record, info, record.state)
+
+    async def _take_over(self, record: IntentRecord) -> IntentRecord:
+        """Make the intent this process's: its last revision audited first
+        (the former owner may have died before it), then the record written
+        under the new owner (the former one is fenced from here on), then
+        the index moved."""
+        await self._audited(record)
+        me = self.setting.owner
+        written = await self.store.write(record, record.owned_by(me, now=time.time()))
+        self.record = written
+        await self.store.mark_open(me, self.tenant, self.intent_id)
+        await self.store.mark_settled(record.owner, self.tenant, self.intent_id)
+        return written
+
+    def _attempt_limit(self, record: IntentRecord) -> int:
+        limit = self.setting.max_attempts
+        return limit if record.state is S.EXECUTING else 2 * limit  # reverts count on top of the applies
+
+    # ---- the stores, the lease, the type ------------------------------------------
+
+    async def _write(self, record: IntentRecord, state: IntentState, **change: object) -> IntentRecord:
+        after = record.moved(state, now=time.time(), **change)  # type: ignore[arg-type]
+        self.record = None  # unknown until the write is answered
+        self.record = written = await self.store.write(record, after)
+        await self._audited(written)
+        return written
+
+    async def _audited(self, record: IntentRecord) -> None:
+        """Append `record`'s audit record unless it is known appended."""
+        if self.audited >= record.revision:
+            return
+        await self.audit.ask(Append(transition_event(record), msg_id=message_id(record)))
+        self.audited = record.revision
+
+    async def _lease_covers(self, info: TypeInfo) -> None:
+        remaining: float = await self.lease.ask(LeaseRemaining())
+        if remaining < info.timeout + LEASE_SPARE:
+            raise DependencyFailed(
+                ReasonCode.LEASE_LAPSING, f"the owner's lease holds {remaining:.1f} s, less than one {info.name} call"
+            )
+
+    async def _effect(self, kind: type[Apply] | type[Revert], record: IntentRecord, info: TypeInfo) -> Effect:
+        """The type's answer; an ask that fails (the type's actor down, its
+        breaker open, no answer in time) leaves the outcome UNCERTAIN."""
+        try:
+            return await self._ask(kind(record, record.key), info)
+        except ExoarmurError as exc:
+            return Effect(Outcome.UNCERTAIN, exc.code, exc.detail)
+
+    async def _ask(self, message: object, info: TypeInfo) -> object:
+        ref = self.context.system.lookup(info.path)
+        return await ref.ask(message, deadline=self.context.now() + info.timeout + LEASE_SPARE)

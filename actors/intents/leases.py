@@ -1,0 +1,122 @@
+"""Ownership: one lease per process, in KV, that carries its own expiry.
+
+Each process (an `owner`) holds the key `<owner>` in the leases bucket and
+puts it again every TTL/3. The value says the TTL; NATS KV's per-key TTL is
+not used (it is set only when a key is created: an update drops it).
+
+    the holder     its lease holds until the time it SENT its last
+                   successful renewal + TTL, on its own monotonic clock
+                   (`LeaseRemaining`); an apply starts only if the lease
+                   outlasts the type's timeout by LEASE_SPARE.
+    an observer    an owner's lease has lapsed once its key is absent, or its
+                   revision has stood still for TTL + LEASE_GRACE since this
+                   observer first saw that revision, on the observer's own
+                   monotonic clock (`Lapsed`).
+
+Neither side compares wall clocks, so skew between hosts cannot shorten a
+lease: the holder's view always ends before any observer's. Taking an intent
+over is a compare-and-set of its record to the new owner
+(actors/intents/store.py): the former owner's next write is refused
+(LEASE_LOST). A process that stops gracefully deletes its lease, so others
+take over at once; one killed is taken over after TTL + LEASE_GRACE.
+
+What a lease cannot do (no lease can): a process paused for longer than its
+TTL between its last check and the effect itself could apply after another
+has taken over. The check is made right before the apply call, and an
+execution type that must be safe even then can compare `intent.owner` with
+its effector's own record.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import anyio
+import orjson
+
+from exoarmur.actors.nats import Delete, Get, KvEntry, Put
+from exoarmur.runtime import Actor, ActorRef, ExoarmurError, TimeoutCategory, handles, message
+from exoarmur.runtime.margins import LEASE_GRACE
+
+__all__ = ["Lapsed", "LeaseRemaining", "OwnerLease"]
+
+
+@message("exoarmur.lease.remaining", timeout=TimeoutCategory.KV_GET)
+class LeaseRemaining:
+    """Seconds this process's own lease still holds (0: lapsed)."""
+
+
+@message("exoarmur.lease.lapsed", timeout=TimeoutCategory.KV_GET)
+class Lapsed:
+    """Whether `owner`'s lease has lapsed, as this observer has seen it."""
+
+    owner: str
+
+
+class OwnerLease(Actor):
+    def __init__(self, *, owner: str, bucket: str, ttl: float = 10.0) -> None:
+        self.owner = owner
+        self.bucket_path = bucket
+        self.ttl = ttl
+        self.bucket: ActorRef | None = None
+        self.valid_until = float("-inf")
+        self.seen: dict[str, tuple[int, float]] = {}  # owner -> (revision, first seen at)
+
+    async def started(self) -> None:
+        self.bucket = self.context.system.lookup(self.bucket_path)
+        await self._renew()
+        self.context.start_task(self._renewing)
+
+    async def stopping(self) -> None:
+        """Give the lease up: other processes take this one's intents at once."""
+        assert self.bucket is not None
+        try:
+            await self.bucket.ask(Delete(self.owner))
+        except ExoarmurError as exc:  # it lapses by itself after its TTL
+            self.context.report_failure(exc.code, f"lease {self.owner} not given up: {exc.detail}")
+
+    async def _renew(self) -> None:
+        assert self.bucket is not None
+        sent = self.context.now()
+        value = {"owner": self.owner, "ttl": self.ttl, "pid": os.getpid(), "host": socket.gethostname()}
+        await self.bucket.ask(Put(self.owner, orjson.dumps(value)))
+        self.valid_until = max(self.valid_until, sent + self.ttl)
+
+    async def _renewing(self) -> None:
+        while True:
+            await anyio.sleep(self.ttl / 3)
+            try:
+                await self._renew()
+            except ExoarmurError as exc:  # the lease runs down; the next try may hold it again
+                self.context.report_failure(exc.code, f"lease {self.owner} not renewed: {exc.detail}")
+
+    @handles(LeaseRemaining)
+    def remaining(self, m: LeaseRemaining) -> float:
+        return max(0.0, self.valid_until - self.context.now())
+
+    @handles(Lapsed)
+    async def lapsed(self, m: Lapsed) -> bool:
+        if m.owner == self.owner:
+            return False
+        assert self.bucket is not None
+        entry: KvEntry | None = await self.bucket.ask(Get(m.owner))
+        if entry is None:
+            self.seen.pop(m.owner, None)
+            return True
+        now = self.context.now()
+        seen = self.seen.get(m.owner)
+        if seen is None or seen[0] != entry.revision:
+            self.seen[m.owner] = (entry.revision, now)
+            return False
+        return now - seen[1] > _ttl_of(entry) + LEASE_GRACE
+
+
+def _ttl_of(entry: KvEntry) -> float:
+    """The TTL a lease says it has; a value that cannot be read counts as the
+    longest a lease may have (never taken over early on a bad value)."""
+    try:
+        ttl = orjson.loads(entry.value)["ttl"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return 3600.0
+    return float(ttl) if isinstance(ttl, int | float) and 0 < ttl <= 3600 else 3600.0

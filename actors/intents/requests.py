@@ -1,0 +1,99 @@
+"""A request to the intent service, read strictly: no I/O here, so every
+way a request can be wrong is tested (and fuzzed) without a server.
+
+    parse_request(subject, data)  -> (tenant, operation, body)
+    new_record(tenant, body, ...) -> the RECEIVED record a submit would create
+
+Every refusal is one coded error: INTENT_INVALID, TENANT_MISMATCH or
+EXECUTION_TYPE_UNKNOWN, its detail naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from exoarmur.actors.intents.record import IntentRecord, check_id, check_tenant
+from exoarmur.runtime import InvalidInput, ReasonCode, TenantMismatch
+
+__all__ = ["MAX_REQUEST", "MAX_TIMEOUT", "OPERATIONS", "PREFIX", "new_record", "only", "parse_request"]
+
+PREFIX = "exoarmur.intents"
+OPERATIONS = ("submit", "get", "list", "revert")
+MAX_REQUEST = 64 * 1024
+MAX_TIMEOUT = 7 * 24 * 3600.0
+SUBMIT_FIELDS = ("id", "type", "params", "timeout", "tenant")
+
+
+def parse_request(subject: str, data: bytes) -> tuple[str, str, dict[str, Any]]:
+    tenant, operation = _route(subject)
+    body = _body(data)
+    if "tenant" in body and body["tenant"] != tenant:
+        raise TenantMismatch(
+            ReasonCode.TENANT_MISMATCH, f"the body names tenant {str(body['tenant'])[:80]!r}, the subject {tenant!r}"
+        )
+    return tenant, operation, body
+
+
+def new_record(
+    tenant: str,
+    body: Mapping[str, Any],
+    *,
+    types: Mapping[str, object],
+    owner: str,
+    now: float,
+    default_timeout: float,
+) -> IntentRecord:
+    only(body, SUBMIT_FIELDS)
+    intent_id = check_id(body.get("id"))
+    kind = body.get("type")
+    if isinstance(kind, str) and kind not in types:
+        raise InvalidInput(
+            ReasonCode.EXECUTION_TYPE_UNKNOWN,
+            f"no execution type {kind[:80]!r} (known: {', '.join(sorted(types))})",
+        )
+    return IntentRecord.received(
+        intent_id=intent_id,
+        tenant=tenant,
+        type=kind,  # type: ignore[arg-type]  # checked by `received`
+        params=body.get("params", {}),
+        owner=owner,
+        now=now,
+        deadline=now + _timeout(body.get("timeout", default_timeout)),
+    )
+
+
+def only(body: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise InvalidInput(ReasonCode.INTENT_INVALID, f"unknown field {unknown[0][:80]!r} (allowed: {', '.join(allowed)})")
+
+
+def _route(subject: str) -> tuple[str, str]:
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[3] not in OPERATIONS:
+        raise InvalidInput(ReasonCode.INTENT_INVALID, f"subject must be {PREFIX}.<tenant>.<{'|'.join(OPERATIONS)}>")
+    return check_tenant(parts[2]), parts[3]
+
+
+def _body(data: bytes) -> dict[str, Any]:
+    if len(data) > MAX_REQUEST:
+        raise InvalidInput(ReasonCode.INTENT_INVALID, f"a request takes at most {MAX_REQUEST} bytes")
+    try:
+        body = orjson.loads(data) if data.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(ReasonCode.INTENT_INVALID, f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidInput(ReasonCode.INTENT_INVALID, "the body must be a JSON object")
+    return body
+
+
+def _timeout(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInput(ReasonCode.INTENT_INVALID, f"timeout must be a number of seconds, got {str(value)[:80]}")
+    if not 0 < value <= MAX_TIMEOUT:
+        raise InvalidInput(ReasonCode.INTENT_INVALID, f"timeout must be > 0 and at most {MAX_TIMEOUT:g} s")
+    return float(value)

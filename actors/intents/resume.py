@@ -1,0 +1,65 @@
+"""Finding the intents this process must drive, after any restart.
+
+The `Resumer` reads the index of unsettled intents (actors/intents/store.py)
+when it starts and every `interval` seconds after, and has an intent actor
+running (`Activate`, told to the tenants' router) for each entry:
+
+    its own entries      always: after a crash of the process, or of a tenant's
+                         subtree, the actors are started again; an actor that
+                         runs already is left alone
+    another owner's      only once that owner's lease has lapsed (`Lapsed`,
+                         actors/intents/leases.py): the actor takes it over
+
+A scan that fails (the store unreachable) is reported and tried again at the
+next interval: nothing is lost, the index is in KV.
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from exoarmur.actors.intents.intent import IntentSetting
+from exoarmur.actors.intents.leases import Lapsed
+from exoarmur.actors.intents.messages import Activate
+from exoarmur.actors.intents.store import IntentStore
+from exoarmur.runtime import Actor, ActorRef, ExoarmurError
+
+__all__ = ["Resumer"]
+
+
+class Resumer(Actor):
+    def __init__(self, *, setting: IntentSetting, router: str, interval: float = 5.0) -> None:
+        self.setting = setting
+        self.router_path = router
+        self.interval = interval
+        self.scans = 0
+        self.activated = 0
+
+    async def started(self) -> None:
+        lookup = self.context.system.lookup
+        self.store = IntentStore(lookup(self.setting.records), lookup(self.setting.open))
+        self.lease: ActorRef = lookup(self.setting.lease)
+        self.router: ActorRef = lookup(self.router_path)
+        self.context.start_task(self._scanning)
+
+    async def _scanning(self) -> None:
+        while True:
+            try:
+                await self.scan()
+            except ExoarmurError as exc:
+                self.context.report_failure(exc.code, f"scan of unsettled intents: {exc.detail}")
+            await anyio.sleep(self.interval)
+
+    async def scan(self) -> None:
+        me = self.setting.owner
+        entries = await self.store.unsettled()
+        lapsed = {
+            owner
+            for owner in {owner for owner, _, _ in entries if owner != me}
+            if await self.lease.ask(Lapsed(owner))
+        }
+        for owner, tenant, intent_id in entries:
+            if owner == me or owner in lapsed:
+                if await self.router.ask(Activate(tenant, intent_id, take_over=owner != me)):
+                    self.activated += 1
+        self.scans += 1

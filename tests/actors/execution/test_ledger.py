@@ -1,0 +1,222 @@
+"""The ledger type: one fsynced JSON line per apply (a second apply, a second
+line), reconcile from the file, a torn last line neither counted nor glued
+onto, damage answered UNKNOWN, concurrent appends whole."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import anyio
+import pytest
+
+from exoarmur.actors.execution import ExecutionActor, ExecutionError, IntentState, Ledger, Reconciled, read_ledger, scan_ledger
+from exoarmur.actors.intents.effects import Apply, Effect, Outcome, Reconcile
+from exoarmur.runtime import ActorSystem, ExoarmurError, ReasonCode
+from tests.actors.execution.support import intent, real_clocks  # noqa: F401  (the anyio_backend fixture)
+
+pytestmark = pytest.mark.anyio
+
+
+def line(intent_id: str, key: str, op: str = "apply", tenant: str = "acme") -> bytes:
+    return b'{"intent":"%s","tenant":"%s","key":"%s","op":"%s"}\n' % (intent_id.encode(), tenant.encode(), key.encode(), op.encode())
+
+
+def ledger_intent(intent_id: str = "i-1", **kwargs):
+    return intent("ledger", intent_id=intent_id, **kwargs)
+
+
+async def reconcile(ledger: Ledger, key: str, *, state: IntentState | None = None) -> Reconciled:
+    return await ledger.reconcile(ledger_intent(state=state), key)
+
+
+class TestAppend:
+    async def test_each_apply_appends_exactly_one_line_in_the_format(self, tmp_path):
+        ledger = Ledger(path=tmp_path / "ledger.jsonl")
+        await ledger.apply(ledger_intent(), "acme/i-1")
+        assert (tmp_path / "ledger.jsonl").read_bytes() == line("i-1", "acme/i-1")
+        assert read_ledger(tmp_path / "ledger.jsonl") == [{"intent": "i-1", "tenant": "acme", "key": "acme/i-1", "op": "apply"}]
+
+    async def test_a_second_apply_writes_a_second_line(self, tmp_path):
+        """Deliberately not idempotent: a duplicate effect shows."""
+        ledger = Ledger(path=tmp_path / "ledger.jsonl")
+        await ledger.apply(ledger_intent(), "acme/i-1")
+        await ledger.apply(ledger_intent(), "acme/i-1")
+        assert (tmp_path / "ledger.jsonl").read_bytes() == line("i-1", "acme/i-1") * 2
+
+    async def test_a_revert_appends_its_own_line(self, tmp_path):
+        ledger = Ledger(path=tmp_path / "ledger.jsonl")
+        await ledger.apply(ledger_intent(), "acme/i-1")
+        await ledger.revert(ledger_intent(), "acme/i-1")
+        assert [r["op"] for r in read_ledger(tmp_path / "ledger.jsonl")] == ["apply", "revert"]
+
+    async def test_the_file_is_fsynced_and_its_directory_when_created(self, tmp_path, monkeypatch):
+        """First apply: the file, then its directory; later ones: the file only."""
+        synced: list[str] = []
+        real_fsync = os.fsync
+
+        def spy(fd: int) -> None:
+            synced.append("directory" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", spy)
+        ledger = Ledger(path=tmp_path / "ledger.jsonl")
+        await ledger.apply(ledger_intent(), "acme/i-1")
+        assert synced == ["file", "directory"]
+        await ledger.apply(ledger_intent("i-2"), "acme/i-2")
+        assert synced == ["file", "directory", "file"]
+
+    async def test_a_file_that_cannot_be_opened_is_a_certain_failure(self, tmp_path):
+        """No directory for it: LEDGER_UNWRITABLE (declared: nothing was written)."""
+        ledger = Ledger(path=tmp_path / "missing" / "ledger.jsonl")
+        with pytest.raises(ExecutionError) as info:
+            await ledger.apply(ledger_intent(), "acme/i-1")
+        assert info.value.reason == "LEDGER_UNWRITABLE" and info.value.reason in Ledger.reasons
+        assert not (tmp_path / "missing").exists()
+
+    async def test_concurrent_applies_never_interleave(self, tmp_path):
+        """200 applies at once through one instance, and 50 through a second
+        instance on the same file (as another process would, with its own
+        lock): every line whole, each key once."""
+        path = tmp_path / "ledger.jsonl"
+        first, second = Ledger(path=path), Ledger(path=path)
+        async with anyio.create_task_group() as tg:
+            for n in range(250):
+                ledger = first if n < 200 else second
+                tg.start_soon(ledger.apply, ledger_intent(f"i-{n}"), f"acme/i-{n}")
+        records = read_ledger(path)
+        assert sorted(r["key"] for r in records) == sorted(f"acme/i-{n}" for n in range(250))
+        assert scan_ledger(path.read_bytes()).damaged == 0
+
+    async def test_the_actor_answers_a_ledger_apply(self, tmp_path):
+        """Through its actor: APPLIED, and FAILED with the declared reason when the file cannot be opened."""
+        good, bad = Ledger(path=tmp_path / "ledger.jsonl"), Ledger(path=tmp_path / "missing" / "ledger.jsonl")
+        async with ActorSystem() as system:
+            ref = await system.spawn(ExecutionActor.of(good), name="good", kwargs={"execution_type": good})
+            other = await system.spawn(ExecutionActor.of(bad), name="bad", kwargs={"execution_type": bad})
+            assert await ref.ask(Apply(ledger_intent(), "acme/i-1")) == Effect(Outcome.APPLIED)
+            assert await ref.ask(Reconcile(ledger_intent(), "acme/i-1")) is Reconciled.APPLIED
+            failed = await other.ask(Apply(ledger_intent(), "acme/i-1"))
+        assert (failed.outcome, failed.code) == (Outcome.FAILED, "LEDGER_UNWRITABLE")
+
+
+class TestReconcile:
+    async def test_no_file_is_not_applied(self, tmp_path):
+        """The first append creates the file and fsyncs its directory: no file, no line."""
+        assert await reconcile(Ledger(path=tmp_path / "ledger.jsonl"), "acme/i-1") is Reconciled.NOT_APPLIED
+
+    async def test_applied_only_for_the_key_and_op_written(self, tmp_path):
+        ledger = Ledger(path=tmp_path / "ledger.jsonl")
+        await ledger.apply(ledger_intent(), "acme/i-1")
+        assert await reconcile(ledger, "acme/i-1") is Reconciled.APPLIED
+        assert await reconcile(ledger, "acme/i-2") is Reconciled.NOT_APPLIED
+        assert await reconcile(ledger, "acme/i-1", state=IntentState.REVERTING) is Reconciled.NOT_APPLIED
+        await ledger.revert(ledger_intent(), "acme/i-1")
+        assert await reconcile(ledger, "acme/i-1", state=IntentState.REVERTING) is Reconciled.APPLIED
+
+    async def test_a_fresh_instance_reads_what_another_wrote(self, tmp_path):
+        """After a restart nothing is in memory: the file answers."""
+        path = tmp_path / "ledger.jsonl"
+        await Ledger(path=path).apply(ledger_intent(), "acme/i-1")
+        assert await reconcile(Ledger(path=path), "acme/i-1") is Reconciled.APPLIED
+
+    async def test_lines_added_by_others_after_the_first_read_are_seen(self, tmp_path):
+        """The in-memory index reads what the file grew by, whoever wrote it."""
+        path = tmp_path / "ledger.jsonl"
+        mine, theirs = Ledger(path=path), Ledger(path=path)
+        await mine.apply(ledger_intent(), "acme/i-1")
+        assert await reconcile(mine, "acme/i-2") is Reconciled.NOT_APPLIED
+        await theirs.apply(ledger_intent("i-2"), "acme/i-2")
+        await mine.apply(ledger_intent("i-3"), "acme/i-3")
+        assert [await reconcile(mine, f"acme/i-{n}") for n in (1, 2, 3)] == [Reconciled.APPLIED] * 3
+
+    @pytest.mark.parametrize("cut", [1, 10, 30, -2, -1])
+    async def test_a_torn_last_line_is_not_applied_and_the_next_apply_does_not_glue_onto_it(self, tmp_path, cut):
+        """A crash mid-write leaves a line without its newline (cut at `cut`;
+        -1: the whole object, only the newline missing). It is no record: NOT_APPLIED;
+        the apply that follows closes it, and exactly one record of the key is counted,
+        by this instance, by a fresh one, and by read_ledger."""
+        path = tmp_path / "ledger.jsonl"
+        path.write_bytes(line("i-0", "acme/i-0") + line("i-1", "acme/i-1")[:cut])
+        ledger = Ledger(path=path)
+        assert await reconcile(ledger, "acme/i-1") is Reconciled.NOT_APPLIED
+        await ledger.apply(ledger_intent(), "acme/i-1")
+        assert await reconcile(ledger, "acme/i-1") is Reconciled.APPLIED
+        assert await reconcile(Ledger(path=path), "acme/i-1") is Reconciled.APPLIED
+        assert await reconcile(Ledger(path=path), "acme/i-2") is Reconciled.NOT_APPLIED
+        assert [r["key"] for r in read_ledger(path)] == ["acme/i-0", "acme/i-1"]
+        assert path.read_bytes().endswith(b"\n" + line("i-1", "acme/i-1"))
+
+    async def test_a_torn_line_seen_by_the_index_before_it_is_closed_stays_uncounted(self, tmp_path):
+        """The index read the torn tail earlier; the closing write arrives later: still one record."""
+        path = tmp_path / "ledger.jsonl"
+        path.write_bytes(line("i-1", "acme/i-1")[:-1])
+        reader, writer = Ledger(path=path), Ledger(path=path)
+        assert await reconcile(reader, "acme/i-1") is Reconciled.NOT_APPLIED
+        await writer.apply(ledger_intent("i-2"), "acme/i-2")
+        assert await reconcile(reader, "acme/i-1") is Reconciled.NOT_APPLIED
+        assert await reconcile(reader, "acme/i-2") is Reconciled.APPLIED
+
+    async def test_a_damaged_line_makes_absence_unknown_but_not_presence(self, tmp_path):
+        """A complete line that is no record might have been one: for a key
+        not found the answer is UNKNOWN; a key found is still APPLIED."""
+        path = tmp_path / "ledger.jsonl"
+        path.write_bytes(line("i-1", "acme/i-1") + b'{"intent":"i-2","ten#garbage\n')
+        ledger = Ledger(path=path)
+        assert await reconcile(ledger, "acme/i-1") is Reconciled.APPLIED
+        assert await reconcile(ledger, "acme/i-2") is Reconciled.UNKNOWN
+        with pytest.raises(ValueError, match="1 damaged"):
+            read_ledger(path)
+
+    @pytest.mark.parametrize("change", ["truncate", "replace", "remove"])
+    async def test_a_file_changed_under_the_index_keeps_what_it_saw_and_knows_no_absence(self, tmp_path, change):
+        """Records seen before stay APPLIED (they took effect); for any other
+        key the answer is UNKNOWN, since the lost part may have held it."""
+        path = tmp_path / "ledger.jsonl"
+        ledger = Ledger(path=path)
+        await ledger.apply(ledger_intent(), "acme/i-1")
+        assert await reconcile(ledger, "acme/i-2") is Reconciled.NOT_APPLIED
+        if change == "truncate":
+            path.write_bytes(b"")
+        elif change == "replace":
+            (tmp_path / "new.jsonl").write_bytes(line("i-3", "acme/i-3"))
+            os.replace(tmp_path / "new.jsonl", path)
+        else:
+            path.unlink()
+        assert await reconcile(ledger, "acme/i-1") is Reconciled.APPLIED
+        assert await reconcile(ledger, "acme/i-2") is Reconciled.UNKNOWN
+        if change == "replace":
+            assert await reconcile(ledger, "acme/i-3") is Reconciled.APPLIED
+
+    async def test_a_file_that_cannot_be_read_raises_and_the_actor_answers_a_coded_error(self, tmp_path):
+        """A directory where the file should be: reading fails; the actor
+        answers EXECUTION_FAILED, so the intent asks again later (not UNKNOWN:
+        an unreadable file is not an unknowable effect)."""
+        ledger = Ledger(path=tmp_path)
+        with pytest.raises(OSError):
+            await reconcile(ledger, "acme/i-1")
+        async with ActorSystem() as system:
+            ref = await system.spawn(ExecutionActor.of(ledger), name="ledger", kwargs={"execution_type": ledger})
+            with pytest.raises(ExoarmurError) as caught:
+                await ref.ask(Reconcile(ledger_intent(), "acme/i-1"))
+            assert caught.value.code is ReasonCode.EXECUTION_FAILED
+
+    async def test_an_apply_and_a_reconcile_at_once_see_a_consistent_file(self, tmp_path):
+        """Reconciles racing appends answer APPLIED or NOT_APPLIED, never
+        UNKNOWN (no append is ever seen half-written), and all appends land."""
+        path = tmp_path / "ledger.jsonl"
+        ledger, reader = Ledger(path=path), Ledger(path=path)
+        answers: list[Reconciled] = []
+
+        async def keep_reading():
+            for n in range(100):
+                answers.append(await reconcile(reader, f"acme/i-{n}"))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(keep_reading)
+            for n in range(100):
+                tg.start_soon(ledger.apply, ledger_intent(f"i-{n}"), f"acme/i-{n}")
+        assert Reconciled.UNKNOWN not in answers
+        assert await reconcile(reader, "acme/i-99") is Reconciled.APPLIED
+        assert len(read_ledger(path)) == 100
+

@@ -1,0 +1,407 @@
+"""Kill sweeps of `exoarmur run` with `ledger` intents: exactly one effect per
+intent across SIGKILLs, fault points and duplicate submissions.
+
+A sweep runs `exoarmur run` as a subprocess (embedded NATS in its state
+directory), submits intents across tenants over the NATS subjects (nats-py
+as the client, retrying each until it is acknowledged), SIGKILLs the process
+at random moments and at each named fault point (EXOARMUR_FAULTS), restarts
+it each time, and then checks, from durable state only:
+
+- every acknowledged intent is in KV and terminal, and the open index is empty;
+- the ledger holds exactly one apply per SUCCEEDED intent and none for any other;
+- nothing was applied that was not submitted;
+- `exoarmur replay --verify` passes: the audit trail rebuilds exactly what KV holds.
+
+The CI runs a short form (tests/chaos/test_intents_kill.py); the long form is
+
+    python -m tests.chaos.intents_sweep --count 2000 --kills 10 --seed 1 [--copies 3] [--backend trio]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import os
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import attrs
+import nats
+import orjson
+
+from exoarmur.actors.execution import read_ledger
+from exoarmur.actors.intents.faults import ENVIRONMENT, POINTS
+from exoarmur.actors.nats.process import ClusterOptions, ServerOptions, ServerProcess
+from exoarmur.runtime import ActorUnavailable, BreakerOpen, DeadlineExceeded, DependencyFailed, Overloaded, error_for
+from tests.integration.support import free_ports
+
+TERMINAL = {"SUCCEEDED", "FAILED", "DENIED", "EXPIRED", "KILLED", "REVERTED"}
+STARTUP = 60.0
+
+
+@attrs.define
+class Runner:
+    """One `exoarmur run` at a time in `state_dir`, restarted at will."""
+
+    state_dir: Path
+    backend: str = "asyncio"
+    args: tuple[str, ...] = ()  # e.g. --config, --nats-url
+    env: dict[str, str] = attrs.Factory(dict)
+    popen: subprocess.Popen | None = None
+    log: Path | None = None
+    kills: int = 0
+    faults_hit: Counter = attrs.Factory(Counter)
+
+    def start(self, faults: str = "") -> None:
+        env = {**os.environ, **self.env}
+        env.pop(ENVIRONMENT, None)
+        if faults:
+            env[ENVIRONMENT] = faults
+        self.log = self.state_dir.parent / f"run-{self.kills}-{time.monotonic_ns()}.log"
+        (self.state_dir / "connection.json").unlink(missing_ok=True)
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "exoarmur", "run", "--state-dir", str(self.state_dir), "--backend", self.backend, *self.args],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("wb"),
+            env=env,
+        )
+        deadline = time.monotonic() + STARTUP
+        while not (self.state_dir / "connection.json").exists():
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"exoarmur run exited with {self.popen.returncode}: {self.log.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"exoarmur run did not start: {self.log.read_text()[-2000:]}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        assert self.popen is not None
+        self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait(timeout=30)
+        self.kills += 1
+
+    def stop(self) -> int:
+        assert self.popen is not None
+        self.popen.send_signal(signal.SIGTERM)
+        return self.popen.wait(timeout=60)
+
+    def died_by_itself(self) -> bool:
+        """True once, after the process killed itself at a fault point."""
+        if self.popen is None or self.popen.poll() is None:
+            return False
+        assert self.popen.returncode == -signal.SIGKILL, (self.popen.returncode, self.log.read_text()[-2000:])
+        return True
+
+    def connection(self) -> dict:
+        return orjson.loads((self.state_dir / "connection.json").read_bytes())
+
+    def kill_nats(self) -> None:
+        """SIGKILL the embedded nats-server (its supervisor starts it again)."""
+        pid = int((self.state_dir / "nats" / "nats-server.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+
+
+@attrs.define
+class Sweep:
+    runner: Runner
+    count: int = 200
+    tenants: int = 4
+    kills: int = 3
+    copies: int = 1  # each submission sent this many times
+    seed: int = 0
+    nats_kills: int = 0  # SIGKILLs of the embedded nats-server, at random moments
+    others: list[Runner] = attrs.Factory(list)  # more processes on the same NATS, never killed
+    faults: bool = True  # kill at each fault point too
+    ledger: Path | None = None  # shared by every process (default: the runner's state dir)
+    server_dir: Path | None = None  # a nats-server of its own for every process (else: embedded)
+    nodes: int = 1  # with server_dir: a cluster of this many nodes (explicit routes)
+    node_kills: int = 0  # SIGKILLs of one cluster node (never the last one standing), at random moments
+    restart: bool = True  # False: the runner, once killed, stays dead (the others take over)
+    first_faults: str = ""  # EXOARMUR_FAULTS of the runner's first start
+    reverts: int = 0  # then revert this many SUCCEEDED intents, killed once at mid_revert
+    owners: dict[tuple[str, str], str] = attrs.Factory(dict)
+    reverted: set[tuple[str, str]] = attrs.Factory(set)
+    servers: list[ServerProcess] = attrs.Factory(list)
+    replay: dict = attrs.Factory(dict)
+    nodes_killed: int = 0
+    acked: dict[tuple[str, str], str] = attrs.Factory(dict)
+    states: dict[tuple[str, str], str] = attrs.Factory(dict)
+
+    def ids(self) -> list[tuple[str, str]]:
+        return [(f"t{n % self.tenants}", f"i-{n}") for n in range(self.count)]
+
+    async def run(self) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            if self.server_dir is not None:
+                self.servers = await self._servers(stack)
+                for runner in [self.runner, *self.others]:
+                    for server in self.servers:
+                        runner.args = (*runner.args, "--nats-url", server.url)
+                    runner.env["EXOARMUR_NATS_TOKEN"] = self.servers[0].token or ""
+            await self._sweep()
+
+    async def _servers(self, stack: contextlib.AsyncExitStack) -> list[ServerProcess]:
+        """One nats-server, or a cluster of `nodes` with one token (sync always)."""
+        assert self.server_dir is not None
+        routes = free_ports(self.nodes) if self.nodes > 1 else []
+        token = secrets.token_urlsafe(16)
+        servers = []
+        for i in range(self.nodes):
+            cluster = ClusterOptions(name="sweep", port=routes[i], routes=tuple(routes)) if routes else None
+            options = ServerOptions(data_dir=self.server_dir / f"n{i}", name=f"n{i}", cluster=cluster, token=token)
+            server = ServerProcess(options)
+            await server.start(deadline=anyio.current_time() + STARTUP)
+            stack.push_async_callback(functools.partial(server.stop, timeout=10.0))
+            servers.append(server)
+        return servers
+
+    async def _sweep(self) -> None:
+        rng = random.Random(self.seed)
+        self.runner.start(faults=self.first_faults)
+        for other in self.others:
+            other.start()
+        work = self.ids()
+        # Kill moments: random points in the submission, then each fault point once.
+        kill_at = sorted(rng.sample(range(1, len(work)), min(self.kills, len(work) - 1)))
+        nats_at = set(rng.sample(range(1, len(work)), min(self.nats_kills, len(work) - 1)))
+        node_at = set(rng.sample(range(1, len(work)), min(self.node_kills, len(work) - 1)))
+        faults = sorted(POINTS - {"mid_revert"}) if self.faults else []
+        client = await self._client()
+        try:
+            for n, (tenant, intent_id) in enumerate(work):
+                if n in nats_at:
+                    self.runner.kill_nats()
+                if n in node_at:
+                    victim = rng.choice([s for s in self.servers if s.running])
+                    victim.kill()
+                    self.nodes_killed += 1
+                if kill_at and n == kill_at[0]:
+                    kill_at.pop(0)
+                    await asyncio.sleep(rng.uniform(0, 0.05))  # land inside some intent's steps
+                    self.runner.kill()
+                    if self.restart:
+                        self.runner.start(faults=f"{faults.pop()}@{rng.randint(1, 5)}" if faults else "")
+                if self.restart and self.runner.died_by_itself():
+                    self.runner.kills += 1
+                    self.runner.start(faults=f"{faults.pop()}@{rng.randint(1, 5)}" if faults else "")
+                for _ in range(self.copies):
+                    await self._submit(client, tenant, intent_id)
+            while faults:  # every fault point is hit at least once
+                self.runner.kill()
+                before = self.runner.kills
+                self.runner.start(faults=f"{faults.pop()}@1")
+                for extra in range(3):
+                    await self._submit(client, "t0", f"x-{len(faults)}-{extra}")
+                # Dead at the point: seen (and restarted) by a submit, or now.
+                await self._until(lambda: self.runner.kills > before or self.runner.died_by_itself(), timeout=30)
+                if self.runner.died_by_itself():
+                    self.runner.kills += 1
+                    self.runner.start()
+            await self._settled(client)
+            if self.reverts:
+                await self._revert_some(client, rng)
+            self.replay = replay_verified(next(r for r in [self.runner, *self.others] if r.popen.poll() is None))
+        finally:
+            await client.close()
+        for runner in [self.runner, *self.others]:
+            if runner.popen is not None and runner.popen.poll() is None:
+                assert runner.stop() == 0, runner.log.read_text()[-2000:] if runner.log else ""
+
+    async def _client(self) -> nats.NATS:
+        info = self.runner.connection()
+        async def quiet(error: Exception) -> None:  # reconnects while the process is down are expected
+            pass
+
+        return await nats.connect(
+            servers=info["urls"],
+            token=info.get("token"),
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.1,
+            error_cb=quiet,
+        )
+
+    async def _submit(self, client: nats.NATS, tenant: str, intent_id: str) -> None:
+        """Until acknowledged (the process may be dead or starting)."""
+        body = orjson.dumps({"id": intent_id, "type": "ledger", "timeout": 600})
+        deadline = time.monotonic() + STARTUP
+        while True:
+            if self.restart and self.runner.died_by_itself():
+                self.runner.kills += 1
+                self.runner.start()
+            try:
+                reply = orjson.loads((await client.request(f"exoarmur.intents.{tenant}.submit", body, timeout=2)).data)
+            except (nats.errors.Error, asyncio.TimeoutError, OSError):
+                reply = None
+            if reply is not None and reply["ok"]:
+                self.acked[tenant, intent_id] = reply["code"]
+                return
+            assert reply is None or retryable(reply["code"]), reply
+            assert time.monotonic() < deadline, f"{tenant}/{intent_id} never acknowledged"
+            await asyncio.sleep(0.05)
+
+    async def _get(self, client: nats.NATS, tenant: str, intent_id: str) -> dict | None:
+        try:
+            reply = await client.request(f"exoarmur.intents.{tenant}.get", orjson.dumps({"id": intent_id}), timeout=2)
+        except (nats.errors.Error, asyncio.TimeoutError):
+            return None
+        data = orjson.loads(reply.data)
+        assert data["ok"], (tenant, intent_id, data)  # acknowledged: never lost
+        return data["intent"]
+
+    async def _settled(self, client: nats.NATS, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(self.acked)
+        while pending:
+            for key in sorted(pending):
+                intent = await self._get(client, *key)
+                if intent is not None and intent["state"] in TERMINAL:
+                    pending.discard(key)
+            assert time.monotonic() < deadline, f"not terminal: {sorted(pending)[:10]} ({len(pending)})"
+            if pending:
+                await asyncio.sleep(0.2)
+        for key in self.acked:
+            intent = await self._get(client, *key)
+            assert intent is not None
+            self.states[key], self.owners[key] = intent["state"], intent["owner"]
+
+    async def _revert_some(self, client: nats.NATS, rng: random.Random) -> None:
+        """Revert some SUCCEEDED intents with the process armed to die at
+        mid_revert; restart it, and wait until each is REVERTED."""
+        chosen = rng.sample(sorted(k for k, state in self.states.items() if state == "SUCCEEDED"), self.reverts)
+        self.runner.kill()
+        self.runner.start(faults=f"mid_revert@{rng.randint(1, max(1, len(chosen) // 2))}")
+        for tenant, intent_id in chosen:
+            while True:
+                if self.runner.died_by_itself():
+                    self.runner.kills += 1
+                    self.runner.start()
+                try:
+                    msg = await client.request(
+                        f"exoarmur.intents.{tenant}.revert", orjson.dumps({"id": intent_id}), timeout=2
+                    )
+                except (nats.errors.Error, asyncio.TimeoutError):
+                    await asyncio.sleep(0.05)
+                    continue
+                reply = orjson.loads(msg.data)
+                # Sent again after a lost reply: already REVERTING (or further).
+                assert reply["ok"] or reply["code"] == "INTENT_STATE_INVALID", reply
+                break
+        await self._until(lambda: self.runner.kills > 0 and not self.runner.died_by_itself(), timeout=30)
+        await self._settled(client)
+        self.reverted = {key for key, state in self.states.items() if state == "REVERTED"}
+        assert self.reverted == set(chosen), (sorted(self.reverted), sorted(chosen))
+
+    async def _until(self, predicate, *, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.05)
+
+    def check(self) -> dict[str, int]:
+        """Exactly one effect per SUCCEEDED intent, none for any other."""
+        lines = read_ledger(self.ledger or self.runner.state_dir / "ledger.jsonl")
+        applies = Counter((line["tenant"], line["intent"]) for line in lines if line["op"] == "apply")
+        succeeded = {key for key, state in self.states.items() if state == "SUCCEEDED"}
+        assert set(applies) <= set(self.acked), f"applied, never submitted: {set(applies) - set(self.acked)}"
+        twice = {key: n for key, n in applies.items() if n > 1}
+        assert not twice, f"applied more than once: {twice}"
+        reverts = Counter((line["tenant"], line["intent"]) for line in lines if line["op"] == "revert")
+        assert set(reverts) == self.reverted and all(n == 1 for n in reverts.values()), reverts
+        succeeded |= self.reverted  # applied once, then reverted once
+        assert set(applies) == succeeded, (
+            f"SUCCEEDED without an apply: {succeeded - set(applies)}; applied, not SUCCEEDED: {set(applies) - succeeded}"
+        )
+        return {
+            "intents": len(self.acked),
+            "succeeded": len(succeeded),
+            "other": len(self.acked) - len(succeeded),
+            "kills": self.runner.kills,
+            "duplicates": sum(1 for code in self.acked.values() if code == "DUPLICATE_SUPPRESSED"),
+            "reverted": len(self.reverted),
+            "audit_records": self.replay["summary"]["intent_records"],
+        }
+
+
+def replay_verified(runner: Runner) -> dict:
+    """`exoarmur replay --verify --json` through the runner's state directory:
+    its report, which must say the audit trail and KV are equivalent."""
+    done = subprocess.run(
+        [sys.executable, "-m", "exoarmur", "replay", "--verify", "--json", "--state-dir", str(runner.state_dir)],
+        capture_output=True,
+        timeout=300,
+    )
+    report = orjson.loads(done.stdout)
+    assert done.returncode == 0 and report["ok"], (done.stderr.decode(), report.get("problems", [])[:10])
+    return report
+
+
+def sweep(state_dir: Path, **options: object) -> dict[str, int]:
+    backend = str(options.pop("backend", "asyncio"))
+    return run_sweep(Sweep(Runner(state_dir, backend=backend), **options))  # type: ignore[arg-type]
+
+
+def run_sweep(run: Sweep) -> dict[str, int]:
+    try:
+        asyncio.run(run.run())
+    finally:
+        for runner in [run.runner, *run.others]:
+            if runner.popen is not None and runner.popen.poll() is None:
+                runner.popen.kill()
+                runner.popen.wait()
+    return run.check()
+
+
+def retryable(code: str) -> bool:
+    """A refusal a client retries (submit is idempotent by id): the store or
+    NATS failing or slow, a breaker open, overload, the process stopping."""
+    error = error_for(code)
+    return isinstance(error, DependencyFailed | DeadlineExceeded | BreakerOpen | Overloaded | ActorUnavailable)
+
+
+def shared_config(root: Path, *, lease_ttl: float = 6.0, replicas: int = 1) -> Path:
+    """A config for processes on one NATS: one ledger file (the effector is
+    shared, as a real one is), short leases (a quick takeover) and ledger
+    calls short enough for them."""
+    config = root / "shared.toml"
+    config.write_text(
+        f"[nats]\nreplicas = {replicas}\n"
+        f"[intents]\nlease_ttl = {lease_ttl}\nresume_interval = 0.5\n"
+        f'[execution_types.ledger]\npath = "{root / "ledger.jsonl"}"\ntimeout = 2.0\n'
+        "[execution_types.noop]\ntimeout = 2.0\n"
+    )
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos.intents_sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--tenants", type=int, default=8)
+    parser.add_argument("--copies", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    parser.add_argument("--dir", type=Path, default=None, help="where to keep the state (default: a temporary one)")
+    args = parser.parse_args(argv)
+    import tempfile
+
+    root = args.dir or Path(tempfile.mkdtemp(prefix="exoarmur-sweep-"))
+    started = time.monotonic()
+    figures = sweep(
+        root / "state", count=args.count, kills=args.kills, tenants=args.tenants, copies=args.copies,
+        seed=args.seed, backend=args.backend,
+    )  # fmt: skip
+    figures["seconds"] = round(time.monotonic() - started, 1)
+    print(orjson.dumps(figures).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Intents end to end on a real nats-server: submitted over NATS, driven
+from KV by their actors, reconciled after a crash, taken over from a dead
+owner, fenced from a former one, audited once per revision."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from exoarmur.actors.intents import IntentRecord, IntentState, Reconciled, intent_key
+from exoarmur.actors.intents.trail import transition_event
+from exoarmur.runtime import Conflict, ReasonCode
+from tests.integration.intents_support import OWNER, intents_on
+
+pytestmark = pytest.mark.anyio
+S = IntentState
+
+
+async def test_a_submitted_intent_succeeds_once_audited_per_revision_and_settles(tmp_path):
+    async with intents_on(tmp_path) as it:
+        reply = await it.request("acme", "submit", {"id": "i-1", "type": "fx", "params": {"user": "bob"}})
+        assert reply["ok"] and reply["code"] == "" and reply["intent"]["state"] == "RECEIVED"
+        record = await it.settled("acme", "i-1")
+        assert record.state is S.SUCCEEDED and record.attempts == 1 and record.owner == OWNER
+        assert it.effects == {("acme/i-1", "apply"): 1}
+        trail = await it.trail("acme")
+        states = [r.event["record"]["state"] for r in trail]
+        assert states == ["RECEIVED", "APPROVED", "EXECUTING", "SUCCEEDED"]
+        assert trail[-1].event == transition_event(record)
+        assert await it.unsettled() == []
+        got = await it.request("acme", "get", {"id": "i-1"})
+        assert got["intent"]["state"] == "SUCCEEDED" and got["intent"]["revision"] == record.revision
+
+
+async def test_a_second_submission_of_an_id_is_suppressed_and_never_executes_twice(tmp_path):
+    async with intents_on(tmp_path) as it:
+        first = await it.request("acme", "submit", {"id": "dup", "type": "fx"})
+        again = [await it.request("acme", "submit", {"id": "dup", "type": "fx"}) for _ in range(3)]
+        await it.settled("acme", "dup")
+        late = await it.request("acme", "submit", {"id": "dup", "type": "fx"})
+        assert first["code"] == ""
+        assert {r["code"] for r in [*again, late]} == {"DUPLICATE_SUPPRESSED"}
+        assert late["intent"]["state"] == "SUCCEEDED"
+        assert it.effects == {("acme/dup", "apply"): 1}
+
+
+@pytest.mark.parametrize(
+    ("subject_tenant", "body", "code"),
+    [
+        ("acme", b"not json", "INTENT_INVALID"),
+        ("acme", b"[1]", "INTENT_INVALID"),
+        ("acme", {"id": "a.b", "type": "fx"}, "INTENT_INVALID"),
+        ("acme", {"id": "x", "type": "nope"}, "EXECUTION_TYPE_UNKNOWN"),
+        ("acme", {"id": "x", "type": "fx", "tenant": "other"}, "TENANT_MISMATCH"),
+        ("acme", {"id": "x", "type": "fx", "timeout": -1}, "INTENT_INVALID"),
+        ("acme", {"id": "x", "type": "fx", "params": {"a": [1]}}, "INTENT_INVALID"),
+        ("acme", {"id": "x", "type": "fx", "bogus": 1}, "INTENT_INVALID"),
+    ],
+)
+async def test_bad_submissions_get_a_coded_reply_and_the_service_keeps_serving(tmp_path, subject_tenant, body, code):
+    async with intents_on(tmp_path) as it:
+        reply = await it.request(subject_tenant, "submit", body)
+        assert reply == {"ok": False, "code": code, "detail": reply["detail"]} and reply["detail"]
+        assert (await it.request("acme", "get", {"id": "missing"}))["code"] == "INTENT_NOT_FOUND"
+        ok = await it.request("acme", "submit", {"id": "after", "type": "fx"})
+        assert ok["ok"] and (await it.settled("acme", "after")).state is S.SUCCEEDED
+
+
+async def test_an_intent_past_its_deadline_before_executing_expires(tmp_path):
+    async with intents_on(tmp_path) as it:
+        await it.store.mark_open(OWNER, "acme", "late")
+        now = time.time()
+        record = IntentRecord.received(
+            intent_id="late", tenant="acme", type="fx", params={}, owner=OWNER, now=now - 10, deadline=now - 1
+        )
+        await it.store.create(record)
+        await it.system.lookup("router").ask(__import__("exoarmur.actors.intents", fromlist=["Activate"]).Activate("acme", "late"))
+        done = await it.settled("acme", "late")
+        assert (done.state, done.code) == (S.EXPIRED, "DEADLINE_EXCEEDED") and not it.effects
+
+
+async def executing(it, intent_id: str, *, owner: str = OWNER) -> IntentRecord:
+    """A record left in EXECUTING by a process that died right after writing it."""
+    now = time.time()
+    record = IntentRecord.received(
+        intent_id=intent_id, tenant="acme", type="fx", params={}, owner=owner, now=now, deadline=now + 30
+    )
+    await it.store.mark_open(owner, "acme", intent_id)
+    created, _ = await it.store.create(record)
+    approved = await it.store.write(created, created.moved(S.APPROVED, now=now))
+    return await it.store.write(approved, approved.moved(S.EXECUTING, now=now, attempt=True))
+
+
+@pytest.mark.parametrize(
+    ("answer", "state", "code", "applies"),
+    [
+        (Reconciled.APPLIED, S.SUCCEEDED, "", 0),
+        (None, S.SUCCEEDED, "", 1),  # NOT_APPLIED: applied once, then APPLIED
+        (Reconciled.UNKNOWN, S.FAILED, "RECONCILE_UNKNOWN", 0),
+    ],
+)
+async def test_an_intent_found_executing_is_reconciled_never_reapplied_blindly(tmp_path, answer, state, code, applies):
+    """The resumer finds the process's own unsettled intent at its first scan."""
+    async with intents_on(tmp_path) as it:
+        if answer is not None:
+            it.answers["acme/x"] = answer
+        await executing(it, "x")
+        done = await it.settled("acme", "x")
+        assert (done.state, done.code) == (state, code)
+        assert it.effects[("acme/x", "apply")] == applies
+        assert [r.event["record"]["state"] for r in await it.trail("acme")][-1] == state.value
+
+
+async def test_a_dead_owners_intent_is_taken_over_after_its_lease_lapses(tmp_path):
+    async with intents_on(tmp_path) as it:
+        found = await executing(it, "orphan", owner="p-dead")
+        done = await it.settled("acme", "orphan", timeout=15.0)
+        assert done.state is S.SUCCEEDED and done.owner == OWNER
+        assert it.effects[("acme/orphan", "apply")] == 1
+        states = [(r.event["record"]["state"], r.event["record"]["owner"]) for r in await it.trail("acme")]
+        # The dead owner's last revision is audited before the takeover's.
+        assert states[:2] == [("EXECUTING", "p-dead"), ("EXECUTING", OWNER)]
+        # The former owner is fenced: its write on the revision it knew is refused.
+        with pytest.raises(Conflict) as caught:
+            await it.store.write(found, found.moved(S.FAILED, now=time.time()))
+        assert caught.value.code is ReasonCode.LEASE_LOST
+        assert intent_key("acme", "orphan") not in [f"{t}.{i}" for _, t, i in await it.unsettled()]
+
+
+async def test_a_succeeded_intent_reverts_once(tmp_path):
+    async with intents_on(tmp_path) as it:
+        await it.request("acme", "submit", {"id": "r", "type": "fx"})
+        await it.settled("acme", "r")
+        reply = await it.request("acme", "revert", {"id": "r"})
+        assert reply["ok"] and reply["intent"]["state"] == "REVERTING"
+        done = await it.settled("acme", "r")
+        assert done.state is S.REVERTED
+        assert it.effects == {("acme/r", "apply"): 1, ("acme/r", "revert"): 1}
+        again = await it.request("acme", "revert", {"id": "r"})
+        assert (again["code"], again["intent"]["state"]) == ("DUPLICATE_SUPPRESSED", "REVERTED")
+        assert it.effects[("acme/r", "revert")] == 1
+        await it.request("acme", "submit", {"id": "not-yet", "type": "fx", "timeout": 0.001})
+        expired = await it.settled("acme", "not-yet")
+        refused = await it.request("acme", "revert", {"id": "not-yet"})
+        assert expired.state is S.EXPIRED and refused["code"] == "INTENT_STATE_INVALID"
