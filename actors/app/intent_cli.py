@@ -40,6 +40,7 @@ from exoarmur.actors.app.client import Target, connected
 from exoarmur.actors.app.config import load_config
 from exoarmur.actors.app.main import coded
 from exoarmur.actors.intents import IntentState
+from exoarmur.actors.intents.record import check_tenant
 from exoarmur.runtime import ExoarmurError, InvalidInput, ReasonCode, TenantMismatch, error_for
 
 __all__ = ["add_intent_commands", "add_target_options", "failed", "target_of"]
@@ -107,6 +108,7 @@ def target_of(args: argparse.Namespace) -> Target:
 
 def _run(operation: Any, args: argparse.Namespace, rest: list[str]) -> int:
     try:
+        check_tenant(args.tenant)  # a bad one would only find no responder
         target = target_of(args)
         return anyio.run(operation, args, target)
     except Exception as exc:  # every failure is one coded line and an exit code

@@ -80,7 +80,9 @@ class TenantRouter(Actor):
         connection: str,
         stream: str = "EXOARMUR_AUDIT",
         replicas: int = 1,
+        intent_actor: type[Actor] = IntentActor,
     ) -> None:
+        self.intent_actor = intent_actor  # an IntentActor, or a class that extends it
         self.tenants_path = tenants
         self.setting = setting
         self.connection = connection
@@ -95,7 +97,7 @@ class TenantRouter(Actor):
         tenant = await self._tenant(m.tenant)
         spec = ChildSpec(
             name,
-            IntentActor,
+            self.intent_actor,
             kwargs={
                 "tenant": m.tenant,
                 "intent_id": m.intent_id,

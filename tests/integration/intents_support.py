@@ -107,7 +107,9 @@ class Intents:
 
 
 @asynccontextmanager
-async def intents_on(tmp_path, *, owner: str = OWNER, lease_ttl: float = 6.0, server=None) -> AsyncIterator[Intents]:
+async def intents_on(
+    tmp_path, *, owner: str = OWNER, lease_ttl: float = 6.0, server=None, intent_actor=None
+) -> AsyncIterator[Intents]:
     async with _server(tmp_path, server) as running, ActorSystem() as system:
         await connect(system, running)
         effects: Counter = Counter()
@@ -119,7 +121,10 @@ async def intents_on(tmp_path, *, owner: str = OWNER, lease_ttl: float = 6.0, se
         info = TypeInfo(name="fx", path="fx", timeout=2.0, revertible=True)
         setting = IntentSetting(owner=owner, records="records", open="open", lease="lease", types={"fx": info})
         await system.spawn(Supervisor, name="tenants", kwargs={"spec": tenants_spec()})
-        await system.spawn(TenantRouter, name="router", kwargs={"tenants": "tenants", "setting": setting, "connection": "nats"})
+        router = {"tenants": "tenants", "setting": setting, "connection": "nats"}
+        if intent_actor is not None:
+            router["intent_actor"] = intent_actor
+        await system.spawn(TenantRouter, name="router", kwargs=router)
         await system.spawn(Resumer, name="resumer", kwargs={"setting": setting, "router": "router", "interval": 0.5})
         await system.spawn(IntentService, name="service", kwargs={"connection": "nats", "setting": setting, "router": "router"})
         store = IntentStore(system.lookup("records"), system.lookup("open"))

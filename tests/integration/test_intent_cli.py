@@ -1,0 +1,127 @@
+"""`exoarmur intent` and `exoarmur replay` against a running `exoarmur run`:
+JSON on stdout alone with --json, the code on stderr, the documented exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import nats
+import orjson
+import pytest
+
+from tests.actors.app.test_cli import REPO
+
+EXIT_OK, EXIT_FAILURE, EXIT_INPUT, EXIT_INTENT_FAILED = 0, 1, 2, 3
+
+
+@pytest.fixture
+def anyio_backend():
+    """Plain tests driving subprocesses: one pass, not one per backend (the
+    process under test is the same either way)."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    """One `exoarmur run` for the module's tests (its state dir)."""
+    root = tmp_path_factory.mktemp("cli")
+    env = {"PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exoarmur", "run", "--state-dir", str(root / "state")],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**__import__("os").environ, **env},
+    )
+    deadline = time.monotonic() + 60
+    while not (root / "state" / "connection.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode()
+        time.sleep(0.05)
+    yield root / "state"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+
+
+def cli(state, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "exoarmur", *args, "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_submit_with_json_prints_only_the_intent_and_a_duplicate_is_suppressed(running):
+    done = cli(running, "intent", "submit", "--tenant", "acme", "--type", "ledger", "--id", "c-1", "--wait", "10", "--json")
+    assert done.returncode == EXIT_OK, done.stderr
+    intent = json.loads(done.stdout)  # stdout holds the JSON and nothing else
+    assert (intent["id"], intent["state"], intent["attempts"]) == ("c-1", "SUCCEEDED", 1)
+    again = cli(running, "intent", "submit", "--tenant", "acme", "--type", "ledger", "--id", "c-1", "--json")
+    assert again.returncode == EXIT_OK and json.loads(again.stdout)["revision"] == intent["revision"]
+    assert "DUPLICATE_SUPPRESSED" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "exit_code"),
+    [
+        (("intent", "get", "--tenant", "acme", "missing"), "INTENT_NOT_FOUND", EXIT_FAILURE),
+        (("intent", "submit", "--tenant", "acme", "--type", "nope"), "EXECUTION_TYPE_UNKNOWN", EXIT_INPUT),
+        (("intent", "submit", "--tenant", "a.b", "--type", "noop"), "INTENT_INVALID", EXIT_INPUT),
+        (("intent", "submit", "--tenant", "acme", "--type", "noop", "--param", "novalue"), "INTENT_INVALID", EXIT_INPUT),
+        (("intent", "revert", "--tenant", "acme", "missing"), "INTENT_NOT_FOUND", EXIT_FAILURE),
+    ],
+)
+def test_failures_are_coded_on_stderr_and_as_json_with_the_documented_exit(running, args, code, exit_code):
+    done = cli(running, *args, "--json")
+    assert done.returncode == exit_code, done.stderr
+    assert json.loads(done.stdout) == {"ok": False, "code": code, "detail": json.loads(done.stdout)["detail"]}
+    assert done.stderr.startswith(f"exoarmur: {code}: ")
+
+
+def test_an_intent_that_ends_failed_exits_3(running):
+    done = cli(running, "intent", "submit", "--tenant", "acme", "--type", "noop", "--timeout", "0.001", "--wait", "10")
+    assert done.returncode == EXIT_INTENT_FAILED, done.stderr
+    assert "EXPIRED" in done.stdout and "DEADLINE_EXCEEDED" in done.stderr
+
+
+def test_list_shows_a_tenants_intents_by_state(running):
+    for n in range(3):
+        cli(running, "intent", "submit", "--tenant", "listed", "--type", "noop", "--id", f"l-{n}", "--wait", "10")
+    done = cli(running, "intent", "list", "--tenant", "listed", "--state", "SUCCEEDED", "--json")
+    assert done.returncode == EXIT_OK, done.stderr
+    listed = json.loads(done.stdout)
+    assert [i["id"] for i in listed["intents"]] == ["l-0", "l-1", "l-2"] and listed["truncated"] is False
+    table = cli(running, "intent", "list", "--tenant", "listed")
+    assert table.stdout.splitlines()[0].split() == ["id", "type", "state", "code", "attempts", "revision"]
+
+
+def test_replay_verifies_then_names_a_record_changed_behind_its_back(running):
+    ok = cli(running, "replay", "--verify", "--json")
+    assert ok.returncode == EXIT_OK, ok.stderr
+    assert json.loads(ok.stdout)["ok"] is True
+    cli(running, "intent", "submit", "--tenant", "tampered", "--type", "noop", "--id", "t-1", "--wait", "10")
+    asyncio.run(tamper(running, "tampered.t-1"))
+    diverged = cli(running, "replay", "--verify", "--json")
+    assert diverged.returncode == EXIT_FAILURE
+    report = json.loads(diverged.stdout)
+    assert report["ok"] is False and "REPLAY_DIVERGED" in diverged.stderr
+    assert any(p.get("intent") == "t-1" and p.get("tenant") == "tampered" for p in report["problems"]), report
+
+
+async def tamper(state, key: str) -> None:
+    """Rewrite a record in KV as an attacker with the credentials would."""
+    info = orjson.loads((state / "connection.json").read_bytes())
+    client = await nats.connect(servers=info["urls"], token=info["token"])
+    try:
+        kv = await client.jetstream().key_value("exoarmur_intents")
+        entry = await kv.get(key)
+        record = orjson.loads(entry.value)
+        record["params"] = {"changed": True}
+        await kv.put(key, orjson.dumps(record))
+    finally:
+        await client.close()
