@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from exoarmur.runtime.codes import ReasonCode
+from exoarmur.runtime.current import CURRENT
 from exoarmur.runtime.errors import ActorCrashed, ExoarmurError
 from exoarmur.runtime.lifecycle import RUNNING
 from exoarmur.runtime.timeouts import TimeoutCategory
@@ -76,6 +77,9 @@ async def run_started(cell: Cell) -> None:
     if not cell.actor_type._has_started:
         return
     system = cell.system
+    # The hook runs as this actor (its sends are its own, with their own
+    # deadlines), not as whoever spawned it: OTP's init runs in the new process.
+    token = CURRENT.set(cell.context)
     with anyio.CancelScope(deadline=system.now() + system.timeouts[TimeoutCategory.DEFAULT]) as scope:
         try:
             await cell.actor.started()
@@ -90,6 +94,8 @@ async def run_started(cell: Cell) -> None:
             raise system.failure(
                 "crashed", ReasonCode.ACTOR_CRASHED, path=cell.path, detail=f"started: {exc!r}"
             ) from exc
+        finally:
+            CURRENT.reset(token)
     if scope.cancelled_caught:
         raise system.failure("deadline", ReasonCode.DEADLINE_EXCEEDED, path=cell.path, detail="started hook")
 

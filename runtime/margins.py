@@ -71,20 +71,24 @@ AUDIT_ATTEMPT = Margin(
 AUDIT_RETRY_PAUSE = Margin(0.01, "the pause between audit append attempts, so a down connection is not asked in a hot loop")
 
 # ---- intents ---------------------------------------------------------------------------
-INTENT_STEP_SPARE = Margin(
-    0.5, "kept back from an intent step's deadline, so the step ends by itself and the intent is driven again, never stalled"
-)
 INTENT_RETRY_FIRST = Margin(0.1, "the first pause before an intent step that failed on its store or audit is tried again")
 INTENT_RETRY_MAX = Margin(5.0, "the longest pause between such tries (doubling from the first, with jitter)")
 EXECUTION_ANSWER = Margin(
     0.01, "what an execution type's call leaves of its envelope's deadline, so its answer reaches the asker before the asker's timer"
 )
+INDEX_ORPHAN_AGE = Margin(
+    60.0,
+    "an index entry whose intent record does not exist is dropped only this long after it was written: a submission's create may not have landed yet",
+)
 LEASE_GRACE = Margin(
     2.0, "an owner's lease is taken over only after its revision stood still for its TTL and this much more (observer's clock)"
 )
 LEASE_SPARE = Margin(
-    1.0, "an apply starts only if the owner's lease outlasts the type's timeout by this much: a lease never lapses mid-apply"
+    1.0, "an apply starts only if the owner's lease outlasts the type's call (its timeout and answer) by this much"
 )
+
+STARTUP_RETRY_FIRST = Margin(0.05, "the first pause before a start that found NATS not ready asks again")
+STARTUP_RETRY_MAX = Margin(1.0, "the longest pause between those tries (the start hook's own deadline ends them)")
 
 # ---- the embedded nats-server ---------------------------------------------------------
 SERVER_POLL = Margin(0.02, "the pause between looks for the starting server's ports file and health")

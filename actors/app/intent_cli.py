@@ -9,8 +9,9 @@
 Each finds the process through its state directory's connection file
 (`--state-dir`, or `[state] dir` of `--config`; default ./.exoarmur) or
 through `--nats-url URL` (repeatable) with the credentials of the
-environment (EXOARMUR_NATS_TOKEN, ...). A `--param` value that reads as an
-integer, a number, `true` or `false` is one; anything else is a string.
+environment (EXOARMUR_NATS_TOKEN, ...). A `--param` value written exactly as
+a JSON number (`3`, `-1.5`, `2e3`), `true` or `false` is one; anything else
+(`007`, `1_000`, `" 5"`) is the string as given.
 `submit` without `--id` makes one (printed); submitting an id again returns
 the existing intent (code DUPLICATE_SUPPRESSED, exit 0): it never executes
 twice. `--wait` polls until the intent is terminal.
@@ -28,6 +29,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
+import math
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -40,7 +44,7 @@ from exoarmur.actors.app.client import Target, connected
 from exoarmur.actors.app.config import load_config
 from exoarmur.actors.app.main import coded
 from exoarmur.actors.intents import IntentState
-from exoarmur.actors.intents.record import check_tenant
+from exoarmur.actors.intents.record import check_params, check_tenant
 from exoarmur.runtime import ExoarmurError, InvalidInput, ReasonCode, TenantMismatch, error_for
 
 __all__ = ["add_intent_commands", "add_target_options", "failed", "target_of"]
@@ -50,6 +54,7 @@ ENDED_BADLY = frozenset({"FAILED", "DENIED", "EXPIRED", "KILLED"})
 SETTLED = ENDED_BADLY | {"SUCCEEDED", "REVERTED"}
 WAIT_POLL = 0.1
 COLUMNS = ("id", "type", "state", "code", "attempts", "revision")
+_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
 
 def add_intent_commands(commands: Any) -> None:
@@ -116,7 +121,11 @@ def _run(operation: Any, args: argparse.Namespace, rest: list[str]) -> int:
 
 
 async def _submit(args: argparse.Namespace, target: Target) -> int:
-    body: dict[str, Any] = {"id": args.id or f"i-{secrets.token_hex(8)}", "type": args.type, "params": _params(args.param)}
+    params = check_params(_params(args.param))  # refused here, before anything is sent
+    body: dict[str, Any] = {"id": args.id or f"i-{secrets.token_hex(8)}", "type": args.type, "params": dict(params)}
+    for option, value in (("--timeout", args.timeout), ("--wait", args.wait)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise InvalidInput(ReasonCode.INTENT_INVALID, f"{option} must be a finite number of seconds > 0, got {value}")
     if args.timeout is not None:
         body["timeout"] = args.timeout
     async with connected(target) as client:
@@ -178,14 +187,14 @@ def _params(items: list[str]) -> dict[str, Any]:
 
 
 def _value(text: str) -> Any:
+    """A JSON number, `true` or `false` written exactly so is one; anything
+    else ("007", " 5", "1_000", "nan") is the string as given."""
     if text in ("true", "false"):
         return text == "true"
-    for kind in (int, float):
-        try:
-            value = kind(text)
-        except ValueError:
-            continue
-        return value if kind is int or value == value and abs(value) != float("inf") else text
+    if _NUMBER.fullmatch(text):
+        value = json.loads(text)  # Python's: a big integer stays one (and is refused as a param)
+        if not isinstance(value, float) or math.isfinite(value):
+            return value
     return text
 
 

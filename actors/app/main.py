@@ -207,6 +207,7 @@ async def _serve(
                     say(f"stopping after the failure: {overrun}")
                 raise
             overrun = await _stop(system, config)
+            StateDir(config.state_dir).remove_connection()  # nothing serves there any more
             if overrun is not None:
                 raise overrun
             if system.fatal is not None:

@@ -39,7 +39,7 @@ from exoarmur.actors.nats import ConnectionOptions, KvBucket, NatsConnection, Su
 from exoarmur.actors.nats.server import EmbeddedNatsServer, NatsEndpoint, ServerInfo
 from exoarmur.actors.tenants import TenantRouter, tenants_spec
 from exoarmur.runtime import ActorSystem, InvalidInput, ReasonCode, TimeoutCategory
-from exoarmur.runtime.margins import LEASE_SPARE
+from exoarmur.runtime.margins import EXECUTION_ANSWER, LEASE_SPARE
 from exoarmur.supervisors import BackoffPolicy, BreakerPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
 
 if TYPE_CHECKING:
@@ -129,11 +129,12 @@ def check_lease(lease_ttl: float, types: Iterable[TypeInfo]) -> None:
     thirds of it: that must outlast the longest call of any type (an apply
     starts only then, actors/intents/intent.py)."""
     for info in types:
-        if lease_ttl * 2 / 3 < info.timeout + LEASE_SPARE:
+        needs = info.timeout + EXECUTION_ANSWER + LEASE_SPARE
+        if lease_ttl * 2 / 3 < needs:
             raise InvalidInput(
                 ReasonCode.CONFIG_INVALID,
                 f"intents.lease_ttl = {lease_ttl:g} s is too short for execution type {info.name!r} "
-                f"(timeout {info.timeout:g} s): it must be at least {1.5 * (info.timeout + LEASE_SPARE):g} s",
+                f"(timeout {info.timeout:g} s): it must be at least {1.5 * needs:g} s",
             )
 
 

@@ -18,8 +18,11 @@ hears the answer before its own deadline. What the type does becomes:
 and for `reconcile`: its Reconciled answer; UNKNOWN if it answered something
 else; and if it raised or ran out of time, the coded error (EXECUTION_FAILED,
 or the timeout's code): a slow or unreachable effector is asked again later
-by the intent, never turned into an operator's case. A type's exceptions never crash the
-actor; the uncertain ones and reconcile's failures are reported to the
+by the intent, never turned into an operator's case.
+
+Calls for one intent key run one at a time (keys.py): a reconcile waits for
+a running apply of its key, never overtakes it. A type's exceptions never
+crash the actor; the uncertain ones and reconcile's failures are reported to the
 supervisor (`report_failure`), so its breaker opens on a failing dependency.
 Cancellation from outside (the asker gave up, the actor stops) is never
 caught. An apply that returned is APPLIED even if its time ran out meanwhile:
@@ -35,6 +38,7 @@ from typing import Any
 import anyio
 
 from exoarmur.actors.execution.api import ExecutionError, ExecutionType
+from exoarmur.actors.execution.keys import KeyCalls
 from exoarmur.actors.intents.effects import Apply, Effect, Outcome, Reconcile, Reconciled, Revert
 from exoarmur.runtime import Actor, ReasonCode, error_for, handles, timeout_category
 from exoarmur.runtime.margins import EXECUTION_ANSWER
@@ -42,14 +46,16 @@ from exoarmur.runtime.margins import EXECUTION_ANSWER
 __all__ = ["ExecutionActor"]
 
 
-
 class ExecutionActor(Actor):
     """Hosts the instance `execution_type`; spawn `ExecutionActor.of(it)`."""
 
-    def __init__(self, *, execution_type: ExecutionType) -> None:
+    def __init__(self, *, execution_type: ExecutionType, calls: KeyCalls | None = None) -> None:
         if type(self).concurrency != execution_type.concurrency:
             raise TypeError(f"spawn ExecutionActor.of(execution_type) for type {execution_type.name!r}")
         self.execution_type = execution_type
+        # One call per key at a time (keys.py); given by the supervisor's spec,
+        # it outlives this instance.
+        self.calls = KeyCalls() if calls is None else calls
 
     @classmethod
     def of(cls, execution_type: ExecutionType) -> type[ExecutionActor]:
@@ -82,7 +88,8 @@ class ExecutionActor(Actor):
             raise error_for(ReasonCode.DEADLINE_EXCEEDED, f"{self.execution_type.name}: no time left to reconcile")
         with anyio.CancelScope(deadline=end):
             try:
-                answer = await self.execution_type.reconcile(m.intent, m.key)
+                async with self.calls.alone(m.key):
+                    answer = await self.execution_type.reconcile(m.intent, m.key)
             except Exception as exc:
                 detail = f"reconcile raised {exc!r}"
                 self._report(ReasonCode.EXECUTION_FAILED, detail)
@@ -105,7 +112,8 @@ class ExecutionActor(Actor):
             return Effect(Outcome.FAILED, ReasonCode.DEADLINE_EXCEEDED, f"{self.execution_type.name}: no time left to {what}")
         with anyio.CancelScope(deadline=end):
             try:
-                await call(m.intent, m.key)
+                async with self.calls.alone(m.key):
+                    await call(m.intent, m.key)
             except ExecutionError as exc:
                 if exc.reason in self.execution_type.reasons:
                     return Effect(Outcome.FAILED, exc.reason, exc.detail)

@@ -32,6 +32,7 @@ from typing import Any
 
 from exoarmur.actors.execution.actor import ExecutionActor
 from exoarmur.actors.execution.api import NAME, ExecutionType, setting_problem
+from exoarmur.actors.execution.keys import KeyCalls
 from exoarmur.actors.intents.effects import TypeInfo
 from exoarmur.runtime import InvalidInput, ReasonCode
 from exoarmur.supervisors import DEFAULT_INTENSITY, ChildSpec, Restart, RestartIntensity, Strategy, SupervisorSpec
@@ -101,7 +102,7 @@ def execution_spec(
             ChildSpec(
                 name,
                 ExecutionActor.of(execution_type),
-                kwargs={"execution_type": execution_type},
+                kwargs={"execution_type": execution_type, "calls": KeyCalls()},
                 restart=Restart.PERMANENT,
                 backoff=execution_type.backoff,
                 breaker=execution_type.breaker,

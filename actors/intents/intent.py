@@ -24,9 +24,9 @@ stops once the intent is settled. How an intent survives kill -9 is this file.
    whose owner is not this process is left alone: its writes would be
    refused (LEASE_LOST) anyway.
 
-Each step runs in its own `Drive` envelope, under its deadline less
-INTENT_STEP_SPARE. A step that fails on the store, the audit or its own
-time is tried again after a pause (INTENT_RETRY_FIRST doubling to
+The steps run in one task of the actor (`_drive`), each under a deadline of
+its own. A step that fails on the store, the audit or its own time is
+reported and tried again after a pause (INTENT_RETRY_FIRST doubling to
 INTENT_RETRY_MAX, jittered) from the record as KV has it: the actor never
 crashes on a dependency, so an outage is waited out, not turned into a
 restart storm; a bug crashes it, and its tenant's supervisor restarts it.
@@ -43,15 +43,20 @@ import attrs
 
 from exoarmur.actors.intents.effects import Apply, Effect, Outcome, Reconcile, Reconciled, Revert, TypeInfo
 from exoarmur.actors.intents.faults import FaultPoints
-from exoarmur.actors.intents.leases import Lapsed, LeaseRemaining
-from exoarmur.actors.intents.messages import Drive
+from exoarmur.actors.intents.leases import Lapsed, LeaseRemaining, LeaseView
 from exoarmur.actors.intents.record import IntentRecord
 from exoarmur.actors.intents.states import BEFORE_EFFECT, TERMINAL, IntentState
 from exoarmur.actors.intents.store import IntentStore
 from exoarmur.actors.intents.trail import message_id, transition_event
 from exoarmur.actors.nats import Append
-from exoarmur.runtime import Actor, ActorRef, DependencyFailed, ExoarmurError, ReasonCode, error_for, handles
-from exoarmur.runtime.margins import INTENT_RETRY_FIRST, INTENT_RETRY_MAX, INTENT_STEP_SPARE, LEASE_SPARE
+from exoarmur.runtime import Actor, ActorRef, DependencyFailed, ExoarmurError, ReasonCode, TimeoutCategory, error_for
+from exoarmur.runtime.margins import (
+    EXECUTION_ANSWER,
+    INDEX_ORPHAN_AGE,
+    INTENT_RETRY_FIRST,
+    INTENT_RETRY_MAX,
+    LEASE_SPARE,
+)
 
 __all__ = ["IntentActor", "IntentSetting"]
 
@@ -76,76 +81,84 @@ class IntentActor(Actor):
     mailbox_capacity = 4
 
     def __init__(
-        self, *, tenant: str, intent_id: str, setting: IntentSetting, audit: str, take_over: bool = False
+        self,
+        *,
+        tenant: str,
+        intent_id: str,
+        setting: IntentSetting,
+        audit: str,
+        take_over: bool = False,
+        entry_owner: str = "",
     ) -> None:
         self.tenant = tenant
         self.take_over = take_over
+        self.entry_owner = entry_owner  # a lapsed owner's index entry to drop once the record is not its
         self.intent_id = intent_id
         self.setting = setting
         self.audit_path = audit
         self.record: IntentRecord | None = None  # as last read or written; None: read it again
         self.audited = 0  # the revision whose audit record is known appended
-        self.pause = INTENT_RETRY_FIRST
 
     async def started(self) -> None:
         lookup = self.context.system.lookup
         self.store = IntentStore(lookup(self.setting.records), lookup(self.setting.open))
         self.audit: ActorRef = lookup(self.audit_path)
         self.lease: ActorRef = lookup(self.setting.lease)
-        self.context.self_ref.tell_nowait(Drive())
+        self.context.start_task(self._drive)
 
-    @handles(Drive)
-    async def drive(self, m: Drive) -> None:
-        deadline = self.context.deadline
-        assert deadline is not None
-        settled = False
-        with anyio.CancelScope(deadline=deadline - INTENT_STEP_SPARE) as scope:
-            try:
-                settled = await self._step()
-            except ExoarmurError as exc:
-                if exc.code is ReasonCode.LEASE_LOST:
-                    self.context.stop()  # another process drives it now
-                    return
-                self._again_later()
+    async def _drive(self) -> None:
+        """Step until settled, each step in a deadline of its own (the
+        EXECUTION_INTENT category's seconds, from when it starts: never what
+        is left of whoever started this actor). A step that fails on a
+        dependency, or runs out of time, is reported (audited, and counted by
+        the tenant's supervisor) and tried again from the record as KV has
+        it, after a jittered pause that doubles up to INTENT_RETRY_MAX."""
+        pause = INTENT_RETRY_FIRST
+        budget = self.context.system.timeouts[TimeoutCategory.EXECUTION_INTENT]
+        while True:
+            outcome: bool | None = None  # True: settled; False: more to do; None: failed
+            with anyio.CancelScope(deadline=self.context.now() + budget) as scope:
+                try:
+                    outcome = await self._step()
+                except ExoarmurError as exc:
+                    if exc.code is ReasonCode.LEASE_LOST:
+                        outcome = True  # another process drives it now
+                    else:
+                        self.context.report_failure(exc.code, f"{self.tenant}.{self.intent_id}: {exc.detail}")
+            if outcome:
+                self.context.stop()
                 return
-        if scope.cancelled_caught:
-            self._again_later()
-        elif settled:
-            self.context.stop()
-        else:
-            self.pause = INTENT_RETRY_FIRST
-            self.context.self_ref.tell_nowait(Drive())
-
-    def _again_later(self) -> None:
-        """Read the record again and retry after a jittered, growing pause."""
-        self.record = None
-        delay, self.pause = self.pause * random.uniform(0.5, 1.0), min(self.pause * 2, INTENT_RETRY_MAX)
-        self.context.start_task(self._drive_after, delay)
-
-    async def _drive_after(self, delay: float) -> None:
-        await anyio.sleep(delay)
-        self.context.self_ref.tell_nowait(Drive())
+            if outcome is False and not scope.cancelled_caught:
+                pause = INTENT_RETRY_FIRST
+                continue
+            self.record = None
+            await anyio.sleep(pause * random.uniform(0.5, 1.0))
+            pause = min(pause * 2, INTENT_RETRY_MAX)
 
     # ---- one step ---------------------------------------------------------------
 
     async def _step(self) -> bool:
         """One step of the intent; True once it is settled (or not ours)."""
+        me = self.setting.owner
         record = self.record
         if record is None:
             record = await self.store.load(self.tenant, self.intent_id)
-            if record is None:  # an index entry of a submission never acknowledged
-                await self.store.mark_settled(self.setting.owner, self.tenant, self.intent_id)
+            if record is None:  # an entry of a submission not (yet) acknowledged
+                await self.store.drop_orphan(me, self.tenant, self.intent_id, older_than=INDEX_ORPHAN_AGE)
                 return True
             self.record = record
-        if record.owner != self.setting.owner:
+        if self.entry_owner not in ("", me, record.owner):  # that owner's entry is stale now
+            await self.store.mark_settled(self.entry_owner, self.tenant, self.intent_id)
+            self.entry_owner = ""
+        if record.owner != me:
             if not (self.take_over and await self.lease.ask(Lapsed(record.owner))):
+                await self.store.mark_settled(me, self.tenant, self.intent_id)  # ours, if any, is stale
                 return True  # another owner drives it
             record = await self._take_over(record)
         await self._audited(record)
         state = record.state
         if state in TERMINAL:
-            await self.store.mark_settled(self.setting.owner, self.tenant, self.intent_id)
-            return True
+            return await self._settled()
         info = self.setting.types.get(record.type)
         if state in BEFORE_EFFECT:
             await self._before_effect(record, info)
@@ -166,10 +179,14 @@ class IntentActor(Actor):
             await self._write(record, S.APPROVED)  # the gates come here
         elif record.state is S.APPROVED:
             await self._attempt(record, info, S.EXECUTING)
+        else:  # AWAITING_APPROVAL: nothing to do but look again, or expire at the deadline
+            await anyio.sleep(min(max(record.deadline - time.time(), 0.0), INTENT_RETRY_MAX))
+            self.record = None
 
     async def _attempt(self, record: IntentRecord, info: TypeInfo, state: IntentState) -> None:
-        """Write a new attempt (EXECUTING or REVERTING) and make it."""
-        await self._lease_covers(info)
+        """Write a new attempt (EXECUTING or REVERTING) and make it, under
+        one generation of the owner's lease from the write to the call."""
+        generation = await self._lease_covers(info)
         record = await self._write(record, state, attempt=True)
         await self._audited(record)
         faults = self.setting.faults
@@ -177,7 +194,7 @@ class IntentActor(Actor):
             faults.reached("after_executing_written")
         else:
             faults.reached("mid_revert")
-        await self._lease_covers(info)
+        await self._lease_covers(info, generation=generation)
         effect = await self._effect(Apply if state is S.EXECUTING else Revert, record, info)
         if effect.outcome is Outcome.APPLIED:
             await self._applied(record)
@@ -208,6 +225,18 @@ class IntentActor(Actor):
             )
         else:
             await self._attempt(record, info, record.state)
+
+    async def _settled(self) -> bool:
+        """Out of the index; then read again, since a revert may have been
+        written meanwhile (the index entry is put back and it goes on)."""
+        me = self.setting.owner
+        await self.store.mark_settled(me, self.tenant, self.intent_id)
+        again = await self.store.load(self.tenant, self.intent_id)
+        if again is None or again.state in TERMINAL or again.owner != me:
+            return True
+        await self.store.mark_open(me, self.tenant, self.intent_id)
+        self.record = again
+        return False
 
     async def _take_over(self, record: IntentRecord) -> IntentRecord:
         """Make the intent this process's: its last revision audited first
@@ -242,12 +271,18 @@ class IntentActor(Actor):
         await self.audit.ask(Append(transition_event(record), msg_id=message_id(record)))
         self.audited = record.revision
 
-    async def _lease_covers(self, info: TypeInfo) -> None:
-        remaining: float = await self.lease.ask(LeaseRemaining())
-        if remaining < info.timeout + LEASE_SPARE:
+    async def _lease_covers(self, info: TypeInfo, *, generation: int | None = None) -> int:
+        """The lease's generation, if it outlasts one call of the type (and is
+        still `generation`); LEASE_LAPSING otherwise (the step is tried again
+        from KV: a revoked lease may mean the intent is another's now)."""
+        lease: LeaseView = await self.lease.ask(LeaseRemaining())
+        if generation is not None and lease.generation != generation:
+            raise DependencyFailed(ReasonCode.LEASE_LAPSING, "the owner's lease was revoked and taken anew")
+        if lease.remaining < info.timeout + EXECUTION_ANSWER + LEASE_SPARE:
             raise DependencyFailed(
-                ReasonCode.LEASE_LAPSING, f"the owner's lease holds {remaining:.1f} s, less than one {info.name} call"
+                ReasonCode.LEASE_LAPSING, f"the owner's lease holds {lease.remaining:.1f} s, less than one {info.name} call"
             )
+        return lease.generation
 
     async def _effect(self, kind: type[Apply] | type[Revert], record: IntentRecord, info: TypeInfo) -> Effect:
         """The type's answer; an ask that fails (the type's actor down, its
@@ -259,4 +294,4 @@ class IntentActor(Actor):
 
     async def _ask(self, message: object, info: TypeInfo) -> object:
         ref = self.context.system.lookup(info.path)
-        return await ref.ask(message, deadline=self.context.now() + info.timeout + LEASE_SPARE)
+        return await ref.ask(message, deadline=self.context.now() + info.timeout + EXECUTION_ANSWER)

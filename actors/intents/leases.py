@@ -1,20 +1,28 @@
 """Ownership: one lease per process, in KV, that carries its own expiry.
 
 Each process (an `owner`) holds the key `<owner>` in the leases bucket and
-puts it again every TTL/3. The value says the TTL; NATS KV's per-key TTL is
-not used (it is set only when a key is created: an update drops it).
+renews it every TTL/3 by compare-and-set on the revision it last wrote. The
+value says the TTL; NATS KV's per-key TTL is not used (it is set only when a
+key is created: an update drops it).
 
     the holder     its lease holds until the time it SENT its last
                    successful renewal + TTL, on its own monotonic clock
                    (`LeaseRemaining`); an apply starts only if the lease
                    outlasts the type's timeout by LEASE_SPARE.
-    an observer    an owner's lease has lapsed once its key is absent, or its
-                   revision has stood still for TTL + LEASE_GRACE since this
-                   observer first saw that revision, on the observer's own
-                   monotonic clock (`Lapsed`).
+    an observer    an owner's lease has lapsed once its key is absent, or says
+                   it was revoked, or its revision has stood still for TTL +
+                   LEASE_GRACE since this observer first saw that revision, on
+                   the observer's own monotonic clock; the observer then
+                   REVOKES it, by compare-and-set on that very revision
+                   (`Lapsed`). A renewal that lands first makes the revoke fail:
+                   the owner is alive after all.
 
 Neither side compares wall clocks, so skew between hosts cannot shorten a
-lease: the holder's view always ends before any observer's. Taking an intent
+lease: the holder's view always ends before any observer's. A holder whose
+renewal finds its lease revoked has lost it for good: it takes a new one, a
+new *generation*, and an apply checks that the generation it wrote EXECUTING
+under is still the one that holds (`LeaseView`), so nothing started under a
+revoked lease is applied. Taking an intent
 over is a compare-and-set of its record to the new owner
 (actors/intents/store.py): the former owner's next write is refused
 (LEASE_LOST). A process that stops gracefully deletes its lease, so others
@@ -33,18 +41,25 @@ import os
 import socket
 
 import anyio
+import attrs
 import orjson
 
-from exoarmur.actors.nats import Delete, Get, KvEntry, Put
-from exoarmur.runtime import Actor, ActorRef, ExoarmurError, TimeoutCategory, handles, message
+from exoarmur.actors.nats import Create, Delete, Get, KvEntry, Update, patiently
+from exoarmur.runtime import Actor, ActorRef, ExoarmurError, ReasonCode, TimeoutCategory, handles, message
 from exoarmur.runtime.margins import LEASE_GRACE
 
-__all__ = ["Lapsed", "LeaseRemaining", "OwnerLease"]
+__all__ = ["Lapsed", "LeaseRemaining", "LeaseView", "OwnerLease"]
 
 
 @message("exoarmur.lease.remaining", timeout=TimeoutCategory.KV_GET)
 class LeaseRemaining:
-    """Seconds this process's own lease still holds (0: lapsed)."""
+    """This process's own lease: a LeaseView."""
+
+
+@attrs.frozen
+class LeaseView:
+    remaining: float  # seconds it still holds (0: lapsed)
+    generation: int  # grows each time the lease is taken anew (after a revoke)
 
 
 @message("exoarmur.lease.lapsed", timeout=TimeoutCategory.KV_GET)
@@ -61,11 +76,13 @@ class OwnerLease(Actor):
         self.ttl = ttl
         self.bucket: ActorRef | None = None
         self.valid_until = float("-inf")
+        self.revision = 0  # of the lease as this process last wrote it
+        self.generation = 0
         self.seen: dict[str, tuple[int, float]] = {}  # owner -> (revision, first seen at)
 
     async def started(self) -> None:
         self.bucket = self.context.system.lookup(self.bucket_path)
-        await self._renew()
+        await patiently(self.context, self._take, what=f"taking lease {self.owner}")
         self.context.start_task(self._renewing)
 
     async def stopping(self) -> None:
@@ -76,11 +93,35 @@ class OwnerLease(Actor):
         except ExoarmurError as exc:  # it lapses by itself after its TTL
             self.context.report_failure(exc.code, f"lease {self.owner} not given up: {exc.detail}")
 
-    async def _renew(self) -> None:
+    def _value(self) -> bytes:
+        return orjson.dumps({"owner": self.owner, "ttl": self.ttl, "pid": os.getpid(), "host": socket.gethostname()})
+
+    async def _take(self) -> None:
+        """A new generation of the lease: over whatever the key holds."""
         assert self.bucket is not None
         sent = self.context.now()
-        value = {"owner": self.owner, "ttl": self.ttl, "pid": os.getpid(), "host": socket.gethostname()}
-        await self.bucket.ask(Put(self.owner, orjson.dumps(value)))
+        entry: KvEntry | None = await self.bucket.ask(Get(self.owner))
+        if entry is None:
+            self.revision = await self.bucket.ask(Create(self.owner, self._value()))
+        else:
+            self.revision = await self.bucket.ask(Update(self.owner, self._value(), entry.revision))
+        self.generation += 1
+        self.valid_until = sent + self.ttl
+
+    async def _renew(self) -> None:
+        """The same generation, by compare-and-set; a conflict means it was
+        revoked: lost for good, and a new generation is taken."""
+        assert self.bucket is not None
+        sent = self.context.now()
+        try:
+            self.revision = await self.bucket.ask(Update(self.owner, self._value(), self.revision))
+        except ExoarmurError as exc:
+            if exc.code is not ReasonCode.KV_CONFLICT:
+                raise
+            self.valid_until = float("-inf")
+            self.context.report_failure(ReasonCode.LEASE_LOST, f"lease {self.owner} was revoked; taking a new one")
+            await self._take()
+            return
         self.valid_until = max(self.valid_until, sent + self.ttl)
 
     async def _renewing(self) -> None:
@@ -92,8 +133,8 @@ class OwnerLease(Actor):
                 self.context.report_failure(exc.code, f"lease {self.owner} not renewed: {exc.detail}")
 
     @handles(LeaseRemaining)
-    def remaining(self, m: LeaseRemaining) -> float:
-        return max(0.0, self.valid_until - self.context.now())
+    def remaining(self, m: LeaseRemaining) -> LeaseView:
+        return LeaseView(max(0.0, self.valid_until - self.context.now()), self.generation)
 
     @handles(Lapsed)
     async def lapsed(self, m: Lapsed) -> bool:
@@ -101,7 +142,7 @@ class OwnerLease(Actor):
             return False
         assert self.bucket is not None
         entry: KvEntry | None = await self.bucket.ask(Get(m.owner))
-        if entry is None:
+        if entry is None or _revoked(entry):
             self.seen.pop(m.owner, None)
             return True
         now = self.context.now()
@@ -109,7 +150,23 @@ class OwnerLease(Actor):
         if seen is None or seen[0] != entry.revision:
             self.seen[m.owner] = (entry.revision, now)
             return False
-        return now - seen[1] > _ttl_of(entry) + LEASE_GRACE
+        if now - seen[1] <= _ttl_of(entry) + LEASE_GRACE:
+            return False
+        revoked = orjson.dumps({"owner": m.owner, "revoked_by": self.owner})
+        try:
+            await self.bucket.ask(Update(m.owner, revoked, entry.revision))
+        except ExoarmurError as exc:
+            if exc.code is ReasonCode.KV_CONFLICT:
+                return False  # renewed just now: alive after all
+            raise
+        return True
+
+
+def _revoked(entry: KvEntry) -> bool:
+    try:
+        return "revoked_by" in orjson.loads(entry.value)
+    except (orjson.JSONDecodeError, TypeError):
+        return False
 
 
 def _ttl_of(entry: KvEntry) -> float:

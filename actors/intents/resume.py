@@ -32,8 +32,6 @@ class Resumer(Actor):
         self.setting = setting
         self.router_path = router
         self.interval = interval
-        self.scans = 0
-        self.activated = 0
 
     async def started(self) -> None:
         lookup = self.context.system.lookup
@@ -50,16 +48,20 @@ class Resumer(Actor):
                 self.context.report_failure(exc.code, f"scan of unsettled intents: {exc.detail}")
             await anyio.sleep(self.interval)
 
+    async def _lapsed(self, owner: str) -> bool:
+        try:
+            return bool(await self.lease.ask(Lapsed(owner)))
+        except ExoarmurError as exc:
+            self.context.report_failure(exc.code, f"lease of {owner} not read: {exc.detail}")
+            return False
+
     async def scan(self) -> None:
         me = self.setting.owner
         entries = await self.store.unsettled()
-        lapsed = {
-            owner
-            for owner in {owner for owner, _, _ in entries if owner != me}
-            if await self.lease.ask(Lapsed(owner))
-        }
+        lapsed = {owner for owner in sorted({o for o, _, _ in entries if o != me}) if await self._lapsed(owner)}
         for owner, tenant, intent_id in entries:
             if owner == me or owner in lapsed:
-                if await self.router.ask(Activate(tenant, intent_id, take_over=owner != me)):
-                    self.activated += 1
-        self.scans += 1
+                try:
+                    await self.router.ask(Activate(tenant, intent_id, take_over=owner != me, entry_owner=owner))
+                except ExoarmurError as exc:  # this tenant's trouble: the others go on
+                    self.context.report_failure(exc.code, f"{tenant}.{intent_id} not resumed: {exc.detail}")

@@ -32,7 +32,7 @@ from exoarmur.actors.intents.intent import IntentSetting
 from exoarmur.actors.intents.messages import Activate
 from exoarmur.actors.intents.record import IntentRecord, check_id
 from exoarmur.actors.intents.requests import PREFIX, new_record, only, parse_request
-from exoarmur.actors.intents.states import IntentState
+from exoarmur.actors.intents.states import TERMINAL, IntentState
 from exoarmur.actors.intents.store import IntentStore
 from exoarmur.actors.nats import Delivery, Publish, Subscribe
 from exoarmur.runtime import (
@@ -50,6 +50,8 @@ __all__ = ["PREFIX", "IntentService", "view"]
 QUEUE = "exoarmur-intents"
 LIST_LIMIT = 1000
 LIST_CONCURRENCY = 64
+LIST_SCAN = 10_000  # records read by one list at most
+LIST_BYTES = 512 * 1024  # a reply stays well under NATS's 1 MiB payload
 
 
 def view(record: IntentRecord) -> dict[str, Any]:
@@ -96,6 +98,10 @@ class IntentService(Actor):
             reply = await self._answer(m.subject, m.data)
         except ExoarmurError as exc:
             reply = {"ok": False, "code": exc.code.value, "detail": exc.detail}
+        except Exception as exc:  # a bug met by one request: coded and audited, the rest still served
+            detail = f"{type(exc).__name__} answering {m.subject[:200]}"
+            self.context.report_failure(ReasonCode.FATAL, f"{detail}: {exc!r}")
+            reply = {"ok": False, "code": ReasonCode.FATAL.value, "detail": detail}
         if m.reply:
             await self.connection.ask(Publish(m.reply, orjson.dumps(reply)))
 
@@ -121,41 +127,68 @@ class IntentService(Actor):
         )
         existing = await self.store.load(tenant, record.id)
         if existing is not None:
-            return _duplicate(existing)
+            return await self._again(existing)
         intent_id = record.id
         await self.store.mark_open(self.setting.owner, tenant, intent_id)
         stored, created = await self.store.create(record)
         if not created:
-            return _duplicate(stored)
+            if stored.owner != self.setting.owner:  # another process's: our entry is stale
+                await self.store.mark_settled(self.setting.owner, tenant, intent_id)
+            return await self._again(stored)
         try:
             await self.router.ask(Activate(tenant, intent_id))
         except ExoarmurError as exc:  # durable and indexed: the resumer starts it later
             self.context.report_failure(exc.code, f"{record.kv_key} accepted, its actor not started: {exc.detail}")
         return {"ok": True, "code": "", "intent": view(stored)}
 
+    async def _again(self, record: IntentRecord) -> dict[str, Any]:
+        """A submission of an id that exists: that intent, DUPLICATE_SUPPRESSED.
+        One of ours still unsettled has its actor running (it may have
+        stopped in a race; the resumer would start it too, later)."""
+        if record.owner == self.setting.owner and record.state not in TERMINAL:
+            await self.router.ask(Activate(record.tenant, record.id))
+        return _duplicate(record)
+
     async def list(self, tenant: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The tenant's intents by id, `limit` at most; with `state`, those in
+        it. Reads records in pages of LIST_CONCURRENCY, at most LIST_SCAN of
+        them, and stops once the page is full or the reply would pass
+        LIST_BYTES: `truncated` says whether there was more."""
         only(body, ("state", "limit", "tenant"))
         state = body.get("state")
-        if state is not None and state not in IntentState.__members__:
-            raise InvalidInput(ReasonCode.INTENT_INVALID, f"state must be one of {', '.join(IntentState)}, got {state!r}")
+        if state is not None and (not isinstance(state, str) or state not in IntentState.__members__):
+            raise InvalidInput(ReasonCode.INTENT_INVALID, f"state must be one of {', '.join(IntentState)}")
         limit = body.get("limit", 100)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIST_LIMIT:
             raise InvalidInput(ReasonCode.INTENT_INVALID, f"limit must be an integer from 1 to {LIST_LIMIT}")
         ids = await self.store.keys(tenant)
-        records: dict[str, IntentRecord] = {}
-        limiter = anyio.CapacityLimiter(LIST_CONCURRENCY)
+        shown: list[dict[str, Any]] = []
+        size = 0
+        for start in range(0, min(len(ids), LIST_SCAN), LIST_CONCURRENCY):
+            page = await self._loaded(tenant, ids[start : start + LIST_CONCURRENCY])
+            for record in page:
+                if state is not None and record.state != state:
+                    continue
+                item = view(record)
+                size += len(orjson.dumps(item))
+                if len(shown) == limit or size > LIST_BYTES:
+                    return {"ok": True, "code": "", "intents": shown, "truncated": True}
+                shown.append(item)
+        return {"ok": True, "code": "", "intents": shown, "truncated": len(ids) > LIST_SCAN}
+
+    async def _loaded(self, tenant: str, ids: list[str]) -> list[IntentRecord]:
+        """These intents' records, read at once, in the order of `ids`."""
+        found: dict[str, IntentRecord] = {}
 
         async def load(intent_id: str) -> None:
-            async with limiter:
-                record = await self.store.load(tenant, intent_id)
-            if record is not None and (state is None or record.state == state):
-                records[intent_id] = record
+            record = await self.store.load(tenant, intent_id)
+            if record is not None:
+                found[intent_id] = record
 
         async with anyio.create_task_group() as group:
             for intent_id in ids:
                 group.start_soon(load, intent_id)
-        shown = [view(records[i]) for i in sorted(records)][:limit]
-        return {"ok": True, "code": "", "intents": shown, "truncated": len(records) > limit}
+        return [found[i] for i in ids if i in found]
 
     async def revert(self, tenant: str, body: dict[str, Any]) -> dict[str, Any]:
         """SUCCEEDED -> REVERTING, written here; the intent's actor reverts it.
@@ -167,12 +200,20 @@ class IntentService(Actor):
         if info is None or not info.revertible:
             raise InvalidInput(ReasonCode.INTENT_INVALID, f"execution type {record.type!r} cannot revert")
         if record.state in (IntentState.REVERTING, IntentState.REVERTED):
-            return _duplicate(record)  # asked again (a lost reply): one revert
-        if record.owner != self.setting.owner:
-            raise error_for(ReasonCode.LEASE_LOST, f"{record.kv_key} is owned by {record.owner!r}; ask there")
-        after = record.moved(IntentState.REVERTING, now=time.time())
-        await self.store.mark_open(self.setting.owner, tenant, record.id)
-        written = await self.store.write(record, after)
+            return await self._again(record)  # asked again (a lost reply): one revert
+        # A terminal intent has no driver: whichever process is asked takes it,
+        # the compare-and-set below being the fence.
+        me = self.setting.owner
+        try:
+            written = await self.store.write(record, record.moved(IntentState.REVERTING, now=time.time(), owner=me))
+        except ExoarmurError as exc:  # another revert won the compare-and-set: that one stands
+            now = await self.store.load(tenant, record.id)
+            if exc.code not in (ReasonCode.KV_CONFLICT, ReasonCode.LEASE_LOST) or now is None:
+                raise
+            if now.state not in (IntentState.REVERTING, IntentState.REVERTED):
+                raise
+            return _duplicate(now)
+        await self.store.mark_open(me, tenant, record.id)
         await self.router.ask(Activate(tenant, record.id))
         return {"ok": True, "code": "", "intent": view(written)}
 

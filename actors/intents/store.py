@@ -20,7 +20,10 @@ owner and gets LEASE_LOST, never a second writer on the same revision.
 
 from __future__ import annotations
 
+import time
+
 import attrs
+import orjson
 
 from exoarmur.actors.intents.record import IntentRecord, intent_key
 from exoarmur.actors.nats import Create, Delete, Get, Keys, KvEntry, Put, Update
@@ -76,10 +79,26 @@ class IntentStore:
     # and a takeover scan needs no read per entry.
 
     async def mark_open(self, owner: str, tenant: str, intent_id: str) -> None:
-        await self.open.ask(Put(f"{owner}.{intent_key(tenant, intent_id)}", b""))
+        """The entry says when it was written (wall clock): see drop_orphan."""
+        await self.open.ask(Put(f"{owner}.{intent_key(tenant, intent_id)}", orjson.dumps({"at": time.time()})))
 
     async def mark_settled(self, owner: str, tenant: str, intent_id: str) -> None:
         await self.open.ask(Delete(f"{owner}.{intent_key(tenant, intent_id)}"))
+
+    async def drop_orphan(self, owner: str, tenant: str, intent_id: str, *, older_than: float) -> None:
+        """Drop an entry whose record does not exist, once it is older than
+        `older_than` seconds: a younger one may be a submission whose create
+        has not landed yet (it is acknowledged only after). Deleted by
+        compare-and-set, so an entry written again meanwhile stays."""
+        key = f"{owner}.{intent_key(tenant, intent_id)}"
+        entry: KvEntry | None = await self.open.ask(Get(key))
+        if entry is None or time.time() - _written_at(entry) < older_than:
+            return
+        try:
+            await self.open.ask(Delete(key, last=entry.revision))
+        except ExoarmurError as exc:
+            if exc.code is not ReasonCode.KV_CONFLICT:
+                raise
 
     async def unsettled(self, owner: str = "*") -> list[tuple[str, str, str]]:
         """(owner, tenant, id) of every intent not yet settled (of `owner`'s only, if named)."""
@@ -93,3 +112,13 @@ class IntentStore:
         """The ids of a tenant's intents, sorted."""
         prefix = f"{tenant}."
         return [key[len(prefix) :] for key in await self.records.ask(Keys(f"{tenant}.*"))]
+
+
+def _written_at(entry: KvEntry) -> float:
+    """When an index entry was written; now for one that does not say (never
+    dropped early)."""
+    try:
+        at = orjson.loads(entry.value)["at"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return time.time()
+    return float(at) if isinstance(at, int | float) else time.time()

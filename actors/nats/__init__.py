@@ -55,6 +55,7 @@ from exoarmur.actors.nats.messages import (
     Unsubscribe,
 )
 from exoarmur.actors.nats.options import ConnectionOptions
+from exoarmur.actors.nats.patience import patiently
 from exoarmur.actors.nats.server import EmbeddedNatsServer, NatsEndpoint, ServerInfo
 from exoarmur.actors.nats.state import Subscriptions
 from exoarmur.actors.nats.stream_messages import (
@@ -119,5 +120,6 @@ __all__ = [
     "Update",
     "chain_hash",
     "read_records",
+    "patiently",
     "verify_chain",
 ]

@@ -35,6 +35,7 @@ import attrs
 import orjson
 
 from exoarmur.actors.nats.errors import DEPENDENCY_CODES
+from exoarmur.actors.nats.patience import patiently
 from exoarmur.actors.nats.stream_messages import JsPublish, PubAck, StreamEnsure, StreamLast, StreamMessage, StreamRead
 from exoarmur.runtime import (
     Actor,
@@ -140,9 +141,10 @@ class AuditStream(Actor):
         self.head: tuple[int, str, int] | None = None
 
     async def started(self) -> None:
-        self.connection = self.context.system.lookup(self.connection_path)
-        await self.connection.ask(StreamEnsure(self.stream, (f"{self.subject_prefix}.>",), replicas=self.replicas))
-        await self._read_head()
+        connection = self.connection = self.context.system.lookup(self.connection_path)
+        ensure = StreamEnsure(self.stream, (f"{self.subject_prefix}.>",), replicas=self.replicas)
+        await patiently(self.context, lambda: connection.ask(ensure), what=f"making stream {self.stream}")
+        await patiently(self.context, self._read_head, what=f"reading the head of chain {self.chain}")
 
     async def _read_head(self) -> None:
         assert self.connection is not None

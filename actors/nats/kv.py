@@ -26,6 +26,7 @@ import outcome
 
 from exoarmur.actors.nats.errors import DEPENDENCY_CODES
 from exoarmur.actors.nats.kv_messages import THIS_BUCKET, Create, Delete, Get, Keys, KvOpen, Put, Update
+from exoarmur.actors.nats.patience import patiently
 from exoarmur.runtime import Actor, ActorContext, ActorRef, Deferred, ExoarmurError, ReasonCode, error_for, handles
 from exoarmur.runtime.margins import KV_HOP_SHARE
 
@@ -45,8 +46,9 @@ class KvBucket(Actor):
         self.connection: ActorRef | None = None
 
     async def started(self) -> None:
-        self.connection = self.context.system.lookup(self.connection_path)
-        await self.connection.ask(KvOpen(self.bucket, replicas=self.replicas, history=self.history))
+        connection = self.connection = self.context.system.lookup(self.connection_path)
+        opening = KvOpen(self.bucket, replicas=self.replicas, history=self.history)
+        await patiently(self.context, lambda: connection.ask(opening), what=f"opening bucket {self.bucket}")
 
     @handles(Get, Put, Create, Update, Delete, Keys)
     def operate(self, m: Operation) -> Deferred:

@@ -104,6 +104,7 @@ class TenantRouter(Actor):
                 "setting": self.setting,
                 "audit": f"{self.tenants_path}/{m.tenant}/audit",
                 "take_over": m.take_over,
+                "entry_owner": m.entry_owner,
             },
             restart=Restart.TRANSIENT,
             backoff=INTENT_BACKOFF,

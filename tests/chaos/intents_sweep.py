@@ -208,6 +208,7 @@ class Sweep:
             await self._settled(client)
             if self.reverts:
                 await self._revert_some(client, rng)
+            await self._index_emptied(client)
             self.replay = replay_verified(next(r for r in [self.runner, *self.others] if r.popen.poll() is None))
         finally:
             await client.close()
@@ -298,6 +299,23 @@ class Sweep:
         await self._settled(client)
         self.reverted = {key for key, state in self.states.items() if state == "REVERTED"}
         assert self.reverted == set(chosen), (sorted(self.reverted), sorted(chosen))
+
+    async def _index_emptied(self, client: nats.NATS, timeout: float = 30.0) -> None:
+        """Every intent settled: the index of unsettled intents empties (a
+        stale entry of a dead owner included, once its lease lapsed)."""
+        js = client.jetstream()
+        deadline = time.monotonic() + timeout
+        while True:
+            info = await js.stream_info("KV_exoarmur_intents_open", subjects_filter=">")
+            live = []
+            for subject in info.state.subjects or {}:
+                last = await js.get_last_msg("KV_exoarmur_intents_open", subject)
+                if (last.headers or {}).get("KV-Operation") not in ("DEL", "PURGE"):
+                    live.append(subject)
+            if not live:
+                return
+            assert time.monotonic() < deadline, f"index entries left: {live[:10]}"
+            await asyncio.sleep(0.2)
 
     async def _until(self, predicate, *, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -125,3 +125,26 @@ async def tamper(state, key: str) -> None:
         await kv.put(key, orjson.dumps(record))
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--wait", "-1"), ("--wait", "nan"), ("--timeout", "inf"), ("--param", "x=99999999999999999999"),
+        ("--param", "bad name=1"),
+    ],
+)  # fmt: skip
+def test_bad_submit_options_are_refused_before_anything_is_sent(running, args):
+    done = cli(running, "intent", "submit", "--tenant", "opts", "--type", "noop", "--id", "never", *args, "--json")
+    assert done.returncode == EXIT_INPUT, done.stderr
+    assert json.loads(done.stdout)["code"] == "INTENT_INVALID"
+    assert cli(running, "intent", "get", "--tenant", "opts", "never").returncode == EXIT_FAILURE  # nothing was sent
+
+
+def test_param_values_are_numbers_only_when_written_as_json_numbers(running):
+    done = cli(
+        running, "intent", "submit", "--tenant", "opts", "--type", "noop", "--id", "typed",
+        "--param", "a=007", "--param", "b=1_000", "--param", "c=42", "--param", "d=true", "--json",
+    )  # fmt: skip
+    assert done.returncode == EXIT_OK, done.stderr
+    assert json.loads(done.stdout)["params"] == {"a": "007", "b": "1_000", "c": 42, "d": True}

@@ -8,7 +8,12 @@ import time
 
 import pytest
 
-from exoarmur.actors.intents import IntentRecord, IntentState, Reconciled, intent_key
+import anyio
+import orjson
+
+from exoarmur.actors.intents import Activate, IntentRecord, IntentState, Reconciled, intent_key
+from exoarmur.actors.nats import Put
+from exoarmur.runtime.margins import INDEX_ORPHAN_AGE
 from exoarmur.actors.intents.trail import transition_event
 from exoarmur.runtime import Conflict, ReasonCode
 from tests.integration.intents_support import OWNER, intents_on
@@ -75,7 +80,7 @@ async def test_an_intent_past_its_deadline_before_executing_expires(tmp_path):
             intent_id="late", tenant="acme", type="fx", params={}, owner=OWNER, now=now - 10, deadline=now - 1
         )
         await it.store.create(record)
-        await it.system.lookup("router").ask(__import__("exoarmur.actors.intents", fromlist=["Activate"]).Activate("acme", "late"))
+        await it.system.lookup("router").ask(Activate("acme", "late"))
         done = await it.settled("acme", "late")
         assert (done.state, done.code) == (S.EXPIRED, "DEADLINE_EXCEEDED") and not it.effects
 
@@ -144,3 +149,47 @@ async def test_a_succeeded_intent_reverts_once(tmp_path):
         expired = await it.settled("acme", "not-yet")
         refused = await it.request("acme", "revert", {"id": "not-yet"})
         assert expired.state is S.EXPIRED and refused["code"] == "INTENT_STATE_INVALID"
+
+
+async def test_any_process_asked_reverts_a_terminal_intent_taking_it_over(tmp_path):
+    """A SUCCEEDED intent of another process (alive or not: a terminal intent
+    has no driver) is reverted by whichever process is asked; the write that
+    moves it to REVERTING under the new owner is the fence."""
+    async with intents_on(tmp_path) as it:
+        record = await executing(it, "theirs", owner="p-other")
+        await it.store.write(record, record.moved(S.SUCCEEDED, now=time.time()))
+        it.effects[("acme/theirs", "apply")] += 1  # its apply, made by the other process
+        reply = await it.request("acme", "revert", {"id": "theirs"})
+        assert reply["ok"] and reply["intent"]["owner"] == OWNER
+        done = await it.settled("acme", "theirs")
+        assert (done.state, done.owner) == (S.REVERTED, OWNER)
+        assert it.effects[("acme/theirs", "revert")] == 1
+
+
+async def test_an_index_entry_without_its_record_is_dropped_only_once_old(tmp_path):
+    """A young one may be a submission whose create has not landed yet."""
+    async with intents_on(tmp_path) as it:
+        await it.store.mark_open(OWNER, "acme", "young")
+        await it.store.open.ask(Put(f"{OWNER}.acme.old", orjson.dumps({"at": time.time() - INDEX_ORPHAN_AGE - 1})))
+        router = it.system.lookup("router")
+        for intent_id in ("young", "old"):
+            await router.ask(Activate("acme", intent_id))
+        await eventually_async(lambda: it.unsettled(), lambda entries: ("acme", "old") not in {(t, i) for _, t, i in entries})
+        assert (OWNER, "acme", "young") in await it.unsettled()
+
+
+async def eventually_async(read, holds, *, timeout: float = 10.0) -> None:
+    with anyio.fail_after(timeout):
+        while not holds(await read()):
+            await anyio.sleep(0.05)
+
+
+@pytest.mark.parametrize("body", [{"state": ["X"]}, {"state": {"a": 1}}, {"state": "NOPE"}, {"limit": 0}, {"limit": "9"}])
+async def test_a_bad_list_request_is_refused_with_a_code_and_the_service_goes_on(tmp_path, body):
+    async with intents_on(tmp_path) as it:
+        reply = await it.request("acme", "list", body)
+        assert (reply["ok"], reply["code"]) == (False, "INTENT_INVALID")
+        for n in range(3):
+            assert (await it.request("acme", "submit", {"id": f"l-{n}", "type": "fx"}))["ok"]
+        listed = await it.request("acme", "list", {"limit": 2})
+        assert [i["id"] for i in listed["intents"]] == ["l-0", "l-1"] and listed["truncated"] is True

@@ -6,7 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from exoarmur.runtime import Actor, ActorSystem, MemoryAuditSink, handles, message
+from exoarmur.runtime import Actor, ActorSystem, MemoryAuditSink, TimeoutCategory, TimeoutPolicy, handles, message
 from exoarmur.supervisors import ChildSpec, StartChild, Strategy, Supervisor, SupervisorSpec
 
 pytestmark = pytest.mark.anyio
@@ -81,3 +81,48 @@ async def test_find_answers_a_ref_or_none_and_audits_nothing():
         ref = await system.spawn(SlowLeaf, name="here")
         assert system.find("here") == ref and system.find("not/here") is None
     assert list(audit.events) == []
+
+
+@message("test.spawning.note")
+class Note:
+    pass
+
+
+@message("test.spawning.spawn_one", timeout=TimeoutCategory.API_VALIDATION)
+class SpawnOne:
+    pass
+
+
+class Recorder(Actor):
+    seen: list = []
+
+    @handles(Note)
+    def note(self, m: Note) -> None:
+        env = self.context.snapshot().envelope
+        Recorder.seen.append((env.sender, env.deadline - self.context.now()))
+
+
+class SendsWhenStarted(Actor):
+    async def started(self) -> None:
+        await self.context.system.lookup("recorder").tell(Note())
+
+
+class Spawner(Actor):
+    @handles(SpawnOne)
+    async def spawn_one(self, m: SpawnOne) -> None:
+        await self.context.system.spawn(SendsWhenStarted, name="child")
+
+
+async def test_a_send_from_started_is_the_new_actors_with_its_own_deadline():
+    """Not the spawner's: its sender is the new actor, and its deadline is
+    the message's own, not what is left of the spawner's handler."""
+    Recorder.seen = []
+    async with ActorSystem(timeouts=TimeoutPolicy.with_overrides({"api_validation": 0.5})) as system:
+        await system.spawn(Recorder, name="recorder")
+        spawner = await system.spawn(Spawner, name="spawner")
+        await spawner.ask(SpawnOne())
+        with anyio.fail_after(5):
+            while not Recorder.seen:
+                await anyio.sleep(0.01)
+    (sender, remaining), = Recorder.seen
+    assert sender == "child" and remaining > 1.0  # the default category's seconds, not 0.5

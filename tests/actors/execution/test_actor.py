@@ -289,3 +289,45 @@ class TestConcurrency:
                 await system.spawn(ExecutionActor, name="x", kwargs={"execution_type": Scripted()})
         assert info.value.code is ReasonCode.ACTOR_CRASHED
         assert "ExecutionActor.of" in info.value.detail
+
+
+class TestOneCallPerKey:
+    async def test_a_reconcile_waits_for_a_running_apply_of_its_key(self):
+        """An apply whose asker gave up still runs (shielded, as a write is);
+        a reconcile of the same key meanwhile waits for it, and answers
+        APPLIED, never NOT_APPLIED and a second apply after it."""
+        release = anyio.Event()
+
+        class Slow(Scripted):
+            name = "slow"
+
+            async def apply(self, intent, key):
+                with anyio.CancelScope(shield=True):
+                    await release.wait()
+                    self.applied.add(key)
+
+            async def reconcile(self, intent, key):
+                return Reconciled.APPLIED if key in self.applied else Reconciled.NOT_APPLIED
+
+        slow = Slow(timeout=5.0)
+        slow.applied = set()
+        async with ActorSystem() as system:
+            ref = await spawn(system, slow)
+            with pytest.raises(ExoarmurError):  # the asker gives up; the apply runs on
+                await ref.ask(Apply(intent("slow"), KEY), timeout=0.1)
+            answers = []
+            try:
+                async with anyio.create_task_group() as group:
+
+                    async def reconcile():
+                        answers.append(await ref.ask(Reconcile(intent("slow"), KEY), timeout=5.0))
+
+                    group.start_soon(reconcile)
+                    await anyio.sleep(0.2)
+                    assert answers == []  # waiting for the apply, not answering NOT_APPLIED
+                    release.set()
+            finally:
+                release.set()  # never leave the shielded apply waiting
+            assert answers == [Reconciled.APPLIED]
+            other = await ref.ask(Reconcile(intent("slow"), "acme/other"), timeout=1.0)
+            assert other is Reconciled.NOT_APPLIED  # another key never waits

@@ -9,6 +9,7 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
+from exoarmur.actors.execution.keys import KeyCalls
 from exoarmur.actors.execution import GROUP, Ledger, Noop, execution_spec, load_types
 from exoarmur.actors.intents.effects import Apply, Effect, Outcome, Reconcile, Reconciled, TypeInfo
 from exoarmur.runtime import ActorSystem, BreakerOpen, InvalidInput, ReasonCode
@@ -140,7 +141,8 @@ class TestExecutionSpec:
             assert child.restart is Restart.PERMANENT and child.retry is None
             assert (child.breaker, child.backoff) == (execution_type.breaker, execution_type.backoff)
             assert child.actor.concurrency == execution_type.concurrency
-            assert child.kwargs == {"execution_type": execution_type}
+            assert child.kwargs["execution_type"] is execution_type
+            assert isinstance(child.kwargs["calls"], KeyCalls)  # one table for every instance of the child
         assert infos == {
             "noop": TypeInfo(name="noop", path="root/execution/noop", timeout=10.0, revertible=False),
             "scripted": TypeInfo(name="scripted", path="root/execution/scripted", timeout=4.0, revertible=True),

@@ -1,0 +1,63 @@
+"""Owner leases on a real nats-server: an observer sees a lease lapse only
+after its revision stood still for TTL + LEASE_GRACE, revokes it by
+compare-and-set, and the former holder's next renewal finds it revoked and
+takes a new generation."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from exoarmur.actors.intents import Lapsed, LeaseRemaining, OwnerLease
+from exoarmur.actors.nats import KvBucket
+from exoarmur.runtime import ActorSystem
+from exoarmur.runtime.margins import LEASE_GRACE
+from tests.integration.support import connect, running_server
+
+pytestmark = pytest.mark.anyio
+TTL = 1.0
+
+
+class Freezable(OwnerLease):
+    """A lease whose renewals stop while `frozen` is set (a paused process)."""
+
+    frozen: anyio.Event | None = None
+
+    async def _renew(self) -> None:
+        while Freezable.frozen is not None and not Freezable.frozen.is_set():
+            await anyio.sleep(0.05)
+        await super()._renew()
+
+
+async def test_a_lease_lapses_only_after_ttl_and_grace_and_comes_back_as_a_new_generation(tmp_path):
+    async with running_server(tmp_path) as server, ActorSystem() as system:
+        await connect(system, server)
+        await system.spawn(KvBucket, name="leases", kwargs={"bucket": "leases", "connection": "nats"})
+        holder = await system.spawn(Freezable, name="a", kwargs={"owner": "p-a", "bucket": "leases", "ttl": TTL})
+        observer = await system.spawn(OwnerLease, name="b", kwargs={"owner": "p-b", "bucket": "leases", "ttl": 30.0})
+        first = await holder.ask(LeaseRemaining())
+        assert first.generation == 1 and 0 < first.remaining <= TTL
+
+        # Renewed all along: never lapsed, however long the observer looks.
+        with anyio.move_on_after(TTL + LEASE_GRACE + 0.5):
+            while True:
+                assert not await observer.ask(Lapsed("p-a"))
+                await anyio.sleep(0.1)
+
+        # Frozen: lapsed only once TTL + GRACE passed without a new revision.
+        Freezable.frozen = anyio.Event()
+        await anyio.sleep(TTL / 3 + 0.1)  # any renewal in flight has landed
+        started = anyio.current_time()
+        while not await observer.ask(Lapsed("p-a")):
+            await anyio.sleep(0.05)
+        assert anyio.current_time() - started >= TTL + LEASE_GRACE - TTL / 3 - 0.2
+        assert (await holder.ask(LeaseRemaining())).remaining == 0.0  # its own view ended first
+
+        # Thawed: the renewal finds the lease revoked and takes a new generation.
+        Freezable.frozen.set()
+        with anyio.fail_after(5):
+            while (view := await holder.ask(LeaseRemaining())).generation < 2:
+                await anyio.sleep(0.05)
+        assert view.remaining > 0
+        assert not await observer.ask(Lapsed("p-a"))  # alive again
+        Freezable.frozen = None
