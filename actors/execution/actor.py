@@ -40,7 +40,7 @@ import anyio
 from exoarmur.actors.execution.api import ExecutionError, ExecutionType
 from exoarmur.actors.execution.keys import KeyCalls
 from exoarmur.actors.intents.effects import Apply, Effect, Outcome, Reconcile, Reconciled, Revert
-from exoarmur.runtime import Actor, ReasonCode, error_for, handles, timeout_category
+from exoarmur.runtime import Actor, ExoarmurError, ReasonCode, error_for, handles, timeout_category
 from exoarmur.runtime.margins import EXECUTION_ANSWER
 
 __all__ = ["ExecutionActor"]
@@ -91,9 +91,9 @@ class ExecutionActor(Actor):
                 async with self.calls.alone(m.key):
                     answer = await self.execution_type.reconcile(m.intent, m.key)
             except Exception as exc:
-                detail = f"reconcile raised {exc!r}"
-                self._report(ReasonCode.EXECUTION_FAILED, detail)
-                raise error_for(ReasonCode.EXECUTION_FAILED, detail) from None
+                code, detail = _code_of(exc), f"reconcile raised {exc!r}"
+                self._report(code, detail)
+                raise error_for(code, detail) from None
             if isinstance(answer, Reconciled):
                 return answer
             self._report(ReasonCode.EXECUTION_FAILED, f"reconcile answered {answer!r}, not a Reconciled")
@@ -119,7 +119,7 @@ class ExecutionActor(Actor):
                     return Effect(Outcome.FAILED, exc.reason, exc.detail)
                 return self._uncertain(ReasonCode.EXECUTION_FAILED, f"undeclared reason {exc.reason!r}: {exc.detail}")
             except Exception as exc:
-                return self._uncertain(ReasonCode.EXECUTION_FAILED, f"{what} raised {exc!r}")
+                return self._uncertain(_code_of(exc), f"{what} raised {exc!r}")
             return Effect(Outcome.APPLIED)
         return self._uncertain(timeout_category(type(m)).code, self._late(what, end))
 
@@ -153,6 +153,12 @@ class ExecutionActor(Actor):
                 ReasonCode.EXECUTION_TYPE_UNKNOWN,
                 f"an intent of type {type_name!r} sent to the actor of {self.execution_type.name!r}",
             )
+
+
+def _code_of(exc: Exception) -> ReasonCode:
+    """A coded error keeps its code (a type's own ask that timed out says
+    more than EXECUTION_FAILED); anything else is EXECUTION_FAILED."""
+    return exc.code if isinstance(exc, ExoarmurError) else ReasonCode.EXECUTION_FAILED
 
 
 @cache

@@ -49,7 +49,16 @@ from exoarmur.actors.intents.states import BEFORE_EFFECT, TERMINAL, IntentState
 from exoarmur.actors.intents.store import IntentStore
 from exoarmur.actors.intents.trail import message_id, transition_event
 from exoarmur.actors.nats import Append
-from exoarmur.runtime import Actor, ActorRef, DependencyFailed, ExoarmurError, ReasonCode, TimeoutCategory, error_for
+from exoarmur.runtime import (
+    Actor,
+    ActorRef,
+    DependencyFailed,
+    ExoarmurError,
+    ReasonCode,
+    System,
+    TimeoutCategory,
+    error_for,
+)
 from exoarmur.runtime.margins import (
     EXECUTION_ANSWER,
     INDEX_ORPHAN_AGE,
@@ -76,6 +85,10 @@ class IntentSetting:
     faults: FaultPoints = attrs.field(factory=FaultPoints, eq=False)
     max_attempts: int = 3
 
+    def store(self, system: System) -> IntentStore:
+        """The intent store on this process's bucket actors."""
+        return IntentStore(system.lookup(self.records), system.lookup(self.open))
+
 
 class IntentActor(Actor):
     mailbox_capacity = 4
@@ -101,7 +114,7 @@ class IntentActor(Actor):
 
     async def started(self) -> None:
         lookup = self.context.system.lookup
-        self.store = IntentStore(lookup(self.setting.records), lookup(self.setting.open))
+        self.store = self.setting.store(self.context.system)
         self.audit: ActorRef = lookup(self.audit_path)
         self.lease: ActorRef = lookup(self.setting.lease)
         self.context.start_task(self._drive)

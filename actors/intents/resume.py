@@ -21,7 +21,6 @@ import anyio
 from exoarmur.actors.intents.intent import IntentSetting
 from exoarmur.actors.intents.leases import Lapsed
 from exoarmur.actors.intents.messages import Activate
-from exoarmur.actors.intents.store import IntentStore
 from exoarmur.runtime import Actor, ActorRef, ExoarmurError
 
 __all__ = ["Resumer"]
@@ -35,7 +34,7 @@ class Resumer(Actor):
 
     async def started(self) -> None:
         lookup = self.context.system.lookup
-        self.store = IntentStore(lookup(self.setting.records), lookup(self.setting.open))
+        self.store = self.setting.store(self.context.system)
         self.lease: ActorRef = lookup(self.setting.lease)
         self.router: ActorRef = lookup(self.router_path)
         self.context.start_task(self._scanning)

@@ -33,7 +33,6 @@ from exoarmur.actors.intents.messages import Activate
 from exoarmur.actors.intents.record import IntentRecord, check_id
 from exoarmur.actors.intents.requests import PREFIX, new_record, only, parse_request
 from exoarmur.actors.intents.states import TERMINAL, IntentState
-from exoarmur.actors.intents.store import IntentStore
 from exoarmur.actors.nats import Delivery, Publish, Subscribe
 from exoarmur.runtime import (
     Actor,
@@ -89,7 +88,7 @@ class IntentService(Actor):
         lookup = self.context.system.lookup
         self.connection: ActorRef = lookup(self.connection_path)
         self.router: ActorRef = lookup(self.router_path)
-        self.store = IntentStore(lookup(self.setting.records), lookup(self.setting.open))
+        self.store = self.setting.store(self.context.system)
         await self.connection.ask(Subscribe(f"{PREFIX}.*.*", self.context.path, queue=QUEUE))
 
     @handles(Delivery, concurrent=True)

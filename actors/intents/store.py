@@ -35,7 +35,7 @@ __all__ = ["IntentStore"]
 @attrs.frozen
 class IntentStore:
     records: ActorRef
-    open: ActorRef
+    open: ActorRef  # the index of unsettled intents
 
     async def load(self, tenant: str, intent_id: str) -> IntentRecord | None:
         entry: KvEntry | None = await self.records.ask(Get(intent_key(tenant, intent_id)))

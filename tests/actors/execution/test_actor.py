@@ -13,7 +13,7 @@ import pytest
 from exoarmur.actors.execution import ExecutionActor, IntentState, Noop, Reconciled
 from exoarmur.runtime.margins import EXECUTION_ANSWER as ANSWER_MARGIN
 from exoarmur.actors.intents.effects import Apply, Effect, Outcome, Reconcile, Revert
-from exoarmur.runtime import ActorSystem, DeadlineExceeded, ExoarmurError, InvalidInput, MemoryAuditSink, ReasonCode
+from exoarmur.runtime import ActorSystem, DeadlineExceeded, ExoarmurError, InvalidInput, MemoryAuditSink, ReasonCode, error_for
 from tests.actors.execution.support import OneWay, Scripted, intent
 
 pytestmark = pytest.mark.anyio
@@ -331,3 +331,18 @@ class TestOneCallPerKey:
             assert answers == [Reconciled.APPLIED]
             other = await ref.ask(Reconcile(intent("slow"), "acme/other"), timeout=1.0)
             assert other is Reconciled.NOT_APPLIED  # another key never waits
+
+
+async def test_a_coded_error_raised_inside_a_type_keeps_its_code():
+    """A type whose own ask timed out: UNCERTAIN with that timeout's code, not EXECUTION_FAILED."""
+
+    class Asking(Scripted):
+        name = "asking"
+
+        async def apply(self, intent, key):
+            raise error_for(ReasonCode.TIMEOUT_KV_GET, "the effector's store did not answer")
+
+    async with ActorSystem() as system:
+        ref = await spawn(system, Asking())
+        effect = await ref.ask(Apply(intent("asking"), KEY))
+    assert (effect.outcome, effect.code) == (Outcome.UNCERTAIN, ReasonCode.TIMEOUT_KV_GET)
