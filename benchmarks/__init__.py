@@ -21,6 +21,11 @@ SCRIPTS = MappingProxyType(
             "exoarmur.benchmarks.bench_nats",
             "publish, request, KV and audit through the NATS actors, next to raw nats-py",
         ),
+        "intents": (
+            "exoarmur.benchmarks.bench_intents",
+            "execution intents end to end (submit -> SUCCEEDED) through exoarmur run, next to the same writes with "
+            "raw nats-py; RSS per terminal intent",
+        ),
         "replay": (
             "exoarmur.benchmarks.bench_replay",
             "replay --verify of N intents' audit and KV records, against the REPLAY_PROCESSING budget",

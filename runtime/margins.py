@@ -59,7 +59,9 @@ CALL_FLOOR = Margin(0.001, "the least time a NATS call is given when its envelop
 CONNECT_ATTEMPT = Margin(2.0, "one nats-py connect attempt at most, so a retry fits in the NATS_CONNECT deadline")
 CONNECT_ATTEMPT_FLOOR = Margin(0.1, "the shortest connect attempt worth making when the deadline is nearly spent")
 JS_BACKSTOP = Margin(
-    3600.0, "nats-py's own timeout on JetStream calls: never reached, each call is cut at its envelope's deadline first"
+    120.0,
+    "nats-py's own timeout on JetStream calls, a backstop: each call is cut at its envelope's deadline first. "
+    "Not longer: on trio-asyncio a cancelled timer stays in the loop until it would have fired (about 200 B each)",
 )
 FETCH_CONSUMER_IDLE = Margin(
     10.0,
