@@ -13,8 +13,8 @@ a temporary directory; [sync always] is `ServerOptions(sync_always=True)`,
 `sync_interval: always`, the embedded default; [sync default] the server's
 own periodic fsync) and a fresh `exoarmur run --backend B` on it
 (benchmarks/intents_system.py). The client is nats-py on asyncio whatever
-B is: it submits over request/reply and learns each SUCCEEDED from a watch
-on the records bucket (part of the load). Intents go round TENANTS tenants.
+B is: it submits over request/reply with `wait`, so the submit's reply
+comes once the intent has ended and says SUCCEEDED (one request an intent). Intents go round TENANTS tenants.
 
 For each type (`noop`, `ledger`) and each number in flight (1, 64): a closed
 loop (benchmarks/intents_load.py), exoarmur and the raw baseline
@@ -294,11 +294,11 @@ def cost_notes(out: dict[str, Any]) -> list[str]:
 LEGEND = (
     "exoarmur = `exoarmur run` as a subprocess, driven over NATS request/reply; intents/s from the first submit "
     "to the last SUCCEEDED, in a closed loop (N in flight: N submitters, each waiting for its intent's SUCCEEDED "
-    "before the next). SUCCEEDED is learnt from a KV watch (an ordered consumer) on the records bucket, part of "
-    "the load. Latency: submit -> SUCCEEDED seen.\n"
+    "before the next). SUCCEEDED is learnt from the submit's own reply, which the service holds until the intent "
+    "has ended (`wait`). Latency: submit -> SUCCEEDED seen.\n"
     "raw nats-py writes = per intent the KV reads and writes and audit appends counted on exoarmur's side in "
     "the case's warmup, rounded, in exoarmur's order (one audit chain per tenant, each appended one at a time; "
-    "`ledger`: one line + fsync); no request, no actors, no watch. Its shape per case is in the JSON "
+    "`ledger`: one line + fsync); no request, no actors. Its shape per case is in the JSON "
     "(raw.shape).\n"
     "[sync always]: ServerOptions(sync_always=True), `sync_interval: always`, the embedded default; "
     "[sync default]: the server's default (periodic fsync). ratio = exoarmur / raw; 'as fast': higher is better, "
@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
         "targets": {"rate_ratio_at_least": RATE_TARGET, "rss_bytes_per_terminal_intent_below": LEAK_BOUND},
         "sync_modes": {label: {"sync_always": flag} for label, flag in SYNC_MODES if label in params.sync_modes},
         "raw_shape_until_counted": attrs.asdict(DEFAULT_SHAPE),
-        "succeeded_seen_by": "an ordered consumer (KV watch) on the records bucket, opened before the first submit",
+        "succeeded_seen_by": "the submit's reply, held by the service until the intent has ended (wait)",
         "nats": nats_versions(),
         "backends": {},
     }

@@ -8,12 +8,10 @@ drives it the way a user does.
                    (PR_SET_PDEATHSIG, as the embedded server does) and is
                    stopped with SIGTERM, then SIGKILL, whatever happens
     submitting     a request to `exoarmur.intents.<tenant>.submit` with
-                   `{"id", "type"}`; the reply must be ok and not a duplicate
-    SUCCEEDED      one ordered consumer (a KV watch) on the records bucket,
-                   opened before the first submit: every stored version of
-                   every record reaches the client, which resolves the
-                   waiting submitter's future on SUCCEEDED. No polling; the
-                   watch is part of the load (four messages per intent)
+                   `{"id", "type", "wait"}`: the reply must be ok and not a
+                   duplicate, and it comes once the intent has ended (the
+                   service holds it: `wait`), so SUCCEEDED is learnt from
+                   the submit's own reply. No polling and no watch
     counting       what the process wrote, from the streams' last sequences
                    before and after each round (the records and open-index
                    buckets, the audit stream); what it read, from a
@@ -87,7 +85,7 @@ INTENT_TIMEOUT = 600  # the intents' own deadline: never EXPIRED under load
 # are told from the process's.
 OWN_INBOX = "_INBOX_BENCH"
 SUCCEEDED = IntentState.SUCCEEDED.value
-OTHER_ENDS = frozenset(state.value for state in TERMINAL) - {SUCCEEDED}
+TERMINAL_STATES = frozenset(state.value for state in TERMINAL)
 
 
 class Process:
@@ -213,25 +211,19 @@ class CpuMeter:
 
 
 class IntentClient:
-    """Submits intents to the process and learns their SUCCEEDED from a watch."""
+    """Submits intents to the process and learns their end from the reply."""
 
     def __init__(self, nc: Any, *, tenants: int, cpu: CpuMeter) -> None:
         self.nc = nc
         self.cpu = cpu
         self.js = nc.jetstream(timeout=CALL_SECONDS)
         self.tenants = tenants
-        self.pending: dict[str, asyncio.Future[None]] = {}
         self.api: Counter[str] = Counter()  # JetStream API requests seen, by kind
         self.stranded: list[dict[str, Any]] = []  # acknowledged, never driven to the end
         self.subs: list[Any] = []
 
     async def open(self) -> None:
         self.subs.append(await self.nc.subscribe("$JS.API.>", cb=self._api_request))
-        self.subs.append(
-            await self.js.subscribe(
-                f"$KV.{RECORDS}.>", cb=self._stored, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
-            )
-        )
         await self.nc.flush(timeout=CALL_SECONDS)
 
     async def close(self) -> None:
@@ -242,53 +234,37 @@ class IntentClient:
         if not msg.reply.startswith(OWN_INBOX):  # the benchmark's own requests do not count
             self.api[msg.subject.removeprefix("$JS.API.")] += 1
 
-    async def _stored(self, msg: Any) -> None:
-        key = msg.subject[len(RECORDS) + 5 :]  # "$KV.<bucket>." + "<tenant>.<id>"
-        waiting = self.pending.get(key)
-        if waiting is None or waiting.done():
-            return
-        state = orjson.loads(msg.data)["state"] if msg.data else ""
-        if state == SUCCEEDED:
-            waiting.set_result(None)
-        elif state in OTHER_ENDS:
-            waiting.set_exception(AssertionError(f"intent {key} ended {state}: {msg.data[:500]!r}"))
-
     async def submit(self, tenant: str, intent: str, kind: str) -> None:
         """Submit, and return once the intent is SUCCEEDED."""
         key = f"{tenant}.{intent}"
-        done = asyncio.get_running_loop().create_future()
-        self.pending[key] = done
-        try:
-            body = orjson.dumps({"id": intent, "type": kind, "timeout": INTENT_TIMEOUT})
-            reply = await self.nc.request(f"{PREFIX}.{tenant}.submit", body, timeout=CALL_SECONDS)
-            answer = orjson.loads(reply.data)
-            expect(answer.get("ok") is True and answer.get("code") == "", f"submit of {key}: {answer}")
-            await self._succeeded(tenant, intent, done)
-        finally:
-            del self.pending[key]
+        body = orjson.dumps({"id": intent, "type": kind, "timeout": INTENT_TIMEOUT, "wait": STRANDED_SECONDS})
+        answer = await self._ask(f"{PREFIX}.{tenant}.submit", body, STRANDED_SECONDS)
+        expect(answer.get("ok") is True and answer.get("code") == "", f"submit of {key}: {answer}")
+        record = answer["intent"]
+        if record["state"] not in TERMINAL_STATES:
+            record = await self._unended(tenant, intent, record)
+        if record is not None:
+            expect(record["state"] == SUCCEEDED, f"intent {key} ended {record['state']}: {str(record)[:500]}")
 
-    async def _succeeded(self, tenant: str, intent: str, done: asyncio.Future[None]) -> None:
-        """Until SUCCEEDED. An intent still short of it after STRANDED_SECONDS
-        whose open-index entry is gone is stranded: no actor drives it and
-        none ever will (the resumer finds intents through that index). It is
-        counted in `stranded`, not waited for."""
-        try:
-            await asyncio.wait_for(asyncio.shield(done), STRANDED_SECONDS)
-            return
-        except TimeoutError:
-            pass
-        reply = await self.nc.request(f"{PREFIX}.{tenant}.get", orjson.dumps({"id": intent}), timeout=CALL_SECONDS)
-        record = orjson.loads(reply.data)["intent"]
+    async def _unended(self, tenant: str, intent: str, record: dict[str, Any]) -> dict[str, Any] | None:
+        """Not ended within STRANDED_SECONDS: stranded (counted, None) if its
+        open-index entry is gone (no actor drives it and none ever will: the
+        resumer finds intents through that index), else its end."""
         open_key = f"$KV.{OPEN}.{record['owner']}.{tenant}.{intent}"
         try:
             entry = await self.js.get_msg(f"KV_{OPEN}", subject=open_key, direct=False)
             indexed = (entry.headers or {}).get("KV-Operation") not in ("DEL", "PURGE")
         except NotFoundError:
             indexed = False
-        if not done.done() and not indexed:
+        if not indexed:
             self.stranded.append({"tenant": tenant, "id": intent, "state": record["state"], "revision": record["revision"]})
-            return
-        await asyncio.wait_for(done, INTENT_SECONDS)
+            return None
+        body = orjson.dumps({"id": intent, "wait": INTENT_SECONDS})
+        return (await self._ask(f"{PREFIX}.{tenant}.get", body, INTENT_SECONDS))["intent"]
+
+    async def _ask(self, subject: str, body: bytes, wait: float) -> dict[str, Any]:
+        reply = await self.nc.request(subject, body, timeout=wait + CALL_SECONDS)
+        return orjson.loads(reply.data)
 
     async def run(self, kind: str, *, count: int, inflight: int, tag: str) -> Lap:
         """A closed loop of `count` intents of type `kind`, `inflight` at a time."""

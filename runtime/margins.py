@@ -60,8 +60,7 @@ CONNECT_ATTEMPT = Margin(2.0, "one nats-py connect attempt at most, so a retry f
 CONNECT_ATTEMPT_FLOOR = Margin(0.1, "the shortest connect attempt worth making when the deadline is nearly spent")
 JS_BACKSTOP = Margin(
     120.0,
-    "nats-py's own timeout on JetStream calls, a backstop: each call is cut at its envelope's deadline first. "
-    "Not longer: on trio-asyncio a cancelled timer stays in the loop until it would have fired (about 200 B each)",
+    "nats-py's own timeout on JetStream calls, a backstop: each call is cut at its envelope's deadline first",
 )
 FETCH_CONSUMER_IDLE = Margin(
     10.0,
@@ -81,6 +80,12 @@ EXECUTION_ANSWER = Margin(
 INDEX_ORPHAN_AGE = Margin(
     60.0,
     "an index entry whose intent record does not exist is dropped only this long after it was written: a submission's create may not have landed yet",
+)
+WAIT_POLL = Margin(
+    1.0, "a request waiting for its intent's end reads the record this often when no actor of this process tells it the end"
+)
+WAIT_REPLY = Margin(
+    5.0, "a request that waits for its intent's end is given this much more than its wait, for the reply to come back"
 )
 LEASE_GRACE = Margin(
     2.0, "an owner's lease is taken over only after its revision stood still for its TTL and this much more (observer's clock)"

@@ -26,6 +26,7 @@ naming the field.
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import math
 import re
@@ -198,9 +199,8 @@ class ChildSpec:
     )
 
     def __attrs_post_init__(self) -> None:
-        try:
-            signature = inspect.signature(self.actor)
-        except ValueError:  # no introspectable signature (a C-level __init__): nothing to check
+        signature = _signature(self.actor)
+        if signature is None:  # no introspectable signature (a C-level __init__): nothing to check
             return
         try:
             signature.bind(**self.kwargs)
@@ -208,6 +208,16 @@ class ChildSpec:
             raise _checks.invalid(
                 "ChildSpec", "kwargs", f"{self.actor.__qualname__}() would refuse them: {exc}"
             ) from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _signature(actor: type) -> inspect.Signature | None:
+    """An actor class's signature, read once per class (a spec is made per
+    start of a child: one per intent)."""
+    try:
+        return inspect.signature(actor)
+    except ValueError:
+        return None
 
 
 def _children(value: Any, owner: str, field: str) -> tuple[ChildSpec, ...]:

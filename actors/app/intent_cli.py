@@ -2,7 +2,7 @@
 
     exoarmur intent submit --tenant T --type TYPE [--id ID] [--param KEY=VALUE ...]
                            [--timeout SECONDS] [--wait SECONDS] [--json]
-    exoarmur intent get    --tenant T ID [--json]
+    exoarmur intent get    --tenant T ID [--wait SECONDS] [--json]
     exoarmur intent list   --tenant T [--state STATE] [--limit N] [--json]
     exoarmur intent revert --tenant T ID [--json]
 
@@ -14,7 +14,8 @@ a JSON number (`3`, `-1.5`, `2e3`), `true` or `false` is one; anything else
 (`007`, `1_000`, `" 5"`) is the string as given.
 `submit` without `--id` makes one (printed); submitting an id again returns
 the existing intent (code DUPLICATE_SUPPRESSED, exit 0): it never executes
-twice. `--wait` polls until the intent is terminal.
+twice. `--wait SECONDS` (submit, get) waits until the intent is terminal:
+the service holds each reply until then (up to 300 s a request), no polling.
 
 Output: a table for people; with `--json`, JSON on stdout and nothing else
 (the intent, `{"intents": [...], "truncated": ...}` for list, or
@@ -45,14 +46,15 @@ from exoarmur.actors.app.config import load_config
 from exoarmur.actors.app.main import coded
 from exoarmur.actors.intents import IntentState
 from exoarmur.actors.intents.record import check_params, check_tenant
+from exoarmur.actors.intents.requests import MAX_WAIT
 from exoarmur.runtime import ExoarmurError, InvalidInput, ReasonCode, TenantMismatch, error_for
+from exoarmur.runtime.margins import WAIT_REPLY
 
 __all__ = ["add_intent_commands", "add_target_options", "failed", "target_of"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_INPUT, EXIT_INTENT_FAILED = 0, 1, 2, 3
 ENDED_BADLY = frozenset({"FAILED", "DENIED", "EXPIRED", "KILLED"})
 SETTLED = ENDED_BADLY | {"SUCCEEDED", "REVERTED"}
-WAIT_POLL = 0.1
 COLUMNS = ("id", "type", "state", "code", "attempts", "revision")
 _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
@@ -76,6 +78,7 @@ def add_intent_commands(commands: Any) -> None:
 
     get = _operation(ops, "get", "show one intent")
     get.add_argument("id")
+    get.add_argument("--wait", type=float, default=None, metavar="SECONDS", help="wait this long for it to end")
     get.set_defaults(command=functools.partial(_run, _get))
 
     listing = _operation(ops, "list", "list a tenant's intents")
@@ -124,8 +127,7 @@ async def _submit(args: argparse.Namespace, target: Target) -> int:
     params = check_params(_params(args.param))  # refused here, before anything is sent
     body: dict[str, Any] = {"id": args.id or f"i-{secrets.token_hex(8)}", "type": args.type, "params": dict(params)}
     for option, value in (("--timeout", args.timeout), ("--wait", args.wait)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise InvalidInput(ReasonCode.INTENT_INVALID, f"{option} must be a finite number of seconds > 0, got {value}")
+        _check_seconds(option, value)
     if args.timeout is not None:
         body["timeout"] = args.timeout
     async with connected(target) as client:
@@ -137,18 +139,34 @@ async def _submit(args: argparse.Namespace, target: Target) -> int:
 
 
 async def _waited(client: Any, tenant: str, intent: dict[str, Any], seconds: float) -> dict[str, Any]:
-    with anyio.move_on_after(seconds):
-        while intent["state"] not in SETTLED:
-            await anyio.sleep(WAIT_POLL)
-            intent = (await client.call(tenant, "get", {"id": intent["id"]}))["intent"]
-        return intent
-    raise error_for(ReasonCode.DEADLINE_EXCEEDED, f"intent {intent['id']} is still {intent['state']} after {seconds:g} s")
+    """The intent once it ends: gets that the service holds until then
+    (`wait`, MAX_WAIT at most each), no polling."""
+    deadline = anyio.current_time() + seconds
+    while intent["state"] not in SETTLED:
+        left = deadline - anyio.current_time()
+        if left <= 0:
+            raise error_for(
+                ReasonCode.DEADLINE_EXCEEDED, f"intent {intent['id']} is still {intent['state']} after {seconds:g} s"
+            )
+        wait = min(left, MAX_WAIT)
+        reply = await client.call(tenant, "get", {"id": intent["id"], "wait": wait}, timeout=wait + WAIT_REPLY)
+        intent = reply["intent"]
+    return intent
 
 
 async def _get(args: argparse.Namespace, target: Target) -> int:
+    _check_seconds("--wait", args.wait)
     async with connected(target) as client:
-        reply = await client.call(args.tenant, "get", {"id": args.id})
-    return _shown(args, reply["intent"])
+        intent = (await client.call(args.tenant, "get", {"id": args.id}))["intent"]
+        if args.wait is not None:
+            intent = await _waited(client, args.tenant, intent, args.wait)
+    return _shown(args, intent)
+
+
+def _check_seconds(option: str, value: float | None) -> None:
+    """Refused here, before anything is sent."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise InvalidInput(ReasonCode.INTENT_INVALID, f"{option} must be a finite number of seconds > 0, got {value}")
 
 
 async def _revert(args: argparse.Namespace, target: Target) -> int:

@@ -54,6 +54,7 @@ LEASES = "store/leases"
 LEASE = "store/lease"
 TENANTS = "tenants"
 ROUTER = "intents/router"
+SERVICE = "intents/service"
 BUCKETS = {"records": "exoarmur_intents", "open": "exoarmur_intents_open", "leases": "exoarmur_leases"}
 
 CONNECTION_BREAKER = BreakerPolicy(threshold=5, window=60.0, cooldown=5.0, max_cooldown=60.0)
@@ -159,6 +160,7 @@ async def build_tree(system: ActorSystem, config: Config) -> None:
         types=infos,
         faults=faults,
         max_attempts=config.max_attempts,
+        service=SERVICE,
     )
     await system.spawn(Supervisor, name=NATS, kwargs={"spec": nats_spec(nats, data_dir=config.nats_data_dir)})
     store = store_spec(owner=owner, lease_ttl=config.lease_ttl, replicas=nats.replicas)

@@ -44,10 +44,12 @@ import attrs
 from exoarmur.actors.intents.effects import Apply, Effect, Outcome, Reconcile, Reconciled, Revert, TypeInfo
 from exoarmur.actors.intents.faults import FaultPoints
 from exoarmur.actors.intents.leases import Lapsed, LeaseRemaining, LeaseView
+from exoarmur.actors.intents.messages import FirstRead
 from exoarmur.actors.intents.record import IntentRecord
 from exoarmur.actors.intents.states import BEFORE_EFFECT, TERMINAL, IntentState
 from exoarmur.actors.intents.store import IntentStore
 from exoarmur.actors.intents.trail import message_id, transition_event
+from exoarmur.actors.intents.waiters import Settled
 from exoarmur.actors.nats import Append
 from exoarmur.runtime import (
     Actor,
@@ -84,6 +86,7 @@ class IntentSetting:
     types: Mapping[str, TypeInfo]
     faults: FaultPoints = attrs.field(factory=FaultPoints, eq=False)
     max_attempts: int = 3
+    service: str = ""  # the intent service, told when an intent ends ("": none)
 
     def store(self, system: System) -> IntentStore:
         """The intent store on this process's bucket actors."""
@@ -102,6 +105,7 @@ class IntentActor(Actor):
         audit: str,
         take_over: bool = False,
         entry_owner: str = "",
+        first_read: FirstRead | None = None,
     ) -> None:
         self.tenant = tenant
         self.take_over = take_over
@@ -109,8 +113,10 @@ class IntentActor(Actor):
         self.intent_id = intent_id
         self.setting = setting
         self.audit_path = audit
-        self.record: IntentRecord | None = None  # as last read or written; None: read it again
+        # As last read or written; None: read it again.
+        self.record: IntentRecord | None = None if first_read is None else first_read.take()
         self.audited = 0  # the revision whose audit record is known appended
+        self.told = False  # whether the service was told of the end
 
     async def started(self) -> None:
         lookup = self.context.system.lookup
@@ -245,7 +251,11 @@ class IntentActor(Actor):
         me = self.setting.owner
         await self.store.mark_settled(me, self.tenant, self.intent_id)
         again = await self.store.load(self.tenant, self.intent_id)
-        if again is None or again.state in TERMINAL or again.owner != me:
+        if again is None or again.owner != me:
+            return True
+        if again.state in TERMINAL:
+            if not self.told:
+                self._tell_ended(again)
             return True
         await self.store.mark_open(me, self.tenant, self.intent_id)
         self.record = again
@@ -264,6 +274,17 @@ class IntentActor(Actor):
         await self.store.mark_settled(record.owner, self.tenant, self.intent_id)
         return written
 
+    def _tell_ended(self, record: IntentRecord) -> None:
+        """The service answers the requests that wait for this end; one that
+        cannot be told finds it by reading (actors/intents/waiters.py)."""
+        self.told = True
+        service = self.context.system.find(self.setting.service) if self.setting.service else None
+        if service is not None:
+            try:
+                service.tell_nowait(Settled(record))
+            except ExoarmurError as exc:
+                self.context.report_failure(exc.code, f"{record.kv_key} ended; the service was not told: {exc.detail}")
+
     def _attempt_limit(self, record: IntentRecord) -> int:
         limit = self.setting.max_attempts
         return limit if record.state is S.EXECUTING else 2 * limit  # reverts count on top of the applies
@@ -274,6 +295,8 @@ class IntentActor(Actor):
         after = record.moved(state, now=time.time(), **change)  # type: ignore[arg-type]
         self.record = None  # unknown until the write is answered
         self.record = written = await self.store.write(record, after)
+        if state in TERMINAL:
+            self._tell_ended(written)  # durable now: its audit record follows
         await self._audited(written)
         return written
 

@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from exoarmur.runtime import TimeoutCategory, message
 
-__all__ = ["Activate"]
+if TYPE_CHECKING:
+    from exoarmur.actors.intents.record import IntentRecord
+
+__all__ = ["Activate", "FirstRead"]
+
+
+class FirstRead:
+    """The record as its submitter just wrote it, for the intent's first
+    actor instance only (one KV read fewer per intent): a restarted
+    instance finds it taken and reads KV. A record that moved on meanwhile
+    costs one refused compare-and-set, never a wrong write."""
+
+    __slots__ = ("_record",)
+
+    def __init__(self, record: IntentRecord | None) -> None:
+        self._record = record
+
+    def take(self) -> IntentRecord | None:
+        record, self._record = self._record, None
+        return record
 
 
 @message("exoarmur.intent.activate", timeout=TimeoutCategory.EXECUTION_INTENT)
@@ -19,3 +40,4 @@ class Activate:
     intent_id: str
     take_over: bool = False
     entry_owner: str = ""  # whose index entry led here ("": none)
+    record: IntentRecord | None = None  # as just written by the asker, if it has it

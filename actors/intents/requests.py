@@ -3,6 +3,7 @@ way a request can be wrong is tested (and fuzzed) without a server.
 
     parse_request(subject, data)  -> (tenant, operation, body)
     new_record(tenant, body, ...) -> the RECEIVED record a submit would create
+    wait_of(body)                 -> the seconds a submit or get waits for the end, or None
 
 Every refusal is one coded error: INTENT_INVALID, TENANT_MISMATCH or
 EXECUTION_TYPE_UNKNOWN, its detail naming the field.
@@ -19,13 +20,26 @@ import orjson
 from exoarmur.actors.intents.record import IntentRecord, check_id, check_tenant
 from exoarmur.runtime import InvalidInput, ReasonCode, TenantMismatch
 
-__all__ = ["MAX_REQUEST", "MAX_TIMEOUT", "OPERATIONS", "PREFIX", "new_record", "only", "parse_request"]
+__all__ = [
+    "GET_FIELDS",
+    "MAX_REQUEST",
+    "MAX_TIMEOUT",
+    "MAX_WAIT",
+    "OPERATIONS",
+    "PREFIX",
+    "new_record",
+    "only",
+    "parse_request",
+    "wait_of",
+]
 
 PREFIX = "exoarmur.intents"
 OPERATIONS = ("submit", "get", "list", "revert")
 MAX_REQUEST = 64 * 1024
 MAX_TIMEOUT = 7 * 24 * 3600.0
-SUBMIT_FIELDS = ("id", "type", "params", "timeout", "tenant")
+MAX_WAIT = 300.0  # seconds a submit or get may wait for its intent's end
+SUBMIT_FIELDS = ("id", "type", "params", "timeout", "tenant", "wait")
+GET_FIELDS = ("id", "tenant", "wait")
 
 
 def parse_request(subject: str, data: bytes) -> tuple[str, str, dict[str, Any]]:
@@ -64,6 +78,19 @@ def new_record(
         now=now,
         deadline=now + _timeout(body.get("timeout", default_timeout)),
     )
+
+
+def wait_of(body: Mapping[str, Any]) -> float | None:
+    """`wait`: seconds to hold the reply until the intent is terminal
+    (0 < wait <= MAX_WAIT); None when the body has none."""
+    value = body.get("wait")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInput(ReasonCode.INTENT_INVALID, f"wait must be a number of seconds, got {str(value)[:80]}")
+    if not 0 < value <= MAX_WAIT:
+        raise InvalidInput(ReasonCode.INTENT_INVALID, f"wait must be > 0 and at most {MAX_WAIT:g} s")
+    return float(value)
 
 
 def only(body: Mapping[str, Any], allowed: tuple[str, ...]) -> None:

@@ -1,7 +1,7 @@
 """Submission over NATS: request/reply with the tenant in the subject.
 
-    exoarmur.intents.<tenant>.submit  {"id", "type", "params"?, "timeout"?, "tenant"?}
-    exoarmur.intents.<tenant>.get     {"id"}
+    exoarmur.intents.<tenant>.submit  {"id", "type", "params"?, "timeout"?, "wait"?, "tenant"?}
+    exoarmur.intents.<tenant>.get     {"id", "wait"?}
     exoarmur.intents.<tenant>.list    {"state"?, "limit"?}
     exoarmur.intents.<tenant>.revert  {"id"}
 
@@ -10,6 +10,10 @@ Replies are JSON: `{"ok": true, "code": "", "intent": {...}}` (`"intents":
 [...]` for list), or `{"ok": false, "code": CODE, "detail": "..."}`. An
 intent is shown as id, tenant, type, params, state, code, detail, attempts,
 owner (the process driving it), revision and its times (`view`).
+
+With `"wait": SECONDS` (at most MAX_WAIT), a submit or get is answered
+once the intent is terminal, or when the wait is over with the intent as it
+is then (waiters.py): one request instead of polling.
 
 Submit is idempotent by id: the record is created by compare-and-set, so an
 id that exists (a retry, a duplicate delivery, another process's) is answered
@@ -31,8 +35,9 @@ import orjson
 from exoarmur.actors.intents.intent import IntentSetting
 from exoarmur.actors.intents.messages import Activate
 from exoarmur.actors.intents.record import IntentRecord, check_id
-from exoarmur.actors.intents.requests import PREFIX, new_record, only, parse_request
+from exoarmur.actors.intents.requests import GET_FIELDS, PREFIX, new_record, only, parse_request, wait_of
 from exoarmur.actors.intents.states import TERMINAL, IntentState
+from exoarmur.actors.intents.waiters import Settled, Waiter, Waiters
 from exoarmur.actors.nats import Delivery, Publish, Subscribe
 from exoarmur.runtime import (
     Actor,
@@ -44,6 +49,8 @@ from exoarmur.runtime import (
     handles,
 )
 
+from exoarmur.runtime.margins import WAIT_POLL
+
 __all__ = ["PREFIX", "IntentService", "view"]
 
 QUEUE = "exoarmur-intents"
@@ -51,6 +58,11 @@ LIST_LIMIT = 1000
 LIST_CONCURRENCY = 64
 LIST_SCAN = 10_000  # records read by one list at most
 LIST_BYTES = 512 * 1024  # a reply stays well under NATS's 1 MiB payload
+WAIT_LIMIT = 10_000  # requests waiting for their intents at once
+# The answer to a request that finds the mailbox full, given by the connection.
+OVERLOADED = orjson.dumps(
+    {"ok": False, "code": ReasonCode.OVERLOAD_MAILBOX_FULL.value, "detail": "the intent service is overloaded: try again later"}
+)
 
 
 def view(record: IntentRecord) -> dict[str, Any]:
@@ -73,7 +85,9 @@ def view(record: IntentRecord) -> dict[str, Any]:
 
 
 class IntentService(Actor):
-    mailbox_capacity = 10_000
+    # Past this many requests waiting their turn (some seconds of work), one
+    # more is refused at once (OVERLOADED) rather than left to time out.
+    mailbox_capacity = 2_000
     concurrency = 256
 
     def __init__(
@@ -83,39 +97,62 @@ class IntentService(Actor):
         self.setting = setting
         self.router_path = router
         self.default_timeout = default_timeout
+        self.waiters = Waiters(limit=WAIT_LIMIT)
+        self.replan = anyio.Event()  # set: a waiter ends sooner than the wait planned
 
     async def started(self) -> None:
         lookup = self.context.system.lookup
         self.connection: ActorRef = lookup(self.connection_path)
         self.router: ActorRef = lookup(self.router_path)
         self.store = self.setting.store(self.context.system)
-        await self.connection.ask(Subscribe(f"{PREFIX}.*.*", self.context.path, queue=QUEUE))
+        await self.connection.ask(Subscribe(f"{PREFIX}.*.*", self.context.path, queue=QUEUE, refusal=OVERLOADED))
+        self.context.start_task(self._answer_waits)
 
     @handles(Delivery, concurrent=True)
     async def on_request(self, m: Delivery) -> None:
         try:
-            reply = await self._answer(m.subject, m.data)
+            reply = await self._answer(m.subject, m.data, m.reply)
         except ExoarmurError as exc:
             reply = {"ok": False, "code": exc.code.value, "detail": exc.detail}
         except Exception as exc:  # a bug met by one request: coded and audited, the rest still served
             detail = f"{type(exc).__name__} answering {m.subject[:200]}"
             self.context.report_failure(ReasonCode.FATAL, f"{detail}: {exc!r}")
             reply = {"ok": False, "code": ReasonCode.FATAL.value, "detail": detail}
-        if m.reply:
+        if reply is not None and m.reply:
             await self.connection.ask(Publish(m.reply, orjson.dumps(reply)))
 
-    async def _answer(self, subject: str, data: bytes) -> dict[str, Any]:
+    async def _answer(self, subject: str, data: bytes, reply: str) -> dict[str, Any] | None:
+        """The reply; None if it is held until the intent ends (a waiter)."""
         tenant, operation, body = parse_request(subject, data)
         if operation == "submit":
-            return await self.submit(tenant, body)
+            return await self.submit(tenant, body, reply)
         if operation == "get":
-            only(body, ("id", "tenant"))
-            return {"ok": True, "code": "", "intent": view(await self._existing(tenant, body.get("id")))}
+            return await self.get(tenant, body, reply)
         if operation == "list":
             return await self.list(tenant, body)
         return await self.revert(tenant, body)
 
-    async def submit(self, tenant: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def get(self, tenant: str, body: dict[str, Any], reply: str) -> dict[str, Any] | None:
+        only(body, GET_FIELDS)
+        wait = wait_of(body)
+        if wait is not None:
+            self.waiters.check_room()
+        intent_id = check_id(body.get("id"))
+        waiter = self._wait(reply, f"{tenant}.{intent_id}", wait)  # before the read: no end missed
+        try:
+            record = await self._existing(tenant, intent_id)
+        except BaseException:
+            self._unwait(waiter)
+            raise
+        if waiter is not None and record.state not in TERMINAL:
+            return None
+        self._unwait(waiter)
+        return {"ok": True, "code": "", "intent": view(record)}
+
+    async def submit(self, tenant: str, body: dict[str, Any], reply: str = "") -> dict[str, Any] | None:
+        wait = wait_of(body)
+        if wait is not None:
+            self.waiters.check_room()
         record = new_record(
             tenant,
             body,
@@ -124,29 +161,30 @@ class IntentService(Actor):
             now=time.time(),
             default_timeout=self.default_timeout,
         )
-        existing = await self.store.load(tenant, record.id)
-        if existing is not None:
-            return await self._again(existing)
         intent_id = record.id
         await self.store.mark_open(self.setting.owner, tenant, intent_id)
         stored, created = await self.store.create(record)
         if not created:
             if stored.owner != self.setting.owner:  # another process's: our entry is stale
                 await self.store.mark_settled(self.setting.owner, tenant, intent_id)
-            return await self._again(stored)
+            return await self._again(stored, reply=reply, wait=wait)
+        waiter = self._wait(reply, stored.kv_key, wait)  # before its actor starts: no end missed
         try:
-            await self.router.ask(Activate(tenant, intent_id))
+            await self.router.ask(Activate(tenant, intent_id, record=stored))
         except ExoarmurError as exc:  # durable and indexed: the resumer starts it later
             self.context.report_failure(exc.code, f"{record.kv_key} accepted, its actor not started: {exc.detail}")
-        return {"ok": True, "code": "", "intent": view(stored)}
+        return None if waiter is not None else {"ok": True, "code": "", "intent": view(stored)}
 
-    async def _again(self, record: IntentRecord) -> dict[str, Any]:
+    async def _again(self, record: IntentRecord, *, reply: str = "", wait: float | None = None) -> dict[str, Any] | None:
         """A submission of an id that exists: that intent, DUPLICATE_SUPPRESSED.
-        One of ours still unsettled has its actor running (it may have
-        stopped in a race; the resumer would start it too, later)."""
-        if record.owner == self.setting.owner and record.state not in TERMINAL:
+        One of ours has its actor running: an unsettled one to drive it (it
+        may have stopped in a race; the resumer would start it too, later),
+        a settled one to take the index entry this submission wrote."""
+        code = ReasonCode.DUPLICATE_SUPPRESSED.value
+        waiter = None if record.state in TERMINAL else self._wait(reply, record.kv_key, wait, code=code)
+        if record.owner == self.setting.owner:
             await self.router.ask(Activate(record.tenant, record.id))
-        return _duplicate(record)
+        return None if waiter is not None else _duplicate(record)
 
     async def list(self, tenant: str, body: dict[str, Any]) -> dict[str, Any]:
         """The tenant's intents by id, `limit` at most; with `state`, those in
@@ -203,17 +241,20 @@ class IntentService(Actor):
         # A terminal intent has no driver: whichever process is asked takes it,
         # the compare-and-set below being the fence.
         me = self.setting.owner
+        reverting = record.moved(IntentState.REVERTING, now=time.time(), owner=me)  # refused unless SUCCEEDED
+        await self.store.mark_open(me, tenant, record.id)  # before the write: a crash after it resumes the revert
         try:
-            written = await self.store.write(record, record.moved(IntentState.REVERTING, now=time.time(), owner=me))
+            written = await self.store.write(record, reverting)
         except ExoarmurError as exc:  # another revert won the compare-and-set: that one stands
             now = await self.store.load(tenant, record.id)
             if exc.code not in (ReasonCode.KV_CONFLICT, ReasonCode.LEASE_LOST) or now is None:
                 raise
             if now.state not in (IntentState.REVERTING, IntentState.REVERTED):
                 raise
-            return _duplicate(now)
-        await self.store.mark_open(me, tenant, record.id)
-        await self.router.ask(Activate(tenant, record.id))
+            if now.owner != me:  # the entry written above is stale: the winner has its own
+                await self.store.mark_settled(me, tenant, record.id)
+            return await self._again(now)
+        await self.router.ask(Activate(tenant, record.id, record=written))
         return {"ok": True, "code": "", "intent": view(written)}
 
     async def _existing(self, tenant: str, intent_id: object) -> IntentRecord:
@@ -221,6 +262,91 @@ class IntentService(Actor):
         if record is None:
             raise error_for(ReasonCode.INTENT_NOT_FOUND, f"no intent {intent_id!r} in tenant {tenant!r}")
         return record
+
+
+    # ---- requests waiting for their intent's end (waiters.py) ------------------------
+
+    def _wait(self, reply: str, key: str, wait: float | None, *, code: str = "") -> Waiter | None:
+        """Hold the reply to `reply` until `key`'s intent ends or `wait` is
+        over; None (answered at once) without a wait or a reply subject."""
+        if wait is None or not reply:
+            return None
+        now = self.context.now()
+        waiter = self.waiters.add(reply, key, since=now, until=now + wait, code=code)
+        self.replan.set()
+        return waiter
+
+    def _unwait(self, waiter: Waiter | None) -> None:
+        if waiter is not None:
+            self.waiters.remove(waiter)
+
+    @handles(Settled)
+    def settled(self, m: Settled) -> None:
+        """An intent of this process is terminal: its waiters are answered."""
+        self._ended(m.record)
+
+    def _ended(self, record: IntentRecord) -> None:
+        for waiter in self.waiters.settled(record):
+            self._reply(waiter, {"ok": True, "code": waiter.code, "intent": view(record)})
+
+    def _reply(self, waiter: Waiter, reply: dict[str, Any]) -> None:
+        try:
+            self.connection.tell_nowait(Publish(waiter.reply, orjson.dumps(reply)))
+        except ExoarmurError:  # the connection is full or down: the request's own timeout answers it
+            pass
+
+    async def _answer_waits(self) -> None:
+        """Answer the waiters whose wait is over, with their intent as it is
+        now; every WAIT_POLL, read the records of those that waited that
+        long and answer the ended ones (intents another process drives)."""
+        polled = self.context.now()
+        while True:
+            self.replan = anyio.Event()
+            now = self.context.now()
+            end = self.waiters.next_end()
+            if end is None:
+                await self.replan.wait()
+                continue
+            with anyio.move_on_after(min(end, polled + WAIT_POLL) - now):
+                await self.replan.wait()
+                continue
+            now = self.context.now()
+            over = self.waiters.over(now)
+            polling = now >= polled + WAIT_POLL
+            if polling:
+                polled = now
+            keys = self.waiters.older_than(now - WAIT_POLL) if polling else []
+            found = await self._read([w.key for w in over] + keys)
+            for waiter in over:
+                record = found.get(waiter.key)
+                if isinstance(record, IntentRecord):
+                    self._reply(waiter, {"ok": True, "code": waiter.code, "intent": view(record)})
+                else:
+                    error = record or error_for(ReasonCode.INTENT_NOT_FOUND, f"no intent {waiter.key!r}")
+                    self._reply(waiter, {"ok": False, "code": error.code.value, "detail": error.detail})
+            for key in keys:
+                record = found.get(key)
+                if isinstance(record, IntentRecord) and record.state in TERMINAL:
+                    self._ended(record)
+
+    async def _read(self, keys: list[str]) -> dict[str, IntentRecord | ExoarmurError | None]:
+        """These records (None: absent; the coded error of a failed read),
+        read LIST_CONCURRENCY at a time."""
+        found: dict[str, IntentRecord | ExoarmurError | None] = {}
+
+        async def load(key: str) -> None:
+            tenant, intent_id = key.split(".", 1)
+            try:
+                found[key] = await self.store.load(tenant, intent_id)
+            except ExoarmurError as exc:
+                found[key] = exc
+
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), LIST_CONCURRENCY):
+            async with anyio.create_task_group() as group:
+                for key in unique[start : start + LIST_CONCURRENCY]:
+                    group.start_soon(load, key)
+        return found
 
 
 def _duplicate(record: IntentRecord) -> dict[str, Any]:

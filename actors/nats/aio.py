@@ -14,6 +14,7 @@ error: raised as a cancellation it would cancel the caller's whole task group.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -93,6 +94,32 @@ def _cancel_requested() -> bool:
     return anyio.current_effective_deadline() == -math.inf
 
 
+# asyncio's own loop rebuilds its heap without the cancelled timers past
+# this many (base_events' _MIN_SCHEDULED_TIMER_HANDLES) when over half are.
+MIN_TIMERS = 100
+
+
+def drop_cancelled_timers(loop: Any) -> None:
+    """Have a trio-asyncio loop drop cancelled timers as asyncio's loop does.
+    Its own `_timer_handle_cancelled` does nothing, so a cancelled timer
+    stays in its heap until it would have fired, and a cancelled handle
+    still holds the contextvars Context it was made in: the actor's
+    envelope and message. A nats-py request's timeout timer would keep its
+    record for JS_BACKSTOP seconds (tens of KB per intent at load)."""
+    cancelled = 0
+
+    def timer_handle_cancelled(handle: Any) -> None:
+        nonlocal cancelled
+        cancelled += 1
+        if cancelled > MIN_TIMERS and cancelled * 2 > len(loop._timers):
+            live = [h for h in loop._timers if not h._cancelled]  # a new list: closing may iterate the old one
+            heapq.heapify(live)
+            loop._timers = live
+            cancelled = 0
+
+    loop._timer_handle_cancelled = timer_handle_cancelled
+
+
 async def open_bridge(context: ActorContext) -> Bridge:
     """The bridge for this actor instance: on trio a trio-asyncio loop held open
     by a task of the instance (closed when the instance ends)."""
@@ -105,6 +132,7 @@ async def open_bridge(context: ActorContext) -> Bridge:
 
     async def hold_loop() -> None:
         async with trio_asyncio.open_loop() as loop:
+            drop_cancelled_timers(loop)
             ready.append(Bridge(loop))
             opened.set()
             await anyio.sleep_forever()

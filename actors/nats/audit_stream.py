@@ -74,7 +74,8 @@ class Record:
     hash: str
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(attrs.asdict(self), option=orjson.OPT_SORT_KEYS)
+        fields = {"chain": self.chain, "position": self.position, "prev": self.prev, "event": self.event, "hash": self.hash}
+        return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)  # attrs.asdict would copy the event, deeply
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Record:

@@ -164,13 +164,14 @@ class NatsConnection(Actor):
     async def kv_create(self, m: KvCreate) -> int:
         return await jetstream.kv_create(self.state, m)
 
-    @handles(KvUpdate, Update, concurrent=True)
-    async def kv_update(self, m: KvUpdate) -> int:
-        return await jetstream.kv_update(self.state, m)
+    @handles(KvUpdate, Update, batch=True, per_item=True, concurrent=True)
+    async def kv_update(self, batch: list[KvUpdate]) -> list[Deferred]:
+        """Each update's revision (KV_CONFLICT if the key moved on); a run crosses once."""
+        return await jetstream.kv_update(self.state, batch)
 
-    @handles(KvDelete, Delete, concurrent=True)
-    async def kv_delete(self, m: KvDelete) -> None:
-        await jetstream.kv_delete(self.state, m)
+    @handles(KvDelete, Delete, batch=True, per_item=True, concurrent=True)
+    async def kv_delete(self, batch: list[KvDelete]) -> list[Deferred]:
+        return await jetstream.kv_delete(self.state, batch)
 
     @handles(KvKeys, Keys, concurrent=True)
     async def kv_keys(self, m: KvKeys) -> list[str]:

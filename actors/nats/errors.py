@@ -14,8 +14,9 @@ from exoarmur.runtime import TIMEOUT_CODES, ExoarmurError, ReasonCode, error_for
 
 __all__ = ["DEPENDENCY_CODES", "coded"]
 
-# JetStream's "wrong last sequence" API error code: a lost compare-and-set.
-WRONG_LAST_SEQUENCE = 10071
+# JetStream's "wrong last sequence" API error codes: a lost compare-and-set
+# (10164: the same, for an expected sequence given as a constant).
+WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
 
 DEPENDENCY_CODES = frozenset({ReasonCode.NATS_DISCONNECTED, ReasonCode.JETSTREAM_UNAVAILABLE}) | TIMEOUT_CODES
 
@@ -39,7 +40,7 @@ def coded(exc: BaseException, *, timeout: ReasonCode) -> ExoarmurError | None:
         return exc
     if isinstance(exc, js_errors.KeyWrongLastSequenceError):
         code = ReasonCode.KV_CONFLICT
-    elif isinstance(exc, js_errors.APIError) and exc.err_code == WRONG_LAST_SEQUENCE:
+    elif isinstance(exc, js_errors.APIError) and exc.err_code in WRONG_LAST_SEQUENCE:
         code = ReasonCode.KV_CONFLICT
     elif isinstance(exc, js_errors.BucketNotFoundError):
         code = ReasonCode.KV_BUCKET_NOT_FOUND

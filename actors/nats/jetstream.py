@@ -6,8 +6,8 @@ nats-py handle is opened on first use and kept for that client (`bucket`);
 opening is part of the operation that needed it, so it runs in that
 operation's time and fails with that operation's code (a put's
 TIMEOUT_KV_PUT, not a get's). Reads go to the stream leader, so a read that
-decides an outcome sees the latest acknowledged write. KV gets and puts
-waiting together are one concurrent run: one crossing to nats-py, each asker
+decides an outcome sees the latest acknowledged write. KV gets, puts,
+updates and deletes waiting together are one concurrent run: one crossing to nats-py, each asker
 answered on its own (calls.call_each). A stream is read in bulk by
 `stream_fetch`: one batch of messages per pull request, not one request each.
 """
@@ -24,7 +24,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, Header, KeyVal
 from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 from exoarmur.actors.nats.calls import call, call_each
-from exoarmur.actors.nats.js_replies import js_publish_request, leader_get, put_request
+from exoarmur.actors.nats.js_replies import delete_request, js_publish_request, leader_get, put_request, update_request
 from exoarmur.actors.nats.kv_messages import (
     KvCreate,
     KvDelete,
@@ -131,16 +131,18 @@ async def kv_create(state: ConnectionState, m: KvCreate) -> int:
     return await call(state, code, kv.create, m.key, m.value)
 
 
-async def kv_update(state: ConnectionState, m: KvUpdate) -> int:
+async def kv_update(state: ConnectionState, batch: list[KvUpdate]) -> list[Deferred]:
     code = ReasonCode.TIMEOUT_KV_PUT
-    kv = await bucket(state, m.bucket, code)
-    return await call(state, code, kv.update, m.key, m.value, last=m.last)
+    kvs = await _buckets(state, batch, code)
+    calls = [kv if isinstance(kv := kvs[m.bucket], ExoarmurError) else update_request(kv, m) for m in batch]
+    return await call_each(state, code, calls)
 
 
-async def kv_delete(state: ConnectionState, m: KvDelete) -> None:
+async def kv_delete(state: ConnectionState, batch: list[KvDelete]) -> list[Deferred]:
     code = ReasonCode.TIMEOUT_KV_DELETE
-    kv = await bucket(state, m.bucket, code)
-    await call(state, code, kv.delete, m.key, last=m.last)
+    kvs = await _buckets(state, batch, code)
+    calls = [kv if isinstance(kv := kvs[m.bucket], ExoarmurError) else delete_request(kv, m) for m in batch]
+    return await call_each(state, code, calls)
 
 
 async def kv_keys(state: ConnectionState, m: KvKeys) -> list[str]:

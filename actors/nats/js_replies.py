@@ -15,14 +15,25 @@ import orjson
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import _is_key_valid
 
-from exoarmur.actors.nats.kv_messages import KvEntry, KvGet, KvPut
+from exoarmur.actors.nats.kv_messages import KvDelete, KvEntry, KvGet, KvPut, KvUpdate
 from exoarmur.actors.nats.starting import OneRequest
 from exoarmur.actors.nats.stream_messages import JsPublish, PubAck
 
-__all__ = ["acked_sequence", "api_reply", "entry", "js_publish_request", "leader_get", "pub_ack", "put_request"]
+__all__ = [
+    "acked_sequence",
+    "api_reply",
+    "delete_request",
+    "entry",
+    "js_publish_request",
+    "leader_get",
+    "pub_ack",
+    "put_request",
+    "update_request",
+]
 
 KV_OPERATION = "KV-Operation"  # the header naming a KV message's operation (PUT, DEL, PURGE)
 _KV_OPERATION = KV_OPERATION.encode()
+_EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"  # a publish refused unless the subject's last is this
 
 
 def put_request(kv: Any, m: KvPut) -> OneRequest | tuple[Any, ...]:
@@ -32,6 +43,31 @@ def put_request(kv: Any, m: KvPut) -> OneRequest | tuple[Any, ...]:
     if not _is_key_valid(m.key):
         return (kv.put, m.key, m.value)
     return OneRequest(f"{kv._pre}{m.key}", m.value, acked_sequence, NoStreamResponseError)
+
+
+def update_request(kv: Any, m: KvUpdate) -> OneRequest | tuple[Any, ...]:
+    """nats-py's `KeyValue.update(key, value, last)`: a publish expecting the
+    key's last revision, answered with the stream's ack or its wrong-last-
+    sequence error (KV_CONFLICT, errors.py)."""
+    if not _is_key_valid(m.key):
+        return (kv.update, m.key, m.value, m.last)
+    headers = {_EXPECTED_LAST: str(m.last or 0)}
+    return OneRequest(f"{kv._pre}{m.key}", m.value, acked_sequence, NoStreamResponseError, headers)
+
+
+def delete_request(kv: Any, m: KvDelete) -> OneRequest | tuple[Any, ...]:
+    """nats-py's `KeyValue.delete(key, last)`: a delete marker published,
+    with the expected last revision if `last` is given (and above 0)."""
+    if not _is_key_valid(m.key):
+        return (kv.delete, m.key, m.last)
+    headers = {KV_OPERATION: "DEL"}
+    if m.last:
+        headers[_EXPECTED_LAST] = str(m.last)
+    return OneRequest(f"{kv._pre}{m.key}", b"", _deleted, NoStreamResponseError, headers)
+
+
+def _deleted(msg: Any) -> None:
+    api_reply(msg)
 
 
 def leader_get(m: KvGet) -> OneRequest:

@@ -54,13 +54,16 @@ class Response:
 class Subscribe:
     """Deliver what arrives on `subject` to the actor at `target` as Delivery
     tells; past `pending_msgs` waiting in nats-py, messages are dropped and
-    counted. Answers the subscription id."""
+    counted. A request the target's mailbox refuses (full) is answered with
+    `refusal`, if given, instead of being left to time out. Answers the
+    subscription id."""
 
     subject: str
     target: str
     queue: str = ""
     pending_msgs: int = 10_000
     pending_bytes: int = 64 * 1024 * 1024
+    refusal: bytes | None = None
 
 
 @message("exoarmur.nats.serve", timeout=TimeoutCategory.NATS_SUBSCRIBE)

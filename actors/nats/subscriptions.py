@@ -2,7 +2,7 @@
 
 A Subscribe delivers each message to its target actor as a Delivery tell
 (`tell_nowait`): a full mailbox drops it, counted (NATS_SLOW_CONSUMER audited
-once per burst), and nats-py's own pending limits, set per subscription,
+once per burst) and, for a request, answered with the Subscribe's `refusal`, and nats-py's own pending limits, set per subscription,
 bound what waits before that. A Serve hands each request to its responder
 from nats-py's read loop as it is read (read_loop.py), and the responder's
 reply goes straight into nats-py's buffer (publishing.respond). Records are
@@ -111,9 +111,11 @@ def _delivered(state: ConnectionState, record: SubscriptionRecord, msg: Any) -> 
     try:
         record.target.tell_nowait(delivery)
     except ExoarmurError as exc:
+        spec = record.spec
+        assert isinstance(spec, Subscribe)
+        if msg.reply and spec.refusal is not None:
+            respond(state, msg.reply, spec.refusal)  # the requester learns it at once
         if mailbox_drop(state, record):
-            spec = record.spec
-            assert isinstance(spec, Subscribe)
             audit(state, ReasonCode.NATS_SLOW_CONSUMER, f"{spec.subject} -> {spec.target}: {exc.code}")
 
 

@@ -19,7 +19,7 @@ children; the resumer's next scan starts them again from KV
 from __future__ import annotations
 
 from exoarmur.actors.intents import IntentActor, IntentSetting
-from exoarmur.actors.intents.messages import Activate
+from exoarmur.actors.intents.messages import Activate, FirstRead
 from exoarmur.actors.intents.trail import chain_of
 from exoarmur.actors.nats import AuditStream
 from exoarmur.runtime import Actor, ActorRef, ExoarmurError, ReasonCode, handles
@@ -105,6 +105,7 @@ class TenantRouter(Actor):
                 "audit": f"{self.tenants_path}/{m.tenant}/audit",
                 "take_over": m.take_over,
                 "entry_owner": m.entry_owner,
+                "first_read": FirstRead(m.record),
             },
             restart=Restart.TRANSIENT,
             backoff=INTENT_BACKOFF,

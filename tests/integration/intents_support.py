@@ -119,7 +119,9 @@ async def intents_on(
         await system.spawn(OwnerLease, name="lease", kwargs={"owner": owner, "bucket": "leases", "ttl": lease_ttl})
         await system.spawn(Effector, name="fx", kwargs={"effects": effects, "answers": answers})
         info = TypeInfo(name="fx", path="fx", timeout=2.0, revertible=True)
-        setting = IntentSetting(owner=owner, records="records", open="open", lease="lease", types={"fx": info})
+        setting = IntentSetting(
+            owner=owner, records="records", open="open", lease="lease", types={"fx": info}, service="service"
+        )
         await system.spawn(Supervisor, name="tenants", kwargs={"spec": tenants_spec()})
         router = {"tenants": "tenants", "setting": setting, "connection": "nats"}
         if intent_actor is not None:

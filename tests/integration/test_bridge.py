@@ -5,13 +5,16 @@ error instead of cancelling the caller's task group."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import gc
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
 import pytest
 
-from exoarmur.actors.nats.aio import Bridge, StrayCancellation, open_bridge
+from exoarmur.actors.nats.aio import MIN_TIMERS, Bridge, StrayCancellation, open_bridge
 from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, ReasonCode, TimeoutCategory, handles, message
 
 pytestmark = pytest.mark.anyio
@@ -114,3 +117,60 @@ async def cleanup_after_a_cancel(bridge: Bridge) -> None:
                 log.append("cleanup went on")
     assert log == ["StrayCancellation", "cleanup went on"]
     assert scope.cancelled_caught
+
+
+@message("test.bridge.timers")
+class Timers:
+    count: int
+
+
+class Payload:
+    """What a timer's context holds (an actor's envelope, in the real case)."""
+
+
+HELD: contextvars.ContextVar[Payload] = contextvars.ContextVar("held")
+
+
+class TimerMaker(Actor):
+    """Makes `count` hour-long timers on its bridge's loop, each in a context
+    of its own holding a Payload, and cancels them all (as every answered
+    nats-py request cancels its timeout timer)."""
+
+    def __init__(self, *, payloads: list) -> None:
+        self.payloads = payloads
+        self.bridge = Bridge()
+
+    async def started(self) -> None:
+        self.bridge = await open_bridge(self.context)
+
+    @handles(Timers)
+    async def timers(self, m: Timers) -> None:
+        await self.bridge.call(make_and_cancel_timers, m.count, self.payloads)
+
+
+async def make_and_cancel_timers(count: int, payloads: list) -> None:
+    loop = asyncio.get_running_loop()
+    handles = []
+    for _ in range(count):
+        payload = Payload()
+        payloads.append(weakref.ref(payload))
+        context = contextvars.copy_context()
+        context.run(HELD.set, payload)
+        del payload
+        handles.append(context.run(loop.call_later, 3600, lambda: None))
+    await asyncio.sleep(0.01)  # the loop takes them into its heap
+    for handle in handles:
+        handle.cancel()
+
+
+async def test_cancelled_timers_on_the_bridge_do_not_keep_their_context_alive():
+    """A cancelled timer is dropped from the loop long before it would have
+    fired, with the context (and so the envelope) it was made in. On trio
+    this is the bridge's trio-asyncio loop, which on its own keeps them."""
+    payloads: list = []
+    async with ActorSystem() as system:
+        maker = await system.spawn(TimerMaker, name="maker", kwargs={"payloads": payloads})
+        await maker.ask(Timers(1000))
+        gc.collect()
+        alive = sum(ref() is not None for ref in payloads)
+        assert alive <= MIN_TIMERS + 1, f"{alive} of 1000 cancelled timers' contexts are still alive"

@@ -89,6 +89,16 @@ def test_an_intent_that_ends_failed_exits_3(running):
     assert "EXPIRED" in done.stdout and "DEADLINE_EXCEEDED" in done.stderr
 
 
+def test_get_with_wait_shows_the_intent_once_it_ends(running):
+    done = cli(running, "intent", "submit", "--tenant", "acme", "--type", "noop", "--id", "g-1", "--json")
+    assert done.returncode == EXIT_OK, done.stderr
+    got = cli(running, "intent", "get", "--tenant", "acme", "g-1", "--wait", "10", "--json")
+    assert got.returncode == EXIT_OK, got.stderr
+    assert json.loads(got.stdout)["state"] == "SUCCEEDED"
+    bad = cli(running, "intent", "get", "--tenant", "acme", "g-1", "--wait", "-1", "--json")
+    assert bad.returncode == EXIT_INPUT and json.loads(bad.stdout)["code"] == "INTENT_INVALID"
+
+
 def test_list_shows_a_tenants_intents_by_state(running):
     for n in range(3):
         cli(running, "intent", "submit", "--tenant", "listed", "--type", "noop", "--id", f"l-{n}", "--wait", "10")

@@ -91,10 +91,12 @@ async def executing(it, intent_id: str, *, owner: str = OWNER) -> IntentRecord:
     record = IntentRecord.received(
         intent_id=intent_id, tenant="acme", type="fx", params={}, owner=owner, now=now, deadline=now + 30
     )
-    await it.store.mark_open(owner, "acme", intent_id)
     created, _ = await it.store.create(record)
     approved = await it.store.write(created, created.moved(S.APPROVED, now=now))
-    return await it.store.write(approved, approved.moved(S.EXECUTING, now=now, attempt=True))
+    executing = await it.store.write(approved, approved.moved(S.EXECUTING, now=now, attempt=True))
+    # Indexed last, so the resumer's scan cannot find it half written.
+    await it.store.mark_open(owner, "acme", intent_id)
+    return executing
 
 
 @pytest.mark.parametrize(

@@ -160,6 +160,32 @@ class TestPublishSubscribe:
             assert 1 <= len(slow) <= stats.mailbox_drops.bit_length()  # once per burst, not per message
 
 
+    async def test_a_request_the_full_mailbox_refuses_is_answered_with_the_refusal(self, tmp_path):
+        got: list = []
+        release = anyio.Event()
+        async with running_server(tmp_path) as server, ActorSystem() as system:
+            await system.spawn(StuckSink, name="sink", kwargs={"got": got, "release": release})
+            conn = await connect(system, server)
+            await conn.ask(Subscribe("busy", "sink", refusal=b"busy: try later"))
+            answers: list = []
+
+            async def one() -> None:
+                try:
+                    answers.append((await conn.ask(Request("busy", b"?"), timeout=5)).data)
+                except ExoarmurError as exc:
+                    answers.append(exc.code)
+
+            with anyio.fail_after(4):  # the refused are answered at once, not at their timeout
+                async with anyio.create_task_group() as group:
+                    for _ in range(20):
+                        group.start_soon(one)
+                    while len(answers) < 14:  # at most six delivered: one handled, five queued
+                        await anyio.sleep(0.02)
+                    group.cancel_scope.cancel()
+            assert answers.count(b"busy: try later") == len(answers) >= 14
+            release.set()
+
+
 class TestRequest:
     async def test_a_refused_publish_in_a_run_fails_alone_and_order_is_kept(self, tmp_path):
         """Publishes asked together go out as one run; a bad subject and an

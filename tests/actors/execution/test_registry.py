@@ -7,13 +7,14 @@ from __future__ import annotations
 import importlib.metadata
 from importlib.metadata import EntryPoint
 
+import anyio
 import pytest
 
 from exoarmur.actors.execution.keys import KeyCalls
 from exoarmur.actors.execution import GROUP, Ledger, Noop, execution_spec, load_types
 from exoarmur.actors.intents.effects import Apply, Effect, Outcome, Reconcile, Reconciled, TypeInfo
 from exoarmur.runtime import ActorSystem, BreakerOpen, InvalidInput, ReasonCode
-from exoarmur.supervisors import BreakerPolicy, Restart, Strategy, Supervisor
+from exoarmur.supervisors import BreakerPolicy, Describe, Restart, Strategy, Supervisor
 from tests.supervisors.support import raises_config_invalid
 from tests.actors.execution.support import NeedsHost, Scripted, intent
 
@@ -159,6 +160,17 @@ class Fragile(Scripted):
     breaker = BreakerPolicy(threshold=2, window=60.0, cooldown=600.0, max_cooldown=600.0)
 
 
+async def breaker_opened(supervisor, name: str) -> None:
+    """Until the supervisor describes `name`'s breaker as open (bounded)."""
+    with anyio.fail_after(5):
+        while True:
+            node = await supervisor.ask(Describe())
+            (child,) = [c for c in node.children if c.path.endswith(f"/{name}")]
+            if child.breaker and child.breaker.startswith("open"):
+                return
+            await anyio.sleep(0.01)
+
+
 @pytest.mark.anyio
 class TestUnderASupervisor:
     async def test_the_tree_answers_and_a_failing_dependency_opens_the_breaker(self, tick):
@@ -176,6 +188,8 @@ class TestUnderASupervisor:
             for n in range(2):
                 effect = await ref.ask(Apply(intent("fragile", do="raise", intent_id=f"i-{n}"), f"acme/i-{n}"), timeout=100 * tick)
                 assert effect.outcome is Outcome.UNCERTAIN
+            # The crash reaches the supervisor as a message of its own: once it has counted both,
+            await breaker_opened(system.lookup("execution"), "fragile")
             with pytest.raises(BreakerOpen):
                 await ref.ask(Apply(intent("fragile", intent_id="i-9"), "acme/i-9"), timeout=100 * tick)
             assert await noop.ask(Apply(intent("noop", intent_id="i-2"), "acme/i-2")) == Effect(Outcome.APPLIED)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exoarmur.actors.intents.requests import MAX_REQUEST, new_record, parse_request
+from exoarmur.actors.intents.requests import MAX_REQUEST, MAX_WAIT, new_record, parse_request, wait_of
 from exoarmur.actors.intents.states import IntentState
 from exoarmur.runtime import ExoarmurError, ReasonCode
 
@@ -56,11 +56,16 @@ def test_bad_requests_are_refused_with_a_code_naming_the_problem(subject, data, 
         ({"type": "ledger"}, ReasonCode.INTENT_INVALID, "id"),
         ({"id": "x"}, ReasonCode.INTENT_INVALID, "type"),
         ({"id": "x", "type": "ledger", "more": 1}, ReasonCode.INTENT_INVALID, "more"),
+        ({"id": "x", "type": "ledger", "wait": 0}, ReasonCode.INTENT_INVALID, "wait"),
+        ({"id": "x", "type": "ledger", "wait": 301}, ReasonCode.INTENT_INVALID, "wait"),
+        ({"id": "x", "type": "ledger", "wait": "5"}, ReasonCode.INTENT_INVALID, "wait"),
+        ({"id": "x", "type": "ledger", "wait": float("nan")}, ReasonCode.INTENT_INVALID, "wait"),
     ],
 )
 def test_bad_submissions_are_refused_with_a_code_naming_the_field(body, code, names):
     with pytest.raises(ExoarmurError) as caught:
         submit(body)
+        wait_of(body)
     assert caught.value.code is code and names in caught.value.detail
 
 
@@ -69,7 +74,7 @@ def test_bad_submissions_are_refused_with_a_code_naming_the_field(body, code, na
     st.sampled_from(["submit", "get", "list", "revert", "x", ""]),
     st.text(max_size=12),
     st.binary(max_size=200) | st.builds(lambda v: json.dumps(v).encode(), st.dictionaries(
-        st.sampled_from(["id", "type", "params", "timeout", "tenant", "state", "limit", "zz"]),
+        st.sampled_from(["id", "type", "params", "timeout", "tenant", "state", "limit", "wait", "zz"]),
         st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
         | st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
     )),
@@ -79,5 +84,8 @@ def test_any_request_is_read_or_refused_with_one_of_its_codes(op, tenant, data):
         tenant, op, body = parse_request(f"exoarmur.intents.{tenant}.{op}", data)
         if op == "submit":
             submit(body, tenant)
+        if op in ("submit", "get"):
+            wait = wait_of(body)
+            assert wait is None or 0 < wait <= MAX_WAIT
     except ExoarmurError as exc:
         assert exc.code in REFUSALS and exc.detail

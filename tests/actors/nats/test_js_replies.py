@@ -1,5 +1,6 @@
-"""JetStream replies read without nats-py's coroutines (a run's KV gets and
-puts, JsPublish) give what nats-py's own calls give, errors included."""
+"""JetStream requests made and replies read without nats-py's coroutines (a
+run's KV gets, puts, updates and deletes, JsPublish) are what nats-py's own
+calls make and give, errors included."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nats.js.manager import JetStreamManager
 
-from exoarmur.actors.nats.js_replies import acked_sequence, entry, pub_ack
-from exoarmur.actors.nats.kv_messages import KvEntry
+from exoarmur.actors.nats.errors import coded
+from exoarmur.actors.nats.js_replies import acked_sequence, delete_request, entry, pub_ack, update_request
+from exoarmur.actors.nats.kv_messages import KvDelete, KvEntry, KvUpdate
+from exoarmur.runtime import ReasonCode
 
 HEADER_VALUES = st.sampled_from(["DEL", "PURGE", "del", " DEL", "DEL ", "\tPURGE", "PUT", "DELETE", ""])
 HEADER_NAMES = st.sampled_from([b"KV-Operation", b"kv-operation", b"KV-Operation ", b" KV-Operation"])
@@ -94,3 +97,44 @@ def test_an_error_ack_raises_nats_py_s_error():
     msg = types.SimpleNamespace(data=orjson.dumps({"error": {"code": 400, "err_code": 10071, "description": "wrong last sequence: 3"}}), headers=None)
     with pytest.raises(nats.js.errors.BadRequestError):
         pub_ack(msg)
+
+
+class RecordingClient:
+    """Keeps the request nats-py makes and answers it with a stream ack."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, dict | None]] = []
+
+    async def request(self, subject: str, payload: bytes = b"", timeout: float = 0, headers=None, **_):
+        self.sent.append((subject, payload, headers))
+        return types.SimpleNamespace(data=orjson.dumps({"stream": "KV_b", "seq": 9}), headers=None, subject=subject)
+
+
+def sent_by_nats_py(operation: str, key: str, *args) -> tuple[str, bytes, dict | None]:
+    client = RecordingClient()
+    kv = nats.js.kv.KeyValue("b", "KV_b", "$KV.b.", nats.js.JetStreamContext(client), False)
+    asyncio.run(getattr(kv, operation)(key, *args))
+    (sent,) = client.sent
+    return sent
+
+
+@given(key=st.sampled_from(["k", "acme.i-1", "a_b-c=d/e"]), value=st.binary(max_size=8), last=st.integers(0, 2**40))
+def test_an_update_is_the_request_nats_py_makes(key, value, last):
+    kv = nats.js.kv.KeyValue("b", "KV_b", "$KV.b.", None, False)
+    ours = update_request(kv, KvUpdate("b", key, value, last))
+    assert (ours.subject, ours.data, ours.headers) == sent_by_nats_py("update", key, value, last)
+
+
+@given(key=st.sampled_from(["k", "o.acme.i-1"]), last=st.none() | st.integers(0, 2**40))
+def test_a_delete_is_the_request_nats_py_makes(key, last):
+    kv = nats.js.kv.KeyValue("b", "KV_b", "$KV.b.", None, False)
+    ours = delete_request(kv, KvDelete("b", key, last=last))
+    assert (ours.subject, ours.data, ours.headers) == sent_by_nats_py("delete", key, last)
+
+
+def test_a_lost_compare_and_set_is_a_conflict_either_way():
+    for err_code in (10071, 10164):
+        reply = {"error": {"code": 400, "err_code": err_code, "description": "wrong last sequence: 3"}}
+        with pytest.raises(nats.js.errors.APIError) as caught:
+            acked_sequence(types.SimpleNamespace(data=orjson.dumps(reply), headers=None))
+        assert coded(caught.value, timeout=ReasonCode.TIMEOUT_KV_PUT).code is ReasonCode.KV_CONFLICT
