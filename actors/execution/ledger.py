@@ -13,7 +13,12 @@ of a file, for tests and the chaos sweeps.
 
 Concurrency and cancellation:
 - One lock per instance: appends never interleave bytes within the process,
-  and the in-memory index is touched by one call at a time. Across processes
+  and the in-memory index is touched by one call at a time. Appends that
+  wait for the lock are written together (group commit): whoever takes the
+  lock writes every line pending then, with one fsync, and each of their
+  callers returns once its line is fsynced, or raises what the write
+  raised. A caller cancelled while its line is still pending takes it back:
+  it is never written after its caller was told it was not. Across processes
   an append holds an exclusive `flock` from looking at the file's end to its
   fsync, so a torn tail is closed exactly once.
 - Blocking I/O runs in a worker thread that is never abandoned
@@ -67,6 +72,7 @@ class Ledger(ExecutionType):
         # a reconcile costs a stat, not a scan of the whole file, at the price
         # of memory that grows with the file (some 200 bytes a line).
         self._index: LedgerIndex | None = None
+        self._pending: list[_Line] = []  # lines waiting for the lock, in order
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any], *, state_dir: Path) -> Ledger:
@@ -96,11 +102,33 @@ class Ledger(ExecutionType):
         return index.answer((key, op))
 
     async def _append(self, record: Record) -> None:
-        async with self._lock:
-            written = await anyio.to_thread.run_sync(append_line, self.path, record_line(record), abandon_on_cancel=False)
-            index = self._index
-            if index is not None and index.identity == written.identity and index.end == written.start:
-                index.extend([written.data])
+        line = _Line(record_line(record))
+        self._pending.append(line)
+        try:
+            async with self._lock:
+                if not line.taken:
+                    await self._write_pending()
+        finally:
+            if not line.taken:  # cancelled before any batch took it: never written
+                self._pending.remove(line)
+        if line.failure is not None:
+            raise line.failure
+
+    async def _write_pending(self) -> None:
+        """Write every pending line as one append (the lock held)."""
+        batch, self._pending = self._pending, []
+        for line in batch:
+            line.taken = True
+        data = b"".join(line.data for line in batch)
+        try:
+            written = await anyio.to_thread.run_sync(append_line, self.path, data, abandon_on_cancel=False)
+        except Exception as exc:  # noqa: BLE001 - each caller raises its own copy
+            for line in batch:
+                line.failure = _each(exc, len(batch))
+            return
+        index = self._index
+        if index is not None and index.identity == written.identity and index.end == written.start:
+            index.extend([written.data])
 
     def _refreshed(self) -> LedgerIndex:
         """The index, brought up to date with the file (in a worker thread)."""
@@ -122,6 +150,23 @@ class Ledger(ExecutionType):
             os.close(fd)
         self._index = index
         return index
+
+
+def _each(exc: Exception, lines: int) -> Exception:
+    """A batch's failure as each of its callers raises it: certain (an
+    ExecutionError: nothing was written) or not (the intent reconciles)."""
+    if isinstance(exc, ExecutionError):
+        return ExecutionError(exc.reason, exc.detail)
+    return OSError(f"the append of {lines} line(s) failed: {type(exc).__name__}: {exc}")
+
+
+@attrs.define(eq=False)
+class _Line:
+    """One apply's or revert's line, from its caller to the batch that writes it."""
+
+    data: bytes
+    taken: bool = False  # by a batch: written, or failed with `failure`
+    failure: Exception | None = None
 
 
 @attrs.frozen

@@ -9,13 +9,16 @@ key is created: an update drops it).
                    successful renewal + TTL, on its own monotonic clock
                    (`LeaseRemaining`); an apply starts only if the lease
                    outlasts the type's timeout by LEASE_SPARE.
-    an observer    an owner's lease has lapsed once its key is absent, or says
-                   it was revoked, or its revision has stood still for TTL +
-                   LEASE_GRACE since this observer first saw that revision, on
-                   the observer's own monotonic clock; the observer then
-                   REVOKES it, by compare-and-set on that very revision
-                   (`Lapsed`). A renewal that lands first makes the revoke fail:
-                   the owner is alive after all.
+    an observer    an owner's lease has lapsed at once if it says it was
+                   released (a graceful stop) or revoked; otherwise once its
+                   revision has stood still for TTL + LEASE_GRACE since this
+                   observer first saw that revision, on the observer's own
+                   monotonic clock: the observer then REVOKES it, by
+                   compare-and-set on that very revision (`Lapsed`). A
+                   renewal that lands first makes the revoke fail: the owner
+                   is alive after all. A key that is absent (a lost or purged
+                   bucket, never a stop) has no TTL to read: it lapses once it
+                   has stayed absent for the observer's own TTL + LEASE_GRACE.
 
 Neither side compares wall clocks, so skew between hosts cannot shorten a
 lease: the holder's view always ends before any observer's. A holder whose
@@ -25,8 +28,9 @@ under is still the one that holds (`LeaseView`), so nothing started under a
 revoked lease is applied. Taking an intent
 over is a compare-and-set of its record to the new owner
 (actors/intents/store.py): the former owner's next write is refused
-(LEASE_LOST). A process that stops gracefully deletes its lease, so others
-take over at once; one killed is taken over after TTL + LEASE_GRACE.
+(LEASE_LOST). A process that stops gracefully releases its lease (writes
+it so, by compare-and-set), so others take over at once; one killed is
+taken over after TTL + LEASE_GRACE.
 
 What a lease cannot do (no lease can): a process paused for longer than its
 TTL between its last check and the effect itself could apply after another
@@ -44,7 +48,7 @@ import anyio
 import attrs
 import orjson
 
-from exoarmur.actors.nats import Create, Delete, Get, KvEntry, Update, patiently
+from exoarmur.actors.nats import Create, Get, KvEntry, Update, patiently
 from exoarmur.runtime import Actor, ActorRef, ExoarmurError, ReasonCode, TimeoutCategory, handles, message
 from exoarmur.runtime.margins import LEASE_GRACE
 
@@ -86,10 +90,12 @@ class OwnerLease(Actor):
         self.context.start_task(self._renewing)
 
     async def stopping(self) -> None:
-        """Give the lease up: other processes take this one's intents at once."""
+        """Give the lease up: other processes take this one's intents at once
+        (a revoked lease, the compare-and-set failing, is given up already)."""
         assert self.bucket is not None
+        released = orjson.dumps({"owner": self.owner, "released": True})
         try:
-            await self.bucket.ask(Delete(self.owner))
+            await self.bucket.ask(Update(self.owner, released, self.revision))
         except ExoarmurError as exc:  # it lapses by itself after its TTL
             self.context.report_failure(exc.code, f"lease {self.owner} not given up: {exc.detail}")
 
@@ -142,16 +148,20 @@ class OwnerLease(Actor):
             return False
         assert self.bucket is not None
         entry: KvEntry | None = await self.bucket.ask(Get(m.owner))
-        if entry is None or _revoked(entry):
+        if entry is not None and _given_up(entry):
             self.seen.pop(m.owner, None)
             return True
         now = self.context.now()
+        revision = 0 if entry is None else entry.revision  # 0: absent
         seen = self.seen.get(m.owner)
-        if seen is None or seen[0] != entry.revision:
-            self.seen[m.owner] = (entry.revision, now)
+        if seen is None or seen[0] != revision:
+            self.seen[m.owner] = (revision, now)
             return False
-        if now - seen[1] <= _ttl_of(entry) + LEASE_GRACE:
+        ttl = self.ttl if entry is None else _ttl_of(entry)
+        if now - seen[1] <= ttl + LEASE_GRACE:
             return False
+        if entry is None:  # nothing to revoke: lapsed for as long as it stays absent
+            return True  # (its owner's next renewal fails, and it takes a new generation)
         revoked = orjson.dumps({"owner": m.owner, "revoked_by": self.owner})
         try:
             await self.bucket.ask(Update(m.owner, revoked, entry.revision))
@@ -162,11 +172,13 @@ class OwnerLease(Actor):
         return True
 
 
-def _revoked(entry: KvEntry) -> bool:
+def _given_up(entry: KvEntry) -> bool:
+    """Revoked by an observer, or released by its owner's graceful stop."""
     try:
-        return "revoked_by" in orjson.loads(entry.value)
-    except (orjson.JSONDecodeError, TypeError):
+        value = orjson.loads(entry.value)
+    except orjson.JSONDecodeError:
         return False
+    return isinstance(value, dict) and ("revoked_by" in value or value.get("released") is True)
 
 
 def _ttl_of(entry: KvEntry) -> float:

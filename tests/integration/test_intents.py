@@ -121,6 +121,8 @@ async def test_an_intent_found_executing_is_reconciled_never_reapplied_blindly(t
 
 async def test_a_dead_owners_intent_is_taken_over_after_its_lease_lapses(tmp_path):
     async with intents_on(tmp_path) as it:
+        # What a killed process leaves: its lease, never renewed again.
+        await it.system.lookup("leases").ask(Put("p-dead", orjson.dumps({"owner": "p-dead", "ttl": 1.0})))
         found = await executing(it, "orphan", owner="p-dead")
         done = await it.settled("acme", "orphan", timeout=15.0)
         assert done.state is S.SUCCEEDED and done.owner == OWNER

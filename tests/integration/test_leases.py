@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from exoarmur.actors.intents import Lapsed, LeaseRemaining, OwnerLease
-from exoarmur.actors.nats import KvBucket
+from exoarmur.actors.nats import Delete, KvBucket
 from exoarmur.runtime import ActorSystem
 from exoarmur.runtime.margins import LEASE_GRACE
 from tests.integration.support import connect, running_server
@@ -69,3 +69,23 @@ async def lapse_and_come_back(tmp_path) -> None:
                 await anyio.sleep(0.05)
         assert view.remaining > 0
         assert not await observer.ask(Lapsed("p-a"))  # alive again
+
+
+async def test_a_lease_given_up_by_a_graceful_stop_lapses_at_once_and_a_missing_one_only_after_ttl(tmp_path):
+    async with running_server(tmp_path) as server, ActorSystem() as system:
+        await connect(system, server)
+        bucket = await system.spawn(KvBucket, name="leases", kwargs={"bucket": "leases", "connection": "nats"})
+        observer = await system.spawn(OwnerLease, name="b", kwargs={"owner": "p-b", "bucket": "leases", "ttl": TTL})
+        holder = await system.spawn(OwnerLease, name="a", kwargs={"owner": "p-a", "bucket": "leases", "ttl": 30.0})
+        assert not await observer.ask(Lapsed("p-a"))
+        await system.stop(holder, timeout=5.0)
+        assert await observer.ask(Lapsed("p-a"))  # released: taken over at once
+
+        # A key that is not there at all (a lost bucket, never a stop): not
+        # lapsed at first sight, only once absent for the observer's TTL + GRACE.
+        await bucket.ask(Delete("p-a"))
+        started = anyio.current_time()
+        assert not await observer.ask(Lapsed("p-a"))
+        while not await observer.ask(Lapsed("p-a")):
+            await anyio.sleep(0.05)
+        assert anyio.current_time() - started >= TTL + LEASE_GRACE - 0.05

@@ -88,6 +88,77 @@ class TestAppend:
         assert sorted(r["key"] for r in records) == sorted(f"acme/i-{n}" for n in range(250))
         assert scan_ledger(path.read_bytes()).damaged == 0
 
+    async def test_applies_that_wait_for_the_lock_share_one_fsync(self, tmp_path, monkeypatch):
+        """Group commit: 100 applies at once take far fewer fsyncs than 100,
+        and each returns only once its own line is on disk."""
+        synced: list[int] = []
+        real_fsync = os.fsync
+
+        def counting(fd: int) -> None:
+            synced.append(fd)
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", counting)
+        path = tmp_path / "ledger.jsonl"
+        ledger = Ledger(path=path)
+        returned: list[bool] = []
+
+        async def apply(n: int) -> None:
+            await ledger.apply(ledger_intent(f"i-{n}"), f"acme/i-{n}")
+            returned.append(line(f"i-{n}", f"acme/i-{n}") in path.read_bytes())
+
+        async with anyio.create_task_group() as tg:
+            for n in range(100):
+                tg.start_soon(apply, n)
+        assert len(returned) == 100 and all(returned)
+        assert len(read_ledger(path)) == 100
+        assert len(synced) < 50  # file and directory syncs of the batches
+
+    async def test_a_failing_batch_fails_each_of_its_callers(self, tmp_path, monkeypatch):
+        """An fsync that raises: every apply of the batch raises (uncertain,
+        not ExecutionError), none is told it was written."""
+        def broken(fd: int) -> None:
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(os, "fsync", broken)
+        ledger = Ledger(path=tmp_path / "ledger.jsonl")
+        outcomes: list[str] = []
+
+        async def apply(n: int) -> None:
+            try:
+                await ledger.apply(ledger_intent(f"i-{n}"), f"acme/i-{n}")
+                outcomes.append("returned")
+            except ExecutionError:
+                outcomes.append("certain")
+            except OSError:
+                outcomes.append("uncertain")
+
+        async with anyio.create_task_group() as tg:
+            for n in range(20):
+                tg.start_soon(apply, n)
+        assert outcomes == ["uncertain"] * 20
+
+    async def test_an_apply_cancelled_while_its_line_waits_is_never_written(self, tmp_path):
+        """Its caller is told it was cancelled; a later batch must not write it."""
+        path = tmp_path / "ledger.jsonl"
+        ledger = Ledger(path=path)
+        held, done = anyio.Event(), anyio.Event()
+
+        async def in_the_way() -> None:  # as a batch still writing would be
+            async with ledger._lock:
+                held.set()
+                await done.wait()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(in_the_way)
+            await held.wait()
+            with anyio.move_on_after(0.05) as scope:
+                await ledger.apply(ledger_intent("gone"), "acme/gone")
+            assert scope.cancelled_caught
+            done.set()
+        await ledger.apply(ledger_intent("next"), "acme/next")
+        assert [r["intent"] for r in read_ledger(path)] == ["next"]
+
     async def test_the_actor_answers_a_ledger_apply(self, tmp_path):
         """Through its actor: APPLIED, and FAILED with the declared reason when the file cannot be opened."""
         good, bad = Ledger(path=tmp_path / "ledger.jsonl"), Ledger(path=tmp_path / "missing" / "ledger.jsonl")
