@@ -46,7 +46,7 @@ from exoarmur.actors.intents.faults import FaultPoints
 from exoarmur.actors.intents.leases import Lapsed, LeaseRemaining, LeaseView
 from exoarmur.actors.intents.messages import FirstRead
 from exoarmur.actors.intents.record import IntentRecord
-from exoarmur.actors.intents.states import BEFORE_EFFECT, TERMINAL, IntentState
+from exoarmur.actors.intents.states import TERMINAL, IntentState
 from exoarmur.actors.intents.store import IntentStore
 from exoarmur.actors.intents.trail import message_id, transition_event
 from exoarmur.actors.intents.waiters import Settled
@@ -175,32 +175,56 @@ class IntentActor(Actor):
                 return True  # another owner drives it
             record = await self._take_over(record)
         await self._audited(record)
-        state = record.state
-        if state in TERMINAL:
+        if record.state in TERMINAL:
             return await self._settled()
-        info = self.setting.types.get(record.type)
-        if state in BEFORE_EFFECT:
-            await self._before_effect(record, info)
-        elif state is S.EXECUTING or state is S.REVERTING:
-            if info is None:  # its type was configured away since: only it can say what happened
-                raise error_for(ReasonCode.EXECUTION_TYPE_UNKNOWN, f"{record.kv_key} is {state}; no type {record.type!r}")
-            await self._reconcile(record, info)
+        await self.STEPS[record.state](self, record, self.setting.types.get(record.type))
         return False
 
-    async def _before_effect(self, record: IntentRecord, info: TypeInfo | None) -> None:
+    # ---- the step from each state that is not terminal (STEPS) ------------------
+
+    async def _approve(self, record: IntentRecord, info: TypeInfo | None) -> None:
+        if not await self._ended_before_effect(record, info):
+            await self._write(record, S.APPROVED)  # the gates come here
+
+    async def _await_approval(self, record: IntentRecord, info: TypeInfo | None) -> None:
+        """Nothing to do but look again later, or expire at the deadline."""
+        if not await self._ended_before_effect(record, info):
+            await anyio.sleep(min(max(record.deadline - time.time(), 0.0), INTENT_RETRY_MAX))
+            self.record = None
+
+    async def _execute(self, record: IntentRecord, info: TypeInfo | None) -> None:
+        if not await self._ended_before_effect(record, info):
+            assert info is not None
+            await self._attempt(record, info, S.EXECUTING)
+
+    async def _in_effect(self, record: IntentRecord, info: TypeInfo | None) -> None:
+        """EXECUTING or REVERTING: reconciled, never applied again blindly."""
+        if info is None:  # its type was configured away since: only it can say what happened
+            raise error_for(
+                ReasonCode.EXECUTION_TYPE_UNKNOWN, f"{record.kv_key} is {record.state}; no type {record.type!r}"
+            )
+        await self._reconcile(record, info)
+
+    async def _ended_before_effect(self, record: IntentRecord, info: TypeInfo | None) -> bool:
+        """Ended here if its deadline passed (EXPIRED) or its type is unknown
+        (FAILED): before any effect, either is certain."""
         if time.time() >= record.deadline:
             await self._write(record, S.EXPIRED, code=ReasonCode.DEADLINE_EXCEEDED, detail="deadline passed before executing")
         elif info is None:
             await self._write(
                 record, S.FAILED, code=ReasonCode.EXECUTION_TYPE_UNKNOWN, detail=f"no execution type {record.type!r}"
             )
-        elif record.state is S.RECEIVED:
-            await self._write(record, S.APPROVED)  # the gates come here
-        elif record.state is S.APPROVED:
-            await self._attempt(record, info, S.EXECUTING)
-        else:  # AWAITING_APPROVAL: nothing to do but look again, or expire at the deadline
-            await anyio.sleep(min(max(record.deadline - time.time(), 0.0), INTENT_RETRY_MAX))
-            self.record = None
+        else:
+            return False
+        return True
+
+    STEPS = {
+        S.RECEIVED: _approve,
+        S.AWAITING_APPROVAL: _await_approval,
+        S.APPROVED: _execute,
+        S.EXECUTING: _in_effect,
+        S.REVERTING: _in_effect,
+    }
 
     async def _attempt(self, record: IntentRecord, info: TypeInfo, state: IntentState) -> None:
         """Write a new attempt (EXECUTING or REVERTING) and make it, under

@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from exoarmur.actors.intents.record import IntentRecord
+from exoarmur.actors.intents.intent import IntentActor
 from exoarmur.actors.intents.states import BEFORE_EFFECT, IN_EFFECT, TERMINAL, TRANSITIONS, IntentState, allowed
 from exoarmur.runtime import Conflict, ReasonCode
 
@@ -58,3 +59,7 @@ def test_an_attempt_counts_and_time_never_goes_back():
     moved = record.moved(S.EXECUTING, now=3.0, attempt=True)
     assert moved.attempts == 1 and moved.updated == 10.0
     assert moved.moved(S.EXECUTING, now=11.0, attempt=True).attempts == 2
+
+
+def test_the_intent_actor_has_one_step_for_every_state_that_is_not_terminal():
+    assert set(IntentActor.STEPS) == set(IntentState) - TERMINAL
