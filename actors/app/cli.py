@@ -34,6 +34,7 @@ from exoarmur.actors.app.replay_cli import add_replay_command
 from exoarmur.actors.app.config import Config, config_to_json, config_to_toml, load_config, with_environment
 from exoarmur.actors.app.main import EXIT_CONFIG, report, run, say
 from exoarmur.actors.app.nats_config import parse_nats
+from exoarmur.actors.app.tree import execution_of
 from exoarmur.benchmarks import EXTRA, EXTRA_PACKAGES, INSTALL_EXTRA, RESULTS_DIR, SCRIPTS
 from exoarmur.runtime import ExoarmurError
 
@@ -159,6 +160,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
 def _config(args: argparse.Namespace, rest: list[str]) -> int:
     try:
         config = effective_config(args.config)
+        execution_of(config)  # the execution types load and fit the lease, as `run` checks
     except ExoarmurError as exc:
         return report(exc)
     text = config_to_json(config) + "\n" if args.format == "json" else config_to_toml(config)

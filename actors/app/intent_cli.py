@@ -135,7 +135,7 @@ async def _submit(args: argparse.Namespace, target: Target) -> int:
         intent = reply["intent"]
         if args.wait is not None:
             intent = await _waited(client, args.tenant, intent, args.wait)
-    return _shown(args, intent, note=reply["code"])
+    return _shown(args, intent, note=reply["code"], detail=str(reply.get("detail", "")))
 
 
 async def _waited(client: Any, tenant: str, intent: dict[str, Any], seconds: float) -> dict[str, Any]:
@@ -216,14 +216,15 @@ def _value(text: str) -> Any:
     return text
 
 
-def _shown(args: argparse.Namespace, intent: dict[str, Any], *, note: str = "") -> int:
+def _shown(args: argparse.Namespace, intent: dict[str, Any], *, note: str = "", detail: str = "") -> int:
     if args.json:
         _out(orjson.dumps(intent).decode())
     else:
         for key in ("id", "tenant", "type", "state", "code", "detail", "attempts", "revision", "params"):
             _out(f"{key:9} {intent[key]}")
     if note:
-        print(f"exoarmur: {note}: intent {intent['id']} existed; it was not submitted again", file=sys.stderr)
+        said = detail or f"intent {intent['id']} exists"
+        print(f"exoarmur: {note}: {said}; it was not submitted again", file=sys.stderr)
     if intent["state"] in ENDED_BADLY and getattr(args, "wait", None) is not None:
         print(f"exoarmur: {intent['code']}: intent {intent['id']} ended {intent['state']}", file=sys.stderr)
         return EXIT_INTENT_FAILED

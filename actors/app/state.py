@@ -25,7 +25,7 @@ import orjson
 
 from exoarmur.actors.nats import Credentials
 from exoarmur.actors.nats.data_lock import DataDirLock
-from exoarmur.runtime import InvalidInput, ReasonCode
+from exoarmur.runtime import InvalidInput, ReasonCode, error_for
 
 __all__ = ["CONNECTION_FILE", "StateDir"]
 
@@ -53,8 +53,11 @@ class StateDir:
         _write_private(file, owner.encode() + b"\n")
         return owner
 
-    def write_connection(self, *, urls: tuple[str, ...], credentials: Mapping[str, str | None]) -> Path:
-        data: dict[str, Any] = {"urls": list(urls), "pid": os.getpid()}
+    def write_connection(
+        self, *, urls: tuple[str, ...], credentials: Mapping[str, str | None], embedded: bool = False
+    ) -> Path:
+        """`embedded`: the NATS at `urls` is this process's own, and ends with it."""
+        data: dict[str, Any] = {"urls": list(urls), "pid": os.getpid(), "embedded": embedded}
         data.update({name: value for name, value in credentials.items() if value is not None})
         file = self.path / CONNECTION_FILE
         _write_private(file, orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
@@ -80,6 +83,12 @@ class StateDir:
         urls = data.get("urls") if isinstance(data, dict) else None
         if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
             raise InvalidInput(ReasonCode.CONFIG_INVALID, f"{file}: has no list of NATS URLs")
+        pid = data.get("pid")
+        if data.get("embedded") is True and isinstance(pid, int) and not _alive(pid):
+            raise error_for(
+                ReasonCode.NATS_DISCONNECTED,
+                f"{file}: the process that wrote it (pid {pid}) is not running, and its embedded NATS ended with it",
+            )
         fields = {name: data[name] for name in Credentials().credentials() if isinstance(data.get(name), str)}
         return tuple(urls), Credentials(**fields)
 
@@ -95,3 +104,16 @@ def _write_private(file: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(temporary, file)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process `pid` exists (another user's counts)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -125,6 +125,16 @@ def intents_spec(
     return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=INTENSITY, children=(router, resumer, service))
 
 
+def execution_of(config: Config) -> tuple[SupervisorSpec, dict[str, TypeInfo]]:
+    """The execution types' subtree and what the intents know of each: the
+    types loaded (imported, their options checked) and each one's longest
+    call checked against the lease. `exoarmur config` refuses what `run` would."""
+    types = load_types(config.execution_types, state_dir=config.state_dir)
+    execution, infos = execution_spec(types, parent_path="execution")
+    check_lease(config.lease_ttl, infos.values())
+    return execution, infos
+
+
 def check_lease(lease_ttl: float, types: Iterable[TypeInfo]) -> None:
     """A lease is renewed every third of its TTL, so it holds at least two
     thirds of it: that must outlast the longest call of any type (an apply
@@ -148,9 +158,7 @@ async def build_tree(system: ActorSystem, config: Config) -> None:
         )
     state = StateDir(config.state_dir)
     faults = FaultPoints.from_environment(os.environ)
-    types = load_types(config.execution_types, state_dir=config.state_dir)
-    execution, infos = execution_spec(types, parent_path="execution")
-    check_lease(config.lease_ttl, infos.values())
+    execution, infos = execution_of(config)
     owner = state.owner()
     setting = IntentSetting(
         owner=owner,
@@ -174,6 +182,6 @@ async def build_tree(system: ActorSystem, config: Config) -> None:
     await system.spawn(Supervisor, name="intents", kwargs={"spec": spec})
     if nats.embedded:
         endpoint: NatsEndpoint = await system.lookup(SERVER).ask(ServerInfo())
-        state.write_connection(urls=endpoint.urls, credentials={"token": endpoint.token})
+        state.write_connection(urls=endpoint.urls, credentials={"token": endpoint.token}, embedded=True)
     else:
         state.write_connection(urls=nats.urls, credentials=nats.credentials())

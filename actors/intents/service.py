@@ -167,7 +167,7 @@ class IntentService(Actor):
         if not created:
             if stored.owner != self.setting.owner:  # another process's: our entry is stale
                 await self.store.mark_settled(self.setting.owner, tenant, intent_id)
-            return await self._again(stored, reply=reply, wait=wait)
+            return await self._again(stored, reply=reply, wait=wait, differs=_differs(stored, record))
         waiter = self._wait(reply, stored.kv_key, wait)  # before its actor starts: no end missed
         try:
             await self.router.ask(Activate(tenant, intent_id, record=stored))
@@ -175,8 +175,11 @@ class IntentService(Actor):
             self.context.report_failure(exc.code, f"{record.kv_key} accepted, its actor not started: {exc.detail}")
         return None if waiter is not None else {"ok": True, "code": "", "intent": view(stored)}
 
-    async def _again(self, record: IntentRecord, *, reply: str = "", wait: float | None = None) -> dict[str, Any] | None:
-        """A submission of an id that exists: that intent, DUPLICATE_SUPPRESSED.
+    async def _again(
+        self, record: IntentRecord, *, reply: str = "", wait: float | None = None, differs: str = ""
+    ) -> dict[str, Any] | None:
+        """A submission of an id that exists: that intent, DUPLICATE_SUPPRESSED
+        (`differs`: how the submission differed from it, said in the detail).
         One of ours has its actor running: an unsettled one to drive it (it
         may have stopped in a race; the resumer would start it too, later),
         a settled one to take the index entry this submission wrote."""
@@ -184,7 +187,7 @@ class IntentService(Actor):
         waiter = None if record.state in TERMINAL else self._wait(reply, record.kv_key, wait, code=code)
         if record.owner == self.setting.owner:
             await self.router.ask(Activate(record.tenant, record.id))
-        return None if waiter is not None else _duplicate(record)
+        return None if waiter is not None else _duplicate(record, differs)
 
     async def list(self, tenant: str, body: dict[str, Any]) -> dict[str, Any]:
         """The tenant's intents by id, `limit` at most; with `state`, those in
@@ -349,5 +352,13 @@ class IntentService(Actor):
         return found
 
 
-def _duplicate(record: IntentRecord) -> dict[str, Any]:
-    return {"ok": True, "code": ReasonCode.DUPLICATE_SUPPRESSED.value, "intent": view(record)}
+def _duplicate(record: IntentRecord, differs: str = "") -> dict[str, Any]:
+    detail = f"intent {record.id} exists" + (f" with another {differs}: this submission's was not used" if differs else "")
+    return {"ok": True, "code": ReasonCode.DUPLICATE_SUPPRESSED.value, "detail": detail, "intent": view(record)}
+
+
+def _differs(stored: IntentRecord, submitted: IntentRecord) -> str:
+    """What of a submission differs from the intent stored under its id
+    ("" if nothing does: a retry)."""
+    fields = [name for name in ("type", "params") if getattr(stored, name) != getattr(submitted, name)]
+    return " and ".join(fields)

@@ -47,6 +47,10 @@ async def test_a_second_submission_of_an_id_is_suppressed_and_never_executes_twi
         assert first["code"] == ""
         assert {r["code"] for r in [*again, late]} == {"DUPLICATE_SUPPRESSED"}
         assert late["intent"]["state"] == "SUCCEEDED"
+        assert "another" not in late["detail"]  # a retry, the same payload
+        other = await it.request("acme", "submit", {"id": "dup", "type": "fx", "params": {"user": "eve"}})
+        assert other["code"] == "DUPLICATE_SUPPRESSED" and other["intent"]["params"] == {}
+        assert "another params" in other["detail"]  # said, not silent
         assert it.effects == {("acme/dup", "apply"): 1}
 
 

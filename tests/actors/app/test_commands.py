@@ -66,6 +66,21 @@ class TestConfigCommand:
         assert main(["config", "--config", str(path)]) == 2
         assert f"exoarmur: fatal: CONFIG_INVALID: {path}: nope: unknown section" in capsys.readouterr().err
 
+    @pytest.mark.parametrize(
+        ("text", "detail"),
+        [
+            ('[execution_types.bad]\nclass = "no.such.module:Nope"\n', "execution_types.bad.class: cannot load"),
+            ("[intents]\nlease_ttl = 1\n", "lease_ttl"),
+        ],
+    )
+    def test_execution_types_run_would_refuse_are_refused(self, tmp_path, capsys, text, detail):
+        """`config` loads the execution types and checks them against the lease, as `run` does."""
+        path = tmp_path / "c.toml"
+        path.write_text(text, encoding="utf-8")
+        assert main(["config", "--config", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert "CONFIG_INVALID" in err and detail in err
+
 
 # ---- exoarmur bench NAME -------------------------------------------------------------------
 
