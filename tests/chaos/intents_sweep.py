@@ -15,6 +15,13 @@ it each time, and then checks, from durable state only:
 The CI runs a short form (tests/chaos/test_intents_kill.py); the long form is
 
     python -m tests.chaos.intents_sweep --count 2000 --kills 10 --seed 1 [--copies 3] [--backend trio]
+        [--variant base|nats|two|cluster|reverts]
+
+with the CI's variants at any size: `nats` SIGKILLs the embedded
+nats-server too; `two` runs two processes on one nats-server, one dying at
+`after_apply` (the other takes over); `cluster` puts them on a 3-node
+cluster (R3) and SIGKILLs a node; `reverts` reverts a share of the
+intents, killed once at `mid_revert`.
 """
 
 from __future__ import annotations
@@ -398,6 +405,32 @@ def shared_config(root: Path, *, lease_ttl: float = 6.0, replicas: int = 1) -> P
     return config
 
 
+VARIANTS = ("base", "nats", "two", "cluster", "reverts")
+
+
+def variant(name: str, root: Path, args: argparse.Namespace) -> Sweep:
+    """The long form of one of the CI's sweeps (tests/chaos/test_intents_kill.py)."""
+    common = {"count": args.count, "tenants": args.tenants, "copies": args.copies, "seed": args.seed}
+    if name == "base":
+        return Sweep(Runner(root / "state", backend=args.backend), kills=args.kills, **common)
+    if name == "nats":
+        runner = Runner(root / "state", backend=args.backend)
+        return Sweep(runner, kills=args.kills, nats_kills=max(3, args.kills // 3), faults=False, **common)
+    if name == "reverts":
+        runner = Runner(root / "state", backend=args.backend)
+        return Sweep(runner, kills=args.kills, reverts=max(10, args.count // 20), **common)
+    shared = {"ledger": root / "ledger.jsonl", "server_dir": root / "nats", "faults": False}
+    if name == "two":
+        config = ("--config", str(shared_config(root)))
+        victim = Runner(root / "a", backend=args.backend, args=config)
+        survivor = Runner(root / "b", backend=args.backend, args=config)
+        first = f"after_apply@{max(5, args.count // 10)}"
+        return Sweep(victim, others=[survivor], kills=0, restart=False, first_faults=first, **shared, **common)
+    config = ("--config", str(shared_config(root, replicas=3, lease_ttl=18.0)))
+    runner = Runner(root / "a", backend=args.backend, args=config)
+    return Sweep(runner, kills=args.kills, nodes=3, node_kills=1, **shared, **common)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos.intents_sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=2000)
@@ -406,16 +439,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copies", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    parser.add_argument("--variant", choices=VARIANTS, default="base")
     parser.add_argument("--dir", type=Path, default=None, help="where to keep the state (default: a temporary one)")
     args = parser.parse_args(argv)
     import tempfile
 
     root = args.dir or Path(tempfile.mkdtemp(prefix="exoarmur-sweep-"))
     started = time.monotonic()
-    figures = sweep(
-        root / "state", count=args.count, kills=args.kills, tenants=args.tenants, copies=args.copies,
-        seed=args.seed, backend=args.backend,
-    )  # fmt: skip
+    run = variant(args.variant, root, args)
+    figures = run_sweep(run)
+    assert figures["succeeded"] == figures["intents"], figures  # reverted ones included: applied once
+    figures.update(variant=args.variant, nats_kills=run.nats_kills, nodes_killed=run.nodes_killed)
+    if run.others:  # the runner died at its fault point; the others took its intents over
+        figures["runner_exit"] = run.runner.popen.returncode if run.runner.popen else None
+        figures["owners"] = len(set(run.owners.values()))
     figures["seconds"] = round(time.monotonic() - started, 1)
     print(orjson.dumps(figures).decode())
     return 0

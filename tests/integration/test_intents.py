@@ -11,11 +11,11 @@ import pytest
 import anyio
 import orjson
 
-from exoarmur.actors.intents import Activate, IntentRecord, IntentState, Reconciled, intent_key
+from exoarmur.actors.intents import Activate, IntentRecord, IntentState, IntentStore, Reconciled, intent_key
 from exoarmur.actors.nats import Put
 from exoarmur.runtime.margins import INDEX_ORPHAN_AGE
 from exoarmur.actors.intents.trail import transition_event
-from exoarmur.runtime import Conflict, ReasonCode
+from exoarmur.runtime import Conflict, ReasonCode, error_for
 from tests.integration.intents_support import OWNER, intents_on
 
 pytestmark = pytest.mark.anyio
@@ -157,6 +157,27 @@ async def test_a_succeeded_intent_reverts_once(tmp_path):
         expired = await it.settled("acme", "not-yet")
         refused = await it.request("acme", "revert", {"id": "not-yet"})
         assert expired.state is S.EXPIRED and refused["code"] == "INTENT_STATE_INVALID"
+
+
+async def test_a_revert_whose_index_write_fails_writes_nothing_the_resumer_could_miss(tmp_path, monkeypatch):
+    """REVERTING is written only once the intent is in the open index: a
+    process that dies between the two (here: the index write fails) leaves
+    SUCCEEDED, never a REVERTING intent no resumer would find."""
+    async with intents_on(tmp_path) as it:
+        await it.request("acme", "submit", {"id": "r", "type": "fx"})
+        await it.settled("acme", "r")
+        original = IntentStore.mark_open
+
+        async def failing(self, owner, tenant, intent_id):
+            raise error_for(ReasonCode.TIMEOUT_KV_PUT, "the index is unreachable")
+
+        monkeypatch.setattr(IntentStore, "mark_open", failing)
+        reply = await it.request("acme", "revert", {"id": "r"})
+        assert reply["code"] == "TIMEOUT_KV_PUT"
+        assert (await it.store.load("acme", "r")).state is S.SUCCEEDED
+        monkeypatch.setattr(IntentStore, "mark_open", original)
+        assert (await it.request("acme", "revert", {"id": "r"}))["intent"]["state"] == "REVERTING"
+        assert (await it.settled("acme", "r")).state is S.REVERTED
 
 
 async def test_any_process_asked_reverts_a_terminal_intent_taking_it_over(tmp_path):
