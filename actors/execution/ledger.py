@@ -15,10 +15,13 @@ Concurrency and cancellation:
 - One lock per instance: appends never interleave bytes within the process,
   and the in-memory index is touched by one call at a time. Appends that
   wait for the lock are written together (group commit): whoever takes the
-  lock writes every line pending then, with one fsync, and each of their
-  callers returns once its line is fsynced, or raises what the write
-  raised. A caller cancelled while its line is still pending takes it back:
-  it is never written after its caller was told it was not. Across processes
+  lock writes every line pending then, with one fsync (shielded: a batch
+  taken is written to the end), and each of their callers returns once its
+  line is fsynced, or raises what the write raised. A caller cancelled while
+  its line is still pending takes it back, so it is never written. One
+  cancelled after a batch took its line may hear so while the batch still
+  writes it: its intent then reconciles, and `reconcile` takes the same lock,
+  so it reads the file only once that batch is done. Across processes
   an append holds an exclusive `flock` from looking at the file's end to its
   fsync, so a torn tail is closed exactly once.
 - Blocking I/O runs in a worker thread that is never abandoned
@@ -121,7 +124,11 @@ class Ledger(ExecutionType):
             line.taken = True
         data = b"".join(line.data for line in batch)
         try:
-            written = await anyio.to_thread.run_sync(append_line, self.path, data, abandon_on_cancel=False)
+            # Shielded: once taken, the batch is written whoever is cancelled
+            # (a cancel before the thread starts would leave the others told
+            # "written" of lines never written). The cancel lands after it.
+            with anyio.CancelScope(shield=True):
+                written = await anyio.to_thread.run_sync(append_line, self.path, data, abandon_on_cancel=False)
         except Exception as exc:  # noqa: BLE001 - each caller raises its own copy
             for line in batch:
                 line.failure = _each(exc, len(batch))

@@ -56,6 +56,7 @@ from exoarmur.runtime import (
     ActorRef,
     DependencyFailed,
     ExoarmurError,
+    Overloaded,
     ReasonCode,
     System,
     TimeoutCategory,
@@ -116,7 +117,7 @@ class IntentActor(Actor):
         # As last read or written; None: read it again.
         self.record: IntentRecord | None = None if first_read is None else first_read.take()
         self.audited = 0  # the revision whose audit record is known appended
-        self.told = False  # whether the service was told of the end
+        self.told = 0  # the revision of the end the service was told of (0: none)
 
     async def started(self) -> None:
         lookup = self.context.system.lookup
@@ -278,7 +279,7 @@ class IntentActor(Actor):
         if again is None or again.owner != me:
             return True
         if again.state in TERMINAL:
-            if not self.told:
+            if again.revision > self.told:
                 self._tell_ended(again)
             return True
         await self.store.mark_open(me, self.tenant, self.intent_id)
@@ -301,11 +302,13 @@ class IntentActor(Actor):
     def _tell_ended(self, record: IntentRecord) -> None:
         """The service answers the requests that wait for this end; one that
         cannot be told finds it by reading (actors/intents/waiters.py)."""
-        self.told = True
+        self.told = record.revision
         service = self.context.system.find(self.setting.service) if self.setting.service else None
         if service is not None:
             try:
                 service.tell_nowait(Settled(record))
+            except Overloaded:  # requests fill its mailbox: its poll finds the end
+                pass
             except ExoarmurError as exc:
                 self.context.report_failure(exc.code, f"{record.kv_key} ended; the service was not told: {exc.detail}")
 

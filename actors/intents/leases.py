@@ -18,7 +18,9 @@ key is created: an update drops it).
                    renewal that lands first makes the revoke fail: the owner
                    is alive after all. A key that is absent (a lost or purged
                    bucket, never a stop) has no TTL to read: it lapses once it
-                   has stayed absent for the observer's own TTL + LEASE_GRACE.
+                   has stayed absent for TTL + LEASE_GRACE, TTL being the
+                   longer of the observer's own and the one the lease said
+                   when the observer last read it.
 
 Neither side compares wall clocks, so skew between hosts cannot shorten a
 lease: the holder's view always ends before any observer's. A holder whose
@@ -81,8 +83,9 @@ class OwnerLease(Actor):
         self.bucket: ActorRef | None = None
         self.valid_until = float("-inf")
         self.revision = 0  # of the lease as this process last wrote it
-        self.generation = 0
+        self.generation = 0  # the revision that took the lease: grows across restarts too
         self.seen: dict[str, tuple[int, float]] = {}  # owner -> (revision, first seen at)
+        self.ttls: dict[str, float] = {}  # owner -> the TTL its lease said when last read
 
     async def started(self) -> None:
         self.bucket = self.context.system.lookup(self.bucket_path)
@@ -111,7 +114,9 @@ class OwnerLease(Actor):
             self.revision = await self.bucket.ask(Create(self.owner, self._value()))
         else:
             self.revision = await self.bucket.ask(Update(self.owner, self._value(), entry.revision))
-        self.generation += 1
+        # A generation is the revision that took the lease, not a count of
+        # this instance's: a restarted actor's first generation is new too.
+        self.generation = self.revision
         self.valid_until = sent + self.ttl
 
     async def _renew(self) -> None:
@@ -157,7 +162,10 @@ class OwnerLease(Actor):
         if seen is None or seen[0] != revision:
             self.seen[m.owner] = (revision, now)
             return False
-        ttl = self.ttl if entry is None else _ttl_of(entry)
+        if entry is None:  # no TTL to read: the longest of this observer's and the last its lease said
+            ttl = max(self.ttl, self.ttls.get(m.owner, 0.0))
+        else:
+            ttl = self.ttls[m.owner] = _ttl_of(entry)
         if now - seen[1] <= ttl + LEASE_GRACE:
             return False
         if entry is None:  # nothing to revoke: lapsed for as long as it stays absent

@@ -59,6 +59,7 @@ LIST_CONCURRENCY = 64
 LIST_SCAN = 10_000  # records read by one list at most
 LIST_BYTES = 512 * 1024  # a reply stays well under NATS's 1 MiB payload
 WAIT_LIMIT = 10_000  # requests waiting for their intents at once
+POLL_BATCH = 256  # records of waited-for intents read per poll at most
 # The answer to a request that finds the mailbox full, given by the connection.
 OVERLOADED = orjson.dumps(
     {"ok": False, "code": ReasonCode.OVERLOAD_MAILBOX_FULL.value, "detail": "the intent service is overloaded: try again later"}
@@ -142,11 +143,15 @@ class IntentService(Actor):
         try:
             record = await self._existing(tenant, intent_id)
         except BaseException:
-            self._unwait(waiter)
+            if waiter is not None and not self.waiters.remove(waiter):
+                return None  # answered meanwhile (its end came): one reply only
             raise
-        if waiter is not None and record.state not in TERMINAL:
-            return None
-        self._unwait(waiter)
+        if waiter is not None:
+            if record.state not in TERMINAL:
+                waiter.after = record.revision  # an end older than what it saw is not its end
+                return None
+            if not self.waiters.remove(waiter):
+                return None  # answered meanwhile
         return {"ok": True, "code": "", "intent": view(record)}
 
     async def submit(self, tenant: str, body: dict[str, Any], reply: str = "") -> dict[str, Any] | None:
@@ -166,7 +171,7 @@ class IntentService(Actor):
         stored, created = await self.store.create(record)
         if not created:
             if stored.owner != self.setting.owner:  # another process's: our entry is stale
-                await self.store.mark_settled(self.setting.owner, tenant, intent_id)
+                stored = await self._entry_dropped(stored)
             return await self._again(stored, reply=reply, wait=wait, differs=_differs(stored, record))
         waiter = self._wait(reply, stored.kv_key, wait)  # before its actor starts: no end missed
         try:
@@ -183,11 +188,18 @@ class IntentService(Actor):
         One of ours has its actor running: an unsettled one to drive it (it
         may have stopped in a race; the resumer would start it too, later),
         a settled one to take the index entry this submission wrote."""
-        code = ReasonCode.DUPLICATE_SUPPRESSED.value
-        waiter = None if record.state in TERMINAL else self._wait(reply, record.kv_key, wait, code=code)
+        duplicate = _duplicate(record, differs)
+        waiter = None
+        if record.state not in TERMINAL:
+            waiter = self._wait(reply, record.kv_key, wait, code=duplicate["code"], detail=duplicate["detail"])
+            if waiter is not None:
+                waiter.after = record.revision
         if record.owner == self.setting.owner:
-            await self.router.ask(Activate(record.tenant, record.id))
-        return None if waiter is not None else _duplicate(record, differs)
+            try:
+                await self.router.ask(Activate(record.tenant, record.id))
+            except ExoarmurError as exc:  # indexed: the resumer starts it later
+                self.context.report_failure(exc.code, f"{record.kv_key} not activated again: {exc.detail}")
+        return None if waiter is not None else duplicate
 
     async def list(self, tenant: str, body: dict[str, Any]) -> dict[str, Any]:
         """The tenant's intents by id, `limit` at most; with `state`, those in
@@ -255,10 +267,27 @@ class IntentService(Actor):
             if now.state not in (IntentState.REVERTING, IntentState.REVERTED):
                 raise
             if now.owner != me:  # the entry written above is stale: the winner has its own
-                await self.store.mark_settled(me, tenant, record.id)
+                now = await self._entry_dropped(now)
             return await self._again(now)
+        # Indexed again: the intent's actor may have been settling SUCCEEDED
+        # and dropped the entry between the first put and the write.
+        await self.store.mark_open(me, tenant, record.id)
         await self.router.ask(Activate(tenant, record.id, record=written))
         return {"ok": True, "code": "", "intent": view(written)}
+
+    async def _entry_dropped(self, record: IntentRecord) -> IntentRecord:
+        """Drop this process's index entry of another's intent; then read it
+        again, and put the entry back if the intent has become this
+        process's meanwhile (a takeover by the resumer) and is not settled.
+        The record as read last."""
+        me = self.setting.owner
+        await self.store.mark_settled(me, record.tenant, record.id)
+        again = await self.store.load(record.tenant, record.id)
+        if again is None:
+            return record
+        if again.owner == me and again.state not in TERMINAL:
+            await self.store.mark_open(me, record.tenant, record.id)
+        return again
 
     async def _existing(self, tenant: str, intent_id: object) -> IntentRecord:
         record = await self.store.load(tenant, check_id(intent_id))
@@ -269,19 +298,15 @@ class IntentService(Actor):
 
     # ---- requests waiting for their intent's end (waiters.py) ------------------------
 
-    def _wait(self, reply: str, key: str, wait: float | None, *, code: str = "") -> Waiter | None:
+    def _wait(self, reply: str, key: str, wait: float | None, *, code: str = "", detail: str = "") -> Waiter | None:
         """Hold the reply to `reply` until `key`'s intent ends or `wait` is
         over; None (answered at once) without a wait or a reply subject."""
         if wait is None or not reply:
             return None
         now = self.context.now()
-        waiter = self.waiters.add(reply, key, since=now, until=now + wait, code=code)
+        waiter = self.waiters.add(reply, key, since=now, until=now + wait, code=code, detail=detail)
         self.replan.set()
         return waiter
-
-    def _unwait(self, waiter: Waiter | None) -> None:
-        if waiter is not None:
-            self.waiters.remove(waiter)
 
     @handles(Settled)
     def settled(self, m: Settled) -> None:
@@ -290,7 +315,13 @@ class IntentService(Actor):
 
     def _ended(self, record: IntentRecord) -> None:
         for waiter in self.waiters.settled(record):
-            self._reply(waiter, {"ok": True, "code": waiter.code, "intent": view(record)})
+            self._answered(waiter, record)
+
+    def _answered(self, waiter: Waiter, record: IntentRecord) -> None:
+        reply = {"ok": True, "code": waiter.code, "intent": view(record)}
+        if waiter.detail:
+            reply["detail"] = waiter.detail
+        self._reply(waiter, reply)
 
     def _reply(self, waiter: Waiter, reply: dict[str, Any]) -> None:
         try:
@@ -300,8 +331,10 @@ class IntentService(Actor):
 
     async def _answer_waits(self) -> None:
         """Answer the waiters whose wait is over, with their intent as it is
-        now; every WAIT_POLL, read the records of those that waited that
-        long and answer the ended ones (intents another process drives)."""
+        now; then, every WAIT_POLL, read the records of at most POLL_BATCH of
+        those that waited that long, oldest first, and answer the ended ones
+        (intents another process drives). A poll stops at its first failed
+        read: with KV down it would only delay the next waiters' ends."""
         polled = self.context.now()
         while True:
             self.replan = anyio.Event()
@@ -313,28 +346,33 @@ class IntentService(Actor):
             with anyio.move_on_after(min(end, polled + WAIT_POLL) - now):
                 await self.replan.wait()
                 continue
+            await self._answer_over(self.waiters.over(self.context.now()))
             now = self.context.now()
-            over = self.waiters.over(now)
-            polling = now >= polled + WAIT_POLL
-            if polling:
+            if now >= polled + WAIT_POLL:
                 polled = now
-            keys = self.waiters.older_than(now - WAIT_POLL) if polling else []
-            found = await self._read([w.key for w in over] + keys)
-            for waiter in over:
-                record = found.get(waiter.key)
-                if isinstance(record, IntentRecord):
-                    self._reply(waiter, {"ok": True, "code": waiter.code, "intent": view(record)})
-                else:
-                    error = record or error_for(ReasonCode.INTENT_NOT_FOUND, f"no intent {waiter.key!r}")
-                    self._reply(waiter, {"ok": False, "code": error.code.value, "detail": error.detail})
-            for key in keys:
-                record = found.get(key)
-                if isinstance(record, IntentRecord) and record.state in TERMINAL:
-                    self._ended(record)
+                await self._poll(self.waiters.older_than(now - WAIT_POLL)[:POLL_BATCH])
 
-    async def _read(self, keys: list[str]) -> dict[str, IntentRecord | ExoarmurError | None]:
+    async def _answer_over(self, over: list[Waiter]) -> None:
+        found = await self._read([waiter.key for waiter in over])
+        for waiter in over:
+            record = found.get(waiter.key)
+            if isinstance(record, IntentRecord):
+                self._answered(waiter, record)
+            else:
+                error = record or error_for(ReasonCode.INTENT_NOT_FOUND, f"no intent {waiter.key!r}")
+                self._reply(waiter, {"ok": False, "code": error.code.value, "detail": error.detail})
+
+    async def _poll(self, keys: list[str]) -> None:
+        for record in (await self._read(keys, stop_on_error=True)).values():
+            if isinstance(record, IntentRecord) and record.state in TERMINAL:
+                self._ended(record)
+
+    async def _read(
+        self, keys: list[str], *, stop_on_error: bool = False
+    ) -> dict[str, IntentRecord | ExoarmurError | None]:
         """These records (None: absent; the coded error of a failed read),
-        read LIST_CONCURRENCY at a time."""
+        read LIST_CONCURRENCY at a time (`stop_on_error`: no page after one
+        with a failed read)."""
         found: dict[str, IntentRecord | ExoarmurError | None] = {}
 
         async def load(key: str) -> None:
@@ -349,6 +387,8 @@ class IntentService(Actor):
             async with anyio.create_task_group() as group:
                 for key in unique[start : start + LIST_CONCURRENCY]:
                     group.start_soon(load, key)
+            if stop_on_error and any(isinstance(value, ExoarmurError) for value in found.values()):
+                break
         return found
 
 

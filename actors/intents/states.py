@@ -46,7 +46,7 @@ S = IntentState
 TRANSITIONS: Mapping[IntentState, frozenset[IntentState]] = MappingProxyType(
     {
         S.RECEIVED: frozenset({S.AWAITING_APPROVAL, S.APPROVED, S.DENIED, S.EXPIRED, S.KILLED, S.FAILED}),
-        S.AWAITING_APPROVAL: frozenset({S.APPROVED, S.DENIED, S.EXPIRED, S.KILLED}),
+        S.AWAITING_APPROVAL: frozenset({S.APPROVED, S.DENIED, S.EXPIRED, S.KILLED, S.FAILED}),
         S.APPROVED: frozenset({S.EXECUTING, S.DENIED, S.EXPIRED, S.KILLED, S.FAILED}),
         S.EXECUTING: frozenset({S.EXECUTING, S.SUCCEEDED, S.FAILED}),
         S.SUCCEEDED: frozenset({S.REVERTING}),

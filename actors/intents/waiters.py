@@ -44,6 +44,8 @@ class Waiter:
     until: float  # when its wait is over (the service's clock)
     since: float  # when it began
     code: str = ""  # the reply's code once answered (DUPLICATE_SUPPRESSED for a duplicate submit)
+    detail: str = ""  # and its detail, if any
+    after: int = 0  # the revision it saw: an end at or before it is an older one (a SUCCEEDED since reverted)
 
 
 class Waiters:
@@ -63,30 +65,42 @@ class Waiters:
         if self._count >= self.limit:
             raise error_for(ReasonCode.OVERLOAD_SHED, f"{self._count} requests wait for their intents already")
 
-    def add(self, reply: str, key: str, *, since: float, until: float, code: str = "") -> Waiter:
-        waiter = Waiter(reply, key, until, since, code)
+    def add(self, reply: str, key: str, *, since: float, until: float, code: str = "", detail: str = "") -> Waiter:
+        waiter = Waiter(reply, key, until, since, code, detail)
         self._by_key.setdefault(key, []).append(waiter)
         heapq.heappush(self._by_end, (until, next(self._order), waiter))
         self._count += 1
         return waiter
 
-    def remove(self, waiter: Waiter) -> None:
-        """Forget `waiter` (answered some other way); nothing if gone already."""
+    def remove(self, waiter: Waiter) -> bool:
+        """Forget `waiter`; False if it was gone already (answered: its
+        caller must not answer it again)."""
         waiting = self._by_key.get(waiter.key)
-        if waiting is not None and waiter in waiting:
-            waiting.remove(waiter)
-            if not waiting:
-                del self._by_key[waiter.key]
-            self._count -= 1
+        if waiting is None or waiter not in waiting:
+            return False
+        waiting.remove(waiter)
+        if not waiting:
+            del self._by_key[waiter.key]
+        self._count -= 1
+        self._compact()
+        return True
 
     def settled(self, record: IntentRecord) -> list[Waiter]:
-        """The waiters of a terminal intent, removed."""
+        """The waiters a terminal record ends, removed: those that saw an
+        older revision than it (one that saw a later one waits on)."""
         waiting = self._by_key.pop(record.kv_key, [])
-        self._count -= len(waiting)
-        if len(self._by_end) > 2 * self._count + 64:  # answered entries pile up: keep the heap near the live count
+        ended = [w for w in waiting if w.after < record.revision]
+        if len(ended) < len(waiting):
+            self._by_key[record.kv_key] = [w for w in waiting if w.after >= record.revision]
+        self._count -= len(ended)
+        self._compact()
+        return ended
+
+    def _compact(self) -> None:
+        """Answered entries pile up in the heap: keep it near the live count."""
+        if len(self._by_end) > 2 * self._count + 64:
             self._by_end = [entry for entry in self._by_end if entry[2] in self._by_key.get(entry[2].key, ())]
             heapq.heapify(self._by_end)
-        return waiting
 
     def over(self, now: float) -> list[Waiter]:
         """The waiters whose wait is over at `now`, removed."""

@@ -54,8 +54,8 @@ class Response:
 class Subscribe:
     """Deliver what arrives on `subject` to the actor at `target` as Delivery
     tells; past `pending_msgs` waiting in nats-py, messages are dropped and
-    counted. A request the target's mailbox refuses (full) is answered with
-    `refusal`, if given, instead of being left to time out. Answers the
+    counted. A request the target's mailbox refuses for being full is
+    answered with `refusal`, if given, instead of being left to time out. Answers the
     subscription id."""
 
     subject: str

@@ -113,7 +113,7 @@ def _delivered(state: ConnectionState, record: SubscriptionRecord, msg: Any) -> 
     except ExoarmurError as exc:
         spec = record.spec
         assert isinstance(spec, Subscribe)
-        if msg.reply and spec.refusal is not None:
+        if msg.reply and spec.refusal is not None and exc.code is ReasonCode.OVERLOAD_MAILBOX_FULL:
             respond(state, msg.reply, spec.refusal)  # the requester learns it at once
         if mailbox_drop(state, record):
             audit(state, ReasonCode.NATS_SLOW_CONSUMER, f"{spec.subject} -> {spec.target}: {exc.code}")

@@ -15,6 +15,8 @@ from exoarmur.actors.intents import IntentRecord, IntentState
 from exoarmur.actors.intents import service as service_module
 from exoarmur.actors.nats import Request
 from tests.integration.intents_support import intents_on
+from tests.integration.support import eventually
+from tests.runtime.support import instance_of
 
 pytestmark = pytest.mark.anyio
 S = IntentState
@@ -39,6 +41,11 @@ async def theirs(it, intent_id: str) -> IntentRecord:
     return created
 
 
+def waiting(it) -> int:
+    """Requests the service holds now."""
+    return len(instance_of(it.system.lookup("service")).waiters)
+
+
 async def test_a_submit_that_waits_is_answered_with_the_end(tmp_path):
     async with intents_on(tmp_path) as it:
         reply, _ = await ask(it, "acme", "submit", {"id": "w-1", "type": "fx", "wait": 5})
@@ -46,7 +53,7 @@ async def test_a_submit_that_waits_is_answered_with_the_end(tmp_path):
         assert it.effects[("acme/w-1", "apply")] == 1
         again, seconds = await ask(it, "acme", "submit", {"id": "w-1", "type": "fx", "wait": 5})
         assert again["code"] == "DUPLICATE_SUPPRESSED" and again["intent"]["state"] == "SUCCEEDED"
-        assert seconds < 2  # ended already: answered at once
+        assert seconds < 2 and waiting(it) == 0  # ended already: answered at once, nothing held
         got, _ = await ask(it, "acme", "get", {"id": "w-1", "wait": 5})
         assert got["intent"]["state"] == "SUCCEEDED"
 
@@ -61,12 +68,13 @@ async def test_a_get_that_waits_learns_the_end_of_an_intent_another_process_driv
 
         async with anyio.create_task_group() as group:
             group.start_soon(wait)
-            await anyio.sleep(0.5)
+            await eventually(lambda: waiting(it) == 1)
             assert "reply" not in result
             approved = await it.store.write(record, record.moved(S.APPROVED, now=time.time()))
             await it.store.write(approved, approved.moved(S.FAILED, now=time.time(), code="EXECUTION_FAILED"))
         assert result["reply"]["intent"]["state"] == "FAILED"
-        assert result["seconds"] < 4  # read within a poll or two, not at the end of the wait
+        assert result["seconds"] < 7  # read by a poll, not at the end of the wait (8 s)
+        assert waiting(it) == 0
 
 
 async def test_a_wait_that_is_over_answers_with_the_intent_as_it_is(tmp_path):
@@ -74,7 +82,7 @@ async def test_a_wait_that_is_over_answers_with_the_intent_as_it_is(tmp_path):
         await theirs(it, "stuck")
         reply, seconds = await ask(it, "acme", "get", {"id": "stuck", "wait": 0.5})
         assert reply["ok"] and reply["intent"]["state"] == "RECEIVED"
-        assert 0.5 <= seconds < 3
+        assert seconds >= 0.5 and waiting(it) == 0
         missing, _ = await ask(it, "acme", "get", {"id": "nobody", "wait": 1})
         assert missing["code"] == "INTENT_NOT_FOUND"
 
@@ -90,7 +98,7 @@ async def test_past_the_limit_a_waiting_submit_is_refused_and_changes_nothing(tm
 
         async with anyio.create_task_group() as group:
             group.start_soon(wait)
-            await anyio.sleep(0.5)
+            await eventually(lambda: waiting(it) == 1)
             refused, _ = await ask(it, "acme", "submit", {"id": "one-too-many", "type": "fx", "wait": 3})
             assert refused["code"] == "OVERLOAD_SHED"
             assert await it.store.load("acme", "one-too-many") is None

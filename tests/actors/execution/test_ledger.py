@@ -117,7 +117,10 @@ class TestAppend:
     async def test_a_failing_batch_fails_each_of_its_callers(self, tmp_path, monkeypatch):
         """An fsync that raises: every apply of the batch raises (uncertain,
         not ExecutionError), none is told it was written."""
+        calls: list[int] = []
+
         def broken(fd: int) -> None:
+            calls.append(fd)
             raise OSError(5, "Input/output error")
 
         monkeypatch.setattr(os, "fsync", broken)
@@ -137,6 +140,7 @@ class TestAppend:
             for n in range(20):
                 tg.start_soon(apply, n)
         assert outcomes == ["uncertain"] * 20
+        assert len(calls) < 20  # batches: one failed write failed several callers
 
     async def test_an_apply_cancelled_while_its_line_waits_is_never_written(self, tmp_path):
         """Its caller is told it was cancelled; a later batch must not write it."""
@@ -158,6 +162,49 @@ class TestAppend:
             done.set()
         await ledger.apply(ledger_intent("next"), "acme/next")
         assert [r["intent"] for r in read_ledger(path)] == ["next"]
+
+    async def test_a_batch_whose_writer_is_cancelled_before_its_thread_starts_is_still_written(self, tmp_path):
+        """B takes the batch [b, c] and waits for a worker thread; B's
+        deadline passes. C must not be told "applied" of a line never
+        written: the batch is written to the end, whoever is cancelled."""
+        path = tmp_path / "ledger.jsonl"
+        ledger = Ledger(path=path)
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        borrowers = [object() for _ in range(int(limiter.total_tokens))]
+        for borrower in borrowers:  # every worker thread busy elsewhere
+            await limiter.acquire_on_behalf_of(borrower)
+        told: dict[str, str] = {}
+        b_scope = anyio.CancelScope()
+
+        async def b() -> None:
+            with b_scope:
+                await ledger.apply(ledger_intent("b"), "acme/b")
+            told["b"] = "cancelled" if b_scope.cancelled_caught else "returned"
+
+        async def c() -> None:
+            await ledger.apply(ledger_intent("c"), "acme/c")
+            told["c"] = "returned"
+
+        try:
+            async with anyio.create_task_group() as tg:
+                await ledger._lock.acquire()  # a batch still writing
+                tg.start_soon(b)
+                await anyio.sleep(0.01)
+                tg.start_soon(c)
+                await anyio.sleep(0.01)
+                ledger._lock.release()  # b takes [b, c]
+                await anyio.sleep(0.05)  # and waits for a thread
+                b_scope.cancel()
+                await anyio.sleep(0.05)
+                for borrower in borrowers:
+                    limiter.release_on_behalf_of(borrower)
+                borrowers = []
+        finally:
+            for borrower in borrowers:
+                limiter.release_on_behalf_of(borrower)
+        written = {r["intent"] for r in read_ledger(path)} if path.exists() else set()
+        assert told.get("c") != "returned" or "c" in written, (told, written)
+        assert written == {"b", "c"}
 
     async def test_the_actor_answers_a_ledger_apply(self, tmp_path):
         """Through its actor: APPLIED, and FAILED with the declared reason when the file cannot be opened."""

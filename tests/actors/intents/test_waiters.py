@@ -12,10 +12,10 @@ from exoarmur.actors.intents.waiters import Waiters
 from exoarmur.runtime import ExoarmurError, ReasonCode
 
 
-def record(intent_id: str) -> IntentRecord:
+def record(intent_id: str, revision: int = 1) -> IntentRecord:
     return IntentRecord.received(
         intent_id=intent_id, tenant="acme", type="noop", params={}, owner="p-1", now=0.0, deadline=60.0
-    )
+    ).at(revision)
 
 
 def test_an_end_answers_every_waiter_of_its_intent_once():
@@ -26,6 +26,33 @@ def test_an_end_answers_every_waiter_of_its_intent_once():
     assert waiters.settled(record("i-1")) == [a, b]
     assert waiters.settled(record("i-1")) == []
     assert len(waiters) == 1 and waiters.over(100) == [other] and len(waiters) == 0
+
+
+def test_an_end_older_than_what_a_waiter_saw_does_not_answer_it():
+    """SUCCEEDED at revision 4 told late, to a get that read REVERTING at 5."""
+    waiters = Waiters(limit=10)
+    saw_reverting = waiters.add("r1", "acme.i-1", since=0, until=5)
+    saw_reverting.after = 5
+    early = waiters.add("r2", "acme.i-1", since=0, until=5)
+    assert waiters.settled(record("i-1", revision=4)) == [early]
+    assert waiters.settled(record("i-1", revision=6)) == [saw_reverting]
+    assert len(waiters) == 0
+
+
+def test_a_waiter_is_removed_once_and_says_so():
+    waiters = Waiters(limit=10)
+    waiter = waiters.add("r1", "acme.i-1", since=0, until=5)
+    assert waiters.settled(record("i-1")) == [waiter]
+    assert waiters.remove(waiter) is False  # answered already: its caller must not answer again
+
+
+def test_the_heap_stays_near_the_live_count_however_many_were_removed():
+    waiters = Waiters(limit=10**6)
+    keep = waiters.add("r", "acme.keep", since=0, until=1)  # ends first: the top stays live
+    for n in range(10_000):
+        assert waiters.remove(waiters.add(f"r{n}", f"acme.i-{n}", since=0, until=100))
+    assert len(waiters._by_end) <= 2 * len(waiters) + 64 and waiters.next_end() == 1
+    assert waiters.over(2) == [keep]
 
 
 def test_a_wait_is_over_at_its_end_not_before():
