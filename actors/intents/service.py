@@ -142,9 +142,13 @@ class IntentService(Actor):
         waiter = self._wait(reply, f"{tenant}.{intent_id}", wait)  # before the read: no end missed
         try:
             record = await self._existing(tenant, intent_id)
-        except BaseException:
+        except ExoarmurError:
             if waiter is not None and not self.waiters.remove(waiter):
                 return None  # answered meanwhile (its end came): one reply only
+            raise
+        except BaseException:  # cancelled: nobody waits any more
+            if waiter is not None:
+                self.waiters.remove(waiter)
             raise
         if waiter is not None:
             if record.state not in TERMINAL:
