@@ -266,7 +266,8 @@ def cost_notes(out: dict[str, Any]) -> list[str]:
             per, raw = case["exoarmur"]["per_intent"], case["raw"]["per_intent"]
             lines.append(
                 f"  [{mode}] {name}: KV writes {per['records'] + per['open']:.2f} (records {per['records']:.2f}, "
-                f"open index {per['open']:.2f}), audit appends {per['audit']:.2f}, KV reads {per['reads']:.2f}, "
+                f"open index {per['open']:.2f}), audit appends {per['audit']:.2f}, KV reads {per['reads']:.2f} "
+                f"(and of kill switches {per['switch_reads']:.2f}), "
                 f"other JetStream API requests {per['other_api']:.2f}; CPU µs per intent, exoarmur / raw: "
                 + ", ".join(
                     f"{who.removeprefix('cpu_us:')} {per[who]:,.0f} / {raw[who]:,.0f}"

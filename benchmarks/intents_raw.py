@@ -14,7 +14,8 @@ with it; DEFAULT_SHAPE until then:
     drive     for each update (APPROVED,
               EXECUTING, ..., SUCCEEDED): the audit record of the revision
               in hand, then the record's update on that revision
-              (`ledger`: one line appended and fsynced before the last)
+              (before APPROVED: the kill switches' leader reads, at once;
+              `ledger`: one line appended and fsynced before the last)
     done      SUCCEEDED acknowledged: the intent's latency ends
     after     the audit records left (SUCCEEDED's), the open-index deletes
               and the leader reads of the record (a look once settled), in a
@@ -44,6 +45,7 @@ from typing import Any
 import attrs
 import orjson
 from nats.js.api import KeyValueConfig, StreamConfig
+from nats.js.errors import NotFoundError
 
 from exoarmur.actors.intents.trail import chain_of
 from exoarmur.actors.nats.audit_stream import GENESIS, Record, chain_hash
@@ -56,6 +58,7 @@ __all__ = ["DEFAULT_SHAPE", "RAW_AUDIT", "RAW_OPEN", "RAW_RECORDS", "RawIntents"
 
 RAW_RECORDS = "bench_raw_intents"
 RAW_OPEN = "bench_raw_intents_open"
+RAW_CONTROLS = "bench_raw_controls"
 RAW_AUDIT = "BENCH_RAW_AUDIT"
 RAW_AUDIT_PREFIX = "bench.raw.audit"
 DUPLICATE_WINDOW = 120.0  # seconds: the audit stream's (StreamEnsure's default)
@@ -66,18 +69,20 @@ OWNER = "p-00000000000000aa"
 class Shape:
     """What one intent costs: leader reads of its record, writes of its
     record (a create, then updates), of the open index (a put, then
-    deletes), and audit appends."""
+    deletes), audit appends, and leader reads of the kill switches (the
+    global one and the tenant's, sent at once, before APPROVED)."""
 
     reads: int = 1
     records: int = 4
     open: int = 2
     audit: int = 4
+    switch_reads: int = 2
 
     @classmethod
     def measured(cls, per_intent: dict[str, float]) -> Shape:
         """The counts exoarmur was seen making, rounded (a resumer's scan adds
         a read and a delete now and then)."""
-        counts = {name: round(per_intent[name]) for name in ("reads", "records", "open", "audit")}
+        counts = {name: round(per_intent[name]) for name in ("reads", "records", "open", "audit", "switch_reads")}
         expect(counts["reads"] >= 1 and counts["records"] >= 2, f"not an intent's operations: {per_intent}")
         return cls(**counts)
 
@@ -145,6 +150,7 @@ class RawIntents:
         js = self.js
         self.records = await js.create_key_value(KeyValueConfig(bucket=RAW_RECORDS, replicas=1, history=1))
         self.index = await js.create_key_value(KeyValueConfig(bucket=RAW_OPEN, replicas=1, history=1))
+        await js.create_key_value(KeyValueConfig(bucket=RAW_CONTROLS, replicas=1, history=1))
         await js.add_stream(
             StreamConfig(name=RAW_AUDIT, subjects=[f"{RAW_AUDIT_PREFIX}.>"], num_replicas=1, duplicate_window=DUPLICATE_WINDOW)
         )
@@ -204,12 +210,26 @@ class RawIntents:
             if appends:
                 await chain.append(js, {"kind": "intent", "revision": revision, "record": value}, f"intent.{key}.{revision}")
                 appends -= 1
+            if state == "APPROVED" and shape.switch_reads:
+                await self._switches(tenant, shape.switch_reads)
             if state == "SUCCEEDED" and kind == "ledger":
                 line = orjson.dumps({"intent": intent, "tenant": tenant, "key": key, "op": "apply"}) + b"\n"
                 await asyncio.to_thread(append_synced, self.fd, line)
             value = record(tenant, intent, kind, state, attempts=0 if state == "APPROVED" else 1, created=created)
             revision = await records.update(key, orjson.dumps(value), last=revision)
         return self._finish(chain, key, open_key, value, revision, appends=appends)
+
+    async def _switches(self, tenant: str, count: int) -> None:
+        """The kill switches' leader reads (the tenant's, then the global one's), at once."""
+        subjects = [f"$KV.{RAW_CONTROLS}.kill.tenant.{tenant}", f"$KV.{RAW_CONTROLS}.kill.global"]
+
+        async def read(subject: str) -> None:
+            try:
+                await self.js.get_msg(f"KV_{RAW_CONTROLS}", subject=subject, direct=False)
+            except NotFoundError:  # never set: clear
+                pass
+
+        await asyncio.gather(*(read(subjects[n % 2]) for n in range(count)))
 
     async def _finish(
         self, chain: Chain, key: str, open_key: str, value: dict[str, Any], revision: int, *, appends: int

@@ -72,6 +72,7 @@ __all__ = [
 # The default tree's buckets (the main process names them; benchmarks may not import it).
 RECORDS = "exoarmur_intents"
 OPEN = "exoarmur_intents_open"
+CONTROLS = "exoarmur_controls"  # the kill switches, read before an intent executes
 # The harness's own bounds (not the system's margins: runtime/margins.py).
 START_SECONDS = 60.0  # `exoarmur run` until its connection file is written
 STOP_SECONDS = 30.0  # SIGTERM (a graceful drain), then SIGKILL
@@ -298,7 +299,8 @@ class IntentClient:
         written.update(cpu)
         written["stranded"] = len(self.stranded) - stranded_before
         written["reads"] = api[f"STREAM.MSG.GET.KV_{RECORDS}"]
-        written["other_api"] = sum(api.values()) - written["reads"]
+        written["switch_reads"] = api[f"STREAM.MSG.GET.KV_{CONTROLS}"]
+        written["other_api"] = sum(api.values()) - written["reads"] - written["switch_reads"]
         return lap, written
 
 

@@ -38,6 +38,7 @@ from exoarmur.runtime.lifecycle import CellState
 from exoarmur.runtime.mailbox import MailboxConfig, MailboxStatistics, Overflow, validate_capacity
 from exoarmur.runtime.margins import MARGINS, Margin
 from exoarmur.runtime.messages import MESSAGES, MessageRegistry, message, timeout_category, wire_name
+from exoarmur.runtime.together import ask_all, together
 from exoarmur.runtime.ref import ActorRef, deadline_refusal, outgoing_envelope
 from exoarmur.runtime.retry import RetryPolicy
 from exoarmur.runtime.system import ActorSystem, SystemStatistics
@@ -92,6 +93,7 @@ __all__ = [
     "TenantMismatch",
     "TimeoutCategory",
     "TimeoutPolicy",
+    "ask_all",
     "decode",
     "deadline_refusal",
     "decode_message",
@@ -103,6 +105,7 @@ __all__ = [
     "outgoing_envelope",
     "read_jsonl",
     "timeout_category",
+    "together",
     "valid_seconds",
     "validate_capacity",
     "wire_name",

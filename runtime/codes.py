@@ -66,6 +66,8 @@ class ReasonCode(enum.StrEnum):
     # Gates and stores (used by actors/).
     KILL_SWITCH_ACTIVE = "KILL_SWITCH_ACTIVE"
     APPROVAL_REQUIRED = "APPROVAL_REQUIRED"
+    # A kill-switch or approval request with a field that is wrong.
+    CONTROL_INVALID = "CONTROL_INVALID"
     KV_CONFLICT = "KV_CONFLICT"
     # A write under an ownership lease that has moved on to another process (fenced).
     LEASE_LOST = "LEASE_LOST"

@@ -99,6 +99,7 @@ class InvalidInput(ExoarmurError, ValueError):
             ReasonCode.REPLAY_DIVERGED,
             ReasonCode.INTENT_INVALID,
             ReasonCode.EXECUTION_TYPE_UNKNOWN,
+            ReasonCode.CONTROL_INVALID,
         }
     )
 

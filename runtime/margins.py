@@ -93,6 +93,14 @@ LEASE_GRACE = Margin(
 LEASE_SPARE = Margin(
     1.0, "an apply starts only if the owner's lease outlasts the type's call (its timeout and answer) by this much"
 )
+GATE_READ_SHARE = Margin(
+    0.5, "the share of a gate check's remaining time its reads get, so a read that hangs ends as a refusal (fail closed), not a timeout"
+)
+KILL_CHECK_FRESH = Margin(
+    1.0,
+    "an apply starts only this soon after the reads of the kill-switch check that cleared it were sent; "
+    "`killswitch set` answers this long after its write is durable, so no apply starts after the answer",
+)
 
 STARTUP_RETRY_FIRST = Margin(0.05, "the first pause before a start that found NATS not ready asks again")
 STARTUP_RETRY_MAX = Margin(1.0, "the longest pause between those tries (the start hook's own deadline ends them)")

@@ -7,6 +7,7 @@
     exoarmur.actors.intents the four above: the record, intent actors, leases, replay
     exoarmur.actors.execution  the five above: the execution types (they answer intents)
     exoarmur.actors.tenants the six above: tenant supervisors over intent actors
+    exoarmur.actors.controls the seven above: the gates (kill switches, ...)
     exoarmur.actors.app     anything: the main process, at the top
     exoarmur.benchmarks     anything but the main process
 
@@ -35,6 +36,7 @@ PACKAGES = {
     "actors/intents": "exoarmur.actors.intents",
     "actors/execution": "exoarmur.actors.execution",
     "actors/tenants": "exoarmur.actors.tenants",
+    "actors/controls": "exoarmur.actors.controls",
     "actors/app": "exoarmur.actors.app",
     "benchmarks": "exoarmur.benchmarks",
 }
@@ -46,6 +48,7 @@ LAYERS = (
     "exoarmur.actors.intents",
     "exoarmur.actors.execution",
     "exoarmur.actors.tenants",
+    "exoarmur.actors.controls",
 )
 # What each may name of exoarmur (its own package is always allowed).
 ALLOWED = {
@@ -56,6 +59,7 @@ ALLOWED = {
     "exoarmur.actors.intents": LAYERS[:4],
     "exoarmur.actors.execution": LAYERS[:5],
     "exoarmur.actors.tenants": LAYERS[:6],
+    "exoarmur.actors.controls": LAYERS[:7],
     "exoarmur.actors.app": ("exoarmur",),
     "exoarmur.benchmarks": LAYERS,
 }
@@ -69,6 +73,7 @@ PUBLIC_ONLY = {
         "exoarmur.actors.intents",
         "exoarmur.actors.execution",
         "exoarmur.actors.tenants",
+        "exoarmur.actors.controls",
         "exoarmur.actors.app",
         "exoarmur.benchmarks",
     ),
@@ -78,6 +83,7 @@ PUBLIC_ONLY = {
         "exoarmur.actors.intents",
         "exoarmur.actors.execution",
         "exoarmur.actors.tenants",
+        "exoarmur.actors.controls",
         "exoarmur.actors.app",
         "exoarmur.benchmarks",
     ),

@@ -3,6 +3,7 @@
     exoarmur run [--config PATH] [--state-dir DIR] [--backend asyncio|trio] [--nats-url URL ...]
     exoarmur config [--config PATH] [--format toml|json]
     exoarmur intent submit|get|list|revert --tenant T ...   (actors/app/intent_cli.py)
+    exoarmur killswitch set|clear|status [--tenant T] ...    (actors/app/killswitch_cli.py)
     exoarmur replay [--verify] [--json]                      (actors/app/replay_cli.py)
     exoarmur bench NAME [ARGS...]        # kernel, supervision, nats: ARGS (--help
                                          # included) go to benchmarks/bench_NAME.py
@@ -30,6 +31,7 @@ import anyio
 import attrs
 
 from exoarmur.actors.app.intent_cli import add_intent_commands
+from exoarmur.actors.app.killswitch_cli import add_killswitch_command
 from exoarmur.actors.app.replay_cli import add_replay_command
 from exoarmur.actors.app.config import Config, config_to_json, config_to_toml, load_config, with_environment
 from exoarmur.actors.app.main import EXIT_CONFIG, report, run, say
@@ -100,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_parser.set_defaults(command=_config)
 
     add_intent_commands(commands)
+    add_killswitch_command(commands)
     add_replay_command(commands)
 
     bench_parser = commands.add_parser(

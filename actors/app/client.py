@@ -54,10 +54,13 @@ class Client:
     connection: ActorRef  # at the path CONNECTION
 
     async def call(self, tenant: str, operation: str, body: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        """An intent request (exoarmur.intents.<tenant>.<operation>)."""
+        return await self.request(f"{PREFIX}.{tenant}.{operation}", body, timeout=timeout)
+
+    async def request(self, subject: str, body: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        """Any service's JSON request; its reply, or its coded error raised."""
         deadline = None if timeout is None else anyio.current_time() + timeout
-        response = await self.connection.ask(
-            Request(f"{PREFIX}.{tenant}.{operation}", orjson.dumps(body)), deadline=deadline
-        )
+        response = await self.connection.ask(Request(subject, orjson.dumps(body)), deadline=deadline)
         try:
             reply = orjson.loads(response.data)
         except orjson.JSONDecodeError:

@@ -8,7 +8,12 @@ stopped in the reverse one.
       store/records      KvBucket: the intent records
       store/open         KvBucket: the index of unsettled intents
       store/leases       KvBucket: the owners' leases
+      store/controls     KvBucket: the kill switches
       store/lease        OwnerLease: this process's lease (it outlives every intent actor)
+    controls             Supervisor, one_for_one
+      controls/audit     AuditStream: the `controls` chain (kill switches set and cleared)
+      controls/gates     Gates: every intent's gates, before it executes
+      controls/killswitch  KillSwitches: set, clear, status over NATS
     execution            Supervisor of the execution types, one actor each
     tenants              Supervisor of the tenants, each over its intent actors
     intents              Supervisor, one_for_one
@@ -32,10 +37,12 @@ from typing import TYPE_CHECKING
 
 from exoarmur.actors.app.nats_config import NatsConfig
 from exoarmur.actors.app.state import StateDir
+from exoarmur.actors.controls import CHAIN as CONTROLS_CHAIN
+from exoarmur.actors.controls import Gates, KillSwitches
 from exoarmur.actors.execution import execution_spec, load_types
 from exoarmur.actors.intents import FaultPoints, IntentSetting, OwnerLease, Resumer, TypeInfo
 from exoarmur.actors.intents.service import IntentService
-from exoarmur.actors.nats import ConnectionOptions, KvBucket, NatsConnection, Subscriptions
+from exoarmur.actors.nats import AuditStream, ConnectionOptions, KvBucket, NatsConnection, Subscriptions
 from exoarmur.actors.nats.server import EmbeddedNatsServer, NatsEndpoint, ServerInfo
 from exoarmur.actors.tenants import TenantRouter, tenants_spec
 from exoarmur.runtime import ActorSystem, InvalidInput, ReasonCode, TimeoutCategory
@@ -52,10 +59,17 @@ RECORDS = "store/records"
 OPEN = "store/open"
 LEASES = "store/leases"
 LEASE = "store/lease"
+CONTROLS = "store/controls"
+GATES = "controls/gates"
 TENANTS = "tenants"
 ROUTER = "intents/router"
 SERVICE = "intents/service"
-BUCKETS = {"records": "exoarmur_intents", "open": "exoarmur_intents_open", "leases": "exoarmur_leases"}
+BUCKETS = {
+    "records": "exoarmur_intents",
+    "open": "exoarmur_intents_open",
+    "leases": "exoarmur_leases",
+    "controls": "exoarmur_controls",
+}
 
 CONNECTION_BREAKER = BreakerPolicy(threshold=5, window=60.0, cooldown=5.0, max_cooldown=60.0)
 STORE_BREAKER = BreakerPolicy(threshold=20, window=10.0, cooldown=2.0, max_cooldown=30.0)
@@ -100,6 +114,23 @@ def store_spec(*, owner: str, lease_ttl: float, replicas: int) -> SupervisorSpec
     )
     buckets = tuple(bucket(name, value) for name, value in BUCKETS.items())
     return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=INTENSITY, children=(*buckets, lease))
+
+
+def controls_spec(*, replicas: int) -> SupervisorSpec:
+    audit = ChildSpec(
+        "audit",
+        AuditStream,
+        kwargs={"connection": CONNECTION, "chain": CONTROLS_CHAIN, "replicas": replicas},
+        backoff=RESTART_BACKOFF,
+    )
+    gates = ChildSpec("gates", Gates, kwargs={"controls": CONTROLS}, backoff=RESTART_BACKOFF)
+    switches = ChildSpec(
+        "killswitch",
+        KillSwitches,
+        kwargs={"connection": CONNECTION, "controls": CONTROLS, "audit": "controls/audit"},
+        backoff=RESTART_BACKOFF,
+    )
+    return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=INTENSITY, children=(audit, gates, switches))
 
 
 def intents_spec(
@@ -169,10 +200,12 @@ async def build_tree(system: ActorSystem, config: Config) -> None:
         faults=faults,
         max_attempts=config.max_attempts,
         service=SERVICE,
+        gates=GATES,
     )
     await system.spawn(Supervisor, name=NATS, kwargs={"spec": nats_spec(nats, data_dir=config.nats_data_dir)})
     store = store_spec(owner=owner, lease_ttl=config.lease_ttl, replicas=nats.replicas)
     await system.spawn(Supervisor, name="store", kwargs={"spec": store})
+    await system.spawn(Supervisor, name="controls", kwargs={"spec": controls_spec(replicas=nats.replicas)})
     await system.spawn(Supervisor, name="execution", kwargs={"spec": execution})
     await system.spawn(Supervisor, name=TENANTS, kwargs={"spec": tenants_spec()})
     default_timeout = config.timeouts.seconds[TimeoutCategory.EXECUTION_INTENT]

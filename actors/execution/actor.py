@@ -14,6 +14,8 @@ hears the answer before its own deadline. What the type does becomes:
     any other exception             -> Effect(UNCERTAIN, EXECUTION_FAILED, repr)
     ran out of time                 -> Effect(UNCERTAIN, TIMEOUT_<category>)
     no time left to start           -> Effect(FAILED, DEADLINE_EXCEEDED)
+    its turn came after `not_after` -> Effect(NOT_STARTED): the intent checks
+                                       its kill switches again (no call made)
 
 and for `reconcile`: its Reconciled answer; UNKNOWN if it answered something
 else; and if it raised or ran out of time, the coded error (EXECUTION_FAILED,
@@ -113,6 +115,8 @@ class ExecutionActor(Actor):
         with anyio.CancelScope(deadline=end):
             try:
                 async with self.calls.alone(m.key):
+                    if isinstance(m, Apply) and m.not_after is not None and self.context.now() > m.not_after:
+                        return Effect(Outcome.NOT_STARTED, ReasonCode.KILL_SWITCH_ACTIVE, "its kill-switch check went stale")
                     await call(m.intent, m.key)
             except ExecutionError as exc:
                 if exc.reason in self.execution_type.reasons:

@@ -11,8 +11,10 @@ The intent actor (actors/intents/intent.py) asks the actor of its type
 An `Effect` says what is known afterwards: APPLIED (it took effect), FAILED
 (it certainly did not: one of the type's declared reasons, or refused before
 it started) or UNCERTAIN (a timeout, a crash, an undeclared error: only
-`reconcile` can tell). The intent actor writes what follows from it and
-never applies again without asking `Reconcile` first.
+`reconcile` can tell); NOT_STARTED is an apply that waited its turn past
+its `not_after` and was not started (the intent checks its gates again).
+The intent actor writes what follows from it and never applies again
+without asking `Reconcile` first.
 
 These messages are local only: they carry the record itself.
 """
@@ -39,6 +41,7 @@ class Outcome(enum.StrEnum):
     APPLIED = "APPLIED"
     FAILED = "FAILED"
     UNCERTAIN = "UNCERTAIN"
+    NOT_STARTED = "NOT_STARTED"  # refused before it started (`not_after` passed): ask again
 
 
 @attrs.frozen
@@ -50,8 +53,12 @@ class Effect:
 
 @message("exoarmur.effect.apply", timeout=TimeoutCategory.EXECUTION_INTENT)
 class Apply:
+    """`not_after`: the runtime time after which the apply must not start
+    (its kill-switch check would be stale); None: no such bound."""
+
     intent: IntentRecord
     key: str
+    not_after: float | None = None
 
 
 @message("exoarmur.effect.revert", timeout=TimeoutCategory.EXECUTION_INTENT)

@@ -1,6 +1,11 @@
 """One actor per live intent: it drives the intent from its KV record and
 stops once the intent is settled. How an intent survives kill -9 is this file.
 
+0. Gated before it executes. The gates (kill switches, ...) are asked from
+   RECEIVED, and the kill switches again before an apply whenever their
+   last check is older than KILL_CHECK_FRESH; the type's actor refuses to
+   start an apply past that (actors/intents/gates.py). A refusal ends the
+   intent (KILLED, DENIED, FAILED) and is kept until it is written.
 1. Written before it takes effect. Every step is a compare-and-set of the
    record on the revision it was read at (actors/intents/store.py), made
    before the step acts: EXECUTING is durable before `apply` is called,
@@ -34,6 +39,7 @@ restart storm; a bug crashes it, and its tenant's supervisor restarts it.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Mapping
@@ -43,6 +49,7 @@ import attrs
 
 from exoarmur.actors.intents.effects import Apply, Effect, Outcome, Reconcile, Reconciled, Revert, TypeInfo
 from exoarmur.actors.intents.faults import FaultPoints
+from exoarmur.actors.intents.gates import GateCheck, Stage, Verdict
 from exoarmur.actors.intents.leases import Lapsed, LeaseRemaining, LeaseView
 from exoarmur.actors.intents.messages import FirstRead
 from exoarmur.actors.intents.record import IntentRecord
@@ -67,6 +74,7 @@ from exoarmur.runtime.margins import (
     INDEX_ORPHAN_AGE,
     INTENT_RETRY_FIRST,
     INTENT_RETRY_MAX,
+    KILL_CHECK_FRESH,
     LEASE_SPARE,
 )
 
@@ -88,6 +96,9 @@ class IntentSetting:
     faults: FaultPoints = attrs.field(factory=FaultPoints, eq=False)
     max_attempts: int = 3
     service: str = ""  # the intent service, told when an intent ends ("": none)
+    # The gates actor (actors/controls/gates.py); "": a process without gates,
+    # only for tests of the intent machinery itself.
+    gates: str = ""
 
     def store(self, system: System) -> IntentStore:
         """The intent store on this process's bucket actors."""
@@ -118,12 +129,15 @@ class IntentActor(Actor):
         self.record: IntentRecord | None = None if first_read is None else first_read.take()
         self.audited = 0  # the revision whose audit record is known appended
         self.told = 0  # the revision of the end the service was told of (0: none)
+        self.gated = -math.inf  # runtime time of the reads of the last check the gates passed
+        self.refusal: Verdict | None = None  # the gates' refusal, kept until it is written
 
     async def started(self) -> None:
         lookup = self.context.system.lookup
         self.store = self.setting.store(self.context.system)
         self.audit: ActorRef = lookup(self.audit_path)
         self.lease: ActorRef = lookup(self.setting.lease)
+        self.gates: ActorRef | None = lookup(self.setting.gates) if self.setting.gates else None
         self.context.start_task(self._drive)
 
     async def _drive(self) -> None:
@@ -184,8 +198,8 @@ class IntentActor(Actor):
     # ---- the step from each state that is not terminal (STEPS) ------------------
 
     async def _approve(self, record: IntentRecord, info: TypeInfo | None) -> None:
-        if not await self._ended_before_effect(record, info):
-            await self._write(record, S.APPROVED)  # the gates come here
+        if not await self._ended_before_effect(record, info) and await self._gated(record, Stage.ENTER):
+            await self._write(record, S.APPROVED)
 
     async def _await_approval(self, record: IntentRecord, info: TypeInfo | None) -> None:
         """Nothing to do but look again later, or expire at the deadline."""
@@ -194,7 +208,7 @@ class IntentActor(Actor):
             self.record = None
 
     async def _execute(self, record: IntentRecord, info: TypeInfo | None) -> None:
-        if not await self._ended_before_effect(record, info):
+        if not await self._ended_before_effect(record, info) and await self._switches_clear(record):
             assert info is not None
             await self._attempt(record, info, S.EXECUTING)
 
@@ -239,7 +253,12 @@ class IntentActor(Actor):
         else:
             faults.reached("mid_revert")
         await self._lease_covers(info, generation=generation)
-        effect = await self._effect(Apply if state is S.EXECUTING else Revert, record, info)
+        if state is S.EXECUTING:
+            effect = await self._apply(record, info)
+            if effect is None:
+                return  # KILLED
+        else:
+            effect = await self._effect(Revert(record, record.key), info)
         if effect.outcome is Outcome.APPLIED:
             await self._applied(record)
         elif effect.outcome is Outcome.FAILED:
@@ -347,13 +366,51 @@ class IntentActor(Actor):
             )
         return lease.generation
 
-    async def _effect(self, kind: type[Apply] | type[Revert], record: IntentRecord, info: TypeInfo) -> Effect:
+    async def _apply(self, record: IntentRecord, info: TypeInfo) -> Effect | None:
+        """Apply, started only within KILL_CHECK_FRESH of a kill-switch check
+        that passed (checked again while it is not); None if the intent was
+        KILLED instead."""
+        while True:
+            if not await self._switches_clear(record):
+                return None
+            effect = await self._effect(Apply(record, record.key, not_after=self.gated + KILL_CHECK_FRESH), info)
+            if effect.outcome is not Outcome.NOT_STARTED:
+                return effect
+
+    async def _effect(self, call: Apply | Revert, info: TypeInfo) -> Effect:
         """The type's answer; an ask that fails (the type's actor down, its
         breaker open, no answer in time) leaves the outcome UNCERTAIN."""
         try:
-            return await self._ask(kind(record, record.key), info)
+            return await self._ask(call, info)
         except ExoarmurError as exc:
             return Effect(Outcome.UNCERTAIN, exc.code, exc.detail)
+
+    # ---- the gates ----------------------------------------------------------------
+
+    async def _switches_clear(self, record: IntentRecord) -> bool:
+        """Whether the kill switches were seen clear within KILL_CHECK_FRESH
+        (read again if not); KILLED is written if they are not."""
+        if self.refusal is None and self.context.now() - self.gated <= KILL_CHECK_FRESH:
+            return True
+        return await self._gated(record, Stage.KILL_SWITCHES)
+
+    async def _gated(self, record: IntentRecord, stage: Stage) -> bool:
+        """Whether the gates let `record` go on. A refusal is written (KILLED,
+        DENIED, FAILED) and kept until it is: an answer that comes later (the
+        store back, a switch cleared) never undoes a refusal given."""
+        if self.refusal is None:
+            if self.gates is None:  # a process without gates
+                self.gated = self.context.now()
+                return True
+            verdict: Verdict = await self.gates.ask(GateCheck(record, stage))
+            if verdict.passed:
+                self.gated = verdict.checked
+                return True
+            self.refusal = verdict
+        refusal = self.refusal
+        assert refusal.state is not None
+        await self._write(record, refusal.state, code=refusal.code, detail=refusal.detail)
+        return False
 
     async def _ask(self, message: object, info: TypeInfo) -> object:
         ref = self.context.system.lookup(info.path)

@@ -28,7 +28,6 @@ code (the connection's: a timeout, NATS_DISCONNECTED, ...).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -38,7 +37,7 @@ from exoarmur.actors.intents.reducer import Reducer, Reduction
 from exoarmur.actors.intents.replay_compare import compare
 from exoarmur.actors.intents.replay_problems import Problem
 from exoarmur.actors.nats import KvEntry, KvGet, KvKeys, StreamFetch, StreamMessage
-from exoarmur.runtime import ActorRef, ActorSystem, ExoarmurError, ReasonCode, TimeoutCategory
+from exoarmur.runtime import ActorRef, ActorSystem, ExoarmurError, ReasonCode, TimeoutCategory, together
 
 __all__ = [
     "AUDIT_STREAM",
@@ -195,7 +194,7 @@ async def read_stream(
                 for message in messages:
                     reducer.add_message(message)
 
-    await _together([fetch_all, reduce_all])
+    await together([fetch_all, reduce_all])
     return after[0]
 
 
@@ -215,7 +214,7 @@ async def read_bucket(
             if entry is not None:  # deleted since it was listed
                 entries.append(entry)
 
-    await _together([reader] * min(readers, len(keys)))
+    await together([reader] * min(readers, len(keys)))
     return entries
 
 
@@ -235,22 +234,3 @@ async def _fetched(system: ActorSystem, conn: ActorRef, fetch: StreamFetch, dead
 def _capped(system: ActorSystem, message: object, deadline: float) -> float:
     """The earlier of the message's own default deadline and the replay's."""
     return min(deadline, system.now() + system.default_seconds(type(message)))
-
-
-async def _together(jobs: list[Callable[[], Awaitable[None]]]) -> None:
-    """Run `jobs` at once; the first coded error stops them all and is
-    raised as itself (not in an exception group)."""
-    failed: list[ExoarmurError] = []
-    async with anyio.create_task_group() as group:
-
-        async def run(job: Callable[[], Awaitable[None]]) -> None:
-            try:
-                await job()
-            except ExoarmurError as exc:
-                failed.append(exc)
-                group.cancel_scope.cancel()
-
-        for job in jobs:
-            group.start_soon(run, job)
-    if failed:
-        raise failed[0]

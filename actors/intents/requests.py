@@ -15,9 +15,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 
 from exoarmur.actors.intents.record import IntentRecord, check_id, check_tenant
+from exoarmur.actors.nats.json_replies import json_body
 from exoarmur.runtime import InvalidInput, ReasonCode, TenantMismatch
 
 __all__ = [
@@ -44,7 +44,7 @@ GET_FIELDS = ("id", "tenant", "wait")
 
 def parse_request(subject: str, data: bytes) -> tuple[str, str, dict[str, Any]]:
     tenant, operation = _route(subject)
-    body = _body(data)
+    body = json_body(data, limit=MAX_REQUEST, code=ReasonCode.INTENT_INVALID)
     if "tenant" in body and body["tenant"] != tenant:
         raise TenantMismatch(
             ReasonCode.TENANT_MISMATCH, f"the body names tenant {str(body['tenant'])[:80]!r}, the subject {tenant!r}"
@@ -104,18 +104,6 @@ def _route(subject: str) -> tuple[str, str]:
     if len(parts) != 4 or parts[3] not in OPERATIONS:
         raise InvalidInput(ReasonCode.INTENT_INVALID, f"subject must be {PREFIX}.<tenant>.<{'|'.join(OPERATIONS)}>")
     return check_tenant(parts[2]), parts[3]
-
-
-def _body(data: bytes) -> dict[str, Any]:
-    if len(data) > MAX_REQUEST:
-        raise InvalidInput(ReasonCode.INTENT_INVALID, f"a request takes at most {MAX_REQUEST} bytes")
-    try:
-        body = orjson.loads(data) if data.strip() else {}
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(ReasonCode.INTENT_INVALID, f"the body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidInput(ReasonCode.INTENT_INVALID, "the body must be a JSON object")
-    return body
 
 
 def _timeout(value: object) -> float:

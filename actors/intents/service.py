@@ -39,6 +39,7 @@ from exoarmur.actors.intents.requests import GET_FIELDS, PREFIX, new_record, onl
 from exoarmur.actors.intents.states import TERMINAL, IntentState
 from exoarmur.actors.intents.waiters import Settled, Waiter, Waiters
 from exoarmur.actors.nats import Delivery, Publish, Subscribe
+from exoarmur.actors.nats.json_replies import reply_json
 from exoarmur.runtime import (
     Actor,
     ActorRef,
@@ -111,16 +112,7 @@ class IntentService(Actor):
 
     @handles(Delivery, concurrent=True)
     async def on_request(self, m: Delivery) -> None:
-        try:
-            reply = await self._answer(m.subject, m.data, m.reply)
-        except ExoarmurError as exc:
-            reply = {"ok": False, "code": exc.code.value, "detail": exc.detail}
-        except Exception as exc:  # a bug met by one request: coded and audited, the rest still served
-            detail = f"{type(exc).__name__} answering {m.subject[:200]}"
-            self.context.report_failure(ReasonCode.FATAL, f"{detail}: {exc!r}")
-            reply = {"ok": False, "code": ReasonCode.FATAL.value, "detail": detail}
-        if reply is not None and m.reply:
-            await self.connection.ask(Publish(m.reply, orjson.dumps(reply)))
+        await reply_json(self.context, self.connection, m, self._answer)
 
     async def _answer(self, subject: str, data: bytes, reply: str) -> dict[str, Any] | None:
         """The reply; None if it is held until the intent ends (a waiter)."""
@@ -221,7 +213,7 @@ class IntentService(Actor):
         shown: list[dict[str, Any]] = []
         size = 0
         for start in range(0, min(len(ids), LIST_SCAN), LIST_CONCURRENCY):
-            page = await self._loaded(tenant, ids[start : start + LIST_CONCURRENCY])
+            page = await self.store.load_many(tenant, ids[start : start + LIST_CONCURRENCY])
             for record in page:
                 if state is not None and record.state != state:
                     continue
@@ -231,20 +223,6 @@ class IntentService(Actor):
                     return {"ok": True, "code": "", "intents": shown, "truncated": True}
                 shown.append(item)
         return {"ok": True, "code": "", "intents": shown, "truncated": len(ids) > LIST_SCAN}
-
-    async def _loaded(self, tenant: str, ids: list[str]) -> list[IntentRecord]:
-        """These intents' records, read at once, in the order of `ids`."""
-        found: dict[str, IntentRecord] = {}
-
-        async def load(intent_id: str) -> None:
-            record = await self.store.load(tenant, intent_id)
-            if record is not None:
-                found[intent_id] = record
-
-        async with anyio.create_task_group() as group:
-            for intent_id in ids:
-                group.start_soon(load, intent_id)
-        return [found[i] for i in ids if i in found]
 
     async def revert(self, tenant: str, body: dict[str, Any]) -> dict[str, Any]:
         """SUCCEEDED -> REVERTING, written here; the intent's actor reverts it.

@@ -9,7 +9,10 @@ Every write of an intent's record moves it along one edge of `TRANSITIONS`
 made before the step takes effect. The gates that come before EXECUTING
 (kill switches, tenant limits, approval, the type's breaker) refuse with
 DENIED, KILLED or FAILED from the states before it; EXPIRED is the intent's
-deadline passing there. An edge from a state to itself is a new attempt:
+deadline passing there. EXECUTING -> KILLED is the kill switches checked
+again right before an apply (actors/intents/gates.py): only the actor that
+wrote that EXECUTING and has not called apply writes it; one found
+EXECUTING after a crash is reconciled first. An edge from a state to itself is a new attempt:
 EXECUTING again after the type said the last apply did NOT take effect
 (`attempts` grows by one), REVERTING again likewise.
 
@@ -48,7 +51,7 @@ TRANSITIONS: Mapping[IntentState, frozenset[IntentState]] = MappingProxyType(
         S.RECEIVED: frozenset({S.AWAITING_APPROVAL, S.APPROVED, S.DENIED, S.EXPIRED, S.KILLED, S.FAILED}),
         S.AWAITING_APPROVAL: frozenset({S.APPROVED, S.DENIED, S.EXPIRED, S.KILLED, S.FAILED}),
         S.APPROVED: frozenset({S.EXECUTING, S.DENIED, S.EXPIRED, S.KILLED, S.FAILED}),
-        S.EXECUTING: frozenset({S.EXECUTING, S.SUCCEEDED, S.FAILED}),
+        S.EXECUTING: frozenset({S.EXECUTING, S.SUCCEEDED, S.FAILED, S.KILLED}),
         S.SUCCEEDED: frozenset({S.REVERTING}),
         S.REVERTING: frozenset({S.REVERTING, S.REVERTED, S.FAILED}),
         S.FAILED: frozenset(),

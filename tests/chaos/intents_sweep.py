@@ -134,6 +134,10 @@ class Sweep:
     restart: bool = True  # False: the runner, once killed, stays dead (the others take over)
     first_faults: str = ""  # EXOARMUR_FAULTS of the runner's first start
     reverts: int = 0  # then revert this many SUCCEEDED intents, killed once at mid_revert
+    kind: str = "ledger"  # the intents' execution type (a ledger: the effects are counted from its file)
+    switch_at: int | None = None  # set the global kill switch before this submission
+    switched: float = 0.0  # CLOCK_MONOTONIC when the set was answered
+    after_switch: set[tuple[str, str]] = attrs.Factory(set)  # submitted after that
     owners: dict[tuple[str, str], str] = attrs.Factory(dict)
     reverted: set[tuple[str, str]] = attrs.Factory(set)
     servers: list[ServerProcess] = attrs.Factory(list)
@@ -199,6 +203,10 @@ class Sweep:
                 if self.restart and self.runner.died_by_itself():
                     self.runner.kills += 1
                     self.runner.start(faults=f"{faults.pop()}@{rng.randint(1, 5)}" if faults else "")
+                if n == self.switch_at:
+                    await self._switch(client)
+                if self.switched:
+                    self.after_switch.add((tenant, intent_id))
                 for _ in range(self.copies):
                     await self._submit(client, tenant, intent_id)
             while faults:  # every fault point is hit at least once
@@ -238,7 +246,7 @@ class Sweep:
 
     async def _submit(self, client: nats.NATS, tenant: str, intent_id: str) -> None:
         """Until acknowledged (the process may be dead or starting)."""
-        body = orjson.dumps({"id": intent_id, "type": "ledger", "timeout": 600})
+        body = orjson.dumps({"id": intent_id, "type": self.kind, "timeout": 600})
         deadline = time.monotonic() + STARTUP
         while True:
             if self.restart and self.runner.died_by_itself():
@@ -254,6 +262,13 @@ class Sweep:
             assert reply is None or retryable(reply["code"]), reply
             assert time.monotonic() < deadline, f"{tenant}/{intent_id} never acknowledged"
             await asyncio.sleep(0.05)
+
+    async def _switch(self, client: nats.NATS) -> None:
+        """Set the global kill switch; `switched` is when the set was answered."""
+        body = orjson.dumps({"who": "sweep", "reason": "mid-run"})
+        reply = orjson.loads((await client.request("exoarmur.killswitch.set", body, timeout=15)).data)
+        assert reply["ok"] and reply["switch"]["active"], reply
+        self.switched = time.monotonic()
 
     async def _get(self, client: nats.NATS, tenant: str, intent_id: str) -> dict | None:
         try:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 
 from exoarmur.actors.execution import read_ledger
+from tests.actors.app.test_cli import REPO
 from tests.chaos.intents_sweep import Runner, Sweep, run_sweep, shared_config, sweep
+from tests.chaos.stamped import starts
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -70,3 +72,24 @@ def test_a_cluster_node_sigkilled_mid_run_loses_nothing(tmp_path):
     figures = run_sweep(run)
     assert figures["succeeded"] == figures["intents"]
     assert run.nodes_killed == 1
+
+
+def test_a_kill_switch_set_mid_sweep_stops_every_apply_from_its_answer_on(tmp_path):
+    """The global switch set while intents stream in: no apply starts after
+    the set was answered (each apply's start is stamped), every intent
+    submitted after it ends KILLED, and every intent still has at most one
+    effect (one exactly if SUCCEEDED)."""
+    ledger = tmp_path / "stamped.jsonl"
+    config = tmp_path / "stamped.toml"
+    config.write_text(f'[execution_types.stamped]\nclass = "tests.chaos.stamped:Stamped"\npath = "{ledger}"\n')
+    runner = Runner(tmp_path / "state", args=("--config", str(config)), env={"PYTHONPATH": str(REPO)})
+    run = Sweep(
+        runner, count=200, kills=1, tenants=3, seed=17, faults=False, kind="stamped", ledger=ledger, switch_at=80,
+    )  # fmt: skip
+    figures = run_sweep(run)
+    started = starts(ledger)
+    assert run.switched and len(started) >= figures["succeeded"] > 0
+    late = {key: at - run.switched for key, at in started.items() if at >= run.switched}
+    assert late == {}, f"applies started after the set was answered: {late}"
+    assert len(run.after_switch) == 120 and all(run.states[key] == "KILLED" for key in run.after_switch)
+    assert figures["other"] >= 120  # KILLED, never applied (check() holds the ledger to it)

@@ -26,8 +26,9 @@ from exoarmur.actors.intents import (
     Revert,
     TypeInfo,
 )
+from exoarmur.actors.controls import Gates, KillSwitches
 from exoarmur.actors.intents.service import IntentService
-from exoarmur.actors.nats import KvBucket, Request, StreamFetch
+from exoarmur.actors.nats import AuditStream, KvBucket, Request, StreamFetch
 from exoarmur.actors.nats.audit_stream import Record
 from exoarmur.actors.tenants import TenantRouter, tenants_spec
 from exoarmur.runtime import Actor, ActorSystem, handles
@@ -76,6 +77,12 @@ class Intents:
         response = await self.system.lookup("nats").ask(Request(f"exoarmur.intents.{tenant}.{op}", data))
         return orjson.loads(response.data)
 
+    async def control(self, subject: str, body: dict | bytes) -> dict:
+        """A request to a control service (`killswitch.set`, ...)."""
+        data = body if isinstance(body, bytes) else orjson.dumps(body)
+        response = await self.system.lookup("nats").ask(Request(f"exoarmur.{subject}", data))
+        return orjson.loads(response.data)
+
     async def settled(self, tenant: str, intent_id: str, *, timeout: float = 10.0) -> IntentRecord:
         found: list[IntentRecord] = []
 
@@ -93,12 +100,13 @@ class Intents:
             await anyio.sleep(0.02)
         return found[0]
 
-    async def trail(self, tenant: str) -> list[Record]:
-        """The tenant's audit chain, in order."""
+    async def trail(self, tenant: str, *, chain: str = "") -> list[Record]:
+        """The tenant's audit chain (or the chain named), in order."""
         connection = self.system.lookup("nats")
+        subject = f"exoarmur.audit.{chain or f'intents-{tenant}'}"
         records, seq = [], 1
         while batch := await connection.ask(StreamFetch("EXOARMUR_AUDIT", seq, 1000)):
-            records += [Record.from_bytes(m.data) for m in batch if m.subject == f"exoarmur.audit.intents-{tenant}"]
+            records += [Record.from_bytes(m.data) for m in batch if m.subject == subject]
             seq = batch[-1].seq + 1
         return records
 
@@ -108,8 +116,18 @@ class Intents:
 
 @asynccontextmanager
 async def intents_on(
-    tmp_path, *, owner: str = OWNER, lease_ttl: float = 6.0, server=None, intent_actor=None
+    tmp_path,
+    *,
+    owner: str = OWNER,
+    lease_ttl: float = 6.0,
+    server=None,
+    intent_actor=None,
+    gates: bool = False,
+    types: dict[str, TypeInfo] | None = None,
 ) -> AsyncIterator[Intents]:
+    """The intents subtree of one process; `gates`: with the controls (the
+    gates and the kill-switch service, as the default tree has them);
+    `types`: more execution types, whose actors the test spawns itself."""
     async with _server(tmp_path, server) as running, ActorSystem() as system:
         await connect(system, running)
         effects: Counter = Counter()
@@ -119,8 +137,20 @@ async def intents_on(
         await system.spawn(OwnerLease, name="lease", kwargs={"owner": owner, "bucket": "leases", "ttl": lease_ttl})
         await system.spawn(Effector, name="fx", kwargs={"effects": effects, "answers": answers})
         info = TypeInfo(name="fx", path="fx", timeout=2.0, revertible=True)
+        if gates:
+            await system.spawn(KvBucket, name="controls", kwargs={"bucket": "exoarmur_controls", "connection": "nats"})
+            await system.spawn(AuditStream, name="controls-audit", kwargs={"connection": "nats", "chain": "controls"})
+            await system.spawn(Gates, name="gates", kwargs={"controls": "controls"})
+            switches = {"connection": "nats", "controls": "controls", "audit": "controls-audit"}
+            await system.spawn(KillSwitches, name="killswitch", kwargs=switches)
         setting = IntentSetting(
-            owner=owner, records="records", open="open", lease="lease", types={"fx": info}, service="service"
+            owner=owner,
+            records="records",
+            open="open",
+            lease="lease",
+            types={"fx": info, **(types or {})},
+            service="service",
+            gates="gates" if gates else "",
         )
         await system.spawn(Supervisor, name="tenants", kwargs={"spec": tenants_spec()})
         router = {"tenants": "tenants", "setting": setting, "connection": "nats"}

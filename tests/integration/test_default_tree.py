@@ -18,7 +18,8 @@ pytestmark = pytest.mark.anyio
 
 TREE = [
     "nats", "nats/server", "nats/connection",
-    "store", "store/records", "store/open", "store/leases", "store/lease",
+    "store", "store/records", "store/open", "store/leases", "store/controls", "store/lease",
+    "controls", "controls/audit", "controls/gates", "controls/killswitch",
     "execution", "execution/ledger", "execution/noop",
     "tenants",
     "intents", "intents/router", "intents/resumer", "intents/service",

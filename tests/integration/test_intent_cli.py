@@ -1,4 +1,4 @@
-"""`exoarmur intent` and `exoarmur replay` against a running `exoarmur run`:
+"""`exoarmur intent`, `killswitch` and `replay` against a running `exoarmur run`:
 JSON on stdout alone with --json, the code on stderr, the documented exit codes."""
 
 from __future__ import annotations
@@ -158,3 +158,37 @@ def test_param_values_are_numbers_only_when_written_as_json_numbers(running):
     )  # fmt: skip
     assert done.returncode == EXIT_OK, done.stderr
     assert json.loads(done.stdout)["params"] == {"a": "007", "b": "1_000", "c": 42, "d": True}
+
+
+def test_killswitch_set_status_clear_with_their_exit_codes(running):
+    """A tenant's switch: set (user@host recorded), an intent of that tenant
+    KILLED (exit 3), status exits 4 while one is active, clear, then 0."""
+    done = cli(running, "killswitch", "set", "--tenant", "ks", "--reason", "drill", "--json")
+    assert done.returncode == EXIT_OK, done.stderr
+    switch = json.loads(done.stdout)
+    assert (switch["tenant"], switch["active"], switch["reason"]) == ("ks", True, "drill") and "@" in switch["who"]
+    try:
+        killed = cli(running, "intent", "submit", "--tenant", "ks", "--type", "ledger", "--wait", "10", "--json")
+        assert killed.returncode == EXIT_INTENT_FAILED, killed.stderr
+        assert (json.loads(killed.stdout)["state"], json.loads(killed.stdout)["code"]) == ("KILLED", "KILL_SWITCH_ACTIVE")
+        status = cli(running, "killswitch", "status", "--json")
+        assert status.returncode == 4 and json.loads(status.stdout)["active"] is True
+        table = cli(running, "killswitch", "status", "--tenant", "ks")
+        assert table.returncode == 4 and "ks" in table.stdout and "ACTIVE" in table.stdout and "drill" in table.stdout
+    finally:
+        cleared = cli(running, "killswitch", "clear", "--tenant", "ks", "--json")
+    assert cleared.returncode == EXIT_OK and json.loads(cleared.stdout)["active"] is False
+    assert cli(running, "killswitch", "status", "--tenant", "ks", "--json").returncode == EXIT_OK
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("killswitch", "set", "--tenant", "a.b"),
+        ("killswitch", "clear", "--reason", "x" * 1001),
+    ],
+)
+def test_a_bad_killswitch_request_is_control_invalid_and_exits_2(running, args):
+    done = cli(running, *args, "--json")
+    assert done.returncode == EXIT_INPUT, done.stderr
+    assert json.loads(done.stdout)["code"] == "CONTROL_INVALID" and done.stderr.startswith("exoarmur: CONTROL_INVALID: ")

@@ -19,7 +19,7 @@ def test_runtime_exports_exactly_its_public_names():
             "Supervised", "System", "SystemStatistics", "TenantMismatch", "TimeoutCategory", "TimeoutPolicy",
             "deadline_refusal", "decode", "decode_message", "encode", "encode_message",
             "error_for", "handles", "message", "outgoing_envelope", "read_jsonl", "timeout_category",
-            "valid_seconds", "validate_capacity", "wire_name",
+            "valid_seconds", "validate_capacity", "wire_name", "ask_all", "together",
         ]
     )  # fmt: skip
     for name in runtime.__all__:

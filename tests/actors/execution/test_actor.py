@@ -276,6 +276,34 @@ class TestConcurrency:
         assert answers == {n: Effect(Outcome.APPLIED) for n in range(3)}
         assert scripted.peak == 2
 
+    async def test_an_apply_whose_turn_comes_after_its_not_after_is_not_started(self, tick):
+        """Two applies hold both places; a third, bounded by `not_after`,
+        gets its turn only after that: NOT_STARTED, and the type is never
+        called for it. One whose bound is still ahead is applied."""
+        scripted = Scripted(timeout=1000 * tick)
+        scripted.release = anyio.Event()
+        answers: dict[str, Effect] = {}
+
+        async def ask(ref, name, do, not_after=None):
+            apply = Apply(intent(do=do, intent_id=name), f"acme/{name}", not_after=not_after)
+            answers[name] = await ref.ask(apply, timeout=1000 * tick)
+
+        async with ActorSystem() as system:
+            ref = await spawn(system, scripted)
+            async with anyio.create_task_group() as tg:
+                for n in range(2):
+                    tg.start_soon(ask, ref, f"busy-{n}", "wait")
+                with anyio.fail_after(100 * tick):
+                    while scripted.running < 2:
+                        await anyio.sleep(tick / 100)
+                tg.start_soon(ask, ref, "stale", "ok", system.now() + 5 * tick)
+                tg.start_soon(ask, ref, "fresh", "ok", system.now() + 500 * tick)
+                await anyio.sleep(10 * tick)
+                scripted.release.set()
+        assert (answers["stale"].outcome, answers["stale"].code) == (Outcome.NOT_STARTED, "KILL_SWITCH_ACTIVE")
+        assert answers["fresh"] == Effect(Outcome.APPLIED)
+        assert sorted(name for _, name, _ in scripted.calls) == ["busy-0", "busy-1", "fresh"]
+
     async def test_the_actor_class_carries_the_types_bound(self):
         """One class per (name, concurrency), made once."""
         assert ExecutionActor.of(Scripted()).concurrency == 2

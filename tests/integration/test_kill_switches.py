@@ -1,0 +1,162 @@
+"""Kill switches on a real nats-server: what they cover ends KILLED before
+it applies, a switch that cannot be read fails closed, a set is answered
+only once no apply can start, and an apply that waited its turn past its
+check is checked again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+
+import anyio
+import pytest
+
+from exoarmur.actors.execution import ExecutionActor, ExecutionType, Reconciled
+from exoarmur.actors.intents import IntentState, TypeInfo
+from exoarmur.actors.nats import Put
+from exoarmur.runtime.margins import KILL_CHECK_FRESH
+from tests.integration.intents_support import intents_on
+from tests.integration.support import running_server
+
+pytestmark = pytest.mark.anyio
+S = IntentState
+
+
+async def test_a_tenant_switch_kills_its_tenants_intents_only_and_a_clear_lets_them_run(tmp_path):
+    async with intents_on(tmp_path, gates=True) as it:
+        started = time.monotonic()
+        reply = await it.control("killswitch.set", {"tenant": "acme", "who": "ann@h", "reason": "drill"})
+        assert time.monotonic() - started >= KILL_CHECK_FRESH  # answered once no apply can start
+        assert reply["ok"] and reply["switch"]["active"] and reply["switch"]["who"] == "ann@h"
+        await it.request("acme", "submit", {"id": "i-1", "type": "fx"})
+        await it.request("other", "submit", {"id": "o-1", "type": "fx"})
+        killed, other = await it.settled("acme", "i-1"), await it.settled("other", "o-1")
+        assert (killed.state, killed.code) == (S.KILLED, "KILL_SWITCH_ACTIVE")
+        assert killed.detail == "tenant acme's kill switch is active (set by ann@h: drill)"
+        assert [r.event["record"]["state"] for r in await it.trail("acme")] == ["RECEIVED", "KILLED"]
+        assert other.state is S.SUCCEEDED
+        status = await it.control("killswitch.status", {})
+        assert status["active"] and [(s["tenant"], s["active"]) for s in status["switches"]] == [
+            (None, False), ("acme", True)
+        ]  # fmt: skip
+        cleared = await it.control("killswitch.clear", {"tenant": "acme", "who": "bob@h", "reason": "over"})
+        assert not cleared["switch"]["active"] and cleared["switch"]["revision"] > reply["switch"]["revision"]
+        await it.request("acme", "submit", {"id": "i-2", "type": "fx"})
+        assert (await it.settled("acme", "i-2")).state is S.SUCCEEDED
+        assert it.effects == {("other/o-1", "apply"): 1, ("acme/i-2", "apply"): 1}
+        events = [r.event for r in await it.trail("", chain="controls")]
+        assert [(e["kind"], e["action"], e["switch"]["who"], e["switch"]["reason"]) for e in events] == [
+            ("killswitch", "set", "ann@h", "drill"), ("killswitch", "clear", "bob@h", "over")
+        ]  # fmt: skip
+
+
+async def test_the_global_switch_kills_every_tenants_intents(tmp_path):
+    async with intents_on(tmp_path, gates=True) as it:
+        await it.control("killswitch.set", {"reason": "incident"})
+        for tenant in ("acme", "globex"):
+            await it.request(tenant, "submit", {"id": "i-1", "type": "fx"})
+        for tenant in ("acme", "globex"):
+            record = await it.settled(tenant, "i-1")
+            assert (record.state, record.code) == (S.KILLED, "KILL_SWITCH_ACTIVE")
+            assert record.detail.startswith("the global kill switch is active")
+        assert it.effects == {}
+        status = await it.control("killswitch.status", {"tenant": "acme"})
+        assert status["active"] and [s["tenant"] for s in status["switches"]] == [None, "acme"]
+
+
+@pytest.mark.parametrize(
+    ("body", "names"), [({"tenant": "a b"}, "tenant"), ({"scope": "all"}, "unknown field"), (b"[1]", "object")]
+)
+async def test_a_bad_request_is_control_invalid_and_changes_nothing(tmp_path, body, names):
+    async with intents_on(tmp_path, gates=True) as it:
+        reply = await it.control("killswitch.set", body)
+        assert (reply["ok"], reply["code"]) == (False, "CONTROL_INVALID") and names in reply["detail"]
+        assert not (await it.control("killswitch.status", {}))["active"]
+        assert (await it.control("killswitch.nope", {}))["code"] == "CONTROL_INVALID"
+
+
+async def test_a_switch_that_cannot_be_read_fails_closed(tmp_path):
+    """An unreadable stored value, then the switches' bucket gone: each
+    intent that meets it ends KILLED and nothing is applied."""
+    async with intents_on(tmp_path, gates=True) as it:
+        await it.system.lookup("controls").ask(Put("kill.global", b"{garbage"))
+        await it.request("acme", "submit", {"id": "i-1", "type": "fx"})
+        record = await it.settled("acme", "i-1")
+        assert (record.state, record.code) == (S.KILLED, "KILL_SWITCH_ACTIVE") and "unreadable" in record.detail
+        await it.system.stop(it.system.lookup("controls"))
+        await it.request("acme", "submit", {"id": "i-2", "type": "fx"})
+        record = await it.settled("acme", "i-2")
+        assert (record.state, record.code) == (S.KILLED, "KILL_SWITCH_ACTIVE")
+        assert "could not be read" in record.detail and "failing closed" in record.detail
+        assert it.effects == {}
+
+
+class Slow(ExecutionType):
+    """One apply at a time, each taking longer than a kill-switch check stays fresh."""
+
+    name = "slow"
+    concurrency = 1
+    timeout = 2.0
+
+    def __init__(self) -> None:
+        self.effects: Counter = Counter()
+        self.applying = anyio.Event()
+
+    async def apply(self, intent, key: str) -> None:
+        self.applying.set()
+        await anyio.sleep(KILL_CHECK_FRESH * 1.5)
+        self.effects[key] += 1
+
+    async def reconcile(self, intent, key: str) -> Reconciled:
+        return Reconciled.APPLIED if self.effects[key] else Reconciled.NOT_APPLIED
+
+    def info(self) -> TypeInfo:
+        return TypeInfo(name=self.name, path=self.name, timeout=self.timeout)
+
+
+async def one_applying_one_waiting(it, slow: Slow) -> None:
+    """s-1 applying; s-2 past its gates, EXECUTING, its apply waiting its turn."""
+    await it.system.spawn(ExecutionActor.of(slow), name=slow.name, kwargs={"execution_type": slow})
+    await it.request("acme", "submit", {"id": "s-1", "type": "slow"})
+    with anyio.fail_after(10):
+        await slow.applying.wait()
+    await it.request("acme", "submit", {"id": "s-2", "type": "slow"})
+    await anyio.sleep(0.2)
+
+
+async def test_an_apply_that_waited_past_its_check_is_checked_again_and_killed(tmp_path):
+    """s-2 passes the gates and is EXECUTING, its apply queued behind s-1's;
+    the switch is set meanwhile. s-1 had started: it succeeds. s-2's turn
+    comes after its check went stale: checked again, it ends KILLED from
+    EXECUTING, never applied."""
+    slow = Slow()
+    async with intents_on(tmp_path, gates=True, types={"slow": slow.info()}) as it:
+        await one_applying_one_waiting(it, slow)
+        await it.control("killswitch.set", {"tenant": "acme", "reason": "stop"})
+        first, second = await it.settled("acme", "s-1"), await it.settled("acme", "s-2")
+        assert first.state is S.SUCCEEDED and slow.effects == {"acme/s-1": 1}
+        assert (second.state, second.code, second.attempts) == (S.KILLED, "KILL_SWITCH_ACTIVE", 1)
+        states = [r.event["record"]["state"] for r in await it.trail("acme") if r.event["record"]["id"] == "s-2"]
+        assert states == ["RECEIVED", "APPROVED", "EXECUTING", "KILLED"]
+
+
+async def test_a_store_that_stops_answering_kills_the_apply_that_needed_a_check_none_applied(tmp_path):
+    """The nats-server SIGSTOPped while s-2 waits for its turn behind s-1's
+    apply: its check, stale by then, cannot be read, so it is KILLED (written
+    once the server is back), never applied; s-1 had started and succeeds."""
+    slow = Slow()
+    async with running_server(tmp_path / "nats") as server:
+        async with intents_on(tmp_path, gates=True, types={"slow": slow.info()}, server=server) as it:
+            await one_applying_one_waiting(it, slow)
+            os.kill(server.process.pid, signal.SIGSTOP)
+            try:
+                await anyio.sleep(5.0)  # s-1's apply ends; s-2's turn comes stale, its reads fail
+            finally:
+                os.kill(server.process.pid, signal.SIGCONT)
+            first = await it.settled("acme", "s-1", timeout=30)
+            second = await it.settled("acme", "s-2", timeout=30)
+            assert first.state is S.SUCCEEDED and slow.effects == {"acme/s-1": 1}
+            assert (second.state, second.code) == (S.KILLED, "KILL_SWITCH_ACTIVE")
+            assert "could not be read" in second.detail
