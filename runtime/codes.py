@@ -66,6 +66,10 @@ class ReasonCode(enum.StrEnum):
     # Gates and stores (used by actors/).
     KILL_SWITCH_ACTIVE = "KILL_SWITCH_ACTIVE"
     APPROVAL_REQUIRED = "APPROVAL_REQUIRED"
+    # An operator denied the intent's approval (it ends DENIED).
+    APPROVAL_DENIED = "APPROVAL_DENIED"
+    # Nobody approved or denied it before its approval deadline (it ends EXPIRED).
+    APPROVAL_EXPIRED = "APPROVAL_EXPIRED"
     # A kill-switch or approval request with a field that is wrong.
     CONTROL_INVALID = "CONTROL_INVALID"
     KV_CONFLICT = "KV_CONFLICT"

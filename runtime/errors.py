@@ -123,6 +123,8 @@ class Denied(ExoarmurError, PermissionError):
         {
             ReasonCode.KILL_SWITCH_ACTIVE,
             ReasonCode.APPROVAL_REQUIRED,
+            ReasonCode.APPROVAL_DENIED,
+            ReasonCode.APPROVAL_EXPIRED,
             ReasonCode.NATS_PERMISSION_DENIED,
             ReasonCode.NOT_EXPORTED,
         }

@@ -93,6 +93,9 @@ LEASE_GRACE = Margin(
 LEASE_SPARE = Margin(
     1.0, "an apply starts only if the owner's lease outlasts the type's call (its timeout and answer) by this much"
 )
+APPROVAL_POLL = Margin(
+    5.0, "an intent waiting for its approval reads it again this often, even when no change was told to it"
+)
 GATE_READ_SHARE = Margin(
     0.5, "the share of a gate check's remaining time its reads get, so a read that hangs ends as a refusal (fail closed), not a timeout"
 )

@@ -12,7 +12,9 @@ serving intents) is NATS_NO_RESPONDERS.
 
 from __future__ import annotations
 
+import getpass
 import os
+import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,11 +26,12 @@ import orjson
 
 from exoarmur.actors.app.nats_config import ENVIRONMENT, parse_nats
 from exoarmur.actors.app.state import StateDir
+from exoarmur.actors.intents.notes import MAX_WHO
 from exoarmur.actors.intents.service import PREFIX
 from exoarmur.actors.nats import ConnectionOptions, Credentials, NatsConnection, Request
 from exoarmur.runtime import ActorRef, ActorSystem, ExoarmurError, MemoryAuditSink, ReasonCode, error_for
 
-__all__ = ["CONNECTION", "Client", "Target", "connected"]
+__all__ = ["CONNECTION", "Client", "Target", "connected", "operator"]
 
 CONNECTION = "nats"
 
@@ -78,6 +81,15 @@ def _coded(reply: dict[str, Any]) -> ExoarmurError:
         return error_for(ReasonCode(code), detail)
     except ValueError:
         return error_for(ReasonCode.ENVELOPE_INVALID, f"unknown code {code!r}: {detail}")
+
+
+def operator() -> str:
+    """Who the CLI says is deciding (a kill switch, an approval): user@host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"[:MAX_WHO]
 
 
 @asynccontextmanager

@@ -5,6 +5,7 @@
     exoarmur intent get    --tenant T ID [--wait SECONDS] [--json]
     exoarmur intent list   --tenant T [--state STATE] [--limit N] [--json]
     exoarmur intent revert --tenant T ID [--json]
+    exoarmur intent approve|deny --tenant T ID [--reason TEXT] [--json]
 
 Each finds the process through its state directory's connection file
 (`--state-dir`, or `[state] dir` of `--config`; default ./.exoarmur) or
@@ -16,6 +17,12 @@ a JSON number (`3`, `-1.5`, `2e3`), `true` or `false` is one; anything else
 the existing intent (code DUPLICATE_SUPPRESSED, exit 0): it never executes
 twice. `--wait SECONDS` (submit, get) waits until the intent is terminal:
 the service holds each reply until then (up to 300 s a request), no polling.
+`approve` and `deny` decide an intent that waits in AWAITING_APPROVAL (its
+type asks for approval): once, recorded with user@host and the reason. The
+same decision again changes nothing (DUPLICATE_SUPPRESSED, exit 0); the
+other one, or a decision on an intent that does not wait for one, is
+INTENT_STATE_INVALID (exit 1). Their output is the intent with its
+`approval` (decision, who, reason, at).
 
 Output: a table for people; with `--json`, JSON on stdout and nothing else
 (the intent, `{"intents": [...], "truncated": ...}` for list, or
@@ -41,10 +48,11 @@ from typing import Any
 import anyio
 import orjson
 
-from exoarmur.actors.app.client import Target, connected
+from exoarmur.actors.app.client import Target, connected, operator
 from exoarmur.actors.app.config import load_config
 from exoarmur.actors.app.main import coded
 from exoarmur.actors.intents import IntentState
+from exoarmur.actors.intents.notes import MAX_REASON
 from exoarmur.actors.intents.record import check_params, check_tenant
 from exoarmur.actors.intents.requests import MAX_WAIT
 from exoarmur.runtime import ExoarmurError, InvalidInput, ReasonCode, TenantMismatch, error_for
@@ -89,6 +97,12 @@ def add_intent_commands(commands: Any) -> None:
     revert = _operation(ops, "revert", "revert a SUCCEEDED intent (types with revert)")
     revert.add_argument("id")
     revert.set_defaults(command=functools.partial(_run, _revert))
+
+    for name, summary in (("approve", "approve an intent that waits for an approval"), ("deny", "deny it: it ends DENIED")):
+        decide = _operation(ops, name, summary)
+        decide.add_argument("id")
+        decide.add_argument("--reason", default="", help=f"why (at most {MAX_REASON} characters)")
+        decide.set_defaults(command=functools.partial(_run, functools.partial(_decide, name)))
 
 
 def _operation(ops: Any, name: str, summary: str) -> argparse.ArgumentParser:
@@ -175,6 +189,16 @@ async def _revert(args: argparse.Namespace, target: Target) -> int:
     return _shown(args, reply["intent"])
 
 
+async def _decide(operation: str, args: argparse.Namespace, target: Target) -> int:
+    if len(args.reason) > MAX_REASON:
+        raise InvalidInput(ReasonCode.INTENT_INVALID, f"--reason takes at most {MAX_REASON} characters")
+    body = {"id": args.id, "who": operator(), "reason": args.reason}
+    async with connected(target) as client:
+        reply = await client.call(args.tenant, operation, body)
+    intent = {**reply["intent"], "approval": reply["approval"]}
+    return _shown(args, intent, note=reply["code"], detail=str(reply.get("detail", "")), again="decided again")
+
+
 async def _list(args: argparse.Namespace, target: Target) -> int:
     body: dict[str, Any] = {"limit": args.limit}
     if args.state is not None:
@@ -216,15 +240,18 @@ def _value(text: str) -> Any:
     return text
 
 
-def _shown(args: argparse.Namespace, intent: dict[str, Any], *, note: str = "", detail: str = "") -> int:
+def _shown(
+    args: argparse.Namespace, intent: dict[str, Any], *, note: str = "", detail: str = "", again: str = "submitted again"
+) -> int:
     if args.json:
         _out(orjson.dumps(intent).decode())
     else:
-        for key in ("id", "tenant", "type", "state", "code", "detail", "attempts", "revision", "params"):
-            _out(f"{key:9} {intent[key]}")
+        for key in ("id", "tenant", "type", "state", "code", "detail", "attempts", "revision", "params", "approval"):
+            if key in intent:
+                _out(f"{key:9} {intent[key]}")
     if note:
         said = detail or f"intent {intent['id']} exists"
-        print(f"exoarmur: {note}: {said}; it was not submitted again", file=sys.stderr)
+        print(f"exoarmur: {note}: {said}; it was not {again}", file=sys.stderr)
     if intent["state"] in ENDED_BADLY and getattr(args, "wait", None) is not None:
         print(f"exoarmur: {intent['code']}: intent {intent['id']} ended {intent['state']}", file=sys.stderr)
         return EXIT_INTENT_FAILED

@@ -23,19 +23,17 @@ from __future__ import annotations
 
 import argparse
 import functools
-import getpass
-import socket
 import sys
 from typing import Any
 
 import anyio
 import orjson
 
-from exoarmur.actors.app.client import Target, connected
+from exoarmur.actors.app.client import Target, connected, operator
 from exoarmur.actors.app.intent_cli import add_target_options, failed, target_of
 from exoarmur.actors.app.main import coded
 from exoarmur.actors.controls import SUBJECT
-from exoarmur.actors.controls.switches import MAX_REASON
+from exoarmur.actors.intents.notes import MAX_REASON
 from exoarmur.actors.intents.record import check_tenant
 from exoarmur.runtime import InvalidInput, ReasonCode
 
@@ -76,7 +74,7 @@ def _run(operation: str, args: argparse.Namespace, rest: list[str]) -> int:
         if operation != "status":
             if len(args.reason) > MAX_REASON:
                 raise InvalidInput(ReasonCode.CONTROL_INVALID, f"--reason takes at most {MAX_REASON} characters")
-            body.update(who=_who(), reason=args.reason)
+            body.update(who=operator(), reason=args.reason)
         return anyio.run(_ask, operation, body, args, target_of(args))
     except Exception as exc:  # every failure is one coded line and an exit code
         return failed(args, coded(exc))
@@ -110,11 +108,3 @@ def _tenant(value: str) -> str:
         return check_tenant(value)
     except InvalidInput as exc:
         raise InvalidInput(ReasonCode.CONTROL_INVALID, exc.detail) from None
-
-
-def _who() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no name for this uid
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"[:200]

@@ -9,11 +9,13 @@ stopped in the reverse one.
       store/open         KvBucket: the index of unsettled intents
       store/leases       KvBucket: the owners' leases
       store/controls     KvBucket: the kill switches
+      store/approvals    KvBucket: operators' approvals and denials of intents
       store/lease        OwnerLease: this process's lease (it outlives every intent actor)
     controls             Supervisor, one_for_one
       controls/audit     AuditStream: the `controls` chain (kill switches set and cleared)
       controls/gates     Gates: every intent's gates, before it executes
       controls/killswitch  KillSwitches: set, clear, status over NATS
+      controls/watch     ControlWatch: wakes the intents an approval or a switch concerns
     execution            Supervisor of the execution types, one actor each
     tenants              Supervisor of the tenants, each over its intent actors
     intents              Supervisor, one_for_one
@@ -31,14 +33,14 @@ CLI (actors/app/state.py).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from exoarmur.actors.app.nats_config import NatsConfig
 from exoarmur.actors.app.state import StateDir
 from exoarmur.actors.controls import CHAIN as CONTROLS_CHAIN
-from exoarmur.actors.controls import Gates, KillSwitches
+from exoarmur.actors.controls import ControlWatch, Gates, KillSwitches
 from exoarmur.actors.execution import execution_spec, load_types
 from exoarmur.actors.intents import FaultPoints, IntentSetting, OwnerLease, Resumer, TypeInfo
 from exoarmur.actors.intents.service import IntentService
@@ -60,6 +62,7 @@ OPEN = "store/open"
 LEASES = "store/leases"
 LEASE = "store/lease"
 CONTROLS = "store/controls"
+APPROVALS = "store/approvals"
 GATES = "controls/gates"
 TENANTS = "tenants"
 ROUTER = "intents/router"
@@ -69,6 +72,7 @@ BUCKETS = {
     "open": "exoarmur_intents_open",
     "leases": "exoarmur_leases",
     "controls": "exoarmur_controls",
+    "approvals": "exoarmur_approvals",
 }
 
 CONNECTION_BREAKER = BreakerPolicy(threshold=5, window=60.0, cooldown=5.0, max_cooldown=60.0)
@@ -116,21 +120,29 @@ def store_spec(*, owner: str, lease_ttl: float, replicas: int) -> SupervisorSpec
     return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=INTENSITY, children=(*buckets, lease))
 
 
-def controls_spec(*, replicas: int) -> SupervisorSpec:
+def controls_spec(types: Mapping[str, TypeInfo], *, replicas: int) -> SupervisorSpec:
     audit = ChildSpec(
         "audit",
         AuditStream,
         kwargs={"connection": CONNECTION, "chain": CONTROLS_CHAIN, "replicas": replicas},
         backoff=RESTART_BACKOFF,
     )
-    gates = ChildSpec("gates", Gates, kwargs={"controls": CONTROLS}, backoff=RESTART_BACKOFF)
+    gates = ChildSpec(
+        "gates", Gates, kwargs={"controls": CONTROLS, "approvals": APPROVALS, "types": types}, backoff=RESTART_BACKOFF
+    )
     switches = ChildSpec(
         "killswitch",
         KillSwitches,
         kwargs={"connection": CONNECTION, "controls": CONTROLS, "audit": "controls/audit"},
         backoff=RESTART_BACKOFF,
     )
-    return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=INTENSITY, children=(audit, gates, switches))
+    watch = ChildSpec(
+        "watch",
+        ControlWatch,
+        kwargs={"connection": CONNECTION, "router": ROUTER, "controls": BUCKETS["controls"], "approvals": BUCKETS["approvals"]},
+        backoff=RESTART_BACKOFF,
+    )
+    return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=INTENSITY, children=(audit, gates, switches, watch))
 
 
 def intents_spec(
@@ -201,11 +213,12 @@ async def build_tree(system: ActorSystem, config: Config) -> None:
         max_attempts=config.max_attempts,
         service=SERVICE,
         gates=GATES,
+        approvals=APPROVALS,
     )
     await system.spawn(Supervisor, name=NATS, kwargs={"spec": nats_spec(nats, data_dir=config.nats_data_dir)})
     store = store_spec(owner=owner, lease_ttl=config.lease_ttl, replicas=nats.replicas)
     await system.spawn(Supervisor, name="store", kwargs={"spec": store})
-    await system.spawn(Supervisor, name="controls", kwargs={"spec": controls_spec(replicas=nats.replicas)})
+    await system.spawn(Supervisor, name="controls", kwargs={"spec": controls_spec(infos, replicas=nats.replicas)})
     await system.spawn(Supervisor, name="execution", kwargs={"spec": execution})
     await system.spawn(Supervisor, name=TENANTS, kwargs={"spec": tenants_spec()})
     default_timeout = config.timeouts.seconds[TimeoutCategory.EXECUTION_INTENT]

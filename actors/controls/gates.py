@@ -2,11 +2,17 @@
 
     1. the global kill switch         KILLED, KILL_SWITCH_ACTIVE
     2. the tenant's kill switch       KILLED, KILL_SWITCH_ACTIVE
+    3. approval, if its type asks     waits in AWAITING_APPROVAL (APPROVAL_REQUIRED);
+                                      DENIED, APPROVAL_DENIED; EXPIRED, APPROVAL_EXPIRED
 
 Each `GateCheck` from an intent actor (actors/intents/gates.py) is answered
-with the first refusal in that order, or a pass. The kill switches are read
-from the stream leader for every check (actors/controls/switches.py); a read
-that fails refuses, as an active switch would: the gates fail closed.
+with the first refusal in that order, the wait, or a pass. The kill
+switches are read from the stream leader for every check
+(actors/controls/switches.py); a read that fails refuses, as an active
+switch would: the gates fail closed. An approval is read from the leader
+too (actors/intents/approvals.py); one that cannot be read is waited for,
+never taken as given. A `KILL_SWITCHES` check (before an apply) reads only
+the switches: the rest was decided on the way to APPROVED.
 
 A refusal is not audited here: the intent writes the state it ends in, with
 the code and the detail, and that transition is its audit record.
@@ -14,15 +20,22 @@ the code and the detail, and that transition is its audit record.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+
 from exoarmur.actors.controls.switches import read_switches
-from exoarmur.actors.intents.gates import GateCheck, Verdict
+from exoarmur.actors.intents import IntentRecord, TypeInfo, intent_key
+from exoarmur.actors.intents.approvals import Approval, Decision
+from exoarmur.actors.intents.gates import GateCheck, Stage, Verdict
 from exoarmur.actors.intents.states import IntentState
+from exoarmur.actors.nats import Get, KvEntry
 from exoarmur.runtime import Actor, ActorRef, ExoarmurError, ReasonCode, handles
 from exoarmur.runtime.margins import GATE_READ_SHARE
 
 __all__ = ["Gates"]
 
-KILLED = IntentState.KILLED
+S = IntentState
 
 
 class Gates(Actor):
@@ -31,24 +44,56 @@ class Gates(Actor):
     mailbox_capacity = 10_000
     concurrency = 1024
 
-    def __init__(self, *, controls: str) -> None:
+    def __init__(self, *, controls: str, approvals: str, types: Mapping[str, TypeInfo]) -> None:
         self.controls_path = controls  # the KvBucket of `exoarmur_controls`
+        self.approvals_path = approvals  # the KvBucket of `exoarmur_approvals`
+        self.types = types
 
     async def started(self) -> None:
-        self.controls: ActorRef = self.context.system.lookup(self.controls_path)
+        lookup = self.context.system.lookup
+        self.controls: ActorRef = lookup(self.controls_path)
+        self.approvals: ActorRef = lookup(self.approvals_path)
 
     @handles(GateCheck, concurrent=True)
     async def check(self, m: GateCheck) -> Verdict:
-        context = self.context
+        context, record = self.context, m.intent
         checked = context.now()  # before the reads are sent: what freshness counts from
         # The reads get a share of the time, so one that hangs is answered as a refusal.
         deadline = None if context.deadline is None else checked + (context.deadline - checked) * GATE_READ_SHARE
         try:
-            switches = await read_switches(self.controls, m.intent.tenant, deadline=deadline)
+            switches = await read_switches(self.controls, record.tenant, deadline=deadline)
         except ExoarmurError as exc:
             detail = f"the kill switches could not be read ({exc.code.value}: {exc.detail}): failing closed"
-            return Verdict(checked, KILLED, ReasonCode.KILL_SWITCH_ACTIVE.value, detail)
+            return Verdict(checked, S.KILLED, ReasonCode.KILL_SWITCH_ACTIVE.value, detail)
         for switch in switches:
             if switch.active:
-                return Verdict(checked, KILLED, ReasonCode.KILL_SWITCH_ACTIVE.value, switch.says())
+                return Verdict(checked, S.KILLED, ReasonCode.KILL_SWITCH_ACTIVE.value, switch.says())
+        info = self.types.get(record.type)
+        if m.stage is Stage.ENTER and info is not None:
+            asks, problem = info.asks_approval(record)
+            if problem:  # the type's bug: reported, and the intent waits for a person
+                context.report_failure(ReasonCode.EXECUTION_FAILED, problem)
+            if asks:
+                return await self._approval(record, info, checked, deadline)
         return Verdict(checked)
+
+    async def _approval(self, record: IntentRecord, info: TypeInfo, checked: float, deadline: float | None) -> Verdict:
+        try:
+            entry: KvEntry | None = await self.approvals.ask(Get(intent_key(record.tenant, record.id)), deadline=deadline)
+            approval = None if entry is None else Approval.from_entry(entry)
+            unread = ""
+        except ExoarmurError as exc:  # waited for, never taken as given
+            approval, unread = None, f" (the approval could not be read: {exc.code.value})"
+        if approval is not None and approval.decision is Decision.APPROVED:
+            return Verdict(checked, detail=approval.says())
+        if approval is not None:
+            return Verdict(checked, S.DENIED, ReasonCode.APPROVAL_DENIED.value, approval.says())
+        until = info.approval_deadline(record)
+        if time.time() >= until:
+            return Verdict(checked, S.EXPIRED, ReasonCode.APPROVAL_EXPIRED.value, f"not approved by {_when(until)}")
+        detail = f"waits for an approval until {_when(until)}{unread}"
+        return Verdict(checked, S.AWAITING_APPROVAL, ReasonCode.APPROVAL_REQUIRED.value, detail)
+
+
+def _when(wall: float) -> str:
+    return datetime.fromtimestamp(wall, tz=timezone.utc).isoformat(timespec="seconds")

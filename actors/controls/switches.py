@@ -23,20 +23,18 @@ which saw it. Only durations are compared, never two processes' clocks.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import attrs
 import orjson
 
+from exoarmur.actors.intents.notes import stored_fields, stored_note, who_and_why
 from exoarmur.actors.intents.record import check_tenant
 from exoarmur.actors.nats import Get, KvEntry
 from exoarmur.runtime import ActorRef, InvalidInput, ReasonCode, ask_all
 
-__all__ = ["MAX_REASON", "MAX_WHO", "Switch", "invalid", "parse_change", "read_switches", "switch_key"]
+__all__ = ["Switch", "invalid", "parse_change", "read_switches", "switch_key"]
 
-MAX_REASON = 1000
-MAX_WHO = 200
 _FIELDS = frozenset({"v", "active", "who", "reason", "at"})
 
 
@@ -63,18 +61,15 @@ class Switch:
         if entry is None:
             return cls(tenant=tenant)
         try:
-            value = orjson.loads(entry.value)
-            if not isinstance(value, dict) or set(value) != _FIELDS or type(value["v"]) is not int or value["v"] != 1:
-                raise ValueError("not a kill switch's fields")
-            active, who, reason, at = value["active"], value["who"], value["reason"], value["at"]
-            if not (isinstance(active, bool) and isinstance(who, str) and isinstance(reason, str)):
-                raise ValueError("a field of the wrong type")
-            if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
-                raise ValueError("`at` is not a time")
-        except (orjson.JSONDecodeError, ValueError) as exc:
+            value = stored_fields(entry.value, _FIELDS)
+            who, reason, at = stored_note(value)
+            active = value["active"]
+            if not isinstance(active, bool):
+                raise ValueError("`active` must be true or false")
+        except ValueError as exc:
             return cls(tenant=tenant, active=True, reason=f"its stored value is unreadable ({exc}): failing closed",
                        revision=entry.revision)  # fmt: skip
-        return cls(tenant=tenant, active=active, who=who, reason=reason, at=float(at), revision=entry.revision)
+        return cls(tenant=tenant, active=active, who=who, reason=reason, at=at, revision=entry.revision)
 
     def view(self) -> dict[str, Any]:
         return {"tenant": self.tenant, "active": self.active, "who": self.who, "reason": self.reason,
@@ -107,11 +102,7 @@ def parse_change(body: Any) -> tuple[str | None, str, str]:
         tenant = None if tenant is None else check_tenant(tenant)
     except InvalidInput as exc:
         raise invalid(exc.detail) from None
-    who, reason = body.get("who", ""), body.get("reason", "")
-    if not isinstance(who, str) or len(who) > MAX_WHO:
-        raise invalid(f"who must be a string of at most {MAX_WHO} characters")
-    if not isinstance(reason, str) or len(reason) > MAX_REASON:
-        raise invalid(f"reason must be a string of at most {MAX_REASON} characters")
+    who, reason = who_and_why(body, code=ReasonCode.CONTROL_INVALID)
     return tenant, who, reason
 
 

@@ -25,8 +25,9 @@ user's guide. What each part promises:
   `revertible` is True iff a subclass defines it.
 
 Settings are class attributes, checked when the class is defined (a bad one
-raises ValueError or TypeError there); an instance may set its own `timeout`
-and `concurrency` in `__init__` (from its options), checked when loaded.
+raises ValueError or TypeError there); an instance may set its own `timeout`,
+`concurrency`, `approval` and `approval_timeout` in `__init__` (from its
+options), checked when loaded.
 """
 
 from __future__ import annotations
@@ -85,6 +86,12 @@ class ExecutionType:
     backoff: ClassVar[BackoffPolicy] = BackoffPolicy(initial=0.1, factor=2.0, max_delay=10.0, jitter=0.2)
     # True iff the class defines `revert` (set by __init_subclass__).
     revertible: ClassVar[bool] = False
+    # Whether its intents wait for an operator's approval (`exoarmur intent
+    # approve`) before they execute; override `needs_approval` to decide
+    # per intent. They wait `approval_timeout` seconds from their creation at
+    # most (and never past their own deadline), then end EXPIRED.
+    approval: bool = False
+    approval_timeout: float = 3600.0
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -112,6 +119,12 @@ class ExecutionType:
     def invalid_option(cls, key: str, problem: str) -> InvalidInput:
         """The error for a bad option of this type's config table."""
         return InvalidInput(ReasonCode.CONFIG_INVALID, f"execution_types.{cls.name}.{key}: {problem}")
+
+    def needs_approval(self, intent: IntentRecord) -> bool:
+        """Whether `intent` waits for an approval first: `approval` unless
+        overridden (a predicate on the intent: its params, its tenant). It
+        must not block; if it raises, the intent waits for one (fail closed)."""
+        return self.approval
 
     async def apply(self, intent: IntentRecord, key: str) -> None:
         """Make the effect of `intent`, once. Return when it took effect;
@@ -148,6 +161,11 @@ def setting_problem(source: Any, *, named: bool = True) -> tuple[str, str] | Non
             return "reasons", f"{reason!r} is not an UPPER_SNAKE name"
         if reason in _CODES:
             return "reasons", f"{reason} is a ReasonCode: declare a reason of the type's own"
+    if not isinstance(source.approval, bool):
+        return "approval", f"must be true or false, got {source.approval!r}"
+    wait = source.approval_timeout
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not math.isfinite(wait) or wait <= 0:
+        return "approval_timeout", f"must be finite seconds > 0, got {wait!r}"
     if source.breaker is not None and not isinstance(source.breaker, BreakerPolicy):
         return "breaker", f"must be a BreakerPolicy or None, got {source.breaker!r}"
     if not isinstance(source.backoff, BackoffPolicy):

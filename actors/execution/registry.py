@@ -7,9 +7,11 @@ A type is found in one of two ways:
 - a config table `[execution_types.<name>]` whose key `class` names it by
   dotted path (`class = "my_effects:Blocklist"`).
 
-A table without `class` configures the entry-point type of its name. Two
+A table without `class` configures the entry-point type of its name. Four
 keys any table may set override the type's own: `timeout` (seconds one
-call may take) and `concurrency` (calls at once). The other keys of a table
+call may take), `concurrency` (calls at once), `approval` (whether its
+intents wait for an operator's approval) and `approval_timeout` (for how
+long at most). The other keys of a table
 are the type's options (`ExecutionType.from_config`);
 an entry-point type without a table is built with none. Every type found is
 built when the process starts, so a broken one stops the start with
@@ -44,7 +46,7 @@ CLASS_KEY = "class"
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
-SETTINGS = ("timeout", "concurrency")
+SETTINGS = ("timeout", "concurrency", "approval", "approval_timeout")
 
 
 def _invalid(where: str, problem: str) -> InvalidInput:
@@ -113,6 +115,8 @@ def execution_spec(
             path=f"{parent_path}/{name}",
             timeout=float(execution_type.timeout),
             revertible=execution_type.revertible,
+            needs_approval=execution_type.needs_approval,
+            approval_timeout=float(execution_type.approval_timeout),
         )
     spec = SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=intensity, children=tuple(children))
     return spec, MappingProxyType(infos)

@@ -22,6 +22,7 @@ These messages are local only: they carry the record itself.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 
 import attrs
 
@@ -76,9 +77,27 @@ class Reconcile:
 @attrs.frozen(kw_only=True)
 class TypeInfo:
     """What an intent needs to know of its type: where its actor is, how long
-    one call may take, and whether it can revert."""
+    one call may take, whether it can revert, and whether an intent of it
+    waits for an operator's approval (`needs_approval(intent)`; None: never),
+    for how long from its creation at most."""
 
     name: str
     path: str
     timeout: float
     revertible: bool = False
+    needs_approval: Callable[[IntentRecord], bool] | None = None
+    approval_timeout: float = 3600.0
+
+    def asks_approval(self, intent: IntentRecord) -> tuple[bool, str]:
+        """Whether `intent` waits for an approval, and the problem if the
+        type's predicate raised ("" if not): one that raises asks (fail closed)."""
+        if self.needs_approval is None:
+            return False, ""
+        try:
+            return bool(self.needs_approval(intent)), ""
+        except Exception as exc:  # the type's bug: the intent waits for a person
+            return True, f"{self.name}.needs_approval raised {exc!r}"
+
+    def approval_deadline(self, intent: IntentRecord) -> float:
+        """When an intent of this type stops waiting for approval (wall clock)."""
+        return min(intent.deadline, intent.created + self.approval_timeout)

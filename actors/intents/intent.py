@@ -51,7 +51,7 @@ from exoarmur.actors.intents.effects import Apply, Effect, Outcome, Reconcile, R
 from exoarmur.actors.intents.faults import FaultPoints
 from exoarmur.actors.intents.gates import GateCheck, Stage, Verdict
 from exoarmur.actors.intents.leases import Lapsed, LeaseRemaining, LeaseView
-from exoarmur.actors.intents.messages import FirstRead
+from exoarmur.actors.intents.messages import FirstRead, Recheck
 from exoarmur.actors.intents.record import IntentRecord
 from exoarmur.actors.intents.states import TERMINAL, IntentState
 from exoarmur.actors.intents.store import IntentStore
@@ -68,8 +68,10 @@ from exoarmur.runtime import (
     System,
     TimeoutCategory,
     error_for,
+    handles,
 )
 from exoarmur.runtime.margins import (
+    APPROVAL_POLL,
     EXECUTION_ANSWER,
     INDEX_ORPHAN_AGE,
     INTENT_RETRY_FIRST,
@@ -96,9 +98,10 @@ class IntentSetting:
     faults: FaultPoints = attrs.field(factory=FaultPoints, eq=False)
     max_attempts: int = 3
     service: str = ""  # the intent service, told when an intent ends ("": none)
-    # The gates actor (actors/controls/gates.py); "": a process without gates,
-    # only for tests of the intent machinery itself.
+    # The gates actor (actors/controls/gates.py) and the approvals' bucket;
+    # "": a process without them, only for tests of the intent machinery itself.
     gates: str = ""
+    approvals: str = ""
 
     def store(self, system: System) -> IntentStore:
         """The intent store on this process's bucket actors."""
@@ -138,6 +141,7 @@ class IntentActor(Actor):
         self.audit: ActorRef = lookup(self.audit_path)
         self.lease: ActorRef = lookup(self.setting.lease)
         self.gates: ActorRef | None = lookup(self.setting.gates) if self.setting.gates else None
+        self.wake = anyio.Event()  # set by Recheck: a decision it waits for may have changed
         self.context.start_task(self._drive)
 
     async def _drive(self) -> None:
@@ -198,14 +202,12 @@ class IntentActor(Actor):
     # ---- the step from each state that is not terminal (STEPS) ------------------
 
     async def _approve(self, record: IntentRecord, info: TypeInfo | None) -> None:
-        if not await self._ended_before_effect(record, info) and await self._gated(record, Stage.ENTER):
-            await self._write(record, S.APPROVED)
-
-    async def _await_approval(self, record: IntentRecord, info: TypeInfo | None) -> None:
-        """Nothing to do but look again later, or expire at the deadline."""
+        """From RECEIVED or AWAITING_APPROVAL: the gates, then APPROVED (with
+        who approved it, if anyone had to)."""
         if not await self._ended_before_effect(record, info):
-            await anyio.sleep(min(max(record.deadline - time.time(), 0.0), INTENT_RETRY_MAX))
-            self.record = None
+            passed = await self._gated(record, Stage.ENTER)
+            if passed is not None:
+                await self._write(record, S.APPROVED, detail=passed.detail)
 
     async def _execute(self, record: IntentRecord, info: TypeInfo | None) -> None:
         if not await self._ended_before_effect(record, info) and await self._switches_clear(record):
@@ -235,7 +237,7 @@ class IntentActor(Actor):
 
     STEPS = {
         S.RECEIVED: _approve,
-        S.AWAITING_APPROVAL: _await_approval,
+        S.AWAITING_APPROVAL: _approve,
         S.APPROVED: _execute,
         S.EXECUTING: _in_effect,
         S.REVERTING: _in_effect,
@@ -392,25 +394,46 @@ class IntentActor(Actor):
         (read again if not); KILLED is written if they are not."""
         if self.refusal is None and self.context.now() - self.gated <= KILL_CHECK_FRESH:
             return True
-        return await self._gated(record, Stage.KILL_SWITCHES)
+        return await self._gated(record, Stage.KILL_SWITCHES) is not None
 
-    async def _gated(self, record: IntentRecord, stage: Stage) -> bool:
-        """Whether the gates let `record` go on. A refusal is written (KILLED,
-        DENIED, FAILED) and kept until it is: an answer that comes later (the
-        store back, a switch cleared) never undoes a refusal given."""
+    async def _gated(self, record: IntentRecord, stage: Stage) -> Verdict | None:
+        """The gates' pass for `record`, or None: a refusal written (KILLED,
+        DENIED, EXPIRED) or the intent waiting for an approval (AWAITING_APPROVAL
+        written, or waited in until something may have changed). A refusal is
+        kept until it is written: an answer that comes later (the store back,
+        a switch cleared) never undoes a refusal given."""
         if self.refusal is None:
             if self.gates is None:  # a process without gates
                 self.gated = self.context.now()
-                return True
+                return Verdict(self.gated)
             verdict: Verdict = await self.gates.ask(GateCheck(record, stage))
             if verdict.passed:
                 self.gated = verdict.checked
-                return True
+                return verdict
+            if verdict.state is S.AWAITING_APPROVAL:
+                await self._await_decision(record, verdict)
+                return None
             self.refusal = verdict
         refusal = self.refusal
         assert refusal.state is not None
         await self._write(record, refusal.state, code=refusal.code, detail=refusal.detail)
-        return False
+        return None
+
+    async def _await_decision(self, record: IntentRecord, verdict: Verdict) -> None:
+        """AWAITING_APPROVAL written, or, once it is, a wait until a Recheck
+        (an approval stored, a switch set: actors/controls/watch.py), the
+        next look (APPROVAL_POLL) or the approval deadline."""
+        if record.state is not S.AWAITING_APPROVAL:
+            await self._write(record, S.AWAITING_APPROVAL, code=verdict.code, detail=verdict.detail)
+            return
+        info = self.setting.types[record.type]
+        with anyio.move_on_after(min(APPROVAL_POLL, max(info.approval_deadline(record) - time.time(), 0.0))):
+            await self.wake.wait()
+        self.wake = anyio.Event()
+
+    @handles(Recheck)
+    def recheck(self, m: Recheck) -> None:
+        self.wake.set()
 
     async def _ask(self, message: object, info: TypeInfo) -> object:
         ref = self.context.system.lookup(info.path)

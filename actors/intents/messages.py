@@ -9,7 +9,7 @@ from exoarmur.runtime import TimeoutCategory, message
 if TYPE_CHECKING:
     from exoarmur.actors.intents.record import IntentRecord
 
-__all__ = ["Activate", "FirstRead"]
+__all__ = ["Activate", "FirstRead", "Recheck"]
 
 
 class FirstRead:
@@ -41,3 +41,15 @@ class Activate:
     take_over: bool = False
     entry_owner: str = ""  # whose index entry led here ("": none)
     record: IntentRecord | None = None  # as just written by the asker, if it has it
+
+
+@message("exoarmur.intent.recheck", timeout=TimeoutCategory.KV_GET)
+class Recheck:
+    """A decision an intent may wait for has changed (an approval stored, a
+    kill switch set): to the router, which tells the live intent actors it
+    names (`intent_id` "": every one of `tenant`; `tenant` "": every one),
+    and to each of those, which looks at its gates again now rather than at
+    its next poll. Lost or late, it costs only that wait."""
+
+    tenant: str = ""
+    intent_id: str = ""

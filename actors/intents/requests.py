@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 PREFIX = "exoarmur.intents"
-OPERATIONS = ("submit", "get", "list", "revert")
+OPERATIONS = ("submit", "get", "list", "revert", "approve", "deny")
 MAX_REQUEST = 64 * 1024
 MAX_TIMEOUT = 7 * 24 * 3600.0
 MAX_WAIT = 300.0  # seconds a submit or get may wait for its intent's end

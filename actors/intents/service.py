@@ -4,6 +4,8 @@
     exoarmur.intents.<tenant>.get     {"id", "wait"?}
     exoarmur.intents.<tenant>.list    {"state"?, "limit"?}
     exoarmur.intents.<tenant>.revert  {"id"}
+    exoarmur.intents.<tenant>.approve {"id", "who"?, "reason"?}   (approving.py)
+    exoarmur.intents.<tenant>.deny    {"id", "who"?, "reason"?}
 
 Every process serves them in one queue group: a request is answered by one.
 Replies are JSON: `{"ok": true, "code": "", "intent": {...}}` (`"intents":
@@ -32,6 +34,8 @@ from typing import Any
 import anyio
 import orjson
 
+from exoarmur.actors.intents.approvals import Decision
+from exoarmur.actors.intents.approving import decide
 from exoarmur.actors.intents.intent import IntentSetting
 from exoarmur.actors.intents.messages import Activate
 from exoarmur.actors.intents.record import IntentRecord, check_id
@@ -107,6 +111,7 @@ class IntentService(Actor):
         self.connection: ActorRef = lookup(self.connection_path)
         self.router: ActorRef = lookup(self.router_path)
         self.store = self.setting.store(self.context.system)
+        self.approvals: ActorRef | None = lookup(self.setting.approvals) if self.setting.approvals else None
         await self.connection.ask(Subscribe(f"{PREFIX}.*.*", self.context.path, queue=QUEUE, refusal=OVERLOADED))
         self.context.start_task(self._answer_waits)
 
@@ -123,7 +128,19 @@ class IntentService(Actor):
             return await self.get(tenant, body, reply)
         if operation == "list":
             return await self.list(tenant, body)
+        if operation in ("approve", "deny"):
+            return await self.decide(tenant, body, Decision.APPROVED if operation == "approve" else Decision.DENIED)
         return await self.revert(tenant, body)
+
+    async def decide(self, tenant: str, body: dict[str, Any], decision: Decision) -> dict[str, Any]:
+        """Store an operator's approval or denial of an intent that waits for one."""
+        if self.approvals is None:
+            raise error_for(ReasonCode.INTENT_STATE_INVALID, "this process takes no approvals")
+        record, approval, code = await decide(
+            store=self.store, approvals=self.approvals, types=self.setting.types, tenant=tenant, body=body, decision=decision
+        )
+        detail = f"intent {record.id} was already {approval.says()}" if code else ""
+        return {"ok": True, "code": code, "detail": detail, "intent": view(record), "approval": approval.view()}
 
     async def get(self, tenant: str, body: dict[str, Any], reply: str) -> dict[str, Any] | None:
         only(body, GET_FIELDS)

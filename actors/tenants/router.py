@@ -19,7 +19,7 @@ children; the resumer's next scan starts them again from KV
 from __future__ import annotations
 
 from exoarmur.actors.intents import IntentActor, IntentSetting
-from exoarmur.actors.intents.messages import Activate, FirstRead
+from exoarmur.actors.intents.messages import Activate, FirstRead, Recheck
 from exoarmur.actors.intents.trail import chain_of
 from exoarmur.actors.nats import AuditStream
 from exoarmur.runtime import Actor, ActorRef, ExoarmurError, ReasonCode, handles
@@ -112,6 +112,27 @@ class TenantRouter(Actor):
             tenant=m.tenant,
         )
         return await _started(tenant, spec)
+
+    @handles(Recheck)
+    def recheck(self, m: Recheck) -> int:
+        """Recheck told to every live intent actor `m` names; how many there were."""
+        system = self.context.system
+        if m.tenant and m.intent_id:
+            paths = [f"{self.tenants_path}/{m.tenant}/intent.{m.intent_id}"]
+        else:
+            prefix = f"{self.tenants_path}/{m.tenant}/" if m.tenant else f"{self.tenants_path}/"
+            paths = [p for p in system.paths() if p.startswith(prefix) and p.rpartition("/")[2].startswith("intent.")]
+        told = 0
+        for path in paths:
+            ref = system.find(path)
+            if ref is None:
+                continue
+            try:
+                ref.tell_nowait(m)
+            except ExoarmurError:  # stopping, or its mailbox full: its own poll finds the change
+                continue
+            told += 1
+        return told
 
     async def _tenant(self, tenant: str) -> ActorRef:
         system = self.context.system

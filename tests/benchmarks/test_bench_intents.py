@@ -111,12 +111,13 @@ def test_the_memory_mode_reports_bytes_per_terminal_intent(tmp_path):
 
 
 def test_the_baseline_takes_the_shape_exoarmur_was_counted_making():
-    shape = Shape.measured({"reads": 3.02, "records": 4.0, "open": 2.04, "audit": 4.0, "cpu_us:exoarmur": 9.0})
-    assert shape == Shape(reads=3, records=4, open=2, audit=4)
+    counted = {"reads": 3.02, "records": 4.0, "open": 2.04, "audit": 4.0, "switch_reads": 1.98, "cpu_us:exoarmur": 9.0}
+    shape = Shape.measured(counted)
+    assert shape == Shape(reads=3, records=4, open=2, audit=4, switch_reads=2)
     assert shape.states() == ["APPROVED", "EXECUTING", "SUCCEEDED"]
     assert Shape(records=3).states() == ["APPROVED", "SUCCEEDED"]  # one write fewer: the baseline follows
     with pytest.raises(AssertionError):
-        Shape.measured({"reads": 0.0, "records": 0.0, "open": 0.0, "audit": 0.0})
+        Shape.measured({"reads": 0.0, "records": 0.0, "open": 0.0, "audit": 0.0, "switch_reads": 0.0})
 
 
 def test_memory_only_needs_terminal_intents(capsys):

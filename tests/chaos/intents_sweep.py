@@ -145,6 +145,8 @@ class Sweep:
     nodes_killed: int = 0
     acked: dict[tuple[str, str], str] = attrs.Factory(dict)
     states: dict[tuple[str, str], str] = attrs.Factory(dict)
+    # KILLED because the kill switches could not be read (NATS down at its gate): fail closed
+    fail_closed: set[tuple[str, str]] = attrs.Factory(set)
 
     def ids(self) -> list[tuple[str, str]]:
         return [(f"t{n % self.tenants}", f"i-{n}") for n in range(self.count)]
@@ -294,6 +296,8 @@ class Sweep:
             intent = await self._get(client, *key)
             assert intent is not None
             self.states[key], self.owners[key] = intent["state"], intent["owner"]
+            if fail_closed(intent):
+                self.fail_closed.add(key)
 
     async def _revert_some(self, client: nats.NATS, rng: random.Random) -> None:
         """Revert some SUCCEEDED intents with the process armed to die at
@@ -366,8 +370,15 @@ class Sweep:
             "kills": self.runner.kills,
             "duplicates": sum(1 for code in self.acked.values() if code == "DUPLICATE_SUPPRESSED"),
             "reverted": len(self.reverted),
+            "fail_closed": len(self.fail_closed),
             "audit_records": self.replay["summary"]["intent_records"],
         }
+
+
+def fail_closed(intent: dict) -> bool:
+    """KILLED at its gate because the kill switches could not be read: what
+    an intent meeting a NATS outage there must end as (docs/gates.md)."""
+    return intent["state"] == "KILLED" and intent["code"] == "KILL_SWITCH_ACTIVE" and "could not be read" in intent["detail"]
 
 
 def replay_verified(runner: Runner) -> dict:
@@ -463,7 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     run = variant(args.variant, root, args)
     figures = run_sweep(run)
-    assert figures["succeeded"] == figures["intents"], figures  # reverted ones included: applied once
+    # Reverted ones included (applied once); with NATS killed, an intent at its
+    # gate then ends KILLED, never applied (fail closed).
+    assert figures["succeeded"] + figures["fail_closed"] == figures["intents"], figures
     figures.update(variant=args.variant, nats_kills=run.nats_kills, nodes_killed=run.nodes_killed)
     if run.others:  # the runner died at its fault point; the others took its intents over
         figures["runner_exit"] = run.runner.popen.returncode if run.runner.popen else None

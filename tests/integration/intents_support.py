@@ -26,7 +26,7 @@ from exoarmur.actors.intents import (
     Revert,
     TypeInfo,
 )
-from exoarmur.actors.controls import Gates, KillSwitches
+from exoarmur.actors.controls import ControlWatch, Gates, KillSwitches
 from exoarmur.actors.intents.service import IntentService
 from exoarmur.actors.nats import AuditStream, KvBucket, Request, StreamFetch
 from exoarmur.actors.nats.audit_stream import Record
@@ -137,10 +137,12 @@ async def intents_on(
         await system.spawn(OwnerLease, name="lease", kwargs={"owner": owner, "bucket": "leases", "ttl": lease_ttl})
         await system.spawn(Effector, name="fx", kwargs={"effects": effects, "answers": answers})
         info = TypeInfo(name="fx", path="fx", timeout=2.0, revertible=True)
+        infos = {"fx": info, **(types or {})}
         if gates:
-            await system.spawn(KvBucket, name="controls", kwargs={"bucket": "exoarmur_controls", "connection": "nats"})
+            for name in ("controls", "approvals"):
+                await system.spawn(KvBucket, name=name, kwargs={"bucket": f"exoarmur_{name}", "connection": "nats"})
             await system.spawn(AuditStream, name="controls-audit", kwargs={"connection": "nats", "chain": "controls"})
-            await system.spawn(Gates, name="gates", kwargs={"controls": "controls"})
+            await system.spawn(Gates, name="gates", kwargs={"controls": "controls", "approvals": "approvals", "types": infos})
             switches = {"connection": "nats", "controls": "controls", "audit": "controls-audit"}
             await system.spawn(KillSwitches, name="killswitch", kwargs=switches)
         setting = IntentSetting(
@@ -148,9 +150,10 @@ async def intents_on(
             records="records",
             open="open",
             lease="lease",
-            types={"fx": info, **(types or {})},
+            types=infos,
             service="service",
             gates="gates" if gates else "",
+            approvals="approvals" if gates else "",
         )
         await system.spawn(Supervisor, name="tenants", kwargs={"spec": tenants_spec()})
         router = {"tenants": "tenants", "setting": setting, "connection": "nats"}
@@ -159,6 +162,9 @@ async def intents_on(
         await system.spawn(TenantRouter, name="router", kwargs=router)
         await system.spawn(Resumer, name="resumer", kwargs={"setting": setting, "router": "router", "interval": 0.5})
         await system.spawn(IntentService, name="service", kwargs={"connection": "nats", "setting": setting, "router": "router"})
+        if gates:
+            buckets = {"controls": "exoarmur_controls", "approvals": "exoarmur_approvals"}
+            await system.spawn(ControlWatch, name="watch", kwargs={"connection": "nats", "router": "router", **buckets})
         store = IntentStore(system.lookup("records"), system.lookup("open"))
         yield Intents(system, store, effects, answers, setting)
 

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.anyio
 
 TREE = [
     "nats", "nats/server", "nats/connection",
-    "store", "store/records", "store/open", "store/leases", "store/controls", "store/lease",
-    "controls", "controls/audit", "controls/gates", "controls/killswitch",
+    "store", "store/records", "store/open", "store/leases", "store/controls", "store/approvals", "store/lease",
+    "controls", "controls/audit", "controls/gates", "controls/killswitch", "controls/watch",
     "execution", "execution/ledger", "execution/noop",
     "tenants",
     "intents", "intents/router", "intents/resumer", "intents/service",

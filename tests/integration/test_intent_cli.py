@@ -31,8 +31,10 @@ def running(tmp_path_factory):
     """One `exoarmur run` for the module's tests (its state dir)."""
     root = tmp_path_factory.mktemp("cli")
     env = {"PYTHONPATH": str(REPO)}
+    config = root / "cli.toml"
+    config.write_text('[execution_types.approved]\nclass = "tests.integration.cli_types:Approved"\n')
     process = subprocess.Popen(
-        [sys.executable, "-m", "exoarmur", "run", "--state-dir", str(root / "state")],
+        [sys.executable, "-m", "exoarmur", "run", "--state-dir", str(root / "state"), "--config", str(config)],
         cwd=root,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -192,3 +194,30 @@ def test_a_bad_killswitch_request_is_control_invalid_and_exits_2(running, args):
     done = cli(running, *args, "--json")
     assert done.returncode == EXIT_INPUT, done.stderr
     assert json.loads(done.stdout)["code"] == "CONTROL_INVALID" and done.stderr.startswith("exoarmur: CONTROL_INVALID: ")
+
+
+def test_approve_and_deny_decide_once_with_their_exit_codes(running):
+    """An intent of a type that asks for approval waits; `approve` lets it
+    run (who and why kept), again is a no-op (exit 0, DUPLICATE_SUPPRESSED);
+    `deny` then, or a decision on what waits for none, exits 1."""
+    done = cli(running, "intent", "submit", "--tenant", "acme", "--type", "approved", "--id", "ap-1", "--json")
+    assert done.returncode == EXIT_OK, done.stderr
+    waiting = cli(running, "intent", "get", "--tenant", "acme", "ap-1", "--wait", "0.5", "--json")
+    assert waiting.returncode == EXIT_FAILURE and "AWAITING_APPROVAL" in waiting.stderr  # still waiting after 0.5 s
+    approved = cli(running, "intent", "approve", "--tenant", "acme", "ap-1", "--reason", "seen", "--json")
+    assert approved.returncode == EXIT_OK, approved.stderr
+    decision = json.loads(approved.stdout)["approval"]
+    assert (decision["decision"], decision["reason"], "@" in decision["who"]) == ("approved", "seen", True)
+    ended = cli(running, "intent", "get", "--tenant", "acme", "ap-1", "--wait", "10", "--json")
+    assert json.loads(ended.stdout)["state"] == "SUCCEEDED"
+    again = cli(running, "intent", "approve", "--tenant", "acme", "ap-1")
+    assert again.returncode == EXIT_OK and "DUPLICATE_SUPPRESSED" in again.stderr
+    for args in (("deny", "--tenant", "acme", "ap-1"), ("approve", "--tenant", "acme", "c-1"), ("deny", "--tenant", "acme", "nope")):
+        refused = cli(running, "intent", *args, "--json")
+        assert refused.returncode == EXIT_FAILURE, refused.stderr
+        assert json.loads(refused.stdout)["code"] in ("INTENT_STATE_INVALID", "INTENT_NOT_FOUND")
+    denied = cli(running, "intent", "submit", "--tenant", "acme", "--type", "approved", "--id", "ap-2")
+    assert denied.returncode == EXIT_OK
+    assert cli(running, "intent", "deny", "--tenant", "acme", "ap-2", "--reason", "no").returncode == EXIT_OK
+    ended = cli(running, "intent", "get", "--tenant", "acme", "ap-2", "--wait", "10", "--json")
+    assert ended.returncode == EXIT_INTENT_FAILED and json.loads(ended.stdout)["code"] == "APPROVAL_DENIED"

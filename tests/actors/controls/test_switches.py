@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exoarmur.actors.controls.switches import MAX_REASON, Switch, parse_change, switch_key
+from exoarmur.actors.controls.switches import Switch, parse_change, switch_key
+from exoarmur.actors.intents.notes import MAX_REASON
 from exoarmur.actors.nats import KvEntry
 from exoarmur.runtime import ExoarmurError, InvalidInput, ReasonCode
 

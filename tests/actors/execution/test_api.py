@@ -66,6 +66,11 @@ class TestDefinition:
             ("breaker", "open"),
             ("backoff", None),
             ("reasons", ["TARGET_GONE"]),
+            ("approval", "yes"),
+            ("approval", 1),
+            ("approval_timeout", 0),
+            ("approval_timeout", float("inf")),
+            ("approval_timeout", False),
         ],
     )
     def test_bad_settings_are_refused_naming_the_field(self, field, value):

@@ -12,6 +12,7 @@ import pytest
 
 from exoarmur.actors.execution.keys import KeyCalls
 from exoarmur.actors.execution import GROUP, Ledger, Noop, execution_spec, load_types
+from exoarmur.actors.intents import IntentRecord
 from exoarmur.actors.intents.effects import Apply, Effect, Outcome, Reconcile, Reconciled, TypeInfo
 from exoarmur.runtime import ActorSystem, BreakerOpen, InvalidInput, ReasonCode
 from exoarmur.supervisors import BreakerPolicy, Describe, Restart, Strategy, Supervisor
@@ -145,8 +146,15 @@ class TestExecutionSpec:
             assert child.kwargs["execution_type"] is execution_type
             assert isinstance(child.kwargs["calls"], KeyCalls)  # one table for every instance of the child
         assert infos == {
-            "noop": TypeInfo(name="noop", path="root/execution/noop", timeout=10.0, revertible=False),
-            "scripted": TypeInfo(name="scripted", path="root/execution/scripted", timeout=4.0, revertible=True),
+            name: TypeInfo(
+                name=name,
+                path=f"root/execution/{name}",
+                timeout=timeout,
+                revertible=revertible,
+                needs_approval=types[name].needs_approval,
+                approval_timeout=3600.0,
+            )
+            for name, timeout, revertible in (("noop", 10.0, False), ("scripted", 4.0, True))
         }
 
     def test_a_type_under_another_name_is_refused(self):
@@ -214,3 +222,17 @@ def test_any_table_may_set_the_types_timeout_and_concurrency(tmp_path):
     with pytest.raises(InvalidInput) as caught:
         load_types({"noop": {"timeout": -1}}, state_dir=tmp_path)
     assert caught.value.code is ReasonCode.CONFIG_INVALID and "execution_types.noop.timeout" in caught.value.detail
+
+
+def test_any_table_may_ask_for_approval_and_the_intents_learn_it(tmp_path):
+    """`approval` and `approval_timeout` in a type's table reach TypeInfo:
+    its `needs_approval` is the type's (by default, the setting)."""
+    types = load_types({"ledger": {"approval": True, "approval_timeout": 90}}, state_dir=tmp_path)
+    _, infos = execution_spec(types, parent_path="execution")
+    record = IntentRecord(id="i", tenant="t", type="ledger", created=10.0, deadline=1000.0)
+    assert infos["ledger"].asks_approval(record) == (True, "") and infos["ledger"].approval_deadline(record) == 100.0
+    assert infos["noop"].asks_approval(record) == (False, "")
+    for bad in ({"approval": "yes"}, {"approval_timeout": -5}):
+        with pytest.raises(InvalidInput) as caught:
+            load_types({"noop": bad}, state_dir=tmp_path)
+        assert caught.value.code is ReasonCode.CONFIG_INVALID and "execution_types.noop.approval" in caught.value.detail
