@@ -30,6 +30,7 @@ from exoarmur.runtime.envelope import Envelope
 
 if TYPE_CHECKING:
     from exoarmur.runtime.backend import Reply
+    from exoarmur.runtime.gate import Gate
     from exoarmur.runtime.kernel import Kernel
     from exoarmur.runtime.mailbox import Mailbox, MailboxStatistics
 
@@ -50,6 +51,7 @@ class Target(Protocol):
     tenant: str | None
     dispatch: dict[type, Any]
     mailbox: Mailbox
+    gate: Gate | None  # the breaker's probes (runtime/gate.py)
 
     def offer(self, env: Envelope) -> bool: ...
 
@@ -190,6 +192,18 @@ class ActorRef:
     def statistics(self) -> MailboxStatistics:
         """The target's mailbox: depth, capacity and its counters."""
         return self._cell.mailbox.statistics()
+
+    def refusing(self) -> ReasonCode | None:
+        """The code every send is refused with now (its supervisor's breaker
+        open: BREAKER_OPEN; the actor stopped or stopping), or None: sends are
+        admitted, room permitting (HALF_OPEN: while a probe may still enter).
+        A look, for a caller that would rather wait than be refused (a gate);
+        the send itself still decides."""
+        cell = self._cell
+        closed = cell.mailbox.closed
+        if closed is ReasonCode.BREAKER_OPEN and cell.gate is not None and cell.gate.left:
+            return None
+        return closed
 
 
 def outgoing_envelope(

@@ -4,6 +4,9 @@
     2. the tenant's kill switch       KILLED, KILL_SWITCH_ACTIVE
     3. approval, if its type asks     waits in AWAITING_APPROVAL (APPROVAL_REQUIRED);
                                       DENIED, APPROVAL_DENIED; EXPIRED, APPROVAL_EXPIRED
+    4. the type's breaker             open: looks again after its cooldown while the
+                                      deadline leaves room (the type's `wait_for_breaker`),
+                                      else FAILED, BREAKER_OPEN
 
 Each `GateCheck` from an intent actor (actors/intents/gates.py) is answered
 with the first refusal in that order, the wait, or a pass. The kill
@@ -11,8 +14,12 @@ switches are read from the stream leader for every check
 (actors/controls/switches.py); a read that fails refuses, as an active
 switch would: the gates fail closed. An approval is read from the leader
 too (actors/intents/approvals.py); one that cannot be read is waited for,
-never taken as given. A `KILL_SWITCHES` check (before an apply) reads only
-the switches: the rest was decided on the way to APPROVED.
+never taken as given. The breaker is the one its supervisor keeps for the
+type's actor, looked at where sends are refused (`ActorRef.refusing`): no
+read, no hop. A `KILL_SWITCHES` check (before an apply) reads only the
+switches: the rest was decided on the way to APPROVED, and an apply that
+meets a breaker opened since is refused before it starts (the intent then
+ends FAILED, BREAKER_OPEN: actors/intents/intent.py).
 
 A refusal is not audited here: the intent writes the state it ends in, with
 the code and the detail, and that transition is its audit record.
@@ -69,13 +76,27 @@ class Gates(Actor):
             if switch.active:
                 return Verdict(checked, S.KILLED, ReasonCode.KILL_SWITCH_ACTIVE.value, switch.says())
         info = self.types.get(record.type)
-        if m.stage is Stage.ENTER and info is not None:
-            asks, problem = info.asks_approval(record)
-            if problem:  # the type's bug: reported, and the intent waits for a person
-                context.report_failure(ReasonCode.EXECUTION_FAILED, problem)
-            if asks:
-                return await self._approval(record, info, checked, deadline)
-        return Verdict(checked)
+        if m.stage is not Stage.ENTER or info is None:
+            return Verdict(checked)
+        passed = Verdict(checked)
+        asks, problem = info.asks_approval(record)
+        if problem:  # the type's bug: reported, and the intent waits for a person
+            context.report_failure(ReasonCode.EXECUTION_FAILED, problem)
+        if asks:
+            passed = await self._approval(record, info, checked, deadline)
+            if not passed.passed:
+                return passed
+        return self._breaker(record, info, checked) or passed
+
+    def _breaker(self, record: IntentRecord, info: TypeInfo, checked: float) -> Verdict | None:
+        """None while the type's actor takes work; else wait or fail."""
+        actor = self.context.system.find(info.path)
+        if actor is None or actor.refusing() is not ReasonCode.BREAKER_OPEN:
+            return None
+        code, detail = ReasonCode.BREAKER_OPEN.value, f"execution type {info.name}'s breaker is open"
+        if info.breaker_pause and time.time() + info.breaker_pause < record.deadline:
+            return Verdict(checked, code=code, detail=detail, retry_after=info.breaker_pause)
+        return Verdict(checked, S.FAILED, code, detail)
 
     async def _approval(self, record: IntentRecord, info: TypeInfo, checked: float, deadline: float | None) -> Verdict:
         try:

@@ -92,6 +92,10 @@ class ExecutionType:
     # most (and never past their own deadline), then end EXPIRED.
     approval: bool = False
     approval_timeout: float = 3600.0
+    # While the breaker is open, whether an intent about to execute waits for
+    # the half-open probe (looking again every cooldown, while its deadline
+    # leaves room) rather than end FAILED with BREAKER_OPEN at once.
+    wait_for_breaker: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -161,6 +165,8 @@ def setting_problem(source: Any, *, named: bool = True) -> tuple[str, str] | Non
             return "reasons", f"{reason!r} is not an UPPER_SNAKE name"
         if reason in _CODES:
             return "reasons", f"{reason} is a ReasonCode: declare a reason of the type's own"
+    if not isinstance(source.wait_for_breaker, bool):
+        return "wait_for_breaker", f"must be true or false, got {source.wait_for_breaker!r}"
     if not isinstance(source.approval, bool):
         return "approval", f"must be true or false, got {source.approval!r}"
     wait = source.approval_timeout

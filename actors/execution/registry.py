@@ -49,6 +49,13 @@ _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*
 SETTINGS = ("timeout", "concurrency", "approval", "approval_timeout")
 
 
+def breaker_pause(execution_type: ExecutionType) -> float:
+    """How long an intent waits for the type's open breaker before looking
+    again: its cooldown, if the type waits at all (and has a breaker)."""
+    breaker = execution_type.breaker
+    return float(breaker.cooldown) if breaker is not None and execution_type.wait_for_breaker else 0.0
+
+
 def _invalid(where: str, problem: str) -> InvalidInput:
     return InvalidInput(ReasonCode.CONFIG_INVALID, f"{where}: {problem}")
 
@@ -117,6 +124,7 @@ def execution_spec(
             revertible=execution_type.revertible,
             needs_approval=execution_type.needs_approval,
             approval_timeout=float(execution_type.approval_timeout),
+            breaker_pause=breaker_pause(execution_type),
         )
     spec = SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=intensity, children=tuple(children))
     return spec, MappingProxyType(infos)

@@ -79,7 +79,7 @@ class TypeInfo:
     """What an intent needs to know of its type: where its actor is, how long
     one call may take, whether it can revert, and whether an intent of it
     waits for an operator's approval (`needs_approval(intent)`; None: never),
-    for how long from its creation at most."""
+    for how long from its creation at most, and how it meets an open breaker."""
 
     name: str
     path: str
@@ -87,6 +87,9 @@ class TypeInfo:
     revertible: bool = False
     needs_approval: Callable[[IntentRecord], bool] | None = None
     approval_timeout: float = 3600.0
+    # While its breaker is open, an intent about to execute looks again after
+    # this many seconds (its breaker's cooldown); 0: it ends FAILED at once.
+    breaker_pause: float = 0.0
 
     def asks_approval(self, intent: IntentRecord) -> tuple[bool, str]:
         """Whether `intent` waits for an approval, and the problem if the

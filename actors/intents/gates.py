@@ -42,16 +42,19 @@ class Stage(enum.StrEnum):
 
 @attrs.frozen
 class Verdict:
-    """`state` is None when every gate passed; else the intent ends there with `code`."""
+    """Every gate passed (`state` None, `retry_after` 0); the intent ends in
+    `state` with `code`; or it looks again after `retry_after` seconds (the
+    type's breaker is open and it waits for the half-open probe)."""
 
     checked: float  # runtime time the gates' reads were sent
     state: IntentState | None = None
     code: str = ""
     detail: str = ""
+    retry_after: float = 0.0
 
     @property
     def passed(self) -> bool:
-        return self.state is None
+        return self.state is None and not self.retry_after
 
 
 @message("exoarmur.intent.gates", timeout=TimeoutCategory.KV_GET)

@@ -83,6 +83,8 @@ from exoarmur.runtime.margins import (
 __all__ = ["IntentActor", "IntentSetting"]
 
 S = IntentState
+# An ask refused with these was never taken in: its handler never ran.
+REFUSED_UNSTARTED = frozenset({ReasonCode.BREAKER_OPEN, ReasonCode.OVERLOAD_MAILBOX_FULL})
 
 
 @attrs.frozen(kw_only=True)
@@ -378,14 +380,21 @@ class IntentActor(Actor):
             effect = await self._effect(Apply(record, record.key, not_after=self.gated + KILL_CHECK_FRESH), info)
             if effect.outcome is not Outcome.NOT_STARTED:
                 return effect
+            if effect.code == ReasonCode.BREAKER_OPEN:  # opened since the gates: certain, no attempt spent
+                await self._write(record, S.FAILED, code=effect.code, detail=effect.detail)
+                return None
+            if effect.code != ReasonCode.KILL_SWITCH_ACTIVE:  # its mailbox was full: a moment, then again
+                await anyio.sleep(INTENT_RETRY_FIRST)
 
     async def _effect(self, call: Apply | Revert, info: TypeInfo) -> Effect:
-        """The type's answer; an ask that fails (the type's actor down, its
-        breaker open, no answer in time) leaves the outcome UNCERTAIN."""
+        """The type's answer. An ask refused before it was taken in (the
+        type's breaker open, its mailbox full) is NOT_STARTED; one that fails
+        otherwise (the type's actor down, no answer in time) is UNCERTAIN."""
         try:
             return await self._ask(call, info)
         except ExoarmurError as exc:
-            return Effect(Outcome.UNCERTAIN, exc.code, exc.detail)
+            outcome = Outcome.NOT_STARTED if exc.code in REFUSED_UNSTARTED else Outcome.UNCERTAIN
+            return Effect(outcome, exc.code, exc.detail)
 
     # ---- the gates ----------------------------------------------------------------
 
@@ -412,6 +421,9 @@ class IntentActor(Actor):
                 return verdict
             if verdict.state is S.AWAITING_APPROVAL:
                 await self._await_decision(record, verdict)
+                return None
+            if verdict.retry_after:  # the type's breaker is open: its half-open probe is awaited
+                await anyio.sleep(min(verdict.retry_after, APPROVAL_POLL))
                 return None
             self.refusal = verdict
         refusal = self.refusal

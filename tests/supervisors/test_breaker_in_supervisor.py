@@ -154,3 +154,25 @@ class TestBreaker:
             opened = [e for e in system.audit.events if e.kind == "BREAKER_OPENED"][0]
             assert opened.code is ReasonCode.TIMEOUT_KV_GET
             assert system.audit.counts()[ReasonCode.TIMEOUT_KV_GET] == 3  # two reports + the opening
+
+
+async def test_refusing_says_what_a_send_would_meet_now(tick):
+    """`ActorRef.refusing()`: None while sends are taken, BREAKER_OPEN while
+    open, None again once HALF_OPEN lets its probe in, ACTOR_STOPPED after a stop."""
+    starts: list = []
+    async with ActorSystem() as system:
+        await system.spawn(Supervisor, name="sup", kwargs={"spec": tree(tick, starts)})
+        dep = system.lookup("sup/dep")
+        assert dep.refusing() is None
+        for _ in range(2):
+            await dep.tell(Crash())
+            await wait_until(lambda: kinds(system)[-1:] == ["BREAKER_OPENED"] or len(starts) == 2)
+        await wait_until(lambda: kinds(system) == ["BREAKER_OPENED"])
+        assert dep.refusing() is ReasonCode.BREAKER_OPEN
+        await wait_until(lambda: kinds(system)[-1:] == ["BREAKER_HALF_OPEN"], timeout=20 * tick)
+        assert dep.refusing() is None  # the probe may enter
+        assert await dep.ask(Call(3)) == 3
+        await wait_until(lambda: kinds(system)[-1:] == ["BREAKER_CLOSED"])
+        assert dep.refusing() is None
+        await system.stop(dep)
+        assert dep.refusing() is ReasonCode.ACTOR_STOPPED

@@ -71,6 +71,7 @@ class TestDefinition:
             ("approval_timeout", 0),
             ("approval_timeout", float("inf")),
             ("approval_timeout", False),
+            ("wait_for_breaker", "no"),
         ],
     )
     def test_bad_settings_are_refused_naming_the_field(self, field, value):

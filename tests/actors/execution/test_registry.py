@@ -153,6 +153,7 @@ class TestExecutionSpec:
                 revertible=revertible,
                 needs_approval=types[name].needs_approval,
                 approval_timeout=3600.0,
+                breaker_pause=types[name].breaker.cooldown,
             )
             for name, timeout, revertible in (("noop", 10.0, False), ("scripted", 4.0, True))
         }
@@ -236,3 +237,20 @@ def test_any_table_may_ask_for_approval_and_the_intents_learn_it(tmp_path):
         with pytest.raises(InvalidInput) as caught:
             load_types({"noop": bad}, state_dir=tmp_path)
         assert caught.value.code is ReasonCode.CONFIG_INVALID and "execution_types.noop.approval" in caught.value.detail
+
+
+def test_an_intent_waits_one_cooldown_for_an_open_breaker_unless_its_type_says_not_to():
+    class Waits(Noop):
+        name = "waits"
+        breaker = BreakerPolicy(threshold=2, window=60.0, cooldown=7.0)
+
+    class Hurries(Waits):
+        name = "hurries"
+        wait_for_breaker = False
+
+    class Unguarded(Noop):
+        name = "unguarded"
+        breaker = None
+
+    _, infos = execution_spec({t.name: t for t in (Waits(), Hurries(), Unguarded())}, parent_path="execution")
+    assert {name: info.breaker_pause for name, info in infos.items()} == {"waits": 7.0, "hurries": 0.0, "unguarded": 0.0}
