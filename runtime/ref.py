@@ -30,7 +30,6 @@ from exoarmur.runtime.envelope import Envelope
 
 if TYPE_CHECKING:
     from exoarmur.runtime.backend import Reply
-    from exoarmur.runtime.gate import Gate
     from exoarmur.runtime.kernel import Kernel
     from exoarmur.runtime.mailbox import Mailbox, MailboxStatistics
 
@@ -42,6 +41,10 @@ _INF = float("inf")
 _new = tuple.__new__
 
 
+class Probes(Protocol):
+    left: int  # probes that may still enter a gated mailbox
+
+
 class Target(Protocol):
     """What a ref uses of the actor it names (runtime/cell.py's ActorCell)."""
 
@@ -51,7 +54,7 @@ class Target(Protocol):
     tenant: str | None
     dispatch: dict[type, Any]
     mailbox: Mailbox
-    gate: Gate | None  # the breaker's probes (runtime/gate.py)
+    gate: Probes | None  # the breaker's probes (runtime/gate.py's Gate)
 
     def offer(self, env: Envelope) -> bool: ...
 
