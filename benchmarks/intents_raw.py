@@ -123,7 +123,7 @@ def record(tenant: str, intent: str, kind: str, state: str, *, attempts: int, cr
     return {
         "v": 1, "id": intent, "tenant": tenant, "type": kind, "params": {}, "state": state, "code": "",
         "detail": "", "key": f"{tenant}.{intent}", "owner": OWNER, "attempts": attempts, "created": created,
-        "updated": now, "deadline": created + 600.0,
+        "updated": now, "deadline": created + 600.0, "ttl": 0.0, "revert_at": 0.0,
     }  # fmt: skip
 
 

@@ -96,6 +96,9 @@ LEASE_SPARE = Margin(
 APPROVAL_POLL = Margin(
     5.0, "an intent waiting for its approval reads it again this often, even when no change was told to it"
 )
+REVERT_WAIT = Margin(
+    10.0, "an intent waiting for its TTL revert sleeps at most this long at a time (one step's time is EXECUTION_INTENT's)"
+)
 GATE_READ_SHARE = Margin(
     0.5, "the share of a gate check's remaining time its reads get, so a read that hangs ends as a refusal (fail closed), not a timeout"
 )

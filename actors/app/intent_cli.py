@@ -1,7 +1,7 @@
 """`exoarmur intent ...`: submit, get, list and revert intents of a running process.
 
     exoarmur intent submit --tenant T --type TYPE [--id ID] [--param KEY=VALUE ...]
-                           [--timeout SECONDS] [--wait SECONDS] [--json]
+                           [--timeout SECONDS] [--wait SECONDS] [--ttl SECONDS] [--json]
     exoarmur intent get    --tenant T ID [--wait SECONDS] [--json]
     exoarmur intent list   --tenant T [--state STATE] [--limit N] [--json]
     exoarmur intent revert --tenant T ID [--json]
@@ -15,7 +15,9 @@ a JSON number (`3`, `-1.5`, `2e3`), `true` or `false` is one; anything else
 (`007`, `1_000`, `" 5"`) is the string as given.
 `submit` without `--id` makes one (printed); submitting an id again returns
 the existing intent (code DUPLICATE_SUPPRESSED, exit 0): it never executes
-twice. `--wait SECONDS` (submit, get) waits until the intent is terminal:
+twice. `--ttl SECONDS` (types with revert) reverts the intent that long
+after it succeeds, exactly once, across restarts. `--wait SECONDS` (submit,
+get) waits until the intent is terminal:
 the service holds each reply until then (up to 300 s a request), no polling.
 `approve` and `deny` decide an intent that waits in AWAITING_APPROVAL (its
 type asks for approval): once, recorded with user@host and the reason. The
@@ -82,6 +84,7 @@ def add_intent_commands(commands: Any) -> None:
     submit.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a parameter (repeatable)")
     submit.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="its deadline, from now")
     submit.add_argument("--wait", type=float, default=None, metavar="SECONDS", help="wait this long for it to end")
+    submit.add_argument("--ttl", type=float, default=None, metavar="SECONDS", help="revert it this long after it succeeds")
     submit.set_defaults(command=functools.partial(_run, _submit))
 
     get = _operation(ops, "get", "show one intent")
@@ -140,10 +143,12 @@ def _run(operation: Any, args: argparse.Namespace, rest: list[str]) -> int:
 async def _submit(args: argparse.Namespace, target: Target) -> int:
     params = check_params(_params(args.param))  # refused here, before anything is sent
     body: dict[str, Any] = {"id": args.id or f"i-{secrets.token_hex(8)}", "type": args.type, "params": dict(params)}
-    for option, value in (("--timeout", args.timeout), ("--wait", args.wait)):
+    for option, value in (("--timeout", args.timeout), ("--wait", args.wait), ("--ttl", args.ttl)):
         _check_seconds(option, value)
     if args.timeout is not None:
         body["timeout"] = args.timeout
+    if args.ttl is not None:
+        body["ttl"] = args.ttl
     async with connected(target) as client:
         reply = await client.call(args.tenant, "submit", body)
         intent = reply["intent"]

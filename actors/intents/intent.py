@@ -78,6 +78,7 @@ from exoarmur.runtime.margins import (
     INTENT_RETRY_MAX,
     KILL_CHECK_FRESH,
     LEASE_SPARE,
+    REVERT_WAIT,
 )
 
 __all__ = ["IntentActor", "IntentSetting"]
@@ -196,9 +197,13 @@ class IntentActor(Actor):
                 return True  # another owner drives it
             record = await self._take_over(record)
         await self._audited(record)
+        info = self.setting.types.get(record.type)
+        if record.state is S.SUCCEEDED and record.revert_at and info is not None and info.revertible:
+            await self._expire(record, info)
+            return False
         if record.state in TERMINAL:
             return await self._settled()
-        await self.STEPS[record.state](self, record, self.setting.types.get(record.type))
+        await self.STEPS[record.state](self, record, info)
         return False
 
     # ---- the step from each state that is not terminal (STEPS) ------------------
@@ -223,6 +228,16 @@ class IntentActor(Actor):
                 ReasonCode.EXECUTION_TYPE_UNKNOWN, f"{record.kv_key} is {record.state}; no type {record.type!r}"
             )
         await self._reconcile(record, info)
+
+    async def _expire(self, record: IntentRecord, info: TypeInfo) -> None:
+        """SUCCEEDED with a revert due at `revert_at` (its `ttl`): wait for it
+        (the actor and the index entry stay, so a restart finds it), then
+        revert, REVERTING written first as every attempt is."""
+        wait = record.revert_at - time.time()
+        if wait > 0:
+            await anyio.sleep(min(wait, REVERT_WAIT))
+            return
+        await self._attempt(record, info, S.REVERTING)
 
     async def _ended_before_effect(self, record: IntentRecord, info: TypeInfo | None) -> bool:
         """Ended here if its deadline passed (EXPIRED) or its type is unknown

@@ -3,7 +3,8 @@
     {"v": 1, "id": "i-1", "tenant": "acme", "type": "ledger", "params": {...},
      "state": "EXECUTING", "code": "", "detail": "", "key": "acme/i-1",
      "owner": "p-3f2a", "attempts": 1, "created": 1796000000.12,
-     "updated": 1796000000.31, "deadline": 1796000030.12}
+     "updated": 1796000000.31, "deadline": 1796000030.12,
+     "ttl": 3600.0, "revert_at": 0.0}
 
 Times are wall-clock seconds since the epoch: a record outlives the process
 (and the host) that wrote it. `key` is the idempotency key an execution type
@@ -11,7 +12,9 @@ is handed with every apply, reconcile and revert of this intent; `owner` is
 the process whose lease covers the intent (actors/intents/leases.py);
 `revision` is the KV revision the record was read or written at (not stored:
 KV keeps it). `moved` is the only way to a new state, and it checks the
-transition table (actors/intents/states.py).
+transition table (actors/intents/states.py). `ttl` (0: none) asks for a
+revert that long after SUCCEEDED: `moved` to SUCCEEDED sets `revert_at`,
+durable with it, and the intent's actor reverts it then (intent.py).
 
 Decoding is strict, as every input from outside is: a record that is not
 exactly this shape (a hand-edited or tampered value) is INTENT_INVALID, never
@@ -56,7 +59,7 @@ MAX_DETAIL = 2048
 Param = str | int | float | bool
 _FIELDS = (
     "v", "id", "tenant", "type", "params", "state", "code", "detail",
-    "key", "owner", "attempts", "created", "updated", "deadline",
+    "key", "owner", "attempts", "created", "updated", "deadline", "ttl", "revert_at",
 )  # fmt: skip
 
 
@@ -144,6 +147,8 @@ class IntentRecord:
     created: float = 0.0
     updated: float = 0.0
     deadline: float = 0.0
+    ttl: float = 0.0  # seconds after SUCCEEDED it is reverted (types with revert); 0: never
+    revert_at: float = 0.0  # when, set as SUCCEEDED is written (0: no revert due)
     revision: int = attrs.field(default=0, eq=False)
 
     @classmethod
@@ -157,6 +162,7 @@ class IntentRecord:
         owner: str,
         now: float,
         deadline: float,
+        ttl: float = 0.0,
     ) -> IntentRecord:
         """A new intent, its fields checked."""
         return cls(
@@ -169,6 +175,7 @@ class IntentRecord:
             created=now,
             updated=now,
             deadline=_time(deadline, "deadline"),
+            ttl=_time(ttl, "ttl"),
         )
 
     @property
@@ -189,6 +196,7 @@ class IntentRecord:
         such edge); `attempt` counts a new apply or revert."""
         if not allowed(self.state, to):
             raise Conflict(ReasonCode.INTENT_STATE_INVALID, f"{self.kv_key}: {self.state} cannot move to {to}")
+        updated = max(now, self.updated)
         return attrs.evolve(
             self,
             state=to,
@@ -196,7 +204,8 @@ class IntentRecord:
             detail=detail[:MAX_DETAIL],
             owner=self.owner if owner is None else owner,
             attempts=self.attempts + 1 if attempt else self.attempts,
-            updated=max(now, self.updated),
+            updated=updated,
+            revert_at=updated + self.ttl if to is IntentState.SUCCEEDED and self.ttl else self.revert_at,
         )
 
     def owned_by(self, owner: str, *, now: float) -> IntentRecord:
@@ -224,6 +233,8 @@ class IntentRecord:
             "created": self.created,
             "updated": self.updated,
             "deadline": self.deadline,
+            "ttl": self.ttl,
+            "revert_at": self.revert_at,
         }
 
     def to_bytes(self) -> bytes:
@@ -258,6 +269,8 @@ class IntentRecord:
             created=_time(data["created"], "created"),
             updated=_time(data["updated"], "updated"),
             deadline=_time(data["deadline"], "deadline"),
+            ttl=_time(data["ttl"], "ttl"),
+            revert_at=_time(data["revert_at"], "revert_at"),
             revision=revision,
         )
 

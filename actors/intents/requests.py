@@ -24,6 +24,7 @@ __all__ = [
     "GET_FIELDS",
     "MAX_REQUEST",
     "MAX_TIMEOUT",
+    "MAX_TTL",
     "MAX_WAIT",
     "OPERATIONS",
     "PREFIX",
@@ -38,7 +39,8 @@ OPERATIONS = ("submit", "get", "list", "revert", "approve", "deny")
 MAX_REQUEST = 64 * 1024
 MAX_TIMEOUT = 7 * 24 * 3600.0
 MAX_WAIT = 300.0  # seconds a submit or get may wait for its intent's end
-SUBMIT_FIELDS = ("id", "type", "params", "timeout", "tenant", "wait")
+SUBMIT_FIELDS = ("id", "type", "params", "timeout", "tenant", "wait", "ttl")
+MAX_TTL = 30 * 24 * 3600.0  # a revert at most this long after SUCCEEDED
 GET_FIELDS = ("id", "tenant", "wait")
 
 
@@ -76,21 +78,23 @@ def new_record(
         params=body.get("params", {}),
         owner=owner,
         now=now,
-        deadline=now + _timeout(body.get("timeout", default_timeout)),
+        deadline=now + _seconds(body.get("timeout", default_timeout), "timeout", MAX_TIMEOUT),
+        ttl=ttl_of(body),
     )
+
+
+def ttl_of(body: Mapping[str, Any]) -> float:
+    """`ttl`: seconds after SUCCEEDED the intent is reverted (0 < ttl <=
+    MAX_TTL); 0.0 when the body has none."""
+    value = body.get("ttl")
+    return 0.0 if value is None else _seconds(value, "ttl", MAX_TTL)
 
 
 def wait_of(body: Mapping[str, Any]) -> float | None:
     """`wait`: seconds to hold the reply until the intent is terminal
     (0 < wait <= MAX_WAIT); None when the body has none."""
     value = body.get("wait")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidInput(ReasonCode.INTENT_INVALID, f"wait must be a number of seconds, got {str(value)[:80]}")
-    if not 0 < value <= MAX_WAIT:
-        raise InvalidInput(ReasonCode.INTENT_INVALID, f"wait must be > 0 and at most {MAX_WAIT:g} s")
-    return float(value)
+    return None if value is None else _seconds(value, "wait", MAX_WAIT)
 
 
 def only(body: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
@@ -106,9 +110,9 @@ def _route(subject: str) -> tuple[str, str]:
     return check_tenant(parts[2]), parts[3]
 
 
-def _timeout(value: object) -> float:
+def _seconds(value: object, name: str, most: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidInput(ReasonCode.INTENT_INVALID, f"timeout must be a number of seconds, got {str(value)[:80]}")
-    if not 0 < value <= MAX_TIMEOUT:
-        raise InvalidInput(ReasonCode.INTENT_INVALID, f"timeout must be > 0 and at most {MAX_TIMEOUT:g} s")
+        raise InvalidInput(ReasonCode.INTENT_INVALID, f"{name} must be a number of seconds, got {str(value)[:80]}")
+    if not 0 < value <= most:
+        raise InvalidInput(ReasonCode.INTENT_INVALID, f"{name} must be > 0 and at most {most:g} s")
     return float(value)

@@ -180,6 +180,8 @@ class IntentService(Actor):
             default_timeout=self.default_timeout,
         )
         intent_id = record.id
+        if record.ttl and not self.setting.types[record.type].revertible:
+            raise InvalidInput(ReasonCode.INTENT_INVALID, f"execution type {record.type!r} cannot revert: no ttl")
         await self.store.mark_open(self.setting.owner, tenant, intent_id)
         stored, created = await self.store.create(record)
         if not created:

@@ -135,6 +135,7 @@ class Sweep:
     first_faults: str = ""  # EXOARMUR_FAULTS of the runner's first start
     reverts: int = 0  # then revert this many SUCCEEDED intents, killed once at mid_revert
     kind: str = "ledger"  # the intents' execution type (a ledger: the effects are counted from its file)
+    ttl: float = 0.0  # submitted with this ttl: each is reverted that long after it succeeds
     switch_at: int | None = None  # set the global kill switch before this submission
     switched: float = 0.0  # CLOCK_MONOTONIC when the set was answered
     after_switch: set[tuple[str, str]] = attrs.Factory(set)  # submitted after that
@@ -223,6 +224,8 @@ class Sweep:
                     self.runner.kills += 1
                     self.runner.start()
             await self._settled(client)
+            if self.ttl:
+                await self._ttl_reverted(client)
             if self.reverts:
                 await self._revert_some(client, rng)
             await self._index_emptied(client)
@@ -248,7 +251,7 @@ class Sweep:
 
     async def _submit(self, client: nats.NATS, tenant: str, intent_id: str) -> None:
         """Until acknowledged (the process may be dead or starting)."""
-        body = orjson.dumps({"id": intent_id, "type": self.kind, "timeout": 600})
+        body = orjson.dumps({"id": intent_id, "type": self.kind, "timeout": 600, **({"ttl": self.ttl} if self.ttl else {})})
         deadline = time.monotonic() + STARTUP
         while True:
             if self.restart and self.runner.died_by_itself():
@@ -325,6 +328,25 @@ class Sweep:
         await self._settled(client)
         self.reverted = {key for key, state in self.states.items() if state == "REVERTED"}
         assert self.reverted == set(chosen), (sorted(self.reverted), sorted(chosen))
+
+    async def _ttl_reverted(self, client: nats.NATS, timeout: float = 180.0) -> None:
+        """Every intent REVERTED by its ttl, the runner restarted whenever it
+        died at its fault point (mid_revert) meanwhile."""
+        deadline = time.monotonic() + timeout
+        pending = set(self.acked)
+        while pending:
+            if self.runner.died_by_itself():
+                self.runner.kills += 1
+                self.runner.start()
+            for key in sorted(pending):
+                intent = await self._get(client, *key)
+                if intent is not None and intent["state"] == "REVERTED":
+                    pending.discard(key)
+            assert time.monotonic() < deadline, f"not reverted: {sorted(pending)[:10]} ({len(pending)})"
+            if pending:
+                await asyncio.sleep(0.2)
+        self.reverted = set(self.acked)
+        await self._settled(client)  # the states as they end
 
     async def _index_emptied(self, client: nats.NATS, timeout: float = 30.0) -> None:
         """Every intent settled: the index of unsettled intents empties (a

@@ -94,3 +94,15 @@ def test_a_kill_switch_set_mid_sweep_stops_every_apply_from_its_answer_on(tmp_pa
     assert late == {}, f"applies started after the set was answered: {late}"
     assert len(run.after_switch) == 120 and all(run.states[key] == "KILLED" for key in run.after_switch)
     assert figures["other"] >= 120  # KILLED, never applied (check() holds the ledger to it)
+
+
+def test_ttl_reverts_killed_midway_converge_to_exactly_one_revert_each(tmp_path):
+    """Ledger intents with a ttl: each is reverted once, a second after it
+    succeeded; the process SIGKILLs itself inside the third revert (REVERTING
+    durable, the revert not made) and is restarted: that revert is
+    reconciled, never made twice, and every intent ends REVERTED with one
+    apply and one revert line."""
+    figures = sweep(
+        tmp_path / "state", count=30, kills=0, tenants=2, seed=19, faults=False, ttl=1.0, first_faults="mid_revert@3"
+    )
+    assert figures["reverted"] == figures["intents"] == 30 and figures["kills"] >= 1
