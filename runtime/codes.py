@@ -41,6 +41,8 @@ class ReasonCode(enum.StrEnum):
     OVERLOAD_MAILBOX_FULL = "OVERLOAD_MAILBOX_FULL"
     OVERLOAD_SHED = "OVERLOAD_SHED"
     RATE_LIMITED = "RATE_LIMITED"
+    # A tenant has as many intents not yet settled as its quota allows.
+    OVERLOAD_TENANT_QUOTA = "OVERLOAD_TENANT_QUOTA"
 
     # Supervision and retries.
     BREAKER_OPEN = "BREAKER_OPEN"

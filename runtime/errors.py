@@ -52,6 +52,7 @@ class Overloaded(ExoarmurError):
             ReasonCode.OVERLOAD_MAILBOX_FULL,
             ReasonCode.OVERLOAD_SHED,
             ReasonCode.RATE_LIMITED,
+            ReasonCode.OVERLOAD_TENANT_QUOTA,
             ReasonCode.NATS_SLOW_CONSUMER,
         }
     )

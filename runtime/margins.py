@@ -99,6 +99,12 @@ APPROVAL_POLL = Margin(
 REVERT_WAIT = Margin(
     10.0, "an intent waiting for its TTL revert sleeps at most this long at a time (one step's time is EXECUTION_INTENT's)"
 )
+OWNER_CHECK = Margin(
+    5.0, "what a process knows of a tenant's owner is read again this often (a takeover is seen within it)"
+)
+QUOTA_RECOUNT = Margin(
+    5.0, "a tenant owner sets its count of unsettled intents again from the index this often (an end never told is no leak)"
+)
 GATE_READ_SHARE = Margin(
     0.5, "the share of a gate check's remaining time its reads get, so a read that hangs ends as a refusal (fail closed), not a timeout"
 )

@@ -62,6 +62,8 @@ from typing import Any
 import attrs
 
 from exoarmur.actors.app.nats_config import NatsConfig, parse_nats
+from exoarmur.actors.app.tenant_config import parse_tenants, tenants_shown
+from exoarmur.actors.tenants import TenantLimits
 from exoarmur.runtime import (
     InvalidInput,
     MailboxConfig,
@@ -75,7 +77,7 @@ from exoarmur.runtime import (
 DEFAULT_FACTORY = "exoarmur.actors.app.tree:build_tree"
 DEFAULT_SOURCE = "<built-in default_config.toml>"
 
-_SECTIONS = ("system", "timeouts", "mailbox", "audit", "nats", "state", "intents", "execution_types", "tree")
+_SECTIONS = ("system", "timeouts", "mailbox", "audit", "nats", "state", "intents", "execution_types", "tenants", "tree")
 _STATE_KEYS = ("dir",)
 _INTENTS_KEYS = ("lease_ttl", "max_attempts", "resume_interval")
 DEFAULT_STATE_DIR = ".exoarmur"
@@ -116,6 +118,8 @@ class Config:
     resume_interval: float = 5.0
     # name -> that type's table (options; `class` for a dotted path)
     execution_types: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen)
+    tenant_default: TenantLimits = attrs.field(factory=TenantLimits)  # [tenants.default]
+    tenant_limits: Mapping[str, TenantLimits] = attrs.field(factory=dict, converter=_frozen)  # [tenants.<T>]
     tree_factory: str = DEFAULT_FACTORY
     tree_options: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen)
     source: str = attrs.field(default="<defaults>", eq=False)
@@ -173,6 +177,7 @@ def parse_config(
     _only(state, _STATE_KEYS, source=source, where=("state",))
     intents = _table(data, "intents", source=source)
     _only(intents, _INTENTS_KEYS, source=source, where=("intents",))
+    tenant_default, tenant_limits = parse_tenants(_table(data, "tenants", source=source), source=source)
     return Config(
         name=_name(system.get("name", "exoarmur"), source=source),
         stop_timeout=_seconds(system.get("stop_timeout", 5.0), source=source),
@@ -187,6 +192,8 @@ def parse_config(
             intents.get("resume_interval", 5.0), "intents.resume_interval", source=source, limit=3600.0
         ),
         execution_types=_execution_types(_table(data, "execution_types", source=source), source=source),
+        tenant_default=tenant_default,
+        tenant_limits=tenant_limits,
         tree_factory=_factory(tree.get("factory", DEFAULT_FACTORY), source=source),
         tree_options=_table(tree, "options", source=source, where=("tree",)),
         source=source,
@@ -370,6 +377,7 @@ def config_to_dict(config: Config) -> dict[str, Any]:
             "resume_interval": config.resume_interval,
         },
         "execution_types": _thawed(config.execution_types),
+        "tenants": tenants_shown(config.tenant_default, config.tenant_limits),
         "tree": {"factory": config.tree_factory, "options": _thawed(config.tree_options)},
     }
     return data

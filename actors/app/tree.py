@@ -10,6 +10,7 @@ stopped in the reverse one.
       store/leases       KvBucket: the owners' leases
       store/controls     KvBucket: the kill switches
       store/approvals    KvBucket: operators' approvals and denials of intents
+      store/tenant_owners  KvBucket: which process owns each tenant
       store/lease        OwnerLease: this process's lease (it outlives every intent actor)
     controls             Supervisor, one_for_one
       controls/audit     AuditStream: the `controls` chain (kill switches set and cleared)
@@ -19,6 +20,7 @@ stopped in the reverse one.
     execution            Supervisor of the execution types, one actor each
     tenants              Supervisor of the tenants, each over its intent actors
     intents              Supervisor, one_for_one
+      intents/desk       TenantDesk: the tenants this process owns, and their limits
       intents/router     TenantRouter: starts intent actors under their tenant
       intents/resumer    Resumer: resumes this process's intents, takes over lapsed ones
       intents/service    IntentService: submit, get, list, revert over NATS
@@ -46,7 +48,7 @@ from exoarmur.actors.intents import FaultPoints, IntentSetting, OwnerLease, Resu
 from exoarmur.actors.intents.service import IntentService
 from exoarmur.actors.nats import AuditStream, ConnectionOptions, KvBucket, NatsConnection, Subscriptions
 from exoarmur.actors.nats.server import EmbeddedNatsServer, NatsEndpoint, ServerInfo
-from exoarmur.actors.tenants import TenantRouter, tenants_spec
+from exoarmur.actors.tenants import TenantDesk, TenantLimits, TenantRouter, tenants_spec
 from exoarmur.runtime import ActorSystem, InvalidInput, ReasonCode, TimeoutCategory
 from exoarmur.runtime.margins import EXECUTION_ANSWER, LEASE_SPARE
 from exoarmur.supervisors import BackoffPolicy, BreakerPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
@@ -63,6 +65,8 @@ LEASES = "store/leases"
 LEASE = "store/lease"
 CONTROLS = "store/controls"
 APPROVALS = "store/approvals"
+OWNERS = "store/tenant_owners"
+DESK = "intents/desk"
 GATES = "controls/gates"
 TENANTS = "tenants"
 ROUTER = "intents/router"
@@ -73,6 +77,7 @@ BUCKETS = {
     "leases": "exoarmur_leases",
     "controls": "exoarmur_controls",
     "approvals": "exoarmur_approvals",
+    "tenant_owners": "exoarmur_tenant_owners",
 }
 
 CONNECTION_BREAKER = BreakerPolicy(threshold=5, window=60.0, cooldown=5.0, max_cooldown=60.0)
@@ -146,8 +151,20 @@ def controls_spec(types: Mapping[str, TypeInfo], *, replicas: int) -> Supervisor
 
 
 def intents_spec(
-    setting: IntentSetting, *, resume_interval: float, default_timeout: float, replicas: int
+    setting: IntentSetting,
+    *,
+    resume_interval: float,
+    default_timeout: float,
+    replicas: int,
+    limits: Mapping[str, TenantLimits],
+    default_limits: TenantLimits,
 ) -> SupervisorSpec:
+    desk = ChildSpec(
+        "desk",
+        TenantDesk,
+        kwargs={"setting": setting, "owners": OWNERS, "limits": limits, "default": default_limits},
+        backoff=RESTART_BACKOFF,
+    )
     router = ChildSpec(
         "router",
         TenantRouter,
@@ -165,7 +182,7 @@ def intents_spec(
         kwargs={"connection": CONNECTION, "setting": setting, "router": ROUTER, "default_timeout": default_timeout},
         backoff=RESTART_BACKOFF,
     )
-    return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=INTENSITY, children=(router, resumer, service))
+    return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=INTENSITY, children=(desk, router, resumer, service))
 
 
 def execution_of(config: Config) -> tuple[SupervisorSpec, dict[str, TypeInfo]]:
@@ -214,6 +231,7 @@ async def build_tree(system: ActorSystem, config: Config) -> None:
         service=SERVICE,
         gates=GATES,
         approvals=APPROVALS,
+        tenants=DESK,
     )
     await system.spawn(Supervisor, name=NATS, kwargs={"spec": nats_spec(nats, data_dir=config.nats_data_dir)})
     store = store_spec(owner=owner, lease_ttl=config.lease_ttl, replicas=nats.replicas)
@@ -223,7 +241,12 @@ async def build_tree(system: ActorSystem, config: Config) -> None:
     await system.spawn(Supervisor, name=TENANTS, kwargs={"spec": tenants_spec()})
     default_timeout = config.timeouts.seconds[TimeoutCategory.EXECUTION_INTENT]
     spec = intents_spec(
-        setting, resume_interval=config.resume_interval, default_timeout=default_timeout, replicas=nats.replicas
+        setting,
+        resume_interval=config.resume_interval,
+        default_timeout=default_timeout,
+        replicas=nats.replicas,
+        limits=config.tenant_limits,
+        default_limits=config.tenant_default,
     )
     await system.spawn(Supervisor, name="intents", kwargs={"spec": spec})
     if nats.embedded:

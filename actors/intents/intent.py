@@ -105,6 +105,8 @@ class IntentSetting:
     # "": a process without them, only for tests of the intent machinery itself.
     gates: str = ""
     approvals: str = ""
+    # The tenants' desk (actors/tenants/desk.py): owners and limits; "": none.
+    tenants: str = ""
 
     def store(self, system: System) -> IntentStore:
         """The intent store on this process's bucket actors."""

@@ -9,7 +9,7 @@ from exoarmur.runtime import TimeoutCategory, message
 if TYPE_CHECKING:
     from exoarmur.actors.intents.record import IntentRecord
 
-__all__ = ["Activate", "FirstRead", "Recheck"]
+__all__ = ["Activate", "Admit", "FirstRead", "Recheck", "Released"]
 
 
 class FirstRead:
@@ -53,3 +53,24 @@ class Recheck:
 
     tenant: str = ""
     intent_id: str = ""
+
+
+@message("exoarmur.intent.admit", timeout=TimeoutCategory.KV_GET)
+class Admit:
+    """To the tenants' desk (actors/tenants/desk.py), before a submission
+    creates an intent: answers "" if this process owns the tenant and its
+    limits admit one more (counted until `Released`), else the owner's id
+    (the submission is forwarded there). Refused with RATE_LIMITED or
+    OVERLOAD_TENANT_QUOTA. `forwarded`: sent here by another process that
+    took this one for the owner: admitted here (never forwarded again)."""
+
+    tenant: str
+    forwarded: bool = False
+
+
+@message("exoarmur.intent.released", timeout=TimeoutCategory.KV_GET)
+class Released:
+    """To the tenants' desk: an intent it admitted settled (or was never
+    created: a duplicate, a failed create)."""
+
+    tenant: str

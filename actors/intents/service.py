@@ -37,7 +37,7 @@ import orjson
 from exoarmur.actors.intents.approvals import Decision
 from exoarmur.actors.intents.approving import decide
 from exoarmur.actors.intents.intent import IntentSetting
-from exoarmur.actors.intents.messages import Activate
+from exoarmur.actors.intents.messages import Activate, Admit, Released
 from exoarmur.actors.intents.record import IntentRecord, check_id
 from exoarmur.actors.intents.requests import GET_FIELDS, PREFIX, new_record, only, parse_request, wait_of
 from exoarmur.actors.intents.states import TERMINAL, IntentState
@@ -59,6 +59,7 @@ from exoarmur.runtime.margins import WAIT_POLL
 __all__ = ["PREFIX", "IntentService", "view"]
 
 QUEUE = "exoarmur-intents"
+FORWARDED = "exoarmur.process"  # <FORWARDED>.<owner>.<PREFIX>.<tenant>.submit: a submission forwarded to its tenant's owner
 LIST_LIMIT = 1000
 LIST_CONCURRENCY = 64
 LIST_SCAN = 10_000  # records read by one list at most
@@ -112,7 +113,10 @@ class IntentService(Actor):
         self.router: ActorRef = lookup(self.router_path)
         self.store = self.setting.store(self.context.system)
         self.approvals: ActorRef | None = lookup(self.setting.approvals) if self.setting.approvals else None
+        self.desk: ActorRef | None = lookup(self.setting.tenants) if self.setting.tenants else None
         await self.connection.ask(Subscribe(f"{PREFIX}.*.*", self.context.path, queue=QUEUE, refusal=OVERLOADED))
+        forwarded = f"{FORWARDED}.{self.setting.owner}.{PREFIX}.*.submit"  # from processes that are not the tenant's owner
+        await self.connection.ask(Subscribe(forwarded, self.context.path, refusal=OVERLOADED))
         self.context.start_task(self._answer_waits)
 
     @handles(Delivery, concurrent=True)
@@ -120,10 +124,13 @@ class IntentService(Actor):
         await reply_json(self.context, self.connection, m, self._answer)
 
     async def _answer(self, subject: str, data: bytes, reply: str) -> dict[str, Any] | None:
-        """The reply; None if it is held until the intent ends (a waiter)."""
-        tenant, operation, body = parse_request(subject, data)
+        """The reply; None if it is held until the intent ends (a waiter) or
+        forwarded to the tenant's owner (which answers `reply` itself)."""
+        own = f"{FORWARDED}.{self.setting.owner}."
+        forwarded = subject.startswith(own)
+        tenant, operation, body = parse_request(subject.removeprefix(own) if forwarded else subject, data)
         if operation == "submit":
-            return await self.submit(tenant, body, reply)
+            return await self.submit(tenant, body, reply, data=data, forwarded=forwarded)
         if operation == "get":
             return await self.get(tenant, body, reply)
         if operation == "list":
@@ -167,7 +174,11 @@ class IntentService(Actor):
                 return None  # answered meanwhile
         return {"ok": True, "code": "", "intent": view(record)}
 
-    async def submit(self, tenant: str, body: dict[str, Any], reply: str = "") -> dict[str, Any] | None:
+    async def submit(
+        self, tenant: str, body: dict[str, Any], reply: str = "", *, data: bytes = b"", forwarded: bool = False
+    ) -> dict[str, Any] | None:
+        """A new intent, if its tenant's owner (this process, or the one it is
+        forwarded to) admits it under the tenant's limits."""
         wait = wait_of(body)
         if wait is not None:
             self.waiters.check_room()
@@ -182,9 +193,19 @@ class IntentService(Actor):
         intent_id = record.id
         if record.ttl and not self.setting.types[record.type].revertible:
             raise InvalidInput(ReasonCode.INTENT_INVALID, f"execution type {record.type!r} cannot revert: no ttl")
-        await self.store.mark_open(self.setting.owner, tenant, intent_id)
-        stored, created = await self.store.create(record)
+        if self.desk is not None:
+            owner = await self.desk.ask(Admit(tenant, forwarded=forwarded))
+            if owner:  # another process owns the tenant: it answers the requester
+                await self.connection.ask(Publish(f"{FORWARDED}.{owner}.{PREFIX}.{tenant}.submit", data, reply=reply))
+                return None
+        try:
+            await self.store.mark_open(self.setting.owner, tenant, intent_id)
+            stored, created = await self.store.create(record)
+        except BaseException:
+            self._release(tenant)  # admitted, never created
+            raise
         if not created:
+            self._release(tenant)
             if stored.owner != self.setting.owner:  # another process's: our entry is stale
                 stored = await self._entry_dropped(stored)
             return await self._again(stored, reply=reply, wait=wait, differs=_differs(stored, record))
@@ -194,6 +215,14 @@ class IntentService(Actor):
         except ExoarmurError as exc:  # durable and indexed: the resumer starts it later
             self.context.report_failure(exc.code, f"{record.kv_key} accepted, its actor not started: {exc.detail}")
         return None if waiter is not None else {"ok": True, "code": "", "intent": view(stored)}
+
+    def _release(self, tenant: str) -> None:
+        """An intent the desk admitted settled, or was never created."""
+        if self.desk is not None:
+            try:
+                self.desk.tell_nowait(Released(tenant))
+            except ExoarmurError:  # the desk's recount corrects it
+                pass
 
     async def _again(
         self, record: IntentRecord, *, reply: str = "", wait: float | None = None, differs: str = ""
@@ -311,8 +340,10 @@ class IntentService(Actor):
 
     @handles(Settled)
     def settled(self, m: Settled) -> None:
-        """An intent of this process is terminal: its waiters are answered."""
+        """An intent of this process is terminal: its waiters are answered,
+        and its tenant's desk uncounts it."""
         self._ended(m.record)
+        self._release(m.record.tenant)
 
     def _ended(self, record: IntentRecord) -> None:
         for waiter in self.waiters.settled(record):

@@ -1,5 +1,8 @@
-"""Tenants: one supervisor per tenant over its intent actors and its audit chain."""
+"""Tenants: one supervisor per tenant over its intent actors and its audit
+chain; one owner process per tenant, which keeps its limits (the desk)."""
 
+from exoarmur.actors.tenants.desk import TenantDesk
+from exoarmur.actors.tenants.limits import Admission, TenantLimits, TokenBucket
 from exoarmur.actors.tenants.router import TenantRouter, tenant_spec, tenants_spec
 
-__all__ = ["TenantRouter", "tenant_spec", "tenants_spec"]
+__all__ = ["Admission", "TenantDesk", "TenantLimits", "TenantRouter", "TokenBucket", "tenant_spec", "tenants_spec"]

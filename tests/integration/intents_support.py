@@ -30,7 +30,7 @@ from exoarmur.actors.controls import ControlWatch, Gates, KillSwitches
 from exoarmur.actors.intents.service import IntentService
 from exoarmur.actors.nats import AuditStream, KvBucket, Request, StreamFetch
 from exoarmur.actors.nats.audit_stream import Record
-from exoarmur.actors.tenants import TenantRouter, tenants_spec
+from exoarmur.actors.tenants import TenantDesk, TenantLimits, TenantRouter, tenants_spec
 from exoarmur.runtime import Actor, ActorSystem, handles
 from exoarmur.supervisors import Supervisor
 from tests.integration.support import connect, running_server
@@ -124,10 +124,12 @@ async def intents_on(
     intent_actor=None,
     gates: bool = False,
     types: dict[str, TypeInfo] | None = None,
+    limits: TenantLimits | None = None,
 ) -> AsyncIterator[Intents]:
     """The intents subtree of one process; `gates`: with the controls (the
     gates and the kill-switch service, as the default tree has them);
-    `types`: more execution types, whose actors the test spawns itself."""
+    `types`: more execution types, whose actors the test spawns itself;
+    `limits`: every tenant's, kept by its owner (the tenants' desk)."""
     async with _server(tmp_path, server) as running, ActorSystem() as system:
         await connect(system, running)
         effects: Counter = Counter()
@@ -154,7 +156,11 @@ async def intents_on(
             service="service",
             gates="gates" if gates else "",
             approvals="approvals" if gates else "",
+            tenants="desk" if limits is not None else "",
         )
+        if limits is not None:
+            await system.spawn(KvBucket, name="tenant_owners", kwargs={"bucket": "exoarmur_tenant_owners", "connection": "nats"})
+            await system.spawn(TenantDesk, name="desk", kwargs={"setting": setting, "owners": "tenant_owners", "default": limits})
         await system.spawn(Supervisor, name="tenants", kwargs={"spec": tenants_spec()})
         router = {"tenants": "tenants", "setting": setting, "connection": "nats"}
         if intent_actor is not None:

@@ -18,11 +18,12 @@ pytestmark = pytest.mark.anyio
 
 TREE = [
     "nats", "nats/server", "nats/connection",
-    "store", "store/records", "store/open", "store/leases", "store/controls", "store/approvals", "store/lease",
+    "store", "store/records", "store/open", "store/leases", "store/controls", "store/approvals",
+    "store/tenant_owners", "store/lease",
     "controls", "controls/audit", "controls/gates", "controls/killswitch", "controls/watch",
     "execution", "execution/ledger", "execution/noop",
     "tenants",
-    "intents", "intents/router", "intents/resumer", "intents/service",
+    "intents", "intents/desk", "intents/router", "intents/resumer", "intents/service",
 ]  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from types import MappingProxyType
 
 import pytest
 
+from exoarmur.actors.tenants import TenantLimits
 from exoarmur.runtime import InvalidInput, MailboxConfig, Overflow, ReasonCode, TimeoutCategory
 from exoarmur.actors.app.config import (
     DEFAULT_FACTORY,
@@ -105,6 +106,11 @@ class TestOverrides:
         config = load_config(write(tmp_path, f"[audit]\npath = {json.dumps(str(target))}\n"))
         assert config.audit_path == target
 
+    def test_tenants_start_from_the_default_limits(self, tmp_path):
+        config = load_config(write(tmp_path, "[tenants.default]\nrate = 10\n[tenants.acme]\nquota = 5\n"))
+        assert config.tenant_default == TenantLimits(rate=10.0)
+        assert dict(config.tenant_limits) == {"acme": TenantLimits(rate=10.0, quota=5)}
+
     def test_tree_factory_and_options_are_read_only(self, tmp_path):
         """[tree.options] is free-form and handed over frozen: tables read-only, arrays tuples."""
         text = (
@@ -177,6 +183,12 @@ BAD = [
     pytest.param("[tree]\noptions = 3\n", "tree.options: must be a table", id="options-not-table"),
     pytest.param("[tree]\nfactroy = 'a:b'\n", "tree.factroy: unknown key", id="tree-unknown-key"),
     pytest.param("[system\nname = 1\n", "not valid TOML", id="not-toml"),
+    pytest.param("[tenants.default]\nrate = -1\n", "tenants.default.rate: must be a number", id="rate-negative"),
+    pytest.param("[tenants.acme]\nburst = 'x'\n", "tenants.acme.burst: must be a number", id="burst-str"),
+    pytest.param("[tenants.acme]\nquota = 1.5\n", "tenants.acme.quota: must be an integer", id="quota-float"),
+    pytest.param("[tenants.acme]\nspeed = 1\n", "tenants.acme.speed: unknown key", id="tenant-unknown-key"),
+    pytest.param("[tenants.'a b']\nrate = 1\n", "tenants.a b: tenant must be", id="tenant-name"),
+    pytest.param("[tenants]\nacme = 3\n", "tenants.acme: must be a table", id="tenant-not-table"),
 ]
 
 

@@ -1,0 +1,91 @@
+"""A tenant's limits on a real nats-server: one owner process per tenant
+keeps its rate and quota, so they hold for the tenant as a whole; a
+submission that reaches another process is forwarded to the owner."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import anyio
+import orjson
+import pytest
+
+from exoarmur.actors.intents import TypeInfo
+from exoarmur.actors.nats import Request
+from exoarmur.actors.tenants import TenantLimits
+from tests.integration.intents_support import intents_on
+from tests.integration.support import running_server
+
+pytestmark = pytest.mark.anyio
+RATE = 30.0
+SECONDS = 4.0
+OFFERED = 3 * RATE  # submissions a second, across both processes
+
+
+async def offer(it, tenant: str, *, seconds: float, per_second: float, tag: str) -> Counter:
+    """Submissions at `per_second` for `seconds`, spread evenly (16 senders,
+    each on a schedule of its own, staggered); the replies' codes."""
+    codes: Counter = Counter()
+    connection = it.system.lookup("nats")
+    senders = 16
+    start = anyio.current_time()
+    interval = senders / per_second
+
+    async def sender(k: int) -> None:
+        n = 0
+        while (due := start + (n + k / senders) * interval) < start + seconds:
+            await anyio.sleep(max(due - anyio.current_time(), 0.0))
+            body = orjson.dumps({"id": f"{tag}-{k}-{n}", "type": "fx"})
+            reply = orjson.loads((await connection.ask(Request(f"exoarmur.intents.{tenant}.submit", body))).data)
+            codes[reply["code"] if not reply["ok"] else "ok"] += 1
+            n += 1
+
+    async with anyio.create_task_group() as group:
+        for k in range(senders):
+            group.start_soon(sender, k)
+    return codes
+
+
+async def test_a_tenants_rate_holds_across_two_processes_within_five_percent(tmp_path):
+    """Two processes share one nats-server and serve submissions in one
+    queue group; the tenant's owner admits RATE a second (a burst of one
+    second's worth) for both. Offered three times that for SECONDS, the
+    accepted count stays within 5% of RATE x SECONDS plus the burst (a
+    limiter in each process would admit twice that), every refusal is
+    RATE_LIMITED, and every accepted intent was created (and is driven) by
+    the owner: the other process forwarded what it received."""
+    limits = TenantLimits(rate=RATE)  # a burst of one second's worth
+    async with running_server(tmp_path / "nats") as server:
+        async with intents_on(tmp_path / "a", owner="p-00000000000000a1", server=server, limits=limits) as a:
+            async with intents_on(tmp_path / "b", owner="p-00000000000000b2", server=server, limits=limits) as b:
+                await offer(a, "warm", seconds=0.5, per_second=20, tag="w")  # both processes subscribed
+                started = time.monotonic()
+                codes = await offer(b, "acme", seconds=SECONDS, per_second=OFFERED, tag="r")
+                took = time.monotonic() - started
+                accepted, expected = codes["ok"], RATE * took + limits.capacity
+                assert set(codes) == {"ok", "RATE_LIMITED"}, codes
+                assert abs(accepted - expected) <= 0.05 * expected, (codes, took, expected)
+                ids = await a.store.keys("acme")
+                owners = Counter(record.owner for record in await a.store.load_many("acme", ids))
+                assert sum(owners.values()) == accepted and len(owners) == 1, owners
+
+
+async def test_a_tenants_quota_bounds_its_unsettled_intents(tmp_path):
+    """Quota 2: while two intents wait for an approval, a third is refused
+    with OVERLOAD_TENANT_QUOTA and nothing is created; once one settles,
+    another is admitted; another tenant was never bounded by this one's."""
+    gated = TypeInfo(name="gated", path="fx", timeout=2.0, needs_approval=lambda intent: True)
+    async with intents_on(tmp_path, gates=True, limits=TenantLimits(quota=2), types={"gated": gated}) as it:
+        for n in (1, 2):
+            assert (await it.request("acme", "submit", {"id": f"g-{n}", "type": "gated"}))["ok"]
+        refused = await it.request("acme", "submit", {"id": "g-3", "type": "gated"})
+        assert (refused["ok"], refused["code"]) == (False, "OVERLOAD_TENANT_QUOTA")
+        assert await it.store.load("acme", "g-3") is None
+        assert (await it.request("other", "submit", {"id": "o-1", "type": "fx"}))["ok"]
+        assert (await it.request("acme", "deny", {"id": "g-1"}))["ok"]
+        await it.settled("acme", "g-1")
+        with anyio.fail_after(5):
+            while not (again := await it.request("acme", "submit", {"id": "g-4", "type": "gated"}))["ok"]:
+                assert again["code"] == "OVERLOAD_TENANT_QUOTA"
+                await anyio.sleep(0.05)
