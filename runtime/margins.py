@@ -105,6 +105,14 @@ OWNER_CHECK = Margin(
 QUOTA_RECOUNT = Margin(
     5.0, "a tenant owner sets its count of unsettled intents again from the index this often (an end never told is no leak)"
 )
+SWITCHES_UNKNOWN_GRACE = Margin(
+    10.0, "kill switches that cannot be read are read again for this long (a store failing over) before they count as set"
+)
+UNKNOWN_RETRY_FIRST = Margin(0.1, "the first pause before unreadable kill switches are read again")
+UNKNOWN_RETRY_MAX = Margin(1.0, "the longest pause between those reads (doubling from the first)")
+GATE_CHECK = Margin(
+    15.0, "how long an intent waits for its gates' answer: unreadable switches are read again for SWITCHES_UNKNOWN_GRACE first"
+)
 GATE_READ_SHARE = Margin(
     0.5, "the share of a gate check's remaining time its reads get, so a read that hangs ends as a refusal (fail closed), not a timeout"
 )

@@ -29,16 +29,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+
+import anyio
 from datetime import datetime, timezone
 
-from exoarmur.actors.controls.switches import read_switches
+from exoarmur.actors.controls.switches import Switch, read_switches
 from exoarmur.actors.intents import IntentRecord, TypeInfo, intent_key
 from exoarmur.actors.intents.approvals import Approval, Decision
 from exoarmur.actors.intents.gates import GateCheck, Stage, Verdict
 from exoarmur.actors.intents.states import IntentState
 from exoarmur.actors.nats import Get, KvEntry
 from exoarmur.runtime import Actor, ActorRef, ExoarmurError, ReasonCode, handles
-from exoarmur.runtime.margins import GATE_READ_SHARE
+from exoarmur.runtime.margins import GATE_READ_SHARE, SWITCHES_UNKNOWN_GRACE, UNKNOWN_RETRY_FIRST, UNKNOWN_RETRY_MAX
 
 __all__ = ["Gates"]
 
@@ -51,10 +53,18 @@ class Gates(Actor):
     mailbox_capacity = 10_000
     concurrency = 1024
 
-    def __init__(self, *, controls: str, approvals: str, types: Mapping[str, TypeInfo]) -> None:
+    def __init__(
+        self,
+        *,
+        controls: str,
+        approvals: str,
+        types: Mapping[str, TypeInfo],
+        unknown_grace: float = SWITCHES_UNKNOWN_GRACE,
+    ) -> None:
         self.controls_path = controls  # the KvBucket of `exoarmur_controls`
         self.approvals_path = approvals  # the KvBucket of `exoarmur_approvals`
         self.types = types
+        self.unknown_grace = unknown_grace
 
     async def started(self) -> None:
         lookup = self.context.system.lookup
@@ -64,14 +74,11 @@ class Gates(Actor):
     @handles(GateCheck, concurrent=True)
     async def check(self, m: GateCheck) -> Verdict:
         context, record = self.context, m.intent
-        checked = context.now()  # before the reads are sent: what freshness counts from
-        # The reads get a share of the time, so one that hangs is answered as a refusal.
-        deadline = None if context.deadline is None else checked + (context.deadline - checked) * GATE_READ_SHARE
-        try:
-            switches = await read_switches(self.controls, record.tenant, deadline=deadline)
-        except ExoarmurError as exc:
-            detail = f"the kill switches could not be read ({exc.code.value}: {exc.detail}): failing closed"
-            return Verdict(checked, S.KILLED, ReasonCode.KILL_SWITCH_ACTIVE.value, detail)
+        read = await self._switches(record.tenant)
+        if isinstance(read, Verdict):
+            return read
+        checked, switches = read
+        deadline = self._read_deadline(checked)
         for switch in switches:
             if switch.active:
                 return Verdict(checked, S.KILLED, ReasonCode.KILL_SWITCH_ACTIVE.value, switch.says())
@@ -87,6 +94,29 @@ class Gates(Actor):
             if not passed.passed:
                 return passed
         return self._breaker(record, info, checked) or passed
+
+    async def _switches(self, tenant: str) -> tuple[float, tuple[Switch, Switch]] | Verdict:
+        """(when the reads that answered were sent, the switches); or, once
+        they could not be read for `unknown_grace` (a store failing over is
+        waited out, one that stays away is not), the refusal."""
+        context = self.context
+        give_up, pause = context.now() + self.unknown_grace, UNKNOWN_RETRY_FIRST
+        while True:
+            checked = context.now()  # before the reads are sent: what freshness counts from
+            deadline = min(give_up, self._read_deadline(checked) or give_up)  # no try outlasts the grace
+            try:
+                return checked, await read_switches(self.controls, tenant, deadline=deadline)
+            except ExoarmurError as exc:
+                if context.now() + pause >= give_up:
+                    detail = f"the kill switches could not be read ({exc.code.value}: {exc.detail}): failing closed"
+                    return Verdict(checked, S.KILLED, ReasonCode.KILL_SWITCH_ACTIVE.value, detail)
+            await anyio.sleep(pause)
+            pause = min(pause * 2, UNKNOWN_RETRY_MAX)
+
+    def _read_deadline(self, now: float) -> float | None:
+        """A share of the time left, so a read that hangs comes back as a failure."""
+        deadline = self.context.deadline
+        return None if deadline is None else now + (deadline - now) * GATE_READ_SHARE
 
     def _breaker(self, record: IntentRecord, info: TypeInfo, checked: float) -> Verdict | None:
         """None while the type's actor takes work; else wait or fail."""

@@ -73,6 +73,7 @@ from exoarmur.runtime import (
 from exoarmur.runtime.margins import (
     APPROVAL_POLL,
     EXECUTION_ANSWER,
+    GATE_CHECK,
     INDEX_ORPHAN_AGE,
     INTENT_RETRY_FIRST,
     INTENT_RETRY_MAX,
@@ -432,7 +433,7 @@ class IntentActor(Actor):
             if self.gates is None:  # a process without gates
                 self.gated = self.context.now()
                 return Verdict(self.gated)
-            verdict: Verdict = await self.gates.ask(GateCheck(record, stage))
+            verdict: Verdict = await self.gates.ask(GateCheck(record, stage), timeout=GATE_CHECK)
             if verdict.passed:
                 self.gated = verdict.checked
                 return verdict

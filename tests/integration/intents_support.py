@@ -125,11 +125,14 @@ async def intents_on(
     gates: bool = False,
     types: dict[str, TypeInfo] | None = None,
     limits: TenantLimits | None = None,
+    unknown_grace: float = 1.0,
 ) -> AsyncIterator[Intents]:
     """The intents subtree of one process; `gates`: with the controls (the
     gates and the kill-switch service, as the default tree has them);
     `types`: more execution types, whose actors the test spawns itself;
-    `limits`: every tenant's, kept by its owner (the tenants' desk)."""
+    `limits`: every tenant's, kept by its owner (the tenants' desk);
+    `unknown_grace`: how long the gates read unreadable switches again
+    before they count as set (shorter than a real process's, for speed)."""
     async with _server(tmp_path, server) as running, ActorSystem() as system:
         await connect(system, running)
         effects: Counter = Counter()
@@ -144,7 +147,8 @@ async def intents_on(
             for name in ("controls", "approvals"):
                 await system.spawn(KvBucket, name=name, kwargs={"bucket": f"exoarmur_{name}", "connection": "nats"})
             await system.spawn(AuditStream, name="controls-audit", kwargs={"connection": "nats", "chain": "controls"})
-            await system.spawn(Gates, name="gates", kwargs={"controls": "controls", "approvals": "approvals", "types": infos})
+            gate_args = {"controls": "controls", "approvals": "approvals", "types": infos, "unknown_grace": unknown_grace}
+            await system.spawn(Gates, name="gates", kwargs=gate_args)
             switches = {"connection": "nats", "controls": "controls", "audit": "controls-audit"}
             await system.spawn(KillSwitches, name="killswitch", kwargs=switches)
         setting = IntentSetting(

@@ -36,6 +36,7 @@ async def offer(it, tenant: str, *, seconds: float, per_second: float, tag: str)
         n = 0
         while (due := start + (n + k / senders) * interval) < start + seconds:
             await anyio.sleep(max(due - anyio.current_time(), 0.0))
+            codes["late"] += anyio.current_time() - due > interval  # this sender fell behind its schedule
             body = orjson.dumps({"id": f"{tag}-{k}-{n}", "type": "fx"})
             reply = orjson.loads((await connection.ask(Request(f"exoarmur.intents.{tenant}.submit", body))).data)
             codes[reply["code"] if not reply["ok"] else "ok"] += 1
@@ -63,9 +64,14 @@ async def test_a_tenants_rate_holds_across_two_processes_within_five_percent(tmp
                 started = time.monotonic()
                 codes = await offer(b, "acme", seconds=SECONDS, per_second=OFFERED, tag="r")
                 took = time.monotonic() - started
+                late = codes.pop("late", 0)
                 accepted, expected = codes["ok"], RATE * took + limits.capacity
                 assert set(codes) == {"ok", "RATE_LIMITED"}, codes
-                assert abs(accepted - expected) <= 0.05 * expected, (codes, took, expected)
+                assert accepted <= 1.05 * expected, (codes, took, expected)  # never the budget of two
+                # Not below it either, unless the machine was too busy to offer
+                # the load on schedule (then only the bound above is checked).
+                if late <= 0.05 * sum(codes.values()):
+                    assert accepted >= 0.95 * expected, (codes, took, expected, late)
                 ids = await a.store.keys("acme")
                 owners = Counter(record.owner for record in await a.store.load_many("acme", ids))
                 assert sum(owners.values()) == accepted and len(owners) == 1, owners
