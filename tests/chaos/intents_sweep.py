@@ -126,6 +126,9 @@ class Sweep:
     seed: int = 0
     nats_kills: int = 0  # SIGKILLs of the embedded nats-server, at random moments
     others: list[Runner] = attrs.Factory(list)  # more processes on the same NATS, never killed
+    # The others start once this many submissions are acknowledged (0: at once);
+    # by then the runner owns every tenant, so its intents are the ones to take over.
+    others_after: int = 0
     faults: bool = True  # kill at each fault point too
     ledger: Path | None = None  # shared by every process (default: the runner's state dir)
     server_dir: Path | None = None  # a nats-server of its own for every process (else: embedded)
@@ -180,8 +183,9 @@ class Sweep:
     async def _sweep(self) -> None:
         rng = random.Random(self.seed)
         self.runner.start(faults=self.first_faults)
-        for other in self.others:
-            other.start()
+        if not self.others_after:
+            for other in self.others:
+                other.start()
         work = self.ids()
         # Kill moments: random points in the submission, then each fault point once.
         kill_at = sorted(rng.sample(range(1, len(work)), min(self.kills, len(work) - 1)))
@@ -191,6 +195,9 @@ class Sweep:
         client = await self._client()
         try:
             for n, (tenant, intent_id) in enumerate(work):
+                if self.others_after and n == self.others_after:
+                    for other in self.others:
+                        other.start()
                 if n in nats_at:
                     self.runner.kill_nats()
                 if n in node_at:
@@ -473,7 +480,10 @@ def variant(name: str, root: Path, args: argparse.Namespace) -> Sweep:
         victim = Runner(root / "a", backend=args.backend, args=config)
         survivor = Runner(root / "b", backend=args.backend, args=config)
         first = f"after_apply@{max(5, args.count // 10)}"
-        return Sweep(victim, others=[survivor], kills=0, restart=False, first_faults=first, **shared, **common)
+        return Sweep(
+            victim, others=[survivor], others_after=args.tenants, kills=0, restart=False, first_faults=first,
+            **shared, **common,
+        )  # fmt: skip
     config = ("--config", str(shared_config(root, replicas=3, lease_ttl=18.0)))
     runner = Runner(root / "a", backend=args.backend, args=config)
     return Sweep(runner, kills=args.kills, nodes=3, node_kills=1, **shared, **common)

@@ -36,14 +36,16 @@ def test_two_processes_on_one_nats_one_killed_each_intent_executes_once(tmp_path
     """One process dies at a fault point, an intent of its own in EXECUTING;
     the other takes its unsettled intents over once its lease lapses and
     reconciles them against the shared ledger (the effector is shared, as a
-    real one is): every intent once, none left with the dead owner."""
+    real one is): every intent once, none left with the dead owner. The
+    other starts once the first process owns every tenant (so it creates the
+    intents, the other forwarding to it), and takes the tenants over too."""
     config = shared_config(tmp_path)
     args = ("--config", str(config))
     victim = Runner(tmp_path / "a", args=args)
     survivor = Runner(tmp_path / "b", args=args)
     run = Sweep(
-        victim, others=[survivor], count=150, kills=0, tenants=3, seed=3, faults=False, restart=False,
-        ledger=tmp_path / "ledger.jsonl", server_dir=tmp_path / "nats", first_faults=f"{point}@5",
+        victim, others=[survivor], others_after=3, count=150, kills=0, tenants=3, seed=3, faults=False,
+        restart=False, ledger=tmp_path / "ledger.jsonl", server_dir=tmp_path / "nats", first_faults=f"{point}@5",
     )  # fmt: skip
     figures = run_sweep(run)
     # It died at the point, not by the sweep: an intent of its own was left
