@@ -43,7 +43,7 @@ import orjson
 from exoarmur.actors.intents.record import IntentRecord
 from exoarmur.actors.intents.replay_chains import ChainCheck
 from exoarmur.actors.intents.replay_problems import Problem, ProblemKind
-from exoarmur.actors.intents.states import TRANSITIONS, IntentState, allowed
+from exoarmur.actors.intents.states import TRANSITIONS, IntentState, allowed, code_allowed
 from exoarmur.actors.intents.trail import KIND, chain_of
 from exoarmur.actors.nats import Record, StreamMessage
 from exoarmur.runtime import InvalidInput
@@ -188,6 +188,9 @@ class Reducer:
         if record.chain != chain_of(intent.tenant):
             self._problem(ProblemKind.TENANT_MISMATCH, f"{name} is on chain {record.chain!r}, "
                           f"not its tenant's {chain_of(intent.tenant)!r}", **about)  # fmt: skip
+        if not code_allowed(intent.state, intent.code):
+            self._problem(ProblemKind.CODE_INVALID, f"{name} is {intent.state} with code {intent.code!r}, "
+                          "which that state never carries", state=intent.state.value, code=intent.code, **about)  # fmt: skip
         key = (intent.tenant, intent.id)
         trail = self.intents.get(key)
         fingerprint = digest(content)

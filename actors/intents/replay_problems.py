@@ -15,6 +15,8 @@ revision. `kind` is stable (scripts match on it); `message` is for people.
     trail           tenant_mismatch       an intent's record on another tenant's chain
                     first_not_received    an intent's first record is not RECEIVED
                     transition_invalid    a state the table does not allow next
+                    code_invalid          a code its state never carries (a gate's refusal
+                                          with another gate's code, a code on a success)
                     takeover_invalid      same state, more changed than owner and time
                     field_changed         a field fixed at submission changed
                     revision_conflict     one revision, two different records
@@ -52,6 +54,7 @@ class ProblemKind(enum.StrEnum):
     TENANT_MISMATCH = "tenant_mismatch"
     FIRST_NOT_RECEIVED = "first_not_received"
     TRANSITION_INVALID = "transition_invalid"
+    CODE_INVALID = "code_invalid"
     TAKEOVER_INVALID = "takeover_invalid"
     FIELD_CHANGED = "field_changed"
     REVISION_CONFLICT = "revision_conflict"

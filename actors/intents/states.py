@@ -27,7 +27,7 @@ import enum
 from collections.abc import Mapping
 from types import MappingProxyType
 
-__all__ = ["BEFORE_EFFECT", "IN_EFFECT", "TERMINAL", "TRANSITIONS", "IntentState", "allowed"]
+__all__ = ["BEFORE_EFFECT", "CODES", "IN_EFFECT", "TERMINAL", "TRANSITIONS", "IntentState", "allowed", "code_allowed"]
 
 
 class IntentState(enum.StrEnum):
@@ -68,6 +68,31 @@ TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.DENIED, S.EXPIRED, S.KILLED, S.RE
 BEFORE_EFFECT = frozenset({S.RECEIVED, S.AWAITING_APPROVAL, S.APPROVED})
 # An effect may have happened and not been recorded: reconcile on start.
 IN_EFFECT = frozenset({S.EXECUTING, S.REVERTING})
+
+
+# The codes a record in each state may carry (None: any; FAILED carries the
+# type's own reasons too). A gate's refusal carries its gate's code
+# (docs/gates.md); replay holds every record to this (replay_problems.py).
+CODES: Mapping[IntentState, frozenset[str] | None] = MappingProxyType(
+    {
+        S.RECEIVED: frozenset({""}),
+        S.AWAITING_APPROVAL: frozenset({"APPROVAL_REQUIRED"}),
+        S.APPROVED: frozenset({""}),
+        S.EXECUTING: frozenset({""}),
+        S.SUCCEEDED: frozenset({""}),
+        S.FAILED: None,
+        S.DENIED: frozenset({"APPROVAL_DENIED"}),
+        S.EXPIRED: frozenset({"DEADLINE_EXCEEDED", "APPROVAL_EXPIRED"}),
+        S.KILLED: frozenset({"KILL_SWITCH_ACTIVE"}),
+        S.REVERTING: frozenset({""}),
+        S.REVERTED: frozenset({""}),
+    }
+)
+
+
+def code_allowed(state: IntentState, code: str) -> bool:
+    codes = CODES[state]
+    return codes is None or code in codes
 
 
 def allowed(before: IntentState | None, after: IntentState) -> bool:

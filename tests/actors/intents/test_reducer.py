@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import attrs
 import orjson
+import pytest
 
 from exoarmur.actors.intents.record import IntentRecord
 from exoarmur.actors.intents.reducer import Reducer, reduce
 from exoarmur.actors.intents.replay_chains import chained
 from exoarmur.actors.intents.replay_compare import compare
 from exoarmur.actors.intents.replay_problems import ProblemKind as K
-from exoarmur.actors.intents.states import IntentState
+from exoarmur.actors.intents.states import CODES, IntentState
 from exoarmur.actors.intents.trail import chain_of, transition_event
 from exoarmur.actors.nats import KvEntry, Record, StreamMessage
 from exoarmur.runtime import AuditEvent, ReasonCode
@@ -31,6 +32,12 @@ class Revisions:
         return self.last
 
 
+
+def code_of(state: IntentState) -> str:
+    """A code a record in `state` carries (states.CODES; FAILED: a type's reason)."""
+    codes = CODES[state]
+    return "TARGET_GONE" if codes is None else sorted(codes)[0]
+
 def walk(tenant: str, intent_id: str, steps, revisions: Revisions, *, t0: float = 1_000.0) -> list[IntentRecord]:
     """An intent's records as written: each step a state (a transition) or
     ("owner", name) (a takeover), each at the bucket's next revision."""
@@ -43,7 +50,7 @@ def walk(tenant: str, intent_id: str, steps, revisions: Revisions, *, t0: float 
         if isinstance(step, tuple):
             record = record.owned_by(step[1], now=t0 + n)
         else:
-            record = record.moved(step, now=t0 + n, attempt=step in (S.EXECUTING, S.REVERTING))
+            record = record.moved(step, now=t0 + n, code=code_of(step), attempt=step in (S.EXECUTING, S.REVERTING))
         record = record.at(revisions.next())
         records.append(record)
     return records
@@ -127,12 +134,26 @@ class TestIntentTrails:
     def test_a_takeover_that_changes_more_than_owner_and_time_is_refused(self):
         first = walk("acme", "i-1", (S.RECEIVED,), Revisions())[0]
         forged = attrs.evolve(first, owner="p-z", code="X", detail="why").at(5)
-        [problem] = one_intent([first, forged]).problems
+        coded, problem = one_intent([first, forged]).problems
+        assert (coded.kind, coded.details["code"]) == (K.CODE_INVALID, "X")  # RECEIVED never carries one
         assert problem.kind is K.TAKEOVER_INVALID and problem.revision == 5
         assert problem.details["fields"] == {
             "code": {"before": "", "after": "X"},
             "detail": {"before": "", "after": "why"},
         }
+
+    @pytest.mark.parametrize(
+        ("state", "code"),
+        [(S.KILLED, "APPROVAL_DENIED"), (S.DENIED, "KILL_SWITCH_ACTIVE"), (S.EXPIRED, ""), (S.SUCCEEDED, "BREAKER_OPEN"),
+         (S.AWAITING_APPROVAL, "")],
+    )  # fmt: skip
+    def test_a_gates_refusal_with_another_gates_code_is_named(self, state, code):
+        """Each state carries only its codes (states.CODES): a KILLED record
+        says KILL_SWITCH_ACTIVE, a DENIED one APPROVAL_DENIED, and so on."""
+        first = walk("acme", "i-1", (S.RECEIVED,), Revisions())[0]
+        ended = attrs.evolve(first, state=state, code=code).at(2)
+        problems = [p for p in one_intent([first, ended]).problems if p.kind is K.CODE_INVALID]
+        assert [(p.revision, p.details["state"], p.details["code"]) for p in problems] == [(2, state.value, code)]
 
     def test_a_field_set_at_submission_never_changes(self):
         first, second = walk("acme", "i-1", (S.RECEIVED, S.APPROVED), Revisions())
@@ -144,7 +165,7 @@ class TestIntentTrails:
 
     def test_one_revision_with_two_contents_is_a_conflict(self):
         first, second, third = walk("acme", "i-1", (S.RECEIVED, S.APPROVED, S.EXECUTING), Revisions())
-        other = attrs.evolve(second, state=S.DENIED).at(second.revision)
+        other = attrs.evolve(second, state=S.DENIED, code="APPROVAL_DENIED").at(second.revision)
         problems = one_intent([first, second, third, other]).problems
         assert [(p.kind, p.revision) for p in problems] == [(K.REVISION_CONFLICT, 2)]
 

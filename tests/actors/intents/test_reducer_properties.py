@@ -19,7 +19,7 @@ from exoarmur.actors.intents.replay_problems import ProblemKind as K
 from exoarmur.actors.intents.states import TRANSITIONS, IntentState
 from exoarmur.actors.intents.trail import KIND, chain_of, transition_event
 from exoarmur.actors.nats import KvEntry, Record
-from tests.actors.intents.test_reducer import kernel_event
+from tests.actors.intents.test_reducer import code_of, kernel_event
 
 S = IntentState
 TAKEOVER = "takeover"
@@ -87,7 +87,7 @@ def audits(draw) -> Audit:
             if step == TAKEOVER:
                 record = before.owned_by(f"p-{revision}", now=now)
             else:
-                record = before.moved(step, now=now, attempt=step in (S.EXECUTING, S.REVERTING))
+                record = before.moved(step, now=now, code=code_of(step), attempt=step in (S.EXECUTING, S.REVERTING))
         current[i] = record = record.at(revision)
         appends.append(Append(chain_of(tenant), transition_event(record), (tenant, intent_id), revision))
         if draw(st.integers(0, 5)) == 0:

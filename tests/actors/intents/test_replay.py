@@ -26,7 +26,7 @@ from exoarmur.actors.nats import (
     Update,
 )
 from exoarmur.runtime import ActorSystem, ExoarmurError, ReasonCode
-from tests.actors.intents.test_reducer import kernel_event
+from tests.actors.intents.test_reducer import code_of, kernel_event
 from tests.integration.conftest import anyio_backend, no_task_outlives_the_test  # noqa: F401 - real clocks
 from tests.integration.support import connect, running_server
 
@@ -65,7 +65,7 @@ class Deployment:
         record = record.at(await self.records.ask(Create(record.kv_key, record.to_bytes())))
         await self.audited(record)
         for n, state in enumerate(path, start=1):
-            after = record.moved(state, now=1_000.0 + n, attempt=state is S.EXECUTING)
+            after = record.moved(state, now=1_000.0 + n, code=code_of(state), attempt=state is S.EXECUTING)
             record = after.at(await self.records.ask(Update(after.kv_key, after.to_bytes(), record.revision)))
             await self.audited(record)
             await self.audit["main"].ask(Append(kernel_event(n)))
