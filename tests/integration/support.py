@@ -53,3 +53,32 @@ async def eventually(predicate, *, timeout: float = 10.0, every: float = 0.02) -
     with anyio.fail_after(timeout):
         while not predicate():
             await anyio.sleep(every)
+
+
+class LoopLag:
+    """The longest the event loop ran late while open: a task that sleeps
+    TICK and notes by how much more it slept. A deadline that fires late
+    by that much was late because the process was not running (a loaded
+    machine), not because of the code under test."""
+
+    TICK = 0.005
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+
+    async def _watch(self) -> None:
+        while True:
+            before = anyio.current_time()
+            await anyio.sleep(self.TICK)
+            self.worst = max(self.worst, anyio.current_time() - before - self.TICK)
+
+
+@asynccontextmanager
+async def loop_lag() -> AsyncIterator[LoopLag]:
+    lag = LoopLag()
+    async with anyio.create_task_group() as group:
+        group.start_soon(lag._watch)
+        try:
+            yield lag
+        finally:
+            group.cancel_scope.cancel()

@@ -37,7 +37,7 @@ from exoarmur.actors.nats import ConnectionOptions
 from exoarmur.actors.nats.process import ServerUser
 from exoarmur.runtime import Actor, ActorSystem, ExoarmurError, Overflow, ReasonCode, TimeoutPolicy, handles, message
 from exoarmur.supervisors import ChildSpec, Strategy, Supervisor, SupervisorSpec
-from tests.integration.support import connect, eventually, options_for, running_server
+from tests.integration.support import connect, eventually, loop_lag, options_for, running_server
 from tests.runtime.support import Crash, instance_of
 
 pytestmark = pytest.mark.anyio
@@ -568,13 +568,15 @@ class TestServerLoss:
                 await server.wait()
                 outcomes = []
                 for i in range(20, 30):
-                    started = anyio.current_time()
-                    try:
-                        acknowledged[f"k{i}"] = await conn.ask(KvPut("durable", f"k{i}", b"v"), timeout=0.3)
-                        outcomes.append("ok")
-                    except ExoarmurError as exc:
-                        outcomes.append(exc.code)
-                    assert anyio.current_time() - started <= 0.3 * 1.1 + 0.05
+                    async with loop_lag() as lag:  # a late deadline is excused only by a loop that ran late
+                        started = anyio.current_time()
+                        try:
+                            acknowledged[f"k{i}"] = await conn.ask(KvPut("durable", f"k{i}", b"v"), timeout=0.3)
+                            outcomes.append("ok")
+                        except ExoarmurError as exc:
+                            outcomes.append(exc.code)
+                        took = anyio.current_time() - started
+                    assert took <= 0.3 * 1.1 + 0.05 + lag.worst, (took, lag.worst)
                 assert set(outcomes) <= {ReasonCode.TIMEOUT_KV_PUT, ReasonCode.NATS_DISCONNECTED, "ok"}
                 reported = [e for e in system.audit.events if e.kind == "dependency_failed"]
                 assert any(e.code is ReasonCode.NATS_DISCONNECTED for e in reported)
