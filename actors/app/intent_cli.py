@@ -72,7 +72,7 @@ _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 def add_intent_commands(commands: Any) -> None:
     parser = commands.add_parser(
         "intent",
-        help="submit, get, list or revert intents of a running process",
+        help="submit, get, list, revert, approve or deny intents of a running process",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         allow_abbrev=False,
     )

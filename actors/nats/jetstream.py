@@ -148,15 +148,20 @@ async def kv_delete(state: ConnectionState, batch: list[KvDelete]) -> list[Defer
 async def kv_keys(state: ConnectionState, m: KvKeys) -> list[str]:
     code = ReasonCode.TIMEOUT_KV_GET
     await bucket(state, m.bucket, code)  # KV_BUCKET_NOT_FOUND for a bucket that is not there
-    return sorted(await call(state, code, _matching_keys, state.client(), jetstream(state), m.bucket, m.filter))
+    # A key written while the consumer reads is delivered twice (its last
+    # message, then the new one): each key once.
+    return sorted(set(await call(state, code, _matching_keys, state.client(), jetstream(state), m.bucket, m.filter)))
 
 
 async def _matching_keys(nc: Any, js: Any, bucket_name: str, pattern: str) -> list[str]:
     """The live keys matching `pattern`: an ephemeral pull consumer on the
     bucket's stream, filtered by the server to the pattern's subjects, last
-    message per subject, headers only, pulled in batches as `stream_fetch`
-    pulls (its end read from each delivery's pending count, never guessed).
-    Keys whose last message is a delete or purge marker are left out.
+    message per subject, headers only, pulled in batches until the server
+    says it has no more (not by the deliveries' pending count: while keys
+    are written during the listing, a last-per-subject consumer's count
+    reaches 0 before its last key, and a key was missed; a key written
+    meanwhile may come twice, so the caller keeps each once). Keys whose
+    last message is a delete or purge marker are left out.
 
     Not nats-py's `keys(filters)`: it reads every key and keeps those that
     CONTAIN a filter as a substring ("acme.*" matches nothing), and its watch
@@ -179,7 +184,8 @@ async def _matching_keys(nc: Any, js: Any, bucket_name: str, pattern: str) -> li
     keys: list[str] = []
     try:
         while True:
-            found = await _pull(nc, f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}", FETCH_LIMIT, convert=_live_key)
+            next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}"
+            found = await _pull(nc, next_subject, FETCH_LIMIT, convert=_live_key, until_status=True)
             keys += [key[len(prefix) :] for key in found if key is not None]
             if len(found) < FETCH_LIMIT:
                 return keys
@@ -273,11 +279,18 @@ async def _fetch(nc: Any, js: Any, m: StreamFetch) -> list[StreamMessage]:
 
 
 async def _pull(
-    nc: Any, next_subject: str, limit: int, *, convert: Callable[[Any], Any] | None = None
+    nc: Any,
+    next_subject: str,
+    limit: int,
+    *,
+    convert: Callable[[Any], Any] | None = None,
+    until_status: bool = False,
 ) -> list[Any]:
     """One pull request of `limit` messages; what it delivers, in order (as
-    StreamMessages, or as `convert` makes each)."""
-    batch = PulledBatch(limit, asyncio.get_running_loop().create_future(), convert)
+    StreamMessages, or as `convert` makes each). `until_status`: ended by
+    the server's "no more" status (or the limit), never by a delivery's
+    pending count."""
+    batch = PulledBatch(limit, asyncio.get_running_loop().create_future(), convert, until_status=until_status)
     sub = await nc.subscribe(nc.new_inbox(), future=Inline(batch.arrived))
     try:
         await nc.publish(next_subject, orjson.dumps({"batch": limit, "no_wait": True}), reply=sub.subject)
@@ -294,14 +307,20 @@ class PulledBatch:
     no queue, no task, so no slow-consumer drop). Never raises there:
     whatever goes wrong ends `ended` with it."""
 
-    __slots__ = ("convert", "ended", "found", "limit")
+    __slots__ = ("convert", "ended", "found", "limit", "until_status")
 
     def __init__(
-        self, limit: int, ended: asyncio.Future[None], convert: Callable[[Any], Any] | None = None
+        self,
+        limit: int,
+        ended: asyncio.Future[None],
+        convert: Callable[[Any], Any] | None = None,
+        *,
+        until_status: bool = False,
     ) -> None:
         self.limit = limit
         self.ended = ended
         self.convert = convert
+        self.until_status = until_status
         self.found: list[Any] = []
 
     def arrived(self, msg: Any) -> None:
@@ -324,7 +343,7 @@ class PulledBatch:
             return
         seq, pending = position
         self.found.append(StreamMessage(seq, msg.data, msg.subject) if self.convert is None else self.convert(msg))
-        if len(self.found) >= self.limit or pending == 0:
+        if len(self.found) >= self.limit or (pending == 0 and not self.until_status):
             self.ended.set_result(None)
 
 
