@@ -18,7 +18,7 @@ from exoarmur.actors.intents import IntentState, TypeInfo
 from exoarmur.actors.nats import Put
 from exoarmur.runtime.margins import KILL_CHECK_FRESH
 from tests.integration.intents_support import intents_on
-from tests.integration.support import running_server
+from tests.integration.support import eventually, running_server
 
 pytestmark = pytest.mark.anyio
 S = IntentState
@@ -123,7 +123,8 @@ async def one_applying_one_waiting(it, slow: Slow) -> None:
     with anyio.fail_after(10):
         await slow.applying.wait()
     await it.request("acme", "submit", {"id": "s-2", "type": "slow"})
-    await anyio.sleep(0.2)
+    actor = it.system.lookup(slow.name)
+    await eventually(lambda: actor.statistics().depth >= 1)  # s-2's Apply queued behind s-1's
 
 
 async def test_an_apply_that_waited_past_its_check_is_checked_again_and_killed(tmp_path):
