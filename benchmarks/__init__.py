@@ -26,6 +26,11 @@ SCRIPTS = MappingProxyType(
             "execution intents end to end (submit -> SUCCEEDED) through exoarmur run, next to the same writes with "
             "raw nats-py; RSS per terminal intent",
         ),
+        "tenants": (
+            "exoarmur.benchmarks.bench_tenants",
+            "isolation: one tenant flooding at 10x its rate limit, another at half its own; the second's p99 "
+            "against its own alone",
+        ),
         "replay": (
             "exoarmur.benchmarks.bench_replay",
             "replay --verify of N intents' audit and KV records, against the REPLAY_PROCESSING budget",

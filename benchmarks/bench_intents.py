@@ -55,9 +55,9 @@ from exoarmur.benchmarks.intents_load import Lap
 from exoarmur.benchmarks.intents_memory import JUDGED_FROM, LEAK_BOUND, terminal_memory
 from exoarmur.benchmarks.intents_raw import DEFAULT_SHAPE, RawIntents, Shape
 from exoarmur.benchmarks.intents_system import CpuMeter, IntentClient, Written, connected, running_exoarmur
-from exoarmur.benchmarks.measure import BACKENDS, expect, interleave, latency_summary, perf_ns
+from exoarmur.benchmarks.measure import expect, interleave, latency_summary, perf_ns
 from exoarmur.benchmarks.nats_baselines import nats_versions, running_server
-from exoarmur.benchmarks.report import Row, close_report, machine_info, script_parser
+from exoarmur.benchmarks.report import Row, close_report, machine_info, script_parser, system_backends
 
 ROUNDS = 4
 RATE_TARGET = 0.70  # exoarmur / raw intents per second, at least
@@ -151,6 +151,7 @@ async def run_case(params: Params, client: IntentClient, raw: RawIntents, kind: 
     for name in out:
         out[name]["per_intent"] = {what: n / counted[name] for what, n in sorted(spent[name].items())}
     out["exoarmur"]["stranded"] = spent["exoarmur"]["stranded"]
+    out["exoarmur"]["resubmitted"] = spent["exoarmur"]["resubmitted"]
     out["raw"]["shape"] = attrs.asdict(raw.shape)
     return out
 
@@ -242,6 +243,8 @@ def build_rows(params: Params, out: dict[str, Any]) -> list[Row]:
             if exo["stranded"]:  # acknowledged, then out of the open index unfinished: never driven again
                 rows.append(Row(f"{name} stranded (intents) [{mode}]", "intents", exo["stranded"], "-", None, False,
                                 "= 0", False))
+            if exo.get("resubmitted"):  # answers lost to the client's timeout: the latencies include the waits
+                rows.append(Row(f"{name} submits sent again [{mode}]", "submits", exo["resubmitted"], "-", None, False))
     memory = out.get("memory")
     if memory is not None:
         slope, count, done = memory["bytes_per_intent"], memory["intents"], memory["done"]
@@ -287,6 +290,7 @@ def cost_notes(out: dict[str, Any]) -> list[str]:
             f"terminal intents ({memory['bytes_per_intent']:,.0f} B each; fitted over {len(memory['samples'])} "
             f"samples: {memory['fitted_bytes_per_intent']:,.0f} B)"
             + (f"; {memory['stranded']} stranded" if memory.get("stranded") else "")
+            + (f"; {memory['resubmitted']} submits sent again after a timeout" if memory.get("resubmitted") else "")
             + (f"; STOPPED: {memory['stopped']}" if "stopped" in memory else "")
         )
     return lines
@@ -343,10 +347,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
     params = attrs.evolve(
         params, terminal=params.terminal if args.terminal is None else args.terminal, tenants=args.tenants
     )
-    if args.backend == "both":
-        backends: tuple[str, ...] = ("asyncio",) if args.quick else BACKENDS
-    else:
-        backends = (args.backend,)
+    backends = system_backends(args)
     started = perf_ns()
     report: dict[str, Any] = {
         "benchmark": "intents",

@@ -66,6 +66,7 @@ async def terminal_memory(
         figures["bytes_per_intent"] = (figures["samples"][-1][1] - before) / figures["done"]
         figures["fitted_bytes_per_intent"] = fitted_slope(figures["samples"])
         figures["stranded"] = len(client.stranded)
+        figures["resubmitted"] = client.resubmitted
     await client.settle()
     await anyio.sleep(PAUSE_SECONDS)
     after = process.rss()

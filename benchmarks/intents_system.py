@@ -11,7 +11,11 @@ drives it the way a user does.
                    `{"id", "type", "wait"}`: the reply must be ok and not a
                    duplicate, and it comes once the intent has ended (the
                    service holds it: `wait`), so SUCCEEDED is learnt from
-                   the submit's own reply. No polling and no watch
+                   the submit's own reply. No polling and no watch. A
+                   submit whose answer does not come in time is sent again,
+                   the same id (idempotent: the second answer is the same
+                   intent, DUPLICATE_SUPPRESSED), at most RESUBMITS times,
+                   and counted (`resubmitted`)
     counting       what the process wrote, from the streams' last sequences
                    before and after each round (the records and open-index
                    buckets, the audit stream); what it read, from a
@@ -51,6 +55,7 @@ from exoarmur.actors.intents import TERMINAL, IntentState
 from exoarmur.actors.intents.replay import AUDIT_STREAM
 from exoarmur.actors.intents.requests import PREFIX
 from exoarmur.actors.nats.process import PDEATHSIG, ServerProcess
+from exoarmur.runtime import ReasonCode
 from exoarmur.benchmarks.intents_load import Lap, closed_loop, intent_id, tenant_of
 from exoarmur.benchmarks.measure import expect
 from exoarmur.benchmarks.nats_baselines import CALL_SECONDS, CONNECT_ATTEMPT_SECONDS, READY_SECONDS
@@ -82,18 +87,21 @@ INTENT_SECONDS = 120.0  # one intent, submit to SUCCEEDED
 STRANDED_SECONDS = 10.0  # then an intent out of the open index is stranded
 SETTLE_SECONDS = 120.0  # the open index empty after a round
 INTENT_TIMEOUT = 600  # the intents' own deadline: never EXPIRED under load
+RESUBMITS = 3  # a submit's answer lost to a client-side timeout: sent again, same id
 # The benchmark's clients' reply subjects: how their JetStream API requests
 # are told from the process's.
 OWN_INBOX = "_INBOX_BENCH"
 SUCCEEDED = IntentState.SUCCEEDED.value
+DUPLICATE = ReasonCode.DUPLICATE_SUPPRESSED.value
 TERMINAL_STATES = frozenset(state.value for state in TERMINAL)
 
 
 class Process:
     """One `exoarmur run`: start, RSS, stop."""
 
-    def __init__(self, root: Path, *, backend: str, server: ServerProcess) -> None:
+    def __init__(self, root: Path, *, backend: str, server: ServerProcess, config: Path | None = None) -> None:
         self.state_dir = root / f"exoarmur-{backend}"
+        self.config = config  # a TOML file of the run's own (the built-in default without)
         self.state_dir.mkdir(parents=True)
         self.log = root / f"exoarmur-{backend}.log"
         self.backend = backend
@@ -105,6 +113,8 @@ class Process:
         env.pop("EXOARMUR_FAULTS", None)
         argv = [sys.executable, "-m", "exoarmur", "run", "--nats-url", self.server.url,
                 "--state-dir", str(self.state_dir), "--backend", self.backend]  # fmt: skip
+        if self.config is not None:
+            argv += ["--config", str(self.config)]
         with self.log.open("wb") as log:
             self.popen = subprocess.Popen(
                 [sys.executable, "-I", str(PDEATHSIG), str(os.getpid()), *argv],
@@ -155,8 +165,10 @@ class Process:
 
 
 @asynccontextmanager
-async def running_exoarmur(root: Path, *, backend: str, server: ServerProcess) -> AsyncIterator[Process]:
-    process = Process(root, backend=backend, server=server)
+async def running_exoarmur(
+    root: Path, *, backend: str, server: ServerProcess, config: Path | None = None
+) -> AsyncIterator[Process]:
+    process = Process(root, backend=backend, server=server, config=config)
     try:
         await process.start()
         yield process
@@ -221,6 +233,7 @@ class IntentClient:
         self.tenants = tenants
         self.api: Counter[str] = Counter()  # JetStream API requests seen, by kind
         self.stranded: list[dict[str, Any]] = []  # acknowledged, never driven to the end
+        self.resubmitted = 0  # submits sent again after a timed-out answer
         self.subs: list[Any] = []
 
     async def open(self) -> None:
@@ -239,8 +252,16 @@ class IntentClient:
         """Submit, and return once the intent is SUCCEEDED."""
         key = f"{tenant}.{intent}"
         body = orjson.dumps({"id": intent, "type": kind, "timeout": INTENT_TIMEOUT, "wait": STRANDED_SECONDS})
-        answer = await self._ask(f"{PREFIX}.{tenant}.submit", body, STRANDED_SECONDS)
-        expect(answer.get("ok") is True and answer.get("code") == "", f"submit of {key}: {answer}")
+        for attempt in range(RESUBMITS + 1):
+            try:
+                answer = await self._ask(f"{PREFIX}.{tenant}.submit", body, STRANDED_SECONDS)
+                break
+            except nats.errors.TimeoutError:
+                if attempt == RESUBMITS:
+                    raise
+                self.resubmitted += 1
+        codes = ("", DUPLICATE) if attempt else ("",)  # a resubmit finds the first one's intent
+        expect(answer.get("ok") is True and answer.get("code") in codes, f"submit of {key}: {answer}")
         record = answer["intent"]
         if record["state"] not in TERMINAL_STATES:
             record = await self._unended(tenant, intent, record)
@@ -290,7 +311,7 @@ class IntentClient:
     async def counted_run(self, kind: str, *, count: int, inflight: int, tag: str) -> tuple[Lap, Written]:
         """`run`, then (untimed) the process settled and what it wrote and read."""
         before, api_before = await self.last_seqs(), Counter(self.api)
-        cpu_before, stranded_before = self.cpu.sample(), len(self.stranded)
+        cpu_before, stranded_before, resubmitted_before = self.cpu.sample(), len(self.stranded), self.resubmitted
         lap = await self.run(kind, count=count, inflight=inflight, tag=tag)
         await self.settle()
         cpu = CpuMeter.spent(cpu_before, self.cpu.sample())
@@ -298,6 +319,7 @@ class IntentClient:
         written = Written({name: after[name] - before[name] for name in after})
         written.update(cpu)
         written["stranded"] = len(self.stranded) - stranded_before
+        written["resubmitted"] = self.resubmitted - resubmitted_before
         written["reads"] = api[f"STREAM.MSG.GET.KV_{RECORDS}"]
         written["switch_reads"] = api[f"STREAM.MSG.GET.KV_{CONTROLS}"]
         written["other_api"] = sum(api.values()) - written["reads"] - written["switch_reads"]

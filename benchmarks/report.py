@@ -184,6 +184,14 @@ def script_parser(name: str, *, description: str, prog: str | None) -> argparse.
     return parser
 
 
+def system_backends(args: argparse.Namespace) -> tuple[str, ...]:
+    """The backends a script that runs `exoarmur run` measures: --backend's,
+    both for a full run, asyncio alone for a quick one (each is a process)."""
+    if args.backend != "both":
+        return (args.backend,)
+    return ("asyncio",) if args.quick else BACKENDS
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """The epilog's lines as written; an option's help wrapped at spaces only,
     so a path such as ./benchmark-results/ is never cut at its hyphen."""

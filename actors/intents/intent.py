@@ -4,7 +4,7 @@ stops once the intent is settled. How an intent survives kill -9 is this file.
 0. Gated before it executes. The gates (kill switches, ...) are asked from
    RECEIVED, and the kill switches again before an apply whenever their
    last check is older than KILL_CHECK_FRESH; the type's actor refuses to
-   start an apply past that (actors/intents/gates.py). A refusal ends the
+   start an apply past that (actors/intents/gating.py). A refusal ends the
    intent (KILLED, DENIED, FAILED) and is kept until it is written.
 1. Written before it takes effect. Every step is a compare-and-set of the
    record on the revision it was read at (actors/intents/store.py), made
@@ -39,7 +39,6 @@ restart storm; a bug crashes it, and its tenant's supervisor restarts it.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Mapping
@@ -49,7 +48,8 @@ import attrs
 
 from exoarmur.actors.intents.effects import Apply, Effect, Outcome, Reconcile, Reconciled, Revert, TypeInfo
 from exoarmur.actors.intents.faults import FaultPoints
-from exoarmur.actors.intents.gates import GateCheck, Stage, Verdict
+from exoarmur.actors.intents.gates import Stage
+from exoarmur.actors.intents.gating import Gating
 from exoarmur.actors.intents.leases import Lapsed, LeaseRemaining, LeaseView
 from exoarmur.actors.intents.messages import FirstRead, Recheck
 from exoarmur.actors.intents.record import IntentRecord
@@ -71,13 +71,10 @@ from exoarmur.runtime import (
     handles,
 )
 from exoarmur.runtime.margins import (
-    APPROVAL_POLL,
     EXECUTION_ANSWER,
-    GATE_CHECK,
     INDEX_ORPHAN_AGE,
     INTENT_RETRY_FIRST,
     INTENT_RETRY_MAX,
-    KILL_CHECK_FRESH,
     LEASE_SPARE,
     REVERT_WAIT,
 )
@@ -138,16 +135,14 @@ class IntentActor(Actor):
         self.record: IntentRecord | None = None if first_read is None else first_read.take()
         self.audited = 0  # the revision whose audit record is known appended
         self.told = 0  # the revision of the end the service was told of (0: none)
-        self.gated = -math.inf  # runtime time of the reads of the last check the gates passed
-        self.refusal: Verdict | None = None  # the gates' refusal, kept until it is written
 
     async def started(self) -> None:
         lookup = self.context.system.lookup
         self.store = self.setting.store(self.context.system)
         self.audit: ActorRef = lookup(self.audit_path)
         self.lease: ActorRef = lookup(self.setting.lease)
-        self.gates: ActorRef | None = lookup(self.setting.gates) if self.setting.gates else None
-        self.wake = anyio.Event()  # set by Recheck: a decision it waits for may have changed
+        gates = lookup(self.setting.gates) if self.setting.gates else None
+        self.gating = Gating(gates=gates, types=self.setting.types, now=self.context.now, write=self._write)
         self.context.start_task(self._drive)
 
     async def _drive(self) -> None:
@@ -215,12 +210,12 @@ class IntentActor(Actor):
         """From RECEIVED or AWAITING_APPROVAL: the gates, then APPROVED (with
         who approved it, if anyone had to)."""
         if not await self._ended_before_effect(record, info):
-            passed = await self._gated(record, Stage.ENTER)
+            passed = await self.gating.check(record, Stage.ENTER)
             if passed is not None:
                 await self._write(record, S.APPROVED, detail=passed.detail)
 
     async def _execute(self, record: IntentRecord, info: TypeInfo | None) -> None:
-        if not await self._ended_before_effect(record, info) and await self._switches_clear(record):
+        if not await self._ended_before_effect(record, info) and await self.gating.switches_clear(record):
             assert info is not None
             await self._attempt(record, info, S.EXECUTING)
 
@@ -393,9 +388,9 @@ class IntentActor(Actor):
         that passed (checked again while it is not); None if the intent was
         KILLED instead."""
         while True:
-            if not await self._switches_clear(record):
+            if not await self.gating.switches_clear(record):
                 return None
-            effect = await self._effect(Apply(record, record.key, not_after=self.gated + KILL_CHECK_FRESH), info)
+            effect = await self._effect(Apply(record, record.key, not_after=self.gating.not_after), info)
             if effect.outcome is not Outcome.NOT_STARTED:
                 return effect
             if effect.code == ReasonCode.BREAKER_OPEN:  # opened since the gates: certain, no attempt spent
@@ -414,56 +409,9 @@ class IntentActor(Actor):
             outcome = Outcome.NOT_STARTED if exc.code in REFUSED_UNSTARTED else Outcome.UNCERTAIN
             return Effect(outcome, exc.code, exc.detail)
 
-    # ---- the gates ----------------------------------------------------------------
-
-    async def _switches_clear(self, record: IntentRecord) -> bool:
-        """Whether the kill switches were seen clear within KILL_CHECK_FRESH
-        (read again if not); KILLED is written if they are not."""
-        if self.refusal is None and self.context.now() - self.gated <= KILL_CHECK_FRESH:
-            return True
-        return await self._gated(record, Stage.KILL_SWITCHES) is not None
-
-    async def _gated(self, record: IntentRecord, stage: Stage) -> Verdict | None:
-        """The gates' pass for `record`, or None: a refusal written (KILLED,
-        DENIED, EXPIRED) or the intent waiting for an approval (AWAITING_APPROVAL
-        written, or waited in until something may have changed). A refusal is
-        kept until it is written: an answer that comes later (the store back,
-        a switch cleared) never undoes a refusal given."""
-        if self.refusal is None:
-            if self.gates is None:  # a process without gates
-                self.gated = self.context.now()
-                return Verdict(self.gated)
-            verdict: Verdict = await self.gates.ask(GateCheck(record, stage), timeout=GATE_CHECK)
-            if verdict.passed:
-                self.gated = verdict.checked
-                return verdict
-            if verdict.state is S.AWAITING_APPROVAL:
-                await self._await_decision(record, verdict)
-                return None
-            if verdict.retry_after:  # the type's breaker is open: its half-open probe is awaited
-                await anyio.sleep(min(verdict.retry_after, APPROVAL_POLL))
-                return None
-            self.refusal = verdict
-        refusal = self.refusal
-        assert refusal.state is not None
-        await self._write(record, refusal.state, code=refusal.code, detail=refusal.detail)
-        return None
-
-    async def _await_decision(self, record: IntentRecord, verdict: Verdict) -> None:
-        """AWAITING_APPROVAL written, or, once it is, a wait until a Recheck
-        (an approval stored, a switch set: actors/controls/watch.py), the
-        next look (APPROVAL_POLL) or the approval deadline."""
-        if record.state is not S.AWAITING_APPROVAL:
-            await self._write(record, S.AWAITING_APPROVAL, code=verdict.code, detail=verdict.detail)
-            return
-        info = self.setting.types[record.type]
-        with anyio.move_on_after(min(APPROVAL_POLL, max(info.approval_deadline(record) - time.time(), 0.0))):
-            await self.wake.wait()
-        self.wake = anyio.Event()
-
     @handles(Recheck)
     def recheck(self, m: Recheck) -> None:
-        self.wake.set()
+        self.gating.recheck()
 
     async def _ask(self, message: object, info: TypeInfo) -> object:
         ref = self.context.system.lookup(info.path)

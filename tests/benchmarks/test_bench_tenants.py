@@ -1,0 +1,73 @@
+"""The tenants isolation benchmark runs: its quick form completes against a
+real `exoarmur run` and nats-server, reports steady's latencies both ways
+and flood's answers by code, admits flood no more than its rate limit
+allows, and exits 0 exactly when its targets pass. Speed is not judged
+here: the benchmark does that."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from exoarmur.benchmarks import bench_tenants
+from tests.benchmarks.scripts import assert_verdict, run_script
+
+SECONDS = 2.0  # each phase
+RUN_SECONDS = 180
+
+
+@pytest.mark.timeout(RUN_SECONDS + 30)
+def test_the_quick_run_reports_both_ways_and_the_flood_is_held_to_its_limit(tmp_path):
+    done, report = run_script(tmp_path, "tenants", "--seconds", str(SECONDS), timeout=RUN_SECONDS)
+    assert set(report["backends"]) == {"asyncio"}
+    result = report["backends"]["asyncio"]
+    rows = {row["benchmark"]: row for row in result["rows"]}
+    for figure in ("p50", "p99"):
+        row = rows[f"steady {figure}, submit -> SUCCEEDED (µs)"]
+        for value in (row["exoarmur"], row["baseline_value"]):
+            assert math.isfinite(value) and value > 0, row
+    assert rows["steady p99, submit -> SUCCEEDED (µs)"]["passed"] is not None
+    assert {"steady refused, with the flood (submits)", "steady refused, alone (submits)"} <= set(rows)
+    params = bench_tenants.QUICK
+    flooded, alone = result["results"]["flooded"], result["results"]["alone"]
+    offered = int(params.flood_rate * SECONDS) * params.rounds
+    answers = flooded["flood_answers"]
+    assert sum(answers.values()) == offered
+    assert answers.get("RATE_LIMITED", 0) > 0
+    # The bucket: its burst (one second's worth) plus the rate over each flooded phase, and no more.
+    most = params.rounds * (params.rate + params.rate * SECONDS)
+    assert params.rounds * params.rate * SECONDS * 0.8 <= answers["accepted"] <= most, answers
+    assert alone["flood_answers"] == {}  # no flood in the phases alone
+    steady = int(params.steady_rate * SECONDS) * params.rounds
+    for part in (flooded, alone):
+        assert part["steady_succeeded"] + sum(part["steady_refused"].values()) == steady
+    assert "[tenants.flood]" in report["config"] and "[tenants.steady]" in report["config"]
+    assert_verdict(done, report)
+
+
+def test_the_open_loop_starts_on_schedule_whatever_the_answers_take():
+    started: list[float] = []
+
+    async def one(index: int) -> None:
+        started.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(0.2 if index == 0 else 0.0)  # a slow answer delays no later start
+
+    async def run() -> float:
+        begun = asyncio.get_running_loop().time()
+        await bench_tenants.open_loop(one, rate=50.0, seconds=0.2)
+        return begun
+
+    begun = asyncio.run(run())
+    assert len(started) == 10
+    for index, at in enumerate(started):
+        assert index / 50.0 <= at - begun < index / 50.0 + 0.05
+
+
+def test_the_options_are_bounded(capsys):
+    for argv in (["--rate", "0"], ["--seconds", "0.5"], ["--rate", "1e9"]):
+        with pytest.raises(SystemExit) as exit_:
+            bench_tenants.parse_args(argv)
+        assert exit_.value.code == 2
+    assert "--rate must be" in capsys.readouterr().err
