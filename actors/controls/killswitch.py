@@ -27,6 +27,8 @@ import attrs
 import orjson
 
 from exoarmur.actors.controls.switches import Switch, invalid, parse_change, read_switches, switch_key
+from exoarmur.actors.intents.kills import CONTROLS_CHAIN as CHAIN
+from exoarmur.actors.intents.kills import KILL_EVENT as EVENT
 from exoarmur.actors.nats import Append, Delivery, Get, Keys, Put, Subscribe
 from exoarmur.actors.nats.json_replies import json_body, reply_json
 from exoarmur.runtime import Actor, ActorRef, ReasonCode, handles
@@ -36,10 +38,8 @@ __all__ = ["CHAIN", "SUBJECT", "KillSwitches"]
 
 SUBJECT = "exoarmur.killswitch"
 OPERATIONS = ("set", "clear", "status")
-CHAIN = "controls"  # the audit chain of kill switches and approvals
 QUEUE = "exoarmur-killswitch"
 MAX_REQUEST = 16 * 1024
-EVENT = "killswitch"
 OVERLOADED = orjson.dumps(
     {"ok": False, "code": ReasonCode.OVERLOAD_MAILBOX_FULL.value, "detail": "the kill-switch service is overloaded: try again"}
 )

@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 import orjson
 
+from exoarmur.actors.intents.kills import kill_detail
 from exoarmur.actors.intents.notes import stored_fields, stored_note, who_and_why
 from exoarmur.actors.intents.record import check_tenant
 from exoarmur.actors.nats import Get, KvEntry
@@ -76,10 +77,9 @@ class Switch:
                 "at": self.at, "revision": self.revision}  # fmt: skip
 
     def says(self) -> str:
-        """Why it stops an intent, for the intent's detail."""
-        which = "the global kill switch" if self.tenant is None else f"tenant {self.tenant}'s kill switch"
-        by = f" by {self.who}" if self.who else ""
-        return f"{which} is active (set{by}: {self.reason or 'no reason given'})"
+        """Why it stops an intent, for the intent's detail (replay reads the
+        revision back: actors/intents/kills.py)."""
+        return kill_detail(self.tenant, who=self.who, reason=self.reason, revision=self.revision)
 
 
 async def read_switches(bucket: ActorRef, tenant: str, *, deadline: float | None = None) -> tuple[Switch, Switch]:

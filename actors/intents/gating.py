@@ -44,11 +44,18 @@ class Gating:
     without gates, where everything passes), refusals written by `write`."""
 
     def __init__(
-        self, *, gates: ActorRef | None, types: Mapping[str, TypeInfo], now: Callable[[], float], write: Write
+        self,
+        *,
+        gates: ActorRef | None,
+        types: Mapping[str, TypeInfo],
+        now: Callable[[], float],
+        write: Write,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.gates = gates
         self.types = types
-        self.now = now
+        self.now = now  # the runtime clock: freshness, pauses
+        self.wall = wall  # the records' clock: the approval deadline
         self.write = write
         self.gated = -math.inf  # runtime time of the reads of the last check that passed
         self.refusal: Verdict | None = None
@@ -98,6 +105,6 @@ class Gating:
             await self.write(record, S.AWAITING_APPROVAL, code=verdict.code, detail=verdict.detail)
             return
         info = self.types[record.type]
-        with anyio.move_on_after(min(APPROVAL_POLL, max(info.approval_deadline(record) - time.time(), 0.0))):
+        with anyio.move_on_after(min(APPROVAL_POLL, max(info.approval_deadline(record) - self.wall(), 0.0))):
             await self.wake.wait()
         self.wake = anyio.Event()

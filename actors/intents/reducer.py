@@ -21,7 +21,8 @@ holds is folded into its intent's trail, by (tenant, id):
 Trails are folded in stream order: a record stored out of order is named
 by its chain, and its intent's trail shows the step out of place too.
 Events of other kinds (the kernel's own audit events) are counted and left
-alone. Output (`reduction`): per intent its last record and revision, the
+alone, but for the kill switches' sets: every kill must name one that is
+audited (actors/intents/kills.py). Output (`reduction`): per intent its last record and revision, the
 counts, and every problem found (actors/intents/replay_problems.py).
 
 `mark` notes, for every intent, the last revision read so far: replay reads
@@ -40,13 +41,14 @@ from typing import Any
 import attrs
 import orjson
 
+from exoarmur.actors.intents.kills import KILL_EVENT, KillCheck
 from exoarmur.actors.intents.record import IntentRecord
 from exoarmur.actors.intents.replay_chains import ChainCheck
 from exoarmur.actors.intents.replay_problems import Problem, ProblemKind
 from exoarmur.actors.intents.states import TRANSITIONS, IntentState, allowed, code_allowed
 from exoarmur.actors.intents.trail import KIND, chain_of
 from exoarmur.actors.nats import Record, StreamMessage
-from exoarmur.runtime import InvalidInput
+from exoarmur.runtime import InvalidInput, ReasonCode
 
 __all__ = [
     "FIXED",
@@ -127,6 +129,7 @@ class Reducer:
         self.records = self.intent_records = self.other_records = self.duplicates = 0
         self.last_seq = 0
         self.marked = False
+        self.kills = KillCheck()
 
     # ---- input ------------------------------------------------------------------------
 
@@ -168,6 +171,8 @@ class Reducer:
             return  # its content is not what was appended: nothing to fold
         if not isinstance(record.event, dict) or record.event.get("kind") != KIND:
             self.other_records += 1
+            if isinstance(record.event, dict) and record.event.get("kind") == KILL_EVENT:
+                self.kills.add_event(record.event)
             return
         self.intent_records += 1
         self._fold(record, seq)
@@ -191,6 +196,8 @@ class Reducer:
         if not code_allowed(intent.state, intent.code):
             self._problem(ProblemKind.CODE_INVALID, f"{name} is {intent.state} with code {intent.code!r}, "
                           "which that state never carries", state=intent.state.value, code=intent.code, **about)  # fmt: skip
+        if intent.state is IntentState.KILLED and intent.code == ReasonCode.KILL_SWITCH_ACTIVE:
+            self.kills.add_kill(intent.detail, about)
         key = (intent.tenant, intent.id)
         trail = self.intents.get(key)
         fingerprint = digest(content)
@@ -248,6 +255,7 @@ class Reducer:
         problems = list(self.problems)
         for check in self.chains.values():
             problems += check.finish()
+        problems += self.kills.finish()
         counts = ReplayCounts(
             records=self.records,
             chains=len(self.chains),

@@ -21,6 +21,8 @@ revision. `kind` is stable (scripts match on it); `message` is for people.
                     field_changed         a field fixed at submission changed
                     revision_conflict     one revision, two different records
                     revision_regressed    a lower revision, never seen, after a higher
+    the gates       kill_unrecorded       KILLED by a switch revision no audited set has
+                                          (actors/intents/kills.py)
     against KV      kv_unreadable         a KV entry that is not an intent record
                     missing_from_audit    in KV, never audited
                     missing_from_kv       audited, absent from KV
@@ -59,6 +61,7 @@ class ProblemKind(enum.StrEnum):
     FIELD_CHANGED = "field_changed"
     REVISION_CONFLICT = "revision_conflict"
     REVISION_REGRESSED = "revision_regressed"
+    KILL_UNRECORDED = "kill_unrecorded"
     KV_UNREADABLE = "kv_unreadable"
     MISSING_FROM_AUDIT = "missing_from_audit"
     MISSING_FROM_KV = "missing_from_kv"

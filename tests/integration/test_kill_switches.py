@@ -15,6 +15,7 @@ import pytest
 
 from exoarmur.actors.execution import ExecutionActor, ExecutionType, Reconciled
 from exoarmur.actors.intents import IntentState, TypeInfo
+from exoarmur.actors.intents.replay import verify
 from exoarmur.actors.nats import Put
 from exoarmur.runtime.margins import KILL_CHECK_FRESH
 from tests.integration.intents_support import intents_on
@@ -34,7 +35,8 @@ async def test_a_tenant_switch_kills_its_tenants_intents_only_and_a_clear_lets_t
         await it.request("other", "submit", {"id": "o-1", "type": "fx"})
         killed, other = await it.settled("acme", "i-1"), await it.settled("other", "o-1")
         assert (killed.state, killed.code) == (S.KILLED, "KILL_SWITCH_ACTIVE")
-        assert killed.detail == "tenant acme's kill switch is active (set by ann@h: drill)"
+        revision = reply["switch"]["revision"]
+        assert killed.detail == f"tenant acme's kill switch is active (set by ann@h: drill; revision {revision})"
         assert [r.event["record"]["state"] for r in await it.trail("acme")] == ["RECEIVED", "KILLED"]
         assert other.state is S.SUCCEEDED
         status = await it.control("killswitch.status", {})
@@ -50,6 +52,8 @@ async def test_a_tenant_switch_kills_its_tenants_intents_only_and_a_clear_lets_t
         assert [(e["kind"], e["action"], e["switch"]["who"], e["switch"]["reason"]) for e in events] == [
             ("killswitch", "set", "ann@h", "drill"), ("killswitch", "clear", "bob@h", "over")
         ]  # fmt: skip
+        report = await verify(it.system, records_bucket="exoarmur_intents")
+        assert report.ok, report.lines()  # the kill names a set the controls chain records
 
 
 async def test_the_global_switch_kills_every_tenants_intents(tmp_path):
@@ -91,6 +95,10 @@ async def test_a_switch_that_cannot_be_read_fails_closed(tmp_path):
         assert (record.state, record.code) == (S.KILLED, "KILL_SWITCH_ACTIVE")
         assert "could not be read" in record.detail and "failing closed" in record.detail
         assert it.effects == {}
+        # Replay: the first kill names a switch revision written around the
+        # audited service (no set records it); the second, failing closed, names none.
+        report = await verify(it.system, records_bucket="exoarmur_intents")
+        assert [(p.kind, p.intent) for p in report.problems] == [("kill_unrecorded", "i-1")], report.lines()
 
 
 class Slow(ExecutionType):

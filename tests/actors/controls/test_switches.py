@@ -35,7 +35,7 @@ def test_a_switch_never_written_is_clear_and_a_stored_one_reads_back():
         "acme", True, "ann@host", "drill", 1796000000.5, 7
     )  # fmt: skip
     assert Switch.from_entry("acme", KvEntry("k", switch.to_bytes(), 7)) == switch
-    assert "tenant acme's kill switch is active (set by ann@host: drill)" == switch.says()
+    assert "tenant acme's kill switch is active (set by ann@host: drill; revision 7)" == switch.says()
 
 
 @pytest.mark.parametrize(
