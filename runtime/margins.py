@@ -105,6 +105,9 @@ OWNER_CHECK = Margin(
 QUOTA_RECOUNT = Margin(
     5.0, "a tenant owner sets its count of unsettled intents again from the index this often (an end never told is no leak)"
 )
+REFUSALS_WINDOW = Margin(
+    5.0, "a tenant owner audits the submissions it refused (rate, quota) once per this window, counted by code"
+)
 SWITCHES_UNKNOWN_GRACE = Margin(
     10.0, "kill switches that cannot be read are read again for this long (a store failing over) before they count as set"
 )

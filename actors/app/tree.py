@@ -20,6 +20,7 @@ stopped in the reverse one.
     execution            Supervisor of the execution types, one actor each
     tenants              Supervisor of the tenants, each over its intent actors
     intents              Supervisor, one_for_one
+      intents/audit      AuditStream: the `admission` chain (submissions refused by rate or quota)
       intents/desk       TenantDesk: the tenants this process owns, and their limits
       intents/router     TenantRouter: starts intent actors under their tenant
       intents/resumer    Resumer: resumes this process's intents, takes over lapsed ones
@@ -48,7 +49,7 @@ from exoarmur.actors.intents import FaultPoints, IntentSetting, OwnerLease, Resu
 from exoarmur.actors.intents.service import IntentService
 from exoarmur.actors.nats import AuditStream, ConnectionOptions, KvBucket, NatsConnection, Subscriptions
 from exoarmur.actors.nats.server import EmbeddedNatsServer, NatsEndpoint, ServerInfo
-from exoarmur.actors.tenants import TenantDesk, TenantLimits, TenantRouter, tenants_spec
+from exoarmur.actors.tenants import ADMISSION_CHAIN, TenantDesk, TenantLimits, TenantRouter, tenants_spec
 from exoarmur.runtime import ActorSystem, InvalidInput, ReasonCode, TimeoutCategory
 from exoarmur.runtime.margins import EXECUTION_ANSWER, LEASE_SPARE
 from exoarmur.supervisors import BackoffPolicy, BreakerPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
@@ -159,10 +160,16 @@ def intents_spec(
     limits: Mapping[str, TenantLimits],
     default_limits: TenantLimits,
 ) -> SupervisorSpec:
+    audit = ChildSpec(
+        "audit",
+        AuditStream,
+        kwargs={"connection": CONNECTION, "chain": ADMISSION_CHAIN, "replicas": replicas},
+        backoff=RESTART_BACKOFF,
+    )
     desk = ChildSpec(
         "desk",
         TenantDesk,
-        kwargs={"setting": setting, "owners": OWNERS, "limits": limits, "default": default_limits},
+        kwargs={"setting": setting, "owners": OWNERS, "limits": limits, "default": default_limits, "audit": "intents/audit"},
         backoff=RESTART_BACKOFF,
     )
     router = ChildSpec(
@@ -182,7 +189,7 @@ def intents_spec(
         kwargs={"connection": CONNECTION, "setting": setting, "router": ROUTER, "default_timeout": default_timeout},
         backoff=RESTART_BACKOFF,
     )
-    return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=INTENSITY, children=(desk, router, resumer, service))
+    return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=INTENSITY, children=(audit, desk, router, resumer, service))
 
 
 def execution_of(config: Config) -> tuple[SupervisorSpec, dict[str, TypeInfo]]:

@@ -22,10 +22,23 @@ the index of unsettled intents, so an end that was never told is not a
 leak. While two processes both think they own a tenant (for at most one
 OWNER_CHECK after a takeover), its budget is briefly doubled; nothing
 executes twice: that is the intents' own fencing.
+
+A refused submission never becomes an intent, so it has no transition to
+audit. The owner counts its refusals instead, per tenant and code, and
+appends one record per tenant that had any every REFUSALS_WINDOW to the
+`admission` audit chain (and the rest when it stops):
+
+    {"kind": "admission", "tenant": T, "owner": P, "refused": {"RATE_LIMITED": n, ...},
+     "from": <wall>, "to": <wall>}
+
+One record a window, not one a refusal: a flood is refused at the cost of a
+reply, not of an audit append too. A window that cannot be appended is kept
+and counted into the next one.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Mapping
 
@@ -35,12 +48,15 @@ import orjson
 
 from exoarmur.actors.intents import IntentSetting, Lapsed
 from exoarmur.actors.intents.messages import Admit, Released
-from exoarmur.actors.nats import Create, Get, KvEntry, Update
+from exoarmur.actors.nats import Append, Create, Get, KvEntry, Update
 from exoarmur.actors.tenants.limits import Admission, TenantLimits
 from exoarmur.runtime import Actor, ActorRef, ExoarmurError, ReasonCode, error_for, handles
-from exoarmur.runtime.margins import OWNER_CHECK, QUOTA_RECOUNT
+from exoarmur.runtime.margins import OWNER_CHECK, QUOTA_RECOUNT, REFUSALS_WINDOW
 
-__all__ = ["TenantDesk"]
+__all__ = ["ADMISSION_CHAIN", "ADMISSION_EVENT", "TenantDesk"]
+
+ADMISSION_CHAIN = "admission"
+ADMISSION_EVENT = "admission"
 
 
 @attrs.frozen
@@ -61,18 +77,28 @@ class TenantDesk(Actor):
         owners: str,
         limits: Mapping[str, TenantLimits] | None = None,
         default: TenantLimits = TenantLimits(),
+        audit: str = "",
     ) -> None:
         self.setting = setting
         self.owners_path = owners  # the KvBucket of `exoarmur_tenant_owners`
+        self.audit_path = audit  # the AuditStream of the `admission` chain ("": refusals not audited)
         self.admission = Admission(limits or {}, default=default)
         self.known: dict[str, _Known] = {}
+        self.refused: dict[str, Counter[str]] = {}  # this window's refusals, per tenant and code
+        self.window_from = time.time()
 
     async def started(self) -> None:
         lookup = self.context.system.lookup
         self.owners: ActorRef = lookup(self.owners_path)
         self.lease: ActorRef = lookup(self.setting.lease)
         self.store = self.setting.store(self.context.system)
+        self.audit: ActorRef | None = lookup(self.audit_path) if self.audit_path else None
         self.context.start_task(self._recount)
+        if self.audit is not None:
+            self.context.start_task(self._audit_refusals)
+
+    async def stopping(self) -> None:
+        await self._append_refusals()
 
     @handles(Admit, concurrent=True)
     async def admit(self, m: Admit) -> str:
@@ -80,7 +106,11 @@ class TenantDesk(Actor):
             owner = await self._owner_of(m.tenant)
             if owner != self.setting.owner:
                 return owner
-        self.admission.admit(m.tenant, now=self.context.now())
+        try:
+            self.admission.admit(m.tenant, now=self.context.now())
+        except ExoarmurError as exc:
+            self.refused.setdefault(m.tenant, Counter())[exc.code.value] += 1
+            raise
         return ""
 
     @handles(Released)
@@ -123,6 +153,29 @@ class TenantDesk(Actor):
     def _learn(self, tenant: str, owner: str, revision: int) -> str:
         self.known[tenant] = _Known(owner, revision, self.context.now())
         return owner
+
+    async def _audit_refusals(self) -> None:
+        while True:
+            await anyio.sleep(REFUSALS_WINDOW)
+            await self._append_refusals()
+
+    async def _append_refusals(self) -> None:
+        """This window's refusals, one record per tenant; kept for the next
+        window if the audit fails (nothing counted is dropped)."""
+        if self.audit is None or not self.refused:
+            return
+        refused, self.refused = self.refused, {}
+        start, end = self.window_from, time.time()
+        self.window_from = end
+        for tenant in sorted(refused):
+            event = {"kind": ADMISSION_EVENT, "tenant": tenant, "owner": self.setting.owner,
+                     "refused": dict(sorted(refused[tenant].items())), "from": start, "to": end}  # fmt: skip
+            try:
+                await self.audit.ask(Append(event))
+            except ExoarmurError as exc:
+                self.refused.setdefault(tenant, Counter()).update(refused[tenant])
+                self.window_from = min(self.window_from, start)
+                self.context.report_failure(exc.code, f"tenant {tenant}'s refused submissions not audited yet: {exc.detail}")
 
     async def _recount(self) -> None:
         """Every QUOTA_RECOUNT: the owner's unsettled intents per tenant, from the index."""

@@ -164,7 +164,9 @@ async def intents_on(
         )
         if limits is not None:
             await system.spawn(KvBucket, name="tenant_owners", kwargs={"bucket": "exoarmur_tenant_owners", "connection": "nats"})
-            await system.spawn(TenantDesk, name="desk", kwargs={"setting": setting, "owners": "tenant_owners", "default": limits})
+            await system.spawn(AuditStream, name="admission-audit", kwargs={"connection": "nats", "chain": "admission"})
+            desk = {"setting": setting, "owners": "tenant_owners", "default": limits, "audit": "admission-audit"}
+            await system.spawn(TenantDesk, name="desk", kwargs=desk)
         await system.spawn(Supervisor, name="tenants", kwargs={"spec": tenants_spec()})
         router = {"tenants": "tenants", "setting": setting, "connection": "nats"}
         if intent_actor is not None:

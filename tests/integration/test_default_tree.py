@@ -23,7 +23,7 @@ TREE = [
     "controls", "controls/audit", "controls/gates", "controls/killswitch", "controls/watch",
     "execution", "execution/ledger", "execution/noop",
     "tenants",
-    "intents", "intents/desk", "intents/router", "intents/resumer", "intents/service",
+    "intents", "intents/audit", "intents/desk", "intents/router", "intents/resumer", "intents/service",
 ]  # fmt: skip
 
 

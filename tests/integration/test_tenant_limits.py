@@ -15,6 +15,7 @@ from exoarmur.actors.intents import TypeInfo
 from exoarmur.actors.nats import Request
 from exoarmur.actors.tenants import TenantLimits
 from tests.integration.intents_support import intents_on
+from exoarmur.runtime.margins import REFUSALS_WINDOW
 from tests.integration.support import running_server
 
 pytestmark = pytest.mark.anyio
@@ -75,6 +76,20 @@ async def test_a_tenants_rate_holds_across_two_processes_within_five_percent(tmp
                 ids = await a.store.keys("acme")
                 owners = Counter(record.owner for record in await a.store.load_many("acme", ids))
                 assert sum(owners.values()) == accepted and len(owners) == 1, owners
+                # Every refusal is counted on the `admission` chain, by its owner, within a window.
+                with anyio.fail_after(REFUSALS_WINDOW + 5):
+                    while await audited_refusals(a) != {"RATE_LIMITED": codes["RATE_LIMITED"]}:
+                        await anyio.sleep(0.2)
+                [owner] = owners
+                assert {r.event["owner"] for r in await a.trail("", chain="admission")} == {owner}
+
+
+async def audited_refusals(it) -> dict[str, int]:
+    total: Counter = Counter()
+    for record in await it.trail("", chain="admission"):
+        assert record.event["kind"] == "admission" and record.event["from"] <= record.event["to"]
+        total.update(record.event["refused"])
+    return dict(total)
 
 
 async def test_a_tenants_quota_bounds_its_unsettled_intents(tmp_path):
