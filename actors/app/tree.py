@@ -69,6 +69,7 @@ APPROVALS = "store/approvals"
 OWNERS = "store/tenant_owners"
 DESK = "intents/desk"
 GATES = "controls/gates"
+WATCH = "controls/watch"
 TENANTS = "tenants"
 ROUTER = "intents/router"
 SERVICE = "intents/service"
@@ -239,6 +240,7 @@ async def build_tree(system: ActorSystem, config: Config) -> None:
         gates=GATES,
         approvals=APPROVALS,
         tenants=DESK,
+        watch=WATCH,
     )
     await system.spawn(Supervisor, name=NATS, kwargs={"spec": nats_spec(nats, data_dir=config.nats_data_dir)})
     store = store_spec(owner=owner, lease_ttl=config.lease_ttl, replicas=nats.replicas)

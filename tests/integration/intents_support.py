@@ -161,6 +161,7 @@ async def intents_on(
             gates="gates" if gates else "",
             approvals="approvals" if gates else "",
             tenants="desk" if limits is not None else "",
+            watch="watch" if gates else "",
         )
         if limits is not None:
             await system.spawn(KvBucket, name="tenant_owners", kwargs={"bucket": "exoarmur_tenant_owners", "connection": "nats"})

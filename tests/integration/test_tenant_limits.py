@@ -11,6 +11,7 @@ import anyio
 import orjson
 import pytest
 
+from exoarmur.actors.intents import IntentState as S
 from exoarmur.actors.intents import TypeInfo
 from exoarmur.actors.nats import Request
 from exoarmur.actors.tenants import TenantLimits
@@ -110,3 +111,25 @@ async def test_a_tenants_quota_bounds_its_unsettled_intents(tmp_path):
             while not (again := await it.request("acme", "submit", {"id": "g-4", "type": "gated"}))["ok"]:
                 assert again["code"] == "OVERLOAD_TENANT_QUOTA"
                 await anyio.sleep(0.05)
+
+
+async def test_a_stopped_tenant_over_its_limits_is_answered_kill_switch_active(tmp_path):
+    """The gates' order: kill switches before the tenant's rate. While the
+    tenant's switch is set, a submission within the rate becomes an intent
+    that ends KILLED; one past it is refused KILL_SWITCH_ACTIVE, not
+    RATE_LIMITED (and counted as refused by the owner all the same). Once
+    the switch is cleared, past the rate is RATE_LIMITED again."""
+    async with intents_on(tmp_path, gates=True, limits=TenantLimits(rate=0.1, burst=1.0)) as it:  # one token, the next in 10 s
+        await it.control("killswitch.set", {"tenant": "acme", "who": "ann@h", "reason": "drill"})
+        first = await it.request("acme", "submit", {"id": "k-1", "type": "fx"})
+        assert first["ok"] and (await it.settled("acme", "k-1")).state is S.KILLED
+        refused = await it.request("acme", "submit", {"id": "k-2", "type": "fx"})
+        assert (refused["ok"], refused["code"]) == (False, "KILL_SWITCH_ACTIVE")
+        assert "tenant acme's kill switch is active (set by ann@h: drill" in refused["detail"]
+        assert await it.store.load("acme", "k-2") is None
+        await it.control("killswitch.clear", {"tenant": "acme"})
+        with anyio.fail_after(5):  # the watch sees the clear
+            while (again := await it.request("acme", "submit", {"id": "k-3", "type": "fx"}))["code"] != "RATE_LIMITED":
+                assert again["code"] == "KILL_SWITCH_ACTIVE"
+                await anyio.sleep(0.05)
+        assert await it.store.load("acme", "k-3") is None
