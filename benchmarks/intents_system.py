@@ -14,8 +14,9 @@ drives it the way a user does.
                    the submit's own reply. No polling and no watch. A
                    submit whose answer does not come in time is sent again,
                    the same id (idempotent: the second answer is the same
-                   intent, DUPLICATE_SUPPRESSED), at most RESUBMITS times,
-                   and counted (`resubmitted`)
+                   intent, DUPLICATE_SUPPRESSED, as the benchmark's tenants
+                   have no limits to refuse it first), at most RESUBMITS
+                   times, and counted (`resubmitted`)
     counting       what the process wrote, from the streams' last sequences
                    before and after each round (the records and open-index
                    buckets, the audit stream); what it read, from a

@@ -69,7 +69,7 @@ APPROVALS = "store/approvals"
 OWNERS = "store/tenant_owners"
 DESK = "intents/desk"
 GATES = "controls/gates"
-WATCH = "controls/watch"
+ADMISSION_AUDIT = "intents/audit"
 TENANTS = "tenants"
 ROUTER = "intents/router"
 SERVICE = "intents/service"
@@ -170,7 +170,8 @@ def intents_spec(
     desk = ChildSpec(
         "desk",
         TenantDesk,
-        kwargs={"setting": setting, "owners": OWNERS, "limits": limits, "default": default_limits, "audit": "intents/audit"},
+        kwargs={"setting": setting, "owners": OWNERS, "limits": limits, "default": default_limits,
+                "audit": ADMISSION_AUDIT, "gates": GATES},  # fmt: skip
         backoff=RESTART_BACKOFF,
     )
     router = ChildSpec(
@@ -240,7 +241,6 @@ async def build_tree(system: ActorSystem, config: Config) -> None:
         gates=GATES,
         approvals=APPROVALS,
         tenants=DESK,
-        watch=WATCH,
     )
     await system.spawn(Supervisor, name=NATS, kwargs={"spec": nats_spec(nats, data_dir=config.nats_data_dir)})
     store = store_spec(owner=owner, lease_ttl=config.lease_ttl, replicas=nats.replicas)

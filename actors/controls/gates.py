@@ -36,7 +36,8 @@ from datetime import datetime, timezone
 from exoarmur.actors.controls.switches import Switch, read_switches
 from exoarmur.actors.intents import IntentRecord, TypeInfo, intent_key
 from exoarmur.actors.intents.approvals import Approval, Decision
-from exoarmur.actors.intents.gates import GateCheck, Stage, Verdict
+from exoarmur.actors.intents.gates import GateCheck, Stage, SwitchesCheck, Verdict
+from exoarmur.actors.intents.kills import failing_closed
 from exoarmur.actors.intents.states import IntentState
 from exoarmur.actors.nats import Get, KvEntry
 from exoarmur.runtime import Actor, ActorRef, ExoarmurError, ReasonCode, handles
@@ -95,6 +96,14 @@ class Gates(Actor):
                 return passed
         return self._breaker(record, info, checked) or passed
 
+    @handles(SwitchesCheck, concurrent=True)
+    async def switches_check(self, m: SwitchesCheck) -> str:
+        checked = self.context.now()
+        for switch in await read_switches(self.controls, m.tenant, deadline=self._read_deadline(checked)):
+            if switch.active:
+                return switch.says()
+        return ""
+
     async def _switches(self, tenant: str) -> tuple[float, tuple[Switch, Switch]] | Verdict:
         """(when the reads that answered were sent, the switches); or, once
         they could not be read for `unknown_grace` (a store failing over is
@@ -108,7 +117,7 @@ class Gates(Actor):
                 return checked, await read_switches(self.controls, tenant, deadline=deadline)
             except ExoarmurError as exc:
                 if context.now() + pause >= give_up:
-                    detail = f"the kill switches could not be read ({exc.code.value}: {exc.detail}): failing closed"
+                    detail = failing_closed(exc.code.value, exc.detail)
                     return Verdict(checked, S.KILLED, ReasonCode.KILL_SWITCH_ACTIVE.value, detail)
             await anyio.sleep(pause)
             pause = min(pause * 2, UNKNOWN_RETRY_MAX)

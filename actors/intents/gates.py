@@ -32,7 +32,7 @@ from exoarmur.actors.intents.record import IntentRecord
 from exoarmur.actors.intents.states import IntentState
 from exoarmur.runtime import TimeoutCategory, message
 
-__all__ = ["GateCheck", "Stage", "Verdict"]
+__all__ = ["GateCheck", "Stage", "SwitchesCheck", "Verdict"]
 
 
 class Stage(enum.StrEnum):
@@ -61,3 +61,14 @@ class Verdict:
 class GateCheck:
     intent: IntentRecord
     stage: Stage = Stage.ENTER
+
+
+@message("exoarmur.intent.switches_check", timeout=TimeoutCategory.KV_GET)
+class SwitchesCheck:
+    """To the gates: a kill switch covering `tenant` active now, as a kill's
+    detail names it ("" if none), read once from the leader; a read that
+    fails raises its code. For the code of a submission its tenant's limits
+    refuse (the kill switches come first in the gates' order): it never lets
+    anything through."""
+
+    tenant: str

@@ -105,9 +105,6 @@ class IntentSetting:
     approvals: str = ""
     # The tenants' desk (actors/tenants/desk.py): owners and limits; "": none.
     tenants: str = ""
-    # The control watch (actors/controls/watch.py): the kill switches it has
-    # seen active, for the code of a submission its limits refuse; "": none.
-    watch: str = ""
 
     def store(self, system: System) -> IntentStore:
         """The intent store on this process's bucket actors."""

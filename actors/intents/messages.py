@@ -9,7 +9,7 @@ from exoarmur.runtime import TimeoutCategory, message
 if TYPE_CHECKING:
     from exoarmur.actors.intents.record import IntentRecord
 
-__all__ = ["Activate", "Admit", "FirstRead", "Recheck", "Released", "SwitchesSeen"]
+__all__ = ["Activate", "Admit", "FirstRead", "Recheck", "Released"]
 
 
 class FirstRead:
@@ -72,16 +72,5 @@ class Admit:
 class Released:
     """To the tenants' desk: an intent it admitted settled (or was never
     created: a duplicate, a failed create)."""
-
-    tenant: str
-
-
-@message("exoarmur.intent.switches_seen", timeout=TimeoutCategory.KV_GET)
-class SwitchesSeen:
-    """To the process's control watch: a kill switch covering `tenant` it
-    has seen active, as an intent's detail would name it ("" if none). Only
-    for the code of a submission refused at admission (the gates' order
-    puts the kill switches before the tenant's rate and quota); nothing is
-    ever let through on it."""
 
     tenant: str

@@ -41,7 +41,7 @@ from typing import Any
 import attrs
 import orjson
 
-from exoarmur.actors.intents.kills import KILL_EVENT, KillCheck
+from exoarmur.actors.intents.kills import CONTROLS_CHAIN, KILL_EVENT, KillCheck
 from exoarmur.actors.intents.record import IntentRecord
 from exoarmur.actors.intents.replay_chains import ChainCheck
 from exoarmur.actors.intents.replay_problems import Problem, ProblemKind
@@ -171,7 +171,7 @@ class Reducer:
             return  # its content is not what was appended: nothing to fold
         if not isinstance(record.event, dict) or record.event.get("kind") != KIND:
             self.other_records += 1
-            if isinstance(record.event, dict) and record.event.get("kind") == KILL_EVENT:
+            if record.chain == CONTROLS_CHAIN and isinstance(record.event, dict) and record.event.get("kind") == KILL_EVENT:
                 self.kills.add_event(record.event)
             return
         self.intent_records += 1

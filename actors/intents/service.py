@@ -37,7 +37,7 @@ import orjson
 from exoarmur.actors.intents.approvals import Decision
 from exoarmur.actors.intents.approving import decide
 from exoarmur.actors.intents.intent import IntentSetting
-from exoarmur.actors.intents.messages import Activate, Admit, Released, SwitchesSeen
+from exoarmur.actors.intents.messages import Activate, Admit, Released
 from exoarmur.actors.intents.record import IntentRecord, check_id
 from exoarmur.actors.intents.requests import GET_FIELDS, PREFIX, new_record, only, parse_request, wait_of
 from exoarmur.actors.intents.states import TERMINAL, IntentState
@@ -65,7 +65,6 @@ LIST_CONCURRENCY = 64
 LIST_SCAN = 10_000  # records read by one list at most
 LIST_BYTES = 512 * 1024  # a reply stays well under NATS's 1 MiB payload
 WAIT_LIMIT = 10_000  # requests waiting for their intents at once
-LIMITS = frozenset({ReasonCode.RATE_LIMITED, ReasonCode.OVERLOAD_TENANT_QUOTA})  # the tenants' desk's refusals
 POLL_BATCH = 256  # records of waited-for intents read per poll at most
 # The answer to a request that finds the mailbox full, given by the connection.
 OVERLOADED = orjson.dumps(
@@ -195,7 +194,7 @@ class IntentService(Actor):
         if record.ttl and not self.setting.types[record.type].revertible:
             raise InvalidInput(ReasonCode.INTENT_INVALID, f"execution type {record.type!r} cannot revert: no ttl")
         if self.desk is not None:
-            owner = await self._admitted(tenant, forwarded=forwarded)
+            owner = await self.desk.ask(Admit(tenant, forwarded=forwarded))
             if owner:  # another process owns the tenant: it answers the requester
                 await self.connection.ask(Publish(f"{FORWARDED}.{owner}.{PREFIX}.{tenant}.submit", data, reply=reply))
                 return None
@@ -216,26 +215,6 @@ class IntentService(Actor):
         except ExoarmurError as exc:  # durable and indexed: the resumer starts it later
             self.context.report_failure(exc.code, f"{record.kv_key} accepted, its actor not started: {exc.detail}")
         return None if waiter is not None else {"ok": True, "code": "", "intent": view(stored)}
-
-    async def _admitted(self, tenant: str, *, forwarded: bool) -> str:
-        """The desk's answer ("" or the owner to forward to). A refusal by
-        the tenant's limits is answered KILL_SWITCH_ACTIVE instead while the
-        watch has seen a switch covering the tenant active: the kill
-        switches come first in the gates' order."""
-        assert self.desk is not None
-        try:
-            return await self.desk.ask(Admit(tenant, forwarded=forwarded))
-        except ExoarmurError as exc:
-            watch = self.context.system.find(self.setting.watch) if self.setting.watch else None
-            if exc.code not in LIMITS or watch is None:
-                raise
-            try:
-                stopped = await watch.ask(SwitchesSeen(tenant))
-            except ExoarmurError:
-                raise exc from None
-            if stopped:
-                raise error_for(ReasonCode.KILL_SWITCH_ACTIVE, stopped) from None
-            raise
 
     def _release(self, tenant: str) -> None:
         """An intent the desk admitted settled, or was never created."""

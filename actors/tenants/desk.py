@@ -32,8 +32,18 @@ appends one record per tenant that had any every REFUSALS_WINDOW to the
      "from": <wall>, "to": <wall>}
 
 One record a window, not one a refusal: a flood is refused at the cost of a
-reply, not of an audit append too. A window that cannot be appended is kept
-and counted into the next one.
+reply, not of an audit append too. A window's record keeps its message id
+until it is appended (`admission.<owner>.<tenant>.<from>`), so one sent
+again after a timeout is stored once; its counts are dropped only once it
+is. A crash loses the window being counted.
+
+The kill switches come before the tenant's limits in the gates' order: a
+submission the limits refuse while a switch covering its tenant is active
+is refused KILL_SWITCH_ACTIVE (with the switch's detail) instead, and
+counted so. The switches are read from the leader through the gates
+(`SwitchesCheck`) at most once per tenant every KILL_CHECK_FRESH, so a
+flood costs no read per refusal; one that cannot be read leaves the limit's
+code.
 """
 
 from __future__ import annotations
@@ -41,17 +51,19 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
 import anyio
 import attrs
 import orjson
 
 from exoarmur.actors.intents import IntentSetting, Lapsed
+from exoarmur.actors.intents.gates import SwitchesCheck
 from exoarmur.actors.intents.messages import Admit, Released
 from exoarmur.actors.nats import Append, Create, Get, KvEntry, Update
 from exoarmur.actors.tenants.limits import Admission, TenantLimits
 from exoarmur.runtime import Actor, ActorRef, ExoarmurError, ReasonCode, error_for, handles
-from exoarmur.runtime.margins import OWNER_CHECK, QUOTA_RECOUNT, REFUSALS_WINDOW
+from exoarmur.runtime.margins import KILL_CHECK_FRESH, OWNER_CHECK, QUOTA_RECOUNT, REFUSALS_WINDOW
 
 __all__ = ["ADMISSION_CHAIN", "ADMISSION_EVENT", "TenantDesk"]
 
@@ -78,14 +90,19 @@ class TenantDesk(Actor):
         limits: Mapping[str, TenantLimits] | None = None,
         default: TenantLimits = TenantLimits(),
         audit: str = "",
+        gates: str = "",
     ) -> None:
         self.setting = setting
         self.owners_path = owners  # the KvBucket of `exoarmur_tenant_owners`
         self.audit_path = audit  # the AuditStream of the `admission` chain ("": refusals not audited)
+        self.gates_path = gates  # the Gates, for the kill switches ("": not asked)
         self.admission = Admission(limits or {}, default=default)
         self.known: dict[str, _Known] = {}
-        self.refused: dict[str, Counter[str]] = {}  # this window's refusals, per tenant and code
+        self.counting: dict[str, Counter[str]] = {}  # this window's refusals, per tenant and code
         self.window_from = time.time()
+        self.unsent: list[tuple[dict[str, Any], str]] = []  # closed windows' records, oldest first
+        self.flushing = anyio.Lock()
+        self.stopped: dict[str, tuple[float, str]] = {}  # tenant -> (runtime time read, a switch's detail or "")
 
     async def started(self) -> None:
         lookup = self.context.system.lookup
@@ -109,13 +126,34 @@ class TenantDesk(Actor):
         try:
             self.admission.admit(m.tenant, now=self.context.now())
         except ExoarmurError as exc:
-            self.refused.setdefault(m.tenant, Counter())[exc.code.value] += 1
+            stopped = await self._switch_active(m.tenant)
+            code = ReasonCode.KILL_SWITCH_ACTIVE if stopped else exc.code
+            self.counting.setdefault(m.tenant, Counter())[code.value] += 1
+            if stopped:
+                raise error_for(code, stopped) from None
             raise
         return ""
 
     @handles(Released)
     def released(self, m: Released) -> None:
         self.admission.settled(m.tenant)
+
+    async def _switch_active(self, tenant: str) -> str:
+        """A switch covering `tenant` seen active within KILL_CHECK_FRESH
+        (its detail), read again if older; "" if none or unreadable."""
+        gates = self.context.system.find(self.gates_path) if self.gates_path else None
+        if gates is None:
+            return ""
+        now = self.context.now()
+        seen = self.stopped.get(tenant)
+        if seen is not None and now - seen[0] <= KILL_CHECK_FRESH:
+            return seen[1]
+        try:
+            detail: str = await gates.ask(SwitchesCheck(tenant))
+        except ExoarmurError:
+            return ""
+        self.stopped[tenant] = (now, detail)
+        return detail
 
     async def _owner_of(self, tenant: str) -> str:
         known = self.known.get(tenant)
@@ -160,22 +198,30 @@ class TenantDesk(Actor):
             await self._append_refusals()
 
     async def _append_refusals(self) -> None:
-        """This window's refusals, one record per tenant; kept for the next
-        window if the audit fails (nothing counted is dropped)."""
-        if self.audit is None or not self.refused:
+        """Close this window (a record per tenant) and append every record
+        not yet appended, oldest first, each under its own message id."""
+        if self.audit is None:
             return
-        refused, self.refused = self.refused, {}
+        async with self.flushing:
+            self._close_window()
+            while self.unsent:
+                event, msg_id = self.unsent[0]
+                try:
+                    await self.audit.ask(Append(event, msg_id=msg_id))
+                except ExoarmurError as exc:
+                    self.context.report_failure(exc.code, f"refused submissions not audited yet: {exc.detail}")
+                    return
+                del self.unsent[0]
+
+    def _close_window(self) -> None:
+        counting, self.counting = self.counting, {}
         start, end = self.window_from, time.time()
         self.window_from = end
-        for tenant in sorted(refused):
-            event = {"kind": ADMISSION_EVENT, "tenant": tenant, "owner": self.setting.owner,
-                     "refused": dict(sorted(refused[tenant].items())), "from": start, "to": end}  # fmt: skip
-            try:
-                await self.audit.ask(Append(event))
-            except ExoarmurError as exc:
-                self.refused.setdefault(tenant, Counter()).update(refused[tenant])
-                self.window_from = min(self.window_from, start)
-                self.context.report_failure(exc.code, f"tenant {tenant}'s refused submissions not audited yet: {exc.detail}")
+        owner = self.setting.owner
+        for tenant in sorted(counting):
+            event = {"kind": ADMISSION_EVENT, "tenant": tenant, "owner": owner,
+                     "refused": dict(sorted(counting[tenant].items())), "from": start, "to": end}  # fmt: skip
+            self.unsent.append((event, f"{ADMISSION_EVENT}.{owner}.{tenant}.{round(start * 1e6)}"))
 
     async def _recount(self) -> None:
         """Every QUOTA_RECOUNT: the owner's unsettled intents per tenant, from the index."""

@@ -161,12 +161,12 @@ async def intents_on(
             gates="gates" if gates else "",
             approvals="approvals" if gates else "",
             tenants="desk" if limits is not None else "",
-            watch="watch" if gates else "",
         )
         if limits is not None:
             await system.spawn(KvBucket, name="tenant_owners", kwargs={"bucket": "exoarmur_tenant_owners", "connection": "nats"})
             await system.spawn(AuditStream, name="admission-audit", kwargs={"connection": "nats", "chain": "admission"})
-            desk = {"setting": setting, "owners": "tenant_owners", "default": limits, "audit": "admission-audit"}
+            desk = {"setting": setting, "owners": "tenant_owners", "default": limits, "audit": "admission-audit",
+                    "gates": "gates" if gates else ""}  # fmt: skip
             await system.spawn(TenantDesk, name="desk", kwargs=desk)
         await system.spawn(Supervisor, name="tenants", kwargs={"spec": tenants_spec()})
         router = {"tenants": "tenants", "setting": setting, "connection": "nats"}

@@ -16,7 +16,7 @@ from exoarmur.actors.intents import TypeInfo
 from exoarmur.actors.nats import Request
 from exoarmur.actors.tenants import TenantLimits
 from tests.integration.intents_support import intents_on
-from exoarmur.runtime.margins import REFUSALS_WINDOW
+from exoarmur.runtime.margins import KILL_CHECK_FRESH, REFUSALS_WINDOW
 from tests.integration.support import running_server
 
 pytestmark = pytest.mark.anyio
@@ -117,8 +117,9 @@ async def test_a_stopped_tenant_over_its_limits_is_answered_kill_switch_active(t
     """The gates' order: kill switches before the tenant's rate. While the
     tenant's switch is set, a submission within the rate becomes an intent
     that ends KILLED; one past it is refused KILL_SWITCH_ACTIVE, not
-    RATE_LIMITED (and counted as refused by the owner all the same). Once
-    the switch is cleared, past the rate is RATE_LIMITED again."""
+    RATE_LIMITED, and audited with the code it was answered. Once the
+    switch is cleared (and the owner's last look at it is stale), past the
+    rate is RATE_LIMITED again."""
     async with intents_on(tmp_path, gates=True, limits=TenantLimits(rate=0.1, burst=1.0)) as it:  # one token, the next in 10 s
         await it.control("killswitch.set", {"tenant": "acme", "who": "ann@h", "reason": "drill"})
         first = await it.request("acme", "submit", {"id": "k-1", "type": "fx"})
@@ -128,8 +129,10 @@ async def test_a_stopped_tenant_over_its_limits_is_answered_kill_switch_active(t
         assert "tenant acme's kill switch is active (set by ann@h: drill" in refused["detail"]
         assert await it.store.load("acme", "k-2") is None
         await it.control("killswitch.clear", {"tenant": "acme"})
-        with anyio.fail_after(5):  # the watch sees the clear
-            while (again := await it.request("acme", "submit", {"id": "k-3", "type": "fx"}))["code"] != "RATE_LIMITED":
-                assert again["code"] == "KILL_SWITCH_ACTIVE"
-                await anyio.sleep(0.05)
+        await anyio.sleep(KILL_CHECK_FRESH)
+        again = await it.request("acme", "submit", {"id": "k-3", "type": "fx"})
+        assert (again["ok"], again["code"]) == (False, "RATE_LIMITED")
         assert await it.store.load("acme", "k-3") is None
+        with anyio.fail_after(REFUSALS_WINDOW + 5):
+            while await audited_refusals(it) != {"KILL_SWITCH_ACTIVE": 1, "RATE_LIMITED": 1}:
+                await anyio.sleep(0.2)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exoarmur.actors.intents.kills import CONTROLS_CHAIN, KILL_EVENT, KillCheck, kill_detail, named_switch
+from exoarmur.actors.intents.kills import CONTROLS_CHAIN, KILL_EVENT, KillCheck, failing_closed, kill_detail, named_switch
 from exoarmur.actors.intents.record import IntentRecord
 from exoarmur.actors.intents.reducer import reduce
 from exoarmur.actors.intents.replay_chains import chained
@@ -48,15 +48,23 @@ def test_replay_finds_a_kill_whose_switch_revision_no_audited_set_records():
     trails = {
         "k-tenant": killed("k-tenant", kill_detail("acme", who="ann", reason="drill", revision=5)),
         "k-global": killed("k-global", kill_detail(None, who="", reason="", revision=7)),
-        "k-closed": killed("k-closed", "the kill switches could not be read (X: y): failing closed"),
+        "k-closed": killed("k-closed", failing_closed("TIMEOUT_KV_GET", "no answer")),
         "k-clear": killed("k-clear", kill_detail("acme", who="ann", reason="drill", revision=6)),  # a clear's revision
         "k-other": killed("k-other", kill_detail("globex", who="ann", reason="drill", revision=8)),  # another tenant's
+        "k-vague": killed("k-vague", "stopped by someone"),  # names no switch, does not fail closed
     }
     intents = chained(chain_of("acme"), [transition_event(r) for trail in trails.values() for r in trail])
     # The kills come first in the stream: a set is audited after its write, so order is not held against it.
     reduction = reduce([*intents, *sets])
     found = [(p.kind, p.intent, p.details["switch_revision"]) for p in reduction.problems]
-    assert found == [(ProblemKind.KILL_UNRECORDED, "k-clear", 6), (ProblemKind.KILL_UNRECORDED, "k-other", 8)]
+    assert found == [(ProblemKind.KILL_UNRECORDED, "k-clear", 6), (ProblemKind.KILL_UNRECORDED, "k-other", 8),
+                     (ProblemKind.KILL_UNRECORDED, "k-vague", None)]  # fmt: skip
+
+
+def test_only_the_controls_chain_records_a_set():
+    elsewhere = chained("somewhere-else", [switch_event("set", "acme", 5)])
+    kill = chained(chain_of("acme"), [transition_event(r) for r in killed("k", kill_detail("acme", who="", reason="", revision=5))])
+    assert [p.kind for p in reduce([*elsewhere, *kill]).problems] == [ProblemKind.KILL_UNRECORDED]
 
 
 def test_an_unreadable_set_event_records_nothing():

@@ -11,6 +11,7 @@ import attrs
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from exoarmur.actors.intents.kills import failing_closed
 from exoarmur.actors.intents.record import IntentRecord
 from exoarmur.actors.intents.reducer import reduce
 from exoarmur.actors.intents.replay_chains import chained
@@ -87,7 +88,8 @@ def audits(draw) -> Audit:
             if step == TAKEOVER:
                 record = before.owned_by(f"p-{revision}", now=now)
             else:
-                record = before.moved(step, now=now, code=code_of(step), attempt=step in (S.EXECUTING, S.REVERTING))
+                detail = failing_closed("TIMEOUT_KV_GET", "no answer") if step is S.KILLED else ""  # a kill names its cause
+                record = before.moved(step, now=now, code=code_of(step), detail=detail, attempt=step in (S.EXECUTING, S.REVERTING))
         current[i] = record = record.at(revision)
         appends.append(Append(chain_of(tenant), transition_event(record), (tenant, intent_id), revision))
         if draw(st.integers(0, 5)) == 0:
