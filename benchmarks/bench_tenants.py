@@ -13,20 +13,26 @@ issue's A and B):
 
 `steady` submits `noop` intents open loop at RATE / 2 a second, evenly spaced,
 each with `wait`: its latency is submit -> terminal, learnt from its own
-reply. `flood` submits at 10 x RATE a second, open loop, without `wait`:
-its answers are counted by code (an accepted intent runs on in the process
-beside steady's, as a flood's admitted share would).
+reply. `flood` submits at 10 x RATE a second, open loop, without `wait`,
+from a client process of its own (benchmarks/tenants_flood.py: its
+replies never queue in steady's event loop): its answers are counted by
+code (an accepted intent runs on in the process beside steady's, as a
+flood's admitted share would).
 
 Two phases, over ROUNDS rounds of PHASE_SECONDS each, every other round in the
 other order (drift hits both alike): steady alone, and steady while flood
-floods. Between phases the process settles (its open index empty), so no
-phase inherits the other's work.
+floods. In a flooded phase the flood starts FLOOD_LEAD seconds before
+steady's first submit, so steady meets a flood in its steady state (its
+bucket's burst already spent) as a continuous flood would be, not the onset
+of one every phase; an alone phase waits as long. Between phases the
+process settles (its open index empty), so no phase inherits the other's
+work.
 
 Figures: steady's p50 and p99 both ways, each latency counted from when
 its submit was due (a client late to send it is not let off); steady's
 answers that are not its intent SUCCEEDED (a refusal, a timeout, an
 intent not ended within its wait); flood's answers by code; the exoarmur
-process's CPU. Each tenant submits on a NATS connection of its own.
+process's CPU.
 Targets: steady's p99 with the flood within P99_TARGET x its p99 alone;
 every steady submit SUCCEEDED, either way.
 """
@@ -35,18 +41,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import attrs
-import nats
 import orjson
 
-from exoarmur.actors.intents.requests import PREFIX
+from exoarmur.actors.nats.process import PDEATHSIG, ServerProcess
 from exoarmur.benchmarks.intents_system import (
     STRANDED_SECONDS,
     SUCCEEDED,
@@ -56,15 +65,15 @@ from exoarmur.benchmarks.intents_system import (
     running_exoarmur,
 )
 from exoarmur.benchmarks.measure import expect, latency_summary, perf_ns
-from exoarmur.benchmarks.nats_baselines import CALL_SECONDS, nats_versions, running_server
+from exoarmur.benchmarks.nats_baselines import CALL_SECONDS, READY_SECONDS, nats_versions, running_server
 from exoarmur.benchmarks.report import Row, close_report, machine_info, script_parser, system_backends
+from exoarmur.benchmarks.tenants_flood import ask, open_loop
 
 P99_TARGET = 1.2  # steady's p99 with the flood / alone, at most
 FLOOD_FACTOR = 10  # flood offers this many times its rate limit
 STEADY_SHARE = 0.5  # steady offers this share of its rate limit
 FLOOD, STEADY = "flood", "steady"
-ACCEPTED = "accepted"  # flood's answers that created an intent (not a code: "")
-TIMED_OUT = "timed out"  # no answer within CALL_SECONDS (or steady's wait)
+FLOOD_LEAD = 2.0  # the flood starts this long before steady's submissions: its bucket's burst is spent
 
 
 @attrs.frozen
@@ -95,62 +104,67 @@ def config_text(params: Params) -> str:
 # ---- the two tenants' loads -------------------------------------------------------------------
 
 
-async def open_loop(one: Any, *, rate: float, seconds: float) -> None:
-    """`one(i, due_ns)` started at `due_ns` = the start + i/rate s (perf_ns),
-    for `seconds`, each in a task of its own (a slow answer never delays
-    the next start; a start the client itself is late for still counts
-    from when it was due); returns when all are done."""
-    count = int(rate * seconds)
-    start = perf_ns()
-    async with asyncio.TaskGroup() as group:
-        for index in range(count):
-            due = start + round(index * 1e9 / rate)
-            await asyncio.sleep(max(0.0, (due - perf_ns()) / 1e9))
-            group.create_task(one(index, due))
+@asynccontextmanager
+async def flooding(server: ServerProcess, *, rate: float, seconds: float, tag: str) -> AsyncIterator[Counter[str]]:
+    """The flood, as a client process of its own (benchmarks/tenants_flood.py),
+    connected before this yields; its answers by code once it is done (the
+    Counter yielded is filled as the block ends). It dies with the benchmark."""
+    argv = [sys.executable, "-m", "exoarmur.benchmarks.tenants_flood", server.url, FLOOD, str(rate), str(seconds), tag]
+    flood = await asyncio.create_subprocess_exec(
+        sys.executable, "-I", str(PDEATHSIG), str(os.getpid()), *argv,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "EXOARMUR_NATS_TOKEN": server.token or ""},
+    )  # fmt: skip
+    assert flood.stdout is not None
+    answers: Counter[str] = Counter()
+    try:
+        ready = await asyncio.wait_for(flood.stdout.readline(), READY_SECONDS)
+        expect(ready == b"ready\n", f"the flood did not start: {ready!r}")
+        yield answers
+        out, _ = await asyncio.wait_for(flood.communicate(), seconds + READY_SECONDS)
+        expect(flood.returncode == 0, f"the flood exited with {flood.returncode}")
+        answers.update(orjson.loads(out.splitlines()[-1]))
+    finally:
+        if flood.returncode is None:
+            flood.kill()
+            await flood.wait()
 
 
 class Phase:
     """One phase of one round: steady's latencies and what else it was
     answered, flood's answers by code, the exoarmur process's CPU time."""
 
-    def __init__(self, *, steady: Any, flood: Any, tag: str) -> None:
-        self.connections = {STEADY: steady, FLOOD: flood}  # one each: no queue of one slows the other's
+    def __init__(self, nc: Any, *, tag: str) -> None:
+        self.nc = nc
         self.tag = tag
         self.latencies_ns: list[int] = []
         self.steady_failed: Counter[str] = Counter()
         self.flood_answers: Counter[str] = Counter()
-        self.cpu_s = 0.0
+        self.cpu_s = self.wall_s = 0.0  # the exoarmur process's CPU time, the phase's wall time (settling included)
 
     async def steady(self, index: int, due: int) -> None:
         body = orjson.dumps({"id": f"{self.tag}-{index}", "type": "noop", "wait": STRANDED_SECONDS})
-        answer = await self._ask(STEADY, body, STRANDED_SECONDS + CALL_SECONDS)
+        answer = await ask(self.nc, STEADY, body, STRANDED_SECONDS + CALL_SECONDS)
         if answer.get("ok") is True and answer.get("code") == "" and answer["intent"]["state"] == SUCCEEDED:
             self.latencies_ns.append(perf_ns() - due)
         else:  # a refusal's code, or the state it was in when the wait ran out
             self.steady_failed[answer.get("code") or answer.get("intent", {}).get("state", "?")] += 1
 
-    async def flood(self, index: int, due: int) -> None:
-        body = orjson.dumps({"id": f"{self.tag}-f{index}", "type": "noop"})
-        answer = await self._ask(FLOOD, body, CALL_SECONDS)
-        self.flood_answers[ACCEPTED if answer.get("ok") is True and answer.get("code") == "" else answer["code"]] += 1
 
-    async def _ask(self, tenant: str, body: bytes, timeout: float) -> dict[str, Any]:
-        try:
-            reply = await self.connections[tenant].request(f"{PREFIX}.{tenant}.submit", body, timeout=timeout)
-        except nats.errors.TimeoutError:
-            return {"ok": False, "code": TIMED_OUT}
-        return orjson.loads(reply.data)
-
-
-async def run_phase(params: Params, client: IntentClient, flood_nc: Any, *, flooded: bool, tag: str) -> Phase:
-    phase = Phase(steady=client.nc, flood=flood_nc, tag=tag)
-    cpu = client.cpu.sample()
-    async with asyncio.TaskGroup() as group:
-        group.create_task(open_loop(phase.steady, rate=params.steady_rate, seconds=params.phase_seconds))
+async def run_phase(params: Params, client: IntentClient, server: ServerProcess, *, flooded: bool, tag: str) -> Phase:
+    phase = Phase(client.nc, tag=tag)
+    cpu, started = client.cpu.sample(), perf_ns()
+    async with contextlib.AsyncExitStack() as stack:
         if flooded:
-            group.create_task(open_loop(phase.flood, rate=params.flood_rate, seconds=params.phase_seconds))
+            flood_seconds = FLOOD_LEAD + params.phase_seconds
+            phase.flood_answers = await stack.enter_async_context(
+                flooding(server, rate=params.flood_rate, seconds=flood_seconds, tag=f"{tag}-f")
+            )
+        await asyncio.sleep(FLOOD_LEAD)  # alone too: the phases differ in the flood only
+        await open_loop(phase.steady, rate=params.steady_rate, seconds=params.phase_seconds)
     await client.settle()
     phase.cpu_s = CpuMeter.spent(cpu, client.cpu.sample())["cpu_us:exoarmur"] / 1e6
+    phase.wall_s = (perf_ns() - started) / 1e9
     return phase
 
 
@@ -162,16 +176,15 @@ async def run_backend(params: Params, root: Path, backend: str) -> dict[str, Any
         running_server(root / "nats", sync_always=True) as server,
         running_exoarmur(root, backend=backend, server=server, config=config) as process,
         connected(server, "bench-tenants-steady") as nc,
-        connected(server, "bench-tenants-flood") as flood_nc,
     ):
         client = IntentClient(nc, tenants=1, cpu=CpuMeter({"exoarmur": process.pid}))
-        await run_phase(attrs.evolve(params, phase_seconds=min(2.0, params.phase_seconds)), client, flood_nc,
+        await run_phase(attrs.evolve(params, phase_seconds=min(2.0, params.phase_seconds)), client, server,
                         flooded=True, tag="warmup")  # fmt: skip
         phases: dict[str, list[Phase]] = {"alone": [], "flooded": []}
         for i in range(params.rounds):
             order = ["alone", "flooded"] if i % 2 == 0 else ["flooded", "alone"]
             for name in order:
-                phase = await run_phase(params, client, flood_nc, flooded=name == "flooded", tag=f"{name}-{i}")
+                phase = await run_phase(params, client, server, flooded=name == "flooded", tag=f"{name}-{i}")
                 phases[name].append(phase)
             progress(f"{backend}: round {i + 1} of {params.rounds} done")
     return {name: summary(runs, params) for name, runs in phases.items()}
@@ -185,7 +198,7 @@ def summary(runs: list[Phase], params: Params) -> dict[str, Any]:
         **latency_summary(latencies),
         "steady_failed": dict(sum((run.steady_failed for run in runs), Counter())),
         "flood_answers": dict(sum((run.flood_answers for run in runs), Counter())),
-        "exoarmur_cpu_share": sum(run.cpu_s for run in runs) / (params.phase_seconds * len(runs)),
+        "exoarmur_cpu_share": sum(run.cpu_s for run in runs) / sum(run.wall_s for run in runs),
     }
 
 

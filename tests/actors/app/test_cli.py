@@ -4,6 +4,7 @@ and the coded fatal line. (`config` and `bench`: test_commands.py.)"""
 
 from __future__ import annotations
 
+import gc
 import os
 import selectors
 import signal
@@ -80,6 +81,9 @@ def config_for(tmp_path: Path, factory: str, *, extra: str = "") -> Config:
     return parse_config_text(text, source="test", base_dir=tmp_path)
 
 
+FROZEN: list[int] = []  # gc.get_freeze_count() once each run was ready
+
+
 async def run_until_signalled(config: Config) -> tuple[int, bool]:
     """Run in this process; once it is running, SIGTERM ourselves. (exit code, was ready)."""
     ready = anyio.Event()
@@ -96,6 +100,7 @@ async def run_until_signalled(config: Config) -> tuple[int, bool]:
             group.start_soon(go)
             await ready.wait()
             was_ready = not codes
+            FROZEN.append(gc.get_freeze_count())
             if was_ready:
                 # The receiver is open while running: this is a stop request, not a kill.
                 os.kill(os.getpid(), signal.SIGTERM)
@@ -159,6 +164,16 @@ class TestRun:
         assert f"exoarmur: running (3 actors) — pid {os.getpid()}" in err
         assert "exoarmur: stopping (SIGTERM)" in err
         assert list(read_jsonl(tmp_path / "audit.jsonl")) == []  # nothing failed
+
+    @pytest.mark.anyio
+    async def test_what_the_tree_built_is_out_of_the_collectors_sight_while_it_runs(self, tmp_path):
+        """gc.freeze() once the tree is built, so a full collection scans only
+        what came after (docs/benchmarks.md, tenants: its pauses were the
+        latency tail under a flood); unfrozen once the tree has stopped."""
+        assert gc.get_freeze_count() == 0
+        code, was_ready = await run_until_signalled(config_for(tmp_path, "examples.demo:build_tree"))
+        assert (code, was_ready) == (0, True)
+        assert FROZEN[-1] > 1000 and gc.get_freeze_count() == 0
 
     @pytest.mark.anyio
     async def test_factory_exception_is_fatal_exit_1(self, tmp_path, capsys):
