@@ -5,6 +5,8 @@
     exoarmur intent submit|get|list|revert --tenant T ...   (actors/app/intent_cli.py)
     exoarmur killswitch set|clear|status [--tenant T] ...    (actors/app/killswitch_cli.py)
     exoarmur replay [--verify] [--json]                      (actors/app/replay_cli.py)
+    exoarmur status [--json] [--process OWNER] ...           (actors/app/status_cli.py)
+    exoarmur version [--json]
     exoarmur bench NAME [ARGS...]        # kernel, supervision, nats: ARGS (--help
                                          # included) go to benchmarks/bench_NAME.py
 
@@ -33,6 +35,7 @@ import attrs
 from exoarmur.actors.app.intent_cli import add_intent_commands
 from exoarmur.actors.app.killswitch_cli import add_killswitch_command
 from exoarmur.actors.app.replay_cli import add_replay_command
+from exoarmur.actors.app.status_cli import add_status_commands
 from exoarmur.actors.app.config import Config, config_to_json, config_to_toml, load_config, with_environment
 from exoarmur.actors.app.main import EXIT_CONFIG, report, run, say
 from exoarmur.actors.app.nats_config import parse_nats
@@ -103,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_intent_commands(commands)
     add_killswitch_command(commands)
+    add_status_commands(commands)
     add_replay_command(commands)
 
     bench_parser = commands.add_parser(

@@ -40,6 +40,14 @@ class StateDir:
     def lock(self) -> DataDirLock:
         return DataDirLock(self.path, setting="[state] dir, --state-dir")
 
+    def known_owner(self) -> str | None:
+        """The owner id a process of this directory made, if any (never makes one)."""
+        try:
+            text = (self.path / OWNER_FILE).read_text().strip()
+        except OSError:
+            return None
+        return text if _is_owner(text) else None
+
     def owner(self) -> str:
         """This directory's owner id (`p-` and 16 hex digits), made on first use."""
         file = self.path / OWNER_FILE
@@ -47,7 +55,7 @@ class StateDir:
             text = file.read_text().strip()
         except FileNotFoundError:
             text = ""
-        if text.startswith("p-") and len(text) == 18 and all(c in "0123456789abcdef" for c in text[2:]):
+        if _is_owner(text):
             return text
         owner = f"p-{secrets.token_hex(8)}"
         _write_private(file, owner.encode() + b"\n")
@@ -91,6 +99,10 @@ class StateDir:
             )
         fields = {name: data[name] for name in Credentials().credentials() if isinstance(data.get(name), str)}
         return tuple(urls), Credentials(**fields)
+
+
+def _is_owner(text: str) -> bool:
+    return text.startswith("p-") and len(text) == 18 and all(c in "0123456789abcdef" for c in text[2:])
 
 
 def _write_private(file: Path, data: bytes) -> None:

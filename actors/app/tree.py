@@ -25,6 +25,7 @@ stopped in the reverse one.
       intents/router     TenantRouter: starts intent actors under their tenant
       intents/resumer    Resumer: resumes this process's intents, takes over lapsed ones
       intents/service    IntentService: submit, get, list, revert over NATS
+    status               StatusService: the live tree over NATS (`exoarmur status`)
 
 The connection has a breaker: a NATS that keeps failing is left alone for the
 cooldown instead of burning the supervisor's restart intensity. Credentials
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING
 
 from exoarmur.actors.app.nats_config import NatsConfig
 from exoarmur.actors.app.state import StateDir
+from exoarmur.actors.app.status import StatusService
 from exoarmur.actors.controls import CHAIN as CONTROLS_CHAIN
 from exoarmur.actors.controls import ControlWatch, Gates, KillSwitches
 from exoarmur.actors.execution import execution_spec, load_types
@@ -70,6 +72,7 @@ OWNERS = "store/tenant_owners"
 DESK = "intents/desk"
 GATES = "controls/gates"
 ADMISSION_AUDIT = "intents/audit"
+STATUS = "status"
 TENANTS = "tenants"
 ROUTER = "intents/router"
 SERVICE = "intents/service"
@@ -258,6 +261,8 @@ async def build_tree(system: ActorSystem, config: Config) -> None:
         default_limits=config.tenant_default,
     )
     await system.spawn(Supervisor, name="intents", kwargs={"spec": spec})
+    status = {"connection": CONNECTION, "owner": owner, "name": config.name}
+    await system.spawn(StatusService, name=STATUS, kwargs=status)
     if nats.embedded:
         endpoint: NatsEndpoint = await system.lookup(SERVER).ask(ServerInfo())
         state.write_connection(urls=endpoint.urls, credentials={"token": endpoint.token}, embedded=True)

@@ -24,6 +24,7 @@ TREE = [
     "execution", "execution/ledger", "execution/noop",
     "tenants",
     "intents", "intents/audit", "intents/desk", "intents/router", "intents/resumer", "intents/service",
+    "status",
 ]  # fmt: skip
 
 

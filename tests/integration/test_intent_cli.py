@@ -1,4 +1,4 @@
-"""`exoarmur intent`, `killswitch` and `replay` against a running `exoarmur run`:
+"""`exoarmur intent`, `killswitch`, `replay` and `status` against a running `exoarmur run`:
 JSON on stdout alone with --json, the code on stderr, the documented exit codes."""
 
 from __future__ import annotations
@@ -221,3 +221,64 @@ def test_approve_and_deny_decide_once_with_their_exit_codes(running):
     assert cli(running, "intent", "deny", "--tenant", "acme", "ap-2", "--reason", "no").returncode == EXIT_OK
     ended = cli(running, "intent", "get", "--tenant", "acme", "ap-2", "--wait", "10", "--json")
     assert ended.returncode == EXIT_INTENT_FAILED and json.loads(ended.stdout)["code"] == "APPROVAL_DENIED"
+
+
+def test_status_shows_the_live_tree_of_the_process_of_the_state_dir(running):
+    done = cli(running, "status", "--json")
+    assert done.returncode == EXIT_OK, done.stderr
+    reply = json.loads(done.stdout)
+    owner = (running / "owner").read_text().strip()
+    assert reply["ok"] and reply["process"]["owner"] == owner and reply["process"]["backend"] == "asyncio"
+    nodes = {}
+
+    def walk(node):
+        nodes[node["path"]] = node
+        for child in node["children"]:
+            walk(child)
+
+    for node in reply["tree"]:
+        walk(node)
+    assert {"nats/connection", "store/records", "controls/gates", "intents/service", "status"} <= set(nodes)
+    connection = nodes["nats/connection"]
+    assert connection["state"] == "running" and connection["capacity"] > 0 and connection["breaker"].startswith("closed")
+    table = cli(running, "status")
+    assert table.returncode == EXIT_OK and f"process {owner}" in table.stdout
+    assert any(line.split()[:2] == ["intents/service", "IntentService"] for line in table.stdout.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "exit_code"),
+    [
+        (("--process", "p-0000000000000000"), "NATS_NO_RESPONDERS", EXIT_FAILURE),  # no such process
+        (("--process", "someone"), "CONFIG_INVALID", EXIT_INPUT),
+    ],
+)
+def test_status_of_a_process_that_is_not_there_is_coded(running, args, code, exit_code):
+    done = cli(running, "status", "--json", *args)
+    assert done.returncode == exit_code, done.stderr
+    assert json.loads(done.stdout) == {"ok": False, "code": code, "detail": json.loads(done.stdout)["detail"]}
+    assert code in done.stderr
+
+
+def test_version_names_exoarmur_python_and_nats_server():
+    done = subprocess.run([sys.executable, "-m", "exoarmur", "version", "--json"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == EXIT_OK and set(json.loads(done.stdout)) == {"exoarmur", "python", "nats-server"}
+    assert json.loads(done.stdout)["nats-server"].startswith("v")
+
+
+
+def test_status_without_a_process_or_a_url_is_config_invalid(tmp_path):
+    done = cli(tmp_path / "never-ran", "status", "--json")
+    assert done.returncode == EXIT_INPUT and json.loads(done.stdout)["code"] == "CONFIG_INVALID"
+    assert "no process has run with this state directory" in done.stderr
+
+
+def test_status_through_a_url_alone_is_answered_by_any_process(running, tmp_path):
+    connection = json.loads((running / "connection.json").read_text())
+    env = {**__import__("os").environ, "EXOARMUR_NATS_TOKEN": connection.get("token", "")}
+    done = subprocess.run(
+        [sys.executable, "-m", "exoarmur", "status", "--json", "--state-dir", str(tmp_path), "--nats-url", connection["urls"][0]],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert done.returncode == EXIT_OK, done.stderr
+    assert json.loads(done.stdout)["process"]["owner"] == (running / "owner").read_text().strip()
