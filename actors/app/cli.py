@@ -147,7 +147,7 @@ def _exit_code(code: object) -> int:
 def effective_config(path: str | None) -> Config:
     """The file's config (None: the built-in one) with the environment's
     overrides applied: what `run` runs with and `config` shows."""
-    return with_environment(load_config(path), os.environ)
+    return with_environment(load_config(path, environ=os.environ), os.environ)
 
 
 def _run(args: argparse.Namespace, rest: list[str]) -> int:

@@ -37,9 +37,12 @@
 
 Every section and key is optional; a missing one takes the default above (the
 defaults are `Config()`, and `actors/app/default_config.toml` spells them out).
-The environment's overrides (EXOARMUR_NATS_TOKEN, ...: actors/app/nats_config.py)
-come on top, through `with_environment`: the CLI applies them for `run` and for
-`config` alike, so what `config` shows is what `run` uses.
+Every key can also come from the environment, `EXOARMUR_<SECTION>__<KEY>`
+(actors/app/env_config.py: `EXOARMUR_TENANTS__DEFAULT__RATE=50`), laid over
+the file before it is checked. The credentials' own variables
+(EXOARMUR_NATS_TOKEN, ...: actors/app/nats_config.py) come on top, through
+`with_environment`. The CLI applies both for `run` and for `config` alike, so
+what `config` shows is what `run` uses.
 Anything else — an unknown section or key, a wrong type, a bad value, a file
 that cannot be read or is not TOML — raises `InvalidInput(CONFIG_INVALID)` whose
 detail names the file and the key.
@@ -61,6 +64,7 @@ from typing import Any
 
 import attrs
 
+from exoarmur.actors.app.env_config import named, overlaid, overrides
 from exoarmur.actors.app.nats_config import NatsConfig, parse_nats
 from exoarmur.actors.app.tenant_config import parse_tenants, tenants_shown
 from exoarmur.actors.tenants import TenantLimits
@@ -138,28 +142,40 @@ def default_config_path() -> Path:
     return Path(str(importlib.resources.files("exoarmur.actors.app").joinpath("default_config.toml")))
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Read and parse a TOML file (None: the built-in default config)."""
+def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and parse a TOML file (None: the built-in default config), with
+    `environ`'s EXOARMUR_<SECTION>__<KEY> overrides laid over it."""
     if path is None:
         text = importlib.resources.files("exoarmur.actors.app").joinpath("default_config.toml").read_text(
             encoding="utf-8"
         )
-        return parse_config_text(text, source=DEFAULT_SOURCE, base_dir=None)
+        return parse_config_text(text, source=DEFAULT_SOURCE, base_dir=None, environ=environ)
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise _invalid(str(file), None, f"cannot read: {exc}") from exc
-    return parse_config_text(text, source=str(file), base_dir=file.parent)
+    return parse_config_text(text, source=str(file), base_dir=file.parent, environ=environ)
 
 
-def parse_config_text(text: str, *, source: str, base_dir: Path | None) -> Config:
-    """Parse TOML text; `base_dir` anchors a relative audit path (None: the cwd)."""
+def parse_config_text(
+    text: str, *, source: str, base_dir: Path | None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Parse TOML text; `base_dir` anchors a relative audit path (None: the
+    cwd); `environ`'s overrides are checked as the file's keys are
+    (actors/app/env_config.py), an error in one naming its variable."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _invalid(source, None, f"not valid TOML: {exc}") from exc
-    return parse_config(data, source=source, base_dir=base_dir)
+    found = overrides(environ or {}, sections=_SECTIONS)
+    try:
+        return parse_config(overlaid(data, found), source=source, base_dir=base_dir)
+    except InvalidInput as exc:
+        name = named(exc.detail, found)
+        if not name:
+            raise
+        raise InvalidInput(ReasonCode.CONFIG_INVALID, f"environment {name}: {exc.detail}") from None
 
 
 def parse_config(

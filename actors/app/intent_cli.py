@@ -38,6 +38,7 @@ FAILED, DENIED, EXPIRED or KILLED (with --wait).
 from __future__ import annotations
 
 import argparse
+import os
 import functools
 import json
 import math
@@ -127,7 +128,7 @@ def target_of(args: argparse.Namespace) -> Target:
     if args.state_dir is not None:
         state_dir = Path(args.state_dir)
     else:
-        state_dir = load_config(args.config).state_dir
+        state_dir = load_config(args.config, environ=os.environ).state_dir
     return Target(state_dir=state_dir, urls=tuple(args.nats_url or ()))
 
 
