@@ -74,6 +74,7 @@ async def run(config: Config, *, ready: anyio.Event | None = None) -> int:
     """Run until SIGINT/SIGTERM; the process exit code. `ready` is set once the
     tree is built and the running line printed."""
     try:
+        config.nats.check_secure()
         with state_lock(config):
             factory = load_factory(config.tree_factory)
             audit = open_audit_sink(config)

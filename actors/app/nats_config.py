@@ -21,9 +21,11 @@ is said there too. `exoarmur run --nats-url URL` (repeatable) replaces
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -51,6 +53,22 @@ class NatsConfig(Credentials):
     def embedded(self) -> bool:
         """No URL given: the process starts its own server."""
         return not self.urls
+
+    def check_secure(self) -> None:
+        """CONFIG_INVALID before anything starts if a URL outside loopback
+        would be reached with neither credentials nor TLS (anyone on the
+        network could then submit, approve, or set a kill switch)."""
+        identified = any(getattr(self, name) for name in ("token", "user", "creds_file", "nkeys_seed_file"))
+        for url in self.urls:
+            parts = urlsplit(url)
+            tls = parts.scheme in ("tls", "wss") or bool(self.tls_ca_file or self.tls_cert_file)
+            if not (identified or tls or _loopback(parts.hostname or "")):
+                raise InvalidInput(
+                    ReasonCode.CONFIG_INVALID,
+                    f"nats.urls: {redact_url(url)} is outside loopback and would be reached with neither "
+                    "credentials nor TLS: set a token, user and password, a creds file or an nkey seed "
+                    "(EXOARMUR_NATS_TOKEN, ...), or use tls:// with [nats] tls_ca_file",
+                )
 
     def with_urls(self, urls: tuple[str, ...]) -> NatsConfig:
         return attrs.evolve(self, urls=tuple(urls))
@@ -110,3 +128,13 @@ def parse_nats(table: Mapping[str, Any], *, source: str, base_dir: Path | None) 
                 raise invalid(key, f"must be a non-empty string, got {shown}")
             credentials[key] = value
     return NatsConfig(urls=tuple(urls), data_dir=path, sync_always=sync_always, replicas=replicas, **credentials)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name other than localhost: it could be anywhere
+        return False
+

@@ -86,3 +86,36 @@ def test_load_config_without_an_environment_is_the_file_alone(monkeypatch):
     monkeypatch.setenv("EXOARMUR_SYSTEM__NAME", "from-env")
     assert load_config().name == "exoarmur"
     assert load_config(environ=os.environ).name == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("urls", "extra", "secure"),
+    [
+        (["nats://127.0.0.1:4222", "nats://[::1]:4222", "nats://localhost:4222"], "", True),  # loopback
+        (["nats://10.0.0.5:4222"], "", False),
+        (["nats://nats.internal:4222"], "", False),  # a name could be anywhere
+        (["nats://127.0.0.1:4222", "nats://10.0.0.5:4222"], "", False),  # one is enough
+        (["nats://10.0.0.5:4222"], 'token = "t"', True),
+        (["nats://10.0.0.5:4222"], 'user = "u"\npassword = "p"', True),
+        (["tls://10.0.0.5:4222"], "", True),
+    ],
+)
+def test_a_nats_url_outside_loopback_needs_credentials_or_tls(urls, extra, secure):
+    urls_toml = ", ".join(f'"{url}"' for url in urls)
+    config = parse_config_text(f"[nats]\nurls = [{urls_toml}]\n{extra}\n", source="t.toml", base_dir=None)
+    if secure:
+        config.nats.check_secure()
+        return
+    with pytest.raises(InvalidInput) as caught:
+        config.nats.check_secure()
+    assert caught.value.code is ReasonCode.CONFIG_INVALID and "neither credentials nor TLS" in caught.value.detail
+
+
+def test_exoarmur_run_refuses_an_insecure_nats_before_it_starts(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXOARMUR_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "exoarmur", "run", "--nats-url", "nats://10.0.0.5:4222", "--state-dir", str(tmp_path / "s")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "CONFIG_INVALID: nats.urls: nats://10.0.0.5:4222 is outside loopback" in done.stderr
+    assert not (tmp_path / "s").exists()  # refused before anything was made
