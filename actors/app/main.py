@@ -25,7 +25,9 @@ stderr and a non-zero exit code (2 for CONFIG_INVALID, 1 otherwise):
   intensity allows, all the way up): ESCALATED, the chain in the detail;
 - another process holding the state's lock: STATE_LOCKED, naming its pid;
 - a graceful stop still unfinished after `stop_timeout + PROCESS_STOP_OVERRUN`
-  seconds: DEADLINE_EXCEEDED, and whatever is left is cancelled.
+  seconds: DEADLINE_EXCEEDED, and whatever is left is cancelled;
+- a second SIGINT or SIGTERM during the graceful stop: SHUTTING_DOWN, and
+  whatever is left is cancelled at once.
 Cancellation of `run` itself is never turned into an exit code.
 """
 
@@ -212,11 +214,11 @@ async def _serve(
                 # block with an error only cancels, and a child process's stop
                 # hook would not run. Bounded by the stop's own limit.
                 with anyio.CancelScope(shield=True):
-                    overrun = await _stop(system, config)
+                    overrun = await _stop(system, config, signals)
                 if overrun is not None:
                     say(f"stopping after the failure: {overrun}")
                 raise
-            overrun = await _stop(system, config)
+            overrun = await _stop(system, config, signals)
             StateDir(config.state_dir).remove_connection()  # nothing serves there any more
             if overrun is not None:
                 raise overrun
@@ -270,13 +272,35 @@ async def _build(system: ActorSystem, config: Config, factory: TreeFactory) -> N
         ) from exc
 
 
-async def _stop(system: ActorSystem, config: Config) -> ExoarmurError | None:
-    """The graceful stop, cancelled if it overruns stop_timeout by
-    PROCESS_STOP_OVERRUN: then the DEADLINE_EXCEEDED error (audited) to raise.
-    (Leaving the system's block after this finds nothing left to stop.)"""
+async def _stop(
+    system: ActorSystem, config: Config, signals: AsyncIterator[signal.Signals]
+) -> ExoarmurError | None:
+    """The graceful stop, cut short by a second SIGINT or SIGTERM, or cancelled
+    if it overruns stop_timeout by PROCESS_STOP_OVERRUN; then the error to
+    raise (audited): SHUTTING_DOWN or DEADLINE_EXCEEDED. What is cut short is
+    cancelled; nothing acknowledged is lost (an intent is durable before it is
+    acknowledged, and the next start resumes it). (Leaving the system's block
+    after this finds nothing left to stop.)"""
     limit = config.stop_timeout + PROCESS_STOP_OVERRUN
+    again: list[signal.Signals] = []
+
+    async def second_signal(scope: anyio.CancelScope) -> None:
+        async for signum in signals:
+            if signum != signal.SIGUSR1:
+                again.append(signum)
+                say(f"stopping now ({signal.Signals(signum).name} again)")
+                scope.cancel()
+                return
+
     with anyio.move_on_after(limit) as scope:
-        await system.shutdown()
+        async with anyio.create_task_group() as group:
+            group.start_soon(second_signal, scope)
+            await system.shutdown()
+            group.cancel_scope.cancel()
+    if again:
+        return system.failure(
+            "fatal", ReasonCode.SHUTTING_DOWN, detail="stopped at once on a second signal; cancelled what was left"
+        )
     if not scope.cancelled_caught:
         return None
     return system.failure(

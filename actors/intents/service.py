@@ -70,6 +70,9 @@ POLL_BATCH = 256  # records of waited-for intents read per poll at most
 OVERLOADED = orjson.dumps(
     {"ok": False, "code": ReasonCode.OVERLOAD_MAILBOX_FULL.value, "detail": "the intent service is overloaded: try again later"}
 )
+CLOSING = orjson.dumps(
+    {"ok": False, "code": ReasonCode.SHUTTING_DOWN.value, "detail": "this process is stopping: try again (submit is idempotent)"}
+)
 
 
 def view(record: IntentRecord) -> dict[str, Any]:
@@ -114,9 +117,11 @@ class IntentService(Actor):
         self.store = self.setting.store(self.context.system)
         self.approvals: ActorRef | None = lookup(self.setting.approvals) if self.setting.approvals else None
         self.desk: ActorRef | None = lookup(self.setting.tenants) if self.setting.tenants else None
-        await self.connection.ask(Subscribe(f"{PREFIX}.*.*", self.context.path, queue=QUEUE, refusal=OVERLOADED))
+        await self.connection.ask(
+            Subscribe(f"{PREFIX}.*.*", self.context.path, queue=QUEUE, refusal=OVERLOADED, closing=CLOSING)
+        )
         forwarded = f"{FORWARDED}.{self.setting.owner}.{PREFIX}.*.submit"  # from processes that are not the tenant's owner
-        await self.connection.ask(Subscribe(forwarded, self.context.path, refusal=OVERLOADED))
+        await self.connection.ask(Subscribe(forwarded, self.context.path, refusal=OVERLOADED, closing=CLOSING))
         self.context.start_task(self._answer_waits)
 
     @handles(Delivery, concurrent=True)

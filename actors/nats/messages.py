@@ -55,8 +55,9 @@ class Subscribe:
     """Deliver what arrives on `subject` to the actor at `target` as Delivery
     tells; past `pending_msgs` waiting in nats-py, messages are dropped and
     counted. A request the target's mailbox refuses for being full is
-    answered with `refusal`, if given, instead of being left to time out. Answers the
-    subscription id."""
+    answered with `refusal`, if given, instead of being left to time out;
+    one it refuses because the target is stopping or stopped (the process
+    shutting down), with `closing`, if given. Answers the subscription id."""
 
     subject: str
     target: str
@@ -64,6 +65,7 @@ class Subscribe:
     pending_msgs: int = 10_000
     pending_bytes: int = 64 * 1024 * 1024
     refusal: bytes | None = None
+    closing: bytes | None = None
 
 
 @message("exoarmur.nats.serve", timeout=TimeoutCategory.NATS_SUBSCRIBE)

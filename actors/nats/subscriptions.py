@@ -24,7 +24,7 @@ from exoarmur.actors.nats.messages import Delivery, Serve, Subscribe
 from exoarmur.actors.nats.publishing import flush, respond
 from exoarmur.actors.nats.read_loop import Inline
 from exoarmur.actors.nats.state import ConnectionState, SubscriptionRecord, audit, mailbox_drop
-from exoarmur.runtime import ExoarmurError, ReasonCode
+from exoarmur.runtime import ActorUnavailable, ExoarmurError, ReasonCode
 from exoarmur.runtime.margins import ANSWER
 
 __all__ = ["attach", "serve", "subscribe", "unsubscribe"]
@@ -113,10 +113,14 @@ def _delivered(state: ConnectionState, record: SubscriptionRecord, msg: Any) -> 
     except ExoarmurError as exc:
         spec = record.spec
         assert isinstance(spec, Subscribe)
-        if msg.reply and spec.refusal is not None and exc.code is ReasonCode.OVERLOAD_MAILBOX_FULL:
-            respond(state, msg.reply, spec.refusal)  # the requester learns it at once
+        answer = spec.refusal if exc.code is ReasonCode.OVERLOAD_MAILBOX_FULL else spec.closing if exc.code in CLOSED else None
+        if msg.reply and answer is not None:
+            respond(state, msg.reply, answer)  # the requester learns it at once
         if mailbox_drop(state, record):
             audit(state, ReasonCode.NATS_SLOW_CONSUMER, f"{spec.subject} -> {spec.target}: {exc.code}")
+
+
+CLOSED = ActorUnavailable.codes  # the target stops or has stopped: it takes no more mail
 
 
 def _unanswered(data: bytes) -> None:

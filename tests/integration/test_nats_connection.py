@@ -186,6 +186,27 @@ class TestPublishSubscribe:
             release.set()
 
 
+    async def test_a_request_to_a_target_that_has_stopped_is_answered_with_closing(self, tmp_path):
+        """A process shutting down stops its services before its connection:
+        a request that arrives meanwhile is answered at once (SHUTTING_DOWN,
+        in the service's words), not left to time out; without `closing`,
+        it is left unanswered as before."""
+        got: list = []
+        async with running_server(tmp_path) as server, ActorSystem() as system:
+            sink = await system.spawn(Sink, name="sink", kwargs={"got": got})
+            conn = await connect(system, server)
+            await conn.ask(Subscribe("closing", "sink", closing=b"stopping: try again"))
+            await conn.ask(Subscribe("silent", "sink"))
+            await conn.ask(Publish("closing", b"while it runs"))
+            await eventually(lambda: len(got) == 1)  # delivered, no answer asked for
+            await system.stop(sink)
+            with anyio.fail_after(2):  # at once, not at the request's timeout
+                assert (await conn.ask(Request("closing", b"?"), timeout=5)).data == b"stopping: try again"
+            with pytest.raises(ExoarmurError) as caught:
+                await conn.ask(Request("silent", b"?"), timeout=0.5)
+            assert caught.value.code is ReasonCode.TIMEOUT_NATS_REQUEST
+
+
 class TestRequest:
     async def test_a_refused_publish_in_a_run_fails_alone_and_order_is_kept(self, tmp_path):
         """Publishes asked together go out as one run; a bad subject and an

@@ -46,6 +46,17 @@ class SlowToStop(Actor):
             await anyio.sleep(0.6)
 
 
+class LongToStop(Actor):
+    """Its `stopping` hook takes a minute unless it is cancelled."""
+
+    async def stopping(self) -> None:
+        await anyio.sleep(60)
+
+
+async def long_to_stop_tree(system, config) -> None:
+    await system.spawn(LongToStop, name="long/one")
+
+
 async def idle_tree(system, config) -> None:
     await system.spawn(Idle, name="idle/one")
 
@@ -174,6 +185,30 @@ class TestRun:
         code, was_ready = await run_until_signalled(config_for(tmp_path, "examples.demo:build_tree"))
         assert (code, was_ready) == (0, True)
         assert FROZEN[-1] > 1000 and gc.get_freeze_count() == 0
+
+    @pytest.mark.anyio
+    async def test_a_second_signal_cuts_the_graceful_stop_short(self, tmp_path, capsys):
+        """SIGTERM starts the graceful stop (here, a minute long); a second one
+        cancels what is left at once: SHUTTING_DOWN, exit 1."""
+        config = config_for(tmp_path, f"{__name__}:long_to_stop_tree", extra="[system]\nstop_timeout = 120.0\n")
+        ready = anyio.Event()
+        codes: list[int] = []
+
+        async def go() -> None:
+            codes.append(await run(config, ready=ready))
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                group.start_soon(go)
+                await ready.wait()
+                os.kill(os.getpid(), signal.SIGTERM)
+                await anyio.sleep(0.5)
+                assert codes == []  # still stopping gracefully
+                started = anyio.current_time()
+                os.kill(os.getpid(), signal.SIGTERM)
+        assert codes == [1] and anyio.current_time() - started < 5
+        err = capsys.readouterr().err
+        assert "exoarmur: stopping now (SIGTERM again)" in err and "fatal: SHUTTING_DOWN" in err
 
     @pytest.mark.anyio
     async def test_factory_exception_is_fatal_exit_1(self, tmp_path, capsys):
