@@ -27,7 +27,9 @@ stderr and a non-zero exit code (2 for CONFIG_INVALID, 1 otherwise):
 - a graceful stop still unfinished after `stop_timeout + PROCESS_STOP_OVERRUN`
   seconds: DEADLINE_EXCEEDED, and whatever is left is cancelled;
 - a second SIGINT or SIGTERM during the graceful stop: SHUTTING_DOWN, and
-  whatever is left is cancelled at once.
+  whatever is left is cancelled at once. (One that comes after the stop is
+  done, in the last milliseconds of the interpreter's own teardown, has its
+  default effect: the process ends as signalled.)
 Cancellation of `run` itself is never turned into an exit code.
 """
 

@@ -100,6 +100,24 @@ class Runner:
         self.popen.send_signal(signal.SIGTERM)
         return self.popen.wait(timeout=60)
 
+    def signalled(self, how: str) -> None:
+        """Stopped by `how`: "kill" (SIGKILL), "term" (SIGTERM: the graceful
+        stop, exit 0) or "term_twice" (a second SIGTERM 20 ms later: cut
+        short, exit 1; or, if the graceful stop was done by then, exit 0, or
+        ended by the signal itself during the interpreter's last teardown)."""
+        if how == "kill":
+            self.kill()
+            return
+        assert self.popen is not None
+        self.popen.send_signal(signal.SIGTERM)
+        if how == "term_twice":
+            time.sleep(0.02)
+            self.popen.send_signal(signal.SIGTERM)
+        status = self.popen.wait(timeout=60)
+        allowed = (0, 1, -signal.SIGTERM) if how == "term_twice" else (0,)
+        assert status in allowed, (status, self.log.read_text()[-2000:] if self.log else "")
+        self.kills += 1
+
     def died_by_itself(self) -> bool:
         """True once, after the process killed itself at a fault point."""
         if self.popen is None or self.popen.poll() is None:
@@ -138,6 +156,7 @@ class Sweep:
     first_faults: str = ""  # EXOARMUR_FAULTS of the runner's first start
     reverts: int = 0  # then revert this many SUCCEEDED intents, killed once at mid_revert
     kind: str = "ledger"  # the intents' execution type (a ledger: the effects are counted from its file)
+    stop_with: str = "kill"  # how the runner is stopped at each kill moment (Runner.signalled)
     ttl: float = 0.0  # submitted with this ttl: each is reverted that long after it succeeds
     switch_at: int | None = None  # set the global kill switch before this submission
     switched: float = 0.0  # CLOCK_MONOTONIC when the set was answered
@@ -207,7 +226,7 @@ class Sweep:
                 if kill_at and n == kill_at[0]:
                     kill_at.pop(0)
                     await asyncio.sleep(rng.uniform(0, 0.05))  # land inside some intent's steps
-                    self.runner.kill()
+                    self.runner.signalled(self.stop_with)
                     if self.restart:
                         self.runner.start(faults=f"{faults.pop()}@{rng.randint(1, 5)}" if faults else "")
                 if self.restart and self.runner.died_by_itself():

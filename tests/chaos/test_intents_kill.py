@@ -19,6 +19,16 @@ def test_killed_and_restarted_every_intent_ends_once_with_one_effect(tmp_path, b
     assert figures["succeeded"] == figures["intents"]  # nothing here has a reason to fail
 
 
+@pytest.mark.parametrize("how", ["term", "term_twice"])
+def test_stopped_by_signals_and_restarted_nothing_acknowledged_is_lost(tmp_path, how):
+    """SIGTERM (the graceful stop, exit 0) or SIGTERM twice (cut short, exit
+    1) at random moments of a submission run, restarted each time: every
+    acknowledged intent ends, once, with one effect."""
+    figures = sweep(tmp_path / "state", count=90, kills=3, tenants=3, seed=13, faults=False, stop_with=how)
+    assert figures["intents"] == 90 and figures["kills"] == 3
+    assert figures["succeeded"] == figures["intents"]
+
+
 def test_every_submission_sent_three_times_executes_once(tmp_path):
     figures = sweep(tmp_path / "state", count=60, kills=2, tenants=2, copies=3, seed=11)
     assert figures["duplicates"] >= 60  # each id's second and third sends were suppressed
