@@ -21,7 +21,7 @@ flood's admitted share would).
 
 Two phases, over ROUNDS rounds of PHASE_SECONDS each, every other round in the
 other order (drift hits both alike): steady alone, and steady while flood
-floods. In a flooded phase the flood starts FLOOD_LEAD seconds before
+floods. In a flooded phase the flood starts `flood_lead` seconds (2 in a full run) before
 steady's first submit, so steady meets a flood in its steady state (its
 bucket's burst already spent) as a continuous flood would be, not the onset
 of one every phase; an alone phase waits as long. Between phases the
@@ -73,7 +73,6 @@ P99_TARGET = 1.2  # steady's p99 with the flood / alone, at most
 FLOOD_FACTOR = 10  # flood offers this many times its rate limit
 STEADY_SHARE = 0.5  # steady offers this share of its rate limit
 FLOOD, STEADY = "flood", "steady"
-FLOOD_LEAD = 2.0  # the flood starts this long before steady's submissions: its bucket's burst is spent
 
 
 @attrs.frozen
@@ -82,6 +81,7 @@ class Params:
     quota: int  # each tenant's intents not yet settled at once
     phase_seconds: float
     rounds: int
+    flood_lead: float  # the flood starts this long before steady's submits: its bucket's burst is spent
 
     @property
     def steady_rate(self) -> float:
@@ -92,8 +92,8 @@ class Params:
         return self.rate * FLOOD_FACTOR
 
 
-FULL = Params(rate=20.0, quota=200, phase_seconds=30.0, rounds=4)
-QUICK = Params(rate=20.0, quota=200, phase_seconds=6.0, rounds=2)
+FULL = Params(rate=20.0, quota=200, phase_seconds=30.0, rounds=4, flood_lead=2.0)
+QUICK = Params(rate=20.0, quota=200, phase_seconds=6.0, rounds=2, flood_lead=0.5)
 
 
 def config_text(params: Params) -> str:
@@ -156,11 +156,11 @@ async def run_phase(params: Params, client: IntentClient, server: ServerProcess,
     cpu, started = client.cpu.sample(), perf_ns()
     async with contextlib.AsyncExitStack() as stack:
         if flooded:
-            flood_seconds = FLOOD_LEAD + params.phase_seconds
+            flood_seconds = params.flood_lead + params.phase_seconds
             phase.flood_answers = await stack.enter_async_context(
                 flooding(server, rate=params.flood_rate, seconds=flood_seconds, tag=f"{tag}-f")
             )
-        await asyncio.sleep(FLOOD_LEAD)  # alone too: the phases differ in the flood only
+        await asyncio.sleep(params.flood_lead)  # alone too: the phases differ in the flood only
         await open_loop(phase.steady, rate=params.steady_rate, seconds=params.phase_seconds)
     await client.settle()
     phase.cpu_s = CpuMeter.spent(cpu, client.cpu.sample())["cpu_us:exoarmur"] / 1e6

@@ -91,11 +91,13 @@ class TenantDesk(Actor):
         default: TenantLimits = TenantLimits(),
         audit: str = "",
         gates: str = "",
+        refusals_window: float = REFUSALS_WINDOW,
     ) -> None:
         self.setting = setting
         self.owners_path = owners  # the KvBucket of `exoarmur_tenant_owners`
         self.audit_path = audit  # the AuditStream of the `admission` chain ("": refusals not audited)
         self.gates_path = gates  # the Gates, for the kill switches ("": not asked)
+        self.refusals_window = refusals_window
         self.admission = Admission(limits or {}, default=default)
         self.known: dict[str, _Known] = {}
         self.counting: dict[str, Counter[str]] = {}  # this window's refusals, per tenant and code
@@ -194,7 +196,7 @@ class TenantDesk(Actor):
 
     async def _audit_refusals(self) -> None:
         while True:
-            await anyio.sleep(REFUSALS_WINDOW)
+            await anyio.sleep(self.refusals_window)
             await self._append_refusals()
 
     async def _append_refusals(self) -> None:

@@ -166,7 +166,7 @@ async def intents_on(
             await system.spawn(KvBucket, name="tenant_owners", kwargs={"bucket": "exoarmur_tenant_owners", "connection": "nats"})
             await system.spawn(AuditStream, name="admission-audit", kwargs={"connection": "nats", "chain": "admission"})
             desk = {"setting": setting, "owners": "tenant_owners", "default": limits, "audit": "admission-audit",
-                    "gates": "gates" if gates else ""}  # fmt: skip
+                    "gates": "gates" if gates else "", "refusals_window": 0.5}  # fmt: skip
             await system.spawn(TenantDesk, name="desk", kwargs=desk)
         await system.spawn(Supervisor, name="tenants", kwargs={"spec": tenants_spec()})
         router = {"tenants": "tenants", "setting": setting, "connection": "nats"}
