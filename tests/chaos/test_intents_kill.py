@@ -14,8 +14,12 @@ from tests.chaos.stamped import starts
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_killed_and_restarted_every_intent_ends_once_with_one_effect(tmp_path, backend):
-    figures = sweep(tmp_path / "state", count=90, kills=3, tenants=3, seed=7, backend=backend)
-    assert figures["intents"] >= 90 and figures["kills"] >= 3 + 3
+    """Killed at random moments, and (asyncio) at every fault point too: the
+    points are where the intent's own writes stand, the same on both
+    backends; trio's short form is the random kills."""
+    faults = backend == "asyncio"
+    figures = sweep(tmp_path / "state", count=90, kills=3, tenants=3, seed=7, backend=backend, faults=faults)
+    assert figures["intents"] >= 90 and figures["kills"] >= 3 + (3 if faults else 0)
     assert figures["succeeded"] == figures["intents"]  # nothing here has a reason to fail
 
 
@@ -30,7 +34,7 @@ def test_stopped_by_signals_and_restarted_nothing_acknowledged_is_lost(tmp_path)
 
 
 def test_every_submission_sent_three_times_executes_once(tmp_path):
-    figures = sweep(tmp_path / "state", count=60, kills=2, tenants=2, copies=3, seed=11)
+    figures = sweep(tmp_path / "state", count=60, kills=2, tenants=2, copies=3, seed=11, faults=False)
     assert figures["duplicates"] >= 60  # each id's second and third sends were suppressed
     assert figures["succeeded"] == figures["intents"]
 
