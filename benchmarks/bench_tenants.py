@@ -187,10 +187,10 @@ async def run_backend(params: Params, root: Path, backend: str) -> dict[str, Any
                 phase = await run_phase(params, client, server, flooded=name == "flooded", tag=f"{name}-{i}")
                 phases[name].append(phase)
             progress(f"{backend}: round {i + 1} of {params.rounds} done")
-    return {name: summary(runs, params) for name, runs in phases.items()}
+    return {name: summary(runs) for name, runs in phases.items()}
 
 
-def summary(runs: list[Phase], params: Params) -> dict[str, Any]:
+def summary(runs: list[Phase]) -> dict[str, Any]:
     latencies = [ns for run in runs for ns in run.latencies_ns]
     expect(bool(latencies), "steady: no intent succeeded")
     return {

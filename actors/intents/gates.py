@@ -19,7 +19,7 @@ its reads were sent: an apply may start only within KILL_CHECK_FRESH of it
 
 A gate that cannot tell (its store unreachable) refuses: the gates fail
 closed. The intent actor keeps a refusal it was given and writes it, even
-if the store only comes back later (`IntentActor._refusal`).
+if the store only comes back later (`Gating.refusal`, actors/intents/gating.py).
 """
 
 from __future__ import annotations
