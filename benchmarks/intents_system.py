@@ -110,7 +110,8 @@ class Process:
         self.popen: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
-        env = {**os.environ, "EXOARMUR_NATS_TOKEN": self.server.token or ""}
+        # Several processes on one machine: each serves health and metrics on a free port.
+        env = {**os.environ, "EXOARMUR_NATS_TOKEN": self.server.token or "", "EXOARMUR_HTTP__PORT": "0"}
         env.pop("EXOARMUR_FAULTS", None)
         argv = [sys.executable, "-m", "exoarmur", "run", "--nats-url", self.server.url,
                 "--state-dir", str(self.state_dir), "--backend", self.backend]  # fmt: skip

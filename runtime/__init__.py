@@ -10,6 +10,7 @@ from exoarmur.runtime.codec import decode, decode_message, encode, encode_messag
 from exoarmur.runtime.codes import TIMEOUT_CODES, ReasonCode
 from exoarmur.runtime.context import ActorContext
 from exoarmur.runtime.contracts import ActorInfo, Parent, Supervised, System
+from exoarmur.runtime.totals import ActorTotals
 from exoarmur.runtime.deadletters import DeadLetter, DeadLetters
 from exoarmur.runtime.deferred import Deferred
 from exoarmur.runtime.envelope import Envelope
@@ -49,6 +50,7 @@ __all__ = [
     "ActorContext",
     "ActorCrashed",
     "ActorInfo",
+    "ActorTotals",
     "ActorNotFound",
     "ActorRef",
     "ActorSystem",

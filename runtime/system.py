@@ -45,6 +45,7 @@ from exoarmur.runtime.margins import STOP_OVERRUN
 from exoarmur.runtime.messages import timeout_category
 from exoarmur.runtime.ref import ActorRef
 from exoarmur.runtime.timeouts import TimeoutPolicy
+from exoarmur.runtime.totals import ActorTotals, totals_of
 
 MAX_PATH = 512  # characters of an actor's path
 _PATH = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
@@ -89,6 +90,7 @@ class ActorSystem:
         self.late_replies = 0  # answers that came after their asker had one
         self.eager_depth = 0  # eager dispatches nested in the running stack (runtime/eager.py)
         self._restarts_of_stopped = 0
+        self._retired: dict[str, ActorTotals] = {}  # per actor type: the counts of stopped actors
         self._stopping = False
         self._outer: anyio.abc.TaskGroup
         self._hosts: anyio.abc.TaskGroup | None = None  # the drains' host, supervisors' hosts, timers
@@ -358,6 +360,8 @@ class ActorSystem:
         if self._cells.get(cell.path) is cell:
             del self._cells[cell.path]
             self._restarts_of_stopped += cell.restarts
+            info = cell.info()
+            self._retired.setdefault(info.actor, ActorTotals()).count(info)
 
     # ---- outcomes -------------------------------------------------------------
 
@@ -421,6 +425,11 @@ class ActorSystem:
 
     def record_dead_letter(self, path: str, env: Envelope, code: ReasonCode) -> None:
         self.dead_letters.record(DeadLetter(path=path, code=code, envelope=env, at=self.now()))
+
+    def totals(self) -> dict[str, ActorTotals]:
+        """Per actor type: what its actors did, the stopped ones included
+        (runtime/totals.py)."""
+        return totals_of((cell.info() for cell in self._cells.values()), self._retired)
 
     def statistics(self) -> SystemStatistics:
         return SystemStatistics(

@@ -37,6 +37,7 @@ What it does, in OTP's terms (supervisors/spec.py has the rules as functions):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import anyio
@@ -57,6 +58,7 @@ from exoarmur.runtime import (
     ReasonCode,
     handles,
 )
+from exoarmur.runtime.logs import logged
 from exoarmur.supervisors.breaker import Breaker, BreakerState, Transition
 from exoarmur.supervisors.children import Child, ChildState, Link
 from exoarmur.supervisors.describe import Node, node_of
@@ -75,6 +77,9 @@ from exoarmur.supervisors.messages import (
     TerminateChild,
 )
 from exoarmur.supervisors.spec import ChildSpec, Restart, Strategy, SupervisorSpec, should_restart, to_restart
+
+LOG = logging.getLogger("exoarmur.supervisors")
+
 
 class Supervisor(Actor):
     mailbox_capacity = 100
@@ -195,6 +200,8 @@ class Supervisor(Actor):
         self._tickets += 1
         self._pending[self._tickets] = affected
         delay = max(failed.backoff_delay(now=now, within=self.spec.intensity.within), failed.retry_delay(self.context.system, now=now))
+        logged(LOG, logging.INFO, "actor.restarting", f"restarting {', '.join(affected)} in {delay:.3g} s",
+               path=f"{self.context.path}/{message.name}", code=message.code.value)  # fmt: skip
         if len(affected) > 1:
             self._signal(RestartGroup(self._tickets, message.name, delay))
         elif delay > 0:
@@ -276,6 +283,8 @@ class Supervisor(Actor):
         self._children = {name: self._children[name] for name in order}
 
     async def _escalate(self, last: str) -> None:
+        logged(LOG, logging.ERROR, "supervisor.escalating", f"too many restarts; last: {last}",
+               path=self.context.path, code=ReasonCode.ESCALATED.value)  # fmt: skip
         await self._shutdown_all()
         raise ActorCrashed(
             ReasonCode.ESCALATED,

@@ -1,7 +1,12 @@
 import asyncio
+import os
 
 import pytest
 from trio.testing import MockClock
+
+# Every `exoarmur run` a test starts serves health and metrics on a free port,
+# never the default one: tests run side by side with anything on this machine.
+os.environ["EXOARMUR_HTTP__PORT"] = "0"
 
 
 @pytest.fixture(params=["asyncio", "trio"])

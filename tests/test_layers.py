@@ -88,7 +88,7 @@ PUBLIC_ONLY = {
         "exoarmur.benchmarks",
     ),
 }
-PUBLIC_MODULES = ("exoarmur.runtime.margins",)  # the table of timing margins
+PUBLIC_MODULES = ("exoarmur.runtime.margins", "exoarmur.runtime.logs")  # timing margins; log events
 # A module named in a string, with or without the namespace.
 _NAMED = re.compile(r"\b(?:exoarmur\.)?(?:runtime|supervisors|actors|benchmarks)(?:\.[a-z_]+)+\b")
 _TOP_NAMES = ("runtime", "supervisors", "actors", "benchmarks")

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -68,3 +70,57 @@ def test_the_execution_type_example_runs_as_the_readme_says(tmp_path):
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
+
+
+def test_the_five_minute_tour_works_when_pasted(tmp_path):
+    """The tour's commands, verbatim but for the port, in one bash script:
+    `.venv/bin/exoarmur` is this interpreter's exoarmur, the health port a
+    free one. Each command's output and exit status is what the README says."""
+    commands = [line[2:] for line in example("tour").splitlines() if line.startswith("$ ")]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    shim = tmp_path / ".venv" / "bin" / "exoarmur"
+    shim.parent.mkdir(parents=True)
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m exoarmur "$@"\n')
+    shim.chmod(0o755)
+    script = "".join(
+        f'echo "@@ {i}"\n{command.replace("localhost:9464", f"localhost:{port}")}\necho "@@ exit $?"\n'
+        for i, command in enumerate(commands)
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EXOARMUR_HTTP__PORT": str(port)}
+    shell = subprocess.Popen(
+        ["bash", "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, _ = shell.communicate(timeout=240)
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+            shell.wait()
+    found = re.findall(r"@@ (\d+)\n(.*?)@@ exit (\d+)\n", out, re.S)
+    steps = {commands[int(i)]: (text, int(code)) for i, text, code in found}
+    assert len(steps) == len(commands), out
+
+    def step(prefix: str) -> tuple[str, int]:
+        [match] = [value for command, value in steps.items() if command.startswith(prefix)]
+        return match
+
+    assert '"ready":true' in step("until curl")[0]
+    text, code = step(".venv/bin/exoarmur intent submit --tenant acme --type ledger --id tour-1")
+    assert code == 0 and "SUCCEEDED" in text, text
+    assert "SUCCEEDED" in step(".venv/bin/exoarmur intent get")[0]
+    text, code = step(".venv/bin/exoarmur status")
+    assert code == 0 and "intents/service" in text and f"health and metrics: http://127.0.0.1:{port}" in text, text
+    assert step(".venv/bin/exoarmur killswitch set")[1] == 0
+    text, code = step(".venv/bin/exoarmur intent submit --tenant acme --type ledger --id tour-2")
+    assert code == 3 and "KILLED" in text and "KILL_SWITCH_ACTIVE" in text, text
+    assert step(".venv/bin/exoarmur killswitch clear")[1] == 0
+    text, code = step(".venv/bin/exoarmur replay --verify")
+    assert code == 0 and "equivalent" in text, text
+    text, _ = step("curl -s")
+    assert 'exoarmur_intents_total{state="SUCCEEDED"} 1.0' in text and 'exoarmur_intents_total{state="KILLED"} 1.0' in text
+    assert step("kill %1")[1] == 0  # the graceful stop's exit status
+    events = [json.loads(line) for line in (tmp_path / "run.log").read_text().splitlines()]
+    assert events[-1]["event"] == "process.stopped" and any(e["event"] == "process.serving" for e in events)

@@ -1,6 +1,7 @@
 """The `exoarmur` command (also `python -m exoarmur`).
 
     exoarmur run [--config PATH] [--state-dir DIR] [--backend asyncio|trio] [--nats-url URL ...]
+                 [--log-format json|text|auto]
     exoarmur config [--config PATH] [--format toml|json]
     exoarmur intent submit|get|list|revert --tenant T ...   (actors/app/intent_cli.py)
     exoarmur killswitch set|clear|status [--tenant T] ...    (actors/app/killswitch_cli.py)
@@ -37,6 +38,7 @@ from exoarmur.actors.app.killswitch_cli import add_killswitch_command
 from exoarmur.actors.app.replay_cli import add_replay_command
 from exoarmur.actors.app.status_cli import add_status_commands
 from exoarmur.actors.app.config import Config, config_to_json, config_to_toml, load_config, with_environment
+from exoarmur.actors.app.logs import FORMATS, LogConfig, logging_to_stderr
 from exoarmur.actors.app.main import EXIT_CONFIG, report, run, say
 from exoarmur.actors.app.nats_config import parse_nats
 from exoarmur.actors.app.tree import execution_of
@@ -89,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="this process's state directory: its lock, owner id, connection file, embedded NATS data "
         "(replaces [state] dir; default ./.exoarmur)",
+    )
+    run_parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default=None,
+        help="logs on stderr: json, text, or auto (text on a terminal, else JSON lines; replaces [log] format)",
     )
     run_parser.set_defaults(command=_run)
 
@@ -158,9 +166,14 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
             config = attrs.evolve(config, nats=config.nats.with_urls(checked.urls))
         if args.state_dir:
             config = attrs.evolve(config, state_dir=Path(args.state_dir))
+        if args.log_format:
+            config = attrs.evolve(config, log=attrs.evolve(config.log, format=args.log_format))
         config.nats.check_files(source=config.source)
     except ExoarmurError as exc:
-        return report(exc)
+        # No config to say how to log: --log-format, else EXOARMUR_LOG__FORMAT, else auto.
+        chosen = args.log_format or os.environ.get("EXOARMUR_LOG__FORMAT", "auto")
+        with logging_to_stderr(LogConfig(format=chosen if chosen in FORMATS else "auto")):
+            return report(exc, log=True)
     return anyio.run(functools.partial(run, config), backend=args.backend)
 
 

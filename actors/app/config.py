@@ -25,9 +25,17 @@
     lease_ttl = 20.0           # seconds an owner's lease holds without renewal
     max_attempts = 3           # applies of one intent, in all, before RETRY_EXHAUSTED
     resume_interval = 5.0      # seconds between scans for intents to resume or take over
+    drain = 3.0                # seconds a stop lets an apply in flight end (< stop_timeout)
 
     [execution_types.ledger]   # one table per execution type: its options
     path = "ledger.jsonl"      # (`class = "pkg.mod:Type"` registers a type by dotted path)
+
+    [log]                      # actors/app/logs.py
+    format = "auto"            # json | text | auto (text on a terminal, else JSON)
+    level = "info"
+
+    [http]                     # actors/app/http_config.py: health and metrics
+    port = 9464                # on 127.0.0.1; 0: any free port
 
     [tree]
     factory = "exoarmur.actors.app.tree:build_tree"   # "module:function", loaded when the process runs
@@ -65,6 +73,8 @@ from typing import Any
 import attrs
 
 from exoarmur.actors.app.env_config import named, overlaid, overrides
+from exoarmur.actors.app.http_config import HttpConfig, parse_http
+from exoarmur.actors.app.logs import LogConfig, parse_log
 from exoarmur.actors.app.nats_config import NatsConfig, parse_nats
 from exoarmur.actors.app.tenant_config import parse_tenants, tenants_shown
 from exoarmur.actors.tenants import TenantLimits
@@ -81,9 +91,11 @@ from exoarmur.runtime import (
 DEFAULT_FACTORY = "exoarmur.actors.app.tree:build_tree"
 DEFAULT_SOURCE = "<built-in default_config.toml>"
 
-_SECTIONS = ("system", "timeouts", "mailbox", "audit", "nats", "state", "intents", "execution_types", "tenants", "tree")
+_SECTIONS = (
+    "system", "timeouts", "mailbox", "audit", "nats", "state", "intents", "execution_types", "tenants", "log", "http", "tree"
+)  # fmt: skip
 _STATE_KEYS = ("dir",)
-_INTENTS_KEYS = ("lease_ttl", "max_attempts", "resume_interval")
+_INTENTS_KEYS = ("lease_ttl", "max_attempts", "resume_interval", "drain")
 DEFAULT_STATE_DIR = ".exoarmur"
 _SYSTEM_KEYS = ("name", "stop_timeout")
 _MAILBOX_KEYS = ("capacity", "overflow")
@@ -120,10 +132,13 @@ class Config:
     lease_ttl: float = 20.0
     max_attempts: int = 3
     resume_interval: float = 5.0
+    drain: float = 3.0  # seconds a stop lets an intent's apply in flight end and be written
     # name -> that type's table (options; `class` for a dotted path)
     execution_types: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen)
     tenant_default: TenantLimits = attrs.field(factory=TenantLimits)  # [tenants.default]
     tenant_limits: Mapping[str, TenantLimits] = attrs.field(factory=dict, converter=_frozen)  # [tenants.<T>]
+    log: LogConfig = attrs.field(factory=LogConfig)
+    http: HttpConfig = attrs.field(factory=HttpConfig)
     tree_factory: str = DEFAULT_FACTORY
     tree_options: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen)
     source: str = attrs.field(default="<defaults>", eq=False)
@@ -207,9 +222,12 @@ def parse_config(
         resume_interval=_positive(
             intents.get("resume_interval", 5.0), "intents.resume_interval", source=source, limit=3600.0
         ),
+        drain=_drain(intents.get("drain", 3.0), system.get("stop_timeout", 5.0), source=source),
         execution_types=_execution_types(_table(data, "execution_types", source=source), source=source),
         tenant_default=tenant_default,
         tenant_limits=tenant_limits,
+        log=parse_log(_table(data, "log", source=source), source=source),
+        http=parse_http(_table(data, "http", source=source), source=source),
         tree_factory=_factory(tree.get("factory", DEFAULT_FACTORY), source=source),
         tree_options=_table(tree, "options", source=source, where=("tree",)),
         source=source,
@@ -345,6 +363,14 @@ def _positive(value: object, key: str, *, source: str, limit: float) -> float:
     return float(value)
 
 
+def _drain(value: object, stop_timeout: object, *, source: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value >= 0):
+        raise _invalid(source, "intents.drain", f"must be a number of seconds >= 0, got {_type(value)}")
+    if isinstance(stop_timeout, int | float) and value >= stop_timeout:
+        raise _invalid(source, "intents.drain", f"must be less than system.stop_timeout ({stop_timeout:g}), got {value!r}")
+    return float(value)
+
+
 def _count(value: object, key: str, *, source: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
         raise _invalid(source, key, f"must be an integer from 1 to 100, got {_type(value)}")
@@ -391,9 +417,12 @@ def config_to_dict(config: Config) -> dict[str, Any]:
             "lease_ttl": config.lease_ttl,
             "max_attempts": config.max_attempts,
             "resume_interval": config.resume_interval,
+            "drain": config.drain,
         },
         "execution_types": _thawed(config.execution_types),
         "tenants": tenants_shown(config.tenant_default, config.tenant_limits),
+        "log": attrs.asdict(config.log),
+        "http": attrs.asdict(config.http),
         "tree": {"factory": config.tree_factory, "options": _thawed(config.tree_options)},
     }
     return data

@@ -38,10 +38,10 @@ FAILED, DENIED, EXPIRED or KILLED (with --wait).
 from __future__ import annotations
 
 import argparse
-import os
 import functools
 import json
 import math
+import os
 import re
 import secrets
 import sys
@@ -266,6 +266,9 @@ def _shown(
 
 def failed(args: argparse.Namespace, exc: ExoarmurError) -> int:
     """The failure on stderr (and as JSON on stdout with --json); its exit code."""
+    if isinstance(exc.__cause__, BrokenPipeError):  # `exoarmur ... | head`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush there
+        return EXIT_FAILURE
     if getattr(args, "json", False):
         _out(orjson.dumps({"ok": False, "code": exc.code.value, "detail": exc.detail}).decode())
     print(f"exoarmur: {exc.code.value}: {exc.detail}", file=sys.stderr)

@@ -39,6 +39,7 @@ import contextlib
 import gc
 import importlib
 import inspect
+import logging
 import os
 import signal
 import sys
@@ -48,6 +49,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import anyio
 
 from exoarmur.actors.app.config import Config
+from exoarmur.actors.app.logs import LoggedAuditSink, logging_to_stderr
 from exoarmur.actors.app.state import StateDir
 from exoarmur.actors.nats.data_lock import DataDirLock
 from exoarmur.runtime import (
@@ -60,12 +62,15 @@ from exoarmur.runtime import (
     MemoryAuditSink,
     ReasonCode,
 )
+from exoarmur.runtime.logs import EVENT, FIELDS, logged
 from exoarmur.runtime.margins import PROCESS_STOP_OVERRUN
 from exoarmur.supervisors import describe_system
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+
+LOG = logging.getLogger("exoarmur.process")
 
 TreeFactory = Callable[[ActorSystem, Config], Awaitable[None]]
 
@@ -77,17 +82,19 @@ def say(text: str) -> None:
 async def run(config: Config, *, ready: anyio.Event | None = None) -> int:
     """Run until SIGINT/SIGTERM; the process exit code. `ready` is set once the
     tree is built and the running line printed."""
-    try:
-        config.nats.check_secure()
-        with state_lock(config):
-            factory = load_factory(config.tree_factory)
-            audit = open_audit_sink(config)
-            try:
-                await _serve(config, factory, audit, ready)
-            finally:
-                audit.close()
-    except Exception as exc:  # every failure becomes one coded line and an exit code
-        return report(exc)
+    with logging_to_stderr(config.log):
+        try:
+            config.nats.check_secure()
+            config.http.check_secure()
+            with state_lock(config):
+                factory = load_factory(config.tree_factory)
+                audit = LoggedAuditSink(open_audit_sink(config))
+                try:
+                    await _serve(config, factory, audit, ready)
+                finally:
+                    audit.close()
+        except Exception as exc:  # every failure becomes one coded line and an exit code
+            return report(exc, log=True)
     return EXIT_OK
 
 
@@ -141,16 +148,20 @@ def open_audit_sink(config: Config) -> AuditSink:
         ) from exc
 
 
-def report(exc: BaseException) -> int:
-    """Print the fatal line for `exc` (and the traceback of an uncoded cause);
-    the exit code."""
+def report(exc: BaseException, *, log: bool = False) -> int:
+    """Print the fatal line for `exc` (and the traceback of an uncoded cause),
+    or with `log` log it as the event process.fatal; the exit code."""
     error = coded(exc)
     cause = error.__cause__
-    if error.code is not ReasonCode.CONFIG_INVALID and cause is not None and not isinstance(
-        cause, ExoarmurError
-    ):
-        traceback.print_exception(cause, file=sys.stderr)
-    say(f"fatal: {error}")
+    uncoded = error.code is not ReasonCode.CONFIG_INVALID and cause is not None and not isinstance(cause, ExoarmurError)
+    if log:  # the traceback first, so that the fatal line is the last
+        if uncoded and cause is not None:
+            LOG.error("uncoded failure", exc_info=(type(cause), cause, cause.__traceback__), extra={EVENT: "process.traceback"})
+        LOG.error("fatal: %s", error, extra={EVENT: "process.fatal", FIELDS: {"code": error.code.value}})
+    else:
+        if uncoded:
+            traceback.print_exception(cause, file=sys.stderr)
+        say(f"fatal: {error}")
     return EXIT_CONFIG if error.code is ReasonCode.CONFIG_INVALID else EXIT_FAILURE
 
 
@@ -203,7 +214,9 @@ async def _serve(
                     # a flood of requests: the tail of every tenant's latency.)
                     gc.freeze()
                     where = config.state_dir.resolve()
-                    say(f"running ({len(system.paths())} actors) — pid {os.getpid()}, state in {where}")
+                    logged(LOG, logging.INFO, "process.running",
+                           f"running ({len(system.paths())} actors) — pid {os.getpid()}, state in {where}",
+                           actors=len(system.paths()), pid=os.getpid(), state_dir=str(where))  # fmt: skip
                     if ready is not None:
                         ready.set()
                     try:
@@ -218,12 +231,15 @@ async def _serve(
                 with anyio.CancelScope(shield=True):
                     overrun = await _stop(system, config, signals)
                 if overrun is not None:
-                    say(f"stopping after the failure: {overrun}")
+                    LOG.error("stopping after the failure: %s", overrun, extra={EVENT: "process.stop_overrun"})
                 raise
+            began = system.now()
             overrun = await _stop(system, config, signals)
             StateDir(config.state_dir).remove_connection()  # nothing serves there any more
             if overrun is not None:
                 raise overrun
+            took = system.now() - began
+            logged(LOG, logging.INFO, "process.stopped", f"stopped in {took:.2f} s", seconds=round(took, 3))
             if system.fatal is not None:
                 # The root of the tree escalated: the chain of failures is its detail,
                 # and it was audited where it happened.
@@ -241,7 +257,8 @@ async def _on_signals(
         if signum == signal.SIGUSR1:
             await _print_tree(system)
             continue
-        say(f"stopping ({signal.Signals(signum).name}), up to {config.stop_timeout:g} s")
+        name = signal.Signals(signum).name
+        logged(LOG, logging.INFO, "process.stopping", f"stopping ({name}), up to {config.stop_timeout:g} s", signal=name)
         scope.cancel()
         return
 
@@ -250,14 +267,15 @@ async def _print_tree(system: ActorSystem) -> None:
     try:
         nodes = await describe_system(system)
     except ExoarmurError as exc:  # a busy or stopping tree: say so, keep running
-        say(f"tree unavailable: {exc}")
+        logged(LOG, logging.WARNING, "process.tree_unavailable", f"tree unavailable: {exc}", code=exc.code.value)
         return
     print("\n".join(node.render() for node in nodes) or "(no actors)", file=sys.stderr, flush=True)
 
 
 async def _cancel_on_failure(system: ActorSystem, scope: anyio.CancelScope) -> None:
     await system.failed.wait()
-    say(f"stopping: the supervision tree failed ({system.fatal.code if system.fatal else '?'})")
+    code = system.fatal.code.value if system.fatal else None
+    logged(LOG, logging.ERROR, "process.tree_failed", f"stopping: the supervision tree failed ({code})", code=code)
     scope.cancel()
 
 
@@ -290,7 +308,8 @@ async def _stop(
         async for signum in signals:
             if signum != signal.SIGUSR1:
                 again.append(signum)
-                say(f"stopping now ({signal.Signals(signum).name} again)")
+                name = signal.Signals(signum).name
+                logged(LOG, logging.WARNING, "process.stopping_now", f"stopping now ({name} again)", signal=name)
                 scope.cancel()
                 return
 

@@ -62,7 +62,7 @@ class NatsConfig(Credentials):
         for url in self.urls:
             parts = urlsplit(url)
             tls = parts.scheme in ("tls", "wss") or bool(self.tls_ca_file or self.tls_cert_file)
-            if not (identified or tls or _loopback(parts.hostname or "")):
+            if not (identified or tls or loopback(parts.hostname or "")):
                 raise InvalidInput(
                     ReasonCode.CONFIG_INVALID,
                     f"nats.urls: {redact_url(url)} is outside loopback and would be reached with neither "
@@ -130,7 +130,7 @@ def parse_nats(table: Mapping[str, Any], *, source: str, base_dir: Path | None) 
     return NatsConfig(urls=tuple(urls), data_dir=path, sync_always=sync_always, replicas=replicas, **credentials)
 
 
-def _loopback(host: str) -> bool:
+def loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:

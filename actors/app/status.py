@@ -6,7 +6,7 @@
 A request's body is ignored. The reply:
 
     {"ok": true,
-     "process": {"owner", "name", "pid", "version", "python", "backend", "started", "uptime"},
+     "process": {"owner", "name", "pid", "version", "python", "backend", "started", "uptime", "http"},
      "tree": [{"path", "actor", "state", "restarts", "depth", "capacity", "breaker", "children": [...]}, ...]}
 
 `tree` is the supervision tree as SIGUSR1 prints it (supervisors/describe.py):
@@ -52,7 +52,8 @@ class StatusService(Actor):
     mailbox_capacity = 64
     concurrency = 4
 
-    def __init__(self, *, connection: str, owner: str, name: str) -> None:
+    def __init__(self, *, connection: str, owner: str, name: str, http: str = "") -> None:
+        self.http = http  # the health and metrics server's URL ("": none)
         self.connection_path = connection
         self.owner = owner
         self.name = name
@@ -80,5 +81,6 @@ class StatusService(Actor):
             "backend": sniffio.current_async_library(),
             "started": self.started_at,
             "uptime": now - self.started_at,
+            "http": self.http or None,
         }
         return {"ok": True, "process": process, "tree": [attrs.asdict(node) for node in nodes]}

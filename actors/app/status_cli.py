@@ -94,7 +94,8 @@ async def _ask(args: argparse.Namespace, target: Target, subject: str) -> int:
     p = reply["process"]
     sys.stdout.write(
         f"process {p['owner']} ({p['name']}), pid {p['pid']}, up {p['uptime']:.0f} s, exoarmur {p['version']} "
-        f"on {p['backend']}, Python {p['python']}\n\n"
+        f"on {p['backend']}, Python {p['python']}\n"
+        f"health and metrics: {p.get('http') or 'off'}\n\n"
     )
     rows = [list(COLUMNS)]
     for node in reply["tree"]:

@@ -25,6 +25,7 @@ stopped in the reverse one.
       intents/router     TenantRouter: starts intent actors under their tenant
       intents/resumer    Resumer: resumes this process's intents, takes over lapsed ones
       intents/service    IntentService: submit, get, list, revert over NATS
+    http                 HealthServer: /livez, /readyz, /metrics (actors/app/health.py; [http])
     status               StatusService: the live tree over NATS (`exoarmur status`)
 
 The connection has a breaker: a NATS that keeps failing is left alone for the
@@ -37,12 +38,17 @@ CLI (actors/app/state.py).
 from __future__ import annotations
 
 import os
+import logging
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from exoarmur.actors.app.nats_config import NatsConfig
 from exoarmur.actors.app.state import StateDir
+from exoarmur.actors.app.health import HealthServer, ServingAt
+from exoarmur.actors.app.metrics import AuditCounts, Observed
+from exoarmur.actors.app.readiness import Readiness
 from exoarmur.actors.app.status import StatusService
 from exoarmur.actors.controls import CHAIN as CONTROLS_CHAIN
 from exoarmur.actors.controls import ControlWatch, Gates, KillSwitches
@@ -50,9 +56,11 @@ from exoarmur.actors.execution import execution_spec, load_types
 from exoarmur.actors.intents import FaultPoints, IntentSetting, OwnerLease, Resumer, TypeInfo
 from exoarmur.actors.intents.service import IntentService
 from exoarmur.actors.nats import AuditStream, ConnectionOptions, KvBucket, NatsConnection, Subscriptions
+from exoarmur.actors.nats.credentials import redact_url
 from exoarmur.actors.nats.server import EmbeddedNatsServer, NatsEndpoint, ServerInfo
 from exoarmur.actors.tenants import ADMISSION_CHAIN, TenantDesk, TenantLimits, TenantRouter, tenants_spec
 from exoarmur.runtime import ActorSystem, InvalidInput, ReasonCode, TimeoutCategory
+from exoarmur.runtime.logs import logged
 from exoarmur.runtime.margins import EXECUTION_ANSWER, LEASE_SPARE
 from exoarmur.supervisors import BackoffPolicy, BreakerPolicy, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorSpec
 
@@ -73,6 +81,10 @@ DESK = "intents/desk"
 GATES = "controls/gates"
 ADMISSION_AUDIT = "intents/audit"
 STATUS = "status"
+HTTP = "http"
+AUDIT_STREAM = "EXOARMUR_AUDIT"  # AuditStream's defaults: one stream, a subject per chain
+AUDIT_PREFIX = "exoarmur.audit"
+LOG = logging.getLogger("exoarmur.process")
 TENANTS = "tenants"
 ROUTER = "intents/router"
 SERVICE = "intents/service"
@@ -130,11 +142,11 @@ def store_spec(*, owner: str, lease_ttl: float, replicas: int) -> SupervisorSpec
     return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=INTENSITY, children=(*buckets, lease))
 
 
-def controls_spec(types: Mapping[str, TypeInfo], *, replicas: int) -> SupervisorSpec:
+def controls_spec(types: Mapping[str, TypeInfo], *, replicas: int, appends: Counter[str] | None = None) -> SupervisorSpec:
     audit = ChildSpec(
         "audit",
         AuditStream,
-        kwargs={"connection": CONNECTION, "chain": CONTROLS_CHAIN, "replicas": replicas},
+        kwargs={"connection": CONNECTION, "chain": CONTROLS_CHAIN, "replicas": replicas, "appends": appends},
         backoff=RESTART_BACKOFF,
     )
     gates = ChildSpec(
@@ -163,11 +175,13 @@ def intents_spec(
     replicas: int,
     limits: Mapping[str, TenantLimits],
     default_limits: TenantLimits,
+    appends: Counter[str] | None = None,
+    chains: dict[str, Counter[str]] | None = None,
 ) -> SupervisorSpec:
     audit = ChildSpec(
         "audit",
         AuditStream,
-        kwargs={"connection": CONNECTION, "chain": ADMISSION_CHAIN, "replicas": replicas},
+        kwargs={"connection": CONNECTION, "chain": ADMISSION_CHAIN, "replicas": replicas, "appends": appends},
         backoff=RESTART_BACKOFF,
     )
     desk = ChildSpec(
@@ -180,7 +194,7 @@ def intents_spec(
     router = ChildSpec(
         "router",
         TenantRouter,
-        kwargs={"tenants": TENANTS, "setting": setting, "connection": CONNECTION, "replicas": replicas},
+        kwargs={"tenants": TENANTS, "setting": setting, "connection": CONNECTION, "replicas": replicas, "appends": chains},
     )
     resumer = ChildSpec(
         "resumer",
@@ -232,6 +246,9 @@ async def build_tree(system: ActorSystem, config: Config) -> None:
     faults = FaultPoints.from_environment(os.environ)
     execution, infos = execution_of(config)
     owner = state.owner()
+    # What /metrics shows: audit events counted in front of the system's sink.
+    observed = Observed(audit=AuditCounts(system.audit), appends={CONTROLS_CHAIN: Counter(), ADMISSION_CHAIN: Counter()})
+    system.audit = observed.audit
     setting = IntentSetting(
         owner=owner,
         records=RECORDS,
@@ -244,11 +261,14 @@ async def build_tree(system: ActorSystem, config: Config) -> None:
         gates=GATES,
         approvals=APPROVALS,
         tenants=DESK,
+        tally=observed.intents,
+        drain=config.drain,
     )
     await system.spawn(Supervisor, name=NATS, kwargs={"spec": nats_spec(nats, data_dir=config.nats_data_dir)})
     store = store_spec(owner=owner, lease_ttl=config.lease_ttl, replicas=nats.replicas)
     await system.spawn(Supervisor, name="store", kwargs={"spec": store})
-    await system.spawn(Supervisor, name="controls", kwargs={"spec": controls_spec(infos, replicas=nats.replicas)})
+    controls = controls_spec(infos, replicas=nats.replicas, appends=observed.appends[CONTROLS_CHAIN])
+    await system.spawn(Supervisor, name="controls", kwargs={"spec": controls})
     await system.spawn(Supervisor, name="execution", kwargs={"spec": execution})
     await system.spawn(Supervisor, name=TENANTS, kwargs={"spec": tenants_spec()})
     default_timeout = config.timeouts.seconds[TimeoutCategory.EXECUTION_INTENT]
@@ -259,12 +279,31 @@ async def build_tree(system: ActorSystem, config: Config) -> None:
         replicas=nats.replicas,
         limits=config.tenant_limits,
         default_limits=config.tenant_default,
+        appends=observed.appends[ADMISSION_CHAIN],
+        chains=observed.appends,
     )
     await system.spawn(Supervisor, name="intents", kwargs={"spec": spec})
     status = {"connection": CONNECTION, "owner": owner, "name": config.name}
+    http = ""
+    if config.http.enabled:
+        readiness = Readiness(
+            connection=CONNECTION,
+            buckets={bucket: f"store/{name}" for name, bucket in BUCKETS.items()},
+            streams=tuple((AUDIT_STREAM, f"{AUDIT_PREFIX}.{chain}") for chain in (CONTROLS_CHAIN, ADMISSION_CHAIN)),
+        )
+        kwargs = {"http": config.http, "readiness": readiness, "observed": observed, "owner": owner}
+        http = await (await system.spawn(HealthServer, name=HTTP, kwargs=kwargs)).ask(ServingAt())
+        status["http"] = http
     await system.spawn(StatusService, name=STATUS, kwargs=status)
     if nats.embedded:
         endpoint: NatsEndpoint = await system.lookup(SERVER).ask(ServerInfo())
-        state.write_connection(urls=endpoint.urls, credentials={"token": endpoint.token}, embedded=True)
+        urls = endpoint.urls
+        state.write_connection(urls=urls, credentials={"token": endpoint.token}, embedded=True)
     else:
-        state.write_connection(urls=nats.urls, credentials=nats.credentials())
+        urls = nats.urls
+        state.write_connection(urls=urls, credentials=nats.credentials())
+    nats_urls = ", ".join(map(redact_url, urls))
+    logged(LOG, logging.INFO, "process.serving",
+           f"serving: NATS {nats_urls}{' (embedded)' if nats.embedded else ''}; "
+           f"health and metrics {http or 'off'}; state in {config.state_dir.resolve()}",
+           nats=nats_urls, http=http or None, state_dir=str(config.state_dir.resolve()), owner=owner)  # fmt: skip

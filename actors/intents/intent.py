@@ -55,6 +55,7 @@ from exoarmur.actors.intents.messages import FirstRead, Recheck
 from exoarmur.actors.intents.record import IntentRecord
 from exoarmur.actors.intents.states import TERMINAL, IntentState
 from exoarmur.actors.intents.store import IntentStore
+from exoarmur.actors.intents.tally import IntentTally
 from exoarmur.actors.intents.trail import message_id, transition_event
 from exoarmur.actors.intents.waiters import Settled
 from exoarmur.actors.nats import Append
@@ -105,6 +106,8 @@ class IntentSetting:
     approvals: str = ""
     # The tenants' desk (actors/tenants/desk.py): owners and limits; "": none.
     tenants: str = ""
+    tally: IntentTally | None = attrs.field(default=None, eq=False)  # counts for /metrics
+    drain: float = 0.0  # seconds a stop waits for an apply or revert in flight to end and be written
 
     def store(self, system: System) -> IntentStore:
         """The intent store on this process's bucket actors."""
@@ -135,6 +138,7 @@ class IntentActor(Actor):
         self.record: IntentRecord | None = None if first_read is None else first_read.take()
         self.audited = 0  # the revision whose audit record is known appended
         self.told = 0  # the revision of the end the service was told of (0: none)
+        self.in_effect: anyio.Event | None = None  # set once the attempt in flight has ended
 
     async def started(self) -> None:
         lookup = self.context.system.lookup
@@ -260,7 +264,23 @@ class IntentActor(Actor):
 
     async def _attempt(self, record: IntentRecord, info: TypeInfo, state: IntentState) -> None:
         """Write a new attempt (EXECUTING or REVERTING) and make it, under
-        one generation of the owner's lease from the write to the call."""
+        one generation of the owner's lease from the write to the call. A
+        stop meanwhile waits for it (`stopping`)."""
+        self.in_effect = anyio.Event()
+        try:
+            await self._make_attempt(record, info, state)
+        finally:
+            self.in_effect.set()
+
+    async def stopping(self) -> None:
+        """A stop lets an apply or revert in flight end and its outcome be
+        written, for up to `drain` seconds (and no later than the stop's own
+        deadline); one cut short is reconciled by whoever resumes the intent."""
+        if self.in_effect is not None and not self.in_effect.is_set():
+            with anyio.move_on_after(self.setting.drain):
+                await self.in_effect.wait()
+
+    async def _make_attempt(self, record: IntentRecord, info: TypeInfo, state: IntentState) -> None:
         generation = await self._lease_covers(info)
         record = await self._write(record, state, attempt=True)
         await self._audited(record)
@@ -358,6 +378,8 @@ class IntentActor(Actor):
         after = record.moved(state, now=time.time(), **change)  # type: ignore[arg-type]
         self.record = None  # unknown until the write is answered
         self.record = written = await self.store.write(record, after)
+        if self.setting.tally is not None:
+            self.setting.tally.written(written, was=record.state)
         if state in TERMINAL:
             self._tell_ended(written)  # durable now: its audit record follows
         await self._audited(written)

@@ -27,6 +27,7 @@ over instead of blocking the runtime.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -130,8 +131,12 @@ class AuditStream(Actor):
         stream: str = "EXOARMUR_AUDIT",
         subject_prefix: str = "exoarmur.audit",
         replicas: int = 1,
+        appends: Counter[str] | None = None,
     ) -> None:
         self.connection_path = connection
+        # "stored", "duplicate", or the code an append failed with (for /metrics);
+        # handed in, so the counts outlive this actor's restarts.
+        self.appends: Counter[str] = appends if appends is not None else Counter()
         self.chain = chain
         self.stream = stream
         self.subject_prefix = subject_prefix
@@ -167,6 +172,15 @@ class AuditStream(Actor):
 
     @handles(Append)
     async def append(self, m: Append) -> AppendAck:
+        try:
+            ack = await self._append(m)
+        except ExoarmurError as exc:
+            self.appends[exc.code.value] += 1
+            raise
+        self.appends["duplicate" if ack.duplicate else "stored"] += 1
+        return ack
+
+    async def _append(self, m: Append) -> AppendAck:
         """One at a time: the chain's order is the order appends are handled.
         Each publish expects the chain's last stream sequence, so a publish
         that lands late (buffered through a reconnect) cannot fork the chain:

@@ -24,6 +24,7 @@ docs/nats.md says which nats-py behaviours each of these works around.
 from __future__ import annotations
 
 import asyncio
+import logging
 from functools import partial
 from typing import Any
 
@@ -36,9 +37,13 @@ from exoarmur.actors.nats.errors import coded
 from exoarmur.actors.nats.read_loop import inline_replies
 from exoarmur.actors.nats.state import ConnectionState, audit, audited_drop
 from exoarmur.runtime import ReasonCode, TimeoutCategory, error_for
+from exoarmur.runtime.logs import logged
 from exoarmur.runtime.margins import CLIENT_CLOSE, CONNECT_ATTEMPT, CONNECT_ATTEMPT_FLOOR
 
 __all__ = ["start", "stop"]
+
+LOG = logging.getLogger("exoarmur.nats")
+DOWN_LOG_EVERY = 10.0  # seconds between "still reconnecting" lines
 
 
 async def start(state: ConnectionState) -> None:
@@ -46,6 +51,7 @@ async def start(state: ConnectionState) -> None:
     context = state.context
     deadline = context.now() + context.system.timeouts.seconds[TimeoutCategory.NATS_CONNECT]
     state.nc = await _connect(state, deadline)
+    logged(LOG, logging.INFO, "nats.connected", f"connected to {_server(state.nc)}", path=context.path)
     context.start_task(_close_when_gone, state, state.nc)
     for record in state.subscriptions.records.values():  # a restart: subscribe again
         await subscriptions.attach(state, record)
@@ -157,6 +163,7 @@ async def _watchdog(state: ConnectionState) -> None:
         if nc is None:
             return
         now = state.context.now()
+        _still_down(state, now)
         # Not connected and not closed: reconnecting, or in one of its
         # connect attempts (nats-py says CONNECTING then, not RECONNECTING).
         if nc.is_connected or nc.is_closed:
@@ -194,14 +201,42 @@ def _error(state: ConnectionState, exc: Exception) -> None:
 async def _on_disconnected(state: ConnectionState) -> None:
     if state.current():
         state.disconnects += 1
-        state.bridge.actor_side(state.context.report_failure, ReasonCode.NATS_DISCONNECTED, "connection lost")
+        state.bridge.actor_side(_disconnected, state)
+
+
+def _disconnected(state: ConnectionState) -> None:
+    if state.down_since is None:
+        state.down_since = state.down_logged = state.context.now()
+    state.context.report_failure(ReasonCode.NATS_DISCONNECTED, "connection lost")  # audited, and logged so
 
 
 async def _on_reconnected(state: ConnectionState) -> None:
     if state.current():
         state.reconnects += 1
-        if state.subscriptions.watches:
-            state.bridge.actor_side(state.context.start_task, watches.resume, state)
+        state.bridge.actor_side(_reconnected, state)
+
+
+def _reconnected(state: ConnectionState) -> None:
+    down = state.context.now() - state.down_since if state.down_since is not None else 0.0
+    state.down_since = None
+    logged(LOG, logging.INFO, "nats.reconnected", f"reconnected to {_server(state.nc)} after {down:.1f} s",
+           path=state.context.path, down_seconds=round(down, 3))  # fmt: skip
+    if state.subscriptions.watches:
+        state.context.start_task(watches.resume, state)
+
+
+def _still_down(state: ConnectionState, now: float) -> None:
+    """While the connection is down, say so every DOWN_LOG_EVERY seconds."""
+    if state.down_since is None or now - state.down_logged < DOWN_LOG_EVERY:
+        return
+    state.down_logged = now
+    logged(LOG, logging.WARNING, "nats.reconnecting", f"still reconnecting, {now - state.down_since:.0f} s after the connection was lost",
+           path=state.context.path, code=ReasonCode.NATS_DISCONNECTED.value, down_seconds=round(now - state.down_since, 3))  # fmt: skip
+
+
+def _server(nc: Any) -> str:
+    url = getattr(nc, "connected_url", None)
+    return redact_url(url.geturl()) if url is not None else "?"
 
 
 # ---- nats-py's internals: its tasks and its socket ---------------------------------

@@ -55,6 +55,7 @@ class EmbeddedNatsServer(Actor):
         )
         self.shutdown = shutdown
         self.server: ServerProcess | None = None
+        self.stopped_on_purpose = False
 
     async def started(self) -> None:
         system = self.context.system
@@ -64,9 +65,12 @@ class EmbeddedNatsServer(Actor):
 
     async def _watch(self, server: ServerProcess) -> None:
         status = await server.wait()
+        if self.stopped_on_purpose:
+            return  # `stopping` ended it: no crash
         raise ServerExited(f"nats-server exited with status {status}; log: {server.log_tail(3)}")
 
     async def stopping(self) -> None:
+        self.stopped_on_purpose = True
         if self.server is not None:
             await self.server.stop(timeout=self.shutdown)
 

@@ -108,6 +108,8 @@ class ConnectionState:
     mailbox_drops: int = 0  # a target's mailbox refused a delivery
     replies_lost: int = 0  # served requests whose reply could not be sent
     requests_in_flight: int = 0
+    down_since: float | None = None  # when the connection was lost, until it is back
+    down_logged: float = 0.0  # when that was last logged
 
     def current(self) -> bool:
         """This instance still owns a live client: its callbacks may act."""

@@ -18,6 +18,9 @@ children; the resumer's next scan starts them again from KV
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import MutableMapping
+
 from exoarmur.actors.intents import IntentActor, IntentSetting
 from exoarmur.actors.intents.messages import Activate, FirstRead, Recheck
 from exoarmur.actors.intents.trail import chain_of
@@ -48,11 +51,13 @@ def tenants_spec() -> SupervisorSpec:
     return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=TENANTS_INTENSITY, children=())
 
 
-def tenant_spec(tenant: str, *, connection: str, stream: str = "EXOARMUR_AUDIT", replicas: int = 1) -> ChildSpec:
+def tenant_spec(
+    tenant: str, *, connection: str, stream: str = "EXOARMUR_AUDIT", replicas: int = 1, appends: Counter[str] | None = None
+) -> ChildSpec:
     audit = ChildSpec(
         "audit",
         AuditStream,
-        kwargs={"connection": connection, "chain": chain_of(tenant), "stream": stream, "replicas": replicas},
+        kwargs={"connection": connection, "chain": chain_of(tenant), "stream": stream, "replicas": replicas, "appends": appends},
         backoff=INTENT_BACKOFF,
     )
     return ChildSpec(
@@ -81,7 +86,9 @@ class TenantRouter(Actor):
         stream: str = "EXOARMUR_AUDIT",
         replicas: int = 1,
         intent_actor: type[Actor] = IntentActor,
+        appends: MutableMapping[str, Counter[str]] | None = None,  # chain -> its appends' counts (/metrics)
     ) -> None:
+        self.appends = appends
         self.intent_actor = intent_actor  # an IntentActor, or a class that extends it
         self.tenants_path = tenants
         self.setting = setting
@@ -140,7 +147,8 @@ class TenantRouter(Actor):
         found = system.find(path)
         if found is not None:
             return found
-        spec = tenant_spec(tenant, connection=self.connection, stream=self.stream, replicas=self.replicas)
+        appends = None if self.appends is None else self.appends.setdefault(chain_of(tenant), Counter())
+        spec = tenant_spec(tenant, connection=self.connection, stream=self.stream, replicas=self.replicas, appends=appends)
         await _started(system.lookup(self.tenants_path), spec)
         return system.lookup(path)
 

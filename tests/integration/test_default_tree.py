@@ -24,12 +24,12 @@ TREE = [
     "execution", "execution/ledger", "execution/noop",
     "tenants",
     "intents", "intents/audit", "intents/desk", "intents/router", "intents/resumer", "intents/service",
-    "status",
+    "http", "status",
 ]  # fmt: skip
 
 
 async def test_the_default_tree_starts_in_order_and_writes_a_private_connection_file(tmp_path):
-    config = parse_config_text(f'[state]\ndir = "{tmp_path / "state"}"\n', source="test", base_dir=tmp_path)
+    config = parse_config_text(f'[state]\ndir = "{tmp_path / "state"}"\n[http]\nport = 0\n', source="test", base_dir=tmp_path)
     async with ActorSystem() as system:
         await build_tree(system, config)
         assert system.paths() == TREE

@@ -60,14 +60,17 @@ def test_a_second_run_in_the_same_directory_is_refused_and_the_first_keeps_its_s
     first = start(["run"])
     first.wait_for(RUNNING, timeout=STARTUP_TIMEOUT)
     pid = server_pid(tmp_path)
-    second = start(["run"])
-    second.wait_for("exoarmur: fatal: STATE_LOCKED", timeout=STARTUP_TIMEOUT)
+    second = start(["run"], log_format="json")
+    second.wait_for('"event":"process.fatal"', timeout=STARTUP_TIMEOUT)
     code, err = second.finish(timeout=EXIT_TIMEOUT)
     assert code == 1, err
     state = (tmp_path / STATE).resolve()
-    assert err == (
-        f"exoarmur: fatal: STATE_LOCKED: {state} is in use by pid {first.popen.pid} (lock file {state / 'lock'}): "
-        "stop that process, or give this one another directory ([state] dir, --state-dir)\n"
+    [line] = err.splitlines()  # one event, nothing else
+    event = json.loads(line)
+    assert (event["level"], event["code"]) == ("error", "STATE_LOCKED")
+    assert event["message"] == (
+        f"fatal: STATE_LOCKED: {state} is in use by pid {first.popen.pid} (lock file {state / 'lock'}): "
+        "stop that process, or give this one another directory ([state] dir, --state-dir)"
     )
     assert server_pid(tmp_path) == pid and alive(pid) and healthy(tmp_path / SERVER_DATA)
     first.popen.send_signal(signal.SIGTERM)

@@ -11,7 +11,7 @@ def test_runtime_exports_exactly_its_public_names():
         [
             "MARGINS", "MESSAGES", "TIMEOUT_CODES",
             "Actor", "ActorContext", "ActorCrashed", "ActorInfo", "ActorNotFound", "ActorRef",
-            "ActorSystem", "ActorUnavailable", "AuditEvent", "AuditSink", "BreakerOpen",
+            "ActorSystem", "ActorTotals", "ActorUnavailable", "AuditEvent", "AuditSink", "BreakerOpen",
             "CellState", "Conflict", "DeadLetter", "DependencyFailed", "DeadLetters", "DeadlineExceeded", "Deferred", "Denied",
             "DuplicateSuppressed", "Envelope", "ExecutionFailed", "ExoarmurError", "Fatal", "Host", "Inbox", "InvalidInput",
             "JsonlAuditSink", "MailboxConfig", "MailboxStatistics", "Margin", "MemoryAuditSink",

@@ -85,9 +85,11 @@ async def slow_to_stop_then_failing_tree(system, config) -> None:
 
 
 def config_for(tmp_path: Path, factory: str, *, extra: str = "") -> Config:
-    """Audit and data (the state `run` locks) under tmp_path, not the working directory."""
+    """Audit and data (the state `run` locks) under tmp_path, not the working
+    directory; logs as text (JSON lines: test_logs.py)."""
     text = (
-        f'[audit]\npath = "audit.jsonl"\n[nats]\ndata_dir = "data"\n[tree]\nfactory = "{factory}"\n{extra}'
+        f'[audit]\npath = "audit.jsonl"\n[nats]\ndata_dir = "data"\n[log]\nformat = "text"\n'
+        f'[tree]\nfactory = "{factory}"\n{extra}'
     )
     return parse_config_text(text, source="test", base_dir=tmp_path)
 
@@ -218,9 +220,7 @@ class TestRun:
         assert (code, was_ready) == (1, False)
         err = capsys.readouterr().err
         assert "RuntimeError: tree is broken" in err.split("exoarmur: fatal:")[0]  # traceback first
-        assert err.rstrip().endswith(
-            f"exoarmur: fatal: FATAL: tree factory {__name__}:raising_tree: RuntimeError: tree is broken"
-        )
+        assert f"exoarmur: fatal: FATAL: tree factory {__name__}:raising_tree: RuntimeError: tree is broken" in err.rstrip().splitlines()[-1]
         events = list(read_jsonl(tmp_path / "audit.jsonl"))
         assert [(e.kind, e.code) for e in events] == [("fatal", ReasonCode.FATAL)]
 
@@ -287,7 +287,7 @@ class TestRun:
         assert (code, was_ready) == (1, False)
         err = capsys.readouterr().err
         assert "exoarmur: stopping after the failure: DEADLINE_EXCEEDED: graceful stop still running after 0.3 s" in err
-        assert err.rstrip().endswith(f"exoarmur: fatal: FATAL: tree factory {factory}: RuntimeError: a later step failed")
+        assert f"exoarmur: fatal: FATAL: tree factory {factory}: RuntimeError: a later step failed" in err.rstrip().splitlines()[-1]
         events = [(e.kind, e.code) for e in read_jsonl(tmp_path / "audit.jsonl")]
         assert events == [
             ("fatal", ReasonCode.FATAL),
@@ -323,8 +323,14 @@ class TestCoded:
 class Process:
     """`python -m exoarmur ARGS` with the repository (and `extra_path`) importable."""
 
-    def __init__(self, args: list[str], *, cwd: Path, extra_path: tuple[Path, ...] = ()) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (REPO, *extra_path)))}
+    def __init__(
+        self, args: list[str], *, cwd: Path, extra_path: tuple[Path, ...] = (), log_format: str = "text"
+    ) -> None:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(map(str, (REPO, *extra_path))),
+            "EXOARMUR_LOG__FORMAT": log_format,  # stderr is a pipe: JSON unless told
+        }
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "exoarmur", *args],
             cwd=cwd,
@@ -365,8 +371,8 @@ class Process:
 def start(tmp_path):
     started: list[Process] = []
 
-    def start(args: list[str], *, extra_path: tuple[Path, ...] = ()) -> Process:
-        process = Process(args, cwd=tmp_path, extra_path=extra_path)
+    def start(args: list[str], *, extra_path: tuple[Path, ...] = (), log_format: str = "text") -> Process:
+        process = Process(args, cwd=tmp_path, extra_path=extra_path, log_format=log_format)
         started.append(process)
         return process
 

@@ -21,8 +21,9 @@ from tests.actors.app.test_cli import REPO
 
 @pytest.fixture(autouse=True)
 def no_nats_settings_from_the_environment(monkeypatch):
-    """Each test sets what it needs: the runner's own EXOARMUR_NATS_* stay out."""
-    for name in [name for name in os.environ if name.startswith("EXOARMUR_NATS_")]:
+    """Each test sets what it needs: the runner's own EXOARMUR_NATS_* (and the
+    suite's EXOARMUR_HTTP__PORT, tests/conftest.py) stay out."""
+    for name in [name for name in os.environ if name.startswith(("EXOARMUR_NATS_", "EXOARMUR_HTTP__"))]:
         monkeypatch.delenv(name)
 
 
@@ -100,9 +101,9 @@ class TestRunRefusesBeforeStarting:
         make, is one CONFIG_INVALID line and exit 2, before anything starts."""
         config = tmp_path / "c.toml"
         config.write_text("[nats]\n" + nats.format(missing=tmp_path / "missing") + "\n")
-        assert main(["run", "--config", str(config)]) == 2
+        assert main(["run", "--config", str(config), "--log-format", "text"]) == 2
         err = capsys.readouterr().err
-        assert err.startswith("exoarmur: fatal: CONFIG_INVALID: ") and where in err
+        assert "exoarmur: fatal: CONFIG_INVALID: " in err and where in err and len(err.splitlines()) == 1
         assert "Traceback" not in err
 
 

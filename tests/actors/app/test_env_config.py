@@ -4,6 +4,7 @@ naming its variable; any environment is a config or that one error."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -119,3 +120,21 @@ def test_exoarmur_run_refuses_an_insecure_nats_before_it_starts(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2 and "CONFIG_INVALID: nats.urls: nats://10.0.0.5:4222 is outside loopback" in done.stderr
     assert not (tmp_path / "s").exists()  # refused before anything was made
+
+
+def test_exoarmur_run_refuses_health_and_metrics_outside_loopback_unless_allowed(tmp_path):
+    """One JSON line on stderr (it is not a terminal), CONFIG_INVALID, exit 2, nothing made."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXOARMUR_")}
+    env["EXOARMUR_HTTP__ADDRESS"] = "0.0.0.0"
+    done = subprocess.run(
+        [sys.executable, "-m", "exoarmur", "run", "--state-dir", str(tmp_path / "s")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.splitlines()
+    event = json.loads(line)
+    assert (event["level"], event["event"], event["code"]) == ("error", "process.fatal", "CONFIG_INVALID")
+    assert "http.address: 0.0.0.0 is outside loopback" in event["message"] and "allow_remote" in event["message"]
+    assert not (tmp_path / "s").exists()
+    allowed = parse_config_text('[http]\naddress = "0.0.0.0"\nallow_remote = true\n', source="t", base_dir=None)
+    allowed.http.check_secure()  # the explicit opt-in
