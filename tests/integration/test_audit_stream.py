@@ -18,7 +18,7 @@ from exoarmur.actors.nats.audit_stream import (
     verify_chain,
 )
 from exoarmur.actors.nats import JsPublish, StreamEnsure
-from exoarmur.runtime import ActorSystem, AuditEvent, ExoarmurError, ReasonCode
+from exoarmur.runtime import ActorSystem, AuditEvent, ExoarmurError, ReasonCode, TimeoutPolicy
 from tests.integration.support import connect, eventually, running_server
 
 pytestmark = pytest.mark.anyio
@@ -152,8 +152,10 @@ async def test_as_the_systems_sink_it_leaves_out_what_the_audit_actor_itself_cau
     """With the stream gone, a failed append audits failures (the audit
     actor's, and the connection's answers to it) that are not appended in
     turn: no loop. With the audit actor stopped, its refusal of a hand-over
-    is not handed over again: no recursion, one drop."""
-    async with running_server(tmp_path) as server, ActorSystem() as system:
+    is not handed over again: no recursion, one drop. (Publishes time out
+    in 1 s, not the default: the failed append comes sooner.)"""
+    timeouts = TimeoutPolicy.with_overrides({"nats_publish": 1.0})
+    async with running_server(tmp_path) as server, ActorSystem(timeouts=timeouts) as system:
         await connect(system, server)
         audit = await spawn_audit(system)
         sink = JetStreamAuditSink(audit)

@@ -75,7 +75,7 @@ def value(families: dict, name: str, **labels: str) -> float:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("backend", ["asyncio", pytest.param("trio", marks=pytest.mark.slow)])
 async def test_a_nats_outage_is_logged_seen_by_readyz_and_counted(tmp_path, backend):
     data = tmp_path / "nats"
     async with running_server(data) as server:
