@@ -10,6 +10,7 @@ from exoarmur.runtime.codec import decode, decode_message, encode, encode_messag
 from exoarmur.runtime.codes import TIMEOUT_CODES, ReasonCode
 from exoarmur.runtime.context import ActorContext
 from exoarmur.runtime.contracts import ActorInfo, Parent, Supervised, System
+from exoarmur.runtime.current import detached
 from exoarmur.runtime.totals import ActorTotals
 from exoarmur.runtime.deadletters import DeadLetter, DeadLetters
 from exoarmur.runtime.deferred import Deferred
@@ -103,6 +104,7 @@ __all__ = [
     "encode_message",
     "error_for",
     "handles",
+    "detached",
     "message",
     "outgoing_envelope",
     "read_jsonl",

@@ -43,6 +43,8 @@ class ReasonCode(enum.StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     # A tenant has as many intents not yet settled as its quota allows.
     OVERLOAD_TENANT_QUOTA = "OVERLOAD_TENANT_QUOTA"
+    # The audit events emitted before the audit stream is up fill their buffer.
+    OVERLOAD_AUDIT_BUFFER = "OVERLOAD_AUDIT_BUFFER"
 
     # Supervision and retries.
     BREAKER_OPEN = "BREAKER_OPEN"

@@ -9,10 +9,24 @@ end without a parameter on every call.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["CURRENT"]
+__all__ = ["CURRENT", "detached"]
 
 # The running handler's ActorContext (runtime/context.py), or None.
 CURRENT: ContextVar[Any] = ContextVar("exoarmur_current_actor", default=None)
+
+
+@contextmanager
+def detached() -> Iterator[None]:
+    """Sends made inside inherit nothing from the running handler (deadline,
+    tenant, trace): for work that is not the handler's own and must outlive
+    its deadline, such as an audit sink handing over the handler's failure."""
+    token = CURRENT.set(None)
+    try:
+        yield
+    finally:
+        CURRENT.reset(token)

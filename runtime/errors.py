@@ -53,6 +53,7 @@ class Overloaded(ExoarmurError):
             ReasonCode.OVERLOAD_SHED,
             ReasonCode.RATE_LIMITED,
             ReasonCode.OVERLOAD_TENANT_QUOTA,
+            ReasonCode.OVERLOAD_AUDIT_BUFFER,
             ReasonCode.NATS_SLOW_CONSUMER,
         }
     )

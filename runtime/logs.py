@@ -7,7 +7,7 @@ with a stable dotted name and fields:
     logged(logger, logging.WARNING, "nats.disconnected", "connection lost", path="nats/connection")
 
 How it is shown (JSON lines or text on stderr) is the main process's choice
-(actors/app/logs.py). Nothing is formatted unless the level is enabled.
+(actors/app/logs.py). The record is made only if the level is enabled.
 """
 
 from __future__ import annotations

@@ -200,7 +200,9 @@ class Supervisor(Actor):
         self._tickets += 1
         self._pending[self._tickets] = affected
         delay = max(failed.backoff_delay(now=now, within=self.spec.intensity.within), failed.retry_delay(self.context.system, now=now))
-        logged(LOG, logging.INFO, "actor.restarting", f"restarting {', '.join(affected)} in {delay:.3g} s",
+        # Permanent children's restarts are news; an intent actor's (transient) are many: debug.
+        level = logging.INFO if failed.spec.restart is Restart.PERMANENT else logging.DEBUG
+        logged(LOG, level, "actor.restarting", f"restarting {', '.join(affected)} in {delay:.3g} s",
                path=f"{self.context.path}/{message.name}", code=message.code.value)  # fmt: skip
         if len(affected) > 1:
             self._signal(RestartGroup(self._tickets, message.name, delay))

@@ -6,15 +6,21 @@
 
 An actor that listens with anyio and speaks HTTP with h11 (sans-I/O), so it
 runs wherever the process runs: asyncio or trio. What it guards against:
-- at most MAX_CONNECTIONS at once; one more is answered 503 and closed;
-- a request head larger than MAX_HEAD, or not HTTP, is answered 400;
-- a connection lives CONNECTION_LIFETIME seconds at most, idle or not;
-- only GET and HEAD (405 otherwise), only the paths above (404 otherwise).
+- at most MAX_CONNECTIONS at once; one more is closed at once, unread;
+- a request head larger than MAX_HEAD is answered 431, one that is not
+  HTTP 400;
+- a connection lives CONNECTION_LIFETIME seconds at most, and IDLE seconds
+  without a byte from its client;
+- only GET and HEAD (405 otherwise), only the paths above (404 otherwise);
+- whatever else goes wrong with one connection ends that connection only
+  (logged, `http.connection_failed`), never the server.
 A port it cannot listen on stops the start with CONFIG_INVALID naming it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import platform
 from http import HTTPStatus
@@ -35,13 +41,17 @@ from exoarmur.actors.app.readiness import READY_CHECK, Readiness
 from exoarmur.actors.app.status import exoarmur_version
 from exoarmur.actors.nats import NatsStatistics, Statistics
 from exoarmur.runtime import Actor, ExoarmurError, InvalidInput, ReasonCode, handles, message
+from exoarmur.runtime.logs import logged
 from exoarmur.supervisors import describe_system
 
 __all__ = ["HealthServer", "ServingAt"]
 
+LOG = logging.getLogger("exoarmur.http")
 MAX_CONNECTIONS = 16
 MAX_HEAD = 16 * 1024
 CONNECTION_LIFETIME = 10.0
+READY_FRESH = 1.0  # seconds a /readyz answer is reused
+IDLE = 2.0  # seconds a connection may stay silent before a request, or within one
 READ_CHUNK = 4096
 Answer = tuple[int, str, bytes]  # status, content type, body
 
@@ -55,13 +65,19 @@ class ServingAt:
 class HealthServer(Actor):
     mailbox_capacity = 4
 
-    def __init__(self, *, http: HttpConfig, readiness: Readiness, observed: Observed, owner: str) -> None:
+    def __init__(
+        self, *, http: HttpConfig, readiness: Readiness, observed: Observed, owner: str, breaker_roots: tuple[str, ...] = ()
+    ) -> None:
         self.http = http
+        self.breaker_roots = breaker_roots  # whose children's breakers /metrics shows
         self.readiness = readiness
         self.observed = observed
         self.owner = owner
         self.url = ""
         self.slots = anyio.CapacityLimiter(MAX_CONNECTIONS)
+        self.failures = 0  # connections ended by something other than the client leaving
+        self.ready_lock = anyio.Lock()
+        self.last_ready: tuple[float, Answer] | None = None  # (when, the answer)
 
     async def started(self) -> None:
         try:
@@ -91,13 +107,17 @@ class HealthServer(Actor):
             try:
                 self.slots.acquire_on_behalf_of_nowait(stream)
             except anyio.WouldBlock:
-                await _busy(stream)
-                return
+                return  # no slot: closed at once, nothing read (a flood holds no task)
             try:
                 with anyio.move_on_after(CONNECTION_LIFETIME):
                     await self._requests(stream)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError):
                 pass  # the client went away
+            except Exception as exc:  # one connection's surprise never ends the server
+                self.failures += 1
+                if self.failures & (self.failures - 1) == 0:  # the 1st, 2nd, 4th...: seen, not a flood
+                    logged(LOG, logging.WARNING, "http.connection_failed", f"a connection failed: {exc!r}",
+                           path=self.context.path, failures=self.failures)  # fmt: skip
             finally:
                 self.slots.release_on_behalf_of(stream)
 
@@ -108,7 +128,8 @@ class HealthServer(Actor):
                 request = await _next_request(conn, stream)
             except h11.RemoteProtocolError as exc:
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                    await _send(stream, conn, "GET", (exc.error_status_hint, "text/plain", b"bad request\n"))
+                    with contextlib.suppress(h11.LocalProtocolError):  # e.g. a HEAD's: no body may follow
+                        await _send(stream, conn, "GET", (exc.error_status_hint, "text/plain", b"bad request\n"))
                 return
             if request is None:
                 return
@@ -134,6 +155,15 @@ class HealthServer(Actor):
         return 200, "text/plain", b"ok\n"
 
     async def _ready(self, accept: str) -> Answer:
+        """One check at a time, its answer reused for READY_FRESH seconds: probes
+        that come faster cost no more work (nor audit events, when checks fail)."""
+        async with self.ready_lock:
+            now = self.context.now()
+            if self.last_ready is None or now - self.last_ready[0] >= READY_FRESH:
+                self.last_ready = (now, await self._check())
+            return self.last_ready[1]
+
+    async def _check(self) -> Answer:
         with anyio.move_on_after(READY_CHECK * 2):
             result = await self.readiness.check(self.context.system)
             return (200 if result["ready"] else 503), "application/json", orjson.dumps(result) + b"\n"
@@ -153,13 +183,16 @@ class HealthServer(Actor):
             nodes = []
         info = {"version": exoarmur_version(), "backend": sniffio.current_async_library(), "owner": self.owner,
                 "python": platform.python_version(), "pid": str(os.getpid())}  # fmt: skip
-        encoder, content_type = choose_encoder(accept)
+        try:
+            encoder, content_type = choose_encoder(accept)
+        except (ValueError, TypeError):  # an Accept header it cannot read: the plain text format
+            encoder, content_type = choose_encoder("")
         body = exposition(
             encoder,
             totals=system.totals(),
             dead_letters=system.dead_letters.total,
             observed=self.observed,
-            nodes=nodes,
+            nodes=[node for node in nodes if node.path in self.breaker_roots],
             nats=nats,
             info=info,
         )
@@ -182,8 +215,9 @@ async def _next_request(conn: h11.Connection, stream: anyio.abc.ByteStream) -> h
         event = conn.next_event()
         if event is h11.NEED_DATA:
             try:
-                data = await stream.receive(READ_CHUNK)
-            except anyio.EndOfStream:
+                with anyio.fail_after(IDLE):
+                    data = await stream.receive(READ_CHUNK)
+            except (anyio.EndOfStream, TimeoutError):  # closed, or silent too long: done
                 data = b""
             conn.receive_data(data)
             continue
@@ -193,18 +227,6 @@ async def _next_request(conn: h11.Connection, stream: anyio.abc.ByteStream) -> h
             return request
         elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
             return None
-
-
-async def _busy(stream: anyio.abc.ByteStream) -> None:
-    """No slot: read the request briefly, answer 503 and close."""
-    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-    with anyio.move_on_after(1.0):
-        try:
-            request = await _next_request(conn, stream)
-        except (h11.RemoteProtocolError, anyio.BrokenResourceError, OSError):
-            return
-        if request is not None:
-            await _send(stream, conn, "GET", (503, "text/plain", b"busy\n"))
 
 
 async def _send(stream: anyio.abc.ByteStream, conn: h11.Connection, method: str, answer: Answer) -> None:

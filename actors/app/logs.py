@@ -161,8 +161,8 @@ class LoggedAuditSink:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = [float(BURST), event.at, 0]
-        tokens = min(float(BURST), bucket[0] + (event.at - bucket[1]) * RATE)
-        bucket[1] = event.at
+        tokens = min(float(BURST), bucket[0] + max(event.at - bucket[1], 0.0) * RATE)
+        bucket[1] = max(event.at, bucket[1])  # a clock that steps back refills nothing
         if tokens < 1.0:
             bucket[0] = tokens
             bucket[2] += 1

@@ -269,7 +269,8 @@ async def _print_tree(system: ActorSystem) -> None:
     except ExoarmurError as exc:  # a busy or stopping tree: say so, keep running
         logged(LOG, logging.WARNING, "process.tree_unavailable", f"tree unavailable: {exc}", code=exc.code.value)
         return
-    print("\n".join(node.render() for node in nodes) or "(no actors)", file=sys.stderr, flush=True)
+    tree = "\n".join(node.render() for node in nodes) or "(no actors)"
+    logged(LOG, logging.INFO, "process.tree", f"the supervision tree:\n{tree}", actors=len(system.paths()))
 
 
 async def _cancel_on_failure(system: ActorSystem, scope: anyio.CancelScope) -> None:

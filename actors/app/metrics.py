@@ -24,6 +24,7 @@ import attrs
 from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
+from exoarmur.actors.app.audit_sink import StreamAuditSink
 from exoarmur.actors.intents.tally import IntentTally
 from exoarmur.actors.nats import NatsStatistics
 from exoarmur.runtime import ActorTotals, AuditEvent, AuditSink, ReasonCode
@@ -56,6 +57,7 @@ class Observed:
     audit: AuditCounts
     appends: dict[str, Counter[str]]  # audit chain -> "stored" | "duplicate" | code -> appends
     intents: IntentTally = attrs.field(factory=IntentTally)
+    sink: StreamAuditSink | None = None  # the system's sink on the audit stream
 
 
 @attrs.frozen
@@ -85,6 +87,7 @@ def exposition(
         _breakers(nodes),
         *_nats(nats),
         _appends(observed.appends),
+        _refused(observed.sink),
         *_intents(observed.intents),
         _counter("exoarmur_dead_letters", "Envelopes that reached nobody.", dead_letters),
         _info(info),
@@ -145,7 +148,7 @@ def _audit(counts: Mapping[tuple[str, ReasonCode], int]) -> list[Metric]:
 
 def _breakers(nodes: Iterable[Node]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(
-        "exoarmur_breaker_state", "1 for each breaker's current state (top-level supervisors' children).", labels=["path", "state"]
+        "exoarmur_breaker_state", "1 for each breaker's current state (the connection, the buckets, the controls, the execution types).", labels=["path", "state"]
     )
     for node in nodes:
         for child in node.children:
@@ -177,6 +180,15 @@ def _appends(appends: Mapping[str, Counter[str]]) -> CounterMetricFamily:
     for chain, counts in sorted(appends.items()):
         for result, count in sorted(counts.items()):
             family.add_metric([chain, result], count)
+    return family
+
+
+def _refused(sink: StreamAuditSink | None) -> CounterMetricFamily:
+    family = CounterMetricFamily(
+        "exoarmur_audit_sink_refused", "Audit events kept locally but not handed to the audit stream, by code.", labels=["code"]
+    )
+    for code, count in sorted((sink.refusals() if sink is not None else {}).items()):
+        family.add_metric([code.value], count)
     return family
 
 

@@ -5,9 +5,10 @@ Ready when every check passes, each within READY_CHECK seconds, all at once:
 - the NATS connection is connected;
 - every KV bucket answers a leader read (of a key nobody writes);
 - every audit chain's stream answers a leader read of its last record;
-- no breaker kept by a top-level supervisor for its children is open (one
-  kept for a single intent, deeper in the tree, does not make the process
-  unready).
+- no breaker of a child of the `roots` supervisors is open (the connection,
+  the buckets, the controls: what every intent needs). One of a tenant or
+  of an execution type does not make the process unready: it stops that
+  tenant's or that type's intents only (/metrics shows it).
 
 Each answer is `{"ready": bool, "checks": {name: "ok" | "<CODE>: <detail>"}}`.
 A check that fails names its code, so /readyz says why, not only that.
@@ -36,6 +37,7 @@ class Readiness:
     connection: str  # the NatsConnection's path
     buckets: Mapping[str, str]  # bucket name -> its KvBucket's path
     streams: tuple[tuple[str, str], ...]  # (stream, subject) of each audit chain
+    roots: tuple[str, ...] = ()  # top-level supervisors whose children's breakers count
 
     async def check(self, system: System) -> dict[str, object]:
         checks: dict[str, str] = {}
@@ -48,7 +50,7 @@ class Readiness:
                 group.start_soon(_answers, checks, f"bucket {bucket}", system, path, Get(PROBE_KEY))
             for stream, subject in self.streams:
                 group.start_soon(_answers, checks, f"stream {subject}", system, self.connection, StreamLast(stream, subject))
-            group.start_soon(_breakers, checks, system)
+            group.start_soon(_breakers, checks, system, self.roots)
         return {"ready": all(value == OK for value in checks.values()), "checks": dict(sorted(checks.items()))}
 
     async def _connection(self, system: System, checks: dict[str, str]) -> None:
@@ -69,7 +71,7 @@ async def _answers(checks: dict[str, str], name: str, system: System, path: str,
         checks[name] = OK
 
 
-async def _breakers(checks: dict[str, str], system: System) -> None:
+async def _breakers(checks: dict[str, str], system: System, roots: tuple[str, ...]) -> None:
     try:
         with anyio.fail_after(READY_CHECK):
             nodes = await describe_system(system)
@@ -79,5 +81,11 @@ async def _breakers(checks: dict[str, str], system: System) -> None:
     except TimeoutError:
         checks["breakers"] = f"{ReasonCode.DEADLINE_EXCEEDED.value}: the tree was not described in {READY_CHECK:g} s"
         return
-    open_ = [child.path for node in nodes for child in node.children if (child.breaker or "").startswith("open")]
+    open_ = [
+        child.path
+        for node in nodes
+        if node.path in roots
+        for child in node.children
+        if (child.breaker or "").startswith("open")
+    ]
     checks["breakers"] = OK if not open_ else f"{ReasonCode.BREAKER_OPEN.value}: {', '.join(open_)}"

@@ -5,6 +5,7 @@ stopped in the reverse one.
       nats/server        EmbeddedNatsServer (only without a NATS URL)
       nats/connection    NatsConnection (to nats/server, or to the configured URLs)
     store                Supervisor, one_for_one
+      store/audit        AuditStream: this process's `kernel-<owner>` chain, the system's audit sink
       store/records      KvBucket: the intent records
       store/open         KvBucket: the index of unsettled intents
       store/leases       KvBucket: the owners' leases
@@ -46,6 +47,7 @@ from typing import TYPE_CHECKING
 
 from exoarmur.actors.app.nats_config import NatsConfig
 from exoarmur.actors.app.state import StateDir
+from exoarmur.actors.app.audit_sink import StreamAuditSink, kernel_chain
 from exoarmur.actors.app.health import HealthServer, ServingAt
 from exoarmur.actors.app.metrics import AuditCounts, Observed
 from exoarmur.actors.app.readiness import Readiness
@@ -80,6 +82,8 @@ OWNERS = "store/tenant_owners"
 DESK = "intents/desk"
 GATES = "controls/gates"
 ADMISSION_AUDIT = "intents/audit"
+KERNEL_AUDIT = "store/audit"
+TENANT_CHAINS = "intents-*"  # the label of every tenant's chain in /metrics
 STATUS = "status"
 HTTP = "http"
 AUDIT_STREAM = "EXOARMUR_AUDIT"  # AuditStream's defaults: one stream, a subject per chain
@@ -125,7 +129,7 @@ def nats_spec(nats: NatsConfig, *, data_dir: Path) -> SupervisorSpec:
     return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=INTENSITY, children=tuple(children))
 
 
-def store_spec(*, owner: str, lease_ttl: float, replicas: int) -> SupervisorSpec:
+def store_spec(*, owner: str, lease_ttl: float, replicas: int, appends: Counter[str] | None = None) -> SupervisorSpec:
     def bucket(name: str, bucket: str) -> ChildSpec:
         return ChildSpec(
             name,
@@ -138,8 +142,14 @@ def store_spec(*, owner: str, lease_ttl: float, replicas: int) -> SupervisorSpec
     lease = ChildSpec(
         "lease", OwnerLease, kwargs={"owner": owner, "bucket": LEASES, "ttl": lease_ttl}, backoff=RESTART_BACKOFF
     )
+    audit = ChildSpec(
+        "audit",
+        AuditStream,
+        kwargs={"connection": CONNECTION, "chain": kernel_chain(owner), "replicas": replicas, "appends": appends},
+        backoff=RESTART_BACKOFF,
+    )
     buckets = tuple(bucket(name, value) for name, value in BUCKETS.items())
-    return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=INTENSITY, children=(*buckets, lease))
+    return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=INTENSITY, children=(audit, *buckets, lease))
 
 
 def controls_spec(types: Mapping[str, TypeInfo], *, replicas: int, appends: Counter[str] | None = None) -> SupervisorSpec:
@@ -176,7 +186,7 @@ def intents_spec(
     limits: Mapping[str, TenantLimits],
     default_limits: TenantLimits,
     appends: Counter[str] | None = None,
-    chains: dict[str, Counter[str]] | None = None,
+    tenant_appends: Counter[str] | None = None,
 ) -> SupervisorSpec:
     audit = ChildSpec(
         "audit",
@@ -194,7 +204,7 @@ def intents_spec(
     router = ChildSpec(
         "router",
         TenantRouter,
-        kwargs={"tenants": TENANTS, "setting": setting, "connection": CONNECTION, "replicas": replicas, "appends": chains},
+        kwargs={"tenants": TENANTS, "setting": setting, "connection": CONNECTION, "replicas": replicas, "appends": tenant_appends},
     )
     resumer = ChildSpec(
         "resumer",
@@ -247,7 +257,12 @@ async def build_tree(system: ActorSystem, config: Config) -> None:
     execution, infos = execution_of(config)
     owner = state.owner()
     # What /metrics shows: audit events counted in front of the system's sink.
-    observed = Observed(audit=AuditCounts(system.audit), appends={CONTROLS_CHAIN: Counter(), ADMISSION_CHAIN: Counter()})
+    # The system's audit events: kept locally (as `run` set up), appended to
+    # this process's chain once its actor is up, and counted for /metrics.
+    sink = StreamAuditSink(system.audit)
+    chains = (kernel_chain(owner), CONTROLS_CHAIN, ADMISSION_CHAIN)
+    # Appends by chain; the tenants' chains together (one label value, however many tenants).
+    observed = Observed(audit=AuditCounts(sink), appends={chain: Counter() for chain in (*chains, TENANT_CHAINS)}, sink=sink)
     system.audit = observed.audit
     setting = IntentSetting(
         owner=owner,
@@ -265,8 +280,9 @@ async def build_tree(system: ActorSystem, config: Config) -> None:
         drain=config.drain,
     )
     await system.spawn(Supervisor, name=NATS, kwargs={"spec": nats_spec(nats, data_dir=config.nats_data_dir)})
-    store = store_spec(owner=owner, lease_ttl=config.lease_ttl, replicas=nats.replicas)
+    store = store_spec(owner=owner, lease_ttl=config.lease_ttl, replicas=nats.replicas, appends=observed.appends[chains[0]])
     await system.spawn(Supervisor, name="store", kwargs={"spec": store})
+    sink.attach(system.lookup(KERNEL_AUDIT))
     controls = controls_spec(infos, replicas=nats.replicas, appends=observed.appends[CONTROLS_CHAIN])
     await system.spawn(Supervisor, name="controls", kwargs={"spec": controls})
     await system.spawn(Supervisor, name="execution", kwargs={"spec": execution})
@@ -280,7 +296,7 @@ async def build_tree(system: ActorSystem, config: Config) -> None:
         limits=config.tenant_limits,
         default_limits=config.tenant_default,
         appends=observed.appends[ADMISSION_CHAIN],
-        chains=observed.appends,
+        tenant_appends=observed.appends[TENANT_CHAINS],
     )
     await system.spawn(Supervisor, name="intents", kwargs={"spec": spec})
     status = {"connection": CONNECTION, "owner": owner, "name": config.name}
@@ -289,9 +305,11 @@ async def build_tree(system: ActorSystem, config: Config) -> None:
         readiness = Readiness(
             connection=CONNECTION,
             buckets={bucket: f"store/{name}" for name, bucket in BUCKETS.items()},
-            streams=tuple((AUDIT_STREAM, f"{AUDIT_PREFIX}.{chain}") for chain in (CONTROLS_CHAIN, ADMISSION_CHAIN)),
+            roots=(NATS, "store", "controls"),
+            streams=tuple((AUDIT_STREAM, f"{AUDIT_PREFIX}.{chain}") for chain in chains),
         )
-        kwargs = {"http": config.http, "readiness": readiness, "observed": observed, "owner": owner}
+        kwargs = {"http": config.http, "readiness": readiness, "observed": observed, "owner": owner,
+                  "breaker_roots": (NATS, "store", "controls", "execution")}  # fmt: skip
         http = await (await system.spawn(HealthServer, name=HTTP, kwargs=kwargs)).ask(ServingAt())
         status["http"] = http
     await system.spawn(StatusService, name=STATUS, kwargs=status)

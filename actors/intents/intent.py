@@ -264,11 +264,25 @@ class IntentActor(Actor):
 
     async def _attempt(self, record: IntentRecord, info: TypeInfo, state: IntentState) -> None:
         """Write a new attempt (EXECUTING or REVERTING) and make it, under
-        one generation of the owner's lease from the write to the call. A
-        stop meanwhile waits for it (`stopping`)."""
-        self.in_effect = anyio.Event()
+        one generation of the owner's lease from the write to the call. None
+        starts once the process is stopping: the intent stays as written,
+        and whoever resumes it goes on from there."""
+        if self.context.system.stopping:
+            await anyio.sleep_forever()  # until this instance ends with the stop
+        generation = await self._lease_covers(info)
+        record = await self._write(record, state, attempt=True)
+        await self._audited(record)
+        faults = self.setting.faults
+        if state is S.EXECUTING:
+            faults.reached("after_executing_written")
+        else:
+            faults.reached("mid_revert")
+        await self._lease_covers(info, generation=generation)
+        if self.context.system.stopping:
+            await anyio.sleep_forever()  # written, not made: the next start reconciles it
+        self.in_effect = anyio.Event()  # a stop from now on waits for the outcome (`stopping`)
         try:
-            await self._make_attempt(record, info, state)
+            await self._effect_and_outcome(record, info, state)
         finally:
             self.in_effect.set()
 
@@ -280,16 +294,7 @@ class IntentActor(Actor):
             with anyio.move_on_after(self.setting.drain):
                 await self.in_effect.wait()
 
-    async def _make_attempt(self, record: IntentRecord, info: TypeInfo, state: IntentState) -> None:
-        generation = await self._lease_covers(info)
-        record = await self._write(record, state, attempt=True)
-        await self._audited(record)
-        faults = self.setting.faults
-        if state is S.EXECUTING:
-            faults.reached("after_executing_written")
-        else:
-            faults.reached("mid_revert")
-        await self._lease_covers(info, generation=generation)
+    async def _effect_and_outcome(self, record: IntentRecord, info: TypeInfo, state: IntentState) -> None:
         if state is S.EXECUTING:
             effect = await self._apply(record, info)
             if effect is None:

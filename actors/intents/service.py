@@ -135,6 +135,8 @@ class IntentService(Actor):
         forwarded = subject.startswith(own)
         tenant, operation, body = parse_request(subject.removeprefix(own) if forwarded else subject, data)
         if operation == "submit":
+            if self.context.system.stopping:  # the stop drains what runs; nothing new starts
+                raise error_for(ReasonCode.SHUTTING_DOWN, "this process is stopping: try again (submit is idempotent)")
             return await self.submit(tenant, body, reply, data=data, forwarded=forwarded)
         if operation == "get":
             return await self.get(tenant, body, reply)

@@ -34,8 +34,9 @@ class IntentTally:
         )
 
     def written(self, record: IntentRecord, *, was: IntentState) -> None:
-        """`record` was written in its new state, moved from `was` (a revert
-        after SUCCEEDED is counted, its time is not: the intent had ended)."""
+        """`record` was written in its new state, moved from `was`. Its time
+        is observed at its first end only: a revert after SUCCEEDED
+        (REVERTING, then REVERTED) is counted by state, not timed again."""
         self.states[record.state.value] += 1
-        if record.state in TERMINAL and was not in TERMINAL:
+        if record.state in TERMINAL and was not in TERMINAL and was is not IntentState.REVERTING:
             self.settle.observe(max(record.updated - record.created, 0.0))

@@ -45,6 +45,7 @@ from exoarmur.runtime import (
     ExoarmurError,
     ReasonCode,
     TimeoutCategory,
+    detached,
     error_for,
     handles,
     message,
@@ -251,6 +252,7 @@ class JetStreamAuditSink:
         self.dropped = 0
         self.own = 0
         self.last_drop: ReasonCode | None = None
+        self.drops: Counter[ReasonCode] = Counter()  # `dropped`, by code
 
     def emit(self, event: AuditEvent) -> None:
         path = self.ref.path
@@ -258,10 +260,12 @@ class JetStreamAuditSink:
             self.own += 1
             return
         try:
-            self.ref.tell_nowait(Append(event.to_json()))
+            with detached():  # not the emitting handler's deadline: a deadline's own event must get through
+                self.ref.tell_nowait(Append(event.to_json()))
         except ExoarmurError as exc:
             self.dropped += 1
             self.last_drop = exc.code
+            self.drops[exc.code] += 1
 
     def close(self) -> None:
         pass

@@ -19,7 +19,6 @@ children; the resumer's next scan starts them again from KV
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import MutableMapping
 
 from exoarmur.actors.intents import IntentActor, IntentSetting
 from exoarmur.actors.intents.messages import Activate, FirstRead, Recheck
@@ -86,7 +85,7 @@ class TenantRouter(Actor):
         stream: str = "EXOARMUR_AUDIT",
         replicas: int = 1,
         intent_actor: type[Actor] = IntentActor,
-        appends: MutableMapping[str, Counter[str]] | None = None,  # chain -> its appends' counts (/metrics)
+        appends: Counter[str] | None = None,  # every tenant chain's appends, counted together (/metrics)
     ) -> None:
         self.appends = appends
         self.intent_actor = intent_actor  # an IntentActor, or a class that extends it
@@ -147,8 +146,7 @@ class TenantRouter(Actor):
         found = system.find(path)
         if found is not None:
             return found
-        appends = None if self.appends is None else self.appends.setdefault(chain_of(tenant), Counter())
-        spec = tenant_spec(tenant, connection=self.connection, stream=self.stream, replicas=self.replicas, appends=appends)
+        spec = tenant_spec(tenant, connection=self.connection, stream=self.stream, replicas=self.replicas, appends=self.appends)
         await _started(system.lookup(self.tenants_path), spec)
         return system.lookup(path)
 

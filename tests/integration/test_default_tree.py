@@ -18,7 +18,7 @@ pytestmark = pytest.mark.anyio
 
 TREE = [
     "nats", "nats/server", "nats/connection",
-    "store", "store/records", "store/open", "store/leases", "store/controls", "store/approvals",
+    "store", "store/audit", "store/records", "store/open", "store/leases", "store/controls", "store/approvals",
     "store/tenant_owners", "store/lease",
     "controls", "controls/audit", "controls/gates", "controls/killswitch", "controls/watch",
     "execution", "execution/ledger", "execution/noop",

@@ -17,7 +17,7 @@ def test_runtime_exports_exactly_its_public_names():
             "JsonlAuditSink", "MailboxConfig", "MailboxStatistics", "Margin", "MemoryAuditSink",
             "MessageRegistry", "Overflow", "Overloaded", "Parent", "ReasonCode", "RetryExhausted", "RetryPolicy",
             "Supervised", "System", "SystemStatistics", "TenantMismatch", "TimeoutCategory", "TimeoutPolicy",
-            "deadline_refusal", "decode", "decode_message", "encode", "encode_message",
+            "deadline_refusal", "decode", "decode_message", "detached", "encode", "encode_message",
             "error_for", "handles", "message", "outgoing_envelope", "read_jsonl", "timeout_category",
             "valid_seconds", "validate_capacity", "wire_name", "ask_all", "together",
         ]
