@@ -96,7 +96,7 @@ class Params:
 
 
 FULL = Params(messages=1_000_000, asks=20_000, spawns=100_000, rss_count=100_000)
-QUICK = Params(messages=100_000, asks=5_000, spawns=20_000, rss_count=20_000)
+QUICK = Params(messages=50_000, asks=5_000, spawns=10_000, rss_count=10_000)
 
 
 # ---- 1. tell, 1 producer -> 1 actor ------------------------------------------------
