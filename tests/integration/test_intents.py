@@ -15,7 +15,7 @@ from exoarmur.actors.intents import Activate, IntentRecord, IntentState, IntentS
 from exoarmur.actors.nats import Put
 from exoarmur.runtime.margins import INDEX_ORPHAN_AGE
 from exoarmur.actors.intents.trail import transition_event
-from exoarmur.runtime import Conflict, ReasonCode, error_for
+from exoarmur.runtime import Actor, Conflict, ReasonCode, error_for
 from tests.integration.intents_support import OWNER, intents_on
 
 pytestmark = pytest.mark.anyio
@@ -223,3 +223,27 @@ async def test_a_bad_list_request_is_refused_with_a_code_and_the_service_goes_on
             assert (await it.request("acme", "submit", {"id": f"l-{n}", "type": "fx"}))["ok"]
         listed = await it.request("acme", "list", {"limit": 2})
         assert [i["id"] for i in listed["intents"]] == ["l-0", "l-1"] and listed["truncated"] is True
+
+
+class SlowToStop(Actor):
+    """Spawned last, stopped first: its stop holds the process in its stop for a while."""
+
+    async def stopping(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await anyio.sleep(1.0)
+
+
+async def test_a_submission_while_the_process_stops_is_answered_shutting_down_and_nothing_is_created(tmp_path):
+    """While the stop drains what runs, the service still answers, but takes
+    nothing new: SHUTTING_DOWN (submit is idempotent: send it again later),
+    and no record is made."""
+    async with intents_on(tmp_path) as it:
+        await it.system.spawn(SlowToStop, name="slow")
+        async with anyio.create_task_group() as group:
+            group.start_soon(it.system.shutdown)
+            with anyio.fail_after(5):
+                while not it.system.stopping:
+                    await anyio.sleep(0.01)
+            reply = await it.request("acme", "submit", {"id": "late", "type": "fx"})
+            assert (reply["ok"], reply["code"]) == (False, "SHUTTING_DOWN"), reply
+            assert await it.store.load("acme", "late") is None
