@@ -3,6 +3,8 @@ mailbox, supervisors with their subtrees (for SIGUSR1 and status)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import attrs
 
 from exoarmur.runtime import ActorInfo, System
@@ -45,13 +47,17 @@ def node_of(info: ActorInfo, *, state: str) -> Node:
     )
 
 
-async def describe_system(system: System) -> list[Node]:
-    """Every top-level actor of `system` as a tree: supervisors with their subtrees."""
+async def describe_system(system: System, *, roots: Collection[str] | None = None) -> list[Node]:
+    """Every top-level actor of `system` as a tree: supervisors with their
+    subtrees; with `roots`, only those top-level actors (the rest is not
+    asked at all: a tenants' subtree can hold an actor per live intent)."""
     nodes = []
     paths = system.paths()
     for path in paths:
         if "/" in path and path.rsplit("/", 1)[0] in paths:
             continue  # described by its supervisor
+        if roots is not None and path not in roots:
+            continue
         ref = system.lookup(path)
         if ref.accepts(Describe):
             nodes.append(await ref.ask(Describe()))

@@ -178,7 +178,7 @@ class HealthServer(Actor):
             nats = None
         try:
             with anyio.fail_after(READY_CHECK):
-                nodes = await describe_system(system)
+                nodes = await describe_system(system, roots=self.breaker_roots)
         except (ExoarmurError, TimeoutError):
             nodes = []
         info = {"version": exoarmur_version(), "backend": sniffio.current_async_library(), "owner": self.owner,
@@ -192,7 +192,7 @@ class HealthServer(Actor):
             totals=system.totals(),
             dead_letters=system.dead_letters.total,
             observed=self.observed,
-            nodes=[node for node in nodes if node.path in self.breaker_roots],
+            nodes=nodes,
             nats=nats,
             info=info,
         )

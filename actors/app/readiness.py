@@ -74,18 +74,12 @@ async def _answers(checks: dict[str, str], name: str, system: System, path: str,
 async def _breakers(checks: dict[str, str], system: System, roots: tuple[str, ...]) -> None:
     try:
         with anyio.fail_after(READY_CHECK):
-            nodes = await describe_system(system)
+            nodes = await describe_system(system, roots=roots)
     except ExoarmurError as exc:
         checks["breakers"] = f"{exc.code.value}: {exc.detail}"
         return
     except TimeoutError:
         checks["breakers"] = f"{ReasonCode.DEADLINE_EXCEEDED.value}: the tree was not described in {READY_CHECK:g} s"
         return
-    open_ = [
-        child.path
-        for node in nodes
-        if node.path in roots
-        for child in node.children
-        if (child.breaker or "").startswith("open")
-    ]
+    open_ = [child.path for node in nodes for child in node.children if (child.breaker or "").startswith("open")]
     checks["breakers"] = OK if not open_ else f"{ReasonCode.BREAKER_OPEN.value}: {', '.join(open_)}"
