@@ -1,8 +1,8 @@
 """Benchmarks: scripts that print a table, write JSON, and compare against a raw
 baseline measured in the same run.
 
-Each runs as `exoarmur bench NAME [OPTIONS]` or `python -m
-exoarmur.benchmarks.bench_NAME [OPTIONS]`, from any directory; results go to
+Each runs as `exoarmur bench NAME [OPTIONS]` or `python -m MODULE [OPTIONS]`
+(SCRIPTS: bench_NAME, and load_nodes_peers for the load), from any directory; results go to
 `./benchmark-results/` there (or `--out DIR`), never next to the scripts
 (`report.py`). They need the `bench` extra: `pip install 'exoarmur[bench]'`.
 """
@@ -35,13 +35,18 @@ SCRIPTS = MappingProxyType(
             "exoarmur.benchmarks.bench_replay",
             "replay --verify of N intents' audit and KV records, against the REPLAY_PROCESSING budget",
         ),
+        "load": (
+            "exoarmur.benchmarks.load_nodes_peers",
+            "1,000 logical nodes and 500 peer identities across 10 tenants: capacity by a ramp, then nominal, "
+            "overload (2x) and scale (10x the sources), each verified (terminal, ledger, replay)",
+        ),
     }
 )
 
 # The extra the scripts need beyond exoarmur's own dependencies, and its
 # packages: pyproject.toml's [project.optional-dependencies] bench (a test pins it).
 EXTRA = "bench"
-EXTRA_PACKAGES = ("pykka", "psutil")
+EXTRA_PACKAGES = ("pykka", "psutil", "rich", "matplotlib")
 INSTALL_EXTRA = f"pip install 'exoarmur[{EXTRA}]'"
 
 # Where results go by default, relative to the current directory.

@@ -43,6 +43,7 @@ __all__ = [
     "missed",
     "plain_table",
     "script_parser",
+    "verdict",
     "write_report",
 ]
 
@@ -231,9 +232,14 @@ def close_report(
         print(markdown_table(rows))
         print()
     write_report(report, name=name, out=args.out, destination=args.json, latest=not args.quick)
+    return verdict(name, failing)
+
+
+def verdict(name: str, failing: list[str], *, what: str = "target(s) missed") -> int:
+    """0, or EXIT_MISSED after naming on stderr each line of `failing`."""
     if not failing:
         return 0
-    print(f"bench {name}: {len(failing)} target(s) missed:", file=sys.stderr)
+    print(f"bench {name}: {len(failing)} {what}:", file=sys.stderr)
     for line in failing:
         print(f"  {line}", file=sys.stderr)
     return EXIT_MISSED

@@ -3,7 +3,8 @@
     <dir>/lock             held (flock) while `exoarmur run` runs: one process per directory
     <dir>/owner            this process's owner id for intents, made once, kept across restarts
     <dir>/connection.json  mode 0600: how the CLI reaches this process's NATS
-                           {"urls": [...], "token"?: ..., <credentials>, "pid": ...}
+                           {"urls": [...], "token"?: ..., <credentials>, "pid": ...,
+                           "embedded": bool, "http"?: health and metrics URL}
     <dir>/nats/            the embedded server's data (unless `[nats] data_dir` says otherwise)
 
 The owner id outlives the process on purpose: a process restarted after a
@@ -62,10 +63,18 @@ class StateDir:
         return owner
 
     def write_connection(
-        self, *, urls: tuple[str, ...], credentials: Mapping[str, str | None], embedded: bool = False
+        self,
+        *,
+        urls: tuple[str, ...],
+        credentials: Mapping[str, str | None],
+        embedded: bool = False,
+        http: str | None = None,
     ) -> Path:
-        """`embedded`: the NATS at `urls` is this process's own, and ends with it."""
+        """`embedded`: the NATS at `urls` is this process's own, and ends with it.
+        `http`: where it serves health and metrics, if it does."""
         data: dict[str, Any] = {"urls": list(urls), "pid": os.getpid(), "embedded": embedded}
+        if http:
+            data["http"] = http
         data.update({name: value for name, value in credentials.items() if value is not None})
         file = self.path / CONNECTION_FILE
         _write_private(file, orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")

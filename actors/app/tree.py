@@ -316,10 +316,10 @@ async def build_tree(system: ActorSystem, config: Config) -> None:
     if nats.embedded:
         endpoint: NatsEndpoint = await system.lookup(SERVER).ask(ServerInfo())
         urls = endpoint.urls
-        state.write_connection(urls=urls, credentials={"token": endpoint.token}, embedded=True)
+        state.write_connection(urls=urls, credentials={"token": endpoint.token}, embedded=True, http=http)
     else:
         urls = nats.urls
-        state.write_connection(urls=urls, credentials=nats.credentials())
+        state.write_connection(urls=urls, credentials=nats.credentials(), http=http)
     nats_urls = ", ".join(map(redact_url, urls))
     logged(LOG, logging.INFO, "process.serving",
            f"serving: NATS {nats_urls}{' (embedded)' if nats.embedded else ''}; "

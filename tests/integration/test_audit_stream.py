@@ -152,9 +152,11 @@ async def test_as_the_systems_sink_it_leaves_out_what_the_audit_actor_itself_cau
     """With the stream gone, a failed append audits failures (the audit
     actor's, and the connection's answers to it) that are not appended in
     turn: no loop. With the audit actor stopped, its refusal of a hand-over
-    is not handed over again: no recursion, one drop. (Publishes time out
-    in 1 s, not the default: the failed append comes sooner.)"""
-    timeouts = TimeoutPolicy.with_overrides({"nats_publish": 1.0})
+    is not handed over again: no recursion, one drop. (An append may take
+    2 s, not the default, and an attempt takes AUDIT_ATTEMPT, 1 s: the first
+    attempt fails, and is reported, well inside the append's deadline, not
+    in a race with it.)"""
+    timeouts = TimeoutPolicy.with_overrides({"nats_publish": 2.0})
     async with running_server(tmp_path) as server, ActorSystem(timeouts=timeouts) as system:
         await connect(system, server)
         audit = await spawn_audit(system)

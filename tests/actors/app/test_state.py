@@ -28,6 +28,14 @@ def test_the_file_is_private_and_read_back(tmp_path):
     assert urls == ("nats://127.0.0.1:4",) and credentials.token == "s3cret"
 
 
+def test_the_file_names_the_health_url_when_there_is_one(tmp_path):
+    state = StateDir(tmp_path)
+    state.write_connection(urls=("nats://127.0.0.1:4",), credentials={}, http="http://127.0.0.1:9464")
+    assert orjson.loads((tmp_path / "connection.json").read_bytes())["http"] == "http://127.0.0.1:9464"
+    state.write_connection(urls=("nats://127.0.0.1:4",), credentials={})
+    assert "http" not in orjson.loads((tmp_path / "connection.json").read_bytes())
+
+
 def test_a_dead_process_with_its_own_nats_is_told_at_once(tmp_path):
     """Its embedded NATS ended with it: nothing to wait for."""
     (tmp_path / "connection.json").write_bytes(

@@ -1,0 +1,431 @@
+"""The load script: exactly 1,000 logical nodes and 500 peer identities
+across 10 tenants, against a running exoarmur process or one it starts.
+
+    exoarmur bench load                          # nominal, overload, scale
+    exoarmur bench load --scenario nominal --seconds 120
+    exoarmur bench load --state-dir .exoarmur    # a process already running
+    python -m exoarmur.benchmarks.load_nodes_peers --quick
+
+The sources (load_fleet.py): nodes are actors of exoarmur's runtime in this
+process, each bound to a tenant, submitting through one connection actor;
+peers each have a NATS connection and client name of their own. Every
+intent names its source in its params, and the distinct sources are
+counted from the records the system stored.
+
+Scenarios (load_phases.py paces each open loop, submissions dealt round
+robin, so each source submits at rate / sources, evenly):
+
+    ramp       measures capacity: steps x1.5 from --start-rate until a
+               step is refused or falls behind; capacity is the highest
+               throughput a step completed
+    nominal    half of capacity (or --rate): no rejection, nothing lost
+    overload   2 x capacity: refusals only with OVERLOAD_* or RATE_LIMITED
+               codes, completed throughput >= 90% of capacity, the process's
+               RSS at the end within 10% of its RSS once warm
+    scale      10 x the sources (10,000 nodes and 5,000 peers) at the
+               nominal rate: no rejection, nothing lost; a table of what
+               changed against nominal
+
+Each scenario runs at least long enough for every source to submit once.
+Every run ends by verifying (load_verify.py): every accepted intent's
+record terminal, the sources stored, one ledger effect per SUCCEEDED intent,
+and `exoarmur replay --verify`. The system it starts: a nats-server
+(JetStream fsync on every write) and `exoarmur run` with each tenant's
+quota at --quota unsettled intents, so an overload is refused
+OVERLOAD_TENANT_QUOTA instead of queued without bound.
+
+Output: a progress bar on stderr; a banner, a table per scenario and the
+rows per interval on stdout; JSON (`--out DIR`, or `--json PATH`) and a PNG
+plot beside it. Exit 0 when every target and check passes, 1 naming each
+that failed, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import tempfile
+from datetime import UTC, datetime
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any, NoReturn
+
+import anyio
+import attrs
+import nats
+import orjson
+
+from exoarmur.actors.nats import ConnectionOptions, Credentials
+from exoarmur.actors.nats.credentials import CREDENTIALS, FROM_ENVIRONMENT
+from exoarmur.benchmarks import PUBLISHED_DIR, RESULTS_DIR
+from exoarmur.benchmarks.intents_system import running_exoarmur
+from exoarmur.benchmarks.load_fleet import Source, fleet, sources
+from exoarmur.benchmarks.load_phases import Phase, ramp, run_phase
+from exoarmur.benchmarks.load_record import Recorder, Sampler
+from exoarmur.benchmarks.load_report import banner, interval_table, plot, scenario_table
+from exoarmur.benchmarks.load_verify import Check, ledger_check, read_records, records_check, replay_check
+from exoarmur.benchmarks.measure import BACKENDS, perf_ns
+from exoarmur.benchmarks.nats_baselines import nats_versions, running_server
+from exoarmur.benchmarks.report import HelpFormatter, machine_info, verdict, write_report
+
+__all__ = ["main"]
+
+SCENARIOS = ("nominal", "overload", "scale")
+NOMINAL_SHARE = 0.5  # nominal offers this share of the measured capacity
+OVERLOAD_FACTOR = 2.0
+SCALE_FACTOR = 10
+OVERLOAD_KEEPS = 0.9  # overload completes at least this share of capacity
+RSS_FLAT = 1.10  # overload's RSS at the end of pacing, at most this x its RSS once warm
+LOAD_CODES = ("OVERLOAD_", "RATE_LIMITED")  # the only refusals an overload may get
+EXIT_USAGE = 2
+
+
+@attrs.frozen(kw_only=True)
+class Shape:
+    nodes: int
+    peers: int
+    tenants: int
+    seconds: float  # each scenario's pacing, at least (every source submits once)
+    step_seconds: float  # each ramp step
+    start_rate: float  # the ramp's first step
+    interval: float
+    quota: int  # each tenant's unsettled intents, in the process this script starts
+
+
+FULL = Shape(nodes=1000, peers=500, tenants=10, seconds=60.0, step_seconds=8.0, start_rate=40.0, interval=1.0, quota=50)
+QUICK = Shape(nodes=100, peers=50, tenants=10, seconds=4.0, step_seconds=2.0, start_rate=40.0, interval=0.5, quota=20)
+
+
+def target(name: str, passed: bool, measured: str, threshold: str) -> dict[str, Any]:
+    return {"name": name, "passed": bool(passed), "measured": measured, "threshold": threshold}
+
+
+def scenario_targets(name: str, f: dict[str, Any], *, capacity: float | None) -> list[dict[str, Any]]:
+    rejected = sum(f["rejected_by"].values())
+    lost = f["accepted"] - f["completed_by"].get("SUCCEEDED", 0)
+    everyone = f["nodes"] + f["peers"]
+    found = [
+        target("every source submitted", f["sources_submitting"] == everyone, f"{f['sources_submitting']:,}", f"{everyone:,}"),
+        target("nothing lost", lost == 0 and f["unended"] == 0,
+               f"{lost:,} accepted not SUCCEEDED, {f['unended']:,} not ended", "0"),
+        target("the load kept up", not f["client_refused_by"], f"{sum(f['client_refused_by'].values()):,} not sent", "0"),
+    ]  # fmt: skip
+    if name in ("nominal", "scale"):
+        found.append(target("no rejection", rejected == 0, f"{rejected:,} ({f['rejected_by']})", "0"))
+    if name == "overload":
+        other = {code: n for code, n in f["rejected_by"].items() if not code.startswith(LOAD_CODES)}
+        keeps = f["throughput_per_s"] / capacity if capacity else 0.0
+        warm, end = f["rss_mb_warm"], f["rss_mb_end"]
+        flat = warm is not None and end is not None and end <= RSS_FLAT * warm
+        found += [
+            target("refused for load only", not other and rejected > 0, f"{rejected:,}, other codes {other}",
+                   "> 0, only OVERLOAD_* or RATE_LIMITED"),
+            target("throughput held", keeps >= OVERLOAD_KEEPS, f"{f['throughput_per_s']:,.1f}/s = {keeps:.2f}x capacity",
+                   f">= {OVERLOAD_KEEPS:.2f}x"),
+            target("RSS flat after warm-up", flat, f"{warm or 0:,.1f} MB -> {end or 0:,.1f} MB", f"<= {RSS_FLAT:.2f}x"),
+        ]  # fmt: skip
+    return found
+
+
+def parse_args(argv: list[str] | None, prog: str | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=prog or "python -m exoarmur.benchmarks.load_nodes_peers",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=HelpFormatter,
+        epilog="exit status: 0 when every target and check passes, 1 when one fails (each named on stderr), 2 bad usage\n\n"
+        f"The figures a checkout publishes, {PUBLISHED_DIR}/latest_load.json, are the last full\n"
+        f"run's; a run never writes them. To refresh them, run in full at the checkout's root, then:\n"
+        f"    cp {RESULTS_DIR}/latest_load.json {PUBLISHED_DIR}/",
+    )
+    parser.add_argument("--quick", action="store_true", help="100 nodes, 50 peers, short phases (well under a minute)")
+    parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="repeatable (default: all three; quick: nominal and overload)")
+    parser.add_argument("--nodes", type=int, help="logical nodes (default 1000)")
+    parser.add_argument("--peers", type=int, help="peer identities (default 500)")
+    parser.add_argument("--tenants", type=int, help="tenants the sources are dealt to (default 10)")
+    parser.add_argument("--seconds", type=float, help="each scenario's pacing at least (default 60)")
+    parser.add_argument("--rate", type=float, help="nominal's offered rate a second (default: half the measured capacity)")
+    parser.add_argument("--capacity", type=float, help="take this capacity instead of measuring it with a ramp")
+    parser.add_argument("--quota", type=int, help="each tenant's unsettled intents in the process started (default 50)")
+    parser.add_argument("--type", default="ledger", help="the execution type submitted (default ledger)")
+    parser.add_argument("--backend", choices=BACKENDS, default="asyncio", help="of the exoarmur process started")
+    parser.add_argument("--state-dir", type=Path, help="load a running process, found through its state directory")
+    parser.add_argument("--nats-url", action="append", help="load the process serving at this NATS (token in EXOARMUR_NATS_TOKEN)")
+    parser.add_argument("--ledger", type=Path, help="the running process's ledger file (default: <state dir>/ledger.jsonl)")
+    parser.add_argument("--metrics-url", help="the running process's /metrics (default: from its connection file)")
+    parser.add_argument("--no-plot", action="store_true", help="no PNG")
+    parser.add_argument("--out", type=Path, default=Path(RESULTS_DIR), metavar="DIR", help=f"results here (default ./{RESULTS_DIR}/)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="this run's JSON here instead of DIR/load-<UTC>.json")
+    args = parser.parse_args(argv)
+    for name in ("nodes", "peers", "tenants", "quota"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "peers" else 1):
+            parser.error(f"--{name} must be a positive integer")
+    for name in ("seconds", "rate", "capacity"):
+        value = getattr(args, name)
+        if value is not None and not (0 < value < 1e6):
+            parser.error(f"--{name} must be a positive number")
+    if args.state_dir is not None and args.nats_url:
+        parser.error("--state-dir or --nats-url, not both")
+    return args
+
+
+def shape_of(args: argparse.Namespace) -> Shape:
+    base = QUICK if args.quick else FULL
+    chosen = {name: getattr(args, name) for name in ("nodes", "peers", "tenants", "seconds", "quota")}
+    return attrs.evolve(base, **{name: value for name, value in chosen.items() if value is not None})
+
+
+class System:
+    """The process under load: started here, or found (state dir, NATS URL)."""
+
+    def __init__(self, args: argparse.Namespace, root: Path, shape: Shape) -> None:
+        self.args, self.root, self.shape = args, root, shape
+        self.urls: tuple[str, ...] = ()
+        self.credentials = Credentials()
+        self.pid: int | None = None
+        self.metrics_url: str | None = args.metrics_url
+        self.ledger: Path | None = args.ledger
+        self.replay_target: list[str] = []
+        self.facts: dict[str, Any] = {}
+
+    def credentials_kwargs(self) -> dict[str, Any]:
+        return ConnectionOptions(urls=self.urls).with_credentials_of(self.credentials).credential_kwargs()
+
+    async def start(self, stack: AsyncExitStack) -> None:
+        args = self.args
+        if args.state_dir is None and not args.nats_url:
+            await self._own(stack)
+            return
+        if args.state_dir is not None:
+            found = connection_file(args.state_dir)
+            self.urls = tuple(found["urls"])
+            self.credentials = Credentials(**{name: found[name] for name in CREDENTIALS if isinstance(found.get(name), str)})
+            self.pid = found.get("pid")
+            self.metrics_url = self.metrics_url or (found["http"] + "/metrics" if found.get("http") else None)
+            self.ledger = self.ledger or args.state_dir / "ledger.jsonl"
+            self.replay_target = ["--state-dir", str(args.state_dir)]
+        else:
+            self.urls = tuple(args.nats_url)
+            # As `exoarmur run` and its CLI take them: EXOARMUR_NATS_TOKEN, ...
+            environ = {name: os.environ.get(f"EXOARMUR_NATS_{name.upper()}") for name in FROM_ENVIRONMENT}
+            self.credentials = Credentials(**{name: value for name, value in environ.items() if value})
+            self.replay_target = [arg for url in args.nats_url for arg in ("--nats-url", url)]
+        self.facts = {"system": "a running process", "fsync": "as that process's NATS is set", "replicas": "as configured"}
+
+    async def _own(self, stack: AsyncExitStack) -> None:
+        config = self.root / "load.toml"
+        config.write_text(f"[tenants.default]\nquota = {self.shape.quota}\n")
+        server = await stack.enter_async_context(running_server(self.root / "nats", sync_always=True))
+        process = await stack.enter_async_context(
+            running_exoarmur(self.root, backend=self.args.backend, server=server, config=config)
+        )
+        found = connection_file(process.state_dir)
+        self.urls, self.credentials = (server.url,), Credentials(token=server.token)
+        self.pid = process.pid
+        self.metrics_url = found["http"] + "/metrics" if found.get("http") else None
+        self.ledger = process.state_dir / "ledger.jsonl"
+        self.replay_target = ["--state-dir", str(process.state_dir)]
+        self.facts = {"system": f"exoarmur run --backend {self.args.backend}, started by the script",
+                      "fsync": "sync_always (every JetStream write)", "replicas": 1,
+                      "tenant quota": self.shape.quota}  # fmt: skip
+
+
+def connection_file(state_dir: Path) -> dict[str, Any]:
+    """What a running `exoarmur run` left in its state directory (actors/app/state.py)."""
+    file = state_dir / "connection.json"
+    try:
+        found = orjson.loads(file.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        usage_error(f"{file}: cannot be read ({exc}): is `exoarmur run` running with this state directory?")
+    if not isinstance(found, dict) or not isinstance(found.get("urls"), list) or not found["urls"]:
+        usage_error(f"{file}: names no NATS URL")
+    return found
+
+
+def usage_error(message: str) -> NoReturn:
+    print(f"bench load: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+async def scenario(
+    name: str, system: System, shape: Shape, all_sources: list[Source], *, rate: float, capacity: float | None,
+    run: str, kind: str,
+) -> dict[str, Any]:  # fmt: skip
+    """One scenario with its own fleet, its figures, targets and checks."""
+    seconds = max(shape.seconds, len(all_sources) / rate * 1.1)  # every source submits at least once
+    phase = Phase(name=name[0], rate=rate, seconds=seconds, warmup=min(seconds / 4, 10.0), interval=shape.interval)
+    say(f"{name}: {len(all_sources):,} sources at {rate:,.1f}/s for {seconds:.0f} s")
+    async with fleet(all_sources, urls=system.urls, credentials=system.credentials, kind=kind) as sources_ready:
+        sampler = Sampler(pid=system.pid, metrics_url=system.metrics_url)
+        recorder, figures = await run_phase(sources_ready, sampler, all_sources, phase, run=run, stream=sys.stderr)
+    checks = await verify(
+        system, recorder, all_sources, nodes=figures["nodes"], peers=figures["peers"], run=f"{run}{phase.name}", kind=kind
+    )
+    return {
+        "description": DESCRIPTIONS[name],
+        "figures": figures,
+        "targets": scenario_targets(name, figures, capacity=capacity),
+        "checks": [check.as_json() for check in checks],
+        "intervals": recorder.rows,
+    }
+
+
+DESCRIPTIONS = {
+    "nominal": f"{NOMINAL_SHARE:g} x capacity: no rejection, nothing lost",
+    "overload": f"{OVERLOAD_FACTOR:g} x capacity: refused for load only, throughput and memory held",
+    "scale": f"{SCALE_FACTOR} x the sources at the nominal rate",
+}
+
+
+async def verify(
+    system: System, recorder: Recorder, all_sources: list[Source], *, nodes: int, peers: int, run: str, kind: str
+) -> list[Check]:
+    tenant_of = {source.name: source.tenant for source in all_sources}
+    nc = await nats.connect(list(system.urls), name="exoarmur-load-verify", **system.credentials_kwargs())
+    try:
+        records = await read_records(nc.jetstream(), recorder.accepted_ids, tenant_of)
+    finally:
+        await nc.close()
+    terminal, stored = records_check(records, recorder.terminal, nodes=nodes, peers=peers)
+    checks = [terminal, stored]
+    if kind != "ledger":
+        return checks  # only the ledger type leaves effects to count
+    if system.ledger is not None and system.ledger.exists():
+        checks.append(ledger_check(system.ledger, records, run))
+    else:
+        checks.append(Check("one ledger effect per SUCCEEDED intent", False, {}, (f"no ledger to read at {system.ledger}",)))
+    return checks
+
+
+# ---- the run ------------------------------------------------------------------------------------
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+async def run_all(args: argparse.Namespace, shape: Shape, root: Path, report: dict[str, Any]) -> None:
+    names = args.scenario or (["nominal", "overload"] if args.quick else list(SCENARIOS))
+    run = f"L{secrets.token_hex(3)}"
+    base = sources(nodes=shape.nodes, peers=shape.peers, tenants=shape.tenants)
+    async with AsyncExitStack() as stack:
+        system = System(args, root, shape)
+        await system.start(stack)
+        report["environment"].update(system.facts)
+        capacity = args.capacity
+        if capacity is None and ("overload" in names or args.rate is None):
+            say(f"ramp: from {shape.start_rate:g}/s, steps of {shape.step_seconds:g} s")
+            async with fleet(base, urls=system.urls, credentials=system.credentials, kind=args.type) as ready:
+                sampler = Sampler(pid=system.pid, metrics_url=system.metrics_url)
+                capacity, steps = await ramp(ready, sampler, base, start_rate=shape.start_rate,
+                                             step_seconds=shape.step_seconds, interval=shape.interval,
+                                             run=run, stream=sys.stderr)  # fmt: skip
+            report["ramp"] = {"capacity_per_s": capacity, "steps": steps}
+            say(f"ramp: capacity {capacity:,.1f} intents/s")
+        nominal_rate = args.rate or NOMINAL_SHARE * (capacity or 0.0)
+        report["capacity_per_s"] = capacity
+        report["nominal_rate_per_s"] = nominal_rate
+        for name in names:
+            many = sources(nodes=shape.nodes * SCALE_FACTOR, peers=shape.peers * SCALE_FACTOR, tenants=shape.tenants)
+            rate = OVERLOAD_FACTOR * capacity if name == "overload" and capacity else nominal_rate
+            report["scenarios"][name] = await scenario(
+                name, system, shape, many if name == "scale" else base, rate=rate, capacity=capacity, run=run, kind=args.type
+            )
+        say("replay --verify of the whole audit trail")
+        report["checks"] = [(await replay_check(system.replay_target, token=system.credentials.token)).as_json()]
+
+
+def failures(report: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, result in report["scenarios"].items():
+        for item in result["targets"] + result["checks"]:
+            if not item["passed"]:
+                lines.append(f"{name}: {item['name']}: {item.get('measured') or '; '.join(item.get('problems', []))}")
+    lines += [f"run: {c['name']}: {'; '.join(c['problems'])}" for c in report["checks"] if not c["passed"]]
+    if not report["scenarios"]:
+        lines.append("run: no scenario ran")
+    return lines
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(banner(report["parameters"], report["environment"]))
+    if report.get("ramp"):
+        print("\nramp (capacity):")
+        for step in report["ramp"]["steps"]:
+            print(f"  offered {step['offered_per_s']:8,.1f}/s  completed {step['throughput_per_s']:8,.1f}/s  "
+                  f"rejected {sum(step['rejected_by'].values()):,}")  # fmt: skip
+        print(f"  capacity {report['capacity_per_s']:,.1f} intents/s")
+    for name, result in report["scenarios"].items():
+        print()
+        print(scenario_table(name, result))
+        print(f"\n  per {report['parameters']['interval_s']:g} s:")
+        print("\n".join("  " + line for line in interval_table(result["intervals"]).splitlines()))
+    if "nominal" in report["scenarios"] and "scale" in report["scenarios"]:
+        print()
+        print(scale_table(report["scenarios"]["nominal"]["figures"], report["scenarios"]["scale"]["figures"]))
+    print()
+    for check in report["checks"]:
+        print(f"{'PASS' if check['passed'] else 'FAIL'}  {check['name']}: "
+              + ", ".join(f"{k} {v}" for k, v in check["figures"].items()))  # fmt: skip
+        print("\n".join(f"      {problem}" for problem in check["problems"]))
+
+
+def scale_table(nominal: dict[str, Any], scale: dict[str, Any]) -> str:
+    """What changed from nominal to scale, figure by figure."""
+    rows = [
+        ("sources", nominal["nodes"] + nominal["peers"], scale["nodes"] + scale["peers"]),
+        ("throughput /s", nominal["throughput_per_s"], scale["throughput_per_s"]),
+        ("p50 ms", nominal["latency"]["p50_ms"], scale["latency"]["p50_ms"]),
+        ("p99 ms", nominal["latency"]["p99_ms"], scale["latency"]["p99_ms"]),
+        ("RSS max MB", nominal["rss_mb_max"], scale["rss_mb_max"]),
+        ("mailbox depth max", nominal["depth_max"], scale["depth_max"]),
+    ]
+    lines = ["what changed, nominal -> scale:", f"  {'figure':<18} {'nominal':>12} {'scale':>12} {'ratio':>8}"]
+    for label, a, b in rows:
+        ratio = f"{b / a:.2f}x" if a and b is not None else "-"
+        lines.append(f"  {label:<18} {_num(a):>12} {_num(b):>12} {ratio:>8}")
+    return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
+    args = parse_args(argv, prog)
+    shape = shape_of(args)
+    started = perf_ns()
+    report: dict[str, Any] = {
+        "benchmark": "load",
+        "machine": machine_info(args.quick),
+        "quick": args.quick,
+        "parameters": {**attrs.asdict(shape), "interval_s": shape.interval, "type": args.type,
+                       "scenarios": args.scenario or "default", "rate": args.rate, "capacity": args.capacity},
+        "environment": {"cores": os.cpu_count(), "python": sys.version.split()[0], **nats_versions()},
+        "scenarios": {},
+        "checks": [],
+    }  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+        anyio.run(run_all, args, shape, Path(tmp), report, backend="asyncio")
+    print_report(report)
+    failing = failures(report)
+    report["all_targets_pass"] = not failing
+    report["failures"] = failing
+    report["elapsed_s"] = (perf_ns() - started) / 1e9
+    report["cpu_s"] = 0.0
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    destination = args.json or args.out / f"load-{stamp}.json"
+    if not args.no_plot and report["scenarios"]:
+        report["plot"] = str(destination.with_suffix(".png").resolve())
+        plot(Path(report["plot"]), {name: r["intervals"] for name, r in report["scenarios"].items()},
+             title=f"exoarmur bench load: {shape.nodes:,} nodes, {shape.peers:,} peers, {shape.tenants} tenants")  # fmt: skip
+        print(f"plot: {report['plot']}")
+    write_report(report, name="load", out=args.out, destination=destination, latest=not args.quick)
+    return verdict("load", failing, what="target(s) or check(s) failed")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""One phase of load: sources submitting open loop at a set total rate for a
+set time, then every submission followed to its end; and the ramp that
+measures capacity before anything is offered beyond it.
+
+    pace      submission i is due at start + i / rate and goes to source
+              i mod len(sources): each source submits at rate / len(sources),
+              evenly spaced; a submission is started when due, never held
+              back by earlier ones (open loop: the client's lateness is in
+              the latency, counted from when it was due)
+    ramp      steps at r0, r0 x STEP_FACTOR, ... each `step_seconds`, until
+              a step is refused anything, completes less than KEEP_UP of
+              what it offered, or MAX_STEPS; capacity is the highest
+              throughput a step completed
+
+A phase's figures (`figures`) come from its Recorder and its interval rows;
+its throughput is what completed between the end of its warm-up and the end
+of its pacing, per second.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import anyio
+import attrs
+
+from exoarmur.benchmarks.load_fleet import DRIVE_SECONDS, Fleet, Source, intent_id
+from exoarmur.benchmarks.load_record import Recorder, Sampler, percentiles
+from exoarmur.benchmarks.load_report import progress
+from exoarmur.benchmarks.measure import perf_ns
+
+__all__ = ["Phase", "ramp", "run_phase"]
+
+STEP_FACTOR = 1.5
+KEEP_UP = 0.9  # a step that completes less than this share of its offer is past capacity
+MAX_STEPS = 12
+
+
+@attrs.frozen(kw_only=True)
+class Phase:
+    name: str  # also the intents' id prefix within the run
+    rate: float  # submissions a second, all sources together
+    seconds: float  # of pacing
+    warmup: float  # seconds left out of the throughput and the RSS baseline
+    interval: float  # between rows
+
+
+async def run_phase(
+    fleet: Fleet,
+    sampler: Sampler,
+    sources: list[Source],
+    phase: Phase,
+    *,
+    run: str,
+    stream: TextIO,
+    between: Callable[[], Any] | None = None,
+) -> tuple[Recorder, dict[str, Any]]:
+    """Pace `phase` through `sources`, sampling every interval, then wait
+    until every submission has ended (still sampling); its recorder and figures."""
+    recorder = Recorder()
+    paced = anyio.Event()
+    count = max(1, round(phase.rate * phase.seconds))
+    seq: dict[str, int] = {}
+
+    async def pace() -> None:
+        start = perf_ns()
+        for i in range(count):
+            due = start + round(i * 1e9 / phase.rate)
+            wait = (due - perf_ns()) / 1e9
+            if wait > 0:
+                await anyio.sleep(wait)
+            source = sources[i % len(sources)]
+            n = seq[source.name] = seq.get(source.name, -1) + 1
+            fleet.submit(source, intent_id(f"{run}{phase.name}", source, n), due, recorder)
+        paced.set()
+
+    with progress(recorder, title=f"{phase.name} at {phase.rate:,.0f}/s", seconds=phase.seconds, stream=stream) as bar:
+
+        async def sample() -> None:
+            while True:
+                await anyio.sleep(phase.interval)
+                recorder.cut(await sampler.sample())
+                bar.update()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(sample)
+            await pace()
+            paced_at = recorder.elapsed()
+            with anyio.fail_after(DRIVE_SECONDS):
+                while recorder.in_flight:
+                    await anyio.sleep(0.05)
+            group.cancel_scope.cancel()
+        recorder.cut(await sampler.sample())
+        bar.update()
+    return recorder, figures(recorder, phase, paced_at=paced_at, sources=sources)
+
+
+def figures(recorder: Recorder, phase: Phase, *, paced_at: float, sources: list[Source]) -> dict[str, Any]:
+    rows = recorder.rows
+    first = next((i for i, row in enumerate(rows) if row["t_s"] > phase.warmup), len(rows))
+    steady = [row for row in rows[first:] if row["t_s"] <= paced_at + 1e-9]
+    # Each row counts since the row before it: the window opens at that one.
+    span = steady[-1]["t_s"] - (rows[first - 1]["t_s"] if first else 0.0) if steady else 0.0
+    rss = [row["rss_mb"] for row in rows if row["rss_mb"] is not None]
+    after_warmup = [row["rss_mb"] for row in steady if row["rss_mb"] is not None]
+    depths = [row for row in rows if row["depth_max"] is not None]
+    deepest = max(depths, key=lambda row: row["depth_max"]) if depths else None
+    return {
+        "nodes": sum(s.kind == "node" for s in sources),
+        "peers": sum(s.kind == "peer" for s in sources),
+        "tenants": len({s.tenant for s in sources}),
+        "offered_per_s": phase.rate,
+        "seconds": phase.seconds,
+        "paced_s": paced_at,
+        "submitted": recorder.submitted_total,
+        "submitted_by": dict(recorder.submitted_by),
+        "sources_submitting": len(recorder.sources_submitted),
+        "accepted": len(recorder.accepted_ids),
+        "rejected_by": dict(recorder.rejected_by),
+        "rejection_details": recorder.rejection_details,
+        "completed_by": dict(recorder.completed_by),
+        "unended": len(recorder.unended_ids),
+        "resubmitted": recorder.resubmitted,
+        "client_refused_by": dict(recorder.client_refused_by),
+        "throughput_per_s": sum(row["completed"] for row in steady) / span if span > 0 else 0.0,
+        "latency": percentiles(recorder.samples_ns),
+        "rss_mb_first": rss[0] if rss else None,
+        "rss_mb_last": rss[-1] if rss else None,
+        "rss_mb_max": max(rss) if rss else None,
+        # RSS once warm (the median of the first three rows after warm-up) and at the end of pacing.
+        "rss_mb_warm": statistics.median(after_warmup[:3]) if after_warmup else None,
+        "rss_mb_end": statistics.median(after_warmup[-3:]) if after_warmup else None,
+        "depth_max": deepest["depth_max"] if deepest else None,
+        "depth_max_type": deepest["depth_max_type"] if deepest else None,
+    }
+
+
+async def ramp(
+    fleet: Fleet,
+    sampler: Sampler,
+    sources: list[Source],
+    *,
+    start_rate: float,
+    step_seconds: float,
+    interval: float,
+    run: str,
+    stream: TextIO,
+) -> tuple[float, list[dict[str, Any]]]:
+    """Capacity (completed intents a second) and each step's figures."""
+    steps: list[dict[str, Any]] = []
+    rate = start_rate
+    for index in range(MAX_STEPS):
+        phase = Phase(name=f"r{index}", rate=rate, seconds=step_seconds, warmup=step_seconds / 4, interval=interval)
+        _, result = await run_phase(fleet, sampler, sources, phase, run=run, stream=stream)
+        steps.append(result)
+        refused = sum(result["rejected_by"].values())
+        if refused or result["throughput_per_s"] < KEEP_UP * rate:
+            break
+        rate *= STEP_FACTOR
+    return max(step["throughput_per_s"] for step in steps), steps

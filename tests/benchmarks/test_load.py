@@ -1,0 +1,95 @@
+"""The load script runs as a user runs it: its quick form starts a real
+nats-server and `exoarmur run`, measures capacity with a ramp, runs nominal
+and overload, and ends verified (every accepted intent terminal, the
+sources counted from the stored records, one ledger effect per SUCCEEDED
+intent, replay --verify). Speed is not judged here, correctness is: its
+checks must pass, and it exits 1 exactly when something failed, each named."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from exoarmur.benchmarks import load_nodes_peers
+from exoarmur.benchmarks.load_fleet import sources
+from exoarmur.benchmarks.load_record import percentiles
+
+RUN_SECONDS = 150
+
+
+def run_load(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "exoarmur.benchmarks.load_nodes_peers", "--quick", *args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=RUN_SECONDS,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    [report_path] = (tmp_path / "benchmark-results").glob("load-*.json")
+    leftovers = [p.pid for p in psutil.process_iter(["cmdline"]) if str(scratch) in " ".join(p.info["cmdline"] or ())]
+    assert leftovers == [], "a server or exoarmur process outlived the run"
+    return done, json.loads(report_path.read_text())
+
+
+@pytest.mark.timeout(RUN_SECONDS + 30)
+def test_the_quick_run_measures_capacity_runs_both_scenarios_and_verifies_them(tmp_path):
+    done, report = run_load(tmp_path)
+    shape = load_nodes_peers.QUICK
+    assert report["capacity_per_s"] > 0 and report["ramp"]["steps"]
+    assert set(report["scenarios"]) == {"nominal", "overload"}
+    for name, result in report["scenarios"].items():
+        figures = result["figures"]
+        assert (figures["nodes"], figures["peers"], figures["tenants"]) == (shape.nodes, shape.peers, shape.tenants)
+        # Every submission answered one way or the other, none left unaccounted.
+        ended = figures["accepted"] + sum(figures["rejected_by"].values())
+        assert ended == figures["submitted"] > 0, figures
+        checks = {check["name"]: check for check in result["checks"]}
+        assert all(check["passed"] for check in checks.values()), (name, checks)
+        stored = checks["distinct sources stored"]["figures"]
+        assert (stored["nodes"], stored["peers"]) == (shape.nodes, shape.peers)
+        assert checks["one ledger effect per SUCCEEDED intent"]["figures"]["duplicates"] == 0
+        assert result["intervals"] and all(row["rss_mb"] for row in result["intervals"])
+    overload = report["scenarios"]["overload"]["figures"]
+    assert overload["offered_per_s"] == pytest.approx(2 * report["capacity_per_s"])
+    assert all(code.startswith(("OVERLOAD_", "RATE_LIMITED")) for code in overload["rejected_by"]), overload
+    [replay] = report["checks"]
+    assert replay["passed"] and replay["figures"]["exit"] == 0, replay
+    assert Path(report["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "exoarmur bench load" in done.stdout and "parameters:" in done.stdout and "environment:" in done.stdout
+    # The verdict: exit 1 exactly when something failed, each named on stderr.
+    assert report["all_targets_pass"] == (not report["failures"])
+    assert done.returncode == (1 if report["failures"] else 0)
+    for line in report["failures"]:
+        assert f"  {line}\n" in done.stderr
+
+
+def test_sources_are_exactly_the_counts_asked_dealt_over_the_tenants():
+    made = sources(nodes=1000, peers=500, tenants=10)
+    assert len({s.name for s in made}) == 1500
+    assert sum(s.kind == "node" for s in made) == 1000 and sum(s.kind == "peer" for s in made) == 500
+    by_tenant = {t: sum(s.tenant == t for s in made) for t in {s.tenant for s in made}}
+    assert len(by_tenant) == 10 and set(by_tenant.values()) == {150}
+
+
+def test_percentiles_are_nearest_rank_in_milliseconds():
+    samples = [i * 1_000_000 for i in range(1, 101)]  # 1..100 ms
+    assert percentiles(samples) == {"p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0, "max_ms": 100.0}
+    assert percentiles([]) == {"p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--nodes", "0"], ["--peers", "-1"], ["--seconds", "0"], ["--rate", "nan"], ["--state-dir", "x", "--nats-url", "nats://127.0.0.1:1"]],
+)
+def test_bad_options_exit_2_naming_the_option(argv, capsys):
+    with pytest.raises(SystemExit) as raised:
+        load_nodes_peers.parse_args(argv, "exoarmur bench load")
+    assert raised.value.code == 2
+    assert "--" in capsys.readouterr().err
