@@ -100,9 +100,12 @@ TERMINAL_STATES = frozenset(state.value for state in TERMINAL)
 class Process:
     """One `exoarmur run`: start, RSS, stop."""
 
-    def __init__(self, root: Path, *, backend: str, server: ServerProcess, config: Path | None = None) -> None:
+    def __init__(
+        self, root: Path, *, backend: str, server: ServerProcess, config: Path | None = None, url: str | None = None
+    ) -> None:
         self.state_dir = root / f"exoarmur-{backend}"
         self.config = config  # a TOML file of the run's own (the built-in default without)
+        self.url = url or server.url  # where it reaches the server (a proxy's, in a chaos run)
         self.state_dir.mkdir(parents=True)
         self.log = root / f"exoarmur-{backend}.log"
         self.backend = backend
@@ -113,11 +116,11 @@ class Process:
         # Several processes on one machine: each serves health and metrics on a free port.
         env = {**os.environ, "EXOARMUR_NATS_TOKEN": self.server.token or "", "EXOARMUR_HTTP__PORT": "0"}
         env.pop("EXOARMUR_FAULTS", None)
-        argv = [sys.executable, "-m", "exoarmur", "run", "--nats-url", self.server.url,
+        argv = [sys.executable, "-m", "exoarmur", "run", "--nats-url", self.url,
                 "--state-dir", str(self.state_dir), "--backend", self.backend]  # fmt: skip
         if self.config is not None:
             argv += ["--config", str(self.config)]
-        with self.log.open("wb") as log:
+        with self.log.open("ab") as log:  # started again (a chaos run): its log goes on
             self.popen = subprocess.Popen(
                 [sys.executable, "-I", str(PDEATHSIG), str(os.getpid()), *argv],
                 stdin=subprocess.DEVNULL,
@@ -125,13 +128,12 @@ class Process:
                 stderr=log,
                 env=env,
             )
+        # Started again after a SIGKILL, the last one's file is still there: until it names this one.
         connection = self.state_dir / "connection.json"
         with anyio.fail_after(START_SECONDS):
-            while not connection.exists():
+            while _pid_in(connection) != self.popen.pid:
                 expect(self.popen.poll() is None, f"exoarmur run exited with {self.popen.returncode}: {self.tail()}")
                 await anyio.sleep(POLL_SECONDS)
-        pid = orjson.loads(connection.read_bytes())["pid"]
-        expect(pid == self.popen.pid, f"the connection file names pid {pid}, not {self.popen.pid}")
 
     @property
     def pid(self) -> int:
@@ -166,11 +168,18 @@ class Process:
         return " | ".join(text).replace(self.server.token or "\0", "***")
 
 
+def _pid_in(connection: Path) -> int | None:
+    try:
+        return orjson.loads(connection.read_bytes())["pid"]
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):  # not there yet, or being replaced
+        return None
+
+
 @asynccontextmanager
 async def running_exoarmur(
-    root: Path, *, backend: str, server: ServerProcess, config: Path | None = None
+    root: Path, *, backend: str, server: ServerProcess, config: Path | None = None, url: str | None = None
 ) -> AsyncIterator[Process]:
-    process = Process(root, backend=backend, server=server, config=config)
+    process = Process(root, backend=backend, server=server, config=config, url=url)
     try:
         await process.start()
         yield process

@@ -14,14 +14,18 @@ the records the system stored (load_verify.py), not from these counts.
 
 A submission is `drive`n the same way from either side: a submit with
 `wait` (the reply comes once the intent is terminal), then, while it is
-not, a get with `wait`. An answer that does not come in time is asked
-again, the same id (a submit is idempotent by id: the second answer is the
-first one's intent, DUPLICATE_SUPPRESSED), at most RESUBMITS times.
+not, a get with `wait`. An answer that does not come (a timeout, no
+responder while the process restarts, the connection down) is asked again,
+the same id, for ANSWER_SECONDS at most: a submit is idempotent by id, so
+the second answer is the first one's intent, DUPLICATE_SUPPRESSED. With
+`copies`, every submit is sent that many times at once, each a delivery of
+its own: one creates the intent, the others are answered duplicates.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -48,23 +52,39 @@ from exoarmur.runtime import (
     message,
 )
 
-__all__ = ["Fleet", "Source", "drive", "fleet", "intent_id", "sources"]
+__all__ = ["Driving", "Fleet", "Source", "drive", "fleet", "intent_id", "sources"]
 
 INTENT_TIMEOUT = 600.0  # the intents' own deadline: never EXPIRED under load
-WAIT = 30.0  # a submit's or get's `wait`: held until the intent is terminal, at most this long
-CALL_MARGIN = 5.0  # what a request waits beyond `wait` for its answer
+CALL_MARGIN = 5.0  # what a request waits beyond its `wait` for its answer
 FOLLOW_SECONDS = 300.0  # a submitted intent followed at most this long to its end
-RESUBMITS = 3
+ANSWER_SECONDS = 120.0  # a submission asked again at most this long (a restart, an outage)
 RESUBMIT_PAUSE = 0.5
-# Answers that say nothing of the intent (none came, or the request never
-# reached a process): asked again, the same id.
-UNANSWERED = frozenset({"TIMED_OUT", "NATS_NO_RESPONDERS", "NATS_DISCONNECTED"})
+# Answers that say nothing final of the intent (none came, the request
+# reached no process, or the process could not reach its store, or its
+# breaker is open on it): asked again, the same id.
+UNANSWERED = frozenset(
+    {"TIMED_OUT", "NATS_NO_RESPONDERS", "NATS_DISCONNECTED", "JETSTREAM_UNAVAILABLE", "BREAKER_OPEN"}
+    | {code.value for code in TIMEOUT_CODES}
+)
 CONNECTING_AT_ONCE = 50  # peers' connections opened together
 DUPLICATE = "DUPLICATE_SUPPRESSED"
 TIMED_OUT = "TIMED_OUT"  # no answer within the request's time (a client-side count, not a system code)
 NODE_MAILBOX = 256
-# The longest one submission can be driven: every resubmit, then the follow.
-DRIVE_SECONDS = (RESUBMITS + 1) * (WAIT + CALL_MARGIN + RESUBMIT_PAUSE) + FOLLOW_SECONDS + WAIT + CALL_MARGIN
+
+
+@attrs.frozen(kw_only=True)
+class Driving:
+    """How every submission of a phase is driven."""
+
+    kind: str  # the execution type
+    wait: float = 30.0  # a submit's or get's `wait`: the reply is held until the end, at most this long
+    copies: int = 1  # each submit sent this many times at once (a chaos run: every delivery three times)
+
+    @property
+    def longest(self) -> float:
+        """The longest one submission can be driven: its answer, then its follow."""
+        return ANSWER_SECONDS + 2 * (self.wait + CALL_MARGIN) + FOLLOW_SECONDS
+
 
 Ask = Callable[[str, bytes, float], Awaitable[dict[str, Any]]]
 
@@ -91,41 +111,50 @@ def intent_id(run: str, source: Source, seq: int) -> str:
     return f"{run}-{source.name}-{seq}"
 
 
-async def drive(ask: Ask, recorder: Recorder, source: Source, intent: str, kind: str, due_ns: int) -> None:
+async def drive(ask: Ask, recorder: Recorder, source: Source, intent: str, driving: Driving, due_ns: int) -> None:
     """Submit `intent` for `source` and follow it to its end, recording
     each answer in `recorder` (latency counted from `due_ns`, when the
     submission was due, so a client late to send it is not let off).
     Counted in flight by whoever started it (`Fleet.submit`), until this ends."""
     try:
-        await _drive(ask, recorder, source, intent, kind, due_ns)
+        await _drive(ask, recorder, source, intent, driving, due_ns)
     finally:
         recorder.in_flight -= 1
 
 
-async def _drive(ask: Ask, recorder: Recorder, source: Source, intent: str, kind: str, due_ns: int) -> None:
+async def _drive(ask: Ask, recorder: Recorder, source: Source, intent: str, driving: Driving, due_ns: int) -> None:
     subject = f"{PREFIX}.{source.tenant}"
+    wait = driving.wait
     body = orjson.dumps(
-        {"id": intent, "type": kind, "params": {"source": source.name}, "timeout": INTENT_TIMEOUT, "wait": WAIT}
+        {"id": intent, "type": driving.kind, "params": {"source": source.name}, "timeout": INTENT_TIMEOUT, "wait": wait}
     )
-    answer: dict[str, Any] = {}
-    for attempt in range(RESUBMITS + 1):
-        if attempt:
-            recorder.resubmitted += 1
-            await anyio.sleep(RESUBMIT_PAUSE)
-        answer = await _asked(ask, f"{subject}.submit", body)
-        if answer.get("code") not in UNANSWERED:
+    give_up = perf_ns() + ANSWER_SECONDS * 1e9
+    attempt = 0
+    while True:
+        answers = await _copies(ask, f"{subject}.submit", body, wait, driving.copies)
+        created = [a for a in answers if a.get("ok") is True and a.get("code") == ""]
+        duplicates = [a for a in answers if a.get("ok") is True and a.get("code") == DUPLICATE]
+        recorder.duplicates += len(duplicates)
+        recorder.created_twice += len(created) > 1  # copies of one id both made an intent: never
+        # A duplicate is our own intent if an earlier attempt or a sibling copy may have made it.
+        if created or (duplicates and (attempt or driving.copies > 1)):
+            answer = (created or duplicates)[0]
             break
-    # A resubmit finds the first attempt's intent, if that one got through.
-    codes = ("", DUPLICATE) if attempt else ("",)
-    if answer.get("ok") is not True or answer.get("code") not in codes:
-        recorder.rejected(source, str(answer.get("code")), answer)
-        return
+        refused = [a for a in answers if a.get("code") not in UNANSWERED]
+        # A refusal beside an unanswered copy says nothing: that copy may have made it.
+        if (refused and len(refused) == len(answers)) or perf_ns() >= give_up:
+            answer = (refused or answers)[0]
+            recorder.rejected(source, str(answer.get("code")), answer)
+            return
+        attempt += 1
+        recorder.resubmitted += 1
+        await anyio.sleep(RESUBMIT_PAUSE)
     recorder.accepted(source, intent)
     state = answer["intent"]["state"]
     follow_until = perf_ns() + FOLLOW_SECONDS * 1e9
-    get = orjson.dumps({"id": intent, "wait": WAIT})
+    get = orjson.dumps({"id": intent, "wait": wait})
     while state not in recorder.terminal and perf_ns() < follow_until:
-        answer = await _asked(ask, f"{subject}.get", get)
+        answer = await _asked(ask, f"{subject}.get", get, wait)
         if answer.get("ok") is True:
             state = answer["intent"]["state"]
         elif answer.get("code") in UNANSWERED:
@@ -136,9 +165,23 @@ async def _drive(ask: Ask, recorder: Recorder, source: Source, intent: str, kind
         recorder.unended(source, intent, state)
 
 
-async def _asked(ask: Ask, subject: str, body: bytes) -> dict[str, Any]:
+async def _copies(ask: Ask, subject: str, body: bytes, wait: float, copies: int) -> list[dict[str, Any]]:
+    if copies == 1:
+        return [await _asked(ask, subject, body, wait)]
+    answers: list[dict[str, Any]] = []
+
+    async def one() -> None:
+        answers.append(await _asked(ask, subject, body, wait))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(copies):
+            group.start_soon(one)
+    return answers
+
+
+async def _asked(ask: Ask, subject: str, body: bytes, wait: float) -> dict[str, Any]:
     try:
-        return await ask(subject, body, WAIT + CALL_MARGIN)
+        return await ask(subject, body, wait + CALL_MARGIN)
     except TimeoutError:
         return {"ok": False, "code": TIMED_OUT}
 
@@ -151,6 +194,7 @@ class Emit:
     intent: str
     due_ns: int
     recorder: Recorder  # the phase's: a node lives through several
+    driving: Driving
 
 
 class Node(Actor):
@@ -161,10 +205,9 @@ class Node(Actor):
     mailbox_capacity = NODE_MAILBOX
     concurrency = NODE_MAILBOX
 
-    def __init__(self, *, source: Source, connection: str, kind: str) -> None:
+    def __init__(self, *, source: Source, connection: str) -> None:
         self.source = source
         self.connection_path = connection
-        self.kind = kind
         self.connection: ActorRef | None = None
 
     async def started(self) -> None:
@@ -172,7 +215,7 @@ class Node(Actor):
 
     @handles(Emit, concurrent=True)
     async def emit(self, m: Emit) -> None:
-        await drive(self._ask, m.recorder, self.source, m.intent, self.kind, m.due_ns)
+        await drive(self._ask, m.recorder, self.source, m.intent, m.driving, m.due_ns)
 
     async def _ask(self, subject: str, body: bytes, timeout: float) -> dict[str, Any]:
         assert self.connection is not None
@@ -196,16 +239,17 @@ class Fleet:
     system: ActorSystem
     nodes: dict[str, ActorRef]
     peers: dict[str, Any]  # source name -> nats-py client
-    kind: str
     group: Any  # the task group the peers' submissions run in
+    errors: Counter[str]  # what the peers' clients reported (a chaos run's outages), by exception
 
-    def submit(self, source: Source, intent: str, due_ns: int, recorder: Recorder) -> None:
+    def submit(self, source: Source, intent: str, due_ns: int, recorder: Recorder, driving: Driving) -> None:
         recorder.submitted(source)
         recorder.in_flight += 1  # from now: a node may take its Emit later
         node = self.nodes.get(source.name)
         if node is not None:
             try:
-                node.tell_nowait(Emit(intent, due_ns, recorder))
+                # The node's handler runs under this deadline: the whole drive, not the default 30 s.
+                node.tell_nowait(Emit(intent, due_ns, recorder, driving), timeout=driving.longest)
             except ExoarmurError as exc:  # the node's own backlog: this client fell behind
                 recorder.client_refused(source, exc.code.value)
                 recorder.in_flight -= 1
@@ -224,11 +268,11 @@ class Fleet:
                 return {"ok": False, "code": error.code.value, "detail": error.detail}
             return orjson.loads(reply.data)
 
-        self.group.start_soon(drive, ask, recorder, source, intent, self.kind, due_ns)
+        self.group.start_soon(drive, ask, recorder, source, intent, driving, due_ns)
 
 
 @asynccontextmanager
-async def fleet(all_sources: list[Source], *, urls: tuple[str, ...], credentials: Credentials, kind: str) -> AsyncIterator[Fleet]:
+async def fleet(all_sources: list[Source], *, urls: tuple[str, ...], credentials: Credentials) -> AsyncIterator[Fleet]:
     """The nodes (one actor system, one connection actor) and the peers
     (a nats-py connection each), ready; on exit the peers' submissions
     still running are let finish, then all is closed (a phase waits for
@@ -240,25 +284,31 @@ async def fleet(all_sources: list[Source], *, urls: tuple[str, ...], credentials
         nodes = {}
         for source in all_sources:
             if source.kind == "node":
-                kwargs = {"source": source, "connection": "nats", "kind": kind}
+                kwargs = {"source": source, "connection": "nats"}
                 nodes[source.name] = await system.spawn(Node, name=source.name, kwargs=kwargs)
+        errors: Counter[str] = Counter()
         peers = await stack.enter_async_context(
-            _peers([s for s in all_sources if s.kind == "peer"], urls, options.credential_kwargs())
+            _peers([s for s in all_sources if s.kind == "peer"], urls, options.credential_kwargs(), errors)
         )
         group = await stack.enter_async_context(anyio.create_task_group())
-        yield Fleet(system, nodes, peers, kind, group)
+        yield Fleet(system, nodes, peers, group, errors)
 
 
 @asynccontextmanager
-async def _peers(peers: list[Source], urls: tuple[str, ...], kwargs: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+async def _peers(
+    peers: list[Source], urls: tuple[str, ...], kwargs: dict[str, Any], errors: Counter[str]
+) -> AsyncIterator[dict[str, Any]]:
     connected: dict[str, Any] = {}
     limiter = anyio.Semaphore(CONNECTING_AT_ONCE)
+
+    async def error_cb(exc: Exception) -> None:  # counted, not a traceback per peer per outage
+        errors[type(exc).__name__] += 1
 
     async def connect(source: Source) -> None:
         async with limiter:
             connected[source.name] = await nats.connect(
                 list(urls), name=f"exoarmur-load-{source.name}", connect_timeout=5.0, max_reconnect_attempts=-1,
-                allow_reconnect=True, **kwargs,
+                allow_reconnect=True, error_cb=error_cb, **kwargs,
             )  # fmt: skip
 
     try:

@@ -48,38 +48,42 @@ import secrets
 import sys
 import tempfile
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import anyio
 import attrs
 import nats
-import orjson
 
-from exoarmur.actors.nats import ConnectionOptions, Credentials
-from exoarmur.actors.nats.credentials import CREDENTIALS, FROM_ENVIRONMENT
 from exoarmur.benchmarks import PUBLISHED_DIR, RESULTS_DIR
-from exoarmur.benchmarks.intents_system import running_exoarmur
-from exoarmur.benchmarks.load_fleet import Source, fleet, sources
+from exoarmur.benchmarks.load_chaos import FAULTS, RECOVER_SECONDS, SLOW_PENDING, Chaos
+from exoarmur.benchmarks.load_fleet import Driving, Source, fleet, sources
 from exoarmur.benchmarks.load_phases import Phase, ramp, run_phase
 from exoarmur.benchmarks.load_record import Recorder, Sampler
 from exoarmur.benchmarks.load_report import banner, interval_table, plot, scenario_table
+from exoarmur.benchmarks.load_system import System
 from exoarmur.benchmarks.load_verify import Check, ledger_check, read_records, records_check, replay_check
 from exoarmur.benchmarks.measure import BACKENDS, perf_ns
-from exoarmur.benchmarks.nats_baselines import nats_versions, running_server
-from exoarmur.benchmarks.report import HelpFormatter, machine_info, verdict, write_report
+from exoarmur.benchmarks.nats_baselines import nats_versions
+from exoarmur.benchmarks.report import HelpFormatter, cpu_seconds, machine_info, verdict, write_report
 
 __all__ = ["main"]
 
-SCENARIOS = ("nominal", "overload", "scale")
+SCENARIOS = ("nominal", "overload", "scale", "chaos")
+DEFAULT_SCENARIOS = ("nominal", "overload", "scale")
+QUICK_SCENARIOS = ("nominal", "overload")
 NOMINAL_SHARE = 0.5  # nominal offers this share of the measured capacity
 OVERLOAD_FACTOR = 2.0
 SCALE_FACTOR = 10
 OVERLOAD_KEEPS = 0.9  # overload completes at least this share of capacity
 RSS_FLAT = 1.10  # overload's RSS at the end of pacing, at most this x its RSS once warm
 LOAD_CODES = ("OVERLOAD_", "RATE_LIMITED")  # the only refusals an overload may get
-EXIT_USAGE = 2
+CHAOS_WAIT = 5.0  # a chaos run's submits wait this long: a reply lost to a kill is asked again soon
+# What the slow consumer subscribes to: the submissions, the busiest subjects
+# (every delivery passes there, whatever state the system is in).
+SLOW_SUBJECTS = "exoarmur.intents.>"
 
 
 @attrs.frozen(kw_only=True)
@@ -90,12 +94,16 @@ class Shape:
     seconds: float  # each scenario's pacing, at least (every source submits once)
     step_seconds: float  # each ramp step
     start_rate: float  # the ramp's first step
+    step_factor: float  # each step's rate, against the last
     interval: float
     quota: int  # each tenant's unsettled intents, in the process this script starts
+    chaos_gap: float  # seconds of plain load before each fault of a chaos run
 
 
-FULL = Shape(nodes=1000, peers=500, tenants=10, seconds=60.0, step_seconds=8.0, start_rate=40.0, interval=1.0, quota=50)
-QUICK = Shape(nodes=100, peers=50, tenants=10, seconds=4.0, step_seconds=2.0, start_rate=40.0, interval=0.5, quota=20)
+FULL = Shape(nodes=1000, peers=500, tenants=10, seconds=60.0, step_seconds=8.0, start_rate=40.0, step_factor=1.5,
+             interval=1.0, quota=50, chaos_gap=10.0)
+QUICK = Shape(nodes=100, peers=50, tenants=10, seconds=4.0, step_seconds=2.0, start_rate=40.0, step_factor=2.0,
+              interval=0.5, quota=20, chaos_gap=2.0)  # fmt: skip
 
 
 def target(name: str, passed: bool, measured: str, threshold: str) -> dict[str, Any]:
@@ -104,16 +112,27 @@ def target(name: str, passed: bool, measured: str, threshold: str) -> dict[str, 
 
 def scenario_targets(name: str, f: dict[str, Any], *, capacity: float | None) -> list[dict[str, Any]]:
     rejected = sum(f["rejected_by"].values())
-    lost = f["accepted"] - f["completed_by"].get("SUCCEEDED", 0)
+    ended = ("SUCCEEDED", "KILLED") if name == "chaos" else ("SUCCEEDED",)
+    lost = f["accepted"] - sum(f["completed_by"].get(state, 0) for state in ended)
     everyone = f["nodes"] + f["peers"]
     found = [
         target("every source submitted", f["sources_submitting"] == everyone, f"{f['sources_submitting']:,}", f"{everyone:,}"),
+        # A chaos run's NATS outage may end intents KILLED at their gate (fail closed): not lost.
         target("nothing lost", lost == 0 and f["unended"] == 0,
-               f"{lost:,} accepted not SUCCEEDED, {f['unended']:,} not ended", "0"),
+               f"{lost:,} accepted not {' or '.join(ended)}, {f['unended']:,} not ended", "0"),
         target("the load kept up", not f["client_refused_by"], f"{sum(f['client_refused_by'].values()):,} not sent", "0"),
     ]  # fmt: skip
     if name in ("nominal", "scale"):
         found.append(target("no rejection", rejected == 0, f"{rejected:,} ({f['rejected_by']})", "0"))
+    if name in ("nominal", "scale", "chaos"):
+        stored, asked = f["stored"], {"nodes": f["nodes"], "peers": f["peers"]}
+        if name == "chaos":  # a backlog after an outage may meet the quota: refusals for load only
+            other = {code: n for code, n in f["rejected_by"].items() if not code.startswith(LOAD_CODES)}
+            found.append(target("refused for load only", not other, f"{rejected:,}, other codes {other}",
+                                "only OVERLOAD_* or RATE_LIMITED"))  # fmt: skip
+        found.append(target("the sources, counted from the stored records", stored == asked,
+                            f"{stored['nodes']:,} nodes, {stored['peers']:,} peers",
+                            f"{asked['nodes']:,} and {asked['peers']:,}"))  # fmt: skip
     if name == "overload":
         other = {code: n for code, n in f["rejected_by"].items() if not code.startswith(LOAD_CODES)}
         keeps = f["throughput_per_s"] / capacity if capacity else 0.0
@@ -140,7 +159,11 @@ def parse_args(argv: list[str] | None, prog: str | None) -> argparse.Namespace:
         f"    cp {RESULTS_DIR}/latest_load.json {PUBLISHED_DIR}/",
     )
     parser.add_argument("--quick", action="store_true", help="100 nodes, 50 peers, short phases (well under a minute)")
-    parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="repeatable (default: all three; quick: nominal and overload)")
+    parser.add_argument("--scenario", action="append", choices=SCENARIOS,
+                        help="repeatable (default: nominal, overload, scale; quick: nominal and overload)")
+    parser.add_argument("--chaos", action="store_true",
+                        help="add the chaos scenario: kill -9 and restart, NATS restarted, a network flap, every "
+                        "submission delivered three times, a slow consumer, all under load")  # fmt: skip
     parser.add_argument("--nodes", type=int, help="logical nodes (default 1000)")
     parser.add_argument("--peers", type=int, help="peer identities (default 500)")
     parser.add_argument("--tenants", type=int, help="tenants the sources are dealt to (default 10)")
@@ -168,6 +191,10 @@ def parse_args(argv: list[str] | None, prog: str | None) -> argparse.Namespace:
             parser.error(f"--{name} must be a positive number")
     if args.state_dir is not None and args.nats_url:
         parser.error("--state-dir or --nats-url, not both")
+    if args.chaos:
+        args.scenario = [*(args.scenario or (QUICK_SCENARIOS if args.quick else DEFAULT_SCENARIOS)), "chaos"]
+    if "chaos" in (args.scenario or ()) and (args.state_dir is not None or args.nats_url):
+        parser.error("the chaos scenario kills the process and the server it started: not with --state-dir or --nats-url")
     return args
 
 
@@ -177,118 +204,78 @@ def shape_of(args: argparse.Namespace) -> Shape:
     return attrs.evolve(base, **{name: value for name, value in chosen.items() if value is not None})
 
 
-class System:
-    """The process under load: started here, or found (state dir, NATS URL)."""
-
-    def __init__(self, args: argparse.Namespace, root: Path, shape: Shape) -> None:
-        self.args, self.root, self.shape = args, root, shape
-        self.urls: tuple[str, ...] = ()
-        self.credentials = Credentials()
-        self.pid: int | None = None
-        self.metrics_url: str | None = args.metrics_url
-        self.ledger: Path | None = args.ledger
-        self.replay_target: list[str] = []
-        self.facts: dict[str, Any] = {}
-
-    def credentials_kwargs(self) -> dict[str, Any]:
-        return ConnectionOptions(urls=self.urls).with_credentials_of(self.credentials).credential_kwargs()
-
-    async def start(self, stack: AsyncExitStack) -> None:
-        args = self.args
-        if args.state_dir is None and not args.nats_url:
-            await self._own(stack)
-            return
-        if args.state_dir is not None:
-            found = connection_file(args.state_dir)
-            self.urls = tuple(found["urls"])
-            self.credentials = Credentials(**{name: found[name] for name in CREDENTIALS if isinstance(found.get(name), str)})
-            self.pid = found.get("pid")
-            self.metrics_url = self.metrics_url or (found["http"] + "/metrics" if found.get("http") else None)
-            self.ledger = self.ledger or args.state_dir / "ledger.jsonl"
-            self.replay_target = ["--state-dir", str(args.state_dir)]
-        else:
-            self.urls = tuple(args.nats_url)
-            # As `exoarmur run` and its CLI take them: EXOARMUR_NATS_TOKEN, ...
-            environ = {name: os.environ.get(f"EXOARMUR_NATS_{name.upper()}") for name in FROM_ENVIRONMENT}
-            self.credentials = Credentials(**{name: value for name, value in environ.items() if value})
-            self.replay_target = [arg for url in args.nats_url for arg in ("--nats-url", url)]
-        self.facts = {"system": "a running process", "fsync": "as that process's NATS is set", "replicas": "as configured"}
-
-    async def _own(self, stack: AsyncExitStack) -> None:
-        config = self.root / "load.toml"
-        config.write_text(f"[tenants.default]\nquota = {self.shape.quota}\n")
-        server = await stack.enter_async_context(running_server(self.root / "nats", sync_always=True))
-        process = await stack.enter_async_context(
-            running_exoarmur(self.root, backend=self.args.backend, server=server, config=config)
-        )
-        found = connection_file(process.state_dir)
-        self.urls, self.credentials = (server.url,), Credentials(token=server.token)
-        self.pid = process.pid
-        self.metrics_url = found["http"] + "/metrics" if found.get("http") else None
-        self.ledger = process.state_dir / "ledger.jsonl"
-        self.replay_target = ["--state-dir", str(process.state_dir)]
-        self.facts = {"system": f"exoarmur run --backend {self.args.backend}, started by the script",
-                      "fsync": "sync_always (every JetStream write)", "replicas": 1,
-                      "tenant quota": self.shape.quota}  # fmt: skip
-
-
-def connection_file(state_dir: Path) -> dict[str, Any]:
-    """What a running `exoarmur run` left in its state directory (actors/app/state.py)."""
-    file = state_dir / "connection.json"
-    try:
-        found = orjson.loads(file.read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
-        usage_error(f"{file}: cannot be read ({exc}): is `exoarmur run` running with this state directory?")
-    if not isinstance(found, dict) or not isinstance(found.get("urls"), list) or not found["urls"]:
-        usage_error(f"{file}: names no NATS URL")
-    return found
-
-
-def usage_error(message: str) -> NoReturn:
-    print(f"bench load: {message}", file=sys.stderr)
-    raise SystemExit(EXIT_USAGE)
-
-
 async def scenario(
     name: str, system: System, shape: Shape, all_sources: list[Source], *, rate: float, capacity: float | None,
     run: str, kind: str,
 ) -> dict[str, Any]:  # fmt: skip
-    """One scenario with its own fleet, its figures, targets and checks."""
+    """One scenario with its own fleet, its figures, targets and checks (a
+    chaos scenario's faults injected beside its pacing)."""
     seconds = max(shape.seconds, len(all_sources) / rate * 1.1)  # every source submits at least once
-    phase = Phase(name=name[0], rate=rate, seconds=seconds, warmup=min(seconds / 4, 10.0), interval=shape.interval)
+    driving = Driving(kind=kind)
+    sampler = Sampler(pid=system.pid, metrics_url=system.metrics_url)
+    chaos = None
+    if name == "chaos":  # paced until every fault is over, and a gap more
+        chaos = Chaos(system, sampler, gap=shape.chaos_gap, subject=SLOW_SUBJECTS)
+        driving = Driving(kind=kind, wait=CHAOS_WAIT, copies=3)
+    phase = Phase(name=name[0], rate=rate, seconds=seconds, warmup=min(seconds / 4, 10.0), interval=shape.interval,
+                  tail=shape.chaos_gap)  # fmt: skip
     say(f"{name}: {len(all_sources):,} sources at {rate:,.1f}/s for {seconds:.0f} s")
-    async with fleet(all_sources, urls=system.urls, credentials=system.credentials, kind=kind) as sources_ready:
-        sampler = Sampler(pid=system.pid, metrics_url=system.metrics_url)
-        recorder, figures = await run_phase(sources_ready, sampler, all_sources, phase, run=run, stream=sys.stderr)
-    checks = await verify(
-        system, recorder, all_sources, nodes=figures["nodes"], peers=figures["peers"], run=f"{run}{phase.name}", kind=kind
-    )
+    async with fleet(all_sources, urls=system.urls, credentials=system.credentials) as sources_ready:
+        recorder, figures = await run_phase(sources_ready, sampler, all_sources, phase, run=run, stream=sys.stderr,
+                                            driving=driving, during=chaos.inject if chaos else None)  # fmt: skip
+        figures["peer_client_errors"] = dict(sources_ready.errors)
+    checks = await verify(system, recorder, all_sources, run=f"{run}{phase.name}", kind=kind)
+    figures["stored"] = {kind: checks[1].figures[kind] for kind in ("nodes", "peers")}
+    targets = scenario_targets(name, figures, capacity=capacity)
+    if chaos is not None:
+        figures["faults"] = chaos.faults
+        targets += chaos_targets(chaos, figures)
     return {
         "description": DESCRIPTIONS[name],
         "figures": figures,
-        "targets": scenario_targets(name, figures, capacity=capacity),
+        "targets": targets,
         "checks": [check.as_json() for check in checks],
         "intervals": recorder.rows,
     }
 
 
+def chaos_targets(chaos: Chaos, f: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each fault injected and recovered from; every submission's copies
+    made one intent; the slow consumer's backlog grew to its bound."""
+    found = []
+    for name in FAULTS:
+        fault = next((x for x in chaos.faults if x["fault"] == name), None)
+        recovered = fault is not None and fault["recovered_s"] is not None
+        measured = "not injected" if fault is None else f"{fault['detail']}; recovered in {fault['recovered_s']} s"
+        found.append(target(f"{name}: recovered", recovered, measured, f"within {RECOVER_SECONDS:g} s"))
+    found.append(target("triple delivery: one intent per id", f["created_twice"] == 0 and f["duplicates"] >= f["accepted"],
+                        f"{f['duplicates']:,} duplicates answered for {f['accepted']:,} intents, {f['created_twice']} made twice",
+                        "0 made twice, >= 1 duplicate per intent"))  # fmt: skip
+    slow = chaos.slow
+    grew = slow.most_pending >= SLOW_PENDING // 2 and slow.dropped > 0
+    found.append(target("slow consumer: its backlog grew to its bound, then dropped", grew,
+                        f"up to {slow.most_pending:,} pending, {slow.dropped:,} dropped",
+                        f">= {SLOW_PENDING // 2:,} pending (bound {SLOW_PENDING:,}), > 0 dropped"))  # fmt: skip
+    return found
+
+
 DESCRIPTIONS = {
-    "nominal": f"{NOMINAL_SHARE:g} x capacity: no rejection, nothing lost",
+    "nominal": f"the nominal rate (--rate, else {NOMINAL_SHARE:g} x capacity): no rejection, nothing lost",
     "overload": f"{OVERLOAD_FACTOR:g} x capacity: refused for load only, throughput and memory held",
     "scale": f"{SCALE_FACTOR} x the sources at the nominal rate",
+    "chaos": "the nominal rate through kill -9, a NATS restart, a network flap and a slow consumer, every "
+    "submission delivered three times: nothing lost, no duplicate effect",
 }
 
 
-async def verify(
-    system: System, recorder: Recorder, all_sources: list[Source], *, nodes: int, peers: int, run: str, kind: str
-) -> list[Check]:
+async def verify(system: System, recorder: Recorder, all_sources: list[Source], *, run: str, kind: str) -> list[Check]:
     tenant_of = {source.name: source.tenant for source in all_sources}
     nc = await nats.connect(list(system.urls), name="exoarmur-load-verify", **system.credentials_kwargs())
     try:
         records = await read_records(nc.jetstream(), recorder.accepted_ids, tenant_of)
     finally:
         await nc.close()
-    terminal, stored = records_check(records, recorder.terminal, nodes=nodes, peers=peers)
+    terminal, stored = records_check(records, recorder.accepted_ids, recorder.terminal)
     checks = [terminal, stored]
     if kind != "ledger":
         return checks  # only the ledger type leaves effects to count
@@ -307,21 +294,22 @@ def say(line: str) -> None:
 
 
 async def run_all(args: argparse.Namespace, shape: Shape, root: Path, report: dict[str, Any]) -> None:
-    names = args.scenario or (["nominal", "overload"] if args.quick else list(SCENARIOS))
+    names = list(dict.fromkeys(args.scenario or (QUICK_SCENARIOS if args.quick else DEFAULT_SCENARIOS)))
     run = f"L{secrets.token_hex(3)}"
     base = sources(nodes=shape.nodes, peers=shape.peers, tenants=shape.tenants)
     async with AsyncExitStack() as stack:
-        system = System(args, root, shape)
+        system = System(args, root, quota=shape.quota, chaos="chaos" in names)
         await system.start(stack)
         report["environment"].update(system.facts)
         capacity = args.capacity
         if capacity is None and ("overload" in names or args.rate is None):
             say(f"ramp: from {shape.start_rate:g}/s, steps of {shape.step_seconds:g} s")
-            async with fleet(base, urls=system.urls, credentials=system.credentials, kind=args.type) as ready:
+            async with fleet(base, urls=system.urls, credentials=system.credentials) as ready:
                 sampler = Sampler(pid=system.pid, metrics_url=system.metrics_url)
                 capacity, steps = await ramp(ready, sampler, base, start_rate=shape.start_rate,
+                                             step_factor=shape.step_factor,
                                              step_seconds=shape.step_seconds, interval=shape.interval,
-                                             run=run, stream=sys.stderr)  # fmt: skip
+                                             run=run, stream=sys.stderr, driving=Driving(kind=args.type))  # fmt: skip
             report["ramp"] = {"capacity_per_s": capacity, "steps": steps}
             say(f"ramp: capacity {capacity:,.1f} intents/s")
         nominal_rate = args.rate or NOMINAL_SHARE * (capacity or 0.0)
@@ -360,7 +348,7 @@ def print_report(report: dict[str, Any]) -> None:
     for name, result in report["scenarios"].items():
         print()
         print(scenario_table(name, result))
-        print(f"\n  per {report['parameters']['interval_s']:g} s:")
+        print(f"\n  per {report['parameters']['interval']:g} s:")
         print("\n".join("  " + line for line in interval_table(result["intervals"]).splitlines()))
     if "nominal" in report["scenarios"] and "scale" in report["scenarios"]:
         print()
@@ -393,6 +381,26 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
 
+def environment() -> dict[str, Any]:
+    machine = machine_info(quick=False)
+    return {
+        "cores": machine["cpu_count"],
+        "memory": f"{machine['memory_total'] / 2**30:.1f} GiB",
+        "platform": machine["platform"],
+        "python": machine["python"],
+        "load average at start": " ".join(f"{x:.2f}" for x in machine["load_average_at_start"]),
+        **{name: version_of(name) for name in ("exoarmur", "anyio", "trio", "rich", "matplotlib")},
+        **{name: value for name, value in nats_versions().items() if not name.endswith("_path")},
+    }
+
+
+def version_of(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
     args = parse_args(argv, prog)
     shape = shape_of(args)
@@ -401,9 +409,9 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
         "benchmark": "load",
         "machine": machine_info(args.quick),
         "quick": args.quick,
-        "parameters": {**attrs.asdict(shape), "interval_s": shape.interval, "type": args.type,
+        "parameters": {**attrs.asdict(shape), "type": args.type,
                        "scenarios": args.scenario or "default", "rate": args.rate, "capacity": args.capacity},
-        "environment": {"cores": os.cpu_count(), "python": sys.version.split()[0], **nats_versions()},
+        "environment": environment(),
         "scenarios": {},
         "checks": [],
     }  # fmt: skip
@@ -414,7 +422,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
     report["all_targets_pass"] = not failing
     report["failures"] = failing
     report["elapsed_s"] = (perf_ns() - started) / 1e9
-    report["cpu_s"] = 0.0
+    report["cpu_s"] = cpu_seconds()
     report["machine"]["load_average_at_end"] = os.getloadavg()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     destination = args.json or args.out / f"load-{stamp}.json"

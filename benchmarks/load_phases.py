@@ -7,7 +7,7 @@ measures capacity before anything is offered beyond it.
               evenly spaced; a submission is started when due, never held
               back by earlier ones (open loop: the client's lateness is in
               the latency, counted from when it was due)
-    ramp      steps at r0, r0 x STEP_FACTOR, ... each `step_seconds`, until
+    ramp      steps at r0, r0 x step_factor, ... each `step_seconds`, until
               a step is refused anything, completes less than KEEP_UP of
               what it offered, or MAX_STEPS; capacity is the highest
               throughput a step completed
@@ -19,21 +19,21 @@ of its pacing, per second.
 
 from __future__ import annotations
 
+import itertools
 import statistics
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
 import anyio
 import attrs
 
-from exoarmur.benchmarks.load_fleet import DRIVE_SECONDS, Fleet, Source, intent_id
+from exoarmur.benchmarks.load_fleet import Driving, Fleet, Source, intent_id
 from exoarmur.benchmarks.load_record import Recorder, Sampler, percentiles
 from exoarmur.benchmarks.load_report import progress
 from exoarmur.benchmarks.measure import perf_ns
 
 __all__ = ["Phase", "ramp", "run_phase"]
 
-STEP_FACTOR = 1.5
 KEEP_UP = 0.9  # a step that completes less than this share of its offer is past capacity
 MAX_STEPS = 12
 
@@ -45,6 +45,7 @@ class Phase:
     seconds: float  # of pacing
     warmup: float  # seconds left out of the throughput and the RSS baseline
     interval: float  # between rows
+    tail: float = 0.0  # seconds paced after a `during` (a chaos run's faults) has ended
 
 
 async def run_phase(
@@ -55,26 +56,36 @@ async def run_phase(
     *,
     run: str,
     stream: TextIO,
-    between: Callable[[], Any] | None = None,
+    driving: Driving,
+    during: Callable[[Recorder], Awaitable[None]] | None = None,
 ) -> tuple[Recorder, dict[str, Any]]:
     """Pace `phase` through `sources`, sampling every interval, then wait
-    until every submission has ended (still sampling); its recorder and figures."""
+    until every submission has ended (still sampling); its recorder and
+    figures. `during(recorder)`, if given, runs beside the pacing (a chaos
+    run's faults): pacing goes on until it has ended, `phase.tail` more
+    seconds, and `phase.seconds` at least."""
     recorder = Recorder()
-    paced = anyio.Event()
     count = max(1, round(phase.rate * phase.seconds))
     seq: dict[str, int] = {}
+    # With `during`: paced on until it has ended and `phase.tail` seconds more.
+    stop_after: list[float] = [] if during is not None else [0.0]
 
     async def pace() -> None:
         start = perf_ns()
-        for i in range(count):
+        for i in itertools.count():
             due = start + round(i * 1e9 / phase.rate)
+            if i >= count and stop_after and (due - start) / 1e9 >= stop_after[0]:
+                return
             wait = (due - perf_ns()) / 1e9
             if wait > 0:
                 await anyio.sleep(wait)
             source = sources[i % len(sources)]
             n = seq[source.name] = seq.get(source.name, -1) + 1
-            fleet.submit(source, intent_id(f"{run}{phase.name}", source, n), due, recorder)
-        paced.set()
+            fleet.submit(source, intent_id(f"{run}{phase.name}", source, n), due, recorder, driving)
+
+    async def alongside(during: Callable[[Recorder], Awaitable[None]]) -> None:
+        await during(recorder)
+        stop_after.append(recorder.elapsed() + phase.tail)
 
     with progress(recorder, title=f"{phase.name} at {phase.rate:,.0f}/s", seconds=phase.seconds, stream=stream) as bar:
 
@@ -86,9 +97,12 @@ async def run_phase(
 
         async with anyio.create_task_group() as group:
             group.start_soon(sample)
-            await pace()
+            async with anyio.create_task_group() as pacing:
+                if during is not None:
+                    pacing.start_soon(alongside, during)
+                await pace()
             paced_at = recorder.elapsed()
-            with anyio.fail_after(DRIVE_SECONDS):
+            with anyio.fail_after(driving.longest):
                 while recorder.in_flight:
                     await anyio.sleep(0.05)
             group.cancel_scope.cancel()
@@ -123,6 +137,8 @@ def figures(recorder: Recorder, phase: Phase, *, paced_at: float, sources: list[
         "completed_by": dict(recorder.completed_by),
         "unended": len(recorder.unended_ids),
         "resubmitted": recorder.resubmitted,
+        "duplicates": recorder.duplicates,
+        "created_twice": recorder.created_twice,
         "client_refused_by": dict(recorder.client_refused_by),
         "throughput_per_s": sum(row["completed"] for row in steady) / span if span > 0 else 0.0,
         "latency": percentiles(recorder.samples_ns),
@@ -143,20 +159,22 @@ async def ramp(
     sources: list[Source],
     *,
     start_rate: float,
+    step_factor: float,
     step_seconds: float,
     interval: float,
     run: str,
     stream: TextIO,
+    driving: Driving,
 ) -> tuple[float, list[dict[str, Any]]]:
     """Capacity (completed intents a second) and each step's figures."""
     steps: list[dict[str, Any]] = []
     rate = start_rate
     for index in range(MAX_STEPS):
         phase = Phase(name=f"r{index}", rate=rate, seconds=step_seconds, warmup=step_seconds / 4, interval=interval)
-        _, result = await run_phase(fleet, sampler, sources, phase, run=run, stream=stream)
+        _, result = await run_phase(fleet, sampler, sources, phase, run=run, stream=stream, driving=driving)
         steps.append(result)
         refused = sum(result["rejected_by"].values())
         if refused or result["throughput_per_s"] < KEEP_UP * rate:
             break
-        rate *= STEP_FACTOR
+        rate *= step_factor
     return max(step["throughput_per_s"] for step in steps), steps

@@ -61,6 +61,8 @@ class Recorder:
         self.sources_submitted: set[str] = set()
         self.samples_ns: list[int] = []
         self.resubmitted = 0
+        self.duplicates = 0  # answers DUPLICATE_SUPPRESSED (resubmits, copies)
+        self.created_twice = 0  # submissions two of whose copies were each answered "created"
         self.in_flight = 0  # submissions being driven now (load_fleet.drive keeps it)
         self.rejection_details: dict[str, str] = {}  # code -> one detail, for the report
         self._interval_ns: list[int] = []
@@ -145,6 +147,11 @@ class Sampler:
         self.metrics_url = metrics_url
         self.scrape_failures = 0
         self.own = psutil.Process()
+
+    def follow(self, pid: int, metrics_url: str | None) -> None:
+        """The process was started again: measure the new one."""
+        self.process = psutil.Process(pid)
+        self.metrics_url = metrics_url
 
     async def sample(self) -> dict[str, Any]:
         figures: dict[str, Any] = {"rss_mb": None, "load_rss_mb": self.own.memory_info().rss / MIB}

@@ -82,7 +82,10 @@ def scenario_table(name: str, result: dict[str, Any]) -> str:
         ("RSS of the process", f"{_mb(f['rss_mb_first'])} -> {_mb(f['rss_mb_last'])} (max {_mb(f['rss_mb_max'])})"),
         ("mailbox depth", f"max {f['depth_max']} ({f['depth_max_type'] or '-'})"),
         ("resubmitted / client backlog", f"{f['resubmitted']:,} / {sum(f['client_refused_by'].values()):,}"),
+        ("duplicates answered", f"{f['duplicates']:,}"),
     ]  # fmt: skip
+    if f.get("peer_client_errors"):
+        cells.append(("peers' client errors", ", ".join(f"{k} {n:,}" for k, n in sorted(f["peer_client_errors"].items()))))
     width = max(len(label) for label, _ in cells)
     lines += [f"  {label.ljust(width)}  {value}" for label, value in cells]
     lines.append("")

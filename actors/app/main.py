@@ -137,9 +137,14 @@ def load_factory(dotted: str) -> TreeFactory:
     return target  # type: ignore[return-value]
 
 
+# Without `[audit] path`, the newest events kept in memory (for a debugger):
+# the record is the stream, so an overload's refusals must not grow the heap.
+RECENT_EVENTS = 1_000
+
+
 def open_audit_sink(config: Config) -> AuditSink:
     if config.audit_path is None:
-        return MemoryAuditSink()
+        return MemoryAuditSink(limit=RECENT_EVENTS)
     try:
         return JsonlAuditSink(config.audit_path)
     except OSError as exc:

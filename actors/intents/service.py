@@ -41,6 +41,7 @@ from exoarmur.actors.intents.messages import Activate, Admit, Released
 from exoarmur.actors.intents.record import IntentRecord, check_id
 from exoarmur.actors.intents.requests import GET_FIELDS, PREFIX, new_record, only, parse_request, wait_of
 from exoarmur.actors.intents.states import TERMINAL, IntentState
+from exoarmur.actors.intents.recent import RecentKeys
 from exoarmur.actors.intents.waiters import Settled, Waiter, Waiters
 from exoarmur.actors.nats import Delivery, Publish, Subscribe
 from exoarmur.actors.nats.json_replies import reply_json
@@ -65,6 +66,7 @@ LIST_CONCURRENCY = 64
 LIST_SCAN = 10_000  # records read by one list at most
 LIST_BYTES = 512 * 1024  # a reply stays well under NATS's 1 MiB payload
 WAIT_LIMIT = 10_000  # requests waiting for their intents at once
+RECENT_KEYS = 16_384  # intents created lately, told from new ones when the limits refuse (recent.py)
 POLL_BATCH = 256  # records of waited-for intents read per poll at most
 # The answer to a request that finds the mailbox full, given by the connection.
 OVERLOADED = orjson.dumps(
@@ -108,6 +110,7 @@ class IntentService(Actor):
         self.router_path = router
         self.default_timeout = default_timeout
         self.waiters = Waiters(limit=WAIT_LIMIT)
+        self.recent = RecentKeys(RECENT_KEYS)
         self.replan = anyio.Event()  # set: a waiter ends sooner than the wait planned
 
     async def started(self) -> None:
@@ -201,10 +204,18 @@ class IntentService(Actor):
         if record.ttl and not self.setting.types[record.type].revertible:
             raise InvalidInput(ReasonCode.INTENT_INVALID, f"execution type {record.type!r} cannot revert: no ttl")
         if self.desk is not None:
-            owner = await self.desk.ask(Admit(tenant, forwarded=forwarded))
+            try:
+                owner = await self.desk.ask(Admit(tenant, forwarded=forwarded))
+            except ExoarmurError:
+                stored = await self.store.load(tenant, intent_id) if record.kv_key in self.recent else None
+                if stored is None:  # not one of ours, or its create is still on the way: refused
+                    raise
+                # Made by an earlier delivery: a duplicate, whatever the limits say now.
+                return await self._again(stored, reply=reply, wait=wait, differs=_differs(stored, record))
             if owner:  # another process owns the tenant: it answers the requester
                 await self.connection.ask(Publish(f"{FORWARDED}.{owner}.{PREFIX}.{tenant}.submit", data, reply=reply))
                 return None
+        self.recent.add(record.kv_key)  # from now: a delivery again is looked up, not refused
         try:
             await self.store.mark_open(self.setting.owner, tenant, intent_id)
             stored, created = await self.store.create(record)

@@ -1,4 +1,4 @@
-"""NatsConnection behind a faulty link (tests/integration/proxy.py), against a
+"""NatsConnection behind a faulty link (benchmarks/tcp_proxy.py), against a
 real nats-server: every ask ends with a value or its code by its deadline (10%
 slack) whatever the link does, a silent peer is cut by the watchdog (a
 reconnect stuck on it: docs/nats.md), a cut link is reconnected and reported, and nothing is lost
@@ -24,7 +24,7 @@ from exoarmur.actors.nats import (
 )
 from exoarmur.runtime import TIMEOUT_CODES, Actor, ActorRef, ActorSystem, ExoarmurError, ReasonCode, handles
 from exoarmur.runtime.margins import BRIDGED_ANSWER
-from tests.integration.proxy import TcpProxy
+from exoarmur.benchmarks.tcp_proxy import TcpProxy
 from tests.integration.support import eventually, options_for, running_server
 from tests.runtime.support import instance_of
 

@@ -11,7 +11,7 @@ import anyio.abc
 import pytest
 from anyio.abc import SocketAttribute
 
-from tests.integration.proxy import TcpProxy
+from exoarmur.benchmarks.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,7 @@ from exoarmur.actors.nats import jetstream
 from exoarmur.actors.nats import Create, Delete, Get, KvBucket, Keys, Put, Update
 from exoarmur.runtime import ActorSystem, ExoarmurError, ReasonCode
 from exoarmur.supervisors import BreakerPolicy, ChildSpec, Strategy, Supervisor, SupervisorSpec
-from tests.integration.proxy import TcpProxy
+from exoarmur.benchmarks.tcp_proxy import TcpProxy
 from tests.integration.support import connect, eventually, options_for, running_server
 from tests.integration.test_nats_connection import CrashableConnection
 from tests.runtime.support import Crash

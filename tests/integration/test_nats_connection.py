@@ -755,7 +755,7 @@ class TestTraps:
     async def test_stop_behind_a_silent_peer_ends_within_its_bounds(self, tmp_path):
         """Drain and close against a peer that no longer reads: nats-py would
         wait for minutes; the stop is over in seconds (drain, close, abort)."""
-        from tests.integration.proxy import TcpProxy
+        from exoarmur.benchmarks.tcp_proxy import TcpProxy
 
         async with running_server(tmp_path) as server, TcpProxy(server.port) as proxy, ActorSystem() as system:
             options = attrs.evolve(options_for(server, flush_timeout=0.5), urls=(proxy.url,))

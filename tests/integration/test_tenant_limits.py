@@ -95,7 +95,8 @@ async def audited_refusals(it) -> dict[str, int]:
 
 async def test_a_tenants_quota_bounds_its_unsettled_intents(tmp_path):
     """Quota 2: while two intents wait for an approval, a third is refused
-    with OVERLOAD_TENANT_QUOTA and nothing is created; once one settles,
+    with OVERLOAD_TENANT_QUOTA and nothing is created, and one of the two
+    delivered again is answered as a duplicate; once one settles,
     another is admitted; another tenant was never bounded by this one's."""
     gated = TypeInfo(name="gated", path="fx", timeout=2.0, needs_approval=lambda intent: True)
     async with intents_on(tmp_path, gates=True, limits=TenantLimits(quota=2), types={"gated": gated}) as it:
@@ -104,6 +105,9 @@ async def test_a_tenants_quota_bounds_its_unsettled_intents(tmp_path):
         refused = await it.request("acme", "submit", {"id": "g-3", "type": "gated"})
         assert (refused["ok"], refused["code"]) == (False, "OVERLOAD_TENANT_QUOTA")
         assert await it.store.load("acme", "g-3") is None
+        # g-1 delivered again (its first answer lost, say): the duplicate it is, not a refusal.
+        again = await it.request("acme", "submit", {"id": "g-1", "type": "gated"})
+        assert (again["ok"], again["code"], again["intent"]["id"]) == (True, "DUPLICATE_SUPPRESSED", "g-1")
         assert (await it.request("other", "submit", {"id": "o-1", "type": "fx"}))["ok"]
         assert (await it.request("acme", "deny", {"id": "g-1"}))["ok"]
         await it.settled("acme", "g-1")

@@ -1,4 +1,5 @@
-"""A TCP proxy on 127.0.0.1 that injects network faults (asyncio and trio).
+"""A TCP proxy on 127.0.0.1 that injects network faults (asyncio and trio):
+the network chaos of the tests and of the load script (`bench load --chaos`).
 
     async with TcpProxy(target_port) as proxy:
         url = proxy.url  # nats://127.0.0.1:<proxy.port>
