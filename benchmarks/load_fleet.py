@@ -143,9 +143,13 @@ async def _drive(ask: Ask, recorder: Recorder, source: Source, intent: str, driv
         refused = [a for a in answers if a.get("code") not in UNANSWERED]
         # A refusal beside an unanswered copy says nothing: that copy may have made it.
         if (refused and len(refused) == len(answers)) or perf_ns() >= give_up:
-            answer = (refused or answers)[0]
-            recorder.rejected(source, str(answer.get("code")), answer)
-            return
+            found = await _found(ask, subject, intent, wait) if attempt else None
+            if found is None:  # an earlier attempt unanswered: refused only if no intent was made
+                answer = (refused or answers)[0]
+                recorder.rejected(source, str(answer.get("code")), answer)
+                return
+            answer = found
+            break
         attempt += 1
         recorder.resubmitted += 1
         await anyio.sleep(RESUBMIT_PAUSE)
@@ -163,6 +167,18 @@ async def _drive(ask: Ask, recorder: Recorder, source: Source, intent: str, driv
         recorder.ended(source, intent, state, due_ns)
     else:
         recorder.unended(source, intent, state)
+
+
+async def _found(ask: Ask, subject: str, intent: str, wait: float) -> dict[str, Any] | None:
+    """The intent's `get` answer if it exists, None if not (asked until answered, ANSWER_SECONDS at most)."""
+    give_up = perf_ns() + ANSWER_SECONDS * 1e9
+    get = orjson.dumps({"id": intent})
+    while True:
+        answer = await _asked(ask, f"{subject}.get", get, wait)
+        if answer.get("ok") is True:
+            return answer
+        if answer.get("code") not in UNANSWERED or perf_ns() >= give_up:
+            return None  # INTENT_NOT_FOUND: none was made
 
 
 async def _copies(ask: Ask, subject: str, body: bytes, wait: float, copies: int) -> list[dict[str, Any]]:

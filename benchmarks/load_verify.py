@@ -78,12 +78,18 @@ def records_check(
     answered "accepted" for (`accepted`: intent -> source)."""
     missing = [intent for intent, record in records.items() if record is None]
     states = Counter(record["state"] for record in records.values() if record is not None)
+    # Why the others ended as they did: state -> code -> intents.
+    codes: dict[str, Counter[str]] = {}
+    for record in records.values():
+        if record is not None and record["state"] != "SUCCEEDED":
+            codes.setdefault(record["state"], Counter())[record.get("code") or "-"] += 1
     unended = [intent for intent, r in records.items() if r is not None and r["state"] not in terminal]
     problems = [f"no record: {i}" for i in missing[:EXAMPLES]] + [f"not terminal: {i}" for i in unended[:EXAMPLES]]
     terminal_check = Check(
         "every accepted intent terminal",
         not missing and not unended and bool(records),
-        {"accepted": len(records), "missing": len(missing), "not_terminal": len(unended), "states": dict(states)},
+        {"accepted": len(records), "missing": len(missing), "not_terminal": len(unended), "states": dict(states),
+         "codes": {state: dict(counted) for state, counted in codes.items()}},  # fmt: skip
         tuple(problems) if records else ("no intent was accepted",),
     )
     seen = {str(r["params"].get("source")) for r in records.values() if r is not None}
