@@ -163,7 +163,7 @@ class Params:
 # Sized for trio, where every call of the actor path crosses the trio-asyncio
 # bridge (~100+ us each): the full run stays within a few minutes.
 FULL = Params(publishes=60_000, requests=3_000, kv_sequential=1_000, kv_concurrent=6_000)
-QUICK = Params(publishes=8_000, requests=600, kv_sequential=150, kv_concurrent=1_200)
+QUICK = Params(publishes=4_000, requests=300, kv_sequential=80, kv_concurrent=600)
 
 
 async def run_audit(params: Params, audit: ActorRef, raw: Bridge, options: ConnectionOptions, mode: str) -> dict[str, Any]:

@@ -4,8 +4,9 @@ while a load runs, each with what it must show.
     kill    `exoarmur run` SIGKILLed mid-execution (under load some intent
             always is) and started again on its state directory: it resumes
             its own intents (reconcile, never a blind re-apply)
-    nats    the nats-server SIGKILLed and started again on its port and
-            storage: every client reconnects
+    nats    the nats-server SIGKILLed, down NATS_DOWN_SECONDS (a gap's time
+            if shorter), and started again on its port and storage: every
+            client reconnects
     flap    the process's link to NATS (it reaches NATS through a TcpProxy)
             cut, then FLAP_DELAY on every chunk for a gap's time, then healed
     triple  every submission of the run delivered three times at once
@@ -118,9 +119,11 @@ class Chaos:
         server = self.system.server
         server.kill()
         await server.wait()
-        await anyio.sleep(NATS_DOWN_SECONDS)
+        down = min(NATS_DOWN_SECONDS, self.gap)
+        await anyio.sleep(down)
         await server.start(deadline=anyio.current_time() + SERVER_READY_SECONDS)
-        return f"nats-server SIGKILLed, down {NATS_DOWN_SECONDS:g} s, started again on {server.url}"
+        self.sampler.follow_server(self.system.server_pid)
+        return f"nats-server SIGKILLed, down {down:g} s, started again on {server.url}"
 
     async def _flap(self) -> str:
         proxy: TcpProxy = self.system.proxy

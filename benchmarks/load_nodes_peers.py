@@ -106,8 +106,8 @@ class Shape:
 
 FULL = Shape(nodes=1000, peers=500, tenants=10, seconds=60.0, step_seconds=8.0, start_rate=40.0, step_factor=1.5,
              interval=1.0, quota=50, chaos_gap=10.0)
-QUICK = Shape(nodes=100, peers=50, tenants=10, seconds=4.0, step_seconds=2.0, start_rate=40.0, step_factor=2.0,
-              interval=0.5, quota=20, chaos_gap=2.0)  # fmt: skip
+QUICK = Shape(nodes=100, peers=50, tenants=10, seconds=3.0, step_seconds=1.5, start_rate=40.0, step_factor=2.0,
+              interval=0.5, quota=20, chaos_gap=1.5)  # fmt: skip
 
 
 def target(name: str, passed: bool, measured: str, threshold: str) -> dict[str, Any]:
@@ -216,7 +216,7 @@ async def scenario(
     chaos scenario's faults injected beside its pacing)."""
     seconds = max(shape.seconds, len(all_sources) / rate * 1.1)  # every source submits at least once
     driving = Driving(kind=kind)
-    sampler = Sampler(pid=system.pid, metrics_url=system.metrics_url)
+    sampler = Sampler(pid=system.pid, metrics_url=system.metrics_url, server_pid=system.server_pid)
     chaos = None
     if name == "chaos":  # paced until every fault is over, and a gap more
         chaos = Chaos(system, sampler, gap=shape.chaos_gap, subject=SLOW_SUBJECTS)
@@ -309,7 +309,7 @@ async def run_all(args: argparse.Namespace, shape: Shape, root: Path, report: di
         if capacity is None and ("overload" in names or args.rate is None):
             say(f"ramp: from {shape.start_rate:g}/s, steps of {shape.step_seconds:g} s")
             async with fleet(base, urls=system.urls, credentials=system.credentials) as ready:
-                sampler = Sampler(pid=system.pid, metrics_url=system.metrics_url)
+                sampler = Sampler(pid=system.pid, metrics_url=system.metrics_url, server_pid=system.server_pid)
                 capacity, steps = await ramp(ready, sampler, base, start_rate=shape.start_rate,
                                              step_factor=shape.step_factor,
                                              step_seconds=shape.step_seconds, interval=shape.interval,

@@ -149,8 +149,15 @@ def figures(recorder: Recorder, phase: Phase, *, paced_at: float, sources: list[
         "rss_mb_warm": statistics.median(after_warmup[:3]) if after_warmup else None,
         "rss_mb_end": statistics.median(after_warmup[-3:]) if after_warmup else None,
         "depth_max": deepest["depth_max"] if deepest else None,
+        # Mean CPU after warm-up, % of one core: where the machine's two cores went.
+        **{f"cpu_{name}_pct": _mean([row.get(f"cpu_{name}_pct") for row in steady]) for name in ("exoarmur", "nats", "load")},
         "depth_max_type": deepest["depth_max_type"] if deepest else None,
     }
+
+
+def _mean(values: list[float | None]) -> float | None:
+    measured = [value for value in values if value is not None]
+    return sum(measured) / len(measured) if measured else None
 
 
 async def ramp(

@@ -6,8 +6,9 @@ mailboxes beside them.
                completed by terminal state, submit -> terminal latency
                (from when each submission was due), in flight
     Sampler    the system's side, every interval: the process's RSS (by
-               pid, when it runs on this machine) and its mailboxes' depth
-               (its /metrics, exoarmur_mailbox_depth per actor type)
+               pid, when it runs on this machine), its mailboxes' depth
+               (its /metrics, exoarmur_mailbox_depth per actor type), and
+               the CPU of the process, the server and the load itself
 
 Intervals are cut by `Recorder.cut`, each a row of the deltas since the
 last, as `nats bench` and Temporal's load tools print them.
@@ -142,16 +143,23 @@ class Sampler:
     process is elsewhere), mailbox depth from its /metrics (None without a
     metrics URL, or if a scrape fails; failures counted)."""
 
-    def __init__(self, *, pid: int | None, metrics_url: str | None) -> None:
+    def __init__(self, *, pid: int | None, metrics_url: str | None, server_pid: int | None = None) -> None:
         self.process = psutil.Process(pid) if pid is not None else None
+        self.server = psutil.Process(server_pid) if server_pid is not None else None
         self.metrics_url = metrics_url
         self.scrape_failures = 0
         self.own = psutil.Process()
+        self._cpu: dict[str, tuple[int, float]] = {}  # name -> (perf_ns, CPU seconds) at the last sample
 
     def follow(self, pid: int, metrics_url: str | None) -> None:
         """The process was started again: measure the new one."""
         self.process = psutil.Process(pid)
         self.metrics_url = metrics_url
+        self._cpu.pop("exoarmur", None)
+
+    def follow_server(self, pid: int | None) -> None:
+        self.server = psutil.Process(pid) if pid is not None else None
+        self._cpu.pop("nats", None)
 
     async def sample(self) -> dict[str, Any]:
         figures: dict[str, Any] = {"rss_mb": None, "load_rss_mb": self.own.memory_info().rss / MIB}
@@ -160,11 +168,27 @@ class Sampler:
                 figures["rss_mb"] = self.process.memory_info().rss / MIB
             except psutil.Error:  # it died (a chaos run kills it): no figure this interval
                 pass
+        for name, process in (("exoarmur", self.process), ("nats", self.server), ("load", self.own)):
+            figures[f"cpu_{name}_pct"] = self._cpu_percent(name, process)
         depths = await self._depths()
         figures["depth_total"] = None if depths is None else sum(depths.values())
         figures["depth_max_type"] = None if not depths else max(depths, key=depths.__getitem__)
         figures["depth_max"] = None if not depths else max(depths.values())
         return figures
+
+    def _cpu_percent(self, name: str, process: psutil.Process | None) -> float | None:
+        """`process`'s CPU since the last sample, in % of one core (None: not measured)."""
+        if process is None:
+            return None
+        try:
+            times = process.cpu_times()
+        except psutil.Error:  # gone (killed, or restarted under another pid)
+            self._cpu.pop(name, None)
+            return None
+        now, spent = perf_ns(), times.user + times.system
+        last = self._cpu.get(name)
+        self._cpu[name] = (now, spent)
+        return None if last is None else 100.0 * (spent - last[1]) / max((now - last[0]) / 1e9, 1e-9)
 
     async def _depths(self) -> dict[str, float] | None:
         if self.metrics_url is None:

@@ -83,6 +83,7 @@ def scenario_table(name: str, result: dict[str, Any]) -> str:
         ("mailbox depth", f"max {f['depth_max']} ({f['depth_max_type'] or '-'})"),
         ("resubmitted / client backlog", f"{f['resubmitted']:,} / {sum(f['client_refused_by'].values()):,}"),
         ("duplicates answered", f"{f['duplicates']:,}"),
+        ("CPU, % of a core", "  ".join(f"{name} {_pct(f.get(f'cpu_{name}_pct'))}" for name in ("exoarmur", "nats", "load"))),
     ]  # fmt: skip
     if f.get("peer_client_errors"):
         cells.append(("peers' client errors", ", ".join(f"{k} {n:,}" for k, n in sorted(f["peer_client_errors"].items()))))
@@ -99,6 +100,10 @@ def scenario_table(name: str, result: dict[str, Any]) -> str:
 
 def _figures(check: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in check["figures"].items() if not isinstance(v, dict))
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def _mb(value: float | None) -> str:

@@ -46,6 +46,12 @@ class System:
         self.server: Any = None
         self.proxy: TcpProxy | None = None
 
+    @property
+    def server_pid(self) -> int | None:
+        """The nats-server's, when the script started it (for its CPU)."""
+        process = getattr(self.server, "process", None)
+        return getattr(process, "pid", None)
+
     def credentials_kwargs(self) -> dict[str, Any]:
         return ConnectionOptions(urls=self.urls).with_credentials_of(self.credentials).credential_kwargs()
 
