@@ -88,7 +88,7 @@ class Params:
 
 
 FULL = Params(serial=400, concurrent=4_000, terminal=20_000, sync_modes=("sync always", "sync default"))
-QUICK = Params(serial=30, concurrent=320, terminal=0, sync_modes=("sync always",))
+QUICK = Params(serial=40, concurrent=640, terminal=0, sync_modes=("sync always",))
 
 
 # ---- one server: the rates ----------------------------------------------------------------
