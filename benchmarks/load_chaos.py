@@ -16,8 +16,8 @@ while a load runs, each with what it must show.
             backlog growing to its bound, beyond which its client drops
             (counted); the server must not slow anyone else for it
 
-Each fault is `recovered` when RECOVERED_AFTER more intents have completed
-after it ended, within RECOVER_SECONDS. What the run must show afterwards
+Each fault is `recovered` when RECOVERED_AFTER intents submitted after it
+ended have completed, within RECOVER_SECONDS. What the run must show afterwards
 is checked like every run's (load_verify.py): no intent lost, no duplicate
 effect, every accepted intent terminal, replay equivalent.
 """
@@ -95,14 +95,14 @@ class Chaos:
         }  # fmt: skip
         for name in FAULTS:
             await anyio.sleep(self.gap)
-            started = recorder.elapsed()
+            started, in_flight = recorder.elapsed(), recorder.in_flight
             detail = await steps[name]()
-            ended, completed = recorder.elapsed(), recorder.completed_total
-            recovered = await _recovered(recorder, after=completed)
+            ended, ended_ns = recorder.elapsed(), perf_ns()
+            recovered = await _recovered(recorder, since_ns=ended_ns)
             self.faults.append({
                 "fault": name, "at_s": round(started, 3), "lasted_s": round(ended - started, 3), "detail": detail,
                 "recovered_s": None if recovered is None else round(recovered - ended, 3),
-                "in_flight_at_fault": recorder.in_flight,
+                "in_flight_at_fault": in_flight,
             })  # fmt: skip
 
     async def _kill(self) -> str:
@@ -141,11 +141,17 @@ class Chaos:
         return f"{s.handled:,} handled, backlog up to {s.most_pending:,} (bound {SLOW_PENDING:,}), {s.dropped:,} drop reports"
 
 
-async def _recovered(recorder: Recorder, *, after: int) -> float | None:
-    """When RECOVERED_AFTER more intents than `after` had completed (the
-    recorder's clock), or None if not within RECOVER_SECONDS."""
+async def _recovered(recorder: Recorder, *, since_ns: int) -> float | None:
+    """When RECOVERED_AFTER intents submitted after `since_ns` (the fault's
+    end) had completed, on the recorder's clock: new work gets through, not
+    old work finishing; None if not within RECOVER_SECONDS."""
+    seen = 0  # completions looked at so far (the list only grows)
+    fresh = 0
     with anyio.move_on_after(RECOVER_SECONDS):
-        while recorder.completed_total < after + RECOVERED_AFTER:
+        while fresh < RECOVERED_AFTER:
+            ended = recorder.ended_due_ns
+            fresh += sum(due >= since_ns for due in ended[seen:])
+            seen = len(ended)
             await anyio.sleep(0.05)
         return recorder.elapsed()
     return None

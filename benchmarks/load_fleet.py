@@ -68,6 +68,8 @@ UNANSWERED = frozenset(
 )
 CONNECTING_AT_ONCE = 50  # peers' connections opened together
 DUPLICATE = "DUPLICATE_SUPPRESSED"
+UNKNOWN_OUTCOME = "UNKNOWN_OUTCOME"  # the load could not learn whether its submission made an intent
+ABSENT = object()  # `_found`: the service says no such intent
 TIMED_OUT = "TIMED_OUT"  # no answer within the request's time (a client-side count, not a system code)
 NODE_MAILBOX = 256
 
@@ -82,8 +84,10 @@ class Driving:
 
     @property
     def longest(self) -> float:
-        """The longest one submission can be driven: its answer, then its follow."""
-        return ANSWER_SECONDS + 2 * (self.wait + CALL_MARGIN) + FOLLOW_SECONDS
+        """The longest one submission can be driven: its answer, a look
+        whether a refused one exists, then its follow (each bound plus the
+        request that may be under way when it runs out)."""
+        return 2 * ANSWER_SECONDS + FOLLOW_SECONDS + 3 * (self.wait + CALL_MARGIN + RESUBMIT_PAUSE)
 
 
 Ask = Callable[[str, bytes, float], Awaitable[dict[str, Any]]]
@@ -118,6 +122,8 @@ async def drive(ask: Ask, recorder: Recorder, source: Source, intent: str, drivi
     Counted in flight by whoever started it (`Fleet.submit`), until this ends."""
     try:
         await _drive(ask, recorder, source, intent, driving, due_ns)
+    except Exception as exc:  # a bug of the load's own (a reply it cannot read): counted, fails the run
+        recorder.errored[type(exc).__name__] += 1
     finally:
         recorder.in_flight -= 1
 
@@ -143,10 +149,14 @@ async def _drive(ask: Ask, recorder: Recorder, source: Source, intent: str, driv
         refused = [a for a in answers if a.get("code") not in UNANSWERED]
         # A refusal beside an unanswered copy says nothing: that copy may have made it.
         if (refused and len(refused) == len(answers)) or perf_ns() >= give_up:
-            found = await _found(ask, subject, intent, wait) if attempt else None
-            if found is None:  # an earlier attempt unanswered: refused only if no intent was made
+            # After an unanswered attempt a refusal proves nothing: refused only if no intent was made.
+            found = await _found(ask, subject, intent, wait) if attempt else ABSENT
+            if found is ABSENT:
                 answer = (refused or answers)[0]
                 recorder.rejected(source, str(answer.get("code")), answer)
+                return
+            if found is None:
+                recorder.rejected(source, UNKNOWN_OUTCOME, {"detail": "neither created nor refused, as far as get tells"})
                 return
             answer = found
             break
@@ -161,7 +171,7 @@ async def _drive(ask: Ask, recorder: Recorder, source: Source, intent: str, driv
         answer = await _asked(ask, f"{subject}.get", get, wait)
         if answer.get("ok") is True:
             state = answer["intent"]["state"]
-        elif answer.get("code") in UNANSWERED:
+        else:  # no answer, or a refusal (the service shedding waits): not again at once
             await anyio.sleep(RESUBMIT_PAUSE)
     if state in recorder.terminal:
         recorder.ended(source, intent, state, due_ns)
@@ -169,16 +179,19 @@ async def _drive(ask: Ask, recorder: Recorder, source: Source, intent: str, driv
         recorder.unended(source, intent, state)
 
 
-async def _found(ask: Ask, subject: str, intent: str, wait: float) -> dict[str, Any] | None:
-    """The intent's `get` answer if it exists, None if not (asked until answered, ANSWER_SECONDS at most)."""
+async def _found(ask: Ask, subject: str, intent: str, wait: float) -> dict[str, Any] | object | None:
+    """The intent's `get` answer if it exists; ABSENT if the service says
+    INTENT_NOT_FOUND; None if no such answer came within ANSWER_SECONDS."""
     give_up = perf_ns() + ANSWER_SECONDS * 1e9
     get = orjson.dumps({"id": intent})
-    while True:
+    while perf_ns() < give_up:
         answer = await _asked(ask, f"{subject}.get", get, wait)
         if answer.get("ok") is True:
             return answer
-        if answer.get("code") not in UNANSWERED or perf_ns() >= give_up:
-            return None  # INTENT_NOT_FOUND: none was made
+        if answer.get("code") == "INTENT_NOT_FOUND":
+            return ABSENT
+        await anyio.sleep(RESUBMIT_PAUSE)
+    return None
 
 
 async def _copies(ask: Ask, subject: str, body: bytes, wait: float, copies: int) -> list[dict[str, Any]]:
@@ -259,7 +272,7 @@ class Fleet:
     errors: Counter[str]  # what the peers' clients reported (a chaos run's outages), by exception
 
     def submit(self, source: Source, intent: str, due_ns: int, recorder: Recorder, driving: Driving) -> None:
-        recorder.submitted(source)
+        recorder.submitted(source, late_ns=perf_ns() - due_ns)
         recorder.in_flight += 1  # from now: a node may take its Emit later
         node = self.nodes.get(source.name)
         if node is not None:

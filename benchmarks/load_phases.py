@@ -76,9 +76,8 @@ async def run_phase(
             due = start + round(i * 1e9 / phase.rate)
             if i >= count and stop_after and (due - start) / 1e9 >= stop_after[0]:
                 return
-            wait = (due - perf_ns()) / 1e9
-            if wait > 0:
-                await anyio.sleep(wait)
+            # A client behind schedule still yields once a send, so the sampler and the drives run.
+            await anyio.sleep(max((due - perf_ns()) / 1e9, 0.0))
             source = sources[i % len(sources)]
             n = seq[source.name] = seq.get(source.name, -1) + 1
             fleet.submit(source, intent_id(f"{run}{phase.name}", source, n), due, recorder, driving)
@@ -113,10 +112,11 @@ async def run_phase(
 
 def figures(recorder: Recorder, phase: Phase, *, paced_at: float, sources: list[Source]) -> dict[str, Any]:
     rows = recorder.rows
-    first = next((i for i, row in enumerate(rows) if row["t_s"] > phase.warmup), len(rows))
+    # Each row counts since the row before it: the window's first row is the
+    # first whose interval begins once the warm-up is over.
+    first = next((i for i in range(1, len(rows)) if rows[i - 1]["t_s"] >= phase.warmup), len(rows))
     steady = [row for row in rows[first:] if row["t_s"] <= paced_at + 1e-9]
-    # Each row counts since the row before it: the window opens at that one.
-    span = steady[-1]["t_s"] - (rows[first - 1]["t_s"] if first else 0.0) if steady else 0.0
+    span = steady[-1]["t_s"] - rows[first - 1]["t_s"] if steady else 0.0
     rss = [row["rss_mb"] for row in rows if row["rss_mb"] is not None]
     after_warmup = [row["rss_mb"] for row in steady if row["rss_mb"] is not None]
     depths = [row for row in rows if row["depth_max"] is not None]
@@ -136,6 +136,8 @@ def figures(recorder: Recorder, phase: Phase, *, paced_at: float, sources: list[
         "rejection_details": recorder.rejection_details,
         "completed_by": dict(recorder.completed_by),
         "unended": len(recorder.unended_ids),
+        "errored": dict(recorder.errored),
+        "send_late_ms": percentiles(recorder.late_ns),
         "resubmitted": recorder.resubmitted,
         "duplicates": recorder.duplicates,
         "created_twice": recorder.created_twice,

@@ -64,6 +64,9 @@ class Recorder:
         self.resubmitted = 0
         self.duplicates = 0  # answers DUPLICATE_SUPPRESSED (resubmits, copies)
         self.created_twice = 0  # submissions two of whose copies were each answered "created"
+        self.errored: Counter[str] = Counter()  # drives that raised (the load's own bugs), by exception
+        self.ended_due_ns: list[int] = []  # when each completed intent was due (a chaos run's recovery)
+        self.late_ns: list[int] = []  # how late each submission was sent, against when it was due
         self.in_flight = 0  # submissions being driven now (load_fleet.drive keeps it)
         self.rejection_details: dict[str, str] = {}  # code -> one detail, for the report
         self._interval_ns: list[int] = []
@@ -73,8 +76,9 @@ class Recorder:
 
     # ---- answers ---------------------------------------------------------------------------
 
-    def submitted(self, source: Any) -> None:
+    def submitted(self, source: Any, *, late_ns: int = 0) -> None:
         self.submitted_by[source.kind] += 1
+        self.late_ns.append(late_ns)
         self.sources_submitted.add(source.name)
 
     def accepted(self, source: Any, intent: str) -> None:
@@ -87,6 +91,7 @@ class Recorder:
     def ended(self, source: Any, intent: str, state: str, due_ns: int) -> None:
         latency = perf_ns() - due_ns
         self.completed_by[state] += 1
+        self.ended_due_ns.append(due_ns)
         self.samples_ns.append(latency)
         self._interval_ns.append(latency)
 

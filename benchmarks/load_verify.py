@@ -3,6 +3,8 @@ the load's own counts:
 
     terminal   every intent the system accepted has a record in KV in a
                terminal state (read by key, each one)
+    made       every intent of the phase in the bucket (listed by key) is
+               one the load counted accepted, and the other way round
     sources    the distinct sources (nodes, peers) whose intents the system
                stored, from each record's `params.source`
     ledger     exactly one apply in the ledger per SUCCEEDED intent, and no
@@ -16,7 +18,6 @@ counted, and what was wrong (a few examples, never thousands).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -31,8 +32,9 @@ from nats.js.errors import KeyNotFoundError
 
 from exoarmur.actors.execution.ledger import read_ledger
 from exoarmur.actors.intents.record import intent_key
+from exoarmur.benchmarks.intents_system import live_keys
 
-__all__ = ["Check", "ledger_check", "records_check", "replay_check"]
+__all__ = ["Check", "ledger_check", "made_check", "made_ids", "records_check", "replay_check"]
 
 RECORDS = "exoarmur_intents"
 READS_AT_ONCE = 128
@@ -55,7 +57,7 @@ async def read_records(js: Any, accepted: dict[str, str], tenant_of: dict[str, s
     """The stored record of each accepted intent (None: no record)."""
     kv = await js.key_value(RECORDS)
     found: dict[str, dict[str, Any] | None] = {}
-    limiter = asyncio.Semaphore(READS_AT_ONCE)
+    limiter = anyio.Semaphore(READS_AT_ONCE)
 
     async def read(intent: str) -> None:
         async with limiter:
@@ -66,8 +68,31 @@ async def read_records(js: Any, accepted: dict[str, str], tenant_of: dict[str, s
                 return
         found[intent] = orjson.loads(entry.value) if entry.value else None
 
-    await asyncio.gather(*(read(intent) for intent in accepted))
+    async with anyio.create_task_group() as group:  # one failed read ends them all
+        for intent in accepted:
+            group.start_soon(read, intent)
     return found
+
+
+async def made_ids(js: Any, prefix: str) -> set[str]:
+    """The ids of every intent record in the bucket whose id starts with
+    `prefix` (the phase's): what the system made, whatever the load heard."""
+    return {key.split(".", 1)[1] for key in await live_keys(js, RECORDS) if key.split(".", 1)[1].startswith(prefix)}
+
+
+def made_check(made: set[str], accepted: dict[str, str]) -> Check:
+    """Every intent the system made was one the load counted accepted:
+    none made behind a refusal it believed, none it believed made missing."""
+    unheard = sorted(made - set(accepted))
+    missing = sorted(set(accepted) - made)
+    problems = [f"made, counted refused: {i}" for i in unheard[:EXAMPLES]]
+    problems += [f"counted accepted, not made: {i}" for i in missing[:EXAMPLES]]
+    return Check(
+        "every intent made was counted accepted",
+        not problems and bool(made),
+        {"made": len(made), "accepted": len(accepted), "made_not_accepted": len(unheard), "accepted_not_made": len(missing)},
+        tuple(problems) if made else ("no intent was made",),
+    )
 
 
 def records_check(

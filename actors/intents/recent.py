@@ -3,11 +3,16 @@ delivered again while its tenant's limits refuse new submissions is
 answered as the duplicate it is, not refused.
 
 A refusal at admission says "not created". A client whose first answer was
-lost (a timeout, a restart) and whose retry meets a full quota must not be
-told that about an intent that exists and runs. Asking the store on every
-refusal would cost a flood a read per request; this memo costs a lookup.
-Past `limit` keys the oldest are let go: a retry that late is refused as a
-new submission would be (the intent still runs; `get` finds it).
+lost (a timeout) and whose retry meets a full quota must not be told that
+about an intent that exists and runs. A key found here is looked up before
+the limits are asked (and so never counted as a refusal); asking the store
+for every submission would cost a flood a read per request, this memo a
+lookup. What it does not cover: it is this process's, empty after a
+restart and not shared with another owner of the tenant; past `limit`
+keys the oldest are let go; a delivery that comes while the first one's
+create is still under way is not found yet. Such a retry is answered as a
+new submission would be (refused when the limits refuse), though the
+intent runs: `get` finds it.
 """
 
 from __future__ import annotations

@@ -203,15 +203,12 @@ class IntentService(Actor):
         intent_id = record.id
         if record.ttl and not self.setting.types[record.type].revertible:
             raise InvalidInput(ReasonCode.INTENT_INVALID, f"execution type {record.type!r} cannot revert: no ttl")
-        if self.desk is not None:
-            try:
-                owner = await self.desk.ask(Admit(tenant, forwarded=forwarded))
-            except ExoarmurError:
-                stored = await self.store.load(tenant, intent_id) if record.kv_key in self.recent else None
-                if stored is None:  # not one of ours, or its create is still on the way: refused
-                    raise
-                # Made by an earlier delivery: a duplicate, whatever the limits say now.
+        if record.kv_key in self.recent:  # delivered again: the duplicate it is, before any limit
+            stored = await self.store.load(tenant, intent_id)
+            if stored is not None:
                 return await self._again(stored, reply=reply, wait=wait, differs=_differs(stored, record))
+        if self.desk is not None:
+            owner = await self.desk.ask(Admit(tenant, forwarded=forwarded))
             if owner:  # another process owns the tenant: it answers the requester
                 await self.connection.ask(Publish(f"{FORWARDED}.{owner}.{PREFIX}.{tenant}.submit", data, reply=reply))
                 return None

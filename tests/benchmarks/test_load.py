@@ -57,6 +57,9 @@ def test_the_quick_run_measures_capacity_runs_its_scenarios_and_chaos_and_verifi
         if name == "nominal" and not figures["rejected_by"]:  # none refused: every source has intents stored
             assert (stored["nodes"], stored["peers"]) == (shape.nodes, shape.peers)
         assert checks["one ledger effect per SUCCEEDED intent"]["figures"]["duplicates"] == 0
+        assert checks["every intent made was counted accepted"]["figures"]["made"] == figures["accepted"]
+        accounted = {t["name"]: t for t in result["targets"]}["every submission accounted for"]
+        assert accounted["passed"], accounted  # the load's own counts add up, whatever the machine
         measured = [row["rss_mb"] is not None for row in result["intervals"]]
         assert measured and (any if name == "chaos" else all)(measured)  # none while the process is dead
     overload = report["scenarios"]["overload"]["figures"]
