@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import psutil
@@ -20,6 +21,7 @@ import pytest
 from exoarmur.benchmarks import load_nodes_peers
 from exoarmur.benchmarks.load_fleet import sources
 from exoarmur.benchmarks.load_record import percentiles
+from exoarmur.benchmarks.load_system import System
 
 RUN_SECONDS = 240
 
@@ -103,3 +105,48 @@ def test_bad_options_exit_2_naming_the_option(argv, capsys):
         load_nodes_peers.parse_args(argv, "exoarmur bench load")
     assert raised.value.code == 2
     assert "--" in capsys.readouterr().err
+
+
+class TestARunningProcess:
+    """`--state-dir` and `--nats-url`: what the script takes from a running
+    process's connection file or from the environment, and the coded exit
+    when there is none."""
+
+    async def found(self, argv: list[str], tmp_path: Path) -> System:
+        args = load_nodes_peers.parse_args(argv, "exoarmur bench load")
+        system = System(args, tmp_path, quota=1, chaos=False)
+        async with AsyncExitStack() as stack:
+            await system.start(stack)
+        return system
+
+    @pytest.mark.anyio
+    async def test_the_state_dir_gives_nats_credentials_pid_metrics_and_ledger(self, tmp_path):
+        state = tmp_path / "state"
+        state.mkdir()
+        (state / "connection.json").write_bytes(json.dumps(
+            {"urls": ["nats://127.0.0.1:4"], "token": "s3cret", "pid": 42, "embedded": True, "http": "http://127.0.0.1:9"}
+        ).encode())  # fmt: skip
+        system = await self.found(["--state-dir", str(state)], tmp_path)
+        assert system.urls == ("nats://127.0.0.1:4",) and system.credentials.token == "s3cret"
+        assert (system.pid, system.metrics_url) == (42, "http://127.0.0.1:9/metrics")
+        assert system.ledger == state / "ledger.jsonl"
+        assert system.replay_target == ["--state-dir", str(state)]
+
+    @pytest.mark.anyio
+    async def test_a_nats_url_takes_its_credentials_from_the_environment(self, tmp_path, monkeypatch):
+        monkeypatch.setenv("EXOARMUR_NATS_TOKEN", "t0ken")
+        system = await self.found(["--nats-url", "nats://127.0.0.1:5", "--ledger", str(tmp_path / "l")], tmp_path)
+        assert system.urls == ("nats://127.0.0.1:5",) and system.credentials.token == "t0ken"
+        assert (system.pid, system.metrics_url, system.ledger) == (None, None, tmp_path / "l")
+
+    @pytest.mark.anyio
+    async def test_a_state_dir_without_a_running_process_exits_2_saying_so(self, tmp_path, capsys):
+        with pytest.raises(SystemExit) as raised:
+            await self.found(["--state-dir", str(tmp_path)], tmp_path)
+        assert raised.value.code == 2
+        assert "connection.json: cannot be read" in capsys.readouterr().err
+
+    def test_chaos_against_a_running_process_is_refused(self, capsys):
+        with pytest.raises(SystemExit) as raised:
+            load_nodes_peers.parse_args(["--chaos", "--state-dir", "x"], "exoarmur bench load")
+        assert raised.value.code == 2 and "chaos" in capsys.readouterr().err
