@@ -38,7 +38,8 @@ SCRIPTS = MappingProxyType(
         "load": (
             "exoarmur.benchmarks.load_nodes_peers",
             "1,000 logical nodes and 500 peer identities across 10 tenants: capacity by a ramp, then nominal, "
-            "overload (2x) and scale (10x the sources), each verified (terminal, ledger, replay)",
+            "overload (2x), scale (10x the sources) and, with --chaos, faults under load; each verified from what "
+            "the system stored (terminal, ledger, replay)",
         ),
     }
 )
