@@ -265,7 +265,6 @@ class Fleet:
     """Every source, ready: nodes spawned, peers connected. `submit` starts
     one submission at once and never waits for it."""
 
-    system: ActorSystem
     nodes: dict[str, ActorRef]
     peers: dict[str, Any]  # source name -> nats-py client
     group: Any  # the task group the peers' submissions run in
@@ -320,7 +319,7 @@ async def fleet(all_sources: list[Source], *, urls: tuple[str, ...], credentials
             _peers([s for s in all_sources if s.kind == "peer"], urls, options.credential_kwargs(), errors)
         )
         group = await stack.enter_async_context(anyio.create_task_group())
-        yield Fleet(system, nodes, peers, group, errors)
+        yield Fleet(nodes, peers, group, errors)
 
 
 @asynccontextmanager

@@ -38,10 +38,10 @@ from exoarmur.actors.intents.approvals import Decision
 from exoarmur.actors.intents.approving import decide
 from exoarmur.actors.intents.intent import IntentSetting
 from exoarmur.actors.intents.messages import Activate, Admit, Released
+from exoarmur.actors.intents.recent import RecentKeys
 from exoarmur.actors.intents.record import IntentRecord, check_id
 from exoarmur.actors.intents.requests import GET_FIELDS, PREFIX, new_record, only, parse_request, wait_of
 from exoarmur.actors.intents.states import TERMINAL, IntentState
-from exoarmur.actors.intents.recent import RecentKeys
 from exoarmur.actors.intents.waiters import Settled, Waiter, Waiters
 from exoarmur.actors.nats import Delivery, Publish, Subscribe
 from exoarmur.actors.nats.json_replies import reply_json
@@ -66,7 +66,7 @@ LIST_CONCURRENCY = 64
 LIST_SCAN = 10_000  # records read by one list at most
 LIST_BYTES = 512 * 1024  # a reply stays well under NATS's 1 MiB payload
 WAIT_LIMIT = 10_000  # requests waiting for their intents at once
-RECENT_KEYS = 16_384  # intents created lately, told from new ones when the limits refuse (recent.py)
+RECENT_KEYS = 16_384  # intents created lately: delivered again, a duplicate before any limit (recent.py)
 POLL_BATCH = 256  # records of waited-for intents read per poll at most
 # The answer to a request that finds the mailbox full, given by the connection.
 OVERLOADED = orjson.dumps(
