@@ -49,6 +49,7 @@ import sys
 import tempfile
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -239,16 +240,16 @@ def shape_of(args: argparse.Namespace) -> Shape:
 
 async def scenario(
     name: str, system: System, shape: Shape, all_sources: list[Source], *, rate: float, capacity: float | None,
-    run: str, kind: str,
+    run: str, kind: str, chaos_class: Callable[..., Chaos] = Chaos,
 ) -> dict[str, Any]:  # fmt: skip
     """One scenario with its own fleet, its figures, targets and checks (a
-    chaos scenario's faults injected beside its pacing)."""
+    chaos scenario's faults injected beside its pacing, by `chaos_class`)."""
     seconds = max(shape.seconds, len(all_sources) / rate * 1.1)  # every source submits at least once
     driving = Driving(kind=kind)
     sampler = Sampler(pid=system.pid, metrics_url=system.metrics_url, server_pid=system.server_pid)
     chaos = None
     if name == "chaos":  # paced until every fault is over, and a gap more
-        chaos = Chaos(system, sampler, gap=shape.chaos_gap, subject=SLOW_SUBJECTS)
+        chaos = chaos_class(system, sampler, gap=shape.chaos_gap, subject=SLOW_SUBJECTS)
         driving = Driving(kind=kind, wait=CHAOS_WAIT, copies=CHAOS_COPIES)
     phase = Phase(name=name[0], rate=rate, seconds=seconds, warmup=min(seconds / 4, 10.0), interval=shape.interval,
                   tail=shape.chaos_gap)  # fmt: skip
@@ -263,6 +264,7 @@ async def scenario(
     targets = scenario_targets(name, figures, capacity=capacity)
     if chaos is not None:
         figures["faults"] = chaos.faults
+        figures.update(chaos.figures())
         targets += chaos_targets(chaos, figures)
     return {
         "description": DESCRIPTIONS[name],

@@ -10,6 +10,7 @@
     exoarmur version [--json]
     exoarmur bench NAME [ARGS...]        # kernel, supervision, nats: ARGS (--help
                                          # included) go to benchmarks/bench_NAME.py
+    exoarmur gates [--quick] [--json] [--evidence DIR]   (benchmarks/gates.py)
 
 `run` and `config` apply the environment's overrides (EXOARMUR_NATS_TOKEN, ...)
 to the file's settings alike, so `config` shows what `run` would use (secrets
@@ -17,7 +18,8 @@ as "***").
 
 Exit codes: 0 success; 1 a failure at run time; 2 bad usage or CONFIG_INVALID
 (and a benchmark that cannot be imported, e.g. without the `bench` extra); for
-`bench`, what the benchmark returns (1: a target missed).
+`bench`, what the benchmark returns (1: a target missed); for `gates`, 1 when
+a gate is FAIL.
 """
 
 from __future__ import annotations
@@ -131,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
         # lists its options (_bench adds where the results go).
         bench = benches.add_parser(name, help=summary.replace("%", "%%"), add_help=False, allow_abbrev=False)
         bench.set_defaults(command=functools.partial(_bench, name=name), passes_rest=True)
+
+    gates = commands.add_parser(
+        "gates",
+        help="a reality run that computes gates 1-8 (PASS or FAIL each, with its evidence)",
+        add_help=False,  # --help goes to the script, as for bench
+        allow_abbrev=False,
+    )
+    gates.set_defaults(command=_gates, passes_rest=True)
     return parser
 
 
@@ -190,27 +200,36 @@ def _config(args: argparse.Namespace, rest: list[str]) -> int:
 
 def _bench(args: argparse.Namespace, rest: list[str], *, name: str) -> int:
     module_name = SCRIPTS[name][0]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        missing = (exc.name or "").partition(".")[0]
-        if missing in EXTRA_PACKAGES:
-            say(f"bench {name} needs the {EXTRA} extra ({missing} is missing): {INSTALL_EXTRA}")
-        else:
-            say(f"bench {name}: cannot import {module_name}: {exc}")
-        return EXIT_CONFIG
-    bench_main = getattr(module, "main", None)
-    if not callable(bench_main):
-        say(f"bench {name}: {module_name} has no main(argv)")
-        return EXIT_CONFIG
-    if rest[:1] == ["--"]:
-        rest = rest[1:]
     if "-h" in rest or "--help" in rest:
         print(
             f"exoarmur bench {name} runs {module_name} with the options below. Results go to "
             f"./{RESULTS_DIR}/ in the current directory ({os.getcwd()}), or to --out DIR.\n"
         )
+    return _script(module_name, rest, label=f"bench {name}")
+
+
+def _gates(args: argparse.Namespace, rest: list[str]) -> int:
+    return _script("exoarmur.benchmarks.gates", rest, label="gates")
+
+
+def _script(module_name: str, rest: list[str], *, label: str) -> int:
+    """Run a script's main(argv, prog=...) as `exoarmur LABEL`: its exit code."""
     try:
-        return _exit_code(bench_main(rest, prog=f"exoarmur bench {name}"))
-    except SystemExit as exc:  # the benchmark's own argparse
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").partition(".")[0]
+        if missing in EXTRA_PACKAGES:
+            say(f"{label} needs the {EXTRA} extra ({missing} is missing): {INSTALL_EXTRA}")
+        else:
+            say(f"{label}: cannot import {module_name}: {exc}")
+        return EXIT_CONFIG
+    script_main = getattr(module, "main", None)
+    if not callable(script_main):
+        say(f"{label}: {module_name} has no main(argv)")
+        return EXIT_CONFIG
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    try:
+        return _exit_code(script_main(rest, prog=f"exoarmur {label}"))
+    except SystemExit as exc:  # the script's own argparse
         return _exit_code(exc.code)

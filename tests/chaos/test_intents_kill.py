@@ -1,6 +1,6 @@
 """Exactly one effect per intent while `exoarmur run` is SIGKILLed at random
 moments and at every fault point, and restarted (the short form of
-tests/chaos/intents_sweep.py; its long form is a script)."""
+benchmarks/kill_sweep.py; its long form is that script)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 
 from exoarmur.actors.execution import read_ledger
 from tests.actors.app.test_cli import REPO
-from tests.chaos.intents_sweep import Runner, Sweep, run_sweep, shared_config, sweep
-from tests.chaos.stamped import starts
+from exoarmur.benchmarks.kill_sweep import Runner, Sweep, run_sweep, shared_config, sweep
+from exoarmur.benchmarks.stamped import starts
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -106,7 +106,7 @@ def test_a_kill_switch_set_mid_sweep_stops_every_apply_from_its_answer_on(tmp_pa
     effect (one exactly if SUCCEEDED)."""
     ledger = tmp_path / "stamped.jsonl"
     config = tmp_path / "stamped.toml"
-    config.write_text(f'[execution_types.stamped]\nclass = "tests.chaos.stamped:Stamped"\npath = "{ledger}"\n')
+    config.write_text(f'[execution_types.stamped]\nclass = "exoarmur.benchmarks.stamped:Stamped"\npath = "{ledger}"\n')
     runner = Runner(tmp_path / "state", args=("--config", str(config)), env={"PYTHONPATH": str(REPO)})
     run = Sweep(
         runner, count=200, kills=1, tenants=3, seed=17, faults=False, kind="stamped", ledger=ledger, switch_at=80,

@@ -3,7 +3,6 @@ temporary storage, killed and restarted at will."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -35,18 +34,6 @@ def options_for(server: ServerProcess, **overrides) -> ConnectionOptions:
 
 async def connect(system: ActorSystem, server: ServerProcess, *, name: str = "nats", **overrides) -> ActorRef:
     return await system.spawn(NatsConnection, name=name, kwargs={"options": options_for(server, **overrides)})
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` loopback ports free right now (for a cluster's routes)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 async def eventually(predicate, *, timeout: float = 10.0, every: float = 0.02) -> None:

@@ -15,7 +15,8 @@ from exoarmur.actors.nats.audit_stream import Append, AuditStream, read_records,
 from exoarmur.actors.nats import ConnectionOptions, KvGet, KvOpen, KvPut, NatsConnection
 from exoarmur.actors.nats.process import ClusterOptions
 from exoarmur.runtime import TIMEOUT_CODES, ActorSystem, AuditEvent, ExoarmurError, ReasonCode
-from tests.integration.support import free_ports, running_server
+from exoarmur.benchmarks.sweep_runner import free_ports
+from tests.integration.support import running_server
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,7 @@ it each time, and then checks, from durable state only:
 
 The CI runs a short form (tests/chaos/test_intents_kill.py); the long form is
 
-    python -m tests.chaos.intents_sweep --count 2000 --kills 10 --seed 1 [--copies 3] [--backend trio]
+    python -m exoarmur.benchmarks.kill_sweep --count 2000 --kills 10 --seed 1 [--copies 3] [--backend trio]
         [--variant base|nats|two|cluster|reverts]
 
 with the CI's variants at any size: `nats` SIGKILLs the embedded
@@ -30,11 +30,8 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import os
 import random
 import secrets
-import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -46,92 +43,21 @@ import nats
 import orjson
 
 from exoarmur.actors.execution import read_ledger
-from exoarmur.actors.intents.faults import ENVIRONMENT, POINTS
+from exoarmur.actors.intents.faults import POINTS
 from exoarmur.actors.nats.process import ClusterOptions, ServerOptions, ServerProcess
-from exoarmur.runtime import ActorUnavailable, BreakerOpen, DeadlineExceeded, DependencyFailed, Overloaded, error_for
-from tests.integration.support import free_ports
+from exoarmur.benchmarks.measure import expect
+from exoarmur.benchmarks.sweep_runner import (
+    STARTUP,
+    TERMINAL,
+    Runner,
+    fail_closed,
+    free_ports,
+    replay_verified,
+    retryable,
+    shared_config,
+)
 
-TERMINAL = {"SUCCEEDED", "FAILED", "DENIED", "EXPIRED", "KILLED", "REVERTED"}
-STARTUP = 60.0
-
-
-@attrs.define
-class Runner:
-    """One `exoarmur run` at a time in `state_dir`, restarted at will."""
-
-    state_dir: Path
-    backend: str = "asyncio"
-    args: tuple[str, ...] = ()  # e.g. --config, --nats-url
-    env: dict[str, str] = attrs.Factory(dict)
-    popen: subprocess.Popen | None = None
-    log: Path | None = None
-    kills: int = 0
-    faults_hit: Counter = attrs.Factory(Counter)
-
-    def start(self, faults: str = "") -> None:
-        env = {**os.environ, **self.env}
-        env.pop(ENVIRONMENT, None)
-        if faults:
-            env[ENVIRONMENT] = faults
-        self.log = self.state_dir.parent / f"run-{self.kills}-{time.monotonic_ns()}.log"
-        (self.state_dir / "connection.json").unlink(missing_ok=True)
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "exoarmur", "run", "--state-dir", str(self.state_dir), "--backend", self.backend, *self.args],
-            stdout=subprocess.DEVNULL,
-            stderr=self.log.open("wb"),
-            env=env,
-        )
-        deadline = time.monotonic() + STARTUP
-        while not (self.state_dir / "connection.json").exists():
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"exoarmur run exited with {self.popen.returncode}: {self.log.read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"exoarmur run did not start: {self.log.read_text()[-2000:]}")
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        assert self.popen is not None
-        self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait(timeout=30)
-        self.kills += 1
-
-    def stop(self) -> int:
-        assert self.popen is not None
-        self.popen.send_signal(signal.SIGTERM)
-        return self.popen.wait(timeout=60)
-
-    def signalled(self, how: str) -> None:
-        """Stopped by `how`: "kill" (SIGKILL), "term" (SIGTERM: the graceful
-        stop, exit 0) or "term_twice" (a second SIGTERM 20 ms later: cut
-        short, exit 1; or, if the graceful stop was done by then, exit 0, or
-        ended by the signal itself during the interpreter's last teardown)."""
-        if how == "kill":
-            self.kill()
-            return
-        assert self.popen is not None
-        self.popen.send_signal(signal.SIGTERM)
-        if how == "term_twice":
-            time.sleep(0.02)
-            self.popen.send_signal(signal.SIGTERM)
-        status = self.popen.wait(timeout=60)
-        allowed = (0, 1, -signal.SIGTERM) if how == "term_twice" else (0,)
-        assert status in allowed, (status, self.log.read_text()[-2000:] if self.log else "")
-        self.kills += 1
-
-    def died_by_itself(self) -> bool:
-        """True once, after the process killed itself at a fault point."""
-        if self.popen is None or self.popen.poll() is None:
-            return False
-        assert self.popen.returncode == -signal.SIGKILL, (self.popen.returncode, self.log.read_text()[-2000:])
-        return True
-
-    def connection(self) -> dict:
-        return orjson.loads((self.state_dir / "connection.json").read_bytes())
-
-    def kill_nats(self) -> None:
-        """SIGKILL the embedded nats-server (its supervisor starts it again)."""
-        pid = int((self.state_dir / "nats" / "nats-server.pid").read_text())
-        os.kill(pid, signal.SIGKILL)
+__all__ = ["Sweep", "run_sweep", "sweep"]
 
 
 @attrs.define
@@ -186,7 +112,7 @@ class Sweep:
 
     async def _servers(self, stack: contextlib.AsyncExitStack) -> list[ServerProcess]:
         """One nats-server, or a cluster of `nodes` with one token (sync always)."""
-        assert self.server_dir is not None
+        expect(self.server_dir is not None, "a cluster sweep without server_dir")
         routes = free_ports(self.nodes) if self.nodes > 1 else []
         token = secrets.token_urlsafe(16)
         servers = []
@@ -260,7 +186,7 @@ class Sweep:
             await client.close()
         for runner in [self.runner, *self.others]:
             if runner.popen is not None and runner.popen.poll() is None:
-                assert runner.stop() == 0, runner.log.read_text()[-2000:] if runner.log else ""
+                expect(runner.stop() == 0, str(runner.log.read_text()[-2000:] if runner.log else ""))
 
     async def _client(self) -> nats.NATS:
         info = self.runner.connection()
@@ -290,15 +216,15 @@ class Sweep:
             if reply is not None and reply["ok"]:
                 self.acked[tenant, intent_id] = reply["code"]
                 return
-            assert reply is None or retryable(reply["code"]), reply
-            assert time.monotonic() < deadline, f"{tenant}/{intent_id} never acknowledged"
+            expect(reply is None or retryable(reply["code"]), str(reply))
+            expect(time.monotonic() < deadline, f"{tenant}/{intent_id} never acknowledged")
             await asyncio.sleep(0.05)
 
     async def _switch(self, client: nats.NATS) -> None:
         """Set the global kill switch; `switched` is when the set was answered."""
         body = orjson.dumps({"who": "sweep", "reason": "mid-run"})
         reply = orjson.loads((await client.request("exoarmur.killswitch.set", body, timeout=15)).data)
-        assert reply["ok"] and reply["switch"]["active"], reply
+        expect(reply["ok"] and reply["switch"]["active"], str(reply))
         self.switched = time.monotonic()
 
     async def _get(self, client: nats.NATS, tenant: str, intent_id: str) -> dict | None:
@@ -307,7 +233,7 @@ class Sweep:
         except (nats.errors.Error, asyncio.TimeoutError):
             return None
         data = orjson.loads(reply.data)
-        assert data["ok"], (tenant, intent_id, data)  # acknowledged: never lost
+        expect(data["ok"], str((tenant, intent_id, data)))  # acknowledged: never lost
         return data["intent"]
 
     async def _settled(self, client: nats.NATS, timeout: float = 180.0) -> None:
@@ -318,12 +244,12 @@ class Sweep:
                 intent = await self._get(client, *key)
                 if intent is not None and intent["state"] in TERMINAL:
                     pending.discard(key)
-            assert time.monotonic() < deadline, f"not terminal: {sorted(pending)[:10]} ({len(pending)})"
+            expect(time.monotonic() < deadline, f"not terminal: {sorted(pending)[:10]} ({len(pending)})")
             if pending:
                 await asyncio.sleep(0.2)
         for key in self.acked:
             intent = await self._get(client, *key)
-            assert intent is not None
+            expect(intent is not None, f"{key} acknowledged, then not found")
             self.states[key], self.owners[key] = intent["state"], intent["owner"]
             if fail_closed(intent):
                 self.fail_closed.add(key)
@@ -348,12 +274,12 @@ class Sweep:
                     continue
                 reply = orjson.loads(msg.data)
                 # Sent again after a lost reply: already REVERTING (or further).
-                assert reply["ok"] or reply["code"] == "INTENT_STATE_INVALID", reply
+                expect(reply["ok"] or reply["code"] == "INTENT_STATE_INVALID", str(reply))
                 break
         await self._until(lambda: self.runner.kills > 0 and not self.runner.died_by_itself(), timeout=30)
         await self._settled(client)
         self.reverted = {key for key, state in self.states.items() if state == "REVERTED"}
-        assert self.reverted == set(chosen), (sorted(self.reverted), sorted(chosen))
+        expect(self.reverted == set(chosen), str((sorted(self.reverted), sorted(chosen))))
 
     async def _ttl_reverted(self, client: nats.NATS, timeout: float = 180.0) -> None:
         """Every intent REVERTED by its ttl, the runner restarted whenever it
@@ -368,7 +294,7 @@ class Sweep:
                 intent = await self._get(client, *key)
                 if intent is not None and intent["state"] == "REVERTED":
                     pending.discard(key)
-            assert time.monotonic() < deadline, f"not reverted: {sorted(pending)[:10]} ({len(pending)})"
+            expect(time.monotonic() < deadline, f"not reverted: {sorted(pending)[:10]} ({len(pending)})")
             if pending:
                 await asyncio.sleep(0.2)
         self.reverted = set(self.acked)
@@ -388,59 +314,47 @@ class Sweep:
                     live.append(subject)
             if not live:
                 return
-            assert time.monotonic() < deadline, f"index entries left: {live[:10]}"
+            expect(time.monotonic() < deadline, f"index entries left: {live[:10]}")
             await asyncio.sleep(0.2)
 
     async def _until(self, predicate, *, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not predicate():
-            assert time.monotonic() < deadline, "timed out"
+            expect(time.monotonic() < deadline, "timed out")
             await asyncio.sleep(0.05)
 
     def check(self) -> dict[str, int]:
-        """Exactly one effect per SUCCEEDED intent, none for any other."""
+        """Exactly one effect per SUCCEEDED intent, none for any other: the
+        figures, once every one of them holds."""
         lines = read_ledger(self.ledger or self.runner.state_dir / "ledger.jsonl")
         applies = Counter((line["tenant"], line["intent"]) for line in lines if line["op"] == "apply")
-        succeeded = {key for key, state in self.states.items() if state == "SUCCEEDED"}
-        assert set(applies) <= set(self.acked), f"applied, never submitted: {set(applies) - set(self.acked)}"
-        twice = {key: n for key, n in applies.items() if n > 1}
-        assert not twice, f"applied more than once: {twice}"
         reverts = Counter((line["tenant"], line["intent"]) for line in lines if line["op"] == "revert")
-        assert set(reverts) == self.reverted and all(n == 1 for n in reverts.values()), reverts
-        succeeded |= self.reverted  # applied once, then reverted once
-        assert set(applies) == succeeded, (
-            f"SUCCEEDED without an apply: {succeeded - set(applies)}; applied, not SUCCEEDED: {set(applies) - succeeded}"
-        )
-        return {
+        succeeded = {key for key, state in self.states.items() if state == "SUCCEEDED"} | self.reverted
+        twice = {key: n for key, n in applies.items() if n > 1}
+        never_submitted = set(applies) - set(self.acked)
+        missing, stray = succeeded - set(applies), set(applies) - succeeded
+        figures = {
             "intents": len(self.acked),
-            "succeeded": len(succeeded),
+            "terminal": sum(state in TERMINAL for state in self.states.values()),
+            "succeeded": len(succeeded),  # reverted ones included: applied once, then reverted once
             "other": len(self.acked) - len(succeeded),
+            "applies": sum(applies.values()),
+            "applied_twice": len(twice),
+            "applied_not_succeeded": len(stray),
+            "succeeded_not_applied": len(missing),
             "kills": self.runner.kills,
             "duplicates": sum(1 for code in self.acked.values() if code == "DUPLICATE_SUPPRESSED"),
             "reverted": len(self.reverted),
             "fail_closed": len(self.fail_closed),
             "audit_records": self.replay["summary"]["intent_records"],
+            "replay_ok": int(self.replay["ok"] is True),
+            "servers_left": sum(len(r.servers_left) for r in [self.runner, *self.others]),
         }
-
-
-def fail_closed(intent: dict) -> bool:
-    """KILLED at its gate because the kill switches could not be read: what
-    an intent meeting a NATS outage there must end as (docs/gates.md)."""
-    return intent["state"] == "KILLED" and intent["code"] == "KILL_SWITCH_ACTIVE" and "could not be read" in intent["detail"]
-
-
-def replay_verified(runner: Runner) -> dict:
-    """`exoarmur replay --verify --json` through the runner's state directory:
-    its report, which must say the audit trail and KV are equivalent."""
-    done = subprocess.run(
-        [sys.executable, "-m", "exoarmur", "replay", "--verify", "--json", "--state-dir", str(runner.state_dir)],
-        capture_output=True,
-        timeout=300,
-    )
-    report = orjson.loads(done.stdout)
-    assert done.returncode == 0 and report["ok"], (done.stderr.decode(), report.get("problems", [])[:10])
-    return report
-
+        expect(not never_submitted, f"applied, never submitted: {never_submitted}")
+        expect(not twice, f"applied more than once: {twice}")
+        expect(set(reverts) == self.reverted and all(n == 1 for n in reverts.values()), str(reverts))
+        expect(not missing and not stray, f"SUCCEEDED without an apply: {missing}; applied, not SUCCEEDED: {stray}")
+        return figures
 
 def sweep(state_dir: Path, **options: object) -> dict[str, int]:
     backend = str(options.pop("backend", "asyncio"))
@@ -456,27 +370,6 @@ def run_sweep(run: Sweep) -> dict[str, int]:
                 runner.popen.kill()
                 runner.popen.wait()
     return run.check()
-
-
-def retryable(code: str) -> bool:
-    """A refusal a client retries (submit is idempotent by id): the store or
-    NATS failing or slow, a breaker open, overload, the process stopping."""
-    error = error_for(code)
-    return isinstance(error, DependencyFailed | DeadlineExceeded | BreakerOpen | Overloaded | ActorUnavailable)
-
-
-def shared_config(root: Path, *, lease_ttl: float = 6.0, replicas: int = 1) -> Path:
-    """A config for processes on one NATS: one ledger file (the effector is
-    shared, as a real one is), short leases (a quick takeover) and ledger
-    calls short enough for them."""
-    config = root / "shared.toml"
-    config.write_text(
-        f"[nats]\nreplicas = {replicas}\n"
-        f"[intents]\nlease_ttl = {lease_ttl}\nresume_interval = 0.5\n"
-        f'[execution_types.ledger]\npath = "{root / "ledger.jsonl"}"\ntimeout = 2.0\n'
-        "[execution_types.noop]\ntimeout = 2.0\n"
-    )
-    return config
 
 
 VARIANTS = ("base", "nats", "two", "cluster", "reverts")
@@ -509,7 +402,7 @@ def variant(name: str, root: Path, args: argparse.Namespace) -> Sweep:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.chaos.intents_sweep", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m exoarmur.benchmarks.kill_sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--tenants", type=int, default=8)
@@ -527,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = run_sweep(run)
     # Reverted ones included (applied once); with NATS killed, an intent at its
     # gate then ends KILLED, never applied (fail closed).
-    assert figures["succeeded"] + figures["fail_closed"] == figures["intents"], figures
+    expect(figures["succeeded"] + figures["fail_closed"] == figures["intents"], str(figures))
     figures.update(variant=args.variant, nats_kills=run.nats_kills, nodes_killed=run.nodes_killed)
     if run.others:  # the runner died at its fault point; the others took its intents over
         figures["runner_exit"] = run.runner.popen.returncode if run.runner.popen else None

@@ -3,7 +3,7 @@ which every process of the machine shares), for the kill-switch sweep: no
 apply may start after a set was answered. Configured by dotted path:
 
     [execution_types.stamped]
-    class = "tests.chaos.stamped:Stamped"
+    class = "exoarmur.benchmarks.stamped:Stamped"
     path = "stamped.jsonl"           # its ledger; the starts go to <path>.starts
 """
 
