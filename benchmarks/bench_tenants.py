@@ -168,15 +168,19 @@ async def run_phase(params: Params, client: IntentClient, server: ServerProcess,
     return phase
 
 
-async def run_backend(params: Params, root: Path, backend: str) -> dict[str, Any]:
+async def run_backend(params: Params, root: Path, backend: str, *, processes: int = 1) -> dict[str, Any]:
+    """Rounds of both phases against `processes` exoarmur processes on one
+    nats-server (a submission reaches any; the tenant's owner admits it)."""
     config = root / "tenants.toml"
     root.mkdir(parents=True)
     config.write_text(config_text(params))
-    async with (
-        running_server(root / "nats", sync_always=True) as server,
-        running_exoarmur(root, backend=backend, server=server, config=config) as process,
-        connected(server, "bench-tenants-steady") as nc,
-    ):
+    async with contextlib.AsyncExitStack() as stack:
+        server = await stack.enter_async_context(running_server(root / "nats", sync_always=True))
+        process = await stack.enter_async_context(running_exoarmur(root, backend=backend, server=server, config=config))
+        for n in range(1, processes):
+            (root / f"p{n}").mkdir()
+            await stack.enter_async_context(running_exoarmur(root / f"p{n}", backend=backend, server=server, config=config))
+        nc = await stack.enter_async_context(connected(server, "bench-tenants-steady"))
         client = IntentClient(nc, tenants=1, cpu=CpuMeter({"exoarmur": process.pid}))
         await run_phase(attrs.evolve(params, phase_seconds=min(2.0, params.phase_seconds)), client, server,
                         flooded=True, tag="warmup")  # fmt: skip

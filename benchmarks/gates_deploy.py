@@ -34,7 +34,7 @@ import orjson
 import psutil
 
 from exoarmur.benchmarks.gates_report import Gate
-from exoarmur.runtime.timeouts import DEFAULT_SECONDS, TimeoutCategory
+from exoarmur.runtime import TimeoutCategory, TimeoutPolicy
 
 __all__ = ["checkout", "gate_4", "readme_commands"]
 
@@ -114,7 +114,7 @@ def _first(root: Path, source: Path, command: str, gate: Gate, out: Any) -> dict
     seconds, run = _installed(root, source, command, gate, out, name="installs")
     if run is None:
         return {"install_s": round(seconds, 1)}
-    ready_within = DEFAULT_SECONDS[TimeoutCategory.NATS_CONNECT]
+    ready_within = TimeoutPolicy()[TimeoutCategory.NATS_CONNECT]
     env = {**os.environ, "EXOARMUR_HTTP__PORT": "0"}
     for name in [n for n in env if n.startswith("EXOARMUR_NATS_")]:
         del env[name]  # nothing of a NATS elsewhere: the embedded one
@@ -133,9 +133,9 @@ def _first(root: Path, source: Path, command: str, gate: Gate, out: Any) -> dict
         process.kill()
         process.wait()
     time.sleep(0.5)  # a child's last exit, reaped by init
-    left = [pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
+    left = [child for child in children if _running(child)]
+    for child in left:
+        child.kill()
     gate.check("ready with its embedded NATS", ready_s is not None and ready_s <= ready_within,
                "never" if ready_s is None else f"/readyz 200 after {ready_s:.2f} s",
                f"<= {ready_within:g} s (NATS_CONNECT)")  # fmt: skip
@@ -159,11 +159,20 @@ def _ready(connection: Path, process: subprocess.Popen, deadline: float) -> floa
     return None
 
 
-def _children(pid: int) -> list[int]:
+def _children(pid: int) -> list[psutil.Process]:
+    """Its processes (psutil.Process remembers each one's start time: a pid
+    reused since is not taken for it)."""
     try:
-        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+        return psutil.Process(pid).children(recursive=True)
     except psutil.Error:
         return []
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _second(root: Path, source: Path, command: str, gate: Gate, out: Any) -> dict[str, Any]:
