@@ -6,7 +6,6 @@ the admission chain's refusal counts (gate 8), the mailbox capacities on
 
 from __future__ import annotations
 
-import urllib.request
 from collections import Counter
 from typing import Any
 
@@ -14,8 +13,8 @@ import anyio
 import nats
 import orjson
 from nats.js.errors import KeyNotFoundError
-from prometheus_client.parser import text_string_to_metric_families
 
+from exoarmur.benchmarks.load_record import per_actor, scrape
 from exoarmur.benchmarks.load_system import System
 from exoarmur.benchmarks.load_verify import RECORDS
 
@@ -110,11 +109,4 @@ def mailbox_capacities(metrics_url: str | None) -> dict[str, float]:
     """exoarmur_mailbox_capacity per actor type, from /metrics ({} without one)."""
     if metrics_url is None:
         return {}
-    with urllib.request.urlopen(metrics_url, timeout=5.0) as answer:
-        text = answer.read().decode()
-    found: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name == "exoarmur_mailbox_capacity":
-            for sample in family.samples:
-                found[sample.labels.get("actor", "?")] = sample.value
-    return found
+    return per_actor(scrape(metrics_url), "exoarmur_mailbox_capacity")

@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exoarmur.actors.intents import TERMINAL
 from exoarmur.benchmarks.measure import perf_ns
 
-__all__ = ["Recorder", "Sampler", "percentiles"]
+__all__ = ["Recorder", "Sampler", "per_actor", "percentiles", "scrape"]
 
 MIB = 1024 * 1024
 SCRAPE_SECONDS = 2.0
@@ -199,18 +199,23 @@ class Sampler:
         if self.metrics_url is None:
             return None
         try:
-            text = await anyio.to_thread.run_sync(_scrape, self.metrics_url)
+            text = await anyio.to_thread.run_sync(scrape, self.metrics_url)
         except OSError:
             self.scrape_failures += 1
             return None
-        depths: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            if family.name == "exoarmur_mailbox_depth":
-                for sample in family.samples:
-                    depths[sample.labels.get("actor", "?")] = sample.value
-        return depths
+        return per_actor(text, "exoarmur_mailbox_depth")
 
 
-def _scrape(url: str) -> str:
+def scrape(url: str) -> str:
     with urllib.request.urlopen(url, timeout=SCRAPE_SECONDS) as response:  # noqa: S310 - loopback, our own process
         return response.read().decode()
+
+
+def per_actor(text: str, family: str) -> dict[str, float]:
+    """One of /metrics' gauges per actor type (its `actor` label)."""
+    found: dict[str, float] = {}
+    for metric in text_string_to_metric_families(text):
+        if metric.name == family:
+            for sample in metric.samples:
+                found[sample.labels.get("actor", "?")] = sample.value
+    return found

@@ -2,9 +2,10 @@
 real run (processes started, SIGKILLed, restarted), its report on stdout as
 JSON alone, its evidence written; and a gate without a measurement is FAIL.
 
-Speed is not judged here: gate 6 (a p99 ratio) and gate 8 (throughput held
-under overload) are timing figures of a short run on a shared machine, so
-their PASS is not held; every other gate's is."""
+Speed is not judged here: a p99 ratio, throughput held under overload and
+the load's own punctuality are timing figures of a short run on a shared
+machine (the suite runs beside it), so those thresholds are not held; every
+other threshold of every gate is."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ import pytest
 from exoarmur.benchmarks.gates_report import NAMES, Gate, markdown, table
 
 RUN_SECONDS = 420
-TIMING = {6, 8}  # gates judged on timing figures
+TIMING = {"steady's p99 with the flood", "throughput held", "the load kept up"}  # thresholds on timing figures
 
 
+@pytest.mark.xdist_group("heavy")  # one at a time with the other long runs of the suite
 @pytest.mark.timeout(RUN_SECONDS + 30)
 def test_the_quick_form_measures_every_gate_and_writes_its_evidence(tmp_path):
     scratch = tmp_path / "tmp"
@@ -40,8 +42,8 @@ def test_the_quick_form_measures_every_gate_and_writes_its_evidence(tmp_path):
         assert gate["error"] is None, (number, gate["error"])
         assert gate["thresholds"] and gate["ran"], number
         assert gate["result"] == ("PASS" if all(t["passed"] for t in gate["thresholds"]) else "FAIL")
-        if number not in TIMING:
-            assert gate["result"] == "PASS", (number, [t for t in gate["thresholds"] if not t["passed"]])
+        missed = [t for t in gate["thresholds"] if not t["passed"] and t["name"] not in TIMING]
+        assert missed == [], number
         for name in gate["evidence"]:
             assert (evidence / name).is_file(), name
     assert (done.returncode == 0) == report["all_pass"]

@@ -41,6 +41,7 @@ def run_load(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[st
     return done, json.loads(report_path.read_text())
 
 
+@pytest.mark.xdist_group("heavy")  # one at a time with the other long runs of the suite
 @pytest.mark.timeout(RUN_SECONDS + 30)
 def test_the_quick_run_measures_capacity_runs_its_scenarios_and_chaos_and_verifies_them(tmp_path):
     done, report = run_load(tmp_path, "--chaos")

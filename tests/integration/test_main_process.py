@@ -94,7 +94,7 @@ async def test_a_failed_start_stops_the_started_server_gracefully_and_reaps_it(t
     """The build fails after the server started: the server gets its graceful
     stop (SIGTERM: its log says it exited) and is reaped (no zombie, no orphan)."""
     config = parse_config_text(
-        f'[nats]\ndata_dir = "nats"\n[tree]\nfactory = "{__name__}:server_then_failure"\n',
+        f'[state]\ndir = "state"\n[nats]\ndata_dir = "nats"\n[tree]\nfactory = "{__name__}:server_then_failure"\n',
         source="test",
         base_dir=tmp_path,
     )

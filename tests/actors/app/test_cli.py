@@ -85,10 +85,11 @@ async def slow_to_stop_then_failing_tree(system, config) -> None:
 
 
 def config_for(tmp_path: Path, factory: str, *, extra: str = "") -> Config:
-    """Audit and data (the state `run` locks) under tmp_path, not the working
-    directory; logs as text (JSON lines: test_logs.py)."""
+    """Audit, data and the state directory (which `run` locks) under
+    tmp_path, not the working directory (tests run side by side); logs as
+    text (JSON lines: test_logs.py)."""
     text = (
-        f'[audit]\npath = "audit.jsonl"\n[nats]\ndata_dir = "data"\n[log]\nformat = "text"\n'
+        f'[audit]\npath = "audit.jsonl"\n[nats]\ndata_dir = "data"\n[state]\ndir = "state"\n[log]\nformat = "text"\n'
         f'[tree]\nfactory = "{factory}"\n{extra}'
     )
     return parse_config_text(text, source="test", base_dir=tmp_path)

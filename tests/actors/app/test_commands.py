@@ -101,7 +101,8 @@ class TestRunRefusesBeforeStarting:
         """A credential file that is not there, or a data directory it cannot
         make, is one CONFIG_INVALID line and exit 2, before anything starts."""
         config = tmp_path / "c.toml"
-        config.write_text("[nats]\n" + nats.format(missing=tmp_path / "missing") + "\n")
+        state = f'[state]\ndir = "{tmp_path / "state"}"\n'  # not the working directory's: tests run side by side
+        config.write_text(state + "[nats]\n" + nats.format(missing=tmp_path / "missing") + "\n")
         assert main(["run", "--config", str(config), "--log-format", "text"]) == 2
         err = capsys.readouterr().err
         assert "exoarmur: fatal: CONFIG_INVALID: " in err and where in err and len(err.splitlines()) == 1
