@@ -7,7 +7,13 @@ Each runs as `exoarmur bench NAME [OPTIONS]` or `python -m MODULE [OPTIONS]`
 (`report.py`). They need the `bench` extra: `pip install 'exoarmur[bench]'`.
 """
 
+import sys
 from types import MappingProxyType
+
+# How a script starts a Python child (`exoarmur run`, `replay`, a flood): -P
+# keeps the working directory off its path, so a folder named `exoarmur`
+# there (a checkout, say) is never imported in place of the installed code.
+PYTHON = (sys.executable, "-P")
 
 # name -> (module, one line for `exoarmur bench --help`)
 SCRIPTS = MappingProxyType(

@@ -55,6 +55,7 @@ import anyio
 import attrs
 import orjson
 
+from exoarmur.benchmarks import PYTHON
 from exoarmur.actors.nats.process import PDEATHSIG, ServerProcess
 from exoarmur.benchmarks.intents_system import (
     STRANDED_SECONDS,
@@ -109,7 +110,7 @@ async def flooding(server: ServerProcess, *, rate: float, seconds: float, tag: s
     """The flood, as a client process of its own (benchmarks/tenants_flood.py),
     connected before this yields; its answers by code once it is done (the
     Counter yielded is filled as the block ends). It dies with the benchmark."""
-    argv = [sys.executable, "-m", "exoarmur.benchmarks.tenants_flood", server.url, FLOOD, str(rate), str(seconds), tag]
+    argv = [*PYTHON, "-m", "exoarmur.benchmarks.tenants_flood", server.url, FLOOD, str(rate), str(seconds), tag]
     flood = await asyncio.create_subprocess_exec(
         sys.executable, "-I", str(PDEATHSIG), str(os.getpid()), *argv,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,

@@ -42,7 +42,7 @@ import orjson
 
 from exoarmur.benchmarks.gates_deploy import checkout, gate_4
 from exoarmur.benchmarks.gates_load import load_gates
-from exoarmur.benchmarks.gates_report import NAMES, Gate, markdown, table
+from exoarmur.benchmarks.gates_report import NAMES, Gate, describe, markdown, table
 from exoarmur.benchmarks.gates_sweeps import SweepShape, cluster_sweep, gate_2
 from exoarmur.benchmarks.gates_switches import gate_5
 from exoarmur.benchmarks.gates_tenants import gate_6, params_for
@@ -124,7 +124,7 @@ def run_gates(args: argparse.Namespace, form: Form, evidence: Path, root: Path) 
         try:
             found = run()
         except Exception as exc:  # a step that broke measured nothing: its gates FAIL with why, the others run
-            found = [Gate(n, error=f"{type(exc).__name__}: {str(exc)[:1000]}") for n in numbers]
+            found = [Gate(n, error=describe(exc)) for n in numbers]
         for gate in found if isinstance(found, list) else [found]:
             if gate.number in chosen:
                 gate.seconds += time.monotonic() - started
@@ -148,14 +148,28 @@ def run_gates(args: argparse.Namespace, form: Form, evidence: Path, root: Path) 
     return dict(sorted(gates.items()))
 
 
+def unusable(evidence: Path) -> str | None:
+    """Why `evidence` cannot take this run's files (None: it can): it must
+    be new or empty (one run's evidence, never two mixed) and writable."""
+    try:
+        evidence.mkdir(parents=True, exist_ok=True)
+        if any(evidence.iterdir()):
+            return "not empty (another run's evidence?): give a new one"
+        probe = evidence / ".written"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return str(exc)
+    return None
+
+
 def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
     args = parse_args(argv, prog)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     evidence = args.evidence or Path(EVIDENCE_DIR) / stamp
-    try:
-        evidence.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        print(f"gates: --evidence {evidence}: {exc}", file=sys.stderr)
+    problem = unusable(evidence)
+    if problem:
+        print(f"gates: evidence directory {evidence}: {problem}", file=sys.stderr)
         return EXIT_USAGE
     form = QUICK_FORM if args.quick else DEFAULT
     started = time.monotonic()

@@ -32,7 +32,7 @@ import orjson
 
 from exoarmur.actors.intents.record import intent_key
 from exoarmur.benchmarks.gates_reads import SNAPSHOT, admission_refusals, mailbox_capacities, read_back, snapshot
-from exoarmur.benchmarks.gates_report import Gate
+from exoarmur.benchmarks.gates_report import Gate, describe
 from exoarmur.benchmarks.load_chaos import Chaos
 from exoarmur.benchmarks.load_fleet import Driving, fleet, sources
 from exoarmur.benchmarks.load_nodes_peers import CHAOS_COPIES, NOMINAL_SHARE, OVERLOAD_FACTOR, Shape, scenario
@@ -56,7 +56,7 @@ def load_gates(evidence: Path, root: Path, shape: Shape, *, backend: str) -> lis
     except Exception as exc:  # (an ExceptionGroup too) what was measured stays; the rest FAIL with why
         for gate in gates.values():
             if not gate.thresholds:
-                gate.error = f"the load run failed: {type(exc).__name__}: {str(exc)[:1000]}"
+                gate.error = f"the load run failed: {describe(exc)}"
     finally:
         (evidence / "load.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2, default=str))
     for gate in gates.values():

@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["NAMES", "Gate", "Threshold", "markdown", "table"]
+__all__ = ["NAMES", "Gate", "Threshold", "describe", "markdown", "table"]
 
 NAMES = {
     1: "durable persistence",
@@ -23,6 +23,13 @@ NAMES = {
     7: "failure survival and crash consistency",
     8: "bounded load and backpressure",
 }
+
+
+def describe(exc: BaseException, *, limit: int = 1000) -> str:
+    """An error in one line; an exception group as the errors it holds."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(describe(inner, limit=limit) for inner in exc.exceptions)[:limit]
+    return f"{type(exc).__name__}: {str(exc)[:limit]}"
 
 
 @attrs.frozen

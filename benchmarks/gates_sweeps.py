@@ -23,7 +23,7 @@ import attrs
 import orjson
 
 from exoarmur.actors.intents.faults import POINTS
-from exoarmur.benchmarks.gates_report import Gate
+from exoarmur.benchmarks.gates_report import Gate, describe
 from exoarmur.benchmarks.kill_sweep import Sweep, run_sweep
 from exoarmur.benchmarks.sweep_runner import Runner, shared_config
 
@@ -47,7 +47,7 @@ def run_counted(sweep: Sweep, evidence: Path, name: str) -> tuple[dict[str, Any]
     try:
         figures, error = run_sweep(sweep, strict=False), None
     except (AssertionError, RuntimeError, OSError, TimeoutError) as exc:
-        figures, error = None, f"{type(exc).__name__}: {str(exc)[:2000]}"
+        figures, error = None, describe(exc, limit=2000)
     log = sweep.runner.log
     written = figures or {"error": error, "log_tail": log.read_text(errors="replace")[-4000:] if log and log.exists() else ""}
     written["seconds"] = round(time.monotonic() - started, 1)
@@ -63,7 +63,7 @@ def gate_2(evidence: Path, root: Path, shape: SweepShape, *, seed: int) -> Gate:
     for backend, count, faults in runs:
         gate.ran.append(f"{count} ledger intents over {shape.tenants} tenants into `exoarmur run --backend {backend}` "
                         f"(embedded NATS), SIGKILLed at {shape.kills} random moments"
-                        + (f" and at each fault point ({', '.join(points)})" if faults else "")
+                        + (f" and at each fault point ({', '.join(points)}; 3 intents more for each)" if faults else "")
                         + ", restarted each time; then every intent read back, the ledger counted, replay --verify")  # fmt: skip
         sweep = Sweep(Runner(root / f"g2-{backend}" / "state", backend=backend), count=count, kills=shape.kills,
                       tenants=shape.tenants, seed=seed, faults=faults)  # fmt: skip

@@ -35,7 +35,7 @@ from typing import Any
 import nats
 import orjson
 
-from exoarmur.benchmarks.gates_report import Gate
+from exoarmur.benchmarks.gates_report import Gate, describe
 from exoarmur.benchmarks.kill_sweep import Sweep, run_sweep
 from exoarmur.benchmarks.stamped import starts
 from exoarmur.benchmarks.sweep_runner import TERMINAL, Runner
@@ -68,7 +68,7 @@ def gate_5(evidence: Path, root: Path, *, per: int, midway: int = 0) -> Gate:
         runner.start()
         phases = asyncio.run(_phases(runner, per))
     except (AssertionError, OSError, TimeoutError, RuntimeError, nats.errors.Error) as exc:
-        gate.error = f"{type(exc).__name__}: {str(exc)[:2000]}"
+        gate.error = describe(exc, limit=2000)
         return gate
     finally:
         if runner.popen is not None and runner.popen.poll() is None:
@@ -135,7 +135,7 @@ def _midway(gate: Gate, evidence: Path, root: Path, *, count: int) -> None:
     try:
         figures = run_sweep(sweep)
     except (AssertionError, RuntimeError, OSError, TimeoutError) as exc:
-        gate.error = f"midway: {type(exc).__name__}: {str(exc)[:1000]}"
+        gate.error = f"midway: {describe(exc)}"
         return
     stamps = starts(ledger)
     late = sum(at >= sweep.switched for at in stamps.values())

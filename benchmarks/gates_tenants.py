@@ -27,7 +27,7 @@ import attrs
 import orjson
 
 from exoarmur.benchmarks.bench_tenants import FLOOD, FULL, QUICK, STEADY, Params, run_backend
-from exoarmur.benchmarks.gates_report import Gate
+from exoarmur.benchmarks.gates_report import Gate, describe
 from exoarmur.benchmarks.intents_system import connected, running_exoarmur
 from exoarmur.benchmarks.nats_baselines import running_server
 
@@ -52,7 +52,7 @@ def gate_6(evidence: Path, root: Path, params: Params, *, backend: str) -> Gate:
                         backend="asyncio")  # fmt: skip
         touch = anyio.run(_touch, root / "g6-touch", backend, backend="asyncio")
     except (AssertionError, OSError, TimeoutError, RuntimeError) as exc:
-        gate.error = f"{type(exc).__name__}: {str(exc)[:1000]}"
+        gate.error = describe(exc)
         return gate
     (evidence / "gate6-tenants.json").write_bytes(orjson.dumps({"starve": out, "touch": touch}, option=orjson.OPT_INDENT_2))
     gate.evidence.append("gate6-tenants.json")

@@ -52,6 +52,7 @@ import psutil
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from exoarmur.benchmarks import PYTHON
 from exoarmur.actors.intents import TERMINAL, IntentState
 from exoarmur.actors.intents.replay import AUDIT_STREAM
 from exoarmur.actors.intents.requests import PREFIX
@@ -116,7 +117,7 @@ class Process:
         # Several processes on one machine: each serves health and metrics on a free port.
         env = {**os.environ, "EXOARMUR_NATS_TOKEN": self.server.token or "", "EXOARMUR_HTTP__PORT": "0"}
         env.pop("EXOARMUR_FAULTS", None)
-        argv = [sys.executable, "-m", "exoarmur", "run", "--nats-url", self.url,
+        argv = [*PYTHON, "-m", "exoarmur", "run", "--nats-url", self.url,
                 "--state-dir", str(self.state_dir), "--backend", self.backend]  # fmt: skip
         if self.config is not None:
             argv += ["--config", str(self.config)]

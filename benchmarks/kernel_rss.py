@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import psutil
 
+from exoarmur.benchmarks import PYTHON
 from exoarmur.benchmarks.kernel_subjects import STREAM_BUFFER, TIMEOUT, Idle
 from exoarmur.benchmarks.measure import expect, perf_ns
 from exoarmur.benchmarks.report import KIB
@@ -110,7 +111,7 @@ def rss_only(backend: str, kind: str, count: int) -> dict[str, Any]:
 
 
 def rss_in_subprocess(backend: str, kind: str, count: int) -> dict[str, Any]:
-    command = [sys.executable, "-m", "exoarmur.benchmarks.kernel_rss", backend, kind, str(count)]
+    command = [*PYTHON, "-m", "exoarmur.benchmarks.kernel_rss", backend, kind, str(count)]
     # The same interpreter, environment and directory: exoarmur imports as it did here.
     done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False)
     if done.returncode != 0:

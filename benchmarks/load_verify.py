@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import attrs
 import orjson
 from nats.js.errors import KeyNotFoundError
 
+from exoarmur.benchmarks import PYTHON
 from exoarmur.actors.execution.ledger import read_ledger
 from exoarmur.actors.intents.record import intent_key
 from exoarmur.benchmarks.intents_system import live_keys
@@ -156,7 +156,7 @@ async def replay_check(target: list[str], *, token: str | None) -> Check:
     env = {**os.environ}
     if token:
         env["EXOARMUR_NATS_TOKEN"] = token
-    argv = [sys.executable, "-m", "exoarmur", "replay", "--verify", "--json", *target]
+    argv = [*PYTHON, "-m", "exoarmur", "replay", "--verify", "--json", *target]
     with anyio.fail_after(REPLAY_SECONDS):
         done = await anyio.run_process(argv, env=env, check=False, stdin=subprocess.DEVNULL)
     try:

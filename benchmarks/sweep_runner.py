@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import attrs
 import orjson
 
+from exoarmur.benchmarks import PYTHON
 from exoarmur.actors.intents.faults import ENVIRONMENT
 from exoarmur.benchmarks.measure import expect
 from exoarmur.runtime import ActorUnavailable, BreakerOpen, DeadlineExceeded, DependencyFailed, Overloaded, error_for
@@ -57,7 +57,7 @@ class Runner:
         (self.state_dir / "connection.json").unlink(missing_ok=True)
         with self.log.open("wb") as log:  # the child has its own copy of the descriptor
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "exoarmur", "run", "--state-dir", str(self.state_dir), "--backend", self.backend,
+                [*PYTHON, "-m", "exoarmur", "run", "--state-dir", str(self.state_dir), "--backend", self.backend,
                  *self.args],  # fmt: skip
                 stdout=subprocess.DEVNULL,
                 stderr=log,
@@ -152,7 +152,7 @@ def replay_verified(runner: Runner) -> dict:
     its report (`"ok"` says whether the audit trail and KV are equivalent),
     with the exit status as `"exit"`."""
     done = subprocess.run(
-        [sys.executable, "-m", "exoarmur", "replay", "--verify", "--json", "--state-dir", str(runner.state_dir)],
+        [*PYTHON, "-m", "exoarmur", "replay", "--verify", "--json", "--state-dir", str(runner.state_dir)],
         capture_output=True,
         timeout=300,
     )

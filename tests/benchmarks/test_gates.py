@@ -13,12 +13,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import psutil
 import pytest
 
-from exoarmur.benchmarks.gates_report import NAMES, Gate, markdown, table
+from exoarmur.benchmarks import PYTHON
+from exoarmur.benchmarks.gates_report import NAMES, Gate, describe, markdown, table
 
 RUN_SECONDS = 420
 TIMING = {"steady's p99 with the flood", "throughput held", "the load kept up"}  # thresholds on timing figures
@@ -66,6 +66,11 @@ def test_a_gate_without_a_measurement_fails():
     assert "| 1 | durable persistence | FAIL | 0 of 0 |" in markdown([Gate(1)], header={})
 
 
+def test_an_error_group_is_described_by_the_errors_it_holds():
+    group = ExceptionGroup("unhandled errors in a TaskGroup", [TimeoutError("no ack"), OSError("refused")])
+    assert describe(group) == "TimeoutError: no ack; OSError: refused"
+
+
 def test_only_the_gates_asked_for_are_run_the_others_fail_unmeasured(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "exoarmur", "gates", "--quick", "--json", "--gate", "5", "--evidence", str(tmp_path)],
@@ -77,7 +82,29 @@ def test_only_the_gates_asked_for_are_run_the_others_fail_unmeasured(tmp_path):
     assert all(gates[n]["result"] == "FAIL" and gates[n]["error"] == "not measured in this run" for n in NAMES if n != 5)
 
 
-@pytest.mark.parametrize("argv", [["--gate", "9"], ["--checkout", "/nonexistent"], ["--bogus"]])
-def test_bad_options_exit_2(argv):
-    done = subprocess.run([sys.executable, "-m", "exoarmur", "gates", *argv], capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize(
+    "argv",
+    [["--gate", "9"], ["--gate", "abc"], ["--checkout", "/nonexistent"], ["--bogus"], ["--evidence", "/proc/gates"],
+     ["--evidence", "{used}"]],  # fmt: skip
+)
+def test_bad_options_and_unusable_evidence_directories_exit_2(argv, tmp_path):
+    """Nothing runs: a bad option, or an evidence directory that cannot be
+    written or holds another run's files (runs are never mixed)."""
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "gates.json").write_text("{}")
+    argv = [arg.format(used=tmp_path / "used") for arg in argv]
+    done = subprocess.run([sys.executable, "-m", "exoarmur", "gates", "--json", *argv], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
     assert done.returncode == 2 and done.stdout == "", done.stderr
+    assert done.stderr.strip() and "Traceback" not in done.stderr
+    assert (tmp_path / "used" / "gates.json").read_text() == "{}"
+
+
+def test_the_children_it_starts_import_the_installed_exoarmur_not_a_folder_in_the_working_directory(tmp_path):
+    """A folder named `exoarmur` where the command runs (a checkout) is not
+    imported by the processes it starts."""
+    (tmp_path / "exoarmur").mkdir()
+    (tmp_path / "exoarmur" / "__init__.py").write_text("")
+    (tmp_path / "exoarmur" / "__main__.py").write_text("raise SystemExit(97)")
+    done = subprocess.run([*PYTHON, "-m", "exoarmur", "version"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
