@@ -53,8 +53,8 @@ def test_the_quick_run_reports_every_case_and_counts_the_writes_of_an_intent(tmp
         assert per["records"] == shape["records"] >= 2, (name, per, shape)
         assert per["audit"] == shape["audit"] >= 1, (name, per, shape)
         assert shape["open"] <= per["open"] < shape["open"] + 0.5, (name, per, shape)
-        # Reads too, within half a read: a scan may add one; the gates may share
-        # one between checks of the same moment (on a busy machine, more of them).
+        # Reads too, within half a read: a scan may add one, and a run beside
+        # the rest of the suite once counted 0.99 an intent (why, not found).
         assert abs(per["reads"] - shape["reads"]) < 0.5, (name, per, shape)
         assert per["cpu_us:exoarmur"] > 0 and per["cpu_us:nats-server"] > 0, (name, per)
     assert "KV writes" in done.stdout and "audit appends" in done.stdout
