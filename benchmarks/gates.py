@@ -23,7 +23,7 @@ gates.json (the report), gates.md (the same for people) and each step's
 own files, named in the report. Progress goes to stderr.
 
 Exit status: 0 every gate PASS; 1 a gate FAIL (each named on stderr); 2 bad
-usage.
+usage, or an evidence directory that is not empty or not writable.
 """
 
 from __future__ import annotations
@@ -185,16 +185,17 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
         os.dup2(stdout, 1)
         os.close(stdout)
     failing = [gate for gate in gates.values() if not gate.passed]
+    found = environment()
     header = {
         "when": stamp,
         "form": "quick" if args.quick else "default",
         "seconds": round(time.monotonic() - started, 1),
-        "machine": f"{os.cpu_count()} cores, {environment()['memory']}, {sys.platform}, Python {sys.version.split()[0]}",
+        "machine": f"{os.cpu_count()} cores, {found['memory']}, {sys.platform}, Python {sys.version.split()[0]}",
         "passed": f"{len(gates) - len(failing)} of {len(gates)}",
     }
     report = {
         **header,
-        "environment": environment(),
+        "environment": found,
         "machine_info": machine_info(args.quick),
         "all_pass": not failing,
         "gates": [gate.as_json() for gate in gates.values()],

@@ -34,6 +34,7 @@ import orjson
 import psutil
 
 from exoarmur.benchmarks.gates_report import Gate
+from exoarmur.benchmarks.sweep_runner import running
 from exoarmur.runtime import TimeoutCategory, TimeoutPolicy
 
 __all__ = ["checkout", "gate_4", "readme_commands"]
@@ -133,7 +134,7 @@ def _first(root: Path, source: Path, command: str, gate: Gate, out: Any) -> dict
         process.kill()
         process.wait()
     time.sleep(0.5)  # a child's last exit, reaped by init
-    left = [child for child in children if _running(child)]
+    left = [child for child in children if running(child)]
     for child in left:
         child.kill()
     gate.check("ready with its embedded NATS", ready_s is not None and ready_s <= ready_within,
@@ -166,13 +167,6 @@ def _children(pid: int) -> list[psutil.Process]:
         return psutil.Process(pid).children(recursive=True)
     except psutil.Error:
         return []
-
-
-def _running(process: psutil.Process) -> bool:
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def _second(root: Path, source: Path, command: str, gate: Gate, out: Any) -> dict[str, Any]:

@@ -21,9 +21,9 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
+from collections import Counter
 from contextlib import AsyncExitStack
 from pathlib import Path
-from collections import Counter
 from typing import Any
 
 import anyio
@@ -40,8 +40,8 @@ from exoarmur.benchmarks.load_phases import ramp
 from exoarmur.benchmarks.load_record import Recorder, Sampler
 from exoarmur.benchmarks.load_system import System
 from exoarmur.benchmarks.load_verify import replay_check
-from exoarmur.runtime.margins import REFUSALS_WINDOW
 from exoarmur.runtime import TimeoutCategory, TimeoutPolicy
+from exoarmur.runtime.margins import REFUSALS_WINDOW
 
 __all__ = ["load_gates"]
 

@@ -105,10 +105,6 @@ class Chaos:
                 "in_flight_at_fault": in_flight,
             })  # fmt: skip
 
-    def figures(self) -> dict[str, Any]:
-        """What a subclass measured beside the faults (none here)."""
-        return {}
-
     async def _kill(self) -> str:
         process = self.system.process
         old = process.pid

@@ -264,7 +264,6 @@ async def scenario(
     targets = scenario_targets(name, figures, capacity=capacity)
     if chaos is not None:
         figures["faults"] = chaos.faults
-        figures.update(chaos.figures())
         targets += chaos_targets(chaos, figures)
     return {
         "description": DESCRIPTIONS[name],

@@ -15,13 +15,16 @@ from pathlib import Path
 
 import attrs
 import orjson
+import psutil
 
 from exoarmur.benchmarks import PYTHON
 from exoarmur.actors.intents.faults import ENVIRONMENT
 from exoarmur.benchmarks.measure import expect
 from exoarmur.runtime import ActorUnavailable, BreakerOpen, DeadlineExceeded, DependencyFailed, Overloaded, error_for
 
-__all__ = ["STARTUP", "TERMINAL", "Runner", "fail_closed", "free_ports", "replay_verified", "retryable", "shared_config"]
+__all__ = [
+    "STARTUP", "TERMINAL", "Runner", "fail_closed", "free_ports", "replay_verified", "retryable", "running", "shared_config",
+]  # fmt: skip
 
 TERMINAL = {"SUCCEEDED", "FAILED", "DENIED", "EXPIRED", "KILLED", "REVERTED"}
 STARTUP = 60.0
@@ -44,7 +47,7 @@ class Runner:
     # process that started them was SIGKILLed, or killed itself (none may be).
     servers_left: list[int] = attrs.Factory(list)
     servers_looked_for: int = 0  # deaths after which its server was looked for
-    server: int | None = None  # the running process's embedded server's pid
+    server: psutil.Process | None = None  # the running process's embedded server
 
     def start(self, faults: str = "") -> None:
         # Health and metrics on a free port: several sweeps may run on one machine.
@@ -70,7 +73,8 @@ class Runner:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"exoarmur run did not start: {self.log.read_text()[-2000:]}")
             time.sleep(0.05)
-        self.server = self.server_pid()
+        pid = self.server_pid()
+        self.server = None if pid is None else _process(pid)  # found now: its pid may be reused later
 
     def kill(self) -> None:
         expect(self.popen is not None, "kill before start")
@@ -89,14 +93,14 @@ class Runner:
     def _server_gone(self) -> None:
         """The dead process's embedded server dies with it (PDEATHSIG); one
         still running after SERVER_GONE is counted in servers_left."""
-        pid, self.server = self.server, None
-        if pid is None:
+        server, self.server = self.server, None
+        if server is None:
             return
         self.servers_looked_for += 1
         deadline = time.monotonic() + SERVER_GONE
-        while _alive(pid):
+        while running(server):
             if time.monotonic() > deadline:
-                self.servers_left.append(pid)
+                self.servers_left.append(server.pid)
                 return
             time.sleep(0.02)
 
@@ -186,13 +190,20 @@ def shared_config(root: Path, *, lease_ttl: float = 6.0, replicas: int = 1) -> P
 
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for its reaper counts as gone)."""
+def running(process: psutil.Process) -> bool:
+    """Still running: not gone, not a zombie waiting for its reaper, and not
+    another process that took its pid since (psutil checks its start time)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except OSError:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
 
 
 def free_ports(count: int) -> list[int]:
