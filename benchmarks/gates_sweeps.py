@@ -104,7 +104,9 @@ def check_applied_once(gate: Gate, label: str, f: dict[str, Any]) -> None:
 
 def check_replay(gate: Gate, label: str, f: dict[str, Any]) -> None:
     gate.check(f"{label}: replay --verify", f["replay_ok"] == 1 and f["audit_records"] > 0,
-               f"{f['audit_records']:,} intent records, {'equivalent to KV' if f['replay_ok'] else 'NOT equivalent'}",
+               f"{f['audit_records']:,} intent records, {'equivalent to KV' if f['replay_ok'] else 'NOT equivalent'}"
+               + (f" (run {f['replay_attempts']} times: it failed on the way before)" if f["replay_attempts"] > 1 else "")
+               + "".join(f"; {p}" for p in f["problems"] if p.startswith("replay")),
                "exit 0, ok")  # fmt: skip
 
 

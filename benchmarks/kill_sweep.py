@@ -351,6 +351,7 @@ class Sweep:
             "fail_closed": len(self.fail_closed),
             "audit_records": self.replay.get("summary", {}).get("intent_records", 0),
             "replay_ok": int(self.replay.get("ok") is True and self.replay.get("exit") == 0),
+            "replay_attempts": self.replay.get("attempts", 0),
             "servers_left": sum(len(r.servers_left) for r in [self.runner, *self.others]),
             "servers_looked_for": sum(r.servers_looked_for for r in [self.runner, *self.others]),
         }

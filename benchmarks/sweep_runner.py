@@ -29,6 +29,8 @@ __all__ = [
 TERMINAL = {"SUCCEEDED", "FAILED", "DENIED", "EXPIRED", "KILLED", "REVERTED"}
 STARTUP = 60.0
 SERVER_GONE = 5.0
+REPLAY_ATTEMPTS = 3
+REPLAY_PAUSE = 5.0
 
 
 @attrs.define
@@ -154,17 +156,26 @@ def fail_closed(intent: dict) -> bool:
 def replay_verified(runner: Runner) -> dict:
     """`exoarmur replay --verify --json` through the runner's state directory:
     its report (`"ok"` says whether the audit trail and KV are equivalent),
-    with the exit status as `"exit"`."""
-    done = subprocess.run(
-        [*PYTHON, "-m", "exoarmur", "replay", "--verify", "--json", "--state-dir", str(runner.state_dir)],
-        capture_output=True,
-        timeout=300,
-    )
-    try:
-        report = orjson.loads(done.stdout)
-    except orjson.JSONDecodeError:
-        report = {"ok": False, "problems": [{"kind": "no report", "message": done.stderr.decode()[-2000:]}]}
-    return {**report, "exit": done.returncode}
+    with the exit status as `"exit"` and the runs it took as `"attempts"`.
+    A replay that failed on the way (its code on stderr: the store not
+    answering yet, a cluster still electing) is run again, at most
+    REPLAY_ATTEMPTS in all; one that found the trail diverging never is."""
+    for attempt in range(1, REPLAY_ATTEMPTS + 1):
+        done = subprocess.run(
+            [*PYTHON, "-m", "exoarmur", "replay", "--verify", "--json", "--state-dir", str(runner.state_dir)],
+            capture_output=True,
+            timeout=300,
+        )
+        try:
+            report = orjson.loads(done.stdout)
+        except orjson.JSONDecodeError:
+            report = {"ok": False}
+        if done.returncode == 0 or report.get("problems"):
+            break
+        report["problems"] = [{"kind": "failed", "message": done.stderr.decode(errors="replace")[-2000:]}]
+        if attempt < REPLAY_ATTEMPTS:
+            time.sleep(REPLAY_PAUSE)
+    return {**report, "exit": done.returncode, "attempts": attempt}
 
 
 def retryable(code: str) -> bool:
