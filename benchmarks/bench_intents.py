@@ -269,7 +269,8 @@ def cost_notes(out: dict[str, Any]) -> list[str]:
             per, raw = case["exoarmur"]["per_intent"], case["raw"]["per_intent"]
             lines.append(
                 f"  [{mode}] {name}: KV writes {per['records'] + per['open']:.2f} (records {per['records']:.2f}, "
-                f"open index {per['open']:.2f}), audit appends {per['audit']:.2f}, KV reads {per['reads']:.2f} "
+                f"open index {per['open']:.2f}), audit events {per['audit_events']:.2f} in {per['audit']:.2f} records "
+                f"(raw: {raw['audit']:.2f} records), KV reads {per['reads']:.2f} "
                 f"(and of kill switches {per['switch_reads']:.2f}), "
                 f"other JetStream API requests {per['other_api']:.2f}; CPU µs per intent, exoarmur / raw: "
                 + ", ".join(
@@ -301,8 +302,9 @@ LEGEND = (
     "to the last SUCCEEDED, in a closed loop (N in flight: N submitters, each waiting for its intent's SUCCEEDED "
     "before the next). SUCCEEDED is learnt from the submit's own reply, which the service holds until the intent "
     "has ended (`wait`). Latency: submit -> SUCCEEDED seen.\n"
-    "raw nats-py writes = per intent the KV reads and writes and audit appends counted on exoarmur's side in "
-    "the case's warmup, rounded, in exoarmur's order (one audit chain per tenant, each appended one at a time; "
+    "raw nats-py writes = per intent the KV reads and writes and audit events counted on exoarmur's side in "
+    "the case's warmup, rounded, in exoarmur's order (one audit chain per tenant, each appended one record at a "
+    "time, a record holding the events queued meanwhile, as exoarmur's does; "
     "`ledger`: one line + fsync); no request, no actors. Its shape per case is in the JSON "
     "(raw.shape).\n"
     "[sync always]: ServerOptions(sync_always=True), `sync_interval: always`, the embedded default; "

@@ -14,6 +14,7 @@ import nats
 import orjson
 from nats.js.errors import KeyNotFoundError
 
+from exoarmur.actors.nats import events_of
 from exoarmur.benchmarks.load_record import per_actor, scrape
 from exoarmur.benchmarks.load_system import System
 from exoarmur.benchmarks.load_verify import RECORDS
@@ -86,7 +87,7 @@ async def read_back(system: System, before: dict[str, Any]) -> dict[str, Any]:
 
 async def admission_refusals(system: System) -> tuple[Counter[str], int]:
     """The refusals the admission chain holds, summed by code, and how many
-    records it has (each: one tenant's refusals in one window)."""
+    records it has (each: one or more tenants' refusals in one window)."""
     nc = await _connect(system)
     counted: Counter[str] = Counter()
     try:
@@ -97,8 +98,8 @@ async def admission_refusals(system: System) -> tuple[Counter[str], int]:
             sub = await js.subscribe(ADMISSION_SUBJECT, ordered_consumer=True)
             for _ in range(expected):
                 msg = await sub.next_msg(timeout=READ_SECONDS)
-                event = orjson.loads(msg.data).get("event", {})
-                counted.update({code: int(n) for code, n in event.get("refused", {}).items()})
+                for event in events_of(orjson.loads(msg.data).get("event", {})):
+                    counted.update({code: int(n) for code, n in event.get("refused", {}).items()})
             await sub.unsubscribe()
         return counted, expected
     finally:

@@ -35,6 +35,7 @@ from typing import Any
 import nats
 import orjson
 
+from exoarmur.actors.nats import events_of
 from exoarmur.benchmarks.gates_report import Gate, describe
 from exoarmur.benchmarks.kill_sweep import Sweep, run_sweep
 from exoarmur.benchmarks.stamped import starts
@@ -230,8 +231,8 @@ async def _killed_records(nc: Any) -> dict[str, int]:
             msg = await js.get_msg(AUDIT_STREAM, seq)
         except nats.js.errors.NotFoundError:
             continue
-        event = orjson.loads(msg.data).get("event", {})
-        record = event.get("record", {}) if event.get("kind") == "intent" else {}
-        if record.get("state") == "KILLED" and record.get("code") == "KILL_SWITCH_ACTIVE":
-            counts[record["id"]] += 1
+        for event in events_of(orjson.loads(msg.data).get("event", {})):
+            record = event.get("record", {}) if event.get("kind") == "intent" else {}
+            if record.get("state") == "KILLED" and record.get("code") == "KILL_SWITCH_ACTIVE":
+                counts[record["id"]] += 1
     return dict(counts)

@@ -12,21 +12,25 @@ with it; DEFAULT_SHAPE until then:
 
     submit    the open-index put, the record's create
     drive     for each update (APPROVED,
-              EXECUTING, ..., SUCCEEDED): the audit record of the revision
+              EXECUTING, ..., SUCCEEDED): the audit event of the revision
               in hand, then the record's update on that revision
               (before APPROVED: the kill switches' leader reads, at once;
               `ledger`: one line appended and fsynced before the last)
     done      SUCCEEDED acknowledged: the intent's latency ends
-    after     the audit records left (SUCCEEDED's), the open-index deletes
+    after     the audit events left (SUCCEEDED's), the open-index deletes
               and the leader reads of the record (a look once settled), in a
               task of its own (at most `inflight` pending), as exoarmur's
               actor finishes while its submitter moves on
 
-An audit append is what AuditStream does with a record: the chain hash, a
-publish with the intent's message id (`intent.<tenant>.<id>.<revision>`) and
-Nats-Expected-Last-Subject-Sequence, on its tenant's chain, one at a time
-per chain (a lock per chain), several chains in parallel. Values have the
-shape and size of exoarmur's (the record's JSON; the event around it).
+An audit append is what AuditStream does with its queue: the events queued
+on a tenant's chain while its last record was being stored go in one record
+(one event: itself, with the intent's message id
+`intent.<tenant>.<id>.<revision>`; several: a batch, under its hash, cut at
+BATCH_BYTES), with the chain hash and Nats-Expected-Last-Subject-Sequence,
+one record at a time per chain (a task per chain, `Chain.serve`), several
+chains in parallel. Values have the shape and size of exoarmur's (the
+record's JSON; the event around it).
+
 The ledger's line is written with O_APPEND and fsynced in a worker thread,
 with no lock and no flock: the least a durable line costs.
 
@@ -48,7 +52,7 @@ from nats.js.api import KeyValueConfig, StreamConfig
 from nats.js.errors import NotFoundError
 
 from exoarmur.actors.intents.trail import chain_of
-from exoarmur.actors.nats.audit_stream import GENESIS, Record, chain_hash
+from exoarmur.actors.nats.audit_stream import GENESIS, AuditStream, Record, batch_event, chain_hash, in_batches
 from exoarmur.benchmarks.intents_load import Lap, closed_loop, intent_id, tenant_of
 from exoarmur.benchmarks.intents_system import CpuMeter, last_seq
 from exoarmur.benchmarks.measure import expect, perf_ns
@@ -63,14 +67,16 @@ RAW_AUDIT = "BENCH_RAW_AUDIT"
 RAW_AUDIT_PREFIX = "bench.raw.audit"
 DUPLICATE_WINDOW = 120.0  # seconds: the audit stream's (StreamEnsure's default)
 OWNER = "p-00000000000000aa"
+THROUGHPUT = AuditStream.throughput  # the most appends it takes in one go
 
 
 @attrs.frozen
 class Shape:
     """What one intent costs: leader reads of its record, writes of its
     record (a create, then updates), of the open index (a put, then
-    deletes), audit appends, and leader reads of the kill switches (the
-    global one and the tenant's, sent at once, before APPROVED)."""
+    deletes), audit events (in however many records the queue makes), and
+    leader reads of the kill switches (the global one and the tenant's,
+    sent at once, before APPROVED)."""
 
     reads: int = 1
     records: int = 4
@@ -82,7 +88,8 @@ class Shape:
     def measured(cls, per_intent: dict[str, float]) -> Shape:
         """The counts exoarmur was seen making, rounded (a resumer's scan adds
         a read and a delete now and then)."""
-        counts = {name: round(per_intent[name]) for name in ("reads", "records", "open", "audit", "switch_reads")}
+        counts = {name: round(per_intent[name]) for name in ("reads", "records", "open", "switch_reads")}
+        counts["audit"] = round(per_intent["audit_events"])
         expect(counts["reads"] >= 1 and counts["records"] >= 2, f"not an intent's operations: {per_intent}")
         return cls(**counts)
 
@@ -98,23 +105,54 @@ DEFAULT_SHAPE = Shape()  # what exoarmur's code made when this was written
 
 @attrs.define
 class Chain:
-    """One tenant's audit chain: appended one record at a time."""
+    """One tenant's audit chain, appended as AuditStream appends it: one
+    record at a time, holding every event queued meanwhile (a batch, cut at
+    BATCH_BYTES; a lone event keeps its message id). `serve` runs for the
+    length of a run, as the actor does."""
 
     name: str
     subject: str
-    lock: asyncio.Lock = attrs.Factory(asyncio.Lock)
+    queue: asyncio.Queue[tuple[dict[str, Any], str, asyncio.Future[None]]] = attrs.Factory(asyncio.Queue)
     position: int = 0
     prev: str = GENESIS
     last_seq: int = 0
+    records: int = 0
+    events: int = 0
 
-    async def append(self, js: Any, event: dict[str, Any], msg_id: str) -> None:
-        async with self.lock:
-            digest = chain_hash(self.name, self.prev, self.position, event)
-            data = Record(self.name, self.position, self.prev, event, digest).to_bytes()
-            headers = {"Nats-Msg-Id": msg_id, "Nats-Expected-Last-Subject-Sequence": str(self.last_seq)}
-            ack = await js.publish(self.subject, data, headers=headers)
-            expect(not ack.duplicate, f"raw audit append {msg_id} acked as a duplicate")
-            self.position, self.prev, self.last_seq = self.position + 1, digest, ack.seq
+    async def append(self, event: dict[str, Any], msg_id: str) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.queue.put_nowait((event, msg_id, done))
+        await done
+
+    async def serve(self, js: Any) -> None:
+        while True:
+            taken = [await self.queue.get()]
+            while not self.queue.empty() and len(taken) < THROUGHPUT:
+                taken.append(self.queue.get_nowait())
+            for part in in_batches(taken, _event):
+                try:
+                    await self._publish(js, part)
+                except Exception as exc:  # the waiting intents fail the run, not this task alone
+                    for *_, done in part:
+                        done.set_exception(exc)
+                    continue
+                for *_, done in part:
+                    done.set_result(None)
+
+    async def _publish(self, js: Any, part: list[tuple[dict[str, Any], str, Any]]) -> None:
+        event = part[0][0] if len(part) == 1 else batch_event([e for e, _, _ in part])
+        digest = chain_hash(self.name, self.prev, self.position, event)
+        msg_id = part[0][1] if len(part) == 1 else digest
+        data = Record(self.name, self.position, self.prev, event, digest).to_bytes()
+        headers = {"Nats-Msg-Id": msg_id, "Nats-Expected-Last-Subject-Sequence": str(self.last_seq)}
+        ack = await js.publish(self.subject, data, headers=headers)
+        expect(not ack.duplicate, f"raw audit append {msg_id} acked as a duplicate")
+        self.position, self.prev, self.last_seq = self.position + 1, digest, ack.seq
+        self.records, self.events = self.records + 1, self.events + len(part)
+
+
+def _event(item: tuple[dict[str, Any], str, Any]) -> dict[str, Any]:
+    return item[0]
 
 
 def record(tenant: str, intent: str, kind: str, state: str, *, attempts: int, created: float) -> dict[str, Any]:
@@ -163,32 +201,36 @@ class RawIntents:
 
     async def last_seqs(self) -> dict[str, int]:
         streams = {"records": f"KV_{RAW_RECORDS}", "open": f"KV_{RAW_OPEN}", "audit": RAW_AUDIT}
-        return {name: await last_seq(self.js, stream) for name, stream in streams.items()}
+        seqs = {name: await last_seq(self.js, stream) for name, stream in streams.items()}
+        return {**seqs, "audit_events": sum(chain.events for chain in self.chains.values())}
 
     async def run(self, kind: str, *, count: int, inflight: int, tag: str) -> tuple[Lap, dict[str, float]]:
         """A closed loop of `count` intents, `inflight` at a time; every
         intent's after-work is done when this returns. With the CPU time
-        the processes spent on it."""
+        the processes spent on it, and the audit records and events made."""
         before = await self.last_seqs()
         cpu_before = self.cpu.sample()
         slots = asyncio.Semaphore(inflight)
-        async with asyncio.TaskGroup() as after:
+        async with asyncio.TaskGroup() as chains:
+            serving = [chains.create_task(chain.serve(self.js)) for chain in self.chains.values()]
+            async with asyncio.TaskGroup() as after:
 
-            async def one(index: int) -> int:
-                tenant, intent = tenant_of(index, self.tenants), intent_id(tag, index)
-                finish = await self.intent(tenant, intent, kind)
-                done = perf_ns()
-                await slots.acquire()
-                after.create_task(self._after(finish, slots))
-                return done
+                async def one(index: int) -> int:
+                    tenant, intent = tenant_of(index, self.tenants), intent_id(tag, index)
+                    finish = await self.intent(tenant, intent, kind)
+                    done = perf_ns()
+                    await slots.acquire()
+                    after.create_task(self._after(finish, slots))
+                    return done
 
-            lap = await closed_loop(one, count=count, inflight=inflight)
+                lap = await closed_loop(one, count=count, inflight=inflight)
+            for task in serving:
+                task.cancel()
         cpu = CpuMeter.spent(cpu_before, self.cpu.sample())  # the after-work done
-        after_seqs = await self.last_seqs()
-        for name, seq in after_seqs.items():
-            per = getattr(self.shape, name)
-            expect(seq - before[name] == per * count, f"raw {name}: {seq - before[name]} writes, {per} x {count} expected")
-        return lap, cpu
+        made = {name: seq - before[name] for name, seq in (await self.last_seqs()).items()}
+        for name, per in (("records", self.shape.records), ("open", self.shape.open), ("audit_events", self.shape.audit)):
+            expect(made[name] == per * count, f"raw {name}: {made[name]} writes, {per} x {count} expected")
+        return lap, {**cpu, "audit": made["audit"], "audit_events": made["audit_events"]}
 
     async def _after(self, finish: Any, slots: asyncio.Semaphore) -> None:
         try:
@@ -198,7 +240,7 @@ class RawIntents:
 
     async def intent(self, tenant: str, intent: str, kind: str) -> Any:
         """One intent to SUCCEEDED; returns what is left (a coroutine)."""
-        js, records, chain, shape = self.js, self.records, self.chains[tenant], self.shape
+        records, chain, shape = self.records, self.chains[tenant], self.shape
         key, open_key = f"{tenant}.{intent}", f"{OWNER}.{tenant}.{intent}"
         created = time.time()
         if shape.open:
@@ -208,7 +250,7 @@ class RawIntents:
         appends = shape.audit
         for state in shape.states():
             if appends:
-                await chain.append(js, {"kind": "intent", "revision": revision, "record": value}, f"intent.{key}.{revision}")
+                await chain.append({"kind": "intent", "revision": revision, "record": value}, f"intent.{key}.{revision}")
                 appends -= 1
             if state == "APPROVED" and shape.switch_reads:
                 await self._switches(tenant, shape.switch_reads)
@@ -237,7 +279,7 @@ class RawIntents:
         """The audit records left (SUCCEEDED's), the index deletes, the reads left."""
         for n in range(appends):
             msg_id = f"intent.{key}.{revision}" + (f".{n}" if n else "")
-            await chain.append(self.js, {"kind": "intent", "revision": revision, "record": value}, msg_id)
+            await chain.append({"kind": "intent", "revision": revision, "record": value}, msg_id)
         for _ in range(self.shape.open - 1):
             await self.index.delete(open_key)
         for _ in range(self.shape.reads):

@@ -49,13 +49,14 @@ import anyio
 import nats
 import orjson
 import psutil
-from nats.js.api import DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from exoarmur.benchmarks import PYTHON
 from exoarmur.actors.intents import TERMINAL, IntentState
 from exoarmur.actors.intents.replay import AUDIT_STREAM
 from exoarmur.actors.intents.requests import PREFIX
+from exoarmur.actors.nats import events_of
 from exoarmur.actors.nats.process import PDEATHSIG, ServerProcess
 from exoarmur.runtime import ReasonCode
 from exoarmur.benchmarks.intents_load import Lap, closed_loop, intent_id, tenant_of
@@ -329,6 +330,7 @@ class IntentClient:
         cpu = CpuMeter.spent(cpu_before, self.cpu.sample())
         after, api = await self.last_seqs(), self.api - api_before
         written = Written({name: after[name] - before[name] for name in after})
+        written["audit_events"] = await audit_events(self.js, before["audit"] + 1, after["audit"])
         written.update(cpu)
         written["stranded"] = len(self.stranded) - stranded_before
         written["resubmitted"] = self.resubmitted - resubmitted_before
@@ -345,6 +347,29 @@ async def last_seq(js: Any, stream: str) -> int:
         return (await js.stream_info(stream)).state.last_seq
     except NotFoundError:
         return 0
+
+
+async def audit_events(js: Any, first: int, last: int) -> int:
+    """The events the audit stream's records hold from sequence `first` to
+    `last` (a batch record holds several)."""
+    if last < first:
+        return 0
+    count = 0
+    read = asyncio.Event()
+
+    async def seen(msg: Any) -> None:
+        nonlocal count
+        count += len(events_of(orjson.loads(msg.data)["event"]))
+        if msg.metadata.sequence.stream >= last:
+            read.set()
+
+    config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first)
+    sub = await js.subscribe("exoarmur.audit.>", stream=AUDIT_STREAM, cb=seen, ordered_consumer=True, config=config)
+    try:
+        await asyncio.wait_for(read.wait(), SETTLE_SECONDS)
+    finally:
+        await sub.unsubscribe()
+    return count
 
 
 async def live_keys(js: Any, bucket: str) -> set[str]:

@@ -70,6 +70,11 @@ AUDIT_ATTEMPT = Margin(
     1.0, "one audit append attempt at most: a lost ack is retried (deduplicated by message id) while the deadline leaves time"
 )
 AUDIT_RETRY_PAUSE = Margin(0.01, "the pause between audit append attempts, so a down connection is not asked in a hot loop")
+AUDIT_STORED_IDS = Margin(
+    30.0,
+    "how long an audit chain remembers the message ids it stored (at most STORED_IDS_LIMIT of them): an append "
+    "repeated within it (a resumed intent's last revision) is stored once even where a batch hides its id from the stream",
+)
 
 # ---- intents ---------------------------------------------------------------------------
 INTENT_RETRY_FIRST = Margin(0.1, "the first pause before an intent step that failed on its store or audit is tried again")

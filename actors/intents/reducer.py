@@ -18,6 +18,8 @@ holds is folded into its intent's trail, by (tenant, id):
   lower revision never seen is revision_regressed; neither moves the trail;
 - the record's tenant is the one its chain is for (`trail.chain_of`).
 
+A batch record (`{"kind": "batch", "events": [...]}`, appends queued
+together: actors/nats/audit_stream.py) is its events, folded in their order.
 Trails are folded in stream order: a record stored out of order is named
 by its chain, and its intent's trail shows the step out of place too.
 Events of other kinds (the kernel's own audit events) are counted and left
@@ -47,7 +49,8 @@ from exoarmur.actors.intents.replay_chains import ChainCheck
 from exoarmur.actors.intents.replay_problems import Problem, ProblemKind
 from exoarmur.actors.intents.states import TRANSITIONS, IntentState, allowed, code_allowed
 from exoarmur.actors.intents.trail import KIND, chain_of
-from exoarmur.actors.nats import Record, StreamMessage
+from exoarmur.actors.nats import Record, StreamMessage, events_of
+from exoarmur.actors.nats.audit_stream import BATCH
 from exoarmur.runtime import InvalidInput, ReasonCode
 
 __all__ = [
@@ -169,29 +172,44 @@ class Reducer:
         self.problems += found
         if any(problem.kind is ProblemKind.RECORD_ALTERED for problem in found):
             return  # its content is not what was appended: nothing to fold
-        if not isinstance(record.event, dict) or record.event.get("kind") != KIND:
+        if not isinstance(record.event, dict):
             self.other_records += 1
-            if record.chain == CONTROLS_CHAIN and isinstance(record.event, dict) and record.event.get("kind") == KILL_EVENT:
-                self.kills.add_event(record.event)
+            return
+        events = events_of(record.event)
+        if events[0] is record.event and record.event.get("kind") == BATCH:
+            self._problem(ProblemKind.EVENT_INVALID, f"chain {record.chain!r} position {record.position}: "
+                          "a batch that is not a non-empty list of events", chain=record.chain,
+                          position=record.position, seq=seq)  # fmt: skip
+            return
+        for index, event in enumerate(events):
+            where = {"chain": record.chain, "position": record.position, "seq": seq}
+            if len(events) > 1:
+                where["event"] = index
+            self._event(record.chain, event, where)
+
+    def _event(self, chain: str, event: dict[str, Any], where: dict[str, Any]) -> None:
+        if event.get("kind") != KIND:
+            self.other_records += 1
+            if chain == CONTROLS_CHAIN and event.get("kind") == KILL_EVENT:
+                self.kills.add_event(event)
             return
         self.intent_records += 1
-        self._fold(record, seq)
+        self._fold(chain, event, where)
 
     # ---- one intent event --------------------------------------------------------------
 
-    def _fold(self, record: Record, seq: int | None) -> None:
-        where = {"chain": record.chain, "position": record.position, "seq": seq}
-        read = intent_of(record.event)
+    def _fold(self, chain: str, event: dict[str, Any], where: dict[str, Any]) -> None:
+        place = f"chain {chain!r} position {where['position']}" + (f" event {where['event']}" if "event" in where else "")
+        read = intent_of(event)
         if isinstance(read, str):
-            self._problem(ProblemKind.EVENT_INVALID, f"chain {record.chain!r} position {record.position}: "
-                          f"an intent event that is not one: {read}", **where)  # fmt: skip
+            self._problem(ProblemKind.EVENT_INVALID, f"{place}: an intent event that is not one: {read}", **where)
             return
         revision, intent = read
-        content: dict[str, Any] = record.event["record"]
+        content: dict[str, Any] = event["record"]
         name = f"intent {intent.tenant}/{intent.id} revision {revision}"
         about = {**where, "tenant": intent.tenant, "intent": intent.id, "revision": revision}
-        if record.chain != chain_of(intent.tenant):
-            self._problem(ProblemKind.TENANT_MISMATCH, f"{name} is on chain {record.chain!r}, "
+        if chain != chain_of(intent.tenant):
+            self._problem(ProblemKind.TENANT_MISMATCH, f"{name} is on chain {chain!r}, "
                           f"not its tenant's {chain_of(intent.tenant)!r}", **about)  # fmt: skip
         if not code_allowed(intent.state, intent.code):
             self._problem(ProblemKind.CODE_INVALID, f"{name} is {intent.state} with code {intent.code!r}, "
@@ -207,7 +225,7 @@ class Reducer:
                               f"{name} is the intent's first record, in {intent.state}, not RECEIVED",
                               state=intent.state.value, **about)  # fmt: skip
             self.intents[key] = IntentTrail(
-                intent.tenant, intent.id, revision, content, record.chain, record.position, {revision: fingerprint}
+                intent.tenant, intent.id, revision, content, chain, where["position"], {revision: fingerprint}
             )
             return
         known = trail.digests.get(revision)
@@ -225,7 +243,7 @@ class Reducer:
             return
         self._check_step(trail, content, name, about)
         trail.digests[revision] = fingerprint
-        trail.revision, trail.record, trail.chain, trail.position = revision, content, record.chain, record.position
+        trail.revision, trail.record, trail.chain, trail.position = revision, content, chain, where["position"]
 
     def _check_step(self, trail: IntentTrail, after: dict[str, Any], name: str, about: dict[str, Any]) -> None:
         before = trail.record

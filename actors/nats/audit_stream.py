@@ -17,6 +17,17 @@ forks. An `Append` may name its own message id, derived from what it records
 same fact again after a crash is stored once: a duplicate ack then means it is
 already in the stream (within its duplicate window), and the head is read back.
 
+Appends queued together are one record: the appends waiting in the mailbox
+when the chain is free (`@handles(..., batch=True)`) go in one publish, as
+the event `{"kind": "batch", "events": [...]}` (at most BATCH_BYTES of
+events per record; a lone append keeps its own event and message id). The
+chain then costs one round trip and one fsync per record, not per event, and
+a queue behind the chain drains faster the longer it is. A batch's message
+id is its hash: a retry of that very record is stored once, but an event
+appended again after a crash in a batch is stored again (readers count the
+same fact once: replay by intent and revision). `events_of` is how every
+reader unfolds a record's event.
+
 Fail closed: `Append` answers the record's position or a code (a timeout, the
 connection's NATS_DISCONNECTED, BREAKER_OPEN from this actor's supervisor).
 Work that requires audit asks and stops on a code. `JetStreamAuditSink` is the
@@ -27,9 +38,9 @@ over instead of blocking the runtime.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
-from collections.abc import Iterable
-from typing import Any
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import anyio
 import attrs
@@ -50,7 +61,7 @@ from exoarmur.runtime import (
     handles,
     message,
 )
-from exoarmur.runtime.margins import AUDIT_ATTEMPT, AUDIT_RETRY_PAUSE
+from exoarmur.runtime.margins import AUDIT_ATTEMPT, AUDIT_RETRY_PAUSE, AUDIT_STORED_IDS
 
 __all__ = [
     "Append",
@@ -58,12 +69,21 @@ __all__ = [
     "AuditStream",
     "JetStreamAuditSink",
     "Record",
+    "batch_event",
     "chain_hash",
+    "events_of",
+    "in_batches",
     "read_records",
     "verify_chain",
 ]
 
+T = TypeVar("T")
 GENESIS = "0" * 64
+BATCH = "batch"
+# The most event bytes in one record: far below NATS's default max_payload
+# (1 MiB), so a record is never refused for its size unless one event is.
+BATCH_BYTES = 256 * 1024
+STORED_IDS_LIMIT = 4096  # message ids a chain remembers (StoredIds), a few hundred bytes each
 RETRYABLE = frozenset({ReasonCode.TIMEOUT_NATS_PUBLISH, ReasonCode.NATS_DISCONNECTED})
 
 
@@ -88,6 +108,21 @@ class Record:
 def chain_hash(chain: str, prev: str, position: int, event: dict[str, Any]) -> str:
     body = orjson.dumps({"chain": chain, "position": position, "event": event}, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(prev.encode() + b"\n" + body).hexdigest()
+
+
+def batch_event(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The event of a record holding several appends, in their order."""
+    return {"kind": BATCH, "events": events}
+
+
+def events_of(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The events one record holds: a batch's, in order, or the event itself.
+    A malformed batch is returned as itself (for a reader to reject)."""
+    if event.get("kind") == BATCH and set(event) == {"kind", "events"}:
+        inner = event["events"]
+        if isinstance(inner, list) and inner and all(isinstance(e, dict) and e.get("kind") != BATCH for e in inner):
+            return inner
+    return [event]
 
 
 def verify_chain(records: Iterable[Record]) -> int:
@@ -146,6 +181,7 @@ class AuditStream(Actor):
         self.connection: ActorRef | None = None
         # (next position, prev hash, stream seq of the last record); None: unknown.
         self.head: tuple[int, str, int] | None = None
+        self.stored_ids = StoredIds()
 
     async def started(self) -> None:
         connection = self.connection = self.context.system.lookup(self.connection_path)
@@ -171,38 +207,66 @@ class AuditStream(Actor):
                 self.context.report_failure(exc.code, exc.detail)
             raise
 
-    @handles(Append)
-    async def append(self, m: Append) -> AppendAck:
-        try:
-            ack = await self._append(m)
-        except ExoarmurError as exc:
-            self.appends[exc.code.value] += 1
-            raise
-        self.appends["duplicate" if ack.duplicate else "stored"] += 1
-        return ack
+    @handles(Append, batch=True, per_item=True)
+    async def append(self, run: list[Append]) -> list[AppendAck | ExoarmurError]:
+        """The appends queued together, in records of at most BATCH_BYTES of
+        events; once one record fails, the rest get its code (fail closed:
+        the deadline they share has passed, or the chain is unreachable). An
+        append whose message id this chain stored lately, or that repeats
+        one before it in the run, is answered as that one's duplicate."""
+        now = self.context.now()
+        answers: dict[int, AppendAck | ExoarmurError] = {}
+        todo: list[tuple[int, Append]] = []
+        firsts: dict[str, int] = {}
+        for index, m in enumerate(run):
+            known = self.stored_ids.get(m.msg_id, now)
+            if known is not None:
+                answers[index] = known
+            elif m.msg_id is None:
+                todo.append((index, m))
+            elif m.msg_id not in firsts:
+                firsts[m.msg_id] = index
+                todo.append((index, m))
+        failed: ExoarmurError | None = None
+        for part in in_batches(todo, _event_of):
+            if failed is None:
+                try:
+                    ack = await self._append([m for _, m in part])
+                except ExoarmurError as exc:
+                    failed = exc
+            for index, m in part:
+                answers[index] = ack if failed is None else failed
+                if failed is None and m.msg_id is not None:
+                    self.stored_ids.add(m.msg_id, ack, now)
+        out = [answers[i] if i in answers else _repeated(answers[firsts[str(m.msg_id)]]) for i, m in enumerate(run)]
+        for answer in out:
+            self.appends[answer.code.value if isinstance(answer, ExoarmurError) else _result(answer)] += 1
+        return out
 
-    async def _append(self, m: Append) -> AppendAck:
-        """One at a time: the chain's order is the order appends are handled.
-        Each publish expects the chain's last stream sequence, so a publish
-        that lands late (buffered through a reconnect) cannot fork the chain:
-        the stream refuses whichever comes second, and it is rebuilt on the
-        head read back."""
+    async def _append(self, part: list[Append]) -> AppendAck:
+        """One record, one at a time: the chain's order is the order appends
+        are handled. Each publish expects the chain's last stream sequence,
+        so a publish that lands late (buffered through a reconnect) cannot
+        fork the chain: the stream refuses whichever comes second, and it is
+        rebuilt on the head read back."""
         deadline = self.context.deadline
         assert deadline is not None
+        event = part[0].event if len(part) == 1 else batch_event([m.event for m in part])
+        msg_id = part[0].msg_id if len(part) == 1 else None
         while True:
             if self.head is None:
                 await self._read_head()  # the last outcome is unknown
             assert self.head is not None
             position, prev, last_seq = self.head
-            record = Record(self.chain, position, prev, m.event, chain_hash(self.chain, prev, position, m.event))
+            record = Record(self.chain, position, prev, event, chain_hash(self.chain, prev, position, event))
             self.head = None  # unknown until acked
             try:
-                ack = await self._publish(record, last_seq, deadline, m.msg_id)
+                ack = await self._publish(record, last_seq, deadline, msg_id)
             except ExoarmurError as exc:
                 if exc.code is not ReasonCode.KV_CONFLICT or self.context.now() >= deadline:
                     raise
                 continue  # someone else's record (or our late one) is the head now
-            if ack.duplicate and m.msg_id is not None:
+            if ack.duplicate and msg_id is not None:
                 return AppendAck(position, ack.seq, True, record.hash)  # stored before: head unknown
             self.head = (position + 1, record.hash, ack.seq)
             return AppendAck(position, ack.seq, ack.duplicate, record.hash)
@@ -224,6 +288,23 @@ class AuditStream(Actor):
             await anyio.sleep(AUDIT_RETRY_PAUSE)
 
 
+def in_batches(items: list[T], event: Callable[[T], dict[str, Any]]) -> list[list[T]]:
+    """`items` in order, cut so that no batch holds more than BATCH_BYTES of
+    events (an event larger than that is a batch alone)."""
+    if len(items) <= 1:
+        return [items] if items else []
+    batches: list[list[T]] = [[]]
+    size = 0
+    for item in items:
+        length = len(orjson.dumps(event(item)))
+        if batches[-1] and size + length > BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(item)
+        size += length
+    return batches
+
+
 async def read_records(connection: ActorRef, stream: str, seqs: Iterable[int]) -> list[Record]:
     """The records stored at these stream sequences (leader reads), for replay."""
     found = []
@@ -232,6 +313,37 @@ async def read_records(connection: ActorRef, stream: str, seqs: Iterable[int]) -
         if msg is not None:
             found.append(Record.from_bytes(msg.data))
     return found
+
+
+def _event_of(item: tuple[int, Append]) -> dict[str, Any]:
+    return item[1].event
+
+
+def _repeated(answer: AppendAck | ExoarmurError) -> AppendAck | ExoarmurError:
+    return attrs.evolve(answer, duplicate=True) if isinstance(answer, AppendAck) else answer
+
+
+def _result(ack: AppendAck) -> str:
+    return "duplicate" if ack.duplicate else "stored"
+
+
+class StoredIds:
+    """The message ids a chain stored lately, with their acks, oldest first:
+    for AUDIT_STORED_IDS seconds, at most STORED_IDS_LIMIT of them."""
+
+    def __init__(self) -> None:
+        self.acks: OrderedDict[str, tuple[float, AppendAck]] = OrderedDict()
+
+    def get(self, msg_id: str | None, now: float) -> AppendAck | None:
+        """The ack of `msg_id`'s append, as a duplicate's, if remembered."""
+        acks = self.acks
+        while acks and (len(acks) > STORED_IDS_LIMIT or next(iter(acks.values()))[0] < now - AUDIT_STORED_IDS):
+            acks.popitem(last=False)
+        found = acks.get(msg_id) if msg_id is not None else None
+        return None if found is None else attrs.evolve(found[1], duplicate=True)
+
+    def add(self, msg_id: str, ack: AppendAck, now: float) -> None:
+        self.acks[msg_id] = (now, ack)
 
 
 class JetStreamAuditSink:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 from contextlib import asynccontextmanager
 
 import anyio
@@ -28,8 +29,7 @@ from exoarmur.actors.intents import (
 )
 from exoarmur.actors.controls import ControlWatch, Gates, KillSwitches
 from exoarmur.actors.intents.service import IntentService
-from exoarmur.actors.nats import AuditStream, KvBucket, Request, StreamFetch
-from exoarmur.actors.nats.audit_stream import Record
+from exoarmur.actors.nats import AuditStream, KvBucket, Record, Request, StreamFetch, events_of
 from exoarmur.actors.tenants import TenantDesk, TenantLimits, TenantRouter, tenants_spec
 from exoarmur.runtime import Actor, ActorSystem, handles
 from exoarmur.supervisors import Supervisor
@@ -100,13 +100,14 @@ class Intents:
             await anyio.sleep(0.02)
         return found[0]
 
-    async def trail(self, tenant: str, *, chain: str = "") -> list[Record]:
-        """The tenant's audit chain (or the chain named), in order."""
+    async def events(self, tenant: str, *, chain: str = "") -> list[dict[str, Any]]:
+        """The events of the tenant's audit chain (or the chain named), in
+        order (a batch record's unfolded)."""
         connection = self.system.lookup("nats")
         subject = f"exoarmur.audit.{chain or f'intents-{tenant}'}"
         records, seq = [], 1
         while batch := await connection.ask(StreamFetch("EXOARMUR_AUDIT", seq, 1000)):
-            records += [Record.from_bytes(m.data) for m in batch if m.subject == subject]
+            records += [e for m in batch if m.subject == subject for e in events_of(Record.from_bytes(m.data).event)]
             seq = batch[-1].seq + 1
         return records
 

@@ -50,7 +50,7 @@ async def test_an_approved_intent_runs_once_woken_at_once_with_who_approved_it_i
         record = await it.settled("acme", "a-1")
         assert time.monotonic() - started < APPROVAL_POLL / 2  # told by the watch, not found by the poll
         assert record.state is S.SUCCEEDED and it.effects == {("acme/a-1", "apply"): 1}
-        trail = [r.event["record"] for r in await it.trail("acme")]
+        trail = [e["record"] for e in await it.events("acme")]
         assert [r["state"] for r in trail] == ["RECEIVED", "AWAITING_APPROVAL", "APPROVED", "EXECUTING", "SUCCEEDED"]
         assert trail[2]["detail"] == "approved by ann@h: checked"
 

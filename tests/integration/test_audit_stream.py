@@ -3,17 +3,22 @@ continues after a restart, and appends that fail closed with a code."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import anyio
 import attrs
 import pytest
 
 from exoarmur.actors.nats.audit_stream import (
+    BATCH_BYTES,
     GENESIS,
     Append,
     AuditStream,
     JetStreamAuditSink,
     Record,
+    batch_event,
     chain_hash,
+    events_of,
     read_records,
     verify_chain,
 )
@@ -46,6 +51,63 @@ async def test_appends_form_a_verifiable_chain_that_survives_a_restart(tmp_path)
         records = await read_records(conn, "EXOARMUR_AUDIT", range(1, ack.seq + 1))
         assert verify_chain(records) == 11
         assert records[0].prev == GENESIS and records[10].event == event(10)
+
+
+async def test_appends_queued_together_are_one_record_and_each_is_answered(tmp_path):
+    """Told and asked with no wait between them, the appends are all queued
+    when the chain takes them: one record holds them, in the order sent."""
+    async with running_server(tmp_path) as server, ActorSystem() as system:
+        conn = await connect(system, server)
+        appends: Counter[str] = Counter()
+        kwargs = {"connection": "nats", "chain": "node-a", "appends": appends}
+        audit = await system.spawn(AuditStream, name="audit", kwargs=kwargs)
+        for i in range(49):
+            audit.tell_nowait(Append(event(i)))
+        last = await audit.ask(Append(event(49)))
+        assert (last.position, last.seq, last.duplicate) == (0, 1, False)
+        [record] = await read_records(conn, "EXOARMUR_AUDIT", [1])
+        assert record.event == batch_event([event(i) for i in range(50)]) and record.hash == last.hash
+        assert events_of(record.event) == [event(i) for i in range(50)]
+        alone = await audit.ask(Append(event(50), msg_id="fixed"))  # a lone append keeps its event and id
+        again = await audit.ask(Append(event(50), msg_id="fixed"))
+        assert (alone.position, alone.duplicate, again.duplicate) == (1, False, True)
+        after = await audit.ask(Append(event(51)))
+        records = await read_records(conn, "EXOARMUR_AUDIT", range(1, after.seq + 1))
+        assert verify_chain(records) == 3 and records[1].event == event(50)
+        assert appends == {"stored": 52, "duplicate": 1}  # counted per append, not per record
+
+
+async def test_an_append_repeated_soon_after_is_stored_once_even_where_a_batch_hides_its_id(tmp_path):
+    """A batch record's message id is its hash, so the stream cannot tell a
+    repeated event in it: the chain remembers the ids it stored."""
+    async with running_server(tmp_path) as server, ActorSystem() as system:
+        conn = await connect(system, server)
+        appends: Counter[str] = Counter()
+        kwargs = {"connection": "nats", "chain": "node-a", "appends": appends}
+        audit = await system.spawn(AuditStream, name="audit", kwargs=kwargs)
+        first = await audit.ask(Append(event(0), msg_id="i.0"))
+        audit.tell_nowait(Append(event(1)))
+        audit.tell_nowait(Append(event(0), msg_id="i.0"))  # stored before
+        audit.tell_nowait(Append(event(2), msg_id="i.2"))
+        last = await audit.ask(Append(event(2), msg_id="i.2"))  # earlier in the same run
+        assert (last.position, last.seq, last.duplicate, first.duplicate) == (1, 2, True, False)
+        records = await read_records(conn, "EXOARMUR_AUDIT", range(1, last.seq + 1))
+        assert verify_chain(records) == 2
+        assert [e for r in records for e in events_of(r.event)] == [event(0), event(1), event(2)]
+        assert appends == {"stored": 3, "duplicate": 2}
+
+
+async def test_a_batch_is_cut_at_batch_bytes_and_every_part_is_its_own_record(tmp_path):
+    big = [{**event(i), "detail": "x" * (BATCH_BYTES // 2 - 200)} for i in range(5)]  # two fit in a record
+    async with running_server(tmp_path) as server, ActorSystem() as system:
+        conn = await connect(system, server)
+        audit = await spawn_audit(system)
+        for one in big[:-1]:
+            audit.tell_nowait(Append(one))
+        last = await audit.ask(Append(big[-1]))
+        records = await read_records(conn, "EXOARMUR_AUDIT", range(1, last.seq + 1))
+        assert verify_chain(records) == 3 and last.position == 2
+        assert [events_of(r.event) for r in records] == [big[:2], big[2:4], big[4:]]
 
 
 async def test_two_chains_with_equal_events_share_one_stream_without_colliding(tmp_path):

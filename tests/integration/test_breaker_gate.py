@@ -60,7 +60,7 @@ async def test_an_open_breaker_fails_an_intent_before_it_executes(tmp_path):
         await it.request("acme", "submit", {"id": "h-1", "type": "hasty"})
         record = await it.settled("acme", "h-1")
         assert (record.state, record.code, record.attempts) == (S.FAILED, "BREAKER_OPEN", 0)
-        assert [r.event["record"]["state"] for r in await it.trail("acme")] == ["RECEIVED", "FAILED"]
+        assert [e["record"]["state"] for e in await it.events("acme")] == ["RECEIVED", "FAILED"]
         assert [call[1] for call in hasty.calls] == ["x-0", "x-1"]  # never called for h-1
 
 
@@ -112,6 +112,6 @@ async def test_an_apply_refused_by_a_breaker_opened_since_its_gates_ends_failed_
             record = await it.settled("acme", "t-2")
             touchy.release.set()
         assert (record.state, record.code, record.attempts) == (S.FAILED, "BREAKER_OPEN", 1)
-        states = [r.event["record"]["state"] for r in await it.trail("acme") if r.event["record"]["id"] == "t-2"]
+        states = [e["record"]["state"] for e in await it.events("acme") if e["record"]["id"] == "t-2"]
         assert states == ["RECEIVED", "APPROVED", "EXECUTING", "FAILED"]
         assert "t-2" not in [call[1] for call in touchy.calls]

@@ -29,10 +29,10 @@ async def test_a_submitted_intent_succeeds_once_audited_per_revision_and_settles
         record = await it.settled("acme", "i-1")
         assert record.state is S.SUCCEEDED and record.attempts == 1 and record.owner == OWNER
         assert it.effects == {("acme/i-1", "apply"): 1}
-        trail = await it.trail("acme")
-        states = [r.event["record"]["state"] for r in trail]
+        trail = await it.events("acme")
+        states = [e["record"]["state"] for e in trail]
         assert states == ["RECEIVED", "APPROVED", "EXECUTING", "SUCCEEDED"]
-        assert trail[-1].event == transition_event(record)
+        assert trail[-1] == transition_event(record)
         assert await it.unsettled() == []
         got = await it.request("acme", "get", {"id": "i-1"})
         assert got["intent"]["state"] == "SUCCEEDED" and got["intent"]["revision"] == record.revision
@@ -120,7 +120,7 @@ async def test_an_intent_found_executing_is_reconciled_never_reapplied_blindly(t
         done = await it.settled("acme", "x")
         assert (done.state, done.code) == (state, code)
         assert it.effects[("acme/x", "apply")] == applies
-        assert [r.event["record"]["state"] for r in await it.trail("acme")][-1] == state.value
+        assert [e["record"]["state"] for e in await it.events("acme")][-1] == state.value
 
 
 async def test_a_dead_owners_intent_is_taken_over_after_its_lease_lapses(tmp_path):
@@ -131,7 +131,7 @@ async def test_a_dead_owners_intent_is_taken_over_after_its_lease_lapses(tmp_pat
         done = await it.settled("acme", "orphan", timeout=15.0)
         assert done.state is S.SUCCEEDED and done.owner == OWNER
         assert it.effects[("acme/orphan", "apply")] == 1
-        states = [(r.event["record"]["state"], r.event["record"]["owner"]) for r in await it.trail("acme")]
+        states = [(e["record"]["state"], e["record"]["owner"]) for e in await it.events("acme")]
         # The dead owner's last revision is audited before the takeover's.
         assert states[:2] == [("EXECUTING", "p-dead"), ("EXECUTING", OWNER)]
         # The former owner is fenced: its write on the revision it knew is refused.

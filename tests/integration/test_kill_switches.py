@@ -37,7 +37,7 @@ async def test_a_tenant_switch_kills_its_tenants_intents_only_and_a_clear_lets_t
         assert (killed.state, killed.code) == (S.KILLED, "KILL_SWITCH_ACTIVE")
         revision = reply["switch"]["revision"]
         assert killed.detail == f"tenant acme's kill switch is active (set by ann@h: drill; revision {revision})"
-        assert [r.event["record"]["state"] for r in await it.trail("acme")] == ["RECEIVED", "KILLED"]
+        assert [e["record"]["state"] for e in await it.events("acme")] == ["RECEIVED", "KILLED"]
         assert other.state is S.SUCCEEDED
         status = await it.control("killswitch.status", {})
         assert status["active"] and [(s["tenant"], s["active"]) for s in status["switches"]] == [
@@ -48,7 +48,7 @@ async def test_a_tenant_switch_kills_its_tenants_intents_only_and_a_clear_lets_t
         await it.request("acme", "submit", {"id": "i-2", "type": "fx"})
         assert (await it.settled("acme", "i-2")).state is S.SUCCEEDED
         assert it.effects == {("other/o-1", "apply"): 1, ("acme/i-2", "apply"): 1}
-        events = [r.event for r in await it.trail("", chain="controls")]
+        events = [e for e in await it.events("", chain="controls")]
         assert [(e["kind"], e["action"], e["switch"]["who"], e["switch"]["reason"]) for e in events] == [
             ("killswitch", "set", "ann@h", "drill"), ("killswitch", "clear", "bob@h", "over")
         ]  # fmt: skip
@@ -147,7 +147,7 @@ async def test_an_apply_that_waited_past_its_check_is_checked_again_and_killed(t
         first, second = await it.settled("acme", "s-1"), await it.settled("acme", "s-2")
         assert first.state is S.SUCCEEDED and slow.effects == {"acme/s-1": 1}
         assert (second.state, second.code, second.attempts) == (S.KILLED, "KILL_SWITCH_ACTIVE", 1)
-        states = [r.event["record"]["state"] for r in await it.trail("acme") if r.event["record"]["id"] == "s-2"]
+        states = [e["record"]["state"] for e in await it.events("acme") if e["record"]["id"] == "s-2"]
         assert states == ["RECEIVED", "APPROVED", "EXECUTING", "KILLED"]
 
 

@@ -82,14 +82,14 @@ async def test_a_tenants_rate_holds_across_two_processes_within_five_percent(tmp
                     while await audited_refusals(a) != {"RATE_LIMITED": codes["RATE_LIMITED"]}:
                         await anyio.sleep(0.2)
                 [owner] = owners
-                assert {r.event["owner"] for r in await a.trail("", chain="admission")} == {owner}
+                assert {e["owner"] for e in await a.events("", chain="admission")} == {owner}
 
 
 async def audited_refusals(it) -> dict[str, int]:
     total: Counter = Counter()
-    for record in await it.trail("", chain="admission"):
-        assert record.event["kind"] == "admission" and record.event["from"] <= record.event["to"]
-        total.update(record.event["refused"])
+    for event in await it.events("", chain="admission"):
+        assert event["kind"] == "admission" and event["from"] <= event["to"]
+        total.update(event["refused"])
     return dict(total)
 
 

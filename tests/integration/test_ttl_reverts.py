@@ -26,7 +26,7 @@ async def test_an_intent_with_a_ttl_is_reverted_once_that_long_after_it_succeede
         reverted = await it.settled("acme", "c-1", timeout=10 + TTL)
         assert reverted.state is S.REVERTED and reverted.updated >= record.revert_at
         assert it.effects == {("acme/c-1", "apply"): 1, ("acme/c-1", "revert"): 1}
-        states = [r.event["record"]["state"] for r in await it.trail("acme")]
+        states = [e["record"]["state"] for e in await it.events("acme")]
         assert states == ["RECEIVED", "APPROVED", "EXECUTING", "SUCCEEDED", "REVERTING", "REVERTED"]
 
 

@@ -14,7 +14,7 @@ from exoarmur.actors.intents.replay_compare import compare
 from exoarmur.actors.intents.replay_problems import ProblemKind as K
 from exoarmur.actors.intents.states import CODES, IntentState
 from exoarmur.actors.intents.trail import chain_of, transition_event
-from exoarmur.actors.nats import KvEntry, Record, StreamMessage
+from exoarmur.actors.nats import KvEntry, Record, StreamMessage, batch_event
 from exoarmur.runtime import AuditEvent, ReasonCode
 
 S = IntentState
@@ -111,6 +111,45 @@ class TestLegalTrails:
         trail = walk("acme", "i-1", (S.RECEIVED, ("owner", "p-b"), S.APPROVED, S.EXECUTING, S.EXECUTING), Revisions())
         assert reduce(chained(chain_of("acme"), events(trail))).problems == ()
         assert trail[-1].attempts == 2 and trail[1].owner == "p-b"
+
+
+class TestBatchRecords:
+    """Appends queued together are one record, `{"kind": "batch", "events": [...]}`."""
+
+    def test_a_batch_is_its_events_in_order(self):
+        revisions = Revisions()
+        one, two = walk("acme", "i-1", SUCCESS, revisions), walk("acme", "i-2", SUCCESS, revisions)
+        batched = [events(one)[0], batch_event(events(one)[1:] + events(two)[:2]), batch_event(events(two)[2:])]
+        reduction = reduce(chained(chain_of("acme"), batched))
+        assert reduction.problems == ()
+        assert (reduction.counts.records, reduction.counts.intent_records) == (3, 8)
+        assert compare(reduction, kv_of(one, two)) == []
+
+    def test_a_batch_out_of_order_inside_is_named_with_the_event(self):
+        trail = walk("acme", "i-1", SUCCESS, Revisions())
+        shuffled = events(trail)
+        shuffled[1], shuffled[2] = shuffled[2], shuffled[1]
+        problems = reduce(chained(chain_of("acme"), [batch_event(shuffled)])).problems
+        assert [(p.kind, p.position, p.details.get("event")) for p in problems][:1] == [(K.TRANSITION_INVALID, 0, 1)]
+
+    @pytest.mark.parametrize(
+        "event",
+        [
+            {"kind": "batch", "events": []},
+            {"kind": "batch", "events": "x"},
+            {"kind": "batch", "events": [{"kind": "batch", "events": [{"kind": "x"}]}]},
+            {"kind": "batch", "events": [{"kind": "x"}], "more": 1},
+        ],
+    )
+    def test_a_batch_that_is_not_one_is_named(self, event):
+        [problem] = reduce(chained("main", [event])).problems
+        assert (problem.kind, problem.chain, problem.position) == (K.EVENT_INVALID, "main", 0)
+
+    def test_a_bad_intent_event_in_a_batch_is_named_by_its_index(self):
+        trail = walk("acme", "i-1", SUCCESS, Revisions())
+        [problem] = reduce(chained(chain_of("acme"), [batch_event([*events(trail), {"kind": "intent"}])])).problems
+        assert (problem.kind, problem.position, problem.details["event"]) == (K.EVENT_INVALID, 0, 4)
+        assert "position 0 event 4" in problem.message
 
 
 def one_intent(records: list[IntentRecord], tenant: str = "acme"):

@@ -19,7 +19,7 @@ from exoarmur.actors.intents.replay_compare import compare
 from exoarmur.actors.intents.replay_problems import ProblemKind as K
 from exoarmur.actors.intents.states import TRANSITIONS, IntentState
 from exoarmur.actors.intents.trail import KIND, chain_of, transition_event
-from exoarmur.actors.nats import KvEntry, Record
+from exoarmur.actors.nats import KvEntry, Record, batch_event
 from tests.actors.intents.test_reducer import code_of, kernel_event
 
 S = IntentState
@@ -113,6 +113,32 @@ def test_legal_walks_always_verify_and_rebuild_kv(audit):
     reduction = reduce(stored(audit.appends))
     assert reduction.problems == ()
     assert reduction.counts.duplicates == sum(a.repeat for a in audit.appends)
+    assert compare(reduction, audit.kv()) == []
+
+
+def stored_in_batches(appends: list[Append], joins: list[bool]) -> list[Record]:
+    """The stream when appends are queued together: an append joins its
+    chain's last record (a batch) where `joins` says, else starts one."""
+    runs: list[tuple[str, list[dict]]] = []
+    last: dict[str, list[dict]] = {}
+    for append, join in zip(appends, joins, strict=True):
+        if join and append.chain in last:
+            last[append.chain].append(append.event)
+            continue
+        last[append.chain] = [append.event]
+        runs.append((append.chain, last[append.chain]))
+    as_appended = [Append(chain, events[0] if len(events) == 1 else batch_event(events)) for chain, events in runs]
+    return stored(as_appended)
+
+
+@PROPERTIES
+@given(audit=audits(), data=st.data())
+def test_batched_appends_verify_and_rebuild_kv_as_appended_one_by_one(audit, data):
+    joins = data.draw(st.lists(st.booleans(), min_size=len(audit.appends), max_size=len(audit.appends)))
+    records = stored_in_batches(audit.appends, joins)
+    reduction, alone = reduce(records), reduce(stored(audit.appends))
+    assert reduction.problems == ()
+    assert attrs.evolve(reduction.counts, records=alone.counts.records) == alone.counts
     assert compare(reduction, audit.kv()) == []
 
 
