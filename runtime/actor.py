@@ -51,6 +51,7 @@ def handles(
     batch: bool = False,
     per_item: bool = False,
     remote: bool = False,
+    urgent: bool = False,
 ) -> Callable[[F], F]:
     """Mark a method as the handler of the given @message classes.
 
@@ -72,7 +73,15 @@ def handles(
     holding the mailbox: for cheap, ordered work such as handing publishes to
     a client's buffer. With `concurrent=True` the run is one concurrent
     handler under the run's latest deadline (each asker still waits no longer
-    than its own): many I/O calls started in one go."""
+    than its own): many I/O calls started in one go.
+
+    `urgent=True`: envelopes of these types are queued ahead of the ordinary
+    ones (in their own order), and a full mailbox still takes them, up to
+    as many again as its capacity (runtime/admission.py). For what ends work
+    already taken (an intent's end, a quota released), so that a flood of
+    new work queued in front cannot delay it or make it refused: it is
+    bounded by that work, not by the flood. Like Akka's ControlMessage and
+    OTP 28's priority messages, its order with other messages is given up."""
     for cls in message_types:
         wire_name(cls)  # raises for a class that is not a @message
 
@@ -86,6 +95,7 @@ def handles(
         fn.__batch__ = batch  # type: ignore[attr-defined]
         fn.__per_item__ = per_item  # type: ignore[attr-defined]
         fn.__remote__ = remote  # type: ignore[attr-defined]
+        fn.__urgent__ = urgent  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -117,6 +127,7 @@ class Actor:
     _batched: ClassVar[frozenset[type]] = frozenset()
     _per_item: ClassVar[frozenset[type]] = frozenset()
     _exported: ClassVar[frozenset[type]] = frozenset()  # accepted from the wire
+    _urgent: ClassVar[frozenset[type]] = frozenset()  # queued ahead of the rest
     _has_started: ClassVar[bool] = False
     _has_stopping: ClassVar[bool] = False
 
@@ -136,12 +147,14 @@ class Actor:
         batched: set[type] = set()
         per_item: set[type] = set()
         exported: set[type] = set()
+        urgent: set[type] = set()
         for base in reversed(cls.__mro__[1:]):
             dispatch.update(getattr(base, "_dispatch", {}))
             concurrent.update(getattr(base, "_concurrent", ()))
             batched.update(getattr(base, "_batched", ()))
             per_item.update(getattr(base, "_per_item", ()))
             exported.update(getattr(base, "_exported", ()))
+            urgent.update(getattr(base, "_urgent", ()))
         own: dict[type, str] = {}
         for name, fn in vars(cls).items():
             for message_type in getattr(fn, "__handles__", ()):
@@ -157,6 +170,7 @@ class Actor:
                     ("__batch__", batched),
                     ("__per_item__", per_item),
                     ("__remote__", exported),
+                    ("__urgent__", urgent),
                 ):
                     if getattr(fn, kind, False):
                         found.add(message_type)
@@ -167,6 +181,7 @@ class Actor:
         cls._batched = frozenset(batched)
         cls._per_item = frozenset(per_item)
         cls._exported = frozenset(exported)
+        cls._urgent = frozenset(urgent)
         cls._has_started = cls.started is not Actor.started
         cls._has_stopping = cls.stopping is not Actor.stopping
 

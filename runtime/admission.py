@@ -10,6 +10,10 @@ codes are decided here.
                           shed_oldest  the oldest is dead-lettered (OVERLOAD_SHED)
     closed              the closing code: the stop's, or BREAKER_OPEN while the
                         breaker gate is shut (a HALF_OPEN probe may pass)
+    urgent              a type the actor handles with `urgent=True`: queued
+                        behind the urgent envelopes waiting, ahead of the
+                        rest; refused (OVERLOAD_MAILBOX_FULL) only past twice
+                        the capacity, whatever the policy
 
 `offer` is the one fast path, shared by `tell` and `tell_nowait` (as anyio's
 `send` shares `send_nowait`'s) and by `ask`.
@@ -39,6 +43,8 @@ def offer(cell: Cell, env: Envelope) -> bool:
     mailbox = cell.mailbox
     if mailbox.closed is None:
         queue = mailbox.queue
+        if cell.urgent and type(env.message) in cell.urgent:
+            return _offer_urgent(cell, env)
         if len(queue) < mailbox.capacity and not mailbox.waiters:
             queue.append(env)
             mailbox.accepted += 1
@@ -59,6 +65,22 @@ def offer(cell: Cell, env: Envelope) -> bool:
     if let_probe_in(cell, env):
         return True
     reject(cell, env, mailbox.closed)
+
+
+def _offer_urgent(cell: Cell, env: Envelope) -> bool:
+    mailbox, queue, urgent = cell.mailbox, cell.mailbox.queue, cell.urgent
+    if len(queue) >= 2 * mailbox.capacity:
+        reject(cell, env, ReasonCode.OVERLOAD_MAILBOX_FULL)
+    ahead = 0  # the urgent envelopes at the head: few, as they are handled first
+    for queued in queue:
+        if type(queued.message) not in urgent:
+            break
+        ahead += 1
+    queue.insert(ahead, env)
+    mailbox.accepted += 1
+    if not cell.scheduled:
+        cell.schedule()
+    return True
 
 
 def offer_nowait(cell: Cell, env: Envelope) -> None:

@@ -5,7 +5,7 @@ documented once, on the `Cell` protocol in runtime/contracts.py) and the
 operations its parent may call (the `Supervised` protocol). The rest lives in
 parts, one idea each, written against those protocols:
 
-    where a message waits     runtime/mailbox.py (the queue, the control lane)
+    where a message waits     runtime/mailbox.py (the queue, urgent mail at its head, the control lane)
     whether it gets in        runtime/admission.py (capacity, overflow, codes)
     who runs the handlers     runtime/drain.py (the drain task), runtime/eager.py
                               (an ask handled in the asker's stack),
@@ -71,6 +71,7 @@ class ActorCell:
         "concurrent",
         "batched",
         "per_item",
+        "urgent",
         "mailbox",
         "scheduled",
         "parked",
@@ -118,6 +119,7 @@ class ActorCell:
         self.concurrent = actor_type._concurrent
         self.batched = actor_type._batched
         self.per_item = actor_type._per_item
+        self.urgent = actor_type._urgent
         self.mailbox = mailbox
         self.scheduled = False
         self.parked: Any = None

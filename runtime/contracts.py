@@ -150,6 +150,7 @@ class Cell(Supervised, Protocol):
     concurrent: frozenset[type]
     batched: frozenset[type]
     per_item: frozenset[type]
+    urgent: frozenset[type]
     # Its mail.
     mailbox: Mailbox
     scheduled: bool

@@ -353,10 +353,12 @@ class IntentService(Actor):
         self.replan.set()
         return waiter
 
-    @handles(Settled)
+    @handles(Settled, urgent=True)
     def settled(self, m: Settled) -> None:
         """An intent of this process is terminal: its waiters are answered,
-        and its tenant's desk uncounts it."""
+        and its tenant's desk uncounts it. Urgent: a flood of submissions
+        queued here must not hold the quota of intents that ended (the
+        desk's admissions would fall as the flood grows)."""
         self._ended(m.record)
         self._release(m.record.tenant)
 

@@ -136,7 +136,7 @@ class TenantDesk(Actor):
             raise
         return ""
 
-    @handles(Released)
+    @handles(Released, urgent=True)  # ahead of the admissions a flood queues here
     def released(self, m: Released) -> None:
         self.admission.settled(m.tenant)
 

@@ -15,6 +15,8 @@ from exoarmur.runtime import (
     Overflow,
     Overloaded,
     ReasonCode,
+    handles,
+    message,
 )
 from exoarmur.runtime.mailbox import Mailbox, validate_capacity
 from tests.runtime.support import Add, Counter, Gate, Get, Hold, blocked_gate, wait_until
@@ -60,6 +62,53 @@ class TestCapacity:
             with pytest.raises(Overloaded):
                 await small.tell(Add(2))  # capacity from config, overflow from spawn
             assert small.statistics().capacity == 2
+
+
+@message("test.kernel.urgent_add")
+class UrgentAdd:
+    n: int
+
+
+class UrgentGate(Gate):
+    """A Gate whose UrgentAdd is urgent: it ends work taken, say."""
+
+    @handles(UrgentAdd, urgent=True)
+    def urgent_add(self, message: UrgentAdd) -> int:
+        self.added.append(message.n)
+        return len(self.added)
+
+
+class TestUrgent:
+    @pytest.mark.parametrize("overflow", ["reject", "wait", "shed_oldest"])
+    async def test_urgent_mail_goes_first_in_its_own_order_and_past_a_full_mailbox(self, overflow):
+        """Queued ahead of the ordinary mail; a full mailbox (capacity 3) takes
+        it at once, whatever its policy, up to as many again; one more is
+        refused; nothing ordinary is shed for it."""
+        release = anyio.Event()
+        async with ActorSystem() as system:
+            gate = await system.spawn(UrgentGate, name="g", kwargs={"release": release}, overflow=overflow)
+            await gate.tell(Hold())
+            await wait_until(lambda: gate.statistics().depth == 0)
+            for n in range(3):
+                await gate.tell(Add(n))
+            await gate.tell(UrgentAdd(100))
+            gate.tell_nowait(UrgentAdd(101))
+            await gate.tell(UrgentAdd(102))
+            with pytest.raises(Overloaded) as caught:
+                gate.tell_nowait(UrgentAdd(103))
+            assert caught.value.code is ReasonCode.OVERLOAD_MAILBOX_FULL
+            assert gate.statistics().depth == 6
+            release.set()
+            await wait_until(lambda: gate.statistics().depth == 0)
+            assert await gate.ask(Get()) == [100, 101, 102, 0, 1, 2]
+
+    def test_an_override_without_urgent_is_ordinary_again(self):
+        class Calm(UrgentGate):
+            @handles(UrgentAdd)
+            def urgent_add(self, message: UrgentAdd) -> int:
+                return 0
+
+        assert UrgentGate._urgent == {UrgentAdd} and Calm._urgent == frozenset()
 
 
 class TestRejectPolicy:
