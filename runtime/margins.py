@@ -71,7 +71,7 @@ AUDIT_ATTEMPT = Margin(
 )
 AUDIT_RETRY_PAUSE = Margin(0.01, "the pause between audit append attempts, so a down connection is not asked in a hot loop")
 AUDIT_STORED_IDS = Margin(
-    30.0,
+    10.0,
     "how long an audit chain remembers the message ids it stored (at most STORED_IDS_LIMIT of them): an append "
     "repeated within it (a resumed intent's last revision) is stored once even where a batch hides its id from the stream",
 )

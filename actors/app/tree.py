@@ -226,7 +226,7 @@ def execution_of(config: Config) -> tuple[SupervisorSpec, dict[str, TypeInfo]]:
     types loaded (imported, their options checked) and each one's longest
     call checked against the lease. `exoarmur config` refuses what `run` would."""
     types = load_types(config.execution_types, state_dir=config.state_dir)
-    execution, infos = execution_spec(types, parent_path="execution")
+    execution, infos = execution_spec(types, parent_path="execution", gates=GATES)
     check_lease(config.lease_ttl, infos.values())
     return execution, infos
 

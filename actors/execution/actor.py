@@ -14,8 +14,11 @@ hears the answer before its own deadline. What the type does becomes:
     any other exception             -> Effect(UNCERTAIN, EXECUTION_FAILED, repr)
     ran out of time                 -> Effect(UNCERTAIN, TIMEOUT_<category>)
     no time left to start           -> Effect(FAILED, DEADLINE_EXCEEDED)
-    its turn came after `not_after` -> Effect(NOT_STARTED): the intent checks
-                                       its kill switches again (no call made)
+    its turn came after `not_after` -> the kill switches checked again here,
+                                       at its turn (`gates`: TenantSwitches):
+                                       clear, it is applied; else (or with no
+                                       gates) Effect(NOT_STARTED), no call
+                                       made, and the intent asks its gates
 
 and for `reconcile`: its Reconciled answer; UNKNOWN if it answered something
 else; and if it raised or ran out of time, the coded error (EXECUTION_FAILED,
@@ -42,8 +45,9 @@ import anyio
 from exoarmur.actors.execution.api import ExecutionError, ExecutionType
 from exoarmur.actors.execution.keys import KeyCalls
 from exoarmur.actors.intents.effects import Apply, Effect, Outcome, Reconcile, Reconciled, Revert
+from exoarmur.actors.intents.gates import TenantSwitches
 from exoarmur.runtime import Actor, ExoarmurError, ReasonCode, error_for, handles, timeout_category
-from exoarmur.runtime.margins import EXECUTION_ANSWER
+from exoarmur.runtime.margins import EXECUTION_ANSWER, KILL_CHECK_FRESH
 
 __all__ = ["ExecutionActor"]
 
@@ -51,13 +55,18 @@ __all__ = ["ExecutionActor"]
 class ExecutionActor(Actor):
     """Hosts the instance `execution_type`; spawn `ExecutionActor.of(it)`."""
 
-    def __init__(self, *, execution_type: ExecutionType, calls: KeyCalls | None = None) -> None:
+    def __init__(self, *, execution_type: ExecutionType, calls: KeyCalls | None = None, gates: str = "") -> None:
         if type(self).concurrency != execution_type.concurrency:
             raise TypeError(f"spawn ExecutionActor.of(execution_type) for type {execution_type.name!r}")
         self.execution_type = execution_type
         # One call per key at a time (keys.py); given by the supervisor's spec,
         # it outlives this instance.
         self.calls = KeyCalls() if calls is None else calls
+        self.gates_path = gates  # "" : none; an apply whose check went stale is not started
+
+    async def started(self) -> None:
+        find, path = self.context.system.find, self.gates_path
+        self.switches = TenantSwitches(lambda: find(path) if path else None, now=self.context.now)
 
     @classmethod
     def of(cls, execution_type: ExecutionType) -> type[ExecutionActor]:
@@ -116,7 +125,9 @@ class ExecutionActor(Actor):
             try:
                 async with self.calls.alone(m.key):
                     if isinstance(m, Apply) and m.not_after is not None and self.context.now() > m.not_after:
-                        return Effect(Outcome.NOT_STARTED, ReasonCode.KILL_SWITCH_ACTIVE, "its kill-switch check went stale")
+                        stopped = await self._switches_say(m.intent.tenant)
+                        if stopped:
+                            return Effect(Outcome.NOT_STARTED, ReasonCode.KILL_SWITCH_ACTIVE, stopped)
                     await call(m.intent, m.key)
             except ExecutionError as exc:
                 if exc.reason in self.execution_type.reasons:
@@ -126,6 +137,21 @@ class ExecutionActor(Actor):
                 return self._uncertain(_code_of(exc), f"{what} raised {exc!r}")
             return Effect(Outcome.APPLIED)
         return self._uncertain(timeout_category(type(m)).code, self._late(what, end))
+
+    async def _switches_say(self, tenant: str) -> str:
+        """"" if the kill switches covering `tenant` were read clear within
+        KILL_CHECK_FRESH (read again now if need be, one read per tenant at
+        a time): the check an apply waiting for its turn outlived. Else why
+        it must not start: a switch's words, or a check that could not be made."""
+        stale = "its kill-switch check went stale"
+        try:
+            seen = await self.switches.check(tenant)
+        except ExoarmurError as exc:
+            return f"{stale}; checked again: {exc.code.value}: {exc.detail}"
+        if seen is None:
+            return stale
+        sent, detail = seen
+        return detail or (f"{stale}; checked again too late" if self.context.now() - sent > KILL_CHECK_FRESH else "")
 
     def _end(self) -> float | None:
         """When the call must be over; None if that is already past."""

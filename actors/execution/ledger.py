@@ -63,6 +63,7 @@ _BACK_STEP = 4096  # bytes per step when looking back for the tail's start
 
 class Ledger(ExecutionType):
     name = "ledger"
+    concurrency = 128  # the calls waiting for the lock are one write and one fsync: more at once, bigger batches
     # The file cannot be opened for appending: the line was certainly not written.
     reasons = frozenset({UNWRITABLE})
 

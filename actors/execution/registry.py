@@ -99,9 +99,12 @@ def execution_spec(
     *,
     parent_path: str,
     intensity: RestartIntensity = DEFAULT_INTENSITY,
+    gates: str = "",
 ) -> tuple[SupervisorSpec, Mapping[str, TypeInfo]]:
     """The supervisor of the types' actors (to run at `parent_path`; each
-    child is named after its type), and each type's TypeInfo."""
+    child is named after its type), and each type's TypeInfo. `gates`: the
+    path of the process's gates, which an apply whose kill-switch check
+    went stale in the type's queue is checked with at its turn."""
     children = []
     infos: dict[str, TypeInfo] = {}
     for name, execution_type in types.items():
@@ -111,7 +114,7 @@ def execution_spec(
             ChildSpec(
                 name,
                 ExecutionActor.of(execution_type),
-                kwargs={"execution_type": execution_type, "calls": KeyCalls()},
+                kwargs={"execution_type": execution_type, "calls": KeyCalls(), "gates": gates},
                 restart=Restart.PERMANENT,
                 backoff=execution_type.backoff,
                 breaker=execution_type.breaker,

@@ -20,19 +20,28 @@ its reads were sent: an apply may start only within KILL_CHECK_FRESH of it
 A gate that cannot tell (its store unreachable) refuses: the gates fail
 closed. The intent actor keeps a refusal it was given and writes it, even
 if the store only comes back later (`Gating.refusal`, actors/intents/gating.py).
+
+`TenantSwitches` is the kill switches of each tenant as last read with a
+`SwitchesCheck`, read again once stale, one read per tenant at a time: for
+the tenant desk (the code of a refused submission) and for an execution
+type's actor (an apply whose check went stale while it waited for its turn
+is checked there, at its turn, instead of going back to the end of the line).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 
 import attrs
 
 from exoarmur.actors.intents.record import IntentRecord
 from exoarmur.actors.intents.states import IntentState
-from exoarmur.runtime import TimeoutCategory, message
+from exoarmur.runtime import ActorRef, TimeoutCategory, message
+from exoarmur.runtime.margins import KILL_CHECK_FRESH
+from exoarmur.runtime.shared_calls import SharedCalls
 
-__all__ = ["GateCheck", "Stage", "SwitchesCheck", "Verdict"]
+__all__ = ["GateCheck", "Stage", "SwitchesCheck", "TenantSwitches", "Verdict"]
 
 
 class Stage(enum.StrEnum):
@@ -67,8 +76,41 @@ class GateCheck:
 class SwitchesCheck:
     """To the gates: a kill switch covering `tenant` active now, as a kill's
     detail names it ("" if none), read once from the leader; a read that
-    fails raises its code. For the code of a submission its tenant's limits
-    refuse (the kill switches come first in the gates' order): it never lets
-    anything through."""
+    fails raises its code. The same reads as a `Stage.KILL_SWITCHES` check,
+    without its patience: for the code of a submission its tenant's limits
+    refuse, and for an apply whose check went stale at its turn (clear: it
+    starts now; anything else: it is not started, and the intent asks the
+    gates again)."""
 
     tenant: str
+
+
+class TenantSwitches:
+    """Per tenant: (the runtime time its switches' reads were sent, the
+    words of an active switch or ""), read again once older than
+    KILL_CHECK_FRESH, each read bounded by it too (an answer later than
+    that is stale on arrival). `gates` finds the process's gates actor."""
+
+    def __init__(self, gates: Callable[[], ActorRef | None], *, now: Callable[[], float]) -> None:
+        self.gates = gates
+        self.now = now
+        self.seen: dict[str, tuple[float, str]] = {}
+        self.reads: SharedCalls[str, tuple[float, str]] = SharedCalls()
+
+    async def check(self, tenant: str) -> tuple[float, str] | None:
+        """What the switches of `tenant` said, read within KILL_CHECK_FRESH;
+        None if this process has no gates to ask. A read that fails raises
+        its code."""
+        seen = self.seen.get(tenant)
+        if seen is not None and self.now() - seen[0] <= KILL_CHECK_FRESH:
+            return seen
+        gates = self.gates()
+        if gates is None:
+            return None
+        return await self.reads.call(tenant, lambda: self._read(gates, tenant))
+
+    async def _read(self, gates: ActorRef, tenant: str) -> tuple[float, str]:
+        sent = self.now()
+        detail: str = await gates.ask(SwitchesCheck(tenant), timeout=KILL_CHECK_FRESH)
+        self.seen[tenant] = seen = (sent, detail)
+        return seen

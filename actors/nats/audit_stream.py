@@ -83,7 +83,7 @@ BATCH = "batch"
 # The most event bytes in one record: far below NATS's default max_payload
 # (1 MiB), so a record is never refused for its size unless one event is.
 BATCH_BYTES = 256 * 1024
-STORED_IDS_LIMIT = 4096  # message ids a chain remembers (StoredIds), a few hundred bytes each
+STORED_IDS_LIMIT = 1024  # message ids a chain remembers (StoredIds), some 300 bytes each
 RETRYABLE = frozenset({ReasonCode.TIMEOUT_NATS_PUBLISH, ReasonCode.NATS_DISCONNECTED})
 
 

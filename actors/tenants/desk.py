@@ -41,9 +41,10 @@ The kill switches come before the tenant's limits in the gates' order: a
 submission the limits refuse while a switch covering its tenant is active
 is refused KILL_SWITCH_ACTIVE (with the switch's detail) instead, and
 counted so. The switches are read from the leader through the gates
-(`SwitchesCheck`) at most once per tenant every KILL_CHECK_FRESH, so a
-flood costs no read per refusal; one that cannot be read leaves the limit's
-code.
+(`SwitchesCheck`) at most once per tenant every KILL_CHECK_FRESH, one read
+at a time (`TenantSwitches`), so a flood costs no read per refusal; one
+that cannot be read leaves the limit's code. The tenant's owner is read the
+same way: once stale, one read, shared by the admissions that wait for it.
 """
 
 from __future__ import annotations
@@ -58,12 +59,13 @@ import attrs
 import orjson
 
 from exoarmur.actors.intents import IntentSetting, Lapsed
-from exoarmur.actors.intents.gates import SwitchesCheck
+from exoarmur.actors.intents.gates import TenantSwitches
 from exoarmur.actors.intents.messages import Admit, Released
 from exoarmur.actors.nats import Append, Create, Get, KvEntry, Update
 from exoarmur.actors.tenants.limits import Admission, TenantLimits
+from exoarmur.runtime.shared_calls import SharedCalls
 from exoarmur.runtime import Actor, ActorRef, ExoarmurError, ReasonCode, error_for, handles
-from exoarmur.runtime.margins import KILL_CHECK_FRESH, OWNER_CHECK, QUOTA_RECOUNT, REFUSALS_WINDOW
+from exoarmur.runtime.margins import OWNER_CHECK, QUOTA_RECOUNT, REFUSALS_WINDOW
 
 __all__ = ["ADMISSION_CHAIN", "ADMISSION_EVENT", "TenantDesk"]
 
@@ -104,7 +106,7 @@ class TenantDesk(Actor):
         self.window_from = time.time()
         self.unsent: list[tuple[dict[str, Any], str]] = []  # closed windows' records, oldest first
         self.flushing = anyio.Lock()
-        self.stopped: dict[str, tuple[float, str]] = {}  # tenant -> (runtime time read, a switch's detail or "")
+        self.owner_reads: SharedCalls[str, str] = SharedCalls()  # a flood meets an owner stale: one read
 
     async def started(self) -> None:
         lookup = self.context.system.lookup
@@ -112,6 +114,8 @@ class TenantDesk(Actor):
         self.lease: ActorRef = lookup(self.setting.lease)
         self.store = self.setting.store(self.context.system)
         self.audit: ActorRef | None = lookup(self.audit_path) if self.audit_path else None
+        find = self.context.system.find
+        self.switches = TenantSwitches(lambda: find(self.gates_path) if self.gates_path else None, now=self.context.now)
         self.context.start_task(self._recount)
         if self.audit is not None:
             self.context.start_task(self._audit_refusals)
@@ -143,25 +147,21 @@ class TenantDesk(Actor):
     async def _switch_active(self, tenant: str) -> str:
         """A switch covering `tenant` seen active within KILL_CHECK_FRESH
         (its detail), read again if older; "" if none or unreadable."""
-        gates = self.context.system.find(self.gates_path) if self.gates_path else None
-        if gates is None:
-            return ""
-        now = self.context.now()
-        seen = self.stopped.get(tenant)
-        if seen is not None and now - seen[0] <= KILL_CHECK_FRESH:
-            return seen[1]
         try:
-            detail: str = await gates.ask(SwitchesCheck(tenant))
+            seen = await self.switches.check(tenant)
         except ExoarmurError:
             return ""
-        self.stopped[tenant] = (now, detail)
-        return detail
+        return "" if seen is None else seen[1]
 
     async def _owner_of(self, tenant: str) -> str:
         known = self.known.get(tenant)
-        now = self.context.now()
-        if known is not None and now - known.at < OWNER_CHECK:
+        if known is not None and self.context.now() - known.at < OWNER_CHECK:
             return known.owner
+        return await self.owner_reads.call(tenant, lambda: self._read_owner(tenant))
+
+    async def _read_owner(self, tenant: str) -> str:
+        """The tenant's owner from KV; this process if it has none, or one
+        whose lease lapsed (taken by compare-and-set)."""
         me = self.setting.owner
         entry: KvEntry | None = await self.owners.ask(Get(tenant))
         if entry is None:

@@ -24,6 +24,7 @@ from exoarmur.actors.intents import IntentActor, IntentSetting
 from exoarmur.actors.intents.messages import Activate, FirstRead, Recheck
 from exoarmur.actors.intents.trail import chain_of
 from exoarmur.actors.nats import AuditStream
+from exoarmur.runtime.shared_calls import SharedCalls
 from exoarmur.runtime import Actor, ActorRef, ExoarmurError, ReasonCode, handles
 from exoarmur.supervisors import (
     BackoffPolicy,
@@ -94,6 +95,7 @@ class TenantRouter(Actor):
         self.connection = connection
         self.stream = stream
         self.replicas = replicas
+        self.starts: SharedCalls[str, ActorRef] = SharedCalls()
 
     @handles(Activate, concurrent=True)
     async def activate(self, m: Activate) -> bool:
@@ -141,14 +143,16 @@ class TenantRouter(Actor):
         return told
 
     async def _tenant(self, tenant: str) -> ActorRef:
-        system = self.context.system
-        path = f"{self.tenants_path}/{tenant}"
-        found = system.find(path)
+        found = self.context.system.find(f"{self.tenants_path}/{tenant}")
         if found is not None:
             return found
+        return await self.starts.call(tenant, lambda: self._start(tenant))  # one start, however many ask
+
+    async def _start(self, tenant: str) -> ActorRef:
+        system = self.context.system
         spec = tenant_spec(tenant, connection=self.connection, stream=self.stream, replicas=self.replicas, appends=self.appends)
         await _started(system.lookup(self.tenants_path), spec)
-        return system.lookup(path)
+        return system.lookup(f"{self.tenants_path}/{tenant}")
 
 
 async def _started(supervisor: ActorRef, spec: ChildSpec) -> bool:

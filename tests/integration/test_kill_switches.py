@@ -126,7 +126,8 @@ class Slow(ExecutionType):
 
 async def one_applying_one_waiting(it, slow: Slow) -> None:
     """s-1 applying; s-2 past its gates, EXECUTING, its apply waiting its turn."""
-    await it.system.spawn(ExecutionActor.of(slow), name=slow.name, kwargs={"execution_type": slow})
+    kwargs = {"execution_type": slow, "gates": "gates"}  # as the default tree spawns a type's actor
+    await it.system.spawn(ExecutionActor.of(slow), name=slow.name, kwargs=kwargs)
     await it.request("acme", "submit", {"id": "s-1", "type": "slow"})
     with anyio.fail_after(10):
         await slow.applying.wait()
@@ -149,6 +150,22 @@ async def test_an_apply_that_waited_past_its_check_is_checked_again_and_killed(t
         assert (second.state, second.code, second.attempts) == (S.KILLED, "KILL_SWITCH_ACTIVE", 1)
         states = [e["record"]["state"] for e in await it.events("acme") if e["record"]["id"] == "s-2"]
         assert states == ["RECEIVED", "APPROVED", "EXECUTING", "KILLED"]
+
+
+async def test_an_apply_that_waited_past_its_check_is_checked_at_its_turn_and_applied(tmp_path):
+    """No switch set: s-2's turn comes after its check went stale; the
+    type's actor reads the switches there and applies it, instead of
+    sending it back to the end of the line (two applies taken, not three).
+    Its type's timeout outlasts the wait and the apply (and the lease, that
+    timeout and a spare): one attempt."""
+    slow = Slow()
+    slow.timeout = KILL_CHECK_FRESH * 5
+    async with intents_on(tmp_path, gates=True, types={"slow": slow.info()}, lease_ttl=20.0) as it:
+        await one_applying_one_waiting(it, slow)
+        first, second = await it.settled("acme", "s-1"), await it.settled("acme", "s-2")
+        assert (first.state, second.state, second.attempts) == (S.SUCCEEDED, S.SUCCEEDED, 1)
+        assert slow.effects == {"acme/s-1": 1, "acme/s-2": 1}
+        assert it.system.lookup(slow.name).statistics().processed == 2
 
 
 @pytest.mark.parametrize(("stopped", "grace", "ends"), [(5.0, 1.0, S.KILLED), (1.0, 4.0, S.SUCCEEDED)])

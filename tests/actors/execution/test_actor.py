@@ -5,7 +5,6 @@ bound holds."""
 
 from __future__ import annotations
 
-from functools import partial
 
 import anyio
 import pytest
@@ -13,12 +12,33 @@ import pytest
 from exoarmur.actors.execution import ExecutionActor, IntentState, Noop, Reconciled
 from exoarmur.runtime.margins import EXECUTION_ANSWER as ANSWER_MARGIN
 from exoarmur.actors.intents.effects import Apply, Effect, Outcome, Reconcile, Revert
-from exoarmur.runtime import ActorSystem, DeadlineExceeded, ExoarmurError, InvalidInput, MemoryAuditSink, ReasonCode, error_for
+from exoarmur.actors.intents.gates import SwitchesCheck
+from exoarmur.runtime import Actor, ActorSystem, DeadlineExceeded, ExoarmurError, InvalidInput, MemoryAuditSink, ReasonCode, error_for, handles
 from tests.actors.execution.support import OneWay, Scripted, intent
 
 pytestmark = pytest.mark.anyio
 
 KEY = "acme/i-1"
+
+
+class FakeGates:
+    def __init__(self, *, says: str, fails: bool) -> None:
+        self.says, self.fails, self.asked = says, fails, []
+
+
+class FakeGatesActor(Actor):
+    """Answers a kill-switch check as told, a little later (a read)."""
+
+    def __init__(self, *, fake: FakeGates) -> None:
+        self.fake = fake
+
+    @handles(SwitchesCheck, concurrent=True)
+    async def check(self, m: SwitchesCheck) -> str:
+        self.fake.asked.append(m.tenant)
+        await anyio.sleep(0.01)
+        if self.fake.fails:
+            raise error_for(ReasonCode.TIMEOUT_KV_GET, "the store did not answer")
+        return self.fake.says
 
 
 async def spawn(system: ActorSystem, execution_type):
@@ -303,6 +323,38 @@ class TestConcurrency:
         assert (answers["stale"].outcome, answers["stale"].code) == (Outcome.NOT_STARTED, "KILL_SWITCH_ACTIVE")
         assert answers["fresh"] == Effect(Outcome.APPLIED)
         assert sorted(name for _, name, _ in scripted.calls) == ["busy-0", "busy-1", "fresh"]
+
+    @pytest.mark.parametrize(
+        ("says", "fails", "outcome", "called"),
+        [
+            ("", False, Outcome.APPLIED, True),  # clear: applied at its turn
+            ("tenant acme's kill switch (revision 3)", False, Outcome.NOT_STARTED, False),
+            ("", True, Outcome.NOT_STARTED, False),  # unreadable: the intent asks its gates
+        ],
+    )
+    async def test_with_gates_a_stale_apply_is_checked_again_at_its_turn(self, says, fails, outcome, called):
+        """The kill switches read at its turn (one read for the two applies
+        of a tenant that wait together), not a trip back to the intent."""
+        scripted = Scripted(timeout=10.0)
+        gates = FakeGates(says=says, fails=fails)
+        async with ActorSystem() as system:
+            await system.spawn(FakeGatesActor, name="gates", kwargs={"fake": gates})
+            ref = await system.spawn(
+                ExecutionActor.of(scripted), name="execution/scripted", kwargs={"execution_type": scripted, "gates": "gates"}
+            )
+            stale = system.now() - 1.0
+            answers = []
+            async with anyio.create_task_group() as tg:
+                for name in ("one", "two"):
+
+                    async def ask(name=name):
+                        answers.append(await ref.ask(Apply(intent(do="ok", intent_id=name), f"acme/{name}", not_after=stale)))
+
+                    tg.start_soon(ask)
+        assert [a.outcome for a in answers] == [outcome, outcome] and gates.asked == ["acme"]
+        if outcome is Outcome.NOT_STARTED:
+            assert answers[0].code == "KILL_SWITCH_ACTIVE" and (says or "checked again") in answers[0].detail
+        assert bool(scripted.calls) is called
 
     async def test_the_actor_class_carries_the_types_bound(self):
         """One class per (name, concurrency), made once."""

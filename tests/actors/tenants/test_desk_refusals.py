@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 from exoarmur.actors.intents import IntentSetting
+from exoarmur.actors.intents.gates import SwitchesCheck
 from exoarmur.actors.intents.messages import Admit
 from exoarmur.actors.nats import Append
 from exoarmur.actors.tenants import TenantDesk, TenantLimits
@@ -82,3 +83,39 @@ async def test_refusals_are_counted_per_window_and_a_failed_append_is_sent_again
     assert sum(e["refused"]["RATE_LIMITED"] for e in events) == 4 + 2 + 3
     assert all(e["kind"] == "admission" and e["owner"] == "p-1" and e["from"] <= e["to"] for e in events)
     assert events[0]["to"] <= events[2]["from"] and events[2]["to"] <= events[3]["from"]  # windows never overlap
+
+
+class SlowGates(Actor):
+    """Answers a kill-switch check after a while (a loaded store): clear."""
+
+    def __init__(self, *, asked: list) -> None:
+        self.asked = asked
+
+    @handles(SwitchesCheck, concurrent=True)
+    async def switches_check(self, m: SwitchesCheck) -> str:
+        self.asked.append(m.tenant)
+        await anyio.sleep(0.05)
+        return ""
+
+
+async def test_a_flood_of_refusals_reads_a_tenants_switches_once_at_a_time():
+    """The refusals that meet the switches stale share one read (no herd)."""
+    asked: list = []
+    setting = IntentSetting(owner="p-1", records="records", open="open", lease="lease", types={})
+    async with ActorSystem() as system:
+        for name in ("records", "open", "lease", "owners"):
+            await system.spawn(Idle, name=name)
+        await system.spawn(SlowGates, name="gates", kwargs={"asked": asked})
+        limits = TenantLimits(rate=0.001, burst=1.0)
+        desk_args = {"setting": setting, "owners": "owners", "default": limits, "gates": "gates"}
+        desk = await system.spawn(TenantDesk, name="desk", kwargs=desk_args)
+        codes: Counter = Counter()
+
+        async def one(tenant: str) -> None:
+            codes.update(await refuse(desk, tenant, 1))
+
+        async with anyio.create_task_group() as group:
+            for n in range(60):
+                group.start_soon(one, ("acme", "globex")[n % 2])
+    assert codes == {"admitted": 2, "RATE_LIMITED": 58}
+    assert sorted(asked) == ["acme", "globex"]
