@@ -40,6 +40,7 @@ from exoarmur.runtime.lifecycle import CellState
 from exoarmur.runtime.mailbox import MailboxConfig, MailboxStatistics, Overflow, validate_capacity
 from exoarmur.runtime.margins import MARGINS, Margin
 from exoarmur.runtime.messages import MESSAGES, MessageRegistry, message, timeout_category, wire_name
+from exoarmur.runtime.shared_calls import SharedCalls
 from exoarmur.runtime.together import ask_all, together
 from exoarmur.runtime.ref import ActorRef, deadline_refusal, outgoing_envelope
 from exoarmur.runtime.retry import RetryPolicy
@@ -89,6 +90,7 @@ __all__ = [
     "ReasonCode",
     "RetryExhausted",
     "RetryPolicy",
+    "SharedCalls",
     "Supervised",
     "System",
     "SystemStatistics",

@@ -37,9 +37,8 @@ import attrs
 
 from exoarmur.actors.intents.record import IntentRecord
 from exoarmur.actors.intents.states import IntentState
-from exoarmur.runtime import ActorRef, TimeoutCategory, message
+from exoarmur.runtime import ActorRef, SharedCalls, TimeoutCategory, message
 from exoarmur.runtime.margins import KILL_CHECK_FRESH
-from exoarmur.runtime.shared_calls import SharedCalls
 
 __all__ = ["GateCheck", "Stage", "SwitchesCheck", "TenantSwitches", "Verdict"]
 

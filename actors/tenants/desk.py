@@ -63,8 +63,7 @@ from exoarmur.actors.intents.gates import TenantSwitches
 from exoarmur.actors.intents.messages import Admit, Released
 from exoarmur.actors.nats import Append, Create, Get, KvEntry, Update
 from exoarmur.actors.tenants.limits import Admission, TenantLimits
-from exoarmur.runtime.shared_calls import SharedCalls
-from exoarmur.runtime import Actor, ActorRef, ExoarmurError, ReasonCode, error_for, handles
+from exoarmur.runtime import Actor, ActorRef, ExoarmurError, ReasonCode, SharedCalls, error_for, handles
 from exoarmur.runtime.margins import OWNER_CHECK, QUOTA_RECOUNT, REFUSALS_WINDOW
 
 __all__ = ["ADMISSION_CHAIN", "ADMISSION_EVENT", "TenantDesk"]

@@ -24,8 +24,7 @@ from exoarmur.actors.intents import IntentActor, IntentSetting
 from exoarmur.actors.intents.messages import Activate, FirstRead, Recheck
 from exoarmur.actors.intents.trail import chain_of
 from exoarmur.actors.nats import AuditStream
-from exoarmur.runtime.shared_calls import SharedCalls
-from exoarmur.runtime import Actor, ActorRef, ExoarmurError, ReasonCode, handles
+from exoarmur.runtime import Actor, ActorRef, ExoarmurError, ReasonCode, SharedCalls, handles
 from exoarmur.supervisors import (
     BackoffPolicy,
     BreakerPolicy,

@@ -16,7 +16,7 @@ def test_runtime_exports_exactly_its_public_names():
             "DuplicateSuppressed", "Envelope", "ExecutionFailed", "ExoarmurError", "Fatal", "Host", "Inbox", "InvalidInput",
             "JsonlAuditSink", "MailboxConfig", "MailboxStatistics", "Margin", "MemoryAuditSink",
             "MessageRegistry", "Overflow", "Overloaded", "Parent", "ReasonCode", "RetryExhausted", "RetryPolicy",
-            "Supervised", "System", "SystemStatistics", "TenantMismatch", "TimeoutCategory", "TimeoutPolicy",
+            "SharedCalls", "Supervised", "System", "SystemStatistics", "TenantMismatch", "TimeoutCategory", "TimeoutPolicy",
             "deadline_refusal", "decode", "decode_message", "detached", "encode", "encode_message",
             "error_for", "handles", "message", "outgoing_envelope", "read_jsonl", "timeout_category",
             "valid_seconds", "validate_capacity", "wire_name", "ask_all", "together",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from exoarmur.runtime.shared_calls import SharedCalls
+from exoarmur.runtime import SharedCalls
 
 pytestmark = pytest.mark.anyio
 
