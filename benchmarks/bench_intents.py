@@ -51,6 +51,7 @@ from typing import Any
 import anyio
 import attrs
 
+from exoarmur.actors.intents.service import RECENT_KEYS
 from exoarmur.benchmarks.intents_load import Lap
 from exoarmur.benchmarks.intents_memory import JUDGED_FROM, LEAK_BOUND, terminal_memory
 from exoarmur.benchmarks.intents_raw import DEFAULT_SHAPE, RawIntents, Shape
@@ -84,7 +85,9 @@ class Params:
 
     @property
     def terminal_warmup(self) -> int:
-        return max(200, min(5_000, self.terminal // 4))
+        """Past the bound of the service's memo of recent keys, so that the
+        slope is what an intent leaves, not a bounded memo filling up."""
+        return max(200, min(RECENT_KEYS + 1_000, self.terminal))
 
 
 FULL = Params(serial=400, concurrent=4_000, terminal=20_000, sync_modes=("sync always", "sync default"))
