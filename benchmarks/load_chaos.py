@@ -43,7 +43,7 @@ RECOVER_SECONDS = 60.0
 RECOVERED_AFTER = 10  # completions after a fault that show the system is back
 FLAP_DELAY = 0.2
 NATS_DOWN_SECONDS = 2.0
-SLOW_EACH = 0.05  # the slow consumer's time per message
+SLOW_EACH = 0.25  # the slow consumer's time per message: 4 a second, behind even a quick run's rate
 SLOW_PENDING = 200  # its backlog's bound (nats-py's pending limit): past it, its client drops
 SERVER_READY_SECONDS = 30.0
 
