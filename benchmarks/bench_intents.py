@@ -85,8 +85,9 @@ class Params:
 
     @property
     def terminal_warmup(self) -> int:
-        """Past the bound of the service's memo of recent keys, so that the
-        slope is what an intent leaves, not a bounded memo filling up."""
+        """Past the bound of the service's memo of recent keys (in a run of
+        at least that many), so that the slope is what an intent leaves, not
+        a bounded memo filling up."""
         return max(200, min(RECENT_KEYS + 1_000, self.terminal))
 
 

@@ -120,7 +120,7 @@ class Shape:
 FULL = Shape(nodes=1000, peers=500, tenants=10, seconds=60.0, step_seconds=8.0, start_rate=40.0, step_factor=1.5,
              interval=1.0, quota=50, chaos_gap=10.0)
 QUICK = Shape(nodes=100, peers=50, tenants=10, seconds=3.0, step_seconds=1.5, start_rate=40.0, step_factor=2.0,
-              interval=0.5, quota=20, chaos_gap=1.5)  # fmt: skip
+              interval=0.5, quota=8, chaos_gap=1.5)  # fmt: skip
 
 
 def target(name: str, passed: bool, measured: str, threshold: str) -> dict[str, Any]:

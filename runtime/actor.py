@@ -77,10 +77,12 @@ def handles(
 
     `urgent=True`: envelopes of these types are queued ahead of the ordinary
     ones (in their own order), and a full mailbox still takes them, up to
-    as many again as its capacity (runtime/admission.py). For what ends work
-    already taken (an intent's end, a quota released), so that a flood of
-    new work queued in front cannot delay it or make it refused: it is
-    bounded by that work, not by the flood. Like Akka's ControlMessage and
+    as many again as its capacity, and never sheds it for ordinary mail
+    (runtime/admission.py). For what ends work already taken (an intent's
+    end, a quota released), so that a flood of new work queued in front
+    cannot delay it or make it refused: it is bounded by that work, not by
+    the flood. (With every slot of a concurrent actor taken, it still waits
+    for one to free.) Like Akka's ControlMessage and
     OTP 28's priority messages, its order with other messages is given up."""
     for cls in message_types:
         wire_name(cls)  # raises for a class that is not a @message

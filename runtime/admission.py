@@ -13,7 +13,9 @@ codes are decided here.
     urgent              a type the actor handles with `urgent=True`: queued
                         behind the urgent envelopes waiting, ahead of the
                         rest; refused (OVERLOAD_MAILBOX_FULL) only past twice
-                        the capacity, whatever the policy
+                        the capacity, whatever the policy; never shed for
+                        ordinary mail, and a waiting sender gets a slot only
+                        once the queue is below the capacity
 
 `offer` is the one fast path, shared by `tell` and `tell_nowait` (as anyio's
 `send` shares `send_nowait`'s) and by `ask`.
@@ -55,7 +57,9 @@ def offer(cell: Cell, env: Envelope) -> bool:
         if overflow is WAIT:
             return False
         if overflow is SHED_OLDEST:
-            oldest = queue.popleft()
+            oldest = _oldest_ordinary(cell) if cell.urgent else queue.popleft()
+            if oldest is None:  # all urgent: nothing ordinary to shed for it
+                reject(cell, env, ReasonCode.OVERLOAD_MAILBOX_FULL)
             mailbox.shed += 1
             dead_letter(cell, oldest, ReasonCode.OVERLOAD_SHED)
             queue.append(env)
@@ -65,6 +69,17 @@ def offer(cell: Cell, env: Envelope) -> bool:
     if let_probe_in(cell, env):
         return True
     reject(cell, env, mailbox.closed)
+
+
+def _oldest_ordinary(cell: Cell) -> Envelope | None:
+    """Taken out of the queue: its oldest envelope that is not urgent (urgent
+    mail is never shed for ordinary mail); None if every one is urgent."""
+    queue, urgent = cell.mailbox.queue, cell.urgent
+    for index, queued in enumerate(queue):
+        if type(queued.message) not in urgent:
+            del queue[index]
+            return queued
+    return None
 
 
 def _offer_urgent(cell: Cell, env: Envelope) -> bool:

@@ -123,7 +123,7 @@ class Mailbox:
         order (senders never barge past a waiter: the fast path requires no waiters).
         True if one did."""
         waiters = self.waiters
-        if not waiters:
+        if not waiters or len(self.queue) >= self.capacity:  # urgent mail past the capacity: no slot yet
             return False
         waiter = waiters.popleft()
         self.queue.append(waiter.envelope)

@@ -47,7 +47,7 @@ class SharedCalls(Generic[K, T]):
             await flight.done.wait()
             if flight.ended:
                 if flight.error is not None:
-                    raise flight.error
+                    raise flight.error.with_traceback(None)  # shared: not the leader's stack again
                 return flight.value  # type: ignore[return-value]
 
     async def _lead(self, key: K, call: Callable[[], Awaitable[T]]) -> T:

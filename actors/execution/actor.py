@@ -13,6 +13,9 @@ hears the answer before its own deadline. What the type does becomes:
     ExecutionError(other reason)    -> Effect(UNCERTAIN, EXECUTION_FAILED)
     any other exception             -> Effect(UNCERTAIN, EXECUTION_FAILED, repr)
     ran out of time                 -> Effect(UNCERTAIN, TIMEOUT_<category>)
+    ... before the call started     -> Effect(NOT_STARTED, TIMEOUT_<category>),
+                                       not reported (waiting for its key or
+                                       its kill-switch check)
     no time left to start           -> Effect(FAILED, DEADLINE_EXCEEDED)
     its turn came after `not_after` -> the kill switches checked again here,
                                        at its turn (`gates`: TenantSwitches):
@@ -121,6 +124,7 @@ class ExecutionActor(Actor):
         what = type(m).__name__.lower()
         if end is None:
             return Effect(Outcome.FAILED, ReasonCode.DEADLINE_EXCEEDED, f"{self.execution_type.name}: no time left to {what}")
+        started = False
         with anyio.CancelScope(deadline=end):
             try:
                 async with self.calls.alone(m.key):
@@ -128,6 +132,7 @@ class ExecutionActor(Actor):
                         stopped = await self._switches_say(m.intent.tenant)
                         if stopped:
                             return Effect(Outcome.NOT_STARTED, ReasonCode.KILL_SWITCH_ACTIVE, stopped)
+                    started = True
                     await call(m.intent, m.key)
             except ExecutionError as exc:
                 if exc.reason in self.execution_type.reasons:
@@ -136,6 +141,8 @@ class ExecutionActor(Actor):
             except Exception as exc:
                 return self._uncertain(_code_of(exc), f"{what} raised {exc!r}")
             return Effect(Outcome.APPLIED)
+        if not started:  # its time ran out waiting for its key or its check: certainly not made
+            return Effect(Outcome.NOT_STARTED, timeout_category(type(m)).code, f"{self._late(what, end)} before it started")
         return self._uncertain(timeout_category(type(m)).code, self._late(what, end))
 
     async def _switches_say(self, tenant: str) -> str:

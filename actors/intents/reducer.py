@@ -13,7 +13,8 @@ holds is folded into its intent's trail, by (tenant, id):
   with only `owner` and `updated` changed (a takeover); the fields fixed at
   submission (FIXED) never change;
 - a revision seen before with the same content is a duplicate (an append
-  repeated past the stream's duplicate window): counted, harmless, wherever
+  repeated where neither the stream nor the chain could tell: past the
+  stream's duplicate window, or in a batch record): counted, harmless, wherever
   it appears; the same revision with other content is revision_conflict; a
   lower revision never seen is revision_regressed; neither moves the trail;
 - the record's tenant is the one its chain is for (`trail.chain_of`).

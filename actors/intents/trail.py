@@ -9,9 +9,11 @@ to its tenant's chain (`chain_of`), with the message id `message_id`: the
 intent and the revision. The intent actor appends the revision it finds
 before it writes the next one, whatever happened before (a crash between a
 write and its append included), so the trail is never more than the latest
-revision behind, and never for good: an append of what was already stored
-is dropped by the stream as a duplicate (within its duplicate window; past
-it, the same record twice, which replay counts as one).
+revision behind, and never for good. An append of what was already stored
+is stored once when the stream can tell (a lone record's message id, within
+its duplicate window) or the chain remembers the id (actors/nats/audit_stream.py,
+StoredIds: the last 10 s); otherwise (in a batch record after a crash, a
+lost ack or a takeover) the same event twice, which replay counts as one.
 
 Replay (actors/intents/replay.py) rebuilds each intent from these records
 alone: every record's state must follow from the one before by the

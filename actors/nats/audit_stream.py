@@ -13,9 +13,10 @@ the first one had landed, the stream acks the retry as a duplicate and stores
 nothing. If the deadline passes with the outcome unknown, the next append first
 reads the chain's head back from the stream (a leader read), so the chain never
 forks. An `Append` may name its own message id, derived from what it records
-(an intent's transition: the intent and its revision), so that appending the
-same fact again after a crash is stored once: a duplicate ack then means it is
-already in the stream (within its duplicate window), and the head is read back.
+(an intent's transition: the intent and its revision), so that a lone record
+of the same fact appended again after a crash is stored once: a duplicate ack
+then means it is already in the stream (within its duplicate window), and the
+head is read back.
 
 Appends queued together are one record: the appends waiting in the mailbox
 when the chain is free (`@handles(..., batch=True)`) go in one publish, as
@@ -23,10 +24,14 @@ the event `{"kind": "batch", "events": [...]}` (at most BATCH_BYTES of
 events per record; a lone append keeps its own event and message id). The
 chain then costs one round trip and one fsync per record, not per event, and
 a queue behind the chain drains faster the longer it is. A batch's message
-id is its hash: a retry of that very record is stored once, but an event
-appended again after a crash in a batch is stored again (readers count the
-same fact once: replay by intent and revision). `events_of` is how every
-reader unfolds a record's event.
+id is its hash: a retry of that very record is stored once, and an append
+whose id this chain stored in the last AUDIT_STORED_IDS is answered as a
+duplicate (`StoredIds`); but an event appended again in a batch after a
+crash, a lost ack, a takeover or past that memo is stored again (readers
+count the same fact once: replay by intent and revision). `events_of` is
+how every reader unfolds a record's event. Runs are appended one at a time,
+each under the latest deadline among its appends (an append with little
+time left does not cut the others short; its asker's own timer answers it).
 
 Fail closed: `Append` answers the record's position or a code (a timeout, the
 connection's NATS_DISCONNECTED, BREAKER_OPEN from this actor's supervisor).
@@ -158,6 +163,7 @@ class AppendAck:
 
 class AuditStream(Actor):
     mailbox_capacity = 10_000
+    concurrency = 1
 
     def __init__(
         self,
@@ -207,7 +213,10 @@ class AuditStream(Actor):
                 self.context.report_failure(exc.code, exc.detail)
             raise
 
-    @handles(Append, batch=True, per_item=True)
+    # One run at a time (the chain's order), under the run's latest deadline:
+    # an append with little time left does not cut the others' record short;
+    # its asker's own timer answers it.
+    @handles(Append, batch=True, per_item=True, concurrent=True)
     async def append(self, run: list[Append]) -> list[AppendAck | ExoarmurError]:
         """The appends queued together, in records of at most BATCH_BYTES of
         events; once one record fails, the rest get its code (fail closed:

@@ -102,6 +102,20 @@ class TestUrgent:
             await wait_until(lambda: gate.statistics().depth == 0)
             assert await gate.ask(Get()) == [100, 101, 102, 0, 1, 2]
 
+    async def test_shed_oldest_sheds_the_oldest_ordinary_envelope_never_an_urgent_one(self):
+        release = anyio.Event()
+        async with ActorSystem() as system:
+            gate = await system.spawn(UrgentGate, name="g", kwargs={"release": release}, overflow="shed_oldest")
+            await gate.tell(Hold())
+            await wait_until(lambda: gate.statistics().depth == 0)
+            await gate.tell(UrgentAdd(100))
+            for n in range(3):
+                await gate.tell(Add(n))  # the third sheds Add(0), not UrgentAdd(100)
+            release.set()
+            await wait_until(lambda: gate.statistics().depth == 0)
+            assert await gate.ask(Get()) == [100, 1, 2]
+            assert gate.statistics().shed == 1
+
     def test_an_override_without_urgent_is_ordinary_again(self):
         class Calm(UrgentGate):
             @handles(UrgentAdd)
