@@ -130,14 +130,18 @@ class Chain:
             while not self.queue.empty() and len(taken) < THROUGHPUT:
                 taken.append(self.queue.get_nowait())
             for part in in_batches(taken, _event):
+                failure = None
                 try:
                     await self._publish(js, part)
                 except Exception as exc:  # the waiting intents fail the run, not this task alone
-                    for *_, done in part:
-                        done.set_exception(exc)
-                    continue
+                    failure = exc
                 for *_, done in part:
-                    done.set_result(None)
+                    if done.done():  # its waiter was cancelled
+                        continue
+                    if failure is None:
+                        done.set_result(None)
+                    else:
+                        done.set_exception(failure)
 
     async def _publish(self, js: Any, part: list[tuple[dict[str, Any], str, Any]]) -> None:
         event = part[0][0] if len(part) == 1 else batch_event([e for e, _, _ in part])

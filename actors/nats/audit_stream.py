@@ -220,7 +220,7 @@ class AuditStream(Actor):
     async def append(self, run: list[Append]) -> list[AppendAck | ExoarmurError]:
         """The appends queued together, in records of at most BATCH_BYTES of
         events; once one record fails, the rest get its code (fail closed:
-        the deadline they share has passed, or the chain is unreachable). An
+        the run's time is up, or the chain is unreachable). An
         append whose message id this chain stored lately, or that repeats
         one before it in the run, is answered as that one's duplicate."""
         now = self.context.now()
