@@ -13,17 +13,22 @@ of a file, for tests and the chaos sweeps.
 
 Concurrency and cancellation:
 - One lock per instance: appends never interleave bytes within the process,
-  and the in-memory index is touched by one call at a time. Appends that
-  wait for the lock are written together (group commit): whoever takes the
-  lock writes every line pending then, with one fsync (shielded: a batch
-  taken is written to the end), and each of their callers returns once its
-  line is fsynced, or raises what the write raised. A caller cancelled while
-  its line is still pending takes it back, so it is never written. One
-  cancelled after a batch took its line may hear so while the batch still
-  writes it: its intent then reconciles, and `reconcile` takes the same lock,
-  so it reads the file only once that batch is done. Across processes
-  an append holds an exclusive `flock` from looking at the file's end to its
-  fsync, so a torn tail is closed exactly once.
+  and the in-memory index is touched by one call at a time. Appends are
+  written together (group commit): one caller at a time leads, takes the
+  lock and writes every line pending then, with one fsync (shielded: a
+  batch taken is written to the end); the others wait on their own line,
+  and each returns once its line is fsynced, or raises what the write
+  raised. After a batch the first line still pending leads the next, so a
+  batch costs one hand-over, however many callers wait (had they queued on
+  the lock, each would take its turn only to find its line written: one
+  scheduler pass each, and a busy process's passes are long). A caller
+  cancelled while its line is still pending takes it back, so it is never
+  written (and hands the lead on if it had it). One cancelled after a batch
+  took its line may hear so while the batch still writes it: its intent
+  then reconciles, and `reconcile` takes the same lock, so it reads the file
+  only once that batch is done. Across processes an append holds an
+  exclusive `flock` from looking at the file's end to its fsync, so a torn
+  tail is closed exactly once.
 - Blocking I/O runs in a worker thread that is never abandoned
   (`abandon_on_cancel=False`). A thread cannot be stopped, only left behind:
   an abandoned write could land after its caller was told it was cancelled,
@@ -76,7 +81,8 @@ class Ledger(ExecutionType):
         # a reconcile costs a stat, not a scan of the whole file, at the price
         # of memory that grows with the file (some 200 bytes a line).
         self._index: LedgerIndex | None = None
-        self._pending: list[_Line] = []  # lines waiting for the lock, in order
+        self._pending: list[_Line] = []  # lines waiting for a batch, in order
+        self._leading = False  # a caller is writing, or waiting for the lock to write, the pending lines
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any], *, state_dir: Path) -> Ledger:
@@ -109,20 +115,42 @@ class Ledger(ExecutionType):
         line = _Line(record_line(record))
         self._pending.append(line)
         try:
-            async with self._lock:
-                if not line.taken:
-                    await self._write_pending()
+            while not line.taken:
+                if self._leading:
+                    line.woken = anyio.Event()
+                    await line.woken.wait()  # its batch written, or its turn to lead
+                    continue
+                self._leading = True
+                try:
+                    async with self._lock:
+                        await self._write_pending()
+                finally:
+                    self._leading = False
+                    self._hand_over()
         finally:
             if not line.taken:  # cancelled before any batch took it: never written
                 self._pending.remove(line)
+                self._hand_over()
         if line.failure is not None:
             raise line.failure
 
+    def _hand_over(self) -> None:
+        """No one leads: the first pending line's caller does."""
+        if not self._leading and self._pending:
+            self._pending[0].woken.set()
+
     async def _write_pending(self) -> None:
-        """Write every pending line as one append (the lock held)."""
+        """Write every pending line as one append (the lock held), then wake their callers."""
         batch, self._pending = self._pending, []
         for line in batch:
             line.taken = True
+        try:
+            await self._write(batch)
+        finally:
+            for line in batch:
+                line.woken.set()
+
+    async def _write(self, batch: list[_Line]) -> None:
         data = b"".join(line.data for line in batch)
         try:
             # Shielded: once taken, the batch is written whoever is cancelled
@@ -175,6 +203,7 @@ class _Line:
     data: bytes
     taken: bool = False  # by a batch: written, or failed with `failure`
     failure: Exception | None = None
+    woken: anyio.Event = attrs.field(factory=anyio.Event)  # set: taken and written, or to lead the next batch
 
 
 @attrs.frozen

@@ -522,3 +522,16 @@ class TestProcess:
         code, err = process.finish(timeout=STARTUP_TIMEOUT)
         assert code == 2, err
         assert f"exoarmur: fatal: CONFIG_INVALID: {config}: system.stop_timeout: must be finite" in err
+
+
+def test_run_hands_the_gil_to_worker_threads_quickly(tmp_path, monkeypatch):
+    """`exoarmur run` sets the switch interval before its loop starts: a
+    worker thread (the ledger's fsync) waits at most that for the GIL
+    after each system call, not Python's 5 ms."""
+    import exoarmur.actors.app.cli as cli
+
+    seen: list[float] = []
+    monkeypatch.setattr(cli.anyio, "run", lambda *args, **kwargs: seen.append(sys.getswitchinterval()) or 0)
+    monkeypatch.setattr(sys, "setswitchinterval", lambda seconds: seen.append(-seconds))
+    assert main(["run", "--state-dir", str(tmp_path / "state")]) == 0
+    assert seen == [-cli.THREAD_SWITCH_SECONDS, sys.getswitchinterval()] and cli.THREAD_SWITCH_SECONDS <= 0.001

@@ -114,6 +114,70 @@ class TestAppend:
         assert len(read_ledger(path)) == 100
         assert len(synced) < 50  # file and directory syncs of the batches
 
+    async def test_a_batch_takes_the_lock_once_however_many_callers_wait(self, tmp_path, monkeypatch):
+        """128 applies at once: each batch takes the lock once and its callers
+        go on together. Had each caller queued on the lock, each would take
+        its turn (a scheduler pass, long in a busy process) only to find its
+        line written, and the next batch would wait behind them all."""
+        ledger = Ledger(path=tmp_path / "ledger.jsonl")
+        real_lock, taken = ledger._lock, []
+
+        class Counting:
+            async def __aenter__(self) -> None:
+                await real_lock.acquire()
+                taken.append(1)
+
+            async def __aexit__(self, *exc: object) -> None:
+                real_lock.release()
+
+        ledger._lock = Counting()  # type: ignore[assignment]
+        batches: list[int] = []
+        real_write = Ledger._write
+
+        async def counted(self: Ledger, batch: list) -> None:
+            batches.append(len(batch))
+            await real_write(self, batch)
+
+        monkeypatch.setattr(Ledger, "_write", counted)
+        async with anyio.create_task_group() as tg:
+            for n in range(128):
+                tg.start_soon(ledger.apply, ledger_intent(f"i-{n}"), f"acme/i-{n}")
+        assert sum(batches) == 128 and len(read_ledger(tmp_path / "ledger.jsonl")) == 128
+        assert len(taken) == len(batches) < 10, (len(taken), batches)
+
+    async def test_a_leader_cancelled_before_it_writes_hands_the_batch_on(self, tmp_path):
+        """a leads the next batch and waits for the lock (a batch still
+        writing); b and c wait for a. a is cancelled: b leads in its place,
+        b and c are written, a never is."""
+        path = tmp_path / "ledger.jsonl"
+        ledger = Ledger(path=path)
+        held, done = anyio.Event(), anyio.Event()
+        told: dict[str, str] = {}
+        scopes = {name: anyio.CancelScope() for name in "abc"}
+
+        async def in_the_way() -> None:
+            async with ledger._lock:
+                held.set()
+                await done.wait()
+
+        async def apply(name: str) -> None:
+            with scopes[name]:
+                await ledger.apply(ledger_intent(name), f"acme/{name}")
+            told[name] = "cancelled" if scopes[name].cancelled_caught else "returned"
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(in_the_way)
+                await held.wait()
+                for name in "abc":
+                    tg.start_soon(apply, name)
+                    await anyio.sleep(0.01)
+                scopes["a"].cancel()
+                await anyio.sleep(0.01)
+                done.set()
+        assert told == {"a": "cancelled", "b": "returned", "c": "returned"}
+        assert [r["intent"] for r in read_ledger(path)] == ["b", "c"]
+
     async def test_a_failing_batch_fails_each_of_its_callers(self, tmp_path, monkeypatch):
         """An fsync that raises: every apply of the batch raises (uncertain,
         not ExecutionError), none is told it was written."""
