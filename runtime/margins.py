@@ -130,6 +130,12 @@ KILL_CHECK_FRESH = Margin(
     "`killswitch set` answers this long after its write is durable, so no apply starts after the answer",
 )
 
+SWITCHES_SHARED = Margin(
+    0.25,
+    "a clear reading of a tenant's kill switches answers the gate checks that come within this of its reads being sent "
+    "(under KILL_CHECK_FRESH: an apply it clears still starts within that of the reads); an active one answers only its own",
+)
+
 STARTUP_RETRY_FIRST = Margin(0.05, "the first pause before a start that found NATS not ready asks again")
 STARTUP_RETRY_MAX = Margin(1.0, "the longest pause between those tries (the start hook's own deadline ends them)")
 

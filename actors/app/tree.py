@@ -171,7 +171,8 @@ def controls_spec(types: Mapping[str, TypeInfo], *, replicas: int, appends: Coun
     watch = ChildSpec(
         "watch",
         ControlWatch,
-        kwargs={"connection": CONNECTION, "router": ROUTER, "controls": BUCKETS["controls"], "approvals": BUCKETS["approvals"]},
+        kwargs={"connection": CONNECTION, "router": ROUTER, "gates": GATES, "controls": BUCKETS["controls"],
+                "approvals": BUCKETS["approvals"]},  # fmt: skip
         backoff=RESTART_BACKOFF,
     )
     return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=INTENSITY, children=(audit, gates, switches, watch))
@@ -215,7 +216,8 @@ def intents_spec(
     service = ChildSpec(
         "service",
         IntentService,
-        kwargs={"connection": CONNECTION, "setting": setting, "router": ROUTER, "default_timeout": default_timeout},
+        kwargs={"connection": CONNECTION, "setting": setting, "router": ROUTER, "tenants": TENANTS,
+                "default_timeout": default_timeout},  # fmt: skip
         backoff=RESTART_BACKOFF,
     )
     return SupervisorSpec(Strategy.ONE_FOR_ONE, intensity=INTENSITY, children=(audit, desk, router, resumer, service))

@@ -10,9 +10,13 @@
 
 Each `GateCheck` from an intent actor (actors/intents/gates.py) is answered
 with the first refusal in that order, the wait, or a pass. The kill
-switches are read from the stream leader for every check
-(actors/controls/switches.py); a read that fails refuses, as an active
-switch would: the gates fail closed. An approval is read from the leader
+switches are read from the stream leader (actors/controls/switches.py),
+one read per tenant at a time: the checks that come while it is in flight
+share it, and a reading that found them clear answers the checks of the
+next SWITCHES_SHARED too. Every verdict carries when its reads were sent,
+and an apply starts only within KILL_CHECK_FRESH of that, so a shared
+reading never lets an apply start after a set has answered. A read that
+fails refuses, as an active switch would: the gates fail closed. An approval is read from the leader
 too (actors/intents/approvals.py); one that cannot be read is waited for,
 never taken as given. The breaker is the one its supervisor keeps for the
 type's actor, looked at where sends are refused (`ActorRef.refusing`): no
@@ -36,16 +40,24 @@ from datetime import datetime, timezone
 from exoarmur.actors.controls.switches import Switch, read_switches
 from exoarmur.actors.intents import IntentRecord, TypeInfo, intent_key
 from exoarmur.actors.intents.approvals import Approval, Decision
-from exoarmur.actors.intents.gates import GateCheck, Stage, SwitchesCheck, Verdict
+from exoarmur.actors.intents.gates import GateCheck, Stage, SwitchesChanged, SwitchesCheck, Verdict
 from exoarmur.actors.intents.kills import failing_closed
 from exoarmur.actors.intents.states import IntentState
 from exoarmur.actors.nats import Get, KvEntry
-from exoarmur.runtime import Actor, ActorRef, ExoarmurError, ReasonCode, handles
-from exoarmur.runtime.margins import GATE_READ_SHARE, SWITCHES_UNKNOWN_GRACE, UNKNOWN_RETRY_FIRST, UNKNOWN_RETRY_MAX
+from exoarmur.runtime import Actor, ActorRef, ExoarmurError, ReasonCode, SharedCalls, handles
+from exoarmur.runtime.margins import (
+    GATE_READ_SHARE,
+    SWITCHES_SHARED,
+    SWITCHES_UNKNOWN_GRACE,
+    UNKNOWN_RETRY_FIRST,
+    UNKNOWN_RETRY_MAX,
+)
 
 __all__ = ["Gates"]
 
 S = IntentState
+CLEAR_READINGS = 4_096  # tenants whose last clear reading is kept
+Reading = tuple[float, tuple[Switch, Switch]]  # (runtime time its reads were sent, global and tenant switch)
 
 
 class Gates(Actor):
@@ -66,6 +78,9 @@ class Gates(Actor):
         self.approvals_path = approvals  # the KvBucket of `exoarmur_approvals`
         self.types = types
         self.unknown_grace = unknown_grace
+        self.clear: dict[str, Reading] = {}  # per tenant, the last reading that found its switches clear
+        self.changes = 0  # switch changes seen: a read sent before one is not shared after it
+        self.reads: SharedCalls[tuple[str, int], Reading | Verdict] = SharedCalls()
 
     async def started(self) -> None:
         lookup = self.context.system.lookup
@@ -104,21 +119,40 @@ class Gates(Actor):
                 return switch.says()
         return ""
 
-    async def _switches(self, tenant: str) -> tuple[float, tuple[Switch, Switch]] | Verdict:
-        """(when the reads that answered were sent, the switches); or, once
-        they could not be read for `unknown_grace` (a store failing over is
-        waited out, one that stays away is not), the refusal."""
+    async def _switches(self, tenant: str) -> Reading | Verdict:
+        """(when the reads that answered were sent, the switches): a clear
+        reading sent within SWITCHES_SHARED, the read in flight, or a new
+        read; or, once they could not be read for `unknown_grace` (a store
+        failing over is waited out, one that stays away is not), the refusal."""
+        clear = self.clear.get(tenant)
+        if clear is not None and self.context.now() - clear[0] <= SWITCHES_SHARED:
+            return clear
+        changes = self.changes
+        return await self.reads.call((tenant, changes), lambda: self._read_switches(tenant, changes))
+
+    @handles(SwitchesChanged)
+    def switches_changed(self, m: SwitchesChanged) -> None:
+        self.clear.clear()
+        self.changes += 1
+
+    async def _read_switches(self, tenant: str, changes: int) -> Reading | Verdict:
         context = self.context
         give_up, pause = context.now() + self.unknown_grace, UNKNOWN_RETRY_FIRST
         while True:
             checked = context.now()  # before the reads are sent: what freshness counts from
             deadline = min(give_up, self._read_deadline(checked) or give_up)  # no try outlasts the grace
             try:
-                return checked, await read_switches(self.controls, tenant, deadline=deadline)
+                reading = checked, await read_switches(self.controls, tenant, deadline=deadline)
             except ExoarmurError as exc:
                 if context.now() + pause >= give_up:
                     detail = failing_closed(exc.code.value, exc.detail)
                     return Verdict(checked, S.KILLED, ReasonCode.KILL_SWITCH_ACTIVE.value, detail)
+            else:
+                if changes == self.changes and not any(switch.active for switch in reading[1]):
+                    if len(self.clear) >= CLEAR_READINGS:  # tenants by the thousand: start again
+                        self.clear.clear()
+                    self.clear[tenant] = reading
+                return reading
             await anyio.sleep(pause)
             pause = min(pause * 2, UNKNOWN_RETRY_MAX)
 

@@ -1,7 +1,9 @@
 """The process's watch on the decisions intents wait for: an approval
 stored, a kill switch changed. Each change is told to the router as a
 `Recheck`, which tells the live intent actors it concerns to look at their
-gates again now, rather than at their next poll (APPROVAL_POLL).
+gates again now, rather than at their next poll (APPROVAL_POLL); a switch
+changed is told to the gates first (`SwitchesChanged`), so those checks
+read it rather than a clear reading the gates keep for SWITCHES_SHARED.
 
     exoarmur_approvals  <tenant>.<id>        Recheck(tenant, id)
     exoarmur_controls   kill.tenant.<T>      Recheck(T): every intent of T
@@ -14,6 +16,7 @@ delays a wake-up by at most the poll, and never lets anything through.
 
 from __future__ import annotations
 
+from exoarmur.actors.intents.gates import SwitchesChanged
 from exoarmur.actors.intents.messages import Recheck
 from exoarmur.actors.nats import KvChange, KvWatch
 from exoarmur.runtime import Actor, ExoarmurError, handles
@@ -27,9 +30,10 @@ TENANT_PREFIX = "kill.tenant."
 class ControlWatch(Actor):
     mailbox_capacity = 10_000
 
-    def __init__(self, *, connection: str, router: str, controls: str, approvals: str) -> None:
+    def __init__(self, *, connection: str, router: str, gates: str, controls: str, approvals: str) -> None:
         self.connection_path = connection
         self.router_path = router
+        self.gates_path = gates
         self.buckets = {"controls": controls, "approvals": approvals}  # bucket names
         self.watches: dict[int, str] = {}  # watch id -> "controls" | "approvals"
 
@@ -52,10 +56,15 @@ class ControlWatch(Actor):
             recheck = Recheck()
         else:
             return  # a watch of a former instance
-        router = self.context.system.find(self.router_path)  # None while it starts
-        if router is None:
+        if which == "controls":
+            self._tell(self.gates_path, SwitchesChanged())
+        self._tell(self.router_path, recheck)
+
+    def _tell(self, path: str, message: object) -> None:
+        actor = self.context.system.find(path)  # None while it starts
+        if actor is None:
             return
         try:
-            router.tell_nowait(recheck)
-        except ExoarmurError:  # the router is busy or restarting: the intents' own poll finds it
+            actor.tell_nowait(message)
+        except ExoarmurError:  # busy or restarting: the intents' own poll finds the change
             pass

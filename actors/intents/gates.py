@@ -40,7 +40,7 @@ from exoarmur.actors.intents.states import IntentState
 from exoarmur.runtime import ActorRef, SharedCalls, TimeoutCategory, message
 from exoarmur.runtime.margins import KILL_CHECK_FRESH
 
-__all__ = ["GateCheck", "Stage", "SwitchesCheck", "TenantSwitches", "Verdict"]
+__all__ = ["GateCheck", "Stage", "SwitchesChanged", "SwitchesCheck", "TenantSwitches", "Verdict"]
 
 
 class Stage(enum.StrEnum):
@@ -69,6 +69,14 @@ class Verdict:
 class GateCheck:
     intent: IntentRecord
     stage: Stage = Stage.ENTER
+
+
+@message("exoarmur.intent.switches_changed", timeout=TimeoutCategory.KV_GET)
+class SwitchesChanged:
+    """To the gates, from the process's watch: a kill switch was written, so
+    a clear reading kept to answer checks is not used again (the checks the
+    change's `Recheck` wakes read it). Lost or late, it costs a wake-up that
+    finds the old reading until it is SWITCHES_SHARED old."""
 
 
 @message("exoarmur.intent.switches_check", timeout=TimeoutCategory.KV_GET)

@@ -204,7 +204,7 @@ class IntentActor(Actor):
             await self._expire(record, info)
             return False
         if record.state in TERMINAL:
-            return await self._settled()
+            return await self._settled(record, info)
         await self.STEPS[record.state](self, record, info)
         return False
 
@@ -331,12 +331,15 @@ class IntentActor(Actor):
         else:
             await self._attempt(record, info, record.state)
 
-    async def _settled(self) -> bool:
-        """Out of the index; then read again, since a revert may have been
-        written meanwhile (the index entry is put back and it goes on)."""
+    async def _settled(self, record: IntentRecord, info: TypeInfo | None) -> bool:
+        """Out of the index; then, if it SUCCEEDED with a type that reverts,
+        read again, since a revert may have been written meanwhile (the index
+        entry is put back and it goes on). Nothing else is ever written over
+        a terminal record."""
         me = self.setting.owner
         await self.store.mark_settled(me, self.tenant, self.intent_id)
-        again = await self.store.load(self.tenant, self.intent_id)
+        revertible = record.state is S.SUCCEEDED and info is not None and info.revertible
+        again = await self.store.load(self.tenant, self.intent_id) if revertible else record
         if again is None or again.owner != me:
             return True
         if again.state in TERMINAL:

@@ -9,7 +9,13 @@ from exoarmur.runtime import TimeoutCategory, message
 if TYPE_CHECKING:
     from exoarmur.actors.intents.record import IntentRecord
 
-__all__ = ["Activate", "Admit", "FirstRead", "Recheck", "Released"]
+__all__ = ["Activate", "Admit", "FirstRead", "Recheck", "Released", "intent_actor_name"]
+
+
+def intent_actor_name(intent_id: str) -> str:
+    """The name of an intent's actor, under its tenant's supervisor
+    (`<tenants>/<tenant>/<name>`: actors/tenants/router.py)."""
+    return f"intent.{intent_id}"
 
 
 class FirstRead:

@@ -37,7 +37,7 @@ import orjson
 from exoarmur.actors.intents.approvals import Decision
 from exoarmur.actors.intents.approving import decide
 from exoarmur.actors.intents.intent import IntentSetting
-from exoarmur.actors.intents.messages import Activate, Admit, Released
+from exoarmur.actors.intents.messages import Activate, Admit, Released, intent_actor_name
 from exoarmur.actors.intents.recent import RecentKeys
 from exoarmur.actors.intents.record import IntentRecord, check_id
 from exoarmur.actors.intents.requests import GET_FIELDS, PREFIX, new_record, only, parse_request, wait_of
@@ -103,11 +103,12 @@ class IntentService(Actor):
     concurrency = 256
 
     def __init__(
-        self, *, connection: str, setting: IntentSetting, router: str, default_timeout: float = 30.0
+        self, *, connection: str, setting: IntentSetting, router: str, tenants: str, default_timeout: float = 30.0
     ) -> None:
         self.connection_path = connection
         self.setting = setting
         self.router_path = router
+        self.tenants_path = tenants  # the tenants' supervisor: an intent's live actor is under it
         self.default_timeout = default_timeout
         self.waiters = Waiters(limit=WAIT_LIMIT)
         self.recent = RecentKeys(RECENT_KEYS)
@@ -381,9 +382,11 @@ class IntentService(Actor):
     async def _answer_waits(self) -> None:
         """Answer the waiters whose wait is over, with their intent as it is
         now; then, every WAIT_POLL, read the records of at most POLL_BATCH of
-        those that waited that long, oldest first, and answer the ended ones
-        (intents another process drives). A poll stops at its first failed
-        read: with KV down it would only delay the next waiters' ends."""
+        those that waited that long with no actor of their intent alive here,
+        oldest first, and answer the ended ones (intents another process
+        drives; an actor that could not tell is gone by the next poll). A poll
+        stops at its first failed read: with KV down it would only delay the
+        next waiters' ends."""
         polled = self.context.now()
         while True:
             self.replan = anyio.Event()
@@ -399,7 +402,13 @@ class IntentService(Actor):
             now = self.context.now()
             if now >= polled + WAIT_POLL:
                 polled = now
-                await self._poll(self.waiters.older_than(now - WAIT_POLL)[:POLL_BATCH])
+                unwatched = [key for key in self.waiters.older_than(now - WAIT_POLL) if not self._driven_here(key)]
+                await self._poll(unwatched[:POLL_BATCH])
+
+    def _driven_here(self, key: str) -> bool:
+        """Whether the intent's actor runs in this process: it tells its end (`Settled`)."""
+        tenant, intent_id = key.split(".", 1)
+        return self.context.system.find(f"{self.tenants_path}/{tenant}/{intent_actor_name(intent_id)}") is not None
 
     async def _answer_over(self, over: list[Waiter]) -> None:
         found = await self._read([waiter.key for waiter in over])

@@ -59,9 +59,10 @@ def test_the_quick_run_reports_every_case_and_counts_the_writes_of_an_intent(tmp
         if name.endswith("x1"):
             assert per["audit"] == shape["audit"], (name, per)
         assert shape["open"] <= per["open"] < shape["open"] + 0.5, (name, per, shape)
-        # Reads too, within half a read: a scan may add one, and a run beside
-        # the rest of the suite once counted 0.99 an intent (why, not found).
-        assert abs(per["reads"] - shape["reads"]) < 0.5, (name, per, shape)
+        # Reads too, within one: the resumer's scan reads the record of an
+        # entry whose actor is not started yet, and a warmup slowed by a busy
+        # machine (the rest of the suite beside it) meets more of those.
+        assert abs(per["reads"] - shape["reads"]) < 1, (name, per, shape)
         assert per["cpu_us:exoarmur"] > 0 and per["cpu_us:nats-server"] > 0, (name, per)
     assert "KV writes" in done.stdout and "audit events" in done.stdout
     assert "| benchmark |" in done.stdout  # the markdown table for the docs
@@ -84,11 +85,14 @@ def test_the_baseline_takes_the_shape_exoarmur_was_counted_making():
     counted = {"reads": 3.02, "records": 4.0, "open": 2.04, "audit": 1.3, "audit_events": 4.0, "switch_reads": 1.98,
                "cpu_us:exoarmur": 9.0}  # fmt: skip
     shape = Shape.measured(counted)
-    assert shape == Shape(reads=3, records=4, open=2, audit=4, switch_reads=2)
+    assert shape == Shape(reads=3, records=4, open=2, audit=4, switch_reads=1.98)
+    assert Shape.measured({**counted, "reads": 0.01, "switch_reads": 0.123}) == Shape(
+        reads=0, records=4, open=2, audit=4, switch_reads=0.12
+    )  # no read of its record once settled (a type that cannot revert), the switches' reads shared
     assert shape.states() == ["APPROVED", "EXECUTING", "SUCCEEDED"]
     assert Shape(records=3).states() == ["APPROVED", "SUCCEEDED"]  # one write fewer: the baseline follows
     with pytest.raises(AssertionError):
-        Shape.measured({"reads": 0.0, "records": 0.0, "open": 0.0, "audit_events": 0.0, "switch_reads": 0.0})
+        Shape.measured({"reads": 0.0, "records": 1.0, "open": 0.0, "audit_events": 0.0, "switch_reads": 0.0})
 
 
 def test_memory_only_needs_terminal_intents(capsys):

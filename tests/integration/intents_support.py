@@ -175,10 +175,11 @@ async def intents_on(
             router["intent_actor"] = intent_actor
         await system.spawn(TenantRouter, name="router", kwargs=router)
         await system.spawn(Resumer, name="resumer", kwargs={"setting": setting, "router": "router", "interval": 0.5})
-        await system.spawn(IntentService, name="service", kwargs={"connection": "nats", "setting": setting, "router": "router"})
+        service = {"connection": "nats", "setting": setting, "router": "router", "tenants": "tenants"}
+        await system.spawn(IntentService, name="service", kwargs=service)
         if gates:
             buckets = {"controls": "exoarmur_controls", "approvals": "exoarmur_approvals"}
-            await system.spawn(ControlWatch, name="watch", kwargs={"connection": "nats", "router": "router", **buckets})
+            await system.spawn(ControlWatch, name="watch", kwargs={"connection": "nats", "router": "router", "gates": "gates", **buckets})
         store = IntentStore(system.lookup("records"), system.lookup("open"))
         yield Intents(system, store, effects, answers, setting)
 

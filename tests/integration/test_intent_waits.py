@@ -11,9 +11,11 @@ import anyio
 import orjson
 import pytest
 
-from exoarmur.actors.intents import IntentRecord, IntentState
+from exoarmur.actors.intents import IntentRecord, IntentState, TypeInfo
+from exoarmur.actors.intents.effects import Apply, Effect, Outcome
 from exoarmur.actors.intents import service as service_module
 from exoarmur.actors.nats import Request
+from exoarmur.runtime import Actor, handles
 from tests.integration.intents_support import intents_on
 from tests.integration.support import eventually
 from tests.runtime.support import instance_of
@@ -75,6 +77,28 @@ async def test_a_get_that_waits_learns_the_end_of_an_intent_another_process_driv
         assert result["reply"]["intent"]["state"] == "FAILED"
         assert result["seconds"] < 7  # read by a poll, not at the end of the wait (8 s)
         assert waiting(it) == 0
+
+
+class SlowEffector(Actor):
+    """Applies in 2.5 s: past two of the service's polls."""
+
+    @handles(Apply)
+    async def apply(self, m: Apply) -> Effect:
+        await anyio.sleep(2.5)
+        return Effect(Outcome.APPLIED)
+
+
+async def test_a_wait_for_an_intent_whose_actor_runs_here_is_told_not_polled(tmp_path):
+    """Its actor tells the end: the service reads nothing meanwhile (the
+    record's operations are the create and three compare-and-sets)."""
+    slow = TypeInfo(name="slow", path="slow", timeout=3.0)  # its call fits in the lease (6 s) with room
+    async with intents_on(tmp_path, types={"slow": slow}) as it:
+        await it.system.spawn(SlowEffector, name="slow")
+        records = it.system.lookup("records")
+        before = records.statistics().processed
+        reply, seconds = await ask(it, "acme", "submit", {"id": "s-1", "type": "slow", "wait": 6})
+        assert reply["intent"]["state"] == "SUCCEEDED" and 2.5 <= seconds < 6
+        assert records.statistics().processed - before == 4
 
 
 async def test_a_wait_that_is_over_answers_with_the_intent_as_it_is(tmp_path):

@@ -11,12 +11,13 @@ import pytest
 import anyio
 import orjson
 
-from exoarmur.actors.intents import Activate, IntentRecord, IntentState, IntentStore, Reconciled, intent_key
+from exoarmur.actors.intents import Activate, IntentRecord, IntentState, IntentStore, Reconciled, TypeInfo, intent_key
 from exoarmur.actors.nats import Put
 from exoarmur.runtime.margins import INDEX_ORPHAN_AGE
 from exoarmur.actors.intents.trail import transition_event
 from exoarmur.runtime import Actor, Conflict, ReasonCode, error_for
 from tests.integration.intents_support import OWNER, intents_on
+from tests.integration.support import eventually
 
 pytestmark = pytest.mark.anyio
 S = IntentState
@@ -157,6 +158,22 @@ async def test_a_succeeded_intent_reverts_once(tmp_path):
         expired = await it.settled("acme", "not-yet")
         refused = await it.request("acme", "revert", {"id": "not-yet"})
         assert expired.state is S.EXPIRED and refused["code"] == "INTENT_STATE_INVALID"
+
+
+async def test_a_settled_intent_is_read_again_only_if_a_revert_may_follow(tmp_path):
+    """Its record costs the create and three compare-and-sets; once out of
+    the index, a type that reverts reads it again (a revert written
+    meanwhile is found), one that cannot does not."""
+    once = TypeInfo(name="once", path="fx", timeout=2.0)  # the same effector, no revert
+    async with intents_on(tmp_path, types={"once": once}) as it:
+        records = it.system.lookup("records")
+        for type_, operations in (("once", 4), ("fx", 5)):
+            before = records.statistics().processed
+            reply = await it.request("acme", "submit", {"id": type_, "type": type_, "wait": 5})
+            assert reply["intent"]["state"] == "SUCCEEDED"
+            await eventually(lambda: records.statistics().processed - before >= operations)
+            await anyio.sleep(0.3)  # the actor has stopped: no read comes later
+            assert records.statistics().processed - before == operations, type_
 
 
 async def test_a_revert_whose_index_write_fails_writes_nothing_the_resumer_could_miss(tmp_path, monkeypatch):

@@ -11,12 +11,15 @@ import time
 from collections import Counter
 
 import anyio
+import orjson
 import pytest
 
 from exoarmur.actors.execution import ExecutionActor, ExecutionType, Reconciled
-from exoarmur.actors.intents import IntentState, TypeInfo
+from exoarmur.actors.intents import IntentRecord, IntentState, TypeInfo
+from exoarmur.actors.intents.gates import GateCheck
 from exoarmur.actors.intents.replay import verify
 from exoarmur.actors.nats import Put
+from exoarmur.runtime import ask_all
 from exoarmur.runtime.margins import KILL_CHECK_FRESH
 from tests.integration.intents_support import intents_on
 from tests.integration.support import eventually, running_server
@@ -99,6 +102,32 @@ async def test_a_switch_that_cannot_be_read_fails_closed(tmp_path):
         # audited service (no set records it); the second, failing closed, names none.
         report = await verify(it.system, records_bucket="exoarmur_intents")
         assert [(p.kind, p.intent) for p in report.problems] == [("kill_unrecorded", "i-1")], report.lines()
+
+
+async def test_checks_share_one_clear_reading_and_a_switch_written_is_read_by_the_next(tmp_path):
+    """Twenty checks of one tenant at once make one read of its switches (two
+    keys), all answered with when it was sent. A switch then written straight
+    into KV, with no `set` and its wait, is read by the very next check: the
+    watch tells the gates, and the clear reading is not used again."""
+    async with intents_on(tmp_path, gates=True) as it:
+        controls, gates = it.system.lookup("controls"), it.system.lookup("gates")
+        now = time.time()
+        record = IntentRecord.received(intent_id="i-1", tenant="acme", type="fx", params={}, owner="p",
+                                       now=now, deadline=now + 60)  # fmt: skip
+        read_before = controls.statistics().processed
+        verdicts = await ask_all([(gates, GateCheck(record))] * 20)
+        assert all(v.passed for v in verdicts) and len({v.checked for v in verdicts}) == 1
+        assert controls.statistics().processed - read_before == 2
+        told_before = gates.statistics().processed
+        await controls.ask(Put("kill.tenant.acme", orjson.dumps({"v": 1, "active": True, "who": "w", "reason": "r", "at": now})))
+        await eventually(lambda: gates.statistics().processed > told_before)  # the watch's SwitchesChanged
+        verdict = await gates.ask(GateCheck(record))
+        assert (verdict.state, verdict.code) == (S.KILLED, "KILL_SWITCH_ACTIVE")
+        assert verdict.checked > verdicts[0].checked
+        read_before = controls.statistics().processed
+        again = await ask_all([(gates, GateCheck(record))] * 3)
+        assert all(v.state is S.KILLED for v in again)
+        assert controls.statistics().processed - read_before >= 2  # an active reading answers only its own checks
 
 
 class Slow(ExecutionType):
