@@ -89,6 +89,11 @@ INDEX_ORPHAN_AGE = Margin(
 WAIT_POLL = Margin(
     1.0, "a request waiting for its intent's end reads the record this often when no actor of this process tells it the end"
 )
+WAIT_POLL_TOLD = Margin(
+    10.0,
+    "a request waiting for an intent whose actor runs in this process (and tells the end) is read this often all the same, "
+    "in case its end was told before the request began to wait",
+)
 WAIT_REPLY = Margin(
     5.0, "a request that waits for its intent's end is given this much more than its wait, for the reply to come back"
 )

@@ -80,7 +80,7 @@ class Gates(Actor):
         self.unknown_grace = unknown_grace
         self.clear: dict[str, Reading] = {}  # per tenant, the last reading that found its switches clear
         self.changes = 0  # switch changes seen: a read sent before one is not shared after it
-        self.reads: SharedCalls[tuple[str, int], Reading | Verdict] = SharedCalls()
+        self.reads: SharedCalls[tuple[str, int], Reading] = SharedCalls()
 
     async def started(self) -> None:
         lookup = self.context.system.lookup
@@ -94,7 +94,7 @@ class Gates(Actor):
         if isinstance(read, Verdict):
             return read
         checked, switches = read
-        deadline = self._read_deadline(checked)
+        deadline = self._read_deadline(context.now())
         for switch in switches:
             if switch.active:
                 return Verdict(checked, S.KILLED, ReasonCode.KILL_SWITCH_ACTIVE.value, switch.says())
@@ -122,39 +122,49 @@ class Gates(Actor):
     async def _switches(self, tenant: str) -> Reading | Verdict:
         """(when the reads that answered were sent, the switches): a clear
         reading sent within SWITCHES_SHARED, the read in flight, or a new
-        read; or, once they could not be read for `unknown_grace` (a store
-        failing over is waited out, one that stays away is not), the refusal."""
+        read; or, once they could not be read for `unknown_grace` from this
+        check's start (a store failing over is waited out, one that stays
+        away is not), the refusal. A read is shared, the grace is not: a
+        check that joins a failing read tries again on its own time."""
+        context = self.context
         clear = self.clear.get(tenant)
-        if clear is not None and self.context.now() - clear[0] <= SWITCHES_SHARED:
+        if clear is not None and context.now() - clear[0] <= SWITCHES_SHARED:
             return clear
-        changes = self.changes
-        return await self.reads.call((tenant, changes), lambda: self._read_switches(tenant, changes))
+        give_up, pause = context.now() + self.unknown_grace, UNKNOWN_RETRY_FIRST
+        while True:
+            changes = self.changes
+            code, detail = ReasonCode.TIMEOUT_KV_GET, "no answer from NATS within the grace"
+            with anyio.move_on_after(max(give_up - context.now(), 0.0)):  # a shared read may be given more time
+                try:
+                    return await self.reads.call((tenant, changes), lambda: self._read_switches(tenant, changes, give_up))
+                except ExoarmurError as exc:
+                    code, detail = exc.code, exc.detail
+            if context.now() + pause >= give_up:
+                refusal = failing_closed(code.value, detail)
+                return Verdict(context.now(), S.KILLED, ReasonCode.KILL_SWITCH_ACTIVE.value, refusal)
+            await anyio.sleep(pause)
+            pause = min(pause * 2, UNKNOWN_RETRY_MAX)
 
     @handles(SwitchesChanged)
     def switches_changed(self, m: SwitchesChanged) -> None:
-        self.clear.clear()
+        if m.tenant is None:
+            self.clear.clear()
+        else:
+            self.clear.pop(m.tenant, None)
         self.changes += 1
 
-    async def _read_switches(self, tenant: str, changes: int) -> Reading | Verdict:
-        context = self.context
-        give_up, pause = context.now() + self.unknown_grace, UNKNOWN_RETRY_FIRST
-        while True:
-            checked = context.now()  # before the reads are sent: what freshness counts from
-            deadline = min(give_up, self._read_deadline(checked) or give_up)  # no try outlasts the grace
-            try:
-                reading = checked, await read_switches(self.controls, tenant, deadline=deadline)
-            except ExoarmurError as exc:
-                if context.now() + pause >= give_up:
-                    detail = failing_closed(exc.code.value, exc.detail)
-                    return Verdict(checked, S.KILLED, ReasonCode.KILL_SWITCH_ACTIVE.value, detail)
-            else:
-                if changes == self.changes and not any(switch.active for switch in reading[1]):
-                    if len(self.clear) >= CLEAR_READINGS:  # tenants by the thousand: start again
-                        self.clear.clear()
-                    self.clear[tenant] = reading
-                return reading
-            await anyio.sleep(pause)
-            pause = min(pause * 2, UNKNOWN_RETRY_MAX)
+    async def _read_switches(self, tenant: str, changes: int, give_up: float) -> Reading:
+        """One read of the tenant's switches, kept if they are clear and no
+        switch changed meanwhile; no later than `give_up` (the grace of the
+        check that sent it)."""
+        checked = self.context.now()  # before the reads are sent: what freshness counts from
+        deadline = min(give_up, self._read_deadline(checked) or give_up)
+        reading = checked, await read_switches(self.controls, tenant, deadline=deadline)
+        if changes == self.changes and not any(switch.active for switch in reading[1]):
+            if len(self.clear) >= CLEAR_READINGS:  # tenants by the thousand: start again
+                self.clear.clear()
+            self.clear[tenant] = reading
+        return reading
 
     def _read_deadline(self, now: float) -> float | None:
         """A share of the time left, so a read that hangs comes back as a failure."""

@@ -57,7 +57,7 @@ class ControlWatch(Actor):
         else:
             return  # a watch of a former instance
         if which == "controls":
-            self._tell(self.gates_path, SwitchesChanged())
+            self._tell(self.gates_path, SwitchesChanged(recheck.tenant or None))
         self._tell(self.router_path, recheck)
 
     def _tell(self, path: str, message: object) -> None:

@@ -115,8 +115,8 @@ class Ledger(ExecutionType):
         line = _Line(record_line(record))
         self._pending.append(line)
         try:
-            while not line.taken:
-                if self._leading:
+            while not line.done:
+                if self._leading or line.taken:
                     line.woken = anyio.Event()
                     await line.woken.wait()  # its batch written, or its turn to lead
                     continue
@@ -148,6 +148,7 @@ class Ledger(ExecutionType):
             await self._write(batch)
         finally:
             for line in batch:
+                line.done = True
                 line.woken.set()
 
     async def _write(self, batch: list[_Line]) -> None:
@@ -201,9 +202,10 @@ class _Line:
     """One apply's or revert's line, from its caller to the batch that writes it."""
 
     data: bytes
-    taken: bool = False  # by a batch: written, or failed with `failure`
+    taken: bool = False  # by a batch (no longer pending)
+    done: bool = False  # its batch written, or failed with `failure`: only then may its caller go on
     failure: Exception | None = None
-    woken: anyio.Event = attrs.field(factory=anyio.Event)  # set: taken and written, or to lead the next batch
+    woken: anyio.Event = attrs.field(factory=anyio.Event)  # set: done, or to lead the next batch
 
 
 @attrs.frozen

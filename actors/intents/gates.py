@@ -73,10 +73,13 @@ class GateCheck:
 
 @message("exoarmur.intent.switches_changed", timeout=TimeoutCategory.KV_GET)
 class SwitchesChanged:
-    """To the gates, from the process's watch: a kill switch was written, so
-    a clear reading kept to answer checks is not used again (the checks the
-    change's `Recheck` wakes read it). Lost or late, it costs a wake-up that
-    finds the old reading until it is SWITCHES_SHARED old."""
+    """To the gates, from the process's watch: `tenant`'s kill switch (None:
+    the global one) was written, so the clear readings it covers are not
+    used again (the checks the change's `Recheck` wakes read it). Lost or
+    late, it costs a wake-up that finds the old reading until it is
+    SWITCHES_SHARED old."""
+
+    tenant: str | None = None
 
 
 @message("exoarmur.intent.switches_check", timeout=TimeoutCategory.KV_GET)

@@ -55,7 +55,7 @@ from exoarmur.runtime import (
     handles,
 )
 
-from exoarmur.runtime.margins import WAIT_POLL
+from exoarmur.runtime.margins import WAIT_POLL, WAIT_POLL_TOLD
 
 __all__ = ["PREFIX", "IntentService", "view"]
 
@@ -382,11 +382,12 @@ class IntentService(Actor):
     async def _answer_waits(self) -> None:
         """Answer the waiters whose wait is over, with their intent as it is
         now; then, every WAIT_POLL, read the records of at most POLL_BATCH of
-        those that waited that long with no actor of their intent alive here,
-        oldest first, and answer the ended ones (intents another process
-        drives; an actor that could not tell is gone by the next poll). A poll
-        stops at its first failed read: with KV down it would only delay the
-        next waiters' ends."""
+        those that waited that long, oldest first, and answer the ended ones:
+        intents with no actor here (another process drives them; an actor
+        that could not tell is gone by then); and, once they waited
+        WAIT_POLL_TOLD, those whose actor is here (its end may have been told
+        before the request waited). A poll stops at its first failed read:
+        with KV down it would only delay the next waiters' ends."""
         polled = self.context.now()
         while True:
             self.replan = anyio.Event()
@@ -402,8 +403,9 @@ class IntentService(Actor):
             now = self.context.now()
             if now >= polled + WAIT_POLL:
                 polled = now
-                unwatched = [key for key in self.waiters.older_than(now - WAIT_POLL) if not self._driven_here(key)]
-                await self._poll(unwatched[:POLL_BATCH])
+                told = set(self.waiters.older_than(now - WAIT_POLL_TOLD))
+                due = [key for key in self.waiters.older_than(now - WAIT_POLL) if key in told or not self._driven_here(key)]
+                await self._poll(due[:POLL_BATCH])
 
     def _driven_here(self, key: str) -> bool:
         """Whether the intent's actor runs in this process: it tells its end (`Settled`)."""

@@ -5,9 +5,11 @@ over, so a submitter learns the end with one request, not by polling.
 Three ways a waiter is answered, by the intent service (service.py):
 
     settled   the intent's actor says so (`Settled`, told as it stops): at once
-    polled    every WAIT_POLL seconds the records of waiters are
-              read (an intent driven by another process, or one whose actor
-              could not tell): a terminal one is answered
+    polled    every WAIT_POLL seconds the records of waiters whose intent
+              has no actor here are read (another process drives it, or its
+              actor stopped without telling), and after WAIT_POLL_TOLD those
+              of the others too (an end told before the waiter came): a
+              terminal one is answered
     over      its wait ends: answered with the intent as it is then
 
 A waiter is registered before anything could end its intent (before the

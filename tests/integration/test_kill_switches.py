@@ -16,6 +16,7 @@ import pytest
 
 from exoarmur.actors.execution import ExecutionActor, ExecutionType, Reconciled
 from exoarmur.actors.intents import IntentRecord, IntentState, TypeInfo
+from exoarmur.actors.controls import gates as gates_module
 from exoarmur.actors.intents.gates import GateCheck
 from exoarmur.actors.intents.replay import verify
 from exoarmur.actors.nats import Put
@@ -104,11 +105,13 @@ async def test_a_switch_that_cannot_be_read_fails_closed(tmp_path):
         assert [(p.kind, p.intent) for p in report.problems] == [("kill_unrecorded", "i-1")], report.lines()
 
 
-async def test_checks_share_one_clear_reading_and_a_switch_written_is_read_by_the_next(tmp_path):
+async def test_checks_share_one_clear_reading_and_a_switch_written_is_read_by_the_next(tmp_path, monkeypatch):
     """Twenty checks of one tenant at once make one read of its switches (two
     keys), all answered with when it was sent. A switch then written straight
     into KV, with no `set` and its wait, is read by the very next check: the
-    watch tells the gates, and the clear reading is not used again."""
+    watch tells the gates, and the clear reading is not used again (however
+    fresh: here readings would be shared for an hour)."""
+    monkeypatch.setattr(gates_module, "SWITCHES_SHARED", 3600.0)
     async with intents_on(tmp_path, gates=True) as it:
         controls, gates = it.system.lookup("controls"), it.system.lookup("gates")
         now = time.time()
@@ -127,7 +130,43 @@ async def test_checks_share_one_clear_reading_and_a_switch_written_is_read_by_th
         read_before = controls.statistics().processed
         again = await ask_all([(gates, GateCheck(record))] * 3)
         assert all(v.state is S.KILLED for v in again)
-        assert controls.statistics().processed - read_before >= 2  # an active reading answers only its own checks
+        assert controls.statistics().processed - read_before == 2  # read at once (shared), never kept: it is active
+
+
+def record_of(intent_id: str) -> IntentRecord:
+    now = time.time()
+    return IntentRecord.received(intent_id=intent_id, tenant="acme", type="fx", params={}, owner="p",
+                                 now=now, deadline=now + 60)  # fmt: skip
+
+
+async def test_a_check_that_joins_a_failing_read_waits_out_its_own_grace(tmp_path, monkeypatch):
+    """The server is stopped for 4 s and the gates' grace is 3 s. Check A
+    comes first and ends KILLED, failing closed. Check B comes 2 s later and
+    shares A's read: when that read fails, B reads again on its own grace
+    (to 5 s), the server is back, and B passes. (No reading is kept past its
+    read here: one from the start would answer A.)"""
+    monkeypatch.setattr(gates_module, "SWITCHES_SHARED", 0.0)
+    async with running_server(tmp_path / "nats") as server:
+        async with intents_on(tmp_path, gates=True, server=server, unknown_grace=3.0) as it:
+            gates = it.system.lookup("gates")
+            verdicts: dict[str, object] = {}
+
+            async def check(name: str, after: float) -> None:
+                await anyio.sleep(after)
+                verdicts[name] = await gates.ask(GateCheck(record_of(name)), timeout=15)
+
+            os.kill(server.process.pid, signal.SIGSTOP)
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(check, "A", 0.0)
+                    tg.start_soon(check, "B", 2.0)
+                    await anyio.sleep(4.0)
+                    os.kill(server.process.pid, signal.SIGCONT)
+            finally:
+                os.kill(server.process.pid, signal.SIGCONT)
+            a, b = verdicts["A"], verdicts["B"]
+            assert (a.state, a.code) == (S.KILLED, "KILL_SWITCH_ACTIVE") and "could not be read" in a.detail
+            assert b.passed, b
 
 
 class Slow(ExecutionType):

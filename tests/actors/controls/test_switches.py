@@ -107,3 +107,13 @@ def test_any_body_is_a_change_or_control_invalid(body):
     else:
         assert tenant is None or tenant == body["tenant"]
         assert (who, reason) == (body.get("who", ""), body.get("reason", ""))
+
+
+def test_a_shared_reading_leaves_an_apply_most_of_its_window():
+    """A clear reading answers checks for SWITCHES_SHARED after its reads
+    were sent, and an apply must start within KILL_CHECK_FRESH of them: an
+    intent cleared by the oldest shared reading still has half its window
+    (were it all spent, every apply would be checked again at once)."""
+    from exoarmur.runtime.margins import KILL_CHECK_FRESH, SWITCHES_SHARED
+
+    assert 0 <= SWITCHES_SHARED <= KILL_CHECK_FRESH / 2

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 import anyio
 import pytest
 
+from exoarmur.actors.execution import ledger as ledger_module
 from exoarmur.actors.execution import ExecutionActor, ExecutionError, IntentState, Ledger, Reconciled, read_ledger, scan_ledger
 from exoarmur.actors.intents.effects import Apply, Effect, Outcome, Reconcile
 from exoarmur.runtime import ActorSystem, ExoarmurError, ReasonCode
@@ -177,6 +179,52 @@ class TestAppend:
                 done.set()
         assert told == {"a": "cancelled", "b": "returned", "c": "returned"}
         assert [r["intent"] for r in read_ledger(path)] == ["b", "c"]
+
+    async def test_a_caller_goes_on_only_once_its_batch_is_written(self, tmp_path, monkeypatch):
+        """P leads and waits for the lock (a batch still writing); A waits for
+        P. At once the lock is free, P is cancelled (A is to lead) and D comes
+        (and may lead first, taking A's line). However the scheduler orders
+        them (trio's order is random: twenty tries), A goes on only once the
+        batch that holds its line is written; here every write fails, so A
+        raises and is never told its line is on disk."""
+
+        def failing(path: object, data: bytes) -> None:
+            time.sleep(0.005)
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(ledger_module, "append_line", failing)
+        for attempt in range(20):
+            ledger = Ledger(path=tmp_path / "ledger.jsonl")
+            held, done = anyio.Event(), anyio.Event()
+            told: dict[str, str] = {}
+            scopes = {name: anyio.CancelScope() for name in "PAD"}
+
+            async def in_the_way() -> None:
+                async with ledger._lock:
+                    held.set()
+                    await done.wait()
+
+            async def apply(name: str) -> None:
+                with scopes[name]:
+                    try:
+                        await ledger.apply(ledger_intent(name), f"acme/{name}")
+                        told[name] = "returned"
+                    except OSError:
+                        told[name] = "raised"
+                if scopes[name].cancelled_caught:
+                    told[name] = "cancelled"
+
+            with anyio.fail_after(5):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(in_the_way)
+                    await held.wait()
+                    for name in "PA":
+                        tg.start_soon(apply, name)
+                        await anyio.sleep(0.001)
+                    done.set()
+                    scopes["P"].cancel()
+                    tg.start_soon(apply, "D")
+            assert told == {"P": "cancelled", "A": "raised", "D": "raised"}, (attempt, told)
 
     async def test_a_failing_batch_fails_each_of_its_callers(self, tmp_path, monkeypatch):
         """An fsync that raises: every apply of the batch raises (uncertain,
