@@ -32,6 +32,27 @@ async def reconcile(ledger: Ledger, key: str, *, state: IntentState | None = Non
     return await ledger.reconcile(ledger_intent(state=state), key)
 
 
+class InTheWay:
+    """Holds the ledger's lock, as a batch still writing would, from `start`
+    (its task) until `release`."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.held, self.done = anyio.Event(), anyio.Event()
+
+    async def run(self) -> None:
+        async with self.ledger._lock:
+            self.held.set()
+            await self.done.wait()
+
+    async def start(self, tg) -> None:
+        tg.start_soon(self.run)
+        await self.held.wait()
+
+    def release(self) -> None:
+        self.done.set()
+
+
 class TestAppend:
     async def test_each_apply_appends_exactly_one_line_in_the_format(self, tmp_path):
         ledger = Ledger(path=tmp_path / "ledger.jsonl")
@@ -153,14 +174,9 @@ class TestAppend:
         b and c are written, a never is."""
         path = tmp_path / "ledger.jsonl"
         ledger = Ledger(path=path)
-        held, done = anyio.Event(), anyio.Event()
+        lock = InTheWay(ledger)
         told: dict[str, str] = {}
         scopes = {name: anyio.CancelScope() for name in "abc"}
-
-        async def in_the_way() -> None:
-            async with ledger._lock:
-                held.set()
-                await done.wait()
 
         async def apply(name: str) -> None:
             with scopes[name]:
@@ -169,14 +185,13 @@ class TestAppend:
 
         with anyio.fail_after(5):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(in_the_way)
-                await held.wait()
+                await lock.start(tg)
                 for name in "abc":
                     tg.start_soon(apply, name)
                     await anyio.sleep(0.01)
                 scopes["a"].cancel()
                 await anyio.sleep(0.01)
-                done.set()
+                lock.release()
         assert told == {"a": "cancelled", "b": "returned", "c": "returned"}
         assert [r["intent"] for r in read_ledger(path)] == ["b", "c"]
 
@@ -195,14 +210,9 @@ class TestAppend:
         monkeypatch.setattr(ledger_module, "append_line", failing)
         for attempt in range(20):
             ledger = Ledger(path=tmp_path / "ledger.jsonl")
-            held, done = anyio.Event(), anyio.Event()
+            lock = InTheWay(ledger)
             told: dict[str, str] = {}
             scopes = {name: anyio.CancelScope() for name in "PAD"}
-
-            async def in_the_way() -> None:
-                async with ledger._lock:
-                    held.set()
-                    await done.wait()
 
             async def apply(name: str) -> None:
                 with scopes[name]:
@@ -216,12 +226,11 @@ class TestAppend:
 
             with anyio.fail_after(5):
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(in_the_way)
-                    await held.wait()
+                    await lock.start(tg)
                     for name in "PA":
                         tg.start_soon(apply, name)
                         await anyio.sleep(0.001)
-                    done.set()
+                    lock.release()
                     scopes["P"].cancel()
                     tg.start_soon(apply, "D")
             assert told == {"P": "cancelled", "A": "raised", "D": "raised"}, (attempt, told)
@@ -258,20 +267,13 @@ class TestAppend:
         """Its caller is told it was cancelled; a later batch must not write it."""
         path = tmp_path / "ledger.jsonl"
         ledger = Ledger(path=path)
-        held, done = anyio.Event(), anyio.Event()
-
-        async def in_the_way() -> None:  # as a batch still writing would be
-            async with ledger._lock:
-                held.set()
-                await done.wait()
-
+        lock = InTheWay(ledger)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(in_the_way)
-            await held.wait()
+            await lock.start(tg)
             with anyio.move_on_after(0.05) as scope:
                 await ledger.apply(ledger_intent("gone"), "acme/gone")
             assert scope.cancelled_caught
-            done.set()
+            lock.release()
         await ledger.apply(ledger_intent("next"), "acme/next")
         assert [r["intent"] for r in read_ledger(path)] == ["next"]
 
