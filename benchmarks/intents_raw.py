@@ -17,7 +17,8 @@ with it; DEFAULT_SHAPE until then:
               (before APPROVED: the kill switches' leader reads, at once;
               `ledger`: one line appended and fsynced before the last)
     done      SUCCEEDED acknowledged: the intent's latency ends
-    after     the audit events left (SUCCEEDED's), the open-index deletes
+    after     the audit events left (SUCCEEDED's), the open-index entry
+              erased (a purge of its subject: no delete marker)
               and the leader reads of the record (a look once settled), in a
               task of its own (at most `inflight` pending), as exoarmur's
               actor finishes while its submitter moves on
@@ -73,15 +74,15 @@ THROUGHPUT = AuditStream.throughput  # the most appends it takes in one go
 @attrs.frozen
 class Shape:
     """What one intent costs: leader reads of its record, writes of its
-    record (a create, then updates), of the open index (a put, then
-    deletes), audit events (in however many records the queue makes), and
+    record (a create, then updates), of the open index (its puts; the
+    entry is erased once settled, which writes nothing), audit events (in however many records the queue makes), and
     leader reads of the kill switches (the global one and the tenant's,
     sent at once, before APPROVED; a share of the intents make them, as
     the checks of one tenant share a clear reading: actors/controls/gates.py)."""
 
     reads: int = 0
     records: int = 4
-    open: int = 2
+    open: int = 1
     audit: int = 4
     switch_reads: float = 0.5  # per intent: a pair every fourth intent
 
@@ -291,8 +292,8 @@ class RawIntents:
         for n in range(appends):
             msg_id = f"intent.{key}.{revision}" + (f".{n}" if n else "")
             await chain.append({"kind": "intent", "revision": revision, "record": value}, msg_id)
-        for _ in range(self.shape.open - 1):
-            await self.index.delete(open_key)
+        if self.shape.open:
+            await self.js.purge_stream(f"KV_{RAW_OPEN}", subject=f"$KV.{RAW_OPEN}.{open_key}")
         for _ in range(self.shape.reads):
             stored = await self.js.get_msg(f"KV_{RAW_RECORDS}", subject=f"$KV.{RAW_RECORDS}.{key}", direct=False)
             expect(stored.seq == revision, f"raw record {key}: read {stored.seq}, wrote {revision}")

@@ -396,7 +396,13 @@ async def live_keys(js: Any, bucket: str) -> set[str]:
         f"{prefix}>", cb=seen, ordered_consumer=True, deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, headers_only=True
     )
     try:
-        await asyncio.wait_for(read.wait(), SETTLE_SECONDS)
+        async with asyncio.timeout(SETTLE_SECONDS):
+            while not read.is_set():
+                try:
+                    await asyncio.wait_for(read.wait(), POLL_SECONDS)
+                except TimeoutError:  # nothing delivered: the last keys may have been erased meanwhile
+                    if await stream_messages(js, f"KV_{bucket}") == 0:
+                        return set()
     finally:
         await sub.unsubscribe()
     return live

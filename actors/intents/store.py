@@ -88,7 +88,9 @@ class IntentStore:
         await self.open.ask(Put(f"{owner}.{intent_key(tenant, intent_id)}", orjson.dumps({"at": time.time()})))
 
     async def mark_settled(self, owner: str, tenant: str, intent_id: str) -> None:
-        await self.open.ask(Delete(f"{owner}.{intent_key(tenant, intent_id)}"))
+        """Erased, not deleted: the index keeps no marker of every intent
+        that ever settled, so a scan reads only the unsettled ones."""
+        await self.open.ask(Delete(f"{owner}.{intent_key(tenant, intent_id)}", erase=True))
 
     async def drop_orphan(self, owner: str, tenant: str, intent_id: str, *, older_than: float) -> None:
         """Drop an entry whose record does not exist, once it is older than

@@ -57,9 +57,13 @@ def update_request(kv: Any, m: KvUpdate) -> OneRequest | tuple[Any, ...]:
 
 def delete_request(kv: Any, m: KvDelete) -> OneRequest | tuple[Any, ...]:
     """nats-py's `KeyValue.delete(key, last)`: a delete marker published,
-    with the expected last revision if `last` is given (and above 0)."""
+    with the expected last revision if `last` is given (and above 0); or,
+    to `erase` it, the stream's `purge(subject=...)` of the key's subject."""
     if not _is_key_valid(m.key):
         return (kv.delete, m.key, m.last)
+    if m.erase:  # the subject purged: no marker left
+        purge = orjson.dumps({"filter": f"{kv._pre}{m.key}"})
+        return OneRequest(f"$JS.API.STREAM.PURGE.{kv._stream}", purge, _deleted, ServiceUnavailableError)
     headers = {KV_OPERATION: "DEL"}
     if m.last:
         headers[_EXPECTED_LAST] = str(m.last)

@@ -117,11 +117,20 @@ class KvUpdate:
 
 @message("exoarmur.kv.delete", timeout=TimeoutCategory.KV_DELETE)
 class KvDelete:
-    """Delete the key; with `last`, only if its revision is still that."""
+    """Delete the key; with `last`, only if its revision is still that.
+    `erase`: purge the key's subject from the bucket's stream instead, so no
+    delete marker stays (a listing of the keys reads every marker: an index
+    that deletes each key it adds would otherwise grow without end); it
+    takes no `last`."""
 
     bucket: str
     key: str
     last: int | None = None
+    erase: bool = attrs.field(default=False, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        if self.erase and self.last:
+            raise ValueError("an erasing delete takes no `last`")
 
 
 @message("exoarmur.kv.keys", timeout=TimeoutCategory.KV_GET)

@@ -12,7 +12,7 @@ import anyio
 import orjson
 
 from exoarmur.actors.intents import Activate, IntentRecord, IntentState, IntentStore, Reconciled, TypeInfo, intent_key
-from exoarmur.actors.nats import Put
+from exoarmur.actors.nats import Put, Request
 from exoarmur.runtime.margins import INDEX_ORPHAN_AGE
 from exoarmur.actors.intents.trail import transition_event
 from exoarmur.runtime import Actor, Conflict, ReasonCode, error_for
@@ -35,6 +35,9 @@ async def test_a_submitted_intent_succeeds_once_audited_per_revision_and_settles
         assert states == ["RECEIVED", "APPROVED", "EXECUTING", "SUCCEEDED"]
         assert trail[-1] == transition_event(record)
         assert await it.unsettled() == []
+        # Settled, it leaves nothing in the index (no delete marker for every scan to read).
+        info = await it.system.lookup("nats").ask(Request("$JS.API.STREAM.INFO.KV_exoarmur_intents_open", b""))
+        assert orjson.loads(info.data)["state"]["messages"] == 0
         got = await it.request("acme", "get", {"id": "i-1"})
         assert got["intent"]["state"] == "SUCCEEDED" and got["intent"]["revision"] == record.revision
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import anyio
 import attrs
+import orjson
 import pytest
 
 from exoarmur.actors.nats import Statistics
 from exoarmur.actors.nats import jetstream
-from exoarmur.actors.nats import Create, Delete, Get, KvBucket, Keys, Put, Update
+from exoarmur.actors.nats import Create, Delete, Get, KvBucket, Keys, Put, Request, Update
 from exoarmur.runtime import ActorSystem, ExoarmurError, ReasonCode
 from exoarmur.supervisors import BreakerPolicy, ChildSpec, Strategy, Supervisor, SupervisorSpec
 from exoarmur.benchmarks.tcp_proxy import TcpProxy
@@ -51,6 +52,26 @@ async def test_the_bucket_answers_with_revisions_and_codes(tmp_path):
         assert await bucket.ask(Keys()) == ["i-1", "i-2"]
         await bucket.ask(Delete("i-2"))
         assert await bucket.ask(Get("i-2")) is None
+
+
+async def test_an_erased_key_leaves_no_marker_for_a_listing_to_read(tmp_path):
+    """A delete leaves a marker in the bucket's stream, which every listing
+    of its keys reads; an erase leaves nothing: no message of the key stays,
+    it is gone for a get and a listing, and it can be put again."""
+    async with running_server(tmp_path) as server, ActorSystem() as system:
+        connection = await connect(system, server)
+        bucket = await spawn_bucket(system)
+        for key in ("a", "b"):
+            await bucket.ask(Put(key, b"x"))
+        await bucket.ask(Delete("a"))
+        await bucket.ask(Delete("b", erase=True))
+        assert await bucket.ask(Keys()) == [] and await bucket.ask(Get("b")) is None
+        info = orjson.loads((await connection.ask(Request("$JS.API.STREAM.INFO.KV_intents", b""))).data)
+        assert info["state"]["messages"] == 1  # a's marker; nothing of b
+        await bucket.ask(Put("b", b"y"))
+        assert (await bucket.ask(Get("b"))).value == b"y" and await bucket.ask(Keys()) == ["b"]
+        with pytest.raises(ValueError):
+            Delete("b", last=3, erase=True)  # an erase is no compare-and-set
 
 
 async def test_reopening_the_bucket_after_a_connection_restart_times_out_with_the_operations_code(tmp_path):
