@@ -139,6 +139,7 @@ class IntentActor(Actor):
         self.audited = 0  # the revision whose audit record is known appended
         self.told = 0  # the revision of the end the service was told of (0: none)
         self.in_effect: anyio.Event | None = None  # set once the attempt in flight has ended
+        self.unborn = 0.0  # the last pause waiting for the record of a young index entry
 
     async def started(self) -> None:
         lookup = self.context.system.lookup
@@ -187,8 +188,13 @@ class IntentActor(Actor):
         if record is None:
             record = await self.store.load(self.tenant, self.intent_id)
             if record is None:  # an entry of a submission not (yet) acknowledged
-                await self.store.drop_orphan(me, self.tenant, self.intent_id, older_than=INDEX_ORPHAN_AGE)
-                return True
+                if await self.store.drop_orphan(me, self.tenant, self.intent_id, older_than=INDEX_ORPHAN_AGE):
+                    return True
+                # Young: its create may land yet, and this actor's name keeps the
+                # submitter's own Activate from starting another: look again.
+                self.unborn = min(self.unborn * 2, INTENT_RETRY_MAX) if self.unborn else INTENT_RETRY_FIRST
+                await anyio.sleep(self.unborn)
+                return False
             self.record = record
         if self.entry_owner not in ("", me, record.owner):  # that owner's entry is stale now
             await self.store.mark_settled(self.entry_owner, self.tenant, self.intent_id)

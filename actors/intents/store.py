@@ -92,20 +92,25 @@ class IntentStore:
         that ever settled, so a scan reads only the unsettled ones."""
         await self.open.ask(Delete(f"{owner}.{intent_key(tenant, intent_id)}", erase=True))
 
-    async def drop_orphan(self, owner: str, tenant: str, intent_id: str, *, older_than: float) -> None:
+    async def drop_orphan(self, owner: str, tenant: str, intent_id: str, *, older_than: float) -> bool:
         """Drop an entry whose record does not exist, once it is older than
         `older_than` seconds: a younger one may be a submission whose create
         has not landed yet (it is acknowledged only after). Deleted by
-        compare-and-set, so an entry written again meanwhile stays."""
+        compare-and-set, so an entry written again meanwhile stays. Whether
+        the entry is gone (dropped now, or not there)."""
         key = f"{owner}.{intent_key(tenant, intent_id)}"
         entry: KvEntry | None = await self.open.ask(Get(key))
-        if entry is None or time.time() - _written_at(entry) < older_than:
-            return
+        if entry is None:
+            return True
+        if time.time() - _written_at(entry) < older_than:
+            return False
         try:
             await self.open.ask(Delete(key, last=entry.revision))
         except ExoarmurError as exc:
             if exc.code is not ReasonCode.KV_CONFLICT:
                 raise
+            return False  # written again meanwhile: a submission of that id again
+        return True
 
     async def unsettled(self, owner: str = "*") -> list[tuple[str, str, str]]:
         """(owner, tenant, id) of every intent not yet settled (of `owner`'s only, if named)."""

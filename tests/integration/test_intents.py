@@ -228,6 +228,26 @@ async def test_an_index_entry_without_its_record_is_dropped_only_once_old(tmp_pa
         assert (OWNER, "acme", "young") in await it.unsettled()
 
 
+async def test_an_actor_started_before_its_record_is_created_waits_for_it(tmp_path):
+    """The resumer can find a submission's index entry between its put and
+    its record's create, and start the intent's actor before the service
+    does. That actor waits for the record (its entry is young) and drives
+    it; the service's own Activate finds it running."""
+    async with intents_on(tmp_path) as it:
+        await it.store.mark_open(OWNER, "acme", "early")
+        router = it.system.lookup("router")
+        await router.ask(Activate("acme", "early"))  # as the resumer would (it may have, too): no record yet
+        await anyio.sleep(0.3)
+        assert it.system.find("tenants/acme/intent.early") is not None  # waiting, not stopped
+        now = time.time()
+        record = IntentRecord.received(intent_id="early", tenant="acme", type="fx", params={}, owner=OWNER,
+                                       now=now, deadline=now + 60)  # fmt: skip
+        created, _ = await it.store.create(record)
+        assert await router.ask(Activate("acme", "early", record=created)) is False  # the service's: runs already
+        done = await it.settled("acme", "early")
+        assert done.state is S.SUCCEEDED and it.effects[("acme/early", "apply")] == 1
+
+
 async def eventually_async(read, holds, *, timeout: float = 10.0) -> None:
     with anyio.fail_after(timeout):
         while not holds(await read()):
