@@ -13,7 +13,8 @@ stops once the intent is settled. How an intent survives kill -9 is this file.
 2. Audited before the next step. The audit record of a revision is appended
    (deduplicated by intent and revision, actors/intents/trail.py) before the
    next revision is written; a fresh instance first appends the revision it
-   finds. A crash between a write and its append is repaired by whoever
+   finds, unless the intent is settled (out of the index: its end is
+   audited). A crash between a write and its append is repaired by whoever
    drives the intent next.
 3. Reconciled, never re-applied blindly. An intent found EXECUTING (or
    REVERTING) that this instance did not just write is the window between
@@ -204,9 +205,15 @@ class IntentActor(Actor):
                 await self.store.mark_settled(me, self.tenant, self.intent_id)  # ours, if any, is stale
                 return True  # another owner drives it
             record = await self._take_over(record)
-        await self._audited(record)
         info = self.setting.types.get(record.type)
-        if record.state is S.SUCCEEDED and record.revert_at and info is not None and info.revertible:
+        revert_due = record.state is S.SUCCEEDED and record.revert_at and info is not None and info.revertible
+        if record.state in TERMINAL and not revert_due and self.audited == 0:
+            # A fresh instance (the resumer's snapshot of the index can be
+            # older than the end): out of the index, its end is audited.
+            if not await self.store.is_open(me, self.tenant, self.intent_id):
+                return True
+        await self._audited(record)
+        if revert_due:
             await self._expire(record, info)
             return False
         if record.state in TERMINAL:

@@ -92,6 +92,10 @@ class IntentStore:
         that ever settled, so a scan reads only the unsettled ones."""
         await self.open.ask(Delete(f"{owner}.{intent_key(tenant, intent_id)}", erase=True))
 
+    async def is_open(self, owner: str, tenant: str, intent_id: str) -> bool:
+        """Whether `owner`'s index entry of the intent is there."""
+        return await self.open.ask(Get(f"{owner}.{intent_key(tenant, intent_id)}")) is not None
+
     async def drop_orphan(self, owner: str, tenant: str, intent_id: str, *, older_than: float) -> bool:
         """Drop an entry whose record does not exist, once it is older than
         `older_than` seconds: a younger one may be a submission whose create

@@ -248,6 +248,25 @@ async def test_an_actor_started_before_its_record_is_created_waits_for_it(tmp_pa
         assert done.state is S.SUCCEEDED and it.effects[("acme/early", "apply")] == 1
 
 
+async def test_an_actor_started_for_an_intent_settled_meanwhile_appends_nothing(tmp_path):
+    """The resumer walks a snapshot of the index, so it can start an actor
+    for an intent that settled since. Out of the index, the intent's end is
+    audited: the actor stops without appending it again (an append the
+    chain's memo of recent ids would only absorb while it remembers it)."""
+    async with intents_on(tmp_path) as it:
+        reply = await it.request("acme", "submit", {"id": "done", "type": "fx", "wait": 5})
+        assert reply["intent"]["state"] == "SUCCEEDED"
+        await it.settled("acme", "done")
+        await eventually(lambda: it.system.find("tenants/acme/intent.done") is None)
+        audit = it.system.lookup("tenants/acme/audit")
+        before = audit.statistics().processed
+        await it.system.lookup("router").ask(Activate("acme", "done"))  # as a stale scan would
+        await eventually(lambda: it.system.find("tenants/acme/intent.done") is None)
+        await anyio.sleep(0.2)
+        assert audit.statistics().processed == before
+        assert [e["record"]["state"] for e in await it.events("acme")] == ["RECEIVED", "APPROVED", "EXECUTING", "SUCCEEDED"]
+
+
 async def eventually_async(read, holds, *, timeout: float = 10.0) -> None:
     with anyio.fail_after(timeout):
         while not holds(await read()):
