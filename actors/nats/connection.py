@@ -42,6 +42,7 @@ from exoarmur.actors.nats.kv_messages import (
     Keys,
     Put,
     Update,
+    general_form,
 )
 from exoarmur.actors.nats.messages import (
     Flush,
@@ -146,16 +147,27 @@ class NatsConnection(Actor):
 
     # ---- KV (a KvBucket actor's form too, once it has named its bucket) ------------
 
+    @handles(Get, Put, Update, Delete)
+    def kv_at_once(self, m: Get | Put | Update | Delete) -> Deferred:
+        """A KvBucket's operation, its bucket named: started now, with no task
+        and no scope, as a Request is; while its bucket is not open on this
+        client, by the batch handler of its general form (KvGet, ...)."""
+        later = jetstream.kv_at_once(self.state, m)
+        if later is None:
+            later = self.context.defer()
+            self.context.self_ref.ask_then(general_form(m), later.resolve, deadline=self.context.deadline)
+        return later
+
     @handles(KvOpen, concurrent=True)
     async def kv_open(self, m: KvOpen) -> None:
         await jetstream.kv_open(self.state, m)
 
-    @handles(KvGet, Get, batch=True, per_item=True, concurrent=True)
+    @handles(KvGet, batch=True, per_item=True, concurrent=True)
     async def kv_get(self, batch: list[KvGet]) -> list[Deferred]:
         """A run of gets crosses to nats-py once; each asker is answered on its own."""
         return await jetstream.kv_get(self.state, batch)
 
-    @handles(KvPut, Put, batch=True, per_item=True, concurrent=True)
+    @handles(KvPut, batch=True, per_item=True, concurrent=True)
     async def kv_put(self, batch: list[KvPut]) -> list[Deferred]:
         """Each put's revision; a run of puts crosses to nats-py once."""
         return await jetstream.kv_put(self.state, batch)
@@ -164,12 +176,12 @@ class NatsConnection(Actor):
     async def kv_create(self, m: KvCreate) -> int:
         return await jetstream.kv_create(self.state, m)
 
-    @handles(KvUpdate, Update, batch=True, per_item=True, concurrent=True)
+    @handles(KvUpdate, batch=True, per_item=True, concurrent=True)
     async def kv_update(self, batch: list[KvUpdate]) -> list[Deferred]:
         """Each update's revision (KV_CONFLICT if the key moved on); a run crosses once."""
         return await jetstream.kv_update(self.state, batch)
 
-    @handles(KvDelete, Delete, batch=True, per_item=True, concurrent=True)
+    @handles(KvDelete, batch=True, per_item=True, concurrent=True)
     async def kv_delete(self, batch: list[KvDelete]) -> list[Deferred]:
         return await jetstream.kv_delete(self.state, batch)
 

@@ -8,7 +8,10 @@ operation's time and fails with that operation's code (a put's
 TIMEOUT_KV_PUT, not a get's). Reads go to the stream leader, so a read that
 decides an outcome sees the latest acknowledged write. KV gets, puts,
 updates and deletes waiting together are one concurrent run: one crossing to nats-py, each asker
-answered on its own (calls.call_each). A stream is read in bulk by
+answered on its own (calls.call_each); a KvBucket's get, put, update or
+delete, whose bucket it opened on this client, starts at once as the one
+request it is, with no task and no scope (`kv_at_once`, requests.py), as a
+Request does. A stream is read in bulk by
 `stream_fetch`: one batch of messages per pull request, not one request each.
 """
 
@@ -26,6 +29,8 @@ from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 from exoarmur.actors.nats.calls import call, call_each
 from exoarmur.actors.nats.js_replies import delete_request, js_publish_request, leader_get, put_request, update_request
 from exoarmur.actors.nats.kv_messages import (
+    Delete,
+    Get,
     KvCreate,
     KvDelete,
     KvGet,
@@ -33,9 +38,12 @@ from exoarmur.actors.nats.kv_messages import (
     KvOpen,
     KvPut,
     KvUpdate,
+    Put,
+    Update,
 )
 from exoarmur.actors.nats.read_loop import Inline
 from exoarmur.actors.nats.requests import start
+from exoarmur.actors.nats.starting import OneRequest
 from exoarmur.actors.nats.state import ConnectionState
 from exoarmur.actors.nats.stream_messages import FETCH_LIMIT, JsPublish, StreamEnsure, StreamFetch, StreamMessage
 from exoarmur.runtime import Deferred, ExoarmurError, ReasonCode, error_for
@@ -50,6 +58,7 @@ __all__ = [
     "kv_keys",
     "kv_open",
     "kv_put",
+    "kv_at_once",
     "kv_update",
     "stream_ensure",
     "stream_fetch",
@@ -109,6 +118,28 @@ async def kv_open(state: ConnectionState, m: KvOpen) -> None:
         config = KeyValueConfig(bucket=m.bucket, replicas=m.replicas, history=m.history)
         kv = await call(state, code, js.create_key_value, config)
     state.buckets[m.bucket] = kv
+
+
+# A KvBucket's operation as the one request it is: its timeout code, its request.
+_AT_ONCE: dict[type, tuple[ReasonCode, Callable[[Any, Any], OneRequest | tuple[Any, ...]]]] = {
+    Get: (ReasonCode.TIMEOUT_KV_GET, lambda kv, m: leader_get(m)),
+    Put: (ReasonCode.TIMEOUT_KV_PUT, put_request),
+    Update: (ReasonCode.TIMEOUT_KV_PUT, update_request),
+    Delete: (ReasonCode.TIMEOUT_KV_DELETE, delete_request),
+}
+
+
+def kv_at_once(state: ConnectionState, m: Get | Put | Update | Delete) -> Deferred | None:
+    """`m` started now, answered when its reply comes (requests.start), if
+    its bucket is open on this client and its key is one a plain request
+    takes; None otherwise (the batch handlers' way: they open the bucket,
+    or call nats-py for its own error)."""
+    kv = state.buckets.get(m.bucket) if state.js is not None and state.js[0] is state.nc else None
+    if kv is None:
+        return None
+    code, request = _AT_ONCE[type(m)]
+    one = request(kv, m)
+    return start(state, code, one) if isinstance(one, OneRequest) else None
 
 
 async def kv_get(state: ConnectionState, batch: list[KvGet]) -> list[Deferred]:
