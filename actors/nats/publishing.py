@@ -10,6 +10,7 @@ publish's coded error alone.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from exoarmur.actors.nats.buffering import buffered, buffered_run, publish_all
@@ -41,7 +42,18 @@ async def publish(state: ConnectionState, batch: list[Publish]) -> list[None | E
 
 async def flush(state: ConnectionState, code: ReasonCode = ReasonCode.TIMEOUT_NATS_PUBLISH) -> None:
     """Until the server has taken everything buffered so far (a PING's PONG)."""
-    await call(state, code, state.client().flush, timeout=remaining(state))
+    await call(state, code, _written_then_flushed, state.client(), remaining(state))
+
+
+async def _written_then_flushed(nc: Any, timeout: float) -> None:
+    """`nc.flush`, once nats-py's flusher has written what is buffered:
+    `flush` writes its PING straight to the socket, ahead of the buffer (a
+    SUB just made), and the server can answer PONG before it has read them."""
+    if nc.is_connected and nc._flusher_task is not None and not nc._flusher_task.done():
+        written = asyncio.get_running_loop().create_future()
+        await nc._flush_queue.put(written)  # the flusher writes the buffer, then ends this
+        await asyncio.wait_for(written, timeout)
+    await nc.flush(timeout=timeout)
 
 
 def respond(state: ConnectionState, subject: str, data: bytes) -> None:

@@ -295,6 +295,26 @@ class TestRequest:
             await eventually(lambda: len(got) == 10)
             assert [m.data for m in got] == [b"request", b"publish"] * 5
 
+    async def test_a_subscribe_and_an_unsubscribe_reach_the_server_before_the_ping_that_confirms_them(self, tmp_path):
+        """nats-py's flush writes its PING straight to the socket, ahead of
+        what waits in its buffer: its PONG would not mean the server has the
+        SUB, and another client's request could still find no responders."""
+        async with running_server(tmp_path) as server, ActorSystem() as system:
+            await system.spawn(Sink, name="sink", kwargs={"got": []})
+            conn = await connect(system, server)
+            transport = client_of(conn)._transport
+            sent: list[bytes] = []
+            write, writelines = transport.write, transport.writelines
+            transport.write = lambda data: (sent.append(bytes(data)), write(data))[-1]
+            transport.writelines = lambda parts: (sent.append(b"".join(parts)), writelines(parts))[-1]
+            sid = await conn.ask(Subscribe("confirmed", "sink"))
+            wire = b"".join(sent)
+            assert b"PING\r\n" in wire[wire.index(b"SUB confirmed ") :]
+            sent.clear()
+            await conn.ask(Unsubscribe(sid))
+            wire = b"".join(sent)
+            assert b"PING\r\n" in wire[wire.index(b"UNSUB ") :]
+
     async def test_request_reply_through_an_actor(self, tmp_path):
         async with running_server(tmp_path) as server, ActorSystem() as system:
             await system.spawn(Echo, name="echo")
