@@ -210,7 +210,7 @@ def intents_spec(
     resumer = ChildSpec(
         "resumer",
         Resumer,
-        kwargs={"setting": setting, "router": ROUTER, "interval": resume_interval},
+        kwargs={"setting": setting, "router": ROUTER, "tenants": TENANTS, "interval": resume_interval},
         backoff=RESTART_BACKOFF,
     )
     service = ChildSpec(

@@ -9,13 +9,19 @@ from exoarmur.runtime import TimeoutCategory, message
 if TYPE_CHECKING:
     from exoarmur.actors.intents.record import IntentRecord
 
-__all__ = ["Activate", "Admit", "FirstRead", "Recheck", "Released", "intent_actor_name"]
+__all__ = ["Activate", "Admit", "FirstRead", "Recheck", "Released", "intent_actor_name", "intent_actor_path"]
 
 
 def intent_actor_name(intent_id: str) -> str:
     """The name of an intent's actor, under its tenant's supervisor
     (`<tenants>/<tenant>/<name>`: actors/tenants/router.py)."""
     return f"intent.{intent_id}"
+
+
+def intent_actor_path(tenants: str, tenant: str, intent_id: str) -> str:
+    """Where an intent's actor runs: under its tenant's supervisor, under
+    the tenants' supervisor at `tenants`."""
+    return f"{tenants}/{tenant}/{intent_actor_name(intent_id)}"
 
 
 class FirstRead:

@@ -4,9 +4,12 @@ The `Resumer` reads the index of unsettled intents (actors/intents/store.py)
 when it starts and every `interval` seconds after, and has an intent actor
 running (`Activate`, told to the tenants' router) for each entry:
 
-    its own entries      always: after a crash of the process, or of a tenant's
-                         subtree, the actors are started again; an actor that
-                         runs already is left alone
+    its own entries      those with no actor running as the index is read:
+                         after a crash of the process, or of a tenant's
+                         subtree, the actors are started again. One whose
+                         actor runs is left alone: it is driven, and by the
+                         time the walk reached it, it may have settled, and a
+                         fresh actor would only read that back.
     another owner's      only once that owner's lease has lapsed (`Lapsed`,
                          actors/intents/leases.py): the actor takes it over
 
@@ -20,16 +23,17 @@ import anyio
 
 from exoarmur.actors.intents.intent import IntentSetting
 from exoarmur.actors.intents.leases import Lapsed
-from exoarmur.actors.intents.messages import Activate
+from exoarmur.actors.intents.messages import Activate, intent_actor_path
 from exoarmur.runtime import Actor, ActorRef, ExoarmurError
 
 __all__ = ["Resumer"]
 
 
 class Resumer(Actor):
-    def __init__(self, *, setting: IntentSetting, router: str, interval: float = 5.0) -> None:
+    def __init__(self, *, setting: IntentSetting, router: str, tenants: str, interval: float = 5.0) -> None:
         self.setting = setting
         self.router_path = router
+        self.tenants_path = tenants  # the tenants' supervisor: an intent's live actor is under it
         self.interval = interval
 
     async def started(self) -> None:
@@ -56,7 +60,12 @@ class Resumer(Actor):
 
     async def scan(self) -> None:
         me = self.setting.owner
-        entries = await self.store.unsettled()
+        find = self.context.system.find
+        entries = [
+            (owner, tenant, intent_id)
+            for owner, tenant, intent_id in await self.store.unsettled()
+            if owner != me or find(intent_actor_path(self.tenants_path, tenant, intent_id)) is None
+        ]
         lapsed = {owner for owner in sorted({o for o, _, _ in entries if o != me}) if await self._lapsed(owner)}
         for owner, tenant, intent_id in entries:
             if owner == me or owner in lapsed:

@@ -37,7 +37,7 @@ import orjson
 from exoarmur.actors.intents.approvals import Decision
 from exoarmur.actors.intents.approving import decide
 from exoarmur.actors.intents.intent import IntentSetting
-from exoarmur.actors.intents.messages import Activate, Admit, Released, intent_actor_name
+from exoarmur.actors.intents.messages import Activate, Admit, Released, intent_actor_path
 from exoarmur.actors.intents.recent import RecentKeys
 from exoarmur.actors.intents.record import IntentRecord, check_id
 from exoarmur.actors.intents.requests import GET_FIELDS, PREFIX, new_record, only, parse_request, wait_of
@@ -410,7 +410,7 @@ class IntentService(Actor):
     def _driven_here(self, key: str) -> bool:
         """Whether the intent's actor runs in this process: it tells its end (`Settled`)."""
         tenant, intent_id = key.split(".", 1)
-        return self.context.system.find(f"{self.tenants_path}/{tenant}/{intent_actor_name(intent_id)}") is not None
+        return self.context.system.find(intent_actor_path(self.tenants_path, tenant, intent_id)) is not None
 
     async def _answer_over(self, over: list[Waiter]) -> None:
         found = await self._read([waiter.key for waiter in over])

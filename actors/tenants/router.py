@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import Counter
 
 from exoarmur.actors.intents import IntentActor, IntentSetting
-from exoarmur.actors.intents.messages import Activate, FirstRead, Recheck, intent_actor_name
+from exoarmur.actors.intents.messages import Activate, FirstRead, Recheck, intent_actor_name, intent_actor_path
 from exoarmur.actors.intents.trail import chain_of
 from exoarmur.actors.nats import AuditStream
 from exoarmur.runtime import Actor, ActorRef, ExoarmurError, ReasonCode, SharedCalls, handles
@@ -99,7 +99,7 @@ class TenantRouter(Actor):
     @handles(Activate, concurrent=True)
     async def activate(self, m: Activate) -> bool:
         name = intent_actor_name(m.intent_id)
-        if self.context.system.find(f"{self.tenants_path}/{m.tenant}/{name}") is not None:
+        if self.context.system.find(intent_actor_path(self.tenants_path, m.tenant, m.intent_id)) is not None:
             return False  # runs already (the resumer asks for every unsettled intent, often)
         tenant = await self._tenant(m.tenant)
         spec = ChildSpec(
@@ -125,7 +125,7 @@ class TenantRouter(Actor):
         """Recheck told to every live intent actor `m` names; how many there were."""
         system = self.context.system
         if m.tenant and m.intent_id:
-            paths = [f"{self.tenants_path}/{m.tenant}/{intent_actor_name(m.intent_id)}"]
+            paths = [intent_actor_path(self.tenants_path, m.tenant, m.intent_id)]
         else:
             prefix = f"{self.tenants_path}/{m.tenant}/" if m.tenant else f"{self.tenants_path}/"
             paths = [p for p in system.paths() if p.startswith(prefix) and p.rpartition("/")[2].startswith("intent.")]

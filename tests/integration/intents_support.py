@@ -174,7 +174,7 @@ async def intents_on(
         if intent_actor is not None:
             router["intent_actor"] = intent_actor
         await system.spawn(TenantRouter, name="router", kwargs=router)
-        await system.spawn(Resumer, name="resumer", kwargs={"setting": setting, "router": "router", "interval": 0.5})
+        await system.spawn(Resumer, name="resumer", kwargs={"setting": setting, "router": "router", "tenants": "tenants", "interval": 0.5})
         service = {"connection": "nats", "setting": setting, "router": "router", "tenants": "tenants"}
         await system.spawn(IntentService, name="service", kwargs=service)
         if gates:

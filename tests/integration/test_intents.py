@@ -267,6 +267,20 @@ async def test_an_actor_started_for_an_intent_settled_meanwhile_appends_nothing(
         assert [e["record"]["state"] for e in await it.events("acme")] == ["RECEIVED", "APPROVED", "EXECUTING", "SUCCEEDED"]
 
 
+async def test_the_resumer_leaves_an_entry_whose_actor_runs_alone(tmp_path):
+    """An entry whose actor runs as the index is read is not activated (the
+    resumer scans every 0.5 s here): by the time the walk reaches it, it may
+    have settled, and a fresh actor would only read that back."""
+    async with intents_on(tmp_path) as it:
+        await it.store.mark_open(OWNER, "acme", "running")
+        router = it.system.lookup("router")
+        await router.ask(Activate("acme", "running"))  # waits for a record that is not created here
+        before = router.statistics().processed
+        await anyio.sleep(1.3)
+        assert it.system.find("tenants/acme/intent.running") is not None
+        assert router.statistics().processed == before
+
+
 async def eventually_async(read, holds, *, timeout: float = 10.0) -> None:
     with anyio.fail_after(timeout):
         while not holds(await read()):
