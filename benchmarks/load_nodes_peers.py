@@ -16,8 +16,10 @@ Scenarios (load_phases.py paces each open loop, submissions dealt round
 robin, so each source submits at rate / sources, evenly):
 
     ramp       measures capacity: steps x1.5 from --start-rate until a
-               step is refused or falls behind; capacity is the highest
-               throughput a step completed
+               step is refused or falls behind, then two steps bisecting
+               the last rate that held and the first that did not;
+               capacity is the nominal peak, the highest throughput of a
+               step that held
     nominal    half of capacity (or --rate): no rejection, nothing lost
     overload   2 x capacity: refusals only with OVERLOAD_* or RATE_LIMITED
                codes, completed throughput >= 90% of capacity, the process's

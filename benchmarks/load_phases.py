@@ -8,9 +8,15 @@ measures capacity before anything is offered beyond it.
               back by earlier ones (open loop: the client's lateness is in
               the latency, counted from when it was due)
     ramp      steps at r0, r0 x step_factor, ... each `step_seconds`, until
-              a step is refused anything, completes less than KEEP_UP of
-              what it offered, or MAX_STEPS; capacity is the highest
-              throughput a step completed
+              a step is past capacity (refused anything, or completed less
+              than KEEP_UP of what it offered) or MAX_STEPS; then
+              REFINE_STEPS more, each at the geometric midpoint of the
+              highest nominal rate and the lowest past one, so the knee is
+              found within step_factor ** (1 / 2 ** REFINE_STEPS) (x1.107
+              at x1.5). Capacity is the nominal peak: the highest
+              throughput a nominal step completed (issue 17: overload is
+              held to 90% of it); a step past capacity does not count, its
+              throughput includes the burst its empty queues took in
 
 A phase's figures (`figures`) come from its Recorder and its interval rows;
 its throughput is what completed between the end of its warm-up and the end
@@ -32,10 +38,11 @@ from exoarmur.benchmarks.load_record import Recorder, Sampler, percentiles
 from exoarmur.benchmarks.load_report import progress
 from exoarmur.benchmarks.measure import perf_ns
 
-__all__ = ["Phase", "ramp", "run_phase"]
+__all__ = ["Phase", "nominal_peak", "ramp", "run_phase"]
 
 KEEP_UP = 0.9  # a step that completes less than this share of its offer is past capacity
 MAX_STEPS = 12
+REFINE_STEPS = 2  # steps bisecting the rates between the last nominal step and the first past it
 
 
 @attrs.frozen(kw_only=True)
@@ -175,15 +182,34 @@ async def ramp(
     stream: TextIO,
     driving: Driving,
 ) -> tuple[float, list[dict[str, Any]]]:
-    """Capacity (completed intents a second) and each step's figures."""
+    """Capacity (completed intents a second: the nominal peak) and each
+    step's figures, each marked `nominal` or not."""
     steps: list[dict[str, Any]] = []
-    rate = start_rate
-    for index in range(MAX_STEPS):
+    nominal_rate, past_rate = 0.0, 0.0  # the highest nominal rate, the lowest past capacity (0: none yet)
+    rate, refined = start_rate, 0
+    for index in range(MAX_STEPS + REFINE_STEPS):
         phase = Phase(name=f"r{index}", rate=rate, seconds=step_seconds, warmup=step_seconds / 4, interval=interval)
         _, result = await run_phase(fleet, sampler, sources, phase, run=run, stream=stream, driving=driving)
+        result["nominal"] = not sum(result["rejected_by"].values()) and result["throughput_per_s"] >= KEEP_UP * rate
         steps.append(result)
-        refused = sum(result["rejected_by"].values())
-        if refused or result["throughput_per_s"] < KEEP_UP * rate:
+        if result["nominal"]:
+            nominal_rate = max(nominal_rate, rate)
+        else:
+            past_rate = min(past_rate, rate) if past_rate else rate
+        if past_rate:
+            if refined == REFINE_STEPS or not nominal_rate:
+                break
+            refined += 1
+            rate = (nominal_rate * past_rate) ** 0.5
+        elif index + 1 == MAX_STEPS:
             break
-        rate *= step_factor
-    return max(step["throughput_per_s"] for step in steps), steps
+        else:
+            rate *= step_factor
+    return nominal_peak(steps), steps
+
+
+def nominal_peak(steps: list[dict[str, Any]]) -> float:
+    """The highest throughput of a nominal step; of any step if none was
+    (the first one was past capacity already)."""
+    nominal = [step["throughput_per_s"] for step in steps if step["nominal"]]
+    return max(nominal or [step["throughput_per_s"] for step in steps])

@@ -151,3 +151,29 @@ class TestARunningProcess:
         with pytest.raises(SystemExit) as raised:
             load_nodes_peers.parse_args(["--chaos", "--state-dir", "x"], "exoarmur bench load")
         assert raised.value.code == 2 and "chaos" in capsys.readouterr().err
+
+
+@pytest.mark.anyio
+async def test_the_ramp_bisects_the_knee_and_counts_only_nominal_steps(monkeypatch):
+    """A system that holds up to 300/s: the ramp steps x1.5 until a step is
+    past it, then bisects twice; capacity is the best step that held, not
+    the burst a step past capacity took in."""
+    from exoarmur.benchmarks import load_phases
+
+    offered: list[float] = []
+
+    async def phase(fleet, sampler, sources, phase, **kwargs):
+        offered.append(phase.rate)
+        held = phase.rate <= 300.0
+        throughput = phase.rate if held else 400.0  # past it: a burst into empty queues
+        return None, {"rejected_by": {} if held else {"OVERLOAD_TENANT_QUOTA": 5}, "throughput_per_s": throughput}
+
+    monkeypatch.setattr(load_phases, "run_phase", phase)
+    capacity, steps = await load_phases.ramp(
+        None, None, [], start_rate=40.0, step_factor=1.5, step_seconds=1.0, interval=1.0, run="r", stream=sys.stderr,
+        driving=None,
+    )  # fmt: skip
+    assert offered[:6] == pytest.approx([40, 60, 90, 135, 202.5, 303.75])
+    assert offered[6:] == pytest.approx([(202.5 * 303.75) ** 0.5, (248.0 * 303.75) ** 0.5], rel=1e-3)
+    assert [step["nominal"] for step in steps] == [True] * 5 + [False, True, True]
+    assert capacity == pytest.approx(offered[-1]) and 274 < capacity <= 300
