@@ -206,14 +206,16 @@ class IntentActor(Actor):
                 return True  # another owner drives it
             record = await self._take_over(record)
         info = self.setting.types.get(record.type)
-        revert_due = record.state is S.SUCCEEDED and record.revert_at and info is not None and info.revertible
-        if record.state in TERMINAL and not revert_due and self.audited == 0:
-            # A fresh instance (the resumer's snapshot of the index can be
-            # older than the end): out of the index, its end is audited.
+        revertible = record.state is S.SUCCEEDED and info is not None and info.revertible
+        if record.state in TERMINAL and not revertible and self._fresh_on_own_entry():
+            # Out of the index, its end is audited (the resumer's snapshot of
+            # the index can be older than the end).
             if not await self.store.is_open(me, self.tenant, self.intent_id):
+                if record.revision > self.told:
+                    self._tell_ended(record)
                 return True
         await self._audited(record)
-        if revert_due:
+        if revertible and record.revert_at:
             await self._expire(record, info)
             return False
         if record.state in TERMINAL:
@@ -375,6 +377,11 @@ class IntentActor(Actor):
         await self.store.mark_open(me, self.tenant, self.intent_id)
         await self.store.mark_settled(record.owner, self.tenant, self.intent_id)
         return written
+
+    def _fresh_on_own_entry(self) -> bool:
+        """Nothing done by this instance yet, started for this process's own
+        entry (not a takeover, whose index move a crash may have cut short)."""
+        return self.audited == 0 and not self.take_over and not self.entry_owner
 
     def _tell_ended(self, record: IntentRecord) -> None:
         """The service answers the requests that wait for this end; one that

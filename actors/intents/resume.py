@@ -7,9 +7,10 @@ running (`Activate`, told to the tenants' router) for each entry:
     its own entries      those with no actor running as the index is read:
                          after a crash of the process, or of a tenant's
                          subtree, the actors are started again. One whose
-                         actor runs is left alone: it is driven, and by the
-                         time the walk reached it, it may have settled, and a
-                         fresh actor would only read that back.
+                         actor runs is left alone (by the time the walk
+                         reached it, it may have settled, and a fresh actor
+                         would only read that back); if that actor stops
+                         without settling it, the next scan finds the entry.
     another owner's      only once that owner's lease has lapsed (`Lapsed`,
                          actors/intents/leases.py): the actor takes it over
 

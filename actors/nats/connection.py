@@ -42,7 +42,6 @@ from exoarmur.actors.nats.kv_messages import (
     Keys,
     Put,
     Update,
-    general_form,
 )
 from exoarmur.actors.nats.messages import (
     Flush,
@@ -150,13 +149,9 @@ class NatsConnection(Actor):
     @handles(Get, Put, Update, Delete)
     def kv_at_once(self, m: Get | Put | Update | Delete) -> Deferred:
         """A KvBucket's operation, its bucket named: started now, with no task
-        and no scope, as a Request is; while its bucket is not open on this
-        client, by the batch handler of its general form (KvGet, ...)."""
-        later = jetstream.kv_at_once(self.state, m)
-        if later is None:
-            later = self.context.defer()
-            self.context.self_ref.ask_then(general_form(m), later.resolve, deadline=self.context.deadline)
-        return later
+        and no scope, as a Request is (a task opens its bucket first, if this
+        client has not)."""
+        return jetstream.kv_at_once(self.state, m)
 
     @handles(KvOpen, concurrent=True)
     async def kv_open(self, m: KvOpen) -> None:

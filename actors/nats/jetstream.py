@@ -52,13 +52,13 @@ from exoarmur.runtime.margins import FETCH_CONSUMER_IDLE, JS_BACKSTOP
 __all__ = [
     "jetstream",
     "js_publish",
+    "kv_at_once",
     "kv_create",
     "kv_delete",
     "kv_get",
     "kv_keys",
     "kv_open",
     "kv_put",
-    "kv_at_once",
     "kv_update",
     "stream_ensure",
     "stream_fetch",
@@ -129,17 +129,36 @@ _AT_ONCE: dict[type, tuple[ReasonCode, Callable[[Any, Any], OneRequest | tuple[A
 }
 
 
-def kv_at_once(state: ConnectionState, m: Get | Put | Update | Delete) -> Deferred | None:
+def kv_at_once(state: ConnectionState, m: Get | Put | Update | Delete) -> Deferred:
     """`m` started now, answered when its reply comes (requests.start), if
     its bucket is open on this client and its key is one a plain request
-    takes; None otherwise (the batch handlers' way: they open the bucket,
-    or call nats-py for its own error)."""
-    kv = state.buckets.get(m.bucket) if state.js is not None and state.js[0] is state.nc else None
-    if kv is None:
-        return None
+    takes; otherwise from a task of this instance's that opens the bucket
+    first, in the envelope's time and with its operation's code (`_opened`)."""
     code, request = _AT_ONCE[type(m)]
-    one = request(kv, m)
-    return start(state, code, one) if isinstance(one, OneRequest) else None
+    kv = state.buckets.get(m.bucket) if state.js is not None and state.js[0] is state.nc else None
+    one = request(kv, m) if kv is not None else None
+    if isinstance(one, OneRequest):
+        return start(state, code, one)
+    later = state.context.defer()
+    state.context.start_task(_opened, state, m, later)
+    return later
+
+
+async def _opened(state: ConnectionState, m: Get | Put | Update | Delete, later: Deferred) -> None:
+    """`m`'s bucket opened, then `m` made as kv_at_once would (nats-py's own
+    call for a key a plain request does not take): `later` answered with
+    its value or its coded error. A bug raises: this instance crashes, and
+    the asker hears so."""
+    code, request = _AT_ONCE[type(m)]
+    with state.context.on_behalf_of(later.envelope):  # its deadline bounds the calls
+        try:
+            one = request(await bucket(state, m.bucket, code), m)
+            if isinstance(one, OneRequest):
+                start(state, code, one, later)
+            else:
+                later.reply(await call(state, code, *one))
+        except ExoarmurError as exc:
+            later.fail(exc)
 
 
 async def kv_get(state: ConnectionState, batch: list[KvGet]) -> list[Deferred]:

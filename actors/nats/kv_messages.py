@@ -19,7 +19,7 @@ bucket is named.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import attrs
 
@@ -44,7 +44,6 @@ __all__ = [
     "Put",
     "Update",
     "bucket_form",
-    "general_form",
 ]
 
 T = TypeVar("T", bound=type)
@@ -208,8 +207,3 @@ class KvChange:
     revision: int
     deleted: bool
 
-
-def general_form(m: Any) -> Any:
-    """A KvBucket form (Get, ...) as its general message (KvGet, ...)."""
-    general = type(m).__mro__[1]
-    return general(**attrs.asdict(m, recurse=False))

@@ -36,13 +36,14 @@ def _response(msg: Any) -> Response:
     return Response(msg.data, dict(msg.headers) if msg.headers else None)
 
 
-def start(state: ConnectionState, code: ReasonCode, call: OneRequest) -> Deferred:
+def start(state: ConnectionState, code: ReasonCode, call: OneRequest, later: Deferred | None = None) -> Deferred:
     """Started at once on the asyncio side; answered when the reply comes,
-    or with `code` (a failed dependency) just before the deadline."""
+    or with `code` (a failed dependency) just before the deadline. `later`:
+    the envelope's answer deferred already (default: deferred here)."""
     nc = state.client()
     if state.requests_in_flight >= state.requests_limit:
         raise error_for(ReasonCode.OVERLOAD_SHED, f"{state.requests_in_flight} requests in flight (requests_limit)")
-    later = state.context.defer()
+    later = later or state.context.defer()
     state.requests_in_flight += 1
     state.bridge.soon(_start_on_asyncio, state, nc, call, code, answer_by(state), later)
     return later
