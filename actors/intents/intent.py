@@ -367,14 +367,16 @@ class IntentActor(Actor):
 
     async def _take_over(self, record: IntentRecord) -> IntentRecord:
         """Make the intent this process's: its last revision audited first
-        (the former owner may have died before it), then the record written
-        under the new owner (the former one is fenced from here on), then
-        the index moved."""
+        (the former owner may have died before it), this process's index
+        entry written (before the record, as a submission's is: a crash
+        between the two leaves an entry to resume from), then the record
+        written under the new owner (the former one is fenced from here
+        on), then the former owner's entry dropped."""
         await self._audited(record)
         me = self.setting.owner
+        await self.store.mark_open(me, self.tenant, self.intent_id)
         written = await self.store.write(record, record.owned_by(me, now=time.time()))
         self.record = written
-        await self.store.mark_open(me, self.tenant, self.intent_id)
         await self.store.mark_settled(record.owner, self.tenant, self.intent_id)
         return written
 

@@ -145,6 +145,30 @@ async def test_a_dead_owners_intent_is_taken_over_after_its_lease_lapses(tmp_pat
         assert intent_key("acme", "orphan") not in [f"{t}.{i}" for _, t, i in await it.unsettled()]
 
 
+async def test_a_takeover_writes_its_index_entry_before_the_record(tmp_path, monkeypatch):
+    """As a submission's entry precedes its record: a takeover whose entry
+    cannot be written (a crash there) leaves the record the dead owner's,
+    still indexed under it, never a record of ours that no entry names."""
+    async with intents_on(tmp_path) as it:
+        await it.system.lookup("leases").ask(Put("p-dead", orjson.dumps({"owner": "p-dead", "ttl": 1.0})))
+        failed = anyio.Event()
+        original = IntentStore.mark_open
+
+        async def unreachable(self, owner, tenant, intent_id):
+            failed.set()
+            raise error_for(ReasonCode.TIMEOUT_KV_PUT, "the index is unreachable")
+
+        await executing(it, "orphan", owner="p-dead")  # its lease lapses only after 1 s and a grace
+        monkeypatch.setattr(IntentStore, "mark_open", unreachable)
+        with anyio.fail_after(15):
+            await failed.wait()
+        stored = await it.store.load("acme", "orphan")
+        assert stored.owner == "p-dead" and stored.state is S.EXECUTING
+        monkeypatch.setattr(IntentStore, "mark_open", original)
+        done = await it.settled("acme", "orphan", timeout=15.0)
+        assert done.owner == OWNER and it.effects[("acme/orphan", "apply")] == 1
+
+
 async def test_a_succeeded_intent_reverts_once(tmp_path):
     async with intents_on(tmp_path) as it:
         await it.request("acme", "submit", {"id": "r", "type": "fx"})
