@@ -277,20 +277,22 @@ async def test_an_actor_started_for_an_intent_settled_meanwhile_appends_nothing(
     for an intent that settled since. Out of the index, the intent's end is
     audited: the actor stops without appending it again (an append the
     chain's memo of recent ids would only absorb while it remembers it).
-    (A SUCCEEDED intent of a type that reverts is read again instead, as
-    `_settled` does: a revert may have been written meanwhile.)"""
+    A SUCCEEDED intent of a type that reverts ("fx") is read again first, as
+    `_settled` does (a revert may have been written meanwhile): still
+    SUCCEEDED, nothing is appended either."""
     once = TypeInfo(name="once", path="fx", timeout=2.0)  # the same effector, no revert
     async with intents_on(tmp_path, types={"once": once}) as it:
-        reply = await it.request("acme", "submit", {"id": "done", "type": "once", "wait": 5})
-        assert reply["intent"]["state"] == "SUCCEEDED"
-        await it.settled("acme", "done")
-        await eventually(lambda: it.system.find("tenants/acme/intent.done") is None)
-        audit = it.system.lookup("tenants/acme/audit")
-        before = audit.statistics().processed
-        await it.system.lookup("router").ask(Activate("acme", "done"))  # as a stale scan would
-        await eventually(lambda: it.system.find("tenants/acme/intent.done") is None)
-        assert audit.statistics().processed == before
-        assert [e["record"]["state"] for e in await it.events("acme")] == ["RECEIVED", "APPROVED", "EXECUTING", "SUCCEEDED"]
+        for kind in ("once", "fx"):
+            reply = await it.request("acme", "submit", {"id": kind, "type": kind, "wait": 5})
+            assert reply["intent"]["state"] == "SUCCEEDED"
+            await it.settled("acme", kind)
+            await eventually(lambda: it.system.find(f"tenants/acme/intent.{kind}") is None)
+            audit = it.system.lookup("tenants/acme/audit")
+            before = audit.statistics().processed
+            await it.system.lookup("router").ask(Activate("acme", kind))  # as a stale scan would
+            await eventually(lambda: it.system.find(f"tenants/acme/intent.{kind}") is None)
+            assert audit.statistics().processed == before, kind
+        assert [e["record"]["state"] for e in await it.events("acme")] == ["RECEIVED", "APPROVED", "EXECUTING", "SUCCEEDED"] * 2
 
 
 async def test_the_resumer_leaves_an_entry_whose_actor_runs_alone(tmp_path):
