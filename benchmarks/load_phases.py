@@ -38,7 +38,7 @@ from exoarmur.benchmarks.load_record import Recorder, Sampler, percentiles
 from exoarmur.benchmarks.load_report import progress
 from exoarmur.benchmarks.measure import perf_ns
 
-__all__ = ["Phase", "nominal_peak", "ramp", "run_phase"]
+__all__ = ["Phase", "ramp", "run_phase"]
 
 KEEP_UP = 0.9  # a step that completes less than this share of its offer is past capacity
 MAX_STEPS = 12

@@ -206,16 +206,14 @@ class IntentActor(Actor):
                 return True  # another owner drives it
             record = await self._take_over(record)
         info = self.setting.types.get(record.type)
-        revertible = record.state is S.SUCCEEDED and info is not None and info.revertible
         if record.state in TERMINAL and self._fresh_on_own_entry():
+            # Out of the index, it settled before this instance started (the
+            # resumer's snapshot of the index can be older than the end): its
+            # end is audited, nothing is appended again.
             if not await self.store.is_open(me, self.tenant, self.intent_id):
-                again = await self._settled_before(record, revertible=revertible)
-                if again is None:
-                    return True
-                self.record = again  # a revert written since: driven from its record
-                return False
+                return await self._settled(record, info)
         await self._audited(record)
-        if revertible and record.revert_at:
+        if record.state is S.SUCCEEDED and record.revert_at and info is not None and info.revertible:
             await self._expire(record, info)
             return False
         if record.state in TERMINAL:
@@ -379,21 +377,6 @@ class IntentActor(Actor):
         self.record = written
         await self.store.mark_settled(record.owner, self.tenant, self.intent_id)
         return written
-
-    async def _settled_before(self, record: IntentRecord, *, revertible: bool) -> IntentRecord | None:
-        """A fresh instance's intent, terminal and out of the index: it
-        settled before this instance started (the resumer's snapshot of the
-        index can be older than the end), its end audited, so nothing is
-        appended again. None; or, read again as `_settled` does for a type
-        that reverts, the revert written since (its entry comes first)."""
-        again = await self.store.load(self.tenant, self.intent_id) if revertible else record
-        if again is None or again.owner != self.setting.owner:
-            return None
-        if again.state not in TERMINAL:
-            return again
-        if again.revision > self.told:
-            self._tell_ended(again)
-        return None
 
     def _fresh_on_own_entry(self) -> bool:
         """Nothing done by this instance yet, started for this process's own

@@ -9,9 +9,9 @@ TIMEOUT_KV_PUT, not a get's). Reads go to the stream leader, so a read that
 decides an outcome sees the latest acknowledged write. KV gets, puts,
 updates and deletes waiting together are one concurrent run: one crossing to nats-py, each asker
 answered on its own (calls.call_each); a KvBucket's get, put, update or
-delete, whose bucket it opened on this client, starts at once as the one
-request it is, with no task and no scope (`kv_at_once`, requests.py), as a
-Request does. A stream is read in bulk by
+delete starts at once as the one request it is, with no task and no scope
+(`kv_at_once`, requests.py), as a Request does, once its bucket is open on
+this client (a task opens it first). A stream is read in bulk by
 `stream_fetch`: one batch of messages per pull request, not one request each.
 """
 
@@ -135,7 +135,8 @@ def kv_at_once(state: ConnectionState, m: Get | Put | Update | Delete) -> Deferr
     takes; otherwise from a task of this instance's that opens the bucket
     first, in the envelope's time and with its operation's code (`_opened`)."""
     code, request = _AT_ONCE[type(m)]
-    kv = state.buckets.get(m.bucket) if state.js is not None and state.js[0] is state.nc else None
+    jetstream(state)  # a new client's buckets are opened anew
+    kv = state.buckets.get(m.bucket)
     one = request(kv, m) if kv is not None else None
     if isinstance(one, OneRequest):
         return start(state, code, one)

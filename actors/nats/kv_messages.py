@@ -206,4 +206,3 @@ class KvChange:
     value: bytes
     revision: int
     deleted: bool
-

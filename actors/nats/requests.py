@@ -43,7 +43,8 @@ def start(state: ConnectionState, code: ReasonCode, call: OneRequest, later: Def
     nc = state.client()
     if state.requests_in_flight >= state.requests_limit:
         raise error_for(ReasonCode.OVERLOAD_SHED, f"{state.requests_in_flight} requests in flight (requests_limit)")
-    later = later or state.context.defer()
+    if later is None:
+        later = state.context.defer()
     state.requests_in_flight += 1
     state.bridge.soon(_start_on_asyncio, state, nc, call, code, answer_by(state), later)
     return later

@@ -260,8 +260,10 @@ async def test_an_actor_started_before_its_record_is_created_waits_for_it(tmp_pa
     async with intents_on(tmp_path) as it:
         await it.store.mark_open(OWNER, "acme", "early")
         router = it.system.lookup("router")
+        records = it.system.lookup("records")
+        looked = records.statistics().processed
         await router.ask(Activate("acme", "early"))  # as the resumer would (it may have, too): no record yet
-        await anyio.sleep(0.3)
+        await eventually(lambda: records.statistics().processed >= looked + 2)  # found none, looked again
         assert it.system.find("tenants/acme/intent.early") is not None  # waiting, not stopped
         now = time.time()
         record = IntentRecord.received(intent_id="early", tenant="acme", type="fx", params={}, owner=OWNER,
